@@ -1,0 +1,22 @@
+"""dbperf kit: audit a PostgreSQL-backed application, apply the fixes, chart the improvement.
+
+Importing ``kit`` is cheap; the notebook helpers load on first use.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["record", "open_session", "__version__"]
+
+
+def __getattr__(name: str):
+    if name == "record":
+        from kit.records import record
+
+        return record
+    if name == "open_session":
+        from kit.notebook import open_session
+
+        return open_session
+    raise AttributeError(f"module 'kit' has no attribute {name!r}")

@@ -1,0 +1,211 @@
+"""The ``kit`` command: a thin layer over the library (talks to PostgreSQL and Redis through it).
+
+Every :class:`kit.errors.KitError` becomes one line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from kit.config import DATABASE_ENV, kit_home, mask_url
+from kit.errors import ConfigError, KitError, UnsafeOperation
+
+
+@click.group()
+@click.version_option(package_name="dbperf-kit")
+def cli() -> None:
+    """dbperf kit: audit a PostgreSQL-backed application, apply the fixes, chart the improvement."""
+
+
+# -- services ---------------------------------------------------------------------------
+
+
+@cli.group()
+def services() -> None:
+    """Start, stop and show the kit's throwaway PostgreSQL and Redis."""
+
+
+@services.command("up")
+@click.option("--pg-port", type=int, default=None, help="PostgreSQL port (default: a free one).")
+@click.option("--redis-port", type=int, default=None, help="Redis port (default: a free one).")
+def services_up(pg_port: int | None, redis_port: int | None) -> None:
+    from kit import local
+
+    servers = local.up(home=kit_home(), pg_port=pg_port, redis_port=redis_port)
+    _print_servers(servers)
+    click.echo(f"export KIT_DATABASE_URL={servers['postgres'].url}")
+    click.echo(f"export KIT_REDIS_URL={servers['redis'].url}")
+
+
+@services.command("down")
+@click.option("--purge", is_flag=True, help="Also delete the servers' data.")
+def services_down(purge: bool) -> None:
+    from kit import local
+
+    stopped = local.down(home=kit_home(), purge=purge)
+    click.echo(f"stopped {len(stopped)} server(s)" + (" and deleted their data" if purge else ""))
+
+
+@services.command("status")
+def services_status() -> None:
+    from kit import local
+
+    servers = local.status(home=kit_home())
+    if not servers:
+        click.echo("no kit servers are running (start them with `kit services up`)")
+    _print_servers(servers)
+
+
+def _print_servers(servers) -> None:
+    for srv in servers.values():
+        click.echo(f"{srv.kind:<9} pid {srv.pid:<7} {mask_url(srv.url)}  ({srv.engine})")
+        if srv.notes:
+            click.echo(f"          note: {srv.notes}")
+
+
+# -- seed -------------------------------------------------------------------------------
+
+
+def _database_url(url: str | None) -> str:
+    from kit.config import url_from_env, normalize_database_url
+
+    return normalize_database_url(url) if url else url_from_env()
+
+
+@cli.command()
+@click.option("--scale", default="demo", show_default=True, help="tiny, demo or large.")
+@click.option("--seed", "seed_value", type=int, default=42, show_default=True)
+@click.option("--database-url", default=None, help="Default: $KIT_DATABASE_URL or the kit's own server.")
+@click.option("--apply", "apply_", is_flag=True, help="Required to write into a database the kit did not create.")
+def seed(scale: str, seed_value: int, database_url: str | None, apply_: bool) -> None:
+    """Create the demo schema and load synthetic data (replaces the demo tables' contents)."""
+    from kit import datagen, local
+    from kit.db import make_engine
+
+    if scale not in datagen.SCALES:
+        raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(datagen.SCALES)}")
+    url = _database_url(database_url)
+    if not local.is_kit_database(url, home=kit_home()) and not apply_:
+        raise UnsafeOperation(f"{mask_url(url)} was not created by the kit: seeding would replace the contents of "
+                              f"its {len(datagen.TABLES)} demo tables; re-run with --apply if that is intended")
+    engine = make_engine(url)
+    try:
+        result = datagen.seed(engine, scale=scale, seed=seed_value)
+    finally:
+        engine.dispose()
+    click.echo(result.to_frame().to_string(index=False))
+    click.echo(f"{result.rows_total:,} rows in {result.seconds:.1f} s ({result.rows_per_s:,.0f} rows/s)")
+
+
+# -- run / demo -------------------------------------------------------------------------
+
+
+@cli.command("run")
+@click.option("-p", "--parameter", "params", nargs=2, multiple=True, metavar="NAME VALUE",
+              help="A notebook parameter (repeatable).")
+@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@click.option("--notebooks-dir", type=click.Path(path_type=Path), default=None)
+@click.option("--notebook", "only", multiple=True, help="Run only these notebooks (repeatable).")
+@click.option("--database-url", default=None, help="Given to the notebooks through $KIT_DATABASE_URL.")
+@click.option("--kernel", default="python3", show_default=True)
+@click.option("--timeout", type=int, default=1800, show_default=True, help="Seconds per cell.")
+def run_cmd(params, runs_dir: Path, notebooks_dir: Path | None, only: tuple[str, ...], database_url: str | None,
+            kernel: str, timeout: int) -> None:
+    """Run the notebooks with papermill into runs/<UTC timestamp>/."""
+    from kit import runner
+
+    if database_url:
+        os.environ[DATABASE_ENV[0]] = _database_url(database_url)  # kernels inherit it; never a parameter
+    result = runner.run(parameters=dict(params), runs_dir=runs_dir,
+                        notebooks_dir=notebooks_dir or runner.NOTEBOOKS_DIR,
+                        notebooks=tuple(only) or runner.NOTEBOOKS, kernel_name=kernel, timeout_s=timeout)
+    _print_run(result)
+
+
+def _print_run(result) -> None:
+    for nb in result.notebooks:
+        click.echo(f"{nb.name:<22} {nb.status:<6} {nb.seconds:6.1f} s  {nb.html}")
+    if result.figures:
+        click.echo("\nheadline figures")
+        width = max(map(len, result.figures))
+        for name, value in result.figures.items():
+            shown = f"{value:,.3f}" if isinstance(value, float) else json.dumps(value, default=str)
+            click.echo(f"  {name:<{width}}  {shown}")
+    click.echo(f"\nreports: {result.folder}/  (summary: {result.summary_path})")
+
+
+@cli.command()
+@click.option("--scale", default="demo", show_default=True, help="tiny, demo or large.")
+@click.option("--seed", "seed_value", type=int, default=42, show_default=True)
+@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+def demo(scale: str, seed_value: int, runs_dir: Path) -> None:
+    """Start the throwaway servers, build the demo database, run the notebooks."""
+    from kit import datagen, local, runner
+    from kit.db import make_engine
+
+    if scale not in datagen.SCALES:
+        raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(datagen.SCALES)}")
+    servers = local.up(home=kit_home())
+    _print_servers(servers)
+    os.environ[DATABASE_ENV[0]] = servers["postgres"].url
+    os.environ["KIT_REDIS_URL"] = servers["redis"].url
+    engine = make_engine(servers["postgres"].url)
+    try:
+        with engine.connect() as conn:
+            seeded = datagen.seeded_scale(conn)
+        if seeded == (scale, seed_value):
+            click.echo(f"demo database already seeded at scale {scale} (seed {seed_value})")
+        else:
+            click.echo(f"seeding the demo database at scale {scale} ...")
+            result = datagen.seed(engine, scale=scale, seed=seed_value)
+            click.echo(f"{result.rows_total:,} rows in {result.seconds:.1f} s")
+    finally:
+        engine.dispose()
+    result = runner.run(parameters={"scale": scale, "apply": True}, runs_dir=runs_dir)
+    _print_run(result)
+
+
+# -- bench ------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--scale", default="demo", show_default=True)
+@click.option("--seed", "seed_value", type=int, default=42, show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the figures here.")
+def bench(name: str, scale: str, seed_value: int, json_path: Path | None) -> None:
+    """Run benchmark NAME (datagen, nplus1, indexes, cache, load) on the kit's own servers."""
+    from kit import bench as benches
+
+    figures = benches.run(name, scale=scale, seed=seed_value, home=kit_home())
+    text = json.dumps(figures, indent=2, default=str)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(text + "\n")
+        click.echo(f"wrote {json_path}")
+    click.echo(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI, turning a KitError into one line and its exit code."""
+    try:
+        cli.main(args=argv, prog_name="kit", standalone_mode=False)
+    except KitError as exc:
+        click.echo(f"kit: error: {mask_url(str(exc))}", err=True)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("kit: aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

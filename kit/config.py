@@ -1,0 +1,121 @@
+"""Settings from the environment or explicit arguments, and URL masking (pure).
+
+This is the only module that reads the environment. Secrets never travel as notebook
+parameters: a notebook names an environment variable and :func:`url_from_env` reads it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from kit.errors import ConfigError
+
+DATABASE_ENV = ("KIT_DATABASE_URL", "DATABASE_URL")
+REDIS_ENV = ("KIT_REDIS_URL", "REDIS_URL")
+HOME_ENV = "KIT_HOME"
+RUN_DIR_ENV = "KIT_RUN_DIR"
+
+_PG_SCHEMES = {"postgres", "postgresql", "postgresql+psycopg", "postgresql+psycopg2"}
+# user:password@ inside any URL-looking text; the password is whatever runs up to the last '@'
+# of the authority part, so a password containing ':' is still masked whole.
+_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^/\s]*)@", re.I)
+_DSN_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.I)
+MASK = "***"
+
+
+def mask_url(text: str) -> str:
+    """Return ``text`` with every password in a URL or libpq DSN replaced by ``***``."""
+    text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", str(text))
+    return _DSN_PASSWORD.sub(lambda m: f"{m[1]}{MASK}", text)
+
+
+def normalize_database_url(url: str) -> str:
+    """Check that ``url`` names PostgreSQL and return it with the psycopg 3 driver."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(
+            f"not a database URL: {mask_url(url)!r}; expected postgresql://user@host:port/dbname"
+        ) from exc
+    if parsed.drivername not in _PG_SCHEMES:
+        raise ConfigError(
+            f"not a PostgreSQL URL: {mask_url(url)!r} (scheme {parsed.drivername!r}); "
+            "expected postgresql://user@host:port/dbname"
+        )
+    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def libpq_url(url: str) -> str:
+    """The same URL in the form libpq/psycopg accept (no SQLAlchemy driver suffix)."""
+    return make_url(normalize_database_url(url)).set(drivername="postgresql").render_as_string(
+        hide_password=False
+    )
+
+
+def _first_env(names: tuple[str, ...]) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+def url_from_env(name: str | None = None, *, kind: str = "database") -> str:
+    """The URL held by environment variable ``name`` (or the kit's defaults for ``kind``).
+
+    When no variable is set, the embedded servers started by ``kit services up`` are used.
+    """
+    if name:
+        value = os.environ.get(name)
+        if not value and name in DATABASE_ENV + REDIS_ENV:
+            value = _first_env(DATABASE_ENV if kind == "database" else REDIS_ENV)
+        if not value and name not in DATABASE_ENV + REDIS_ENV:
+            raise ConfigError(f"environment variable {name} is not set; export it with the {kind} URL")
+    else:
+        value = _first_env(DATABASE_ENV if kind == "database" else REDIS_ENV)
+    if value:
+        return normalize_database_url(value) if kind == "database" else value
+    from kit import local  # the launcher's state file names the embedded servers
+
+    return local.default_url(kind, home=kit_home())
+
+
+def kit_home() -> Path:
+    """Where the kit keeps its state (``.kit/``): ``$KIT_HOME`` or ``./.kit``."""
+    return Path(os.environ.get(HOME_ENV) or Path.cwd() / ".kit").resolve()
+
+
+def run_dir() -> Path | None:
+    """The folder of the ``kit run`` in progress, if any (set by the runner for its kernels)."""
+    value = os.environ.get(RUN_DIR_ENV)
+    return Path(value) if value else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The database and Redis a command works on."""
+
+    database_url: str
+    redis_url: str
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        database_url: str | None = None,
+        redis_url: str | None = None,
+        database_env: str | None = None,
+        redis_env: str | None = None,
+    ) -> Settings:
+        db = normalize_database_url(database_url) if database_url else url_from_env(database_env)
+        rd = redis_url or url_from_env(redis_env, kind="redis")
+        return cls(database_url=db, redis_url=rd)
+
+    def __repr__(self) -> str:
+        return f"Settings(database_url={mask_url(self.database_url)!r}, redis_url={mask_url(self.redis_url)!r})"

@@ -1,0 +1,69 @@
+"""The kit's exceptions, one tree (pure).
+
+    KitError                      anything the kit reports as one line
+    ├── ConfigError               bad settings, URL or parameter (what to fix)
+    │   └── ParameterError        a notebook parameter unknown or of the wrong type
+    ├── ServiceUnavailable        a server cannot be reached or started
+    │   ├── DatabaseUnavailable   PostgreSQL unreachable, auth failed, not PostgreSQL
+    │   └── LauncherError         the embedded servers cannot start (binaries, ports)
+    ├── QueryBudgetExceeded       more queries than a budget allows
+    ├── IndexBuildError           an index could not be built or verified
+    ├── UnsafeOperation           a change refused on a database the kit did not create
+    └── NotebookFailed            a notebook cell raised during ``kit run``
+
+The CLI prints ``str(exc)`` of a KitError on one line and exits with ``exc.exit_code``.
+Messages say what happened, what was expected, and what to do next; URLs in them are
+masked with :func:`kit.config.mask_url`.
+"""
+
+from __future__ import annotations
+
+
+class KitError(Exception):
+    """Base of every error the kit reports to a user."""
+
+    exit_code = 2
+
+
+class ConfigError(KitError):
+    """A setting, URL or argument is wrong."""
+
+
+class ParameterError(ConfigError):
+    """A notebook parameter is unknown or has the wrong type."""
+
+
+class ServiceUnavailable(KitError):
+    """A server the kit needs cannot be reached or started."""
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """PostgreSQL cannot be reached, refused the login, or is not PostgreSQL."""
+
+
+class LauncherError(ServiceUnavailable):
+    """The embedded PostgreSQL or Redis cannot be started."""
+
+
+class QueryBudgetExceeded(KitError, AssertionError):
+    """More queries ran than a budget allows (an AssertionError so pytest shows it as a failure)."""
+
+
+class IndexBuildError(KitError):
+    """An index could not be built, repaired or verified."""
+
+
+class UnsafeOperation(KitError):
+    """A change to a database was refused because it is not known to be safe."""
+
+
+class NotebookFailed(KitError):
+    """A notebook failed during ``kit run``; the executed notebook is kept at ``output``."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, notebook: str, output: str, cell: int | None = None):
+        super().__init__(message)
+        self.notebook = notebook
+        self.output = output
+        self.cell = cell

@@ -1,0 +1,110 @@
+"""What is in the audited database: server, extensions, tables with rows and sizes (talks to PostgreSQL).
+
+Read-only, and generic: it describes any database, not only the kit's demo.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+from sqlalchemy import Connection, text
+
+# The extensions the kit's checks use; each row says whether it is installed and how to enable it.
+KNOWN_EXTENSIONS = {
+    "pg_stat_statements": "add pg_stat_statements to shared_preload_libraries, restart, then "
+                          "CREATE EXTENSION pg_stat_statements",
+    "hypopg": "apt-get install postgresql-<major>-hypopg, then CREATE EXTENSION hypopg",
+}
+
+SERVER_SQL = """/* kit */ SELECT current_setting('server_version') AS version,
+       current_setting('server_version_num')::int AS version_num,
+       current_database() AS database,
+       pg_database_size(current_database()) AS database_bytes,
+       pg_is_in_recovery() AS is_replica,
+       current_user AS role,
+       current_setting('max_connections')::int AS max_connections,
+       current_setting('shared_preload_libraries') AS shared_preload_libraries"""
+
+EXTENSIONS_SQL = """/* kit */ SELECT a.name, a.default_version, e.extversion AS installed_version
+FROM pg_available_extensions a LEFT JOIN pg_extension e ON e.extname = a.name
+WHERE a.name = ANY(:names) ORDER BY a.name"""
+
+TABLES_SQL = """/* kit */ SELECT n.nspname AS schema, c.relname AS table,
+       greatest(c.reltuples, 0)::bigint AS rows_estimate,
+       coalesce(s.n_live_tup, 0) AS live_rows,
+       pg_table_size(c.oid) AS table_bytes,
+       pg_indexes_size(c.oid) AS index_bytes,
+       pg_total_relation_size(c.oid) AS total_bytes,
+       (SELECT count(*) FROM pg_index i WHERE i.indrelid = c.oid) AS indexes
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg_toast%'
+ORDER BY pg_total_relation_size(c.oid) DESC, n.nspname, c.relname"""
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    version: str
+    version_num: int
+    database: str
+    database_bytes: int
+    is_replica: bool
+    role: str
+    max_connections: int
+    shared_preload_libraries: str
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame({"setting": list(self.__dict__), "value": [str(v) for v in self.__dict__.values()]})
+
+
+def server_info(conn: Connection) -> ServerInfo:
+    row = conn.execute(text(SERVER_SQL)).mappings().one()
+    return ServerInfo(**row)
+
+
+def extensions(conn: Connection) -> pd.DataFrame:
+    """The kit's extensions: available, installed, usable now, and how to enable each."""
+    rows = {r.name: r for r in conn.execute(text(EXTENSIONS_SQL), {"names": list(KNOWN_EXTENSIONS)})}
+    preload = conn.execute(text("/* kit */ SELECT current_setting('shared_preload_libraries')")).scalar_one()
+    out = []
+    for name, how in KNOWN_EXTENSIONS.items():
+        row = rows.get(name)
+        installed = bool(row is not None and row.installed_version)
+        usable = installed and (name != "pg_stat_statements" or "pg_stat_statements" in preload)
+        out.append({"extension": name, "available": row is not None,
+                    "installed": row.installed_version if installed else None,
+                    "usable": usable, "how_to_enable": None if usable else how})
+    return pd.DataFrame(out)
+
+
+def tables(conn: Connection) -> pd.DataFrame:
+    """Every user table with its row estimate, live rows and sizes, largest first."""
+    return pd.DataFrame(conn.execute(text(TABLES_SQL)).mappings().all(),
+                        columns=["schema", "table", "rows_estimate", "live_rows", "table_bytes",
+                                 "index_bytes", "total_bytes", "indexes"])
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """One read of the server, its extensions and its tables."""
+
+    server: ServerInfo
+    extensions: pd.DataFrame
+    tables: pd.DataFrame
+
+    @property
+    def rows_total(self) -> int:
+        return int(self.tables["rows_estimate"].sum())
+
+    def usable(self, extension: str) -> bool:
+        row = self.extensions.loc[self.extensions["extension"] == extension, "usable"]
+        return bool(row.iloc[0]) if len(row) else False
+
+
+def snapshot(engine) -> Inventory:
+    """Read the inventory in one short read-only transaction."""
+    with engine.connect() as conn:
+        return Inventory(server=server_info(conn), extensions=extensions(conn), tables=tables(conn))

@@ -1,0 +1,205 @@
+"""``kit run``: execute the notebooks in order with papermill into ``runs/<UTC timestamp>/``.
+
+Stages kept apart, as papermill does: validate parameters (before anything runs), execute each
+notebook, export it to self-contained HTML, gather the recorded figures into ``summary.json``.
+A failing notebook's executed copy is written before :class:`NotebookFailed` is raised.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from kit.config import RUN_DIR_ENV, mask_url
+from kit.errors import ConfigError, NotebookFailed, ParameterError
+from kit.records import read_records
+
+NOTEBOOKS = ("01_audit.ipynb", "02_apply_fixes.ipynb", "03_report.ipynb")
+NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+DEFAULT_TIMEOUT_S = 1800
+KERNEL_NAME = "python3"
+
+# papermill's inferred type names -> the Python types a value may have
+_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,), "bool": (bool,), "int": (int,), "float": (float, int),
+    "list": (list,), "dict": (dict,),
+}
+
+
+@dataclass(frozen=True)
+class NotebookResult:
+    name: str
+    output: str
+    html: str | None
+    seconds: float
+    status: str  # "ok" | "failed"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    folder: Path
+    notebooks: list[NotebookResult]
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def summary_path(self) -> Path:
+        return self.folder / "summary.json"
+
+
+def declared_parameters(path: Path) -> dict[str, dict[str, Any]]:
+    """The parameters a notebook declares in its ``parameters`` cell: name -> {type, default}."""
+    import papermill
+
+    if not Path(path).exists():
+        raise ConfigError(f"notebook not found: {path}; expected one of {', '.join(NOTEBOOKS)} in {NOTEBOOKS_DIR}")
+    found = papermill.inspect_notebook(str(path))
+    return {name: {"type": _type_name(p), "default": p["default"]} for name, p in found.items()}
+
+
+def _type_name(param: dict[str, Any]) -> str:
+    """The annotated type, else the type of the literal default (papermill infers only annotations)."""
+    if param["inferred_type_name"] not in {"None", None}:
+        return param["inferred_type_name"]
+    try:
+        return type(ast.literal_eval(param["default"])).__name__
+    except (ValueError, SyntaxError):
+        return "None"
+
+
+def coerce(name: str, value: Any, type_name: str) -> Any:
+    """``value`` as the declared type; strings from the command line are converted, others checked."""
+    if isinstance(value, str) and type_name != "str":
+        value = _parse(name, value, type_name)
+    allowed = _TYPES.get(type_name)
+    if allowed is None:
+        return value
+    if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
+        raise ParameterError(f"parameter {name} expects {type_name}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _parse(name: str, raw: str, type_name: str) -> Any:
+    try:
+        if type_name == "bool":
+            lowered = raw.strip().lower()
+            if lowered in {"true", "1", "yes", "on"}:
+                return True
+            if lowered in {"false", "0", "no", "off"}:
+                return False
+            raise ValueError(raw)
+        if type_name == "int":
+            return int(raw)
+        if type_name == "float":
+            return float(raw)
+        if type_name in {"list", "dict"}:
+            return json.loads(raw)
+    except ValueError:
+        raise ParameterError(f"parameter {name} expects {type_name}, got {raw!r}") from None
+    return raw
+
+
+def validate_parameters(parameters: dict[str, Any], notebooks: list[Path]) -> dict[Path, dict[str, Any]]:
+    """Per notebook, the parameters it declares, typed; an unknown or ill-typed one is an error."""
+    declared = {nb: declared_parameters(nb) for nb in notebooks}
+    known = {name: spec["type"] for params in declared.values() for name, spec in params.items()}
+    for name, value in parameters.items():
+        if name not in known:
+            raise ParameterError(f"unknown parameter {name!r}; the notebooks declare: {', '.join(sorted(known))}")
+        if isinstance(value, str) and "://" in value:
+            raise ParameterError(f"parameter {name} looks like a URL ({mask_url(value)}); pass URLs through "
+                                 "the environment (KIT_DATABASE_URL) and name the variable instead")
+    typed = {name: coerce(name, value, known[name]) for name, value in parameters.items()}
+    return {nb: {k: v for k, v in typed.items() if k in params} for nb, params in declared.items()}
+
+
+def new_run_folder(runs_dir: Path) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    folder = Path(runs_dir) / stamp
+    folder.mkdir(parents=True, exist_ok=False)
+    return folder
+
+
+def run(*, parameters: dict[str, Any] | None = None, runs_dir: Path = Path("runs"),
+        notebooks_dir: Path = NOTEBOOKS_DIR, notebooks: tuple[str, ...] = NOTEBOOKS,
+        kernel_name: str = KERNEL_NAME, timeout_s: int = DEFAULT_TIMEOUT_S,
+        progress: bool = True) -> RunResult:
+    """Run ``notebooks`` in order; return where the outputs are. Raises NotebookFailed on a failing cell."""
+    paths = [Path(notebooks_dir) / name for name in notebooks]
+    per_notebook = validate_parameters(dict(parameters or {}), paths)
+    folder = new_run_folder(runs_dir)
+    results: list[NotebookResult] = []
+    # Kernels inherit the environment: this is how kit.record finds the run folder.
+    previous = os.environ.get(RUN_DIR_ENV)
+    os.environ[RUN_DIR_ENV] = str(folder)
+    try:
+        for path in paths:
+            try:
+                results.append(_execute(path, folder, per_notebook[path], kernel_name=kernel_name,
+                                        timeout_s=timeout_s, progress=progress))
+            except NotebookFailed as exc:
+                results.append(NotebookResult(path.name, exc.output, None, 0.0, "failed"))
+                raise
+    finally:
+        if previous is None:
+            os.environ.pop(RUN_DIR_ENV, None)
+        else:
+            os.environ[RUN_DIR_ENV] = previous
+        _write_summary(folder, parameters or {}, results)
+    return RunResult(folder=folder, notebooks=results, figures=_figures(folder))
+
+
+def _execute(path: Path, folder: Path, params: dict[str, Any], *, kernel_name: str, timeout_s: int,
+             progress: bool) -> NotebookResult:
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    output = folder / path.name
+    started = time.perf_counter()
+    try:
+        papermill.execute_notebook(str(path), str(output), parameters=params, kernel_name=kernel_name,
+                                   execution_timeout=timeout_s, progress_bar=progress, cwd=str(path.parent))
+    except PapermillExecutionError as exc:
+        raise NotebookFailed(
+            f"{path.name} failed in cell {exc.exec_count} ({exc.ename}: {mask_url(str(exc.evalue))[:300]}); "
+            f"the executed notebook is kept at {output}",
+            notebook=path.name, output=str(output), cell=exc.exec_count,
+        ) from exc
+    except Exception as exc:  # kernel death, timeout: papermill raises assorted types
+        raise NotebookFailed(f"{path.name} did not finish ({type(exc).__name__}: {mask_url(str(exc))[:300]}); "
+                             f"output kept at {output}", notebook=path.name, output=str(output)) from exc
+    seconds = time.perf_counter() - started
+    html = export_html(output)
+    return NotebookResult(path.name, str(output), str(html), seconds, "ok")
+
+
+def export_html(notebook: Path) -> Path:
+    """A self-contained HTML file next to ``notebook`` (plotly.js is embedded by the notebook itself)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(notebook), as_version=4))
+    target = Path(notebook).with_suffix(".html")
+    target.write_text(mask_url(body), encoding="utf-8")
+    return target
+
+
+def _figures(folder: Path) -> dict[str, Any]:
+    return {rec["name"]: rec["value"] for rec in read_records(folder)}
+
+
+def _write_summary(folder: Path, parameters: dict[str, Any], results: list[NotebookResult]) -> None:
+    summary = {
+        "run": folder.name,
+        "parameters": {k: mask_url(v) if isinstance(v, str) else v for k, v in parameters.items()},
+        "notebooks": [{"name": r.name, "seconds": round(r.seconds, 2), "status": r.status,
+                       "output": Path(r.output).name, "html": Path(r.html).name if r.html else None}
+                      for r in results],
+        "figures": _figures(folder),
+    }
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")

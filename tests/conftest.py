@@ -1,0 +1,87 @@
+"""Throwaway PostgreSQL and Redis for the test session, started by the kit's own launcher.
+
+Tests never skip for want of a server: when one cannot start, the fixture fails with the reason.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from kit import local
+from kit.db import make_engine
+from kit.errors import KitError
+
+
+@pytest.fixture(scope="session")
+def kit_home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("kit-home")
+
+
+@pytest.fixture(scope="session")
+def services(kit_home) -> Iterator[dict[str, local.Server]]:
+    try:
+        servers = local.up(home=kit_home)
+    except KitError as exc:
+        pytest.fail(f"cannot start the throwaway servers: {exc}", pytrace=False)
+    yield servers
+    local.down(home=kit_home, purge=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server(services) -> local.Server:
+    return services["postgres"]
+
+
+@pytest.fixture(scope="session")
+def redis_url(services) -> str:
+    return services["redis"].url
+
+
+@pytest.fixture
+def fresh_db_url(pg_server) -> Iterator[str]:
+    """A new empty database (with the server's extensions) for one test; dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield local.create_database(pg_server, name)
+    local.drop_database(pg_server, name)
+
+
+@pytest.fixture
+def fresh_engine(fresh_db_url) -> Iterator[Engine]:
+    engine = make_engine(fresh_db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def tiny_template(pg_server) -> str:
+    """A database seeded once per session at scale tiny, used as a template (never connected to by tests)."""
+    from kit import datagen
+
+    name = "tiny_template"
+    url = local.create_database(pg_server, name, replace=True)
+    engine = make_engine(url)
+    try:
+        datagen.seed(engine, scale="tiny", seed=42, progress=False)
+    finally:
+        engine.dispose()
+    return name
+
+
+@pytest.fixture
+def tiny_db_url(pg_server, tiny_template) -> Iterator[str]:
+    """A fresh copy of the tiny demo database for one test (a template copy: ~0.2 s)."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield local.create_database(pg_server, name, template=tiny_template)
+    local.drop_database(pg_server, name)
+
+
+@pytest.fixture
+def tiny_engine(tiny_db_url) -> Iterator[Engine]:
+    engine = make_engine(tiny_db_url)
+    yield engine
+    engine.dispose()

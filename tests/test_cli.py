@@ -1,0 +1,135 @@
+"""Bad input through the ``kit`` command: one line on stderr, exit code 2, nothing half-written."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from kit import local
+from kit.cli import main
+from kit.config import libpq_url
+
+KIT = str(Path(sys.executable).parent / "kit")
+
+
+def _run(argv, capsys):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _one_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.fixture
+def unused_port() -> int:
+    return local.free_port()
+
+
+def test_unreachable_database(capsys, unused_port, tmp_path):
+    code, _, err = _run(["seed", "--scale", "tiny", "--apply",
+                         "--database-url", f"postgresql://u:hunter2@127.0.0.1:{unused_port}/x"], capsys)
+    line = _one_line(err)
+    assert code == 2
+    assert line.startswith(f"kit: error: cannot connect to postgresql+psycopg://u:***@127.0.0.1:{unused_port}/x")
+    assert "hunter2" not in err and "kit services up" in line
+
+
+def test_not_a_postgresql_url(capsys):
+    code, _, err = _run(["seed", "--database-url", "mysql://root:pw@db/app"], capsys)
+    assert code == 2
+    assert _one_line(err) == ("kit: error: not a PostgreSQL URL: 'mysql://root:***@db/app' (scheme 'mysql'); "
+                              "expected postgresql://user@host:port/dbname")
+
+
+@pytest.fixture
+def password_role(pg_server):
+    """A role that must log in with a password over TCP (the kit's server trusts everyone else)."""
+    data = Path(pg_server.data_dir)
+    hba = data / "pg_hba.conf"
+    original = hba.read_text()
+    hba.write_text("host all pw_user 127.0.0.1/32 scram-sha-256\n" + original)
+    with psycopg.connect(local._admin_dsn(pg_server), autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS pw_user")
+        conn.execute("CREATE ROLE pw_user LOGIN PASSWORD 'right-password'")
+        conn.execute("SELECT pg_reload_conf()")
+    yield f"postgresql://pw_user:{{}}@127.0.0.1:{pg_server.port}/demo"
+    hba.write_text(original)
+    with psycopg.connect(local._admin_dsn(pg_server), autocommit=True) as conn:
+        conn.execute("SELECT pg_reload_conf()")
+        conn.execute("DROP ROLE pw_user")
+
+
+def test_wrong_password_is_masked(capsys, password_role):
+    code, _, err = _run(["seed", "--apply", "--database-url", password_role.format("wrong-password")], capsys)
+    assert code == 2
+    assert "password authentication failed" in _one_line(err)
+    assert "wrong-password" not in err and "pw_user:***@" in err
+    with psycopg.connect(libpq_url(password_role.format("right-password"))) as conn:  # the role itself works
+        assert conn.execute("SELECT current_user").fetchone() == ("pw_user",)
+
+
+def test_seeding_a_database_the_kit_did_not_create_needs_apply(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("KIT_HOME", str(tmp_path))
+    code, _, err = _run(["seed", "--scale", "tiny", "--database-url", "postgresql://postgres@127.0.0.1:5432/postgres"],
+                        capsys)
+    assert code == 2
+    assert "was not created by the kit" in _one_line(err) and "--apply" in err
+
+
+def test_unknown_scale(capsys):
+    code, _, err = _run(["seed", "--scale", "huge"], capsys)
+    assert (code, _one_line(err)) == (2, "kit: error: unknown scale 'huge'; choose one of tiny, demo, large")
+
+
+def test_port_in_use(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("KIT_HOME", str(tmp_path / "home"))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        code, _, err = _run(["services", "up", "--pg-port", str(port)], capsys)
+    assert code == 2
+    assert f"port {port} is already in use" in _one_line(err)
+    assert local.status(home=tmp_path / "home") == {}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "-p", "colour", "red"], "kit: error: unknown parameter 'colour'; the notebooks declare: "
+                                         "apply, database_env, redis_env, scale"),
+        (["run", "-p", "apply", "perhaps"], "kit: error: parameter apply expects bool, got 'perhaps'"),
+        (["run", "--notebook", "99_missing.ipynb"], "kit: error: notebook not found: "),
+    ],
+)
+def test_run_bad_parameters_and_missing_notebook(capsys, tmp_path, argv, message):
+    code, _, err = _run([*argv, "--runs-dir", str(tmp_path / "runs")], capsys)
+    assert code == 2
+    assert _one_line(err).startswith(message)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_console_script_exits_2_with_one_line(unused_port, tmp_path):
+    env = {**os.environ, "KIT_HOME": str(tmp_path)}
+    proc = subprocess.run([KIT, "seed", "--apply", "--database-url", f"postgresql://a:b@127.0.0.1:{unused_port}/d"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_services_status_and_bench_list(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("KIT_HOME", str(tmp_path))
+    code, out, _ = _run(["services", "status"], capsys)
+    assert (code, out.strip()) == (0, "no kit servers are running (start them with `kit services up`)")
+    code, _, err = _run(["bench", "nope"], capsys)
+    assert code == 2 and _one_line(err).startswith("kit: error: unknown benchmark 'nope'; choose one of datagen")

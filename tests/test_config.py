@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import pytest
+
+from kit import config
+from kit.config import Settings, mask_url, normalize_database_url, url_from_env
+from kit.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("postgresql://bob:secret@db:5432/app", "postgresql://bob:***@db:5432/app"),
+        ("postgresql+psycopg://bob:p%40ss@db/app", "postgresql+psycopg://bob:***@db/app"),
+        ("redis://:hunter2@cache:6379/0", "redis://:***@cache:6379/0"),
+        ("see postgres://u:a:b@c@h/d now", "see postgres://u:***@h/d now"),
+        ("host=db user=bob password=secret dbname=app", "host=db user=bob password=*** dbname=app"),
+        ("postgresql://bob@db/app", "postgresql://bob@db/app"),
+        ("no url here", "no url here"),
+    ],
+)
+def test_mask_url_hides_every_password(text, expected):
+    assert mask_url(text) == expected
+
+
+def test_normalize_sets_the_psycopg3_driver():
+    assert normalize_database_url("postgres://u:p@h:1/d") == "postgresql+psycopg://u:p@h:1/d"
+    assert normalize_database_url("postgresql+psycopg2://u@h/d") == "postgresql+psycopg://u@h/d"
+
+
+@pytest.mark.parametrize("url", ["mysql://u:pw@h/d", "sqlite:///x.db", "redis://h:1/0"])
+def test_not_a_postgresql_url_is_a_config_error_without_the_password(url):
+    with pytest.raises(ConfigError, match="not a PostgreSQL URL") as info:
+        normalize_database_url(url)
+    assert "pw" not in str(info.value)
+
+
+def test_garbage_is_a_config_error():
+    with pytest.raises(ConfigError, match="not a database URL"):
+        normalize_database_url("::::")
+
+
+def test_environment_precedence(monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgresql://a@h/one")
+    assert url_from_env() == "postgresql+psycopg://a@h/one"
+    monkeypatch.setenv("KIT_DATABASE_URL", "postgresql://a@h/two")
+    assert url_from_env() == "postgresql+psycopg://a@h/two"
+    monkeypatch.setenv("MY_DB", "postgresql://a@h/three")
+    assert url_from_env("MY_DB") == "postgresql+psycopg://a@h/three"
+    monkeypatch.setenv("REDIS_URL", "redis://h:1/0")
+    assert url_from_env(kind="redis") == "redis://h:1/0"
+
+
+def test_a_named_variable_that_is_unset_is_an_error(monkeypatch):
+    monkeypatch.delenv("NOPE_DB", raising=False)
+    with pytest.raises(ConfigError, match="NOPE_DB is not set"):
+        url_from_env("NOPE_DB")
+
+
+def test_no_configuration_and_no_servers_says_what_to_do(monkeypatch, tmp_path):
+    for name in config.DATABASE_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KIT_HOME", str(tmp_path))
+    with pytest.raises(ConfigError, match="kit services up"):
+        url_from_env()
+
+
+def test_settings_repr_masks(monkeypatch):
+    settings = Settings.resolve(database_url="postgresql://u:topsecret@h/d", redis_url="redis://:pw2@h:1/0")
+    assert "topsecret" not in repr(settings) and "pw2" not in repr(settings)
+    assert settings.database_url == "postgresql+psycopg://u:topsecret@h/d"

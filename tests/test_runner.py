@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from kit import runner
+from kit.errors import ConfigError, NotebookFailed, ParameterError
+
+
+def _notebook(path, params: str, *cells: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    first = nbformat.v4.new_code_cell(params)
+    first.metadata["tags"] = ["parameters"]
+    nb.cells = [first, *(nbformat.v4.new_code_cell(c) for c in cells)]
+    nbformat.write(nb, str(path))
+
+
+def test_declared_parameters_of_the_shipped_notebooks():
+    for name in runner.NOTEBOOKS:
+        declared = runner.declared_parameters(runner.NOTEBOOKS_DIR / name)
+        assert declared["database_env"] == {"type": "str", "default": '"KIT_DATABASE_URL"'}
+        assert declared["scale"] == {"type": "str", "default": '"tiny"'}
+        assert declared["apply"] == {"type": "bool", "default": "False"}
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"scael": "demo"}, "unknown parameter 'scael'"),
+        ({"apply": "maybe"}, "parameter apply expects bool, got 'maybe'"),
+        ({"apply": 3}, "parameter apply expects bool, got int 3"),
+        ({"scale": 5}, "parameter scale expects str, got int 5"),
+        ({"database_env": "postgresql://u:pw@h/d"}, r"looks like a URL \(postgresql://u:\*\*\*@h/d\)"),
+    ],
+)
+def test_bad_parameters_are_refused_before_anything_runs(tmp_path, params, message):
+    with pytest.raises(ParameterError, match=message):
+        runner.run(parameters=params, runs_dir=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()  # nothing half-written
+
+
+def test_cli_strings_are_typed():
+    paths = [runner.NOTEBOOKS_DIR / n for n in runner.NOTEBOOKS]
+    typed = runner.validate_parameters({"apply": "true", "scale": "demo"}, paths)
+    assert typed[paths[1]] == {"apply": True, "scale": "demo"}
+
+
+def test_missing_notebook(tmp_path):
+    with pytest.raises(ConfigError, match="notebook not found: .*nope.ipynb"):
+        runner.run(notebooks=("nope.ipynb",), runs_dir=tmp_path / "runs")
+
+
+def test_run_executes_in_order_records_figures_and_exports_html(tmp_path):
+    _notebook(tmp_path / "a.ipynb", "x = 1", "import kit\nkit.record('double', x * 2)")
+    _notebook(tmp_path / "b.ipynb", "label = 'b'", "import kit\nkit.record('label', label)\nprint('hello')")
+    result = runner.run(parameters={"x": "21"}, notebooks_dir=tmp_path, notebooks=("a.ipynb", "b.ipynb"),
+                        runs_dir=tmp_path / "runs", progress=False)
+    assert [nb.name for nb in result.notebooks] == ["a.ipynb", "b.ipynb"]
+    assert result.figures == {"double": 42, "label": "b"}
+    summary = json.loads(result.summary_path.read_text())
+    assert summary["figures"] == {"double": 42, "label": "b"}
+    assert summary["parameters"] == {"x": "21"}
+    assert [n["status"] for n in summary["notebooks"]] == ["ok", "ok"]
+    html = (result.folder / "b.html").read_text()
+    assert "hello" in html and "<html" in html
+
+
+def test_a_failing_cell_names_notebook_and_cell_and_keeps_the_output(tmp_path):
+    _notebook(tmp_path / "ok.ipynb", "x = 1", "y = x")
+    _notebook(tmp_path / "bad.ipynb", "x = 1", "y = x", "raise RuntimeError('boom at postgresql://u:pw@h/d')")
+    with pytest.raises(NotebookFailed) as info:
+        runner.run(notebooks_dir=tmp_path, notebooks=("ok.ipynb", "bad.ipynb", "ok.ipynb"),
+                   runs_dir=tmp_path / "runs", progress=False)
+    exc = info.value
+    assert exc.notebook == "bad.ipynb" and exc.cell == 3 and exc.exit_code == 1
+    assert "RuntimeError" in str(exc) and "pw" not in str(exc)
+    kept = nbformat.read(exc.output, as_version=4)
+    assert "boom" in json.dumps(kept.cells[-1].outputs)
+    summary = json.loads((tmp_path / "runs").glob("*/summary.json").__next__().read_text())
+    assert [n["status"] for n in summary["notebooks"]] == ["ok", "failed"]
