@@ -1,0 +1,169 @@
+"""Benchmark and notebook measurements of the N+1 fixes: naive vs batched services on the same
+data, in the same process, with warm-up and repeated trials (talks to PostgreSQL).
+
+``run()`` is what ``kit bench nplus1`` calls; :func:`measure_endpoints` is what the notebooks
+show (statements and latency per request for each endpoint under capture).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, Engine, text
+
+from kit.capture import QueryLog, capture
+from kit.db import make_engine
+from kit.nplus1 import NPlusOneReport, find_n_plus_one
+from kit.services import IMPLEMENTATIONS
+from kit.services.common import load_job, match_records
+
+ENDPOINTS = ("search_projects", "list_users", "list_projects")
+
+
+@dataclass(frozen=True)
+class EndpointRuns:
+    """Per-request statements and latency of one implementation's endpoints."""
+
+    implementation: str
+    requests: tuple[tuple[str, int, float], ...]  # (endpoint, statements, ms)
+    report: NPlusOneReport
+    log: QueryLog
+
+    def to_frame(self) -> pd.DataFrame:
+        df = pd.DataFrame(list(self.requests), columns=["endpoint", "queries", "ms"])
+        df.insert(0, "implementation", self.implementation)
+        return df
+
+    def queries(self, endpoint: str) -> int:
+        """Statements per request of ``endpoint`` (the same in every trial)."""
+        return max(q for e, q, _ in self.requests if e == endpoint)
+
+    def p50_ms(self, endpoint: str) -> float:
+        return statistics.median(ms for e, _, ms in self.requests if e == endpoint)
+
+
+DEFAULT_QUERY = "acme"  # one company in 20 in the generated names: ~2,500 projects at demo
+
+
+def _calls(impl: Any, query: str, per_page: int) -> dict[str, Callable[[Connection], Any]]:
+    return {
+        "search_projects": lambda c: impl.search_projects(c, query=query, page=1, per_page=per_page),
+        "list_users": lambda c: impl.list_users(c, page=1, per_page=per_page),
+        "list_projects": lambda c: impl.list_projects(c, page=1, per_page=per_page),
+    }
+
+
+def measure_endpoints(engine: Engine, *, implementation: str = "naive", trials: int = 5,
+                      warmup: int = 1, per_page: int = 20, query: str | None = None) -> EndpointRuns:
+    """Run each endpoint ``trials`` times under capture, one unit of work per request."""
+    impl = IMPLEMENTATIONS[implementation]
+    if trials < 1 or warmup < 0:
+        raise ValueError(f"trials must be >= 1 and warmup >= 0, got {trials}, {warmup}")
+    rows: list[tuple[str, int, float]] = []
+    with engine.connect() as conn:
+        calls = _calls(impl, query or DEFAULT_QUERY, per_page)
+        for call in calls.values():
+            for _ in range(warmup):
+                call(conn)
+        with capture(conn) as log:
+            for _ in range(trials):
+                for name, call in calls.items():
+                    with log.unit(name) as unit:
+                        started = time.perf_counter()
+                        call(conn)
+                        ms = (time.perf_counter() - started) * 1000
+                    rows.append((name, sum(1 for s in log.statements if s.unit_id == unit.id), ms))
+        conn.rollback()
+    return EndpointRuns(implementation, tuple(rows), find_n_plus_one(log, min_repeats=5), log)
+
+
+def _timed(conn: Connection, call: Callable[[Connection], Any], trials: int) -> list[float]:
+    out = []
+    for _ in range(trials):
+        started = time.perf_counter()
+        call(conn)
+        out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+JOBS_WITH_RECORDS = """
+SELECT j.id, j.project_id FROM reconciliation_jobs j
+WHERE j.project_id IN (SELECT project_id FROM reconciliation_records WHERE project_id <= :max_project)
+ORDER BY j.id LIMIT :n
+"""
+
+
+def measure_writes(engine: Engine, *, jobs: int = 50, trials: int = 3) -> dict[str, float]:
+    """Rows written per second by each implementation's ``write_job_rows`` for the same jobs'
+    rows (matched once beforehand); every trial is rolled back so the data never changes."""
+    with engine.connect() as conn:
+        picked = conn.execute(text(JOBS_WITH_RECORDS), {"max_project": 500, "n": jobs}).all()
+        work = []
+        for job_id, project_id in picked:
+            results, matches = match_records(load_job(conn, project_id, job_id), project_id=project_id, job_id=job_id)
+            work.append((job_id, results, matches))
+        conn.rollback()
+        rates: dict[str, list[float]] = {name: [] for name in IMPLEMENTATIONS}
+        for trial in range(trials + 1):  # the first round warms up
+            for name, impl in IMPLEMENTATIONS.items():
+                started = time.perf_counter()
+                rows = sum(impl.write_job_rows(conn, results=r, matches=m) for _j, r, m in work)
+                seconds = time.perf_counter() - started
+                conn.rollback()
+                if trial:
+                    rates[name].append(rows / seconds)
+    return {name: statistics.median(v) for name, v in rates.items()}
+
+
+PK_LOOKUP = text("SELECT id, email FROM users WHERE id = :id")
+
+
+def capture_overhead_pct(engine: Engine, *, statements: int = 2000, trials: int = 9) -> float:
+    """Extra time per statement under capture, in percent of the same statements uncaptured
+    (cheap primary-key lookups, so the overhead is not hidden behind server work)."""
+    def loop(conn: Connection) -> None:
+        for i in range(statements):
+            conn.execute(PK_LOOKUP, {"id": i % 100 + 1}).all()
+
+    plain: list[float] = []
+    captured: list[float] = []
+    with engine.connect() as conn:
+        loop(conn)  # warm-up
+        for trial in range(trials):  # interleaved, order alternating, so drift hits both alike
+            for side in ((0, 1) if trial % 2 else (1, 0)):
+                if side:
+                    with capture(conn):
+                        captured += _timed(conn, loop, 1)
+                else:
+                    plain += _timed(conn, loop, 1)
+        conn.rollback()
+    # the fastest trial of each side is the least disturbed by other processes on the machine
+    return (min(captured) - min(plain)) / min(plain) * 100
+
+
+def run(*, database_url: str, redis_url: str, scale: str, seed: int, trials: int | None = None) -> dict:
+    """The bench keys of issue 3 (see the module docstring); ``redis_url`` is unused."""
+    trials = trials or (10 if scale != "tiny" else 5)
+    engine = make_engine(database_url)
+    try:
+        runs = {name: measure_endpoints(engine, implementation=name, trials=trials, warmup=2)
+                for name in IMPLEMENTATIONS}
+        out: dict[str, Any] = {"scale": scale, "seed": seed, "trials": trials}
+        for endpoint in ("search_projects", "list_users"):
+            p50 = {n: r.p50_ms(endpoint) for n, r in runs.items()}
+            out[endpoint] = {
+                "queries": {n: r.queries(endpoint) for n, r in runs.items()},
+                "p50_ms": p50,
+                "speedup": p50["naive"] / p50["batched"],
+            }
+        rates = measure_writes(engine)
+        out["reconciliation_write"] = {"rows_per_s": rates, "speedup": rates["batched"] / rates["naive"]}
+        out["capture"] = {"overhead_pct": capture_overhead_pct(engine)}
+        return out
+    finally:
+        engine.dispose()
