@@ -1,0 +1,105 @@
+"""Table checks: sequential-scan-heavy tables, cache hit rates, vacuum/analyze staleness,
+transaction-id wraparound, sequences near exhaustion (talks to PostgreSQL, read-only)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection
+
+from kit.audit.base import CheckResult, frame, result
+
+SEQ_SCANS = """/* kit */
+SELECT schemaname AS schema, relname AS "table", seq_scan, seq_tup_read, coalesce(idx_scan, 0) AS idx_scan,
+       n_live_tup AS live_rows,
+       round(100.0 * seq_scan / nullif(seq_scan + coalesce(idx_scan, 0), 0), 1) AS seq_pct
+FROM pg_stat_user_tables
+WHERE seq_scan > 0
+ORDER BY seq_tup_read DESC"""
+
+
+def seq_scan_tables(conn: Connection, *, min_rows: int = 10_000) -> CheckResult:
+    """Tables of some size read mostly by sequential scans."""
+    rows = frame(conn, SEQ_SCANS)
+    rows["severity"] = ["high" if r >= min_rows and p >= 90 else "medium" if r >= min_rows and p >= 50 else "info"
+                        for r, p in zip(rows["live_rows"], rows["seq_pct"].fillna(0).astype(float))]
+    rows["remediation"] = [f"find the queries with kit.audit.top_queries, then kit.indexes.advise(engine) on {t}"
+                           if s != "info" else "" for t, s in zip(rows["table"], rows["severity"])]
+    return result("seq_scan_tables", rows, ok=f"no table of {min_rows}+ rows is mostly sequentially scanned",
+                  found="{n} tables are mostly read by sequential scans")
+
+
+CACHE_HIT = """/* kit */
+SELECT 'heap' AS kind, sum(heap_blks_hit) AS hits, sum(heap_blks_read) AS reads FROM pg_statio_user_tables
+UNION ALL
+SELECT 'index', sum(idx_blks_hit), sum(idx_blks_read) FROM pg_statio_user_indexes"""
+
+
+def cache_hit_rates(conn: Connection, *, target_pct: float = 99.0) -> CheckResult:
+    """Heap and index buffer cache hit rates (below 99% on a busy database: more memory or fewer reads)."""
+    rows = frame(conn, CACHE_HIT)
+    total = (rows["hits"].fillna(0) + rows["reads"].fillna(0)).astype(float)
+    rows["hit_pct"] = (100 * rows["hits"].fillna(0).astype(float) / total.where(total > 0)).round(2)
+    rows["severity"] = ["medium" if t >= 10_000 and (h or 100) < target_pct else "info"
+                        for t, h in zip(total, rows["hit_pct"])]
+    rows["remediation"] = ["raise shared_buffers, or index the queries that read most blocks"
+                           if s != "info" else "" for s in rows["severity"]]
+    return result("cache_hit_rates", rows, ok=f"cache hit rates at or above {target_pct}% (or too few reads)",
+                  found="{n} cache hit rates below target")
+
+
+STALENESS = """/* kit */
+SELECT schemaname AS schema, relname AS "table", n_live_tup AS live_rows, n_dead_tup AS dead_rows,
+       n_mod_since_analyze AS modified_since_analyze,
+       greatest(last_vacuum, last_autovacuum) AS last_vacuum,
+       greatest(last_analyze, last_autoanalyze) AS last_analyze
+FROM pg_stat_user_tables ORDER BY n_dead_tup DESC"""
+
+
+def vacuum_staleness(conn: Connection, *, dead_pct: float = 20.0, min_rows: int = 1_000) -> CheckResult:
+    """Tables with many dead rows, or never analyzed / much changed since the last ANALYZE."""
+    rows = frame(conn, STALENESS)
+    sev, fix = [], []
+    for r in rows.itertuples():
+        live = max(int(r.live_rows), 1)
+        if r.dead_rows >= min_rows and 100 * r.dead_rows / live >= dead_pct:
+            sev.append("medium"); fix.append(f"VACUUM (ANALYZE) {r.schema}.{r.table};")
+        elif (r.last_analyze is None and r.live_rows >= min_rows) or r.modified_since_analyze > max(live, min_rows):
+            sev.append("medium"); fix.append(f"ANALYZE {r.schema}.{r.table};")
+        else:
+            sev.append("info"); fix.append("")
+    rows["severity"], rows["remediation"] = sev, fix
+    return result("vacuum_staleness", rows, ok="dead rows and statistics are fresh",
+                  found="{n} tables need VACUUM or ANALYZE")
+
+
+WRAPAROUND = """/* kit */
+SELECT datname AS database, age(datfrozenxid) AS xid_age,
+       round(100.0 * age(datfrozenxid) / 2147483647, 2) AS pct_to_wraparound
+FROM pg_database ORDER BY 2 DESC"""
+
+
+def xid_wraparound(conn: Connection) -> CheckResult:
+    """How far each database is from transaction-id wraparound."""
+    rows = frame(conn, WRAPAROUND)
+    rows["severity"] = ["critical" if p >= 75 else "high" if p >= 50 else "info"
+                        for p in rows["pct_to_wraparound"].astype(float)]
+    rows["remediation"] = [f"VACUUM (FREEZE) in database {d}; look for long transactions blocking autovacuum"
+                           if s != "info" else "" for d, s in zip(rows["database"], rows["severity"])]
+    return result("xid_wraparound", rows, ok="every database is far from xid wraparound",
+                  found="{n} databases approach xid wraparound")
+
+
+SEQUENCES = """/* kit */
+SELECT schemaname AS schema, sequencename AS sequence, data_type::text AS data_type, last_value, max_value,
+       round(100.0 * coalesce(last_value, 0) / max_value, 4) AS used_pct
+FROM pg_sequences ORDER BY used_pct DESC"""
+
+
+def sequence_exhaustion(conn: Connection, *, warn_pct: float = 50.0) -> CheckResult:
+    """Sequences that have used a large part of their range (an int4 id column runs out first)."""
+    rows = frame(conn, SEQUENCES)
+    rows["severity"] = ["critical" if p >= 90 else "high" if p >= warn_pct else "info"
+                        for p in rows["used_pct"].astype(float)]
+    rows["remediation"] = [f"ALTER SEQUENCE {s}.{q} AS bigint; and widen the column to bigint"
+                           if v != "info" else "" for s, q, v in zip(rows["schema"], rows["sequence"], rows["severity"])]
+    return result("sequence_exhaustion", rows, ok=f"no sequence has used {warn_pct}% of its range",
+                  found="{n} sequences near exhaustion")

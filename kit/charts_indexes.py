@@ -1,0 +1,30 @@
+"""Figures for the index section: per-index before/after times, and status counts (pure)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+SEED_CLAIM_MS = (10.0, 50.0)  # the seed's "10-50 ms" for indexed queries
+
+
+def before_after(frame: pd.DataFrame) -> go.Figure:
+    """Median execution time per index before and after (log scale); unused ones marked."""
+    df = frame.sort_values("exec_ms_before", ascending=True, na_position="first")
+    labels = [f"{n}{'' if u else ' (unused)'}" for n, u in zip(df["name"], df["used"])]
+    fig = go.Figure()
+    fig.add_bar(y=labels, x=df["exec_ms_before"], name="before", orientation="h",
+                hovertext=df.get("plan_before"))
+    fig.add_bar(y=labels, x=df["exec_ms_after"], name="after", orientation="h", hovertext=df["reason"])
+    fig.add_vrect(x0=SEED_CLAIM_MS[0], x1=SEED_CLAIM_MS[1], fillcolor="grey", opacity=0.15, line_width=0,
+                  annotation_text="seed's 10-50 ms", annotation_position="top left")
+    fig.update_layout(barmode="group", xaxis_type="log", xaxis_title="median EXPLAIN ANALYZE execution ms",
+                      height=max(400, 28 * len(df)), title="Representative query per index, before vs after")
+    return fig
+
+
+def status_counts(status: pd.DataFrame) -> go.Figure:
+    """How many declared indexes are applied, missing, invalid, differ; extras too."""
+    counts = status["state"].value_counts()
+    return go.Figure(go.Bar(x=counts.index.tolist(), y=counts.values.tolist()),
+                     layout={"title": "Index status vs the migration", "yaxis_title": "indexes"})

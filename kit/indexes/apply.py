@@ -1,0 +1,263 @@
+"""Apply the migration's indexes safely: dry run by default, CONCURRENTLY, one statement per own
+autocommit session, lock/statement timeouts with retries, repair of failed builds, progress,
+ANALYZE afterwards; idempotent (talks to PostgreSQL)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import pandas as pd
+import psycopg
+from psycopg import errors as pgerr
+from psycopg import sql
+from sqlalchemy import Engine
+
+from kit.errors import IndexBuildError
+from kit.indexes import sessions
+from kit.indexes.preflight import Preflight, preflight
+from kit.indexes.spec import IndexSpec, MigrationError
+from kit.indexes.status import APPLIED, DIFFERS, INVALID, MISSING, NO_TABLE, index_status, default_specs
+
+ADVISORY_KEY = "dbperf-kit:apply-indexes"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One phase change of a build, from pg_stat_progress_create_index."""
+
+    name: str
+    phase: str
+    blocks_done: int
+    blocks_total: int
+    tuples_done: int
+    tuples_total: int
+    elapsed_s: float
+
+
+def print_progress(event: Progress) -> None:
+    done = f" {event.blocks_done}/{event.blocks_total} blocks" if event.blocks_total else ""
+    print(f"  {event.name}: {event.phase}{done} ({event.elapsed_s:.1f}s)")
+
+
+@dataclass(frozen=True)
+class LockWait:
+    """An attempt that gave up on a lock (lock_timeout), and who held things up."""
+
+    name: str
+    attempt: int
+    error: str
+    blocker_pids: tuple[int, ...]
+    backoff_s: float
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    table: str
+    state_before: str
+    action: str  # "create" | "rebuild" (drop the invalid one, create) | "none" | "leave"
+    status: str  # "planned" | "applied" | "unchanged" | "failed" | "left"
+    preflight: Preflight | None = None
+    attempts: int = 0
+    seconds: float = 0.0
+    phases: tuple[str, ...] = ()
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    applied: bool  # False for a dry run
+    steps: tuple[Step, ...]
+    blockers: tuple[sessions.Session, ...]
+    lock_waits: tuple[LockWait, ...]
+    seconds: float
+
+    def to_frame(self) -> pd.DataFrame:
+        rows = []
+        for s in self.steps:
+            p = s.preflight
+            rows.append({"name": s.name, "table": s.table, "before": s.state_before, "action": s.action,
+                         "status": s.status, "attempts": s.attempts, "seconds": round(s.seconds, 3),
+                         "est_mib": round(p.est_bytes / 2**20, 2) if p else None,
+                         "size_from": p.est_source if p else None,
+                         "free_gib": round(p.free_bytes / 2**30, 1) if p and p.free_bytes else None,
+                         "writes_per_s": round(p.writes_per_s, 1) if p else None,
+                         "note": "; ".join(x for x in (p.warning if p else "", s.message) if x)})
+        return pd.DataFrame(rows)
+
+    def names(self, status: str) -> list[str]:
+        return [s.name for s in self.steps if s.status == status]
+
+    @property
+    def failed(self) -> list[str]:
+        return self.names("failed")
+
+
+def plan(specs: tuple[IndexSpec, ...], states: dict[str, str]) -> list[Step]:
+    """What apply would do for each spec, given its current state."""
+    action = {APPLIED: ("none", "unchanged", ""), MISSING: ("create", "planned", ""),
+              INVALID: ("rebuild", "planned", "invalid (failed concurrent build): drop and rebuild"),
+              DIFFERS: ("leave", "left", "another definition under this name: not touched")}
+    steps = []
+    for spec in specs:
+        act, status, msg = action[states[spec.name]]
+        steps.append(Step(spec.name, spec.table, states[spec.name], act, status, message=msg))
+    return steps
+
+
+INDEX_VALID = """/* kit */
+SELECT x.indisvalid AND x.indisready FROM pg_index x
+JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_namespace n ON n.oid = i.relnamespace
+WHERE n.nspname = %s AND i.relname = %s"""
+PROGRESS = """/* kit */
+SELECT phase, blocks_done, blocks_total, tuples_done, tuples_total
+FROM pg_stat_progress_create_index WHERE pid = %s"""
+SET_TIMEOUTS = "/* kit */ SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)"
+
+
+def _index_state(conn: psycopg.Connection, spec: IndexSpec) -> str:
+    row = conn.execute(INDEX_VALID, [spec.schema, spec.name]).fetchone()
+    return MISSING if row is None else (APPLIED if row[0] else INVALID)
+
+
+def _run_statement(url: str, stmt: sql.Composable | str, *, timeouts: tuple[str, str],
+                   monitor: psycopg.Connection | None, name: str, poll_s: float,
+                   progress: Callable[[Progress], None] | None) -> list[str]:
+    """Run one statement on its own autocommit session in a thread; poll its progress meanwhile."""
+    box: dict = {}
+
+    def work() -> None:
+        try:
+            with sessions.connect(url, app="dbperf-kit-build") as conn:
+                conn.execute(SET_TIMEOUTS, list(timeouts))
+                box["pid"] = conn.info.backend_pid
+                conn.execute(stmt)
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    started, phases = time.monotonic(), []
+    thread = threading.Thread(target=work, name=f"kit-build-{name}", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(poll_s)
+        if monitor is None or "pid" not in box or not thread.is_alive():
+            continue
+        row = monitor.execute(PROGRESS, [box["pid"]]).fetchone()
+        if row and (not phases or phases[-1] != row[0]):
+            phases.append(row[0])
+            if progress:
+                progress(Progress(name, *row, elapsed_s=time.monotonic() - started))
+    if "error" in box:
+        raise box["error"]
+    return phases
+
+
+def _build_one(url: str, spec: IndexSpec, step: Step, monitor: psycopg.Connection, *,
+               timeouts: tuple[str, str], retries: int, backoff_s: float, poll_s: float,
+               progress, sleep, waits: list[LockWait], tables: list[str]) -> Step:
+    """Steps: 1. drop a leftover invalid index; 2. create; 3. check it is valid. Retry on lock timeout."""
+    started, phases, attempt = time.monotonic(), [], 0
+    drop = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(spec.schema, spec.name))
+    while True:
+        attempt += 1
+        try:
+            if _index_state(monitor, spec) == INVALID:  # 1. a failed build, ours or earlier
+                _run_statement(url, drop, timeouts=timeouts, monitor=None, name=spec.name,
+                               poll_s=poll_s, progress=None)
+            phases += _run_statement(url, spec.create_sql, timeouts=timeouts, monitor=monitor,  # 2.
+                                     name=spec.name, poll_s=poll_s, progress=progress)
+            if _index_state(monitor, spec) != APPLIED:  # 3. IF NOT EXISTS accepts an invalid one
+                raise IndexBuildError(f"{spec.name} exists but is not valid after the build")
+            return replace(step, status="applied", attempts=attempt, phases=tuple(phases),
+                           seconds=time.monotonic() - started)
+        except pgerr.LockNotAvailable as exc:
+            blockers = sessions.open_transactions(monitor, tables=tables)
+            wait = backoff_s * 2 ** (attempt - 1)
+            waits.append(LockWait(spec.name, attempt, str(exc).strip().splitlines()[0],
+                                  tuple(b.pid for b in blockers), wait if attempt <= retries else 0.0))
+            if attempt > retries:
+                pids = ", ".join(map(str, waits[-1].blocker_pids)) or "none left"
+                return replace(step, status="failed", attempts=attempt, seconds=time.monotonic() - started,
+                               message=f"lock_timeout {attempt} times; blocking pids: {pids}; "
+                                       "end those transactions and run apply again")
+            sleep(wait)
+        except (psycopg.Error, IndexBuildError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return replace(step, status="failed", attempts=attempt, seconds=time.monotonic() - started,
+                           message=f"{type(exc).__name__}: {first}; run apply again to repair")
+
+
+def _check_tables(specs: tuple[IndexSpec, ...], states: dict[str, str]) -> None:
+    missing = [s for s in specs if states[s.name] == NO_TABLE]
+    if missing:
+        s = missing[0]
+        raise MigrationError(f"{s.source}:{s.line}: table {s.qualified_table} of index {s.name} does not "
+                             "exist; create the schema first or fix the migration — nothing was applied")
+
+
+def apply_indexes(
+    engine: Engine,
+    specs: tuple[IndexSpec, ...] | list[IndexSpec] | None = None,
+    *,
+    apply: bool = False,
+    lock_timeout_ms: int = 2_000,
+    statement_timeout_ms: int = 3_600_000,
+    retries: int = 3,
+    backoff_s: float = 1.0,
+    sample_s: float = 0.5,
+    poll_s: float = 0.2,
+    progress: Callable[[Progress], None] | None = print_progress,
+    out: Callable[[str], None] | None = print,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ApplyResult:
+    """Bring the database to the migration's indexes; with ``apply=False`` only print the plan."""
+    if lock_timeout_ms <= 0 or statement_timeout_ms <= 0 or retries < 0:
+        raise ValueError("lock_timeout_ms and statement_timeout_ms must be > 0, retries >= 0")
+    started = time.monotonic()
+    specs = tuple(specs) if specs is not None else default_specs()
+    status = index_status(engine, specs)
+    states = {r.name: r.state for r in status.rows}
+    _check_tables(specs, states)
+    steps = plan(specs, states)
+    todo = [s for s in steps if s.action in ("create", "rebuild")]
+    by_name = {s.name: s for s in specs}
+    tables = sorted({by_name[s.name].qualified_table for s in todo})
+    url = engine.url.render_as_string(hide_password=False)
+    say = out or (lambda _line: None)
+    with sessions.connect(url) as monitor:
+        checks = preflight(monitor, [by_name[s.name] for s in todo], sample_s=sample_s if todo else 0, sleep=sleep)
+        steps = [replace(s, preflight=checks.get(s.name)) for s in steps]
+        blockers = sessions.open_transactions(monitor, tables=tables) if todo else []
+        if not apply or not todo:
+            for s in steps:
+                say(f"{'would ' if not apply and s.action != 'none' else ''}{s.action:8} {s.name}"
+                    + (f"  ({s.message})" if s.message else ""))
+            return ApplyResult(False if not apply else True, tuple(steps), tuple(blockers), (), time.monotonic() - started)
+        sessions.refuse_if_cannot_build(monitor, tables=tables)
+        sessions.refuse_own_transactions(blockers)
+        for b in blockers:
+            say(f"session {b.pid} ({b.application or b.user}, {b.state}) has a transaction open for "
+                f"{b.xact_age_s or 0:.0f}s: concurrent builds wait for it")
+        if not monitor.execute("/* kit */ SELECT pg_try_advisory_lock(hashtext(%s))", [ADVISORY_KEY]).fetchone()[0]:
+            raise IndexBuildError("another session is applying indexes (advisory lock held); "
+                                  "wait for it to finish, then run apply again")
+        waits: list[LockWait] = []
+        timeouts = (f"{lock_timeout_ms}ms", f"{statement_timeout_ms}ms")
+        try:
+            for i, step in enumerate(steps):
+                if step.action not in ("create", "rebuild"):
+                    continue
+                say(f"{step.action} {step.name}")
+                steps[i] = _build_one(url, by_name[step.name], step, monitor, timeouts=timeouts,
+                                      retries=retries, backoff_s=backoff_s, poll_s=poll_s,
+                                      progress=progress, sleep=sleep, waits=waits, tables=tables)
+            for table in sorted({by_name[s.name].qualified_table for s in steps if s.status == "applied"}):
+                schema, name = table.split(".", 1)
+                _run_statement(url, sql.SQL("ANALYZE {}").format(sql.Identifier(schema, name)),
+                               timeouts=timeouts, monitor=None, name=table, poll_s=poll_s, progress=None)
+        finally:
+            monitor.execute("/* kit */ SELECT pg_advisory_unlock(hashtext(%s))", [ADVISORY_KEY])
+    return ApplyResult(True, tuple(steps), tuple(blockers), tuple(waits), time.monotonic() - started)

@@ -1,0 +1,106 @@
+"""Who else is in the database: this process's open transactions, sessions that would block a
+concurrent build, and whether our role may build indexes at all (talks to PostgreSQL)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import psutil
+import psycopg
+
+from kit.config import libpq_url
+from kit.errors import UnsafeOperation
+
+
+def connect(url: str, *, app: str = "dbperf-kit-indexes") -> psycopg.Connection:
+    """A new autocommit session of its own (never from a pool)."""
+    return psycopg.connect(libpq_url(url), autocommit=True, application_name=app, connect_timeout=5)
+
+
+@dataclass(frozen=True)
+class Session:
+    pid: int
+    user: str | None
+    application: str | None
+    state: str | None
+    xact_age_s: float | None
+    wait_event: str | None
+    query: str
+    own_process: bool  # a connection of this Python process (kernel)
+    locks_table: bool  # holds a lock on one of the tables being indexed
+
+
+# CIC waits for every transaction in this database that holds a lock on the table or a snapshot
+# older than the build's; autovacuum is the one exception PostgreSQL makes itself.
+OPEN_TRANSACTIONS = """/* kit */
+SELECT a.pid, a.usename AS user, a.application_name AS application, a.state,
+       extract(epoch FROM clock_timestamp() - a.xact_start)::float8 AS xact_age_s,
+       a.wait_event, left(a.query, 200) AS query, host(a.client_addr) AS client_addr, a.client_port,
+       EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.relation = ANY(%(tables)s::regclass[]))
+           AS locks_table
+FROM pg_stat_activity a
+WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+  AND a.backend_type = 'client backend'
+  AND (a.xact_start IS NOT NULL OR a.backend_xmin IS NOT NULL)
+ORDER BY a.xact_start"""
+
+
+def _own_endpoints() -> set[tuple[str, int]]:
+    """(ip, port) of every TCP socket this process has open: its client ends of connections."""
+    try:
+        return {(c.laddr.ip, c.laddr.port) for c in psutil.Process().net_connections(kind="inet")}
+    except psutil.Error:
+        return set()
+
+
+def open_transactions(conn: psycopg.Connection, *, tables: list[str]) -> list[Session]:
+    """Sessions of this database inside a transaction (or holding a snapshot), oldest first."""
+    own = _own_endpoints()
+    rows = conn.execute(OPEN_TRANSACTIONS, {"tables": tables}).fetchall()
+    out = []
+    for pid, user, app, state, age, wait, query, addr, port, locks in rows:
+        out.append(Session(pid, user, app, state, age, wait, query,
+                           own_process=(addr, port) in own, locks_table=bool(locks)))
+    return out
+
+
+def sessions_frame(sessions: list[Session] | tuple[Session, ...]) -> pd.DataFrame:
+    return pd.DataFrame([s.__dict__ for s in sessions], columns=list(Session.__dataclass_fields__))
+
+
+def refuse_own_transactions(sessions: list[Session]) -> None:
+    """Raise when this process itself holds a transaction open: the build would wait on it forever."""
+    mine = [s for s in sessions if s.own_process]
+    if mine:
+        pids = ", ".join(str(s.pid) for s in mine)
+        raise UnsafeOperation(
+            f"this process holds {len(mine)} open transaction(s) (backend pid {pids}); a concurrent "
+            "index build would wait for it forever — commit or roll back (conn.rollback()) first"
+        )
+
+
+PRIVILEGES = """/* kit */
+SELECT c.oid::regclass::text AS "table", pg_get_userbyid(c.relowner) AS owner,
+       pg_has_role(current_user, c.relowner, 'USAGE') AS may_build
+FROM pg_class c WHERE c.oid = ANY(%(tables)s::regclass[])"""
+READ_ONLY = "/* kit */ SELECT current_user, current_setting('transaction_read_only') = 'on', pg_is_in_recovery()"
+
+
+def refuse_if_cannot_build(conn: psycopg.Connection, *, tables: list[str]) -> None:
+    """Raise :class:`UnsafeOperation` unless our role owns every table and may write."""
+    user, read_only, recovery = conn.execute(READ_ONLY).fetchone()
+    if recovery:
+        raise UnsafeOperation("the server is a read-only standby; apply the indexes on the primary")
+    if read_only:
+        raise UnsafeOperation(
+            f"role {user} works in read-only transactions (default_transaction_read_only); "
+            "apply needs a role that owns the tables — nothing was changed"
+        )
+    denied = [(t, owner) for t, owner, ok in conn.execute(PRIVILEGES, {"tables": tables}) if not ok]
+    if denied:
+        listed = ", ".join(f"{t} (owner {o})" for t, o in denied[:3])
+        raise UnsafeOperation(
+            f"role {user} cannot create indexes on {listed}{' ...' if len(denied) > 3 else ''}: "
+            "CREATE INDEX needs the table's owner; rerun apply with the owner's URL — nothing was changed"
+        )

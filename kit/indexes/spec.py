@@ -1,0 +1,209 @@
+"""Index specs parsed from a migration file with pglast, and their normalized form (pure).
+
+The migration is the source of truth: every statement must be a named ``CREATE INDEX``; any
+other statement is refused with the file and line, so nothing is applied from a file the kit
+does not fully understand. ``pg_get_indexdef`` output parses with the same code, so a spec and
+a live index compare as :meth:`IndexSpec.signature` values.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from pglast import ast, parse_sql
+from pglast.enums import SortByDir, SortByNulls
+from pglast.parser import ParseError
+from pglast.stream import RawStream
+
+from kit.errors import ConfigError
+
+DEFAULT_SCHEMA = "public"
+# Leading blanks and comments before a statement: libpg_query's stmt_location includes them.
+_LEADING = re.compile(rb"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.S)
+_CAST = re.compile(r"CAST\(('(?:[^']|'')*'|\d+(?:\.\d+)?) AS [a-z_ ]+(?:\[\])?\)", re.I)
+
+
+class MigrationError(ConfigError):
+    """A migration file the kit refuses to apply (syntax error, non-index statement, ...)."""
+
+
+@dataclass(frozen=True)
+class IndexKey:
+    """One key of an index: a column or an expression, with its sort order."""
+
+    expression: str  # the column name, or the deparsed expression
+    is_column: bool
+    descending: bool = False
+    nulls: str | None = None  # "first" | "last" | None (the default for the direction)
+
+    def render(self) -> str:
+        text = self.expression if self.is_column else f"({self.expression})"
+        if self.descending:
+            text += " DESC"
+        if self.nulls:
+            text += f" NULLS {self.nulls.upper()}"
+        return text
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """One index as declared: where it came from and what it is."""
+
+    name: str
+    table: str
+    keys: tuple[IndexKey, ...]
+    schema: str = DEFAULT_SCHEMA
+    method: str = "btree"
+    predicate: str | None = None
+    include: tuple[str, ...] = ()
+    unique: bool = False
+    source: str = "<text>"
+    line: int = 1
+    create_sql: str = field(default="", compare=False)
+
+    @property
+    def qualified_table(self) -> str:
+        return f"{self.schema}.{self.table}"
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The plain columns among the keys, in order."""
+        return tuple(k.expression for k in self.keys if k.is_column)
+
+    @property
+    def definition(self) -> str:
+        """A short human-readable definition, e.g. ``users (lower(email))``."""
+        text = f"{self.table} " + ("USING " + self.method + " " if self.method != "btree" else "")
+        text += "(" + ", ".join(k.render() for k in self.keys) + ")"
+        if self.include:
+            text += " INCLUDE (" + ", ".join(self.include) + ")"
+        if self.predicate:
+            text += f" WHERE {self.predicate}"
+        return ("UNIQUE " if self.unique else "") + text
+
+    def signature(self) -> tuple:
+        """What must match between a declared and a live index (names aside)."""
+        return (
+            self.schema, self.table, self.method, self.unique,
+            tuple((normalize_expression(k.expression), k.descending, _nulls(k)) for k in self.keys),
+            normalize_expression(self.predicate or ""),
+            tuple(self.include),
+        )
+
+
+def _nulls(key: IndexKey) -> str:
+    # NULLS LAST is the default for ASC and NULLS FIRST for DESC: spell the default out.
+    return key.nulls or ("first" if key.descending else "last")
+
+
+def normalize_expression(text: str) -> str:
+    """Drop casts of literals, parentheses and blanks: ``(status = 'x'::text)`` == ``status = 'x'``."""
+    text = _CAST.sub(r"\1", text)
+    text = re.sub(r"'((?:[^']|'')*)'::[a-z_ ]+(?:\[\])?", r"'\1'", text, flags=re.I)
+    return re.sub(r"[\s()]+", "", text).lower()
+
+
+def _line_of(data: bytes, offset: int) -> int:
+    start = _LEADING.match(data, offset)
+    return data[: start.end() if start else offset].count(b"\n") + 1
+
+
+def _deparse(node) -> str:
+    return RawStream()(node)
+
+
+def _key(elem: ast.IndexElem) -> IndexKey:
+    nulls = {SortByNulls.SORTBY_NULLS_FIRST: "first", SortByNulls.SORTBY_NULLS_LAST: "last"}
+    return IndexKey(
+        expression=elem.name if elem.name else _deparse(elem.expr),
+        is_column=bool(elem.name),
+        descending=elem.ordering == SortByDir.SORTBY_DESC,
+        nulls=nulls.get(elem.nulls_ordering),
+    )
+
+
+def _spec(stmt: ast.IndexStmt, *, source: str, line: int) -> IndexSpec:
+    schema = stmt.relation.schemaname or DEFAULT_SCHEMA
+    # The statement the kit runs: always CONCURRENTLY IF NOT EXISTS, always schema-qualified,
+    # deparsed from the parsed tree (so identifiers are quoted by pglast, not by us).
+    stmt.concurrent = True
+    stmt.if_not_exists = True
+    stmt.relation.schemaname = schema
+    return IndexSpec(
+        name=stmt.idxname,
+        table=stmt.relation.relname,
+        schema=schema,
+        keys=tuple(_key(e) for e in stmt.indexParams),
+        method=(stmt.accessMethod or "btree").lower(),
+        predicate=_deparse(stmt.whereClause) if stmt.whereClause is not None else None,
+        include=tuple(e.name for e in (stmt.indexIncludingParams or ())),
+        unique=bool(stmt.unique),
+        source=source,
+        line=line,
+        create_sql=_deparse(stmt),
+    )
+
+
+def parse_index_sql(text: str, *, source: str = "<text>") -> tuple[IndexSpec, ...]:
+    """Parse SQL text made only of named ``CREATE INDEX`` statements into specs.
+
+    Raises :class:`MigrationError` naming ``source`` and the line for a syntax error, a
+    statement that is not ``CREATE INDEX``, an unnamed index, or a name declared twice.
+    """
+    data = text.encode()
+    try:
+        raws = parse_sql(text)
+    except ParseError as exc:
+        offset = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else 0
+        line = text[:offset].count("\n") + 1
+        raise MigrationError(
+            f"{source}:{line}: syntax error ({exc.args[0]}); fix the migration, nothing was applied"
+        ) from exc
+    specs: list[IndexSpec] = []
+    seen: dict[str, int] = {}
+    for raw in raws:
+        line = _line_of(data, raw.stmt_location or 0)
+        stmt = raw.stmt
+        if not isinstance(stmt, ast.IndexStmt):
+            kind = type(stmt).__name__
+            raise MigrationError(
+                f"{source}:{line}: {kind} is not index DDL; the kit applies only CREATE INDEX "
+                "statements — move it to another migration, nothing was applied"
+            )
+        if not stmt.idxname:
+            raise MigrationError(f"{source}:{line}: CREATE INDEX without a name; name the index")
+        if stmt.idxname in seen:
+            raise MigrationError(
+                f"{source}:{line}: index {stmt.idxname} already declared at line {seen[stmt.idxname]}"
+            )
+        seen[stmt.idxname] = line
+        specs.append(_spec(stmt, source=source, line=line))
+    return tuple(specs)
+
+
+def parse_migration(path: str | Path) -> tuple[IndexSpec, ...]:
+    """The index specs of migration file ``path`` (see :func:`parse_index_sql`)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise MigrationError(f"cannot read migration {path}: {exc.strerror}; check the path") from exc
+    return parse_index_sql(text, source=str(path))
+
+
+def parse_indexdef(indexdef: str) -> IndexSpec:
+    """A spec from ``pg_get_indexdef()`` output, for comparison with a declared one."""
+    (raw,) = parse_sql(indexdef)
+    return _spec(raw.stmt, source="database", line=1)
+
+
+def specs_frame(specs: tuple[IndexSpec, ...] | list[IndexSpec]) -> pd.DataFrame:
+    """One row per spec: name, table, definition, file:line."""
+    return pd.DataFrame(
+        [{"name": s.name, "table": s.table, "definition": s.definition,
+          "declared_at": f"{Path(s.source).name}:{s.line}"} for s in specs],
+        columns=["name", "table", "definition", "declared_at"],
+    )

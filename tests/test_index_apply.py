@@ -1,0 +1,201 @@
+"""Applying the migration: dry run, idempotence, repair, lock timeouts, refusals (real servers)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy import text
+
+from kit.config import libpq_url
+from kit.errors import IndexBuildError, UnsafeOperation
+from kit.indexes.apply import ADVISORY_KEY, apply_indexes
+from kit.indexes.spec import MigrationError, parse_index_sql
+from kit.indexes.status import index_status
+from kit.schema import create_schema
+
+FAST = dict(sample_s=0, poll_s=0.05, progress=None, out=None)
+
+
+@pytest.fixture
+def schema_engine(fresh_engine):
+    with fresh_engine.begin() as conn:
+        create_schema(conn)
+        conn.execute(text("INSERT INTO users (email, first_name, last_name, role) "
+                          "SELECT 'u' || g || '@x.org', 'f', 'l', 'analyst' FROM generate_series(1, 500) g"))
+    return fresh_engine
+
+
+def _dsn(engine) -> str:
+    return libpq_url(engine.url.render_as_string(hide_password=False))
+
+
+def _index_count(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'idx_%'")).scalar_one()
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(schema_engine):
+    lines: list[str] = []
+    result = apply_indexes(schema_engine, **{**FAST, "out": lines.append})
+    assert (result.applied, len(result.names("planned")), _index_count(schema_engine)) == (False, 23, 0)
+    assert lines[0] == "would create   idx_reconciliation_jobs_project_status"
+    assert result.to_frame()["size_from"].unique().tolist() == ["hypopg"]
+
+
+def test_apply_builds_all_23_then_does_nothing(schema_engine):
+    first = apply_indexes(schema_engine, apply=True, **FAST)
+    assert (len(first.names("applied")), first.failed) == (23, [])
+    assert index_status(schema_engine).counts()["applied"] == 23
+    with schema_engine.connect() as conn:
+        analyzed = conn.execute(text("SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables "
+                                     "WHERE relname = 'users'")).scalar_one()
+    assert analyzed is True
+    second = apply_indexes(schema_engine, apply=True, **FAST)
+    assert (len(second.names("unchanged")), second.names("applied")) == (23, [])
+
+
+def test_terminated_concurrent_build_is_repaired(schema_engine):
+    dsn = _dsn(schema_engine)
+    spec = parse_index_sql("CREATE INDEX idx_users_email_lower ON users (lower(email))")
+    blocker = psycopg.connect(dsn)  # an old snapshot: the build waits for it at its last phase
+    blocker.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+    blocker.execute("SELECT count(*) FROM users")
+    pid: list[int] = []
+
+    def build() -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            pid.append(conn.info.backend_pid)
+            try:
+                conn.execute(spec[0].create_sql)
+            except psycopg.Error:
+                pass  # terminated below
+
+    thread = threading.Thread(target=build)
+    thread.start()
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            row = admin.execute("SELECT phase FROM pg_stat_progress_create_index").fetchone()
+            if row and "old snapshots" in row[0]:
+                break
+            time.sleep(0.05)
+        assert row[0] == "waiting for old snapshots"
+        assert admin.execute("SELECT pg_terminate_backend(%s)", pid).fetchone()[0] is True
+    thread.join(10)
+    blocker.close()
+    assert index_status(schema_engine, spec).state_of("idx_users_email_lower") == "invalid"
+    result = apply_indexes(schema_engine, spec, apply=True, **FAST)
+    assert (result.steps[0].action, result.steps[0].status) == ("rebuild", "applied")
+    assert index_status(schema_engine, spec).state_of("idx_users_email_lower") == "applied"
+    with schema_engine.connect() as conn:
+        invalid = conn.execute(text("SELECT count(*) FROM pg_index WHERE NOT indisvalid")).scalar_one()
+    assert invalid == 0
+
+
+def _hold_lock(dsn: str, table: str) -> subprocess.Popen:
+    """Another process holds a SHARE lock on ``table`` (conflicts with CREATE INDEX CONCURRENTLY)."""
+    code = ("import psycopg, sys, time\n"
+            f"c = psycopg.connect({dsn!r})\n"
+            f"c.execute('LOCK TABLE {table} IN SHARE MODE')\n"
+            "print(c.info.backend_pid, flush=True)\ntime.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    proc.pid_pg = int(proc.stdout.readline())  # type: ignore[attr-defined]
+    return proc
+
+
+def test_lock_timeout_is_honoured_retried_and_reported(schema_engine):
+    spec = parse_index_sql("CREATE INDEX idx_users_active ON users (created_at DESC) WHERE is_active")
+    holder = _hold_lock(_dsn(schema_engine), "users")
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the holder gives up during the first backoff
+        sleeps.append(seconds)
+        holder.terminate()
+        holder.wait(10)
+        time.sleep(0.2)
+
+    try:
+        result = apply_indexes(schema_engine, spec, apply=True, lock_timeout_ms=200, retries=2,
+                               backoff_s=0.5, **{**FAST, "sleep": sleep})
+    finally:
+        holder.kill()
+    assert (result.steps[0].status, result.steps[0].attempts, sleeps) == ("applied", 2, [0.5])
+    (wait,) = result.lock_waits
+    assert (wait.attempt, wait.blocker_pids) == (1, (holder.pid_pg,))
+    assert wait.error == "canceling statement due to lock timeout"
+
+
+def test_lock_never_released_fails_with_the_blocking_pid(schema_engine):
+    spec = parse_index_sql("CREATE INDEX idx_users_active ON users (created_at DESC) WHERE is_active")
+    holder = _hold_lock(_dsn(schema_engine), "users")
+    try:
+        result = apply_indexes(schema_engine, spec, apply=True, lock_timeout_ms=100, retries=2,
+                               backoff_s=0.01, **{**FAST, "sleep": lambda s: None})
+    finally:
+        holder.kill()
+    step = result.steps[0]
+    assert (step.status, step.attempts, len(result.lock_waits)) == ("failed", 3, 3)
+    assert f"blocking pids: {holder.pid_pg}" in step.message
+    assert index_status(schema_engine, spec).state_of("idx_users_active") in ("missing", "invalid")
+
+
+def test_refuses_while_this_process_holds_a_transaction(schema_engine):
+    with schema_engine.connect() as conn:
+        conn.execute(text("SELECT 1 FROM users LIMIT 1"))  # transaction left open
+        with pytest.raises(UnsafeOperation, match="this process holds 1 open transaction"):
+            apply_indexes(schema_engine, apply=True, **FAST)
+    assert _index_count(schema_engine) == 0
+
+
+def test_second_applier_is_refused_by_the_advisory_lock(schema_engine):
+    with psycopg.connect(_dsn(schema_engine), autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(hashtext(%s))", [ADVISORY_KEY])
+        with pytest.raises(IndexBuildError, match="another session is applying indexes"):
+            apply_indexes(schema_engine, apply=True, **FAST)
+    assert _index_count(schema_engine) == 0
+
+
+@pytest.mark.parametrize("migration, message", [
+    ("CREATE INDEX a ON users (email);\nCREATE INDEX b ON users (role;\n", r"bad\.sql:2: syntax error"),
+    ("CREATE INDEX a ON users (email);\nALTER TABLE users ADD COLUMN x int;\n", r"bad\.sql:2: AlterTableStmt is not"),
+    ("CREATE INDEX a ON users (email);\nCREATE INDEX b ON no_such_table (x);\n",
+     r"bad\.sql:2: table public\.no_such_table of index b does not exist"),
+])
+def test_bad_migration_is_one_clear_error_and_nothing_applied(schema_engine, tmp_path, migration, message):
+    from kit.indexes.spec import parse_migration
+
+    path = tmp_path / "bad.sql"
+    path.write_text(migration)
+    with pytest.raises(MigrationError, match=message):
+        apply_indexes(schema_engine, parse_migration(path), apply=True, **FAST)
+    with schema_engine.connect() as conn:
+        count = conn.execute(text("SELECT count(*) FROM pg_indexes WHERE tablename = 'users'")).scalar_one()
+    assert count == 1  # the primary key only
+
+
+def test_read_only_role_is_refused_with_a_clear_message(schema_engine, pg_server):
+    role = f"reader_{uuid.uuid4().hex[:8]}"
+    dsn = _dsn(schema_engine)
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        admin.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(sql.Identifier(role)))
+    from kit.db import make_engine
+
+    reader = make_engine(schema_engine.url.set(username=role).render_as_string(hide_password=False))
+    try:
+        with pytest.raises(UnsafeOperation, match=rf"role {role} cannot create indexes on .*needs the table's owner"):
+            apply_indexes(reader, apply=True, **FAST)
+        dry = apply_indexes(reader, **FAST)
+        assert len(dry.names("planned")) == 23
+    finally:
+        reader.dispose()
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
