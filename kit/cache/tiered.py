@@ -1,0 +1,258 @@
+"""The two-level cache: L1 in process, L2 in Redis, the database behind (talks to Redis).
+
+``get_or_load(key, loader, ttl=, tags=)`` looks in L1, then L2, then calls ``loader`` once per key
+per process (single flight) and, with ``lock=True``, once per key across processes (a Redis lock).
+
+Why it is never wrong:
+
+* a load registers a *flight* before it reads L2 or the database; an invalidation of its key or
+  tags (local, or received from another process) marks the flight dirty and unregisters it, so
+  the old value is returned to the readers that started before the write but stored nowhere,
+  and readers that start after get a new flight;
+* the L2 store is conditional on the generations read with the value (see :mod:`kit.cache.l2`);
+  a refused L2 store means L1 is not filled either;
+* with ``cross_process=True`` L1 is only served while the invalidation channel is up; losing it
+  flushes L1 and bumps an epoch so that loads which began before the gap do not fill L1.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import cachetools
+
+from kit.cache.base import MISSING, Timer, check_key, check_ttl, dumps, loads
+from kit.cache.channel import InvalidationChannel
+from kit.cache.l1 import L1Cache
+from kit.cache.l2 import L2Cache, RedisDown
+from kit.cache.stats import CacheStats
+
+
+class _Flight:
+    __slots__ = ("key", "tags", "epoch", "dirty", "done", "value", "error")
+
+    def __init__(self, key: str, tags: tuple[str, ...], epoch: int) -> None:
+        self.key, self.tags, self.epoch = key, tags, epoch
+        self.dirty = False
+        self.done = threading.Event()
+        self.value: Any = MISSING
+        self.error: BaseException | None = None
+
+
+class TieredCache:
+    """L1 + optional L2; the same get/set/delete/invalidate_tags contract as each level."""
+
+    level = "tiered"
+
+    def __init__(self, *, redis_url: str | None = None, namespace: str = "kit", ttl: float = 300.0,
+                 l1_max_entries: int = 2000, l1_max_bytes: int = 64 * 2**20, l1_ttl: float | None = None,
+                 cross_process: bool = True, lock: bool = False, lock_ttl: float = 5.0,
+                 lock_poll: float = 0.005, timer: Timer | None = None, l2_timeout: float = 0.25,
+                 cooldown: float = 1.0, use_l1: bool = True) -> None:
+        self.stats = CacheStats()
+        self.default_ttl, self.lock, self.lock_ttl, self.lock_poll = check_ttl(ttl), lock, lock_ttl, lock_poll
+        self.origin = uuid.uuid4().hex
+        self.use_l1 = use_l1
+        self.l1 = L1Cache(max_entries=l1_max_entries, max_bytes=l1_max_bytes, ttl=l1_ttl or ttl,
+                          stats=self.stats, **({"timer": timer} if timer else {}))
+        self.l2: L2Cache | None = None
+        self.channel: InvalidationChannel | None = None
+        self._lock = threading.Lock()
+        self._flights: dict[str, _Flight] = {}
+        self._epoch = 0
+        self._access: dict[str, int] = {}
+        # the loader last used per key, for warming; bounded like L1
+        self._loaders: cachetools.LRUCache = cachetools.LRUCache(maxsize=l1_max_entries)
+        if redis_url:
+            self.l2 = L2Cache(redis_url, namespace=namespace, ttl=ttl, timeout=l2_timeout, cooldown=cooldown,
+                              origin=self.origin, stats=self.stats, **({"timer": timer} if timer else {}))
+            if cross_process:
+                self.channel = InvalidationChannel(redis_url, self.l2.channel, origin=self.origin,
+                                                   on_message=self._on_remote, on_state=self._on_channel)
+                self.channel.start()
+
+    # -- reading --------------------------------------------------------------------------------
+    @property
+    def l1_serving(self) -> bool:
+        return self.use_l1 and (self.channel is None or self.channel.up)
+
+    def get_or_load(self, key: str, loader: Callable[[], Any], *, ttl: float | None = None,
+                    tags: Iterable[str] = (), reload: Callable[[], Any] | None = None) -> Any:
+        """The cached value of ``key``, or ``loader()``'s (stored unless invalidated meanwhile).
+
+        ``reload`` is a loader that still works later (its own connection) for warming; by
+        default ``loader`` is kept.
+        """
+        check_key(key)
+        ttl, tags = check_ttl(ttl or self.default_ttl), tuple(tags)
+        self._access[key] = self._access.get(key, 0) + 1  # approximate under threads: it ranks keys
+        if self.l1_serving and (value := self.l1.get(key)) is not MISSING:
+            return value
+        with self._lock:
+            flight = self._flights.get(key)
+            leader = flight is None
+            if leader:
+                flight = self._flights[key] = _Flight(key, tags, self._epoch)
+                self._loaders[key] = (reload or loader, ttl, tags)
+        if not leader:
+            flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            return flight.value
+        try:
+            flight.value = self._lead(flight, loader, ttl)
+            return flight.value
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            with self._lock:
+                if self._flights.get(key) is flight:
+                    del self._flights[key]
+            flight.done.set()
+
+    def _lead(self, flight: _Flight, loader: Callable[[], Any], ttl: float) -> Any:
+        key, tags, token, lock_token = flight.key, flight.tags, None, None
+        if self.l2 is not None:
+            try:
+                data, token = self.l2.lookup(key, tags)
+                if data is not None:
+                    value = loads(data)
+                    self._fill_l1(flight, data, ttl)
+                    return value
+                if self.lock:
+                    lock_token = self.l2.acquire(key, ttl=self.lock_ttl)
+                    if lock_token is None and (data := self._wait_for(key)) is not None:
+                        self._fill_l1(flight, data, ttl)
+                        return loads(data)
+            except RedisDown:
+                token = None
+        try:
+            self.stats.incr("db", "loads")
+            data = dumps(loader())
+            stored = True
+            if self.l2 is not None and token is not None:
+                stored = self.l2.store_if(key, data, ttl=ttl, tags=tags, token=token)
+            if stored:
+                self._fill_l1(flight, data, ttl)
+            return loads(data)
+        finally:
+            if lock_token is not None:
+                self.l2.release(key, lock_token)
+
+    def _wait_for(self, key: str) -> bytes | None:
+        """Another process holds the recompute lock: poll L2 for its value until the lock's TTL."""
+        self.stats.incr("l2", "lock_waits")
+        deadline = time.monotonic() + self.lock_ttl
+        while time.monotonic() < deadline:
+            time.sleep(self.lock_poll)
+            data = self.l2.get_raw(key)
+            if data is not None:
+                return data
+        return None
+
+    def _fill_l1(self, flight: _Flight, data: bytes, ttl: float) -> None:
+        # the dirty check and the store under one lock: an invalidation cannot slip between them
+        with self._lock:
+            if flight.dirty or flight.epoch != self._epoch or not self.l1_serving:
+                self.stats.incr("l1", "stores_refused")
+                return
+            self.l1.set_encoded(flight.key, data, ttl=min(ttl, self.l1.default_ttl), tags=flight.tags)
+
+    def get(self, key: str) -> Any:
+        if self.l1_serving and (value := self.l1.get(key)) is not MISSING:
+            return value
+        return self.l2.get(key) if self.l2 is not None else MISSING
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        keys = list(keys)
+        found = self.l1.get_many(keys) if self.l1_serving else {}
+        rest = [k for k in keys if k not in found]
+        if rest and self.l2 is not None:
+            found.update(self.l2.get_many(rest))
+        return found
+
+    # -- writing --------------------------------------------------------------------------------
+    def set(self, key: str, value: Any, *, ttl: float | None = None, tags: Iterable[str] = ()) -> None:
+        """Store unconditionally (write-through); prefer invalidate + get_or_load for DB data."""
+        tags = tuple(tags)
+        self.invalidate(keys=[key])
+        if self.l2 is not None:
+            self.l2.set(key, value, ttl=ttl, tags=tags)
+        if self.l1_serving:
+            self.l1.set(key, value, ttl=min(ttl or self.l1.default_ttl, self.l1.default_ttl), tags=tags)
+
+    def set_many(self, mapping: dict[str, Any], *, ttl: float | None = None) -> None:
+        for key, value in mapping.items():
+            self.set(key, value, ttl=ttl)
+
+    def delete(self, key: str) -> None:
+        self.invalidate(keys=[key])
+
+    def invalidate_tags(self, tags: Iterable[str]) -> None:
+        self.invalidate(tags=tags)
+
+    def invalidate(self, *, keys: Iterable[str] = (), tags: Iterable[str] = ()) -> None:
+        """Drop ``keys`` and ``tags`` here, in Redis, and (through the channel) in every process."""
+        keys, tags = tuple(keys), tuple(tags)
+        # Redis first, then here: a flight that read the old L2 value before the DEL is still
+        # registered when the local step marks it dirty; local first would let one slip into L1.
+        if self.l2 is not None:
+            self.l2.invalidate(keys, tags)
+        self._invalidate_local(keys, tags)
+        self.stats.incr("l1", "invalidations_sent", len(keys) + len(tags))
+
+    def _invalidate_local(self, keys: Iterable[str], tags: Iterable[str]) -> None:
+        keys, tags = set(keys), set(tags)
+        with self._lock:
+            for key, flight in list(self._flights.items()):
+                if key in keys or tags.intersection(flight.tags):
+                    flight.dirty = True
+                    del self._flights[key]  # later readers start a new flight
+            self.l1.delete_many(keys)
+            self.l1.invalidate_tags(tags)
+
+    def _on_remote(self, keys: list[str], tags: list[str]) -> None:
+        self.stats.incr("l1", "invalidations_received", len(keys) + len(tags))
+        self._invalidate_local(keys, tags)
+
+    def _on_channel(self, up: bool) -> None:
+        with self._lock:
+            self._epoch += 1
+            for flight in self._flights.values():
+                flight.dirty = True
+            self._flights.clear()
+            self.l1.clear()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._epoch += 1
+            self._flights.clear()
+            self.l1.clear()
+        if self.l2 is not None:
+            self.l2.clear()
+
+    # -- warming support ------------------------------------------------------------------------
+    def hot_keys(self, n: int) -> list[str]:
+        """The ``n`` most requested keys since start (ties by key)."""
+        return [k for k, _ in sorted(self._access.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
+
+    def loader_of(self, key: str) -> tuple[Callable[[], Any], float, tuple[str, ...]] | None:
+        with self._lock:
+            return self._loaders.get(key)
+
+    def close(self) -> None:
+        if self.channel is not None:
+            self.channel.stop()
+        if self.l2 is not None:
+            self.l2.close()
+
+    def __enter__(self) -> TieredCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
