@@ -1,0 +1,172 @@
+"""kit.load against the throwaway PostgreSQL: small user counts and durations."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy import text
+
+from kit import datagen
+from kit.db import make_engine
+from kit.load import MIX, Endpoint, PoolMonitor, latency_summary, main_load, run_load, seed_endpoints
+from kit.pool import PoolConfig, seed_load
+
+SERIES = text("SELECT count(*) FROM generate_series(1, :n)")
+
+
+@pytest.fixture(scope="module")
+def seeded_url(pg_server):
+    """A database seeded at scale tiny, shared by this module's tests."""
+    admin = f"host=127.0.0.1 port={pg_server.port} user=postgres dbname=postgres"
+    name = f"load_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{pg_server.port}/{name}"
+    engine = make_engine(url)
+    datagen.seed(engine, scale="tiny", progress=False)
+    engine.dispose()
+    yield url
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _endpoints() -> list[Endpoint]:
+    return [Endpoint("small", lambda conn, rng: conn.execute(SERIES, {"n": 10}).scalar_one(), weight=3),
+            Endpoint("big", lambda conn, rng: conn.execute(SERIES, {"n": 2000}).scalar_one(), weight=1)]
+
+
+def _boom(conn, rng):
+    conn.execute(text("SELECT 1/0"))
+
+
+def test_request_count_run_measures_exactly_that_many(fresh_engine):
+    r = run_load(fresh_engine, _endpoints(), users=4, requests=200, warmup_s=0.2, progress=False, n_boot=50)
+    assert r.requests == 200
+    assert r.errors == 0
+    assert r.hung is False
+    p50, p95, p99 = (r.latency_ms[k][0] for k in ("p50", "p95", "p99"))
+    assert 0 < p50 <= p95 <= p99
+    lo, hi = r.latency_ms["p95"][1:]
+    assert lo <= p95 <= hi
+    assert set(r.by_endpoint()["endpoint"]) == {"small", "big"}
+    # the weights hold: about 3 small for 1 big
+    counts = r.by_endpoint().set_index("endpoint")["requests"]
+    assert counts["small"] > counts["big"]
+    assert r.pool["measure"]["checkouts"] >= 200
+    assert r.pool["warmup"]["checkouts"] > 0  # warm-up ran and was popped separately
+
+
+def test_duration_run_counts_errors_by_kind(fresh_engine):
+    eps = _endpoints() + [Endpoint("boom", _boom, weight=1)]
+    r = run_load(fresh_engine, eps, users=3, duration_s=0.6, warmup_s=0.1, progress=False, n_boot=20)
+    assert r.requests > 0
+    assert r.error_kinds == {"db_error": r.errors}
+    assert r.errors == int(r.by_endpoint().set_index("endpoint").loc["boom", "errors"])
+    assert r.throughput_rps > 0
+    row = r.to_frame().iloc[0]
+    assert row["users"] == 3 and row["requests"] == r.requests
+    assert r.resources.rss_peak_mb >= r.resources.rss_start_mb > 0
+
+
+def test_monitor_counts_waits_when_every_connection_is_busy(fresh_engine):
+    # fresh_engine: pool_size 5 + overflow 5 = 10 connections; 20 users holding 50 ms each must queue
+    hold = Endpoint("hold", lambda conn, rng: conn.execute(text("SELECT pg_sleep(0.05)")))
+    r = run_load(fresh_engine, [hold], users=20, requests=60, warmup_s=0.0, progress=False,
+                 n_boot=20, sample_resources=False)
+    m = r.pool["measure"]
+    assert m["capacity"] == 10
+    assert m["peak_in_use"] == 10
+    assert m["waits"] > 0
+    assert m["wait_s"] > 0
+    assert m["timeouts"] == 0
+    assert m["alert"] is True  # 100 % > 80 %
+
+
+def test_monitor_pop_resets(fresh_engine):
+    monitor = PoolMonitor(fresh_engine)
+    with monitor.connect() as conn:
+        conn.execute(text("SELECT 1"))
+        assert monitor.in_use == 1
+    first = monitor.pop_stats()
+    assert first["checkouts"] == 1 and first["in_use"] == 0
+    assert monitor.pop_stats()["checkouts"] == 0
+    monitor.close()
+
+
+def test_latency_summary_percentiles_and_intervals():
+    lat = np.arange(1, 1001, dtype=float)
+    s = latency_summary(lat, n_boot=200, seed=1)
+    assert s["p50"][0] == pytest.approx(500.5)
+    assert s["p95"][0] == pytest.approx(950.05)
+    assert s["p95"][1] < 950.05 < s["p95"][2]
+    assert s["p99"][2] <= 1000
+
+
+def test_run_load_rejects_bad_arguments(fresh_engine):
+    with pytest.raises(ValueError, match="exactly one"):
+        run_load(fresh_engine, _endpoints(), duration_s=1, requests=10)
+    with pytest.raises(ValueError, match="users >= 1"):
+        run_load(fresh_engine, _endpoints(), users=0, requests=10)
+
+
+@pytest.mark.parametrize("flavor", ["naive", "batched", "cached"])
+def test_seed_mix_runs_every_endpoint_without_errors(seeded_url, redis_url, flavor):
+    config = PoolConfig("small", pool_size=3, pool_timeout=5.0)
+    r = seed_load(seeded_url, flavor=flavor, config=config, redis_url=redis_url, users=4, requests=80,
+                  warmup_s=0.1, progress=False, n_boot=20, sample_resources=False)
+    assert r.label == f"{flavor} / small"
+    assert (r.requests, r.errors, r.hung) == (80, 0, False)
+    assert set(r.by_endpoint()["endpoint"]) == set(MIX)
+    assert r.pool["measure"]["capacity"] == 3
+
+
+def test_seed_endpoints_reject_unknown_names(seeded_url):
+    engine = make_engine(seeded_url)
+    try:
+        with pytest.raises(ValueError, match="unknown flavor"):
+            with seed_endpoints(engine, flavor="fast"):
+                pass
+        with pytest.raises(ValueError, match="unknown endpoints in mix"):
+            with seed_endpoints(engine, mix={"delete_everything": 1.0}):
+                pass
+    finally:
+        engine.dispose()
+
+
+def test_main_load_prints_a_summary(seeded_url, capsys):
+    r = main_load(database_url=seeded_url, flavor="batched", pool="production", users=3, requests=30,
+                  warmup_s=0.0, progress=False)
+    assert (r.requests, r.errors) == (30, 0)
+    out = capsys.readouterr().out
+    assert "batched / production" in out and "p95_ms" in out
+    with pytest.raises(ValueError, match="unknown pool"):
+        main_load(database_url=seeded_url, pool="huge")
+
+
+def test_pool_wait_is_recorded_per_request(fresh_engine):
+    hold = Endpoint("hold", lambda conn, rng: conn.execute(text("SELECT pg_sleep(0.02)")))
+    r = run_load(fresh_engine, [hold], users=15, requests=45, warmup_s=0.0, progress=False,
+                 n_boot=20, sample_resources=False)
+    m = r.samples[r.samples["measured"]]
+    assert m["wait_ms"].notna().all()
+    assert (m["wait_ms"] <= m["latency_ms"]).all()  # the wait is part of the request
+    assert r.wait_quantile_ms(0.95) == pytest.approx(float(m["wait_ms"].quantile(0.95)))
+
+
+def test_charts_build_from_results(fresh_engine, fresh_db_url):
+    from kit.charts_load import ingest_chart, latency_chart, pool_sweep_chart, resources_chart
+    from kit.pool import sweep_pool_sizes
+    import pandas as pd
+
+    r = run_load(fresh_engine, _endpoints(), users=2, requests=20, warmup_s=0.0, progress=False, n_boot=10)
+    assert [t.name for t in latency_chart([r]).data] == ["load (2 users)"]
+    sweep = sweep_pool_sizes(fresh_db_url, _endpoints(), sizes=(1, 2), users=2, requests=10, warmup_s=0.0,
+                             progress=False, n_boot=10, sample_resources=False)
+    assert list(pool_sweep_chart(sweep).data[0].x) == [1, 2]
+    assert len(resources_chart({"run": r.resources}).data) == 2
+    frame = pd.DataFrame({"chunk": ["8 KB", "8 KB"], "concurrency": [1, 5], "rows_per_s": [1.0, 2.0]})
+    assert [t.name for t in ingest_chart(frame).data] == ["1 file(s) at once", "5 file(s) at once"]
