@@ -145,7 +145,7 @@ def _print_run(result) -> None:
 @click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
 def demo(scale: str, seed_value: int, runs_dir: Path) -> None:
     """Start the throwaway servers, build the demo database, run the notebooks."""
-    from kit import datagen, local, runner
+    from kit import datagen, indexes, local, runner
     from kit.db import make_engine
 
     if scale not in datagen.SCALES:
@@ -164,6 +164,9 @@ def demo(scale: str, seed_value: int, runs_dir: Path) -> None:
             click.echo(f"seeding the demo database at scale {scale} ...")
             result = datagen.seed(engine, scale=scale, seed=seed_value)
             click.echo(f"{result.rows_total:,} rows in {result.seconds:.1f} s")
+        # the demo shows the audit's loop from its "before" state: none of the 23 indexes
+        if dropped := indexes.drop_indexes(engine):
+            click.echo(f"reset the demo database: dropped {len(dropped)} index(es) a previous run applied")
     finally:
         engine.dispose()
     result = runner.run(parameters={"scale": scale, "apply": True}, runs_dir=runs_dir)
@@ -189,6 +192,46 @@ def bench(name: str, scale: str, seed_value: int, json_path: Path | None) -> Non
         json_path.write_text(text + "\n")
         click.echo(f"wrote {json_path}")
     click.echo(text)
+
+
+# -- load / metrics ---------------------------------------------------------------------
+
+
+@cli.command("load")
+@click.option("--flavor", type=click.Choice(["naive", "batched", "cached"]), default="naive", show_default=True)
+@click.option("--pool", "pool_name", type=click.Choice(["production", "optimized"]), default="production",
+              show_default=True, help="The seed's two pool configurations.")
+@click.option("--users", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--duration", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds.")
+@click.option("--requests", type=click.IntRange(min=1), default=None, help="Stop after this many instead.")
+@click.option("--database-url", default=None, help="Default: $KIT_DATABASE_URL or the kit's own server.")
+def load_cmd(flavor: str, pool_name: str, users: int, duration: float, requests: int | None,
+             database_url: str | None) -> None:
+    """N concurrent virtual users over the seed's endpoint mix; latency, errors, pool stats."""
+    from kit import pool
+    from kit.config import url_from_env
+
+    configs = {c.name: c for c in pool.SEED_CONFIGS}
+    redis_url = url_from_env(kind="redis") if flavor == "cached" else None
+    result = pool.seed_load(_database_url(database_url), flavor=flavor, config=configs[pool_name],
+                            redis_url=redis_url, users=users, duration_s=None if requests else duration,
+                            requests=requests)
+    click.echo(result.to_frame().T.to_string(header=False))
+
+
+@cli.group()
+def metrics() -> None:
+    """Prometheus metrics of the kit's process and the audited database."""
+
+
+@metrics.command("serve")
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=9108, show_default=True)
+@click.option("--database-url", default=None, help="Default: $KIT_DATABASE_URL or the kit's own server.")
+def metrics_serve(port: int, database_url: str | None) -> None:
+    """Serve /metrics until interrupted."""
+    from kit import metrics as kit_metrics
+
+    kit_metrics.serve(port, database_url=_database_url(database_url))
 
 
 def main(argv: list[str] | None = None) -> int:

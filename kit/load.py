@@ -380,22 +380,3 @@ def seed_endpoints(engine: Engine, *, flavor: str = "naive", redis_url: str | No
         if cache is not None:
             cache.clear()
             cache.close()
-
-
-def main_load(*, database_url: str, flavor: str = "naive", pool: str = "production", users: int = 100,
-              duration_s: float | None = 10.0, requests: int | None = None, warmup_s: float = 2.0,
-              redis_url: str | None = None, seed: int = 42, progress: bool = True) -> LoadResult:
-    """``kit load``: the seed's endpoint mix on ``flavor`` services with the ``pool`` configuration
-    (``production`` or ``optimized``); prints one summary table and returns the result."""
-    from kit import pool as pools  # kit.pool builds on this module, so it is imported late
-
-    configs = {c.name: c for c in pools.SEED_CONFIGS}
-    if pool not in configs:
-        raise ValueError(f"unknown pool {pool!r}; expected one of {', '.join(configs)}")
-    if requests is not None:
-        duration_s = None
-    result = pools.seed_load(database_url, flavor=flavor, config=configs[pool], redis_url=redis_url, users=users,
-                             duration_s=duration_s, requests=requests, warmup_s=warmup_s, seed=seed,
-                             progress=progress)
-    print(result.to_frame().T.to_string(header=False))
-    return result

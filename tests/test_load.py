@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from kit import datagen
 from kit.db import make_engine
-from kit.load import MIX, Endpoint, PoolMonitor, latency_summary, main_load, run_load, seed_endpoints
+from kit.load import MIX, Endpoint, PoolMonitor, latency_summary, run_load, seed_endpoints
 from kit.pool import PoolConfig, seed_load
 
 SERIES = text("SELECT count(*) FROM generate_series(1, :n)")
@@ -137,14 +137,16 @@ def test_seed_endpoints_reject_unknown_names(seeded_url):
         engine.dispose()
 
 
-def test_main_load_prints_a_summary(seeded_url, capsys):
-    r = main_load(database_url=seeded_url, flavor="batched", pool="production", users=3, requests=30,
-                  warmup_s=0.0, progress=False)
-    assert (r.requests, r.errors) == (30, 0)
+def test_kit_load_prints_a_summary(seeded_url, capsys):
+    from kit.cli import main
+
+    code = main(["load", "--database-url", seeded_url, "--flavor", "batched", "--users", "3", "--requests", "30"])
     out = capsys.readouterr().out
-    assert "batched / production" in out and "p95_ms" in out
-    with pytest.raises(ValueError, match="unknown pool"):
-        main_load(database_url=seeded_url, pool="huge")
+    assert code == 0
+    summary = dict(line.split(None, 1) for line in out.splitlines() if line.strip())
+    assert summary["label"].strip() == "batched / production"
+    assert (int(summary["requests"]), int(summary["errors"])) == (30, 0)
+    assert main(["load", "--database-url", seeded_url, "--pool", "huge"]) == 2
 
 
 def test_pool_wait_is_recorded_per_request(fresh_engine):

@@ -261,3 +261,20 @@ def apply_indexes(
         finally:
             monitor.execute("/* kit */ SELECT pg_advisory_unlock(hashtext(%s))", [ADVISORY_KEY])
     return ApplyResult(True, tuple(steps), tuple(blockers), tuple(waits), time.monotonic() - started)
+
+
+def drop_indexes(engine: Engine, specs: tuple[IndexSpec, ...] | list[IndexSpec] | None = None) -> list[str]:
+    """Drop the migration's indexes that exist (concurrently, one autocommit session each) so a
+    demo starts from the audit's "before" state; returns the names dropped. The caller checks
+    that the database is the kit's own."""
+    specs = tuple(specs) if specs is not None else default_specs()
+    live = {r.name for r in index_status(engine, specs).rows if r.state != MISSING}
+    url = engine.url.render_as_string(hide_password=False)
+    dropped = []
+    for spec in specs:
+        if spec.name in live:
+            stmt = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(spec.schema, spec.name))
+            _run_statement(url, stmt, timeouts=("10s", "10min"), monitor=None, name=spec.name, poll_s=0.2,
+                           progress=None)
+            dropped.append(spec.name)
+    return dropped
