@@ -2,54 +2,52 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from kit.load import QUANTILES, LoadResult
-from kit.metrics import ResourceSummary
-from kit.pool import PoolSweep
+from kit.load import QUANTILES
 
 
-def latency_chart(results: Sequence[LoadResult], *, title: str = "Latency under load") -> go.Figure:
-    """p50/p95/p99 per run, bars with their bootstrap 95 % intervals, log scale."""
+def latency_chart(runs: pd.DataFrame, *, title: str = "Latency under load") -> go.Figure:
+    """p50/p95/p99 per run, bars with their bootstrap 95 % intervals, log scale
+    (``runs``: one :meth:`LoadResult.to_frame` row per run)."""
     fig = go.Figure()
-    for r in results:
-        values = [r.latency_ms[q] for q in QUANTILES]
-        fig.add_bar(name=f"{r.label} ({r.users} users)", x=list(QUANTILES), y=[v for v, _, _ in values],
+    for _, r in runs.iterrows():
+        values = [(r[f"{q}_ms"], r[f"{q}_lo"], r[f"{q}_hi"]) for q in QUANTILES]
+        fig.add_bar(name=f"{r['label']} ({r['users']} users)", x=list(QUANTILES), y=[v for v, _, _ in values],
                     error_y={"type": "data", "symmetric": False, "array": [hi - v for v, _, hi in values],
                              "arrayminus": [v - lo for v, lo, _ in values]})
     fig.update_layout(title=title, barmode="group", yaxis_title="ms (log)", yaxis_type="log")
     return fig
 
 
-def pool_sweep_chart(sweep: PoolSweep, *, title: str = "Pool size: p95 and pool wait") -> go.Figure:
-    """p95 (with interval) and mean pool wait per request against pool size; the pick marked."""
-    rows = sweep.rows[sweep.rows["fits_server"]]
+def pool_sweep_chart(sweep: pd.DataFrame, *, p95_target_ms: float, recommended_size: int | None,
+                     title: str = "Pool size: p95 and pool wait") -> go.Figure:
+    """p95 (with interval) and mean pool wait per request against pool size; the pick marked
+    (``sweep``: :meth:`PoolSweep.to_frame`)."""
+    rows = sweep[sweep["fits_server"]]
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     fig.add_scatter(x=rows["size"], y=rows["p95_ms"], name="p95 ms", mode="lines+markers",
                     error_y={"type": "data", "symmetric": False, "array": rows["p95_hi"] - rows["p95_ms"],
                              "arrayminus": rows["p95_ms"] - rows["p95_lo"]})
     fig.add_scatter(x=rows["size"], y=rows["mean_wait_ms"], name="mean pool wait ms", mode="lines+markers",
                     line={"dash": "dot"}, secondary_y=True)
-    fig.add_hline(y=sweep.p95_target_ms, line_dash="dash", annotation_text="p95 target")
-    if sweep.recommended_size is not None:
-        fig.add_vline(x=sweep.recommended_size, line_color="green",
-                      annotation_text=f"recommended {sweep.recommended_size}")
+    fig.add_hline(y=p95_target_ms, line_dash="dash", annotation_text="p95 target")
+    if recommended_size is not None:
+        fig.add_vline(x=recommended_size, line_color="green", annotation_text=f"recommended {recommended_size}")
     fig.update_layout(title=title, xaxis_title="pool_size")
     fig.update_yaxes(title_text="p95 ms", secondary_y=False)
     fig.update_yaxes(title_text="wait ms", secondary_y=True)
     return fig
 
 
-def resources_chart(summaries: dict[str, ResourceSummary], *, title: str = "Process memory and CPU under load") -> go.Figure:
-    """RSS (top) and CPU (bottom) over time, one trace per named run."""
+def resources_chart(samples: dict[str, pd.DataFrame], *, title: str = "Process memory and CPU under load") -> go.Figure:
+    """RSS (top) and CPU (bottom) over time, one trace per named run (``ResourceSummary.samples``)."""
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, subplot_titles=("RSS MB", "CPU % of one core"))
-    for name, s in summaries.items():
-        fig.add_scatter(x=s.samples["t_s"], y=s.samples["rss_mb"], name=f"{name} RSS", row=1, col=1)
-        fig.add_scatter(x=s.samples["t_s"], y=s.samples["cpu_pct"], name=f"{name} CPU", row=2, col=1)
+    for name, s in samples.items():
+        fig.add_scatter(x=s["t_s"], y=s["rss_mb"], name=f"{name} RSS", row=1, col=1)
+        fig.add_scatter(x=s["t_s"], y=s["cpu_pct"], name=f"{name} CPU", row=2, col=1)
     fig.update_layout(title=title)
     fig.update_xaxes(title_text="seconds", row=2, col=1)
     return fig

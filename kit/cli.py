@@ -169,7 +169,9 @@ def demo(scale: str, seed_value: int, runs_dir: Path) -> None:
             click.echo(f"reset the demo database: dropped {len(dropped)} index(es) a previous run applied")
     finally:
         engine.dispose()
-    result = runner.run(parameters={"scale": scale, "apply": True}, runs_dir=runs_dir)
+    # the kit's own database: apply the fixes; the seed's load test asks for 100 concurrent users
+    params = {"scale": scale, "apply": True, "load_users": 100, "load_seconds": 10.0}
+    result = runner.run(parameters=params, runs_dir=runs_dir)
     _print_run(result)
 
 

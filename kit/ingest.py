@@ -66,6 +66,16 @@ def generate_csv(path: str | Path, *, rows: int | None = None, target_bytes: int
     return path
 
 
+def sample_files(directory: str | Path, *, files: int = 5, rows: int = 2000, projects: int = 300,
+                 data_sources: int = 900, seed: int = 42) -> list[Path]:
+    """``files`` CSVs of ``rows`` rows each in ``directory`` (made once; same arguments, same files),
+    for comparing chunk sizes and concurrency. ``projects``/``data_sources``: ids that exist."""
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    return [generate_csv(folder / f"records-{seed}-{rows}-{i}.csv", rows=rows, projects=projects,
+                         data_sources=data_sources, seed=seed + i) for i in range(files)]
+
+
 # -- ingest -------------------------------------------------------------------------------------
 
 

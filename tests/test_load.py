@@ -165,10 +165,12 @@ def test_charts_build_from_results(fresh_engine, fresh_db_url):
     import pandas as pd
 
     r = run_load(fresh_engine, _endpoints(), users=2, requests=20, warmup_s=0.0, progress=False, n_boot=10)
-    assert [t.name for t in latency_chart([r]).data] == ["load (2 users)"]
+    assert [t.name for t in latency_chart(r.to_frame()).data] == ["load (2 users)"]
     sweep = sweep_pool_sizes(fresh_db_url, _endpoints(), sizes=(1, 2), users=2, requests=10, warmup_s=0.0,
                              progress=False, n_boot=10, sample_resources=False)
-    assert list(pool_sweep_chart(sweep).data[0].x) == [1, 2]
-    assert len(resources_chart({"run": r.resources}).data) == 2
+    fig = pool_sweep_chart(sweep.to_frame(), p95_target_ms=sweep.p95_target_ms,
+                           recommended_size=sweep.recommended_size)
+    assert list(fig.data[0].x) == [1, 2]
+    assert len(resources_chart({"run": r.resources.samples}).data) == 2
     frame = pd.DataFrame({"chunk": ["8 KB", "8 KB"], "concurrency": [1, 5], "rows_per_s": [1.0, 2.0]})
     assert [t.name for t in ingest_chart(frame).data] == ["1 file(s) at once", "5 file(s) at once"]
