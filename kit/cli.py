@@ -143,7 +143,11 @@ def _print_run(result) -> None:
 @click.option("--scale", default="demo", show_default=True, help="tiny, demo or large.")
 @click.option("--seed", "seed_value", type=int, default=42, show_default=True)
 @click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
-def demo(scale: str, seed_value: int, runs_dir: Path) -> None:
+@click.option("--users", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Concurrent users in the load sections (the seed's load test asks for 100).")
+@click.option("--seconds", type=click.FloatRange(min=0.5), default=10.0, show_default=True,
+              help="Measured seconds per load run.")
+def demo(scale: str, seed_value: int, runs_dir: Path, users: int, seconds: float) -> None:
     """Start the throwaway servers, build the demo database, run the notebooks."""
     from kit import datagen, indexes, local, runner
     from kit.db import make_engine
@@ -169,8 +173,8 @@ def demo(scale: str, seed_value: int, runs_dir: Path) -> None:
             click.echo(f"reset the demo database: dropped {len(dropped)} index(es) a previous run applied")
     finally:
         engine.dispose()
-    # the kit's own database: apply the fixes; the seed's load test asks for 100 concurrent users
-    params = {"scale": scale, "apply": True, "load_users": 100, "load_seconds": 10.0}
+    # the kit's own database: the fixes are applied
+    params = {"scale": scale, "apply": True, "load_users": users, "load_seconds": seconds}
     result = runner.run(parameters=params, runs_dir=runs_dir)
     _print_run(result)
 
