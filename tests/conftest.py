@@ -72,6 +72,14 @@ def tiny_template(pg_server) -> str:
     return name
 
 
+@pytest.fixture(scope="module")
+def tiny_module_url(pg_server, tiny_template) -> Iterator[str]:
+    """A copy of the tiny demo database shared by one test module."""
+    name = f"m_{uuid.uuid4().hex[:12]}"
+    yield local.create_database(pg_server, name, template=tiny_template)
+    local.drop_database(pg_server, name)
+
+
 @pytest.fixture
 def tiny_db_url(pg_server, tiny_template) -> Iterator[str]:
     """A fresh copy of the tiny demo database for one test (a template copy: ~0.2 s)."""

@@ -5,12 +5,9 @@ from __future__ import annotations
 import threading
 import uuid
 
-import psycopg
 import pytest
-from psycopg import sql
 from sqlalchemy import text
 
-from kit import datagen
 from kit.cache import MISSING, AfterCommit, TieredCache
 from kit.db import make_engine
 from kit.services import batched
@@ -18,17 +15,10 @@ from kit.services.cached import CachedServices
 
 
 @pytest.fixture(scope="module")
-def seeded_engine(pg_server):
-    name = f"c_{uuid.uuid4().hex[:12]}"
-    admin = f"host=127.0.0.1 port={pg_server.port} user=postgres dbname=postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    engine = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{pg_server.port}/{name}", pool_size=8)
-    datagen.seed(engine, scale="tiny", seed=42, progress=False)
+def seeded_engine(tiny_module_url):
+    engine = make_engine(tiny_module_url, pool_size=8)
     yield engine
     engine.dispose()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture
@@ -105,7 +95,7 @@ def test_cached_services_equal_batched(svcs, seeded_engine):
                     == batched.get_reconciliation_jobs(conn, project_id=pid))
     assert svcs.cache.stats.get("db", "loads") == 5
     assert svcs.cache.stats.get("l1", "hits") == 5
-    assert svcs.cache.l2.get(f"projects:list:1:20") == batched.list_projects(seeded_engine.connect(), page=1, per_page=20)
+    assert svcs.cache.l2.get("projects:list:1:20") == batched.list_projects(seeded_engine.connect(), page=1, per_page=20)
 
 
 @pytest.mark.parametrize("safety_net", [True, False])

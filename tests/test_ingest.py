@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 
-import psycopg
 import pytest
-from psycopg import sql
 from sqlalchemy import text
 
-from kit import datagen
 from kit.db import make_engine
 from kit.ingest import compare_ingest, generate_csv, ingest_file, ingest_files
 from kit.metrics import KitMetrics
@@ -19,18 +15,11 @@ COUNT = text("SELECT count(*) FROM reconciliation_records")
 
 
 @pytest.fixture(scope="module")
-def engine(pg_server):
+def engine(tiny_module_url):
     """A database seeded at scale tiny (300 projects, 900 data sources), shared by this module."""
-    admin = f"host=127.0.0.1 port={pg_server.port} user=postgres dbname=postgres"
-    name = f"ingest_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    engine = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{pg_server.port}/{name}")
-    datagen.seed(engine, scale="tiny", progress=False)
+    engine = make_engine(tiny_module_url)
     yield engine
     engine.dispose()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def _count(engine) -> int:

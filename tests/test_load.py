@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 
 import numpy as np
-import psycopg
 import pytest
-from psycopg import sql
 from sqlalchemy import text
 
-from kit import datagen
 from kit.db import make_engine
 from kit.load import MIX, Endpoint, PoolMonitor, latency_summary, run_load, seed_endpoints
 from kit.pool import PoolConfig, seed_load
@@ -19,19 +15,9 @@ SERIES = text("SELECT count(*) FROM generate_series(1, :n)")
 
 
 @pytest.fixture(scope="module")
-def seeded_url(pg_server):
+def seeded_url(tiny_module_url):
     """A database seeded at scale tiny, shared by this module's tests."""
-    admin = f"host=127.0.0.1 port={pg_server.port} user=postgres dbname=postgres"
-    name = f"load_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = f"postgresql+psycopg://postgres@127.0.0.1:{pg_server.port}/{name}"
-    engine = make_engine(url)
-    datagen.seed(engine, scale="tiny", progress=False)
-    engine.dispose()
-    yield url
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    return tiny_module_url
 
 
 def _endpoints() -> list[Endpoint]:

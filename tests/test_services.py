@@ -1,35 +1,24 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from psycopg import sql
 from sqlalchemy import Engine, text
 
-from kit import datagen
 from kit.budget import assert_max_queries, assert_num_queries
 from kit.db import make_engine
 from kit.services import ENDPOINTS, batched, naive
 
 
 @pytest.fixture(scope="module")
-def seeded(pg_server) -> Iterator[Engine]:
-    """A database seeded at scale tiny, for this module (the lead may move it to conftest)."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = f"host=127.0.0.1 port={pg_server.port} user=postgres dbname=postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    engine = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{pg_server.port}/{name}")
-    datagen.seed(engine, scale="tiny", seed=42, progress=False)
+def seeded(tiny_module_url) -> Iterator[Engine]:
+    """A database seeded at scale tiny, shared by this module."""
+    engine = make_engine(tiny_module_url)
     yield engine
     engine.dispose()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def test_both_implementations_have_the_same_endpoints():
