@@ -204,3 +204,58 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> Comparison:
     found += [{"kind": k, "subject": s, "change": "gone"} for k, s in sorted(ka - kb)]
     return Comparison(a=a["run"], b=b["run"], figures=figures,
                       findings=pd.DataFrame(found, columns=["kind", "subject", "change"]))
+
+
+def target_from_env(database_env: str = "KIT_DATABASE_URL") -> str | None:
+    """The target key of the database ``database_env`` names (None when it names none)."""
+    from kit.bundle import target_key
+    from kit.config import url_from_env
+
+    try:
+        return target_key(url_from_env(database_env))
+    except ConfigError:
+        return None
+
+
+@dataclass(frozen=True)
+class Trends:
+    """What the trend notebook shows: the runs of one target, the figures over time, the last comparison."""
+
+    runs_dir: Path
+    target: str | None
+    runs: pd.DataFrame  # list_runs rows of the target
+    trend: pd.DataFrame  # trend_frame rows
+    last: Comparison | None  # previous -> latest run of the target (None with fewer than two)
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.runs
+
+    def changes(self) -> pd.DataFrame:
+        """Figures that moved from the previous to the latest run (empty with fewer than two runs)."""
+        return self.last.changed() if self.last else compare({"run": "-"}, {"run": "-"}).figures
+
+    def findings(self) -> pd.DataFrame:
+        """Findings new or gone in the latest run (empty with fewer than two runs)."""
+        return self.last.findings if self.last else compare({"run": "-"}, {"run": "-"}).findings
+
+    @property
+    def message(self) -> str:
+        if self.runs.empty:
+            return f"no runs yet for {self.target or 'any database'} in {self.runs_dir} (make one with `kit run`)"
+        return f"{len(self.runs)} run(s) of {self.target} in {self.runs_dir}"
+
+
+def trends(runs_dir: str | Path = "runs", *, database_env: str = "KIT_DATABASE_URL", last: int = 10) -> Trends:
+    """The runs of the database ``database_env`` names (else of the latest run's database)."""
+    folder = locate_runs_dir(runs_dir)
+    runs = list_runs(folder)
+    runs = runs[runs["status"] != "no bundle"]
+    target = target_from_env(database_env)
+    if target is None or target not in set(runs["target"]):
+        target = runs["target"].iloc[-1] if len(runs) and target is None else target
+    mine = runs[runs["target"] == target].tail(last).reset_index(drop=True) if last > 0 else runs.head(0)
+    trend = trend_frame(folder, target=target, last=last) if len(mine) else trend_frame(folder, last=0)
+    comparison = None
+    if len(mine) >= 2:
+        comparison = compare(read_bundle(folder / mine["run"].iloc[-2]), read_bundle(folder / mine["run"].iloc[-1]))
+    return Trends(runs_dir=folder, target=target, runs=mine, trend=trend, last=comparison)

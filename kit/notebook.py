@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -31,8 +32,11 @@ class Session:
 def open_session(database_env: str = "KIT_DATABASE_URL", redis_env: str = "KIT_REDIS_URL") -> Session:
     """Connect to the database named by the environment variable ``database_env``."""
     import plotly.io as pio
+    from tqdm import TqdmWarning
 
     pio.renderers.default = PLOTLY_RENDERER
+    # tqdm.auto falls back to text bars without ipywidgets; its warning would land in every report
+    warnings.filterwarnings("ignore", message="IProgress not found", category=TqdmWarning)
     url = url_from_env(database_env)
     engine = make_engine(url)
     try:

@@ -167,7 +167,7 @@ def check(engine: Engine, *, tables: list[str] | None = None, long_tx_s: float =
         finally:
             conn.rollback()
     not_owned = tuple(t for t, ok in owned if not ok)
-    reasons, warnings = _verdict(settings, not_owned, sessions, long_tx_s=long_tx_s, ext=ext)
+    reasons, warnings = judge(settings, not_owned, sessions, long_tx_s=long_tx_s, ext=ext)
     return Preflight(
         server_version=server.version, is_replica=bool(settings["is_replica"]), role=settings["role"],
         superuser=bool(settings["superuser"]), read_only=bool(settings["read_only"]),
@@ -181,7 +181,7 @@ def check(engine: Engine, *, tables: list[str] | None = None, long_tx_s: float =
     )
 
 
-def _verdict(settings: dict, not_owned: tuple[str, ...], sessions: tuple[Session, ...], *,
+def judge(settings: dict, not_owned: tuple[str, ...], sessions: tuple[Session, ...], *,
              long_tx_s: float, ext: dict) -> tuple[list[str], list[str]]:
     """(reasons it is unsafe to apply, warnings worth showing) — pure."""
     reasons, warnings = [], []
