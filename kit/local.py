@@ -318,20 +318,19 @@ def _prepare_database(port: int) -> None:
     """Create the demo database and, where installed, the extensions (in template1 as well,
     so every database created later for tests has them)."""
     import psycopg
+    from psycopg import sql
 
     base = f"host=127.0.0.1 port={port} user=postgres"
     with psycopg.connect(f"{base} dbname=postgres", autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone()
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
         available = {r[0] for r in conn.execute("SELECT name FROM pg_available_extensions")}
         preloaded = "pg_stat_statements" in conn.execute("SHOW shared_preload_libraries").fetchone()[0]
     for dbname in ("template1", DATABASE):
-        if dbname == DATABASE and not exists:
-            with psycopg.connect(f"{base} dbname=postgres", autocommit=True) as conn:
-                conn.execute(f'CREATE DATABASE "{DATABASE}"')  # a constant, not user input
         with psycopg.connect(f"{base} dbname={dbname}", autocommit=True) as conn:
             for ext in _EXTENSIONS:
                 if ext in available and (ext != "pg_stat_statements" or preloaded):
-                    conn.execute(f"CREATE EXTENSION IF NOT EXISTS {ext}")  # from the constant tuple
+                    conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(ext)))
 
 
 def _start_pgserver(home: Path) -> Server:
