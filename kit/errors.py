@@ -9,7 +9,8 @@
     ├── QueryBudgetExceeded       more queries than a budget allows
     ├── IndexBuildError           an index could not be built or verified
     ├── UnsafeOperation           a change refused on a database the kit did not create
-    └── NotebookFailed            a notebook cell raised during ``kit run``
+    ├── NotebookFailed            a notebook cell raised during ``kit run`` (exit code 1)
+    └── RegressionFound           a ``kit run --fail-on`` rule fired (exit code 3)
 
 The CLI prints ``str(exc)`` of a KitError on one line and exits with ``exc.exit_code``.
 Messages say what happened, what was expected, and what to do next; URLs in them are
@@ -67,3 +68,9 @@ class NotebookFailed(KitError):
         self.notebook = notebook
         self.output = output
         self.cell = cell
+
+
+class RegressionFound(KitError):
+    """A ``--fail-on`` rule fired: this run regressed against the previous run of its target."""
+
+    exit_code = 3

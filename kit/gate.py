@@ -29,10 +29,9 @@ from typing import Any
 
 import pandas as pd
 
-from kit.errors import ConfigError, KitError
+from kit.errors import ConfigError, RegressionFound
 from kit.history import numeric_figures
 
-EXIT_REGRESSION = 3
 _OPS = {">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne, ">": operator.gt, "<": operator.lt}
 _RULE = re.compile(r"^\s*(?P<name>[A-Za-z_][\w.:\-]*)\s*(?P<op>>=|<=|==|!=|>|<)\s*"
                    r"(?P<sign>[+-])?(?P<num>\d+(?:\.\d+)?|\.\d+)(?P<pct>%)?\s*$")
@@ -40,12 +39,6 @@ _BASELINE_ONLY = ("new_", "gone_")
 
 ABSOLUTE, CHANGE, RELATIVE = "absolute", "change", "relative"
 REGRESSION, OK, NO_BASELINE, MISSING = "regression", "ok", "no baseline", "missing"
-
-
-class RegressionFound(KitError):
-    """A ``--fail-on`` rule fired: this run regressed against the previous run of its target."""
-
-    exit_code = EXIT_REGRESSION
 
 
 @dataclass(frozen=True)

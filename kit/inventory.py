@@ -24,11 +24,16 @@ SERVER_SQL = """/* kit */ SELECT current_setting('server_version') AS version,
        pg_is_in_recovery() AS is_replica,
        current_user AS role,
        current_setting('max_connections')::int AS max_connections,
-       current_setting('shared_preload_libraries') AS shared_preload_libraries"""
+       coalesce((SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries'), '?')
+           AS shared_preload_libraries"""
+# pg_settings hides superuser-only settings from other roles (current_setting() would raise):
+# '?' then means "not visible to this role".
 
 EXTENSIONS_SQL = """/* kit */ SELECT a.name, a.default_version, e.extversion AS installed_version
 FROM pg_available_extensions a LEFT JOIN pg_extension e ON e.extname = a.name
 WHERE a.name = ANY(:names) ORDER BY a.name"""
+
+PRELOAD_SQL = "/* kit */ SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries'"
 
 TABLES_SQL = """/* kit */ SELECT n.nspname AS schema, c.relname AS table,
        greatest(c.reltuples, 0)::bigint AS rows_estimate,
@@ -68,7 +73,7 @@ def server_info(conn: Connection) -> ServerInfo:
 def extensions(conn: Connection) -> pd.DataFrame:
     """The kit's extensions: available, installed, usable now, and how to enable each."""
     rows = {r.name: r for r in conn.execute(text(EXTENSIONS_SQL), {"names": list(KNOWN_EXTENSIONS)})}
-    preload = conn.execute(text("/* kit */ SELECT current_setting('shared_preload_libraries')")).scalar_one()
+    preload = conn.execute(text(PRELOAD_SQL)).scalar() or ""
     out = []
     for name, how in KNOWN_EXTENSIONS.items():
         row = rows.get(name)

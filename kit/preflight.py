@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 from kit.errors import UnsafeOperation
 from kit.indexes.sessions import Session, open_transactions, sessions_frame
-from kit.inventory import extensions, server_info
+from kit.inventory import extensions
 
 _FRESH_STATS_S = 3600.0  # statistics younger than this say little about the workload
 
@@ -123,6 +123,30 @@ def statements_reset(conn: Connection) -> datetime | None:
         return None
 
 
+USABLE = """/* kit */
+SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'hypopg') AS hypopg,
+       EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements') AS pg_stat_statements"""
+PROBE_STATEMENTS = "/* kit */ SELECT 1 FROM pg_stat_statements LIMIT 1"
+
+
+def _extensions(conn: Connection) -> dict[str, bool]:
+    """{extension: usable}; a role without pg_read_all_settings cannot read shared_preload_libraries
+    (which kit.inventory does), so the fallback probes the view itself."""
+    try:
+        with conn.begin_nested():
+            return extensions(conn).set_index("extension")["usable"].to_dict()
+    except DBAPIError:
+        pass
+    found = dict(conn.execute(text(USABLE)).mappings().one())
+    if found["pg_stat_statements"]:
+        try:
+            with conn.begin_nested():
+                conn.execute(text(PROBE_STATEMENTS)).all()
+        except DBAPIError:  # created but not preloaded
+            found["pg_stat_statements"] = False
+    return {"pg_stat_statements": bool(found["pg_stat_statements"]), "hypopg": bool(found["hypopg"])}
+
+
 OWNERSHIP = """/* kit */
 SELECT c.oid::regclass::text AS "table", pg_has_role(current_user, c.relowner, 'USAGE') AS may_build
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -158,8 +182,7 @@ def check(engine: Engine, *, tables: list[str] | None = None, long_tx_s: float =
     with engine.connect() as conn:
         try:
             settings = _settings(conn)
-            ext = extensions(conn).set_index("extension")["usable"].to_dict()
-            server = server_info(conn)
+            ext = _extensions(conn)
             reset = statements_reset(conn)
             pg = conn.connection.driver_connection  # same session, psycopg API
             owned = _ownership(pg, wanted)
@@ -169,7 +192,7 @@ def check(engine: Engine, *, tables: list[str] | None = None, long_tx_s: float =
     not_owned = tuple(t for t, ok in owned if not ok)
     reasons, warnings = judge(settings, not_owned, sessions, long_tx_s=long_tx_s, ext=ext)
     return Preflight(
-        server_version=server.version, is_replica=bool(settings["is_replica"]), role=settings["role"],
+        server_version=settings["server_version"], is_replica=bool(settings["is_replica"]), role=settings["role"],
         superuser=bool(settings["superuser"]), read_only=bool(settings["read_only"]),
         tables_checked=len(owned), tables_not_owned=not_owned,
         statement_timeout=settings["statement_timeout"], lock_timeout=settings["lock_timeout"],

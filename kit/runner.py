@@ -26,6 +26,9 @@ NOTEBOOKS = ("01_audit.ipynb", "02_apply_fixes.ipynb", "03_report.ipynb")
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 DEFAULT_TIMEOUT_S = 1800
 KERNEL_NAME = "python3"
+# Cells that need the Reconciliation Platform's tables (its services, the migration's indexes,
+# load on its data) carry this tag; they are left out for any other database.
+PLATFORM_TAG = "platform"
 
 # papermill's inferred type names -> the Python types a value may have
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -147,6 +150,7 @@ def run(*, parameters: dict[str, Any] | None = None, runs_dir: Path = Path("runs
         raise ConfigError("--fail-on needs the run's bundle; drop --no-bundle")
     paths = [Path(notebooks_dir) / name for name in notebooks]
     per_notebook = validate_parameters(dict(parameters or {}), paths)
+    skip = () if _is_platform(per_notebook) else (PLATFORM_TAG,)
     folder = new_run_folder(runs_dir)
     results: list[NotebookResult] = []
     written: dict[str, Any] = {}
@@ -157,7 +161,7 @@ def run(*, parameters: dict[str, Any] | None = None, runs_dir: Path = Path("runs
         for path in paths:
             try:
                 results.append(_execute(path, folder, per_notebook[path], kernel_name=kernel_name,
-                                        timeout_s=timeout_s, progress=progress))
+                                        timeout_s=timeout_s, progress=progress, skip=skip))
             except NotebookFailed as exc:
                 results.append(NotebookResult(path.name, exc.output, None, 0.0, "failed"))
                 raise
@@ -177,6 +181,44 @@ def run(*, parameters: dict[str, Any] | None = None, runs_dir: Path = Path("runs
             if written.get("target") else None
         verdict = gate.evaluate(rules, written, before)
     return RunResult(folder=folder, notebooks=results, figures=_figures(folder), gate=verdict)
+
+
+def _is_platform(per_notebook: dict[Path, dict[str, Any]]) -> bool:
+    """Whether the audited database has the Reconciliation Platform's tables. Checked before
+    anything is written, so an unreachable database is one clear error, not a failed notebook.
+    Notebooks that declare no ``database_env`` use no database: nothing is checked or skipped."""
+    if not any("database_env" in declared_parameters(path) for path in per_notebook):
+        return True
+    from kit.config import url_from_env
+    from kit.db import make_engine
+    from kit.schema import TABLES, existing_tables
+
+    engine = make_engine(url_from_env(_database_env(per_notebook)), pool_size=1)
+    try:
+        with engine.connect() as conn:
+            return len(existing_tables(conn)) == len(TABLES)
+    finally:
+        engine.dispose()
+
+
+def without_tagged_cells(path: Path, target: Path, tags: tuple[str, ...]) -> Path:
+    """A copy of notebook ``path`` at ``target`` without the cells tagged with any of ``tags``;
+    one markdown cell says what was left out and why."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    kept = [c for c in nb.cells if not set(c.metadata.get("tags", ())) & set(tags)]
+    if len(kept) < len(nb.cells):
+        note = nbformat.v4.new_markdown_cell(
+            f"*{len(nb.cells) - len(kept)} cells about the Reconciliation Platform's own services (N+1, cache, "
+            "load, index apply and verify) were left out: the audited database does not have the platform's "
+            "tables. What follows is the read-only audit that applies to any database.*")
+        kept.insert(next((i for i, c in enumerate(kept) if c.cell_type == "code"
+                          and "parameters" not in c.metadata.get("tags", ())), len(kept)) + 1, note)
+    nb.cells = kept
+    target.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(target))
+    return target
 
 
 def _database_env(per_notebook: dict[Path, dict[str, Any]]) -> str:
@@ -206,14 +248,15 @@ def _write_bundle(folder: Path, summary: dict[str, Any], *, database_env: str) -
 
 
 def _execute(path: Path, folder: Path, params: dict[str, Any], *, kernel_name: str, timeout_s: int,
-             progress: bool) -> NotebookResult:
+             progress: bool, skip: tuple[str, ...] = ()) -> NotebookResult:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     output = folder / path.name
+    source = without_tagged_cells(path, folder / ".input" / path.name, skip) if skip else path
     started = time.perf_counter()
     try:
-        papermill.execute_notebook(str(path), str(output), parameters=params, kernel_name=kernel_name,
+        papermill.execute_notebook(str(source), str(output), parameters=params, kernel_name=kernel_name,
                                    execution_timeout=timeout_s, progress_bar=progress, cwd=str(path.parent))
     except PapermillExecutionError as exc:
         raise NotebookFailed(

@@ -190,7 +190,8 @@ def test_read_only_role_is_refused_with_a_clear_message(schema_engine, pg_server
 
     reader = make_engine(schema_engine.url.set(username=role).render_as_string(hide_password=False))
     try:
-        with pytest.raises(UnsafeOperation, match=rf"role {role} cannot create indexes on .*needs the table's owner"):
+        with pytest.raises(UnsafeOperation, match=rf"unsafe to change this database: role {role} does not own 10 "
+                                                  r"table\(s\) .*CREATE INDEX needs the owner's role"):
             apply_indexes(reader, apply=True, **FAST)
         dry = apply_indexes(reader, **FAST)
         assert len(dry.names("planned")) == 23

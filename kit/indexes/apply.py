@@ -236,6 +236,9 @@ def apply_indexes(
                 say(f"{'would ' if not apply and s.action != 'none' else ''}{s.action:8} {s.name}"
                     + (f"  ({s.message})" if s.message else ""))
             return ApplyResult(False if not apply else True, tuple(steps), tuple(blockers), (), time.monotonic() - started)
+        from kit import preflight as safety  # kit.preflight builds on kit.indexes
+
+        safety.check(engine, tables=tables).require_safe()
         sessions.refuse_if_cannot_build(monitor, tables=tables)
         sessions.refuse_own_transactions(blockers)
         for b in blockers:

@@ -1,0 +1,46 @@
+"""``kit run`` against a database the kit did not create: the machine's own PostgreSQL on 5432
+(no pg_stat_statements preloaded, no platform tables). Read-only; it must degrade, not fail."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import psycopg
+import pytest
+
+from kit import runner
+from kit.errors import DatabaseUnavailable
+
+FOREIGN = "postgresql://postgres@127.0.0.1:5432/postgres"
+INDEXES = "SELECT count(*) FROM pg_indexes"
+
+
+@pytest.fixture
+def foreign_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("KIT_DATABASE_URL", FOREIGN)
+    monkeypatch.setenv("KIT_HOME", str(tmp_path / "home"))  # no kit servers: no Redis either
+    for name in ("DATABASE_URL", "KIT_REDIS_URL", "REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_the_notebooks_audit_a_database_the_kit_did_not_create(foreign_env, tmp_path):
+    with psycopg.connect(FOREIGN) as conn:
+        indexes_before = conn.execute(INDEXES).fetchone()[0]
+    result = runner.run(runs_dir=tmp_path / "runs", progress=False, parameters={"apply": "true"})
+    assert [nb.status for nb in result.notebooks] == ["ok", "ok", "ok"]
+    audit = nbformat.read(result.folder / "01_audit.ipynb", as_version=4)
+    assert not any("platform" in c.metadata.get("tags", ()) for c in audit.cells)
+    text = json.dumps([c.get("outputs", []) for c in audit.cells])
+    assert "no table" in text  # the migration's indexes are reported against tables that are not there
+    assert "shared_preload_libraries" in text  # pg_stat_statements: unavailable, and how to enable it
+    assert "were left out" in json.dumps([c.source for c in audit.cells])
+    with psycopg.connect(FOREIGN) as conn:
+        assert conn.execute(INDEXES).fetchone()[0] == indexes_before  # nothing was changed
+
+
+def test_an_unreachable_database_is_refused_before_anything_is_written(monkeypatch, tmp_path):
+    monkeypatch.setenv("KIT_DATABASE_URL", "postgresql://u:secret@127.0.0.1:9/nowhere")
+    with pytest.raises(DatabaseUnavailable, match="cannot connect to .*u:\\*\\*\\*@127.0.0.1:9/nowhere"):
+        runner.run(runs_dir=tmp_path / "runs", progress=False)
+    assert not (tmp_path / "runs").exists()
