@@ -130,7 +130,8 @@ def validate_parameters(parameters: dict[str, Any], notebooks: list[Path]) -> di
 
 def new_run_folder(runs_dir: Path) -> Path:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-    folder = Path(runs_dir) / stamp
+    # absolute: the kernels run in the notebooks' folder and find it through the environment
+    folder = Path(runs_dir).resolve() / stamp
     folder.mkdir(parents=True, exist_ok=False)
     return folder
 

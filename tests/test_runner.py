@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -53,11 +54,14 @@ def test_missing_notebook(tmp_path):
         runner.run(notebooks=("nope.ipynb",), runs_dir=tmp_path / "runs")
 
 
-def test_run_executes_in_order_records_figures_and_exports_html(tmp_path):
+def test_run_executes_in_order_records_figures_and_exports_html(tmp_path, monkeypatch):
     _notebook(tmp_path / "a.ipynb", "x = 1", "import kit\nkit.record('double', x * 2)")
     _notebook(tmp_path / "b.ipynb", "label = 'b'", "import kit\nkit.record('label', label)\nprint('hello')")
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")  # a relative runs dir, as `make demo` uses, while kernels run elsewhere
     result = runner.run(parameters={"x": "21"}, notebooks_dir=tmp_path, notebooks=("a.ipynb", "b.ipynb"),
-                        runs_dir=tmp_path / "runs", progress=False)
+                        runs_dir=Path("runs"), progress=False)
+    assert result.folder.parent == tmp_path / "work" / "runs"
     assert [nb.name for nb in result.notebooks] == ["a.ipynb", "b.ipynb"]
     assert result.figures == {"double": 42, "label": "b"}
     summary = json.loads(result.summary_path.read_text())
