@@ -72,20 +72,22 @@ def tiny_template(pg_server) -> str:
     return name
 
 
+def _template_copy(server: local.Server, template: str) -> Iterator[str]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield local.create_database(server, name, template=template)
+    local.drop_database(server, name)
+
+
 @pytest.fixture(scope="module")
 def tiny_module_url(pg_server, tiny_template) -> Iterator[str]:
     """A copy of the tiny demo database shared by one test module."""
-    name = f"m_{uuid.uuid4().hex[:12]}"
-    yield local.create_database(pg_server, name, template=tiny_template)
-    local.drop_database(pg_server, name)
+    yield from _template_copy(pg_server, tiny_template)
 
 
 @pytest.fixture
 def tiny_db_url(pg_server, tiny_template) -> Iterator[str]:
     """A fresh copy of the tiny demo database for one test (a template copy: ~0.2 s)."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    yield local.create_database(pg_server, name, template=tiny_template)
-    local.drop_database(pg_server, name)
+    yield from _template_copy(pg_server, tiny_template)
 
 
 @pytest.fixture
