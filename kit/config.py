@@ -87,8 +87,15 @@ def url_from_env(name: str | None = None, *, kind: str = "database") -> str:
 
 
 def kit_home() -> Path:
-    """Where the kit keeps its state (``.kit/``): ``$KIT_HOME`` or ``./.kit``."""
-    return Path(os.environ.get(HOME_ENV) or Path.cwd() / ".kit").resolve()
+    """Where the kit keeps its state: ``$KIT_HOME``, else the nearest ``.kit/`` in this folder or
+    a parent (a notebook's kernel runs in ``notebooks/`` and finds the project's), else ``./.kit``."""
+    if value := os.environ.get(HOME_ENV):
+        return Path(value).resolve()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / ".kit").is_dir():
+            return folder / ".kit"
+    return here / ".kit"
 
 
 def run_dir() -> Path | None:

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from kit.config import DATABASE_ENV, RUN_DIR_ENV, mask_url
+from kit.config import DATABASE_ENV, HOME_ENV, RUN_DIR_ENV, kit_home, mask_url
 from kit.errors import ConfigError, KitError, NotebookFailed, ParameterError
 from kit.records import read_records
 
@@ -156,8 +156,11 @@ def run(*, parameters: dict[str, Any] | None = None, runs_dir: Path = Path("runs
     results: list[NotebookResult] = []
     written: dict[str, Any] = {}
     # Kernels inherit the environment: this is how kit.record finds the run folder.
-    previous = os.environ.get(RUN_DIR_ENV)
-    os.environ[RUN_DIR_ENV] = str(folder)
+    # Kernels run in the notebooks' folder: they get this process's kit home (where its servers
+    # are recorded) explicitly rather than searching from their own working directory.
+    exported = {RUN_DIR_ENV: str(folder), HOME_ENV: str(kit_home())}
+    previous = {name: os.environ.get(name) for name in exported}
+    os.environ.update(exported)
     try:
         for path in paths:
             try:
@@ -167,10 +170,11 @@ def run(*, parameters: dict[str, Any] | None = None, runs_dir: Path = Path("runs
                 results.append(NotebookResult(path.name, exc.output, None, 0.0, "failed"))
                 raise
     finally:
-        if previous is None:
-            os.environ.pop(RUN_DIR_ENV, None)
-        else:
-            os.environ[RUN_DIR_ENV] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         summary = _write_summary(folder, parameters or {}, results)
         if bundle:
             written = _write_bundle(folder, summary, database_env=_database_env(per_notebook))

@@ -69,3 +69,13 @@ def test_settings_repr_masks(monkeypatch):
     settings = Settings.resolve(database_url="postgresql://u:topsecret@h/d", redis_url="redis://:pw2@h:1/0")
     assert "topsecret" not in repr(settings) and "pw2" not in repr(settings)
     assert settings.database_url == "postgresql+psycopg://u:topsecret@h/d"
+
+
+def test_kit_home_is_found_from_a_subfolder(monkeypatch, tmp_path):
+    monkeypatch.delenv("KIT_HOME", raising=False)
+    (tmp_path / ".kit").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")  # where a notebook's kernel runs
+    assert config.kit_home() == tmp_path / ".kit"
+    monkeypatch.setenv("KIT_HOME", str(tmp_path / "elsewhere"))
+    assert config.kit_home() == tmp_path / "elsewhere"

@@ -85,3 +85,25 @@ def test_a_failing_cell_names_notebook_and_cell_and_keeps_the_output(tmp_path):
     assert "boom" in json.dumps(kept.cells[-1].outputs)
     summary = json.loads((tmp_path / "runs").glob("*/summary.json").__next__().read_text())
     assert [n["status"] for n in summary["notebooks"]] == ["ok", "failed"]
+
+
+def test_kit_run_finds_the_servers_of_services_up_without_any_environment(tmp_path, monkeypatch):
+    """`kit services up` then `kit run` in a project folder: the kernels (which run in notebooks/)
+    must find the servers recorded in the project's .kit, with no URL in the environment."""
+    from kit import datagen, local
+    from kit.db import make_engine
+
+    for name in ("KIT_HOME", "KIT_DATABASE_URL", "DATABASE_URL", "KIT_REDIS_URL", "REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    servers = local.up(home=tmp_path / ".kit")
+    try:
+        engine = make_engine(servers["postgres"].url)
+        datagen.seed(engine, scale="tiny", progress=False)
+        engine.dispose()
+        result = runner.run(notebooks=("01_audit.ipynb",), runs_dir=Path("runs"), progress=False,
+                            parameters={"load_users": 2, "load_seconds": 0.5})
+        assert [nb.status for nb in result.notebooks] == ["ok"]
+        assert result.figures["rows_total"] == datagen.SCALES["tiny"].rows_total
+    finally:
+        local.down(home=tmp_path / ".kit", purge=True)
