@@ -202,12 +202,12 @@ class _LiveCollector(Collector):
         yield GaugeMetricFamily("db_pool_utilization", "Checked out / capacity (0..1)", value=ratio)
         yield GaugeMetricFamily("db_pool_utilization_alert", f"1 when utilization > {ALERT_UTILIZATION:.0%}",
                                 value=float(ratio > ALERT_UTILIZATION))
-        with contextlib.suppress(Exception):  # a scrape must not fail because the database is down
-            with self._engine.connect() as conn:
-                db = conn.execute(text(DB_CONNECTIONS)).scalar_one()
-                jobs = conn.execute(text(RUNNING_JOBS)).scalar_one()
-            yield GaugeMetricFamily("database_connections", "Server connections to this database", value=db)
-            yield GaugeMetricFamily("reconciliation_jobs_active", "Jobs with status running", value=jobs)
+        # a scrape must not fail because the database is down, or is not the platform's (no jobs table)
+        for name, doc, query in (("database_connections", "Server connections to this database", DB_CONNECTIONS),
+                                 ("reconciliation_jobs_active", "Jobs with status running", RUNNING_JOBS)):
+            with contextlib.suppress(Exception), self._engine.connect() as conn:
+                value = conn.execute(text(query)).scalar_one()
+                yield GaugeMetricFamily(name, doc, value=value)
 
 
 class KitMetrics:

@@ -130,3 +130,35 @@ def test_registries_are_private_and_cache_stats_are_exported():
     assert a.registry.get_sample_value("cache_misses_total", {"level": "db"}) == 1
     assert b.registry.get_sample_value("cache_hits_total") == 1
     assert a.registry.get_sample_value("db_pool_utilization") is None  # no engine, no pool gauges
+
+
+def test_kit_metrics_serve_command_is_scraped_then_stops_on_interrupt(fresh_db_url):
+    """The CLI command itself, in its own process, as a Prometheus server would scrape it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from kit.local import free_port
+
+    port = free_port()
+    kit = str(Path(sys.executable).parent / "kit")
+    proc = subprocess.Popen([kit, "metrics", "serve", "--port", str(port), "--database-url", fresh_db_url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, families = time.monotonic() + 30, None
+        while families is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                families = _scrape(f"http://127.0.0.1:{port}/metrics")
+            except OSError:
+                time.sleep(0.2)
+        assert families is not None, proc.stderr.read() if proc.poll() is not None else "no answer in 30 s"
+        assert {"database_connections", "process_memory_usage_bytes", "db_pool_utilization_alert"} <= set(families)
+        assert "reconciliation_jobs_active" not in families  # an empty database: no jobs table to count
+        assert families["process_memory_usage_bytes"][0].value > 10 * 2**20  # real RSS, not the seed's 0.0
+        assert families["database_connections"][0].value >= 1  # counted in PostgreSQL at scrape time
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and f"serving http://127.0.0.1:{port}/metrics" in out
