@@ -9,7 +9,6 @@ object a ``get`` returns is shared between readers and must be treated as read-o
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
@@ -52,7 +51,8 @@ class L1Cache:
         self.max_entries, self.max_bytes, self.default_ttl = max_entries, max_bytes, check_ttl(ttl)
         self.stats = stats or CacheStats()
         self._timer = timer
-        self._lock = threading.RLock()
+        # the stats' lock guards the store too: a lookup and its hit/miss counter, one acquisition
+        self._lock = self.stats.lock
         self._tags: dict[str, set[str]] = {}
         self._store = _Store(owner=self, maxsize=max_bytes, ttu=self._ttu, timer=timer,
                              getsizeof=lambda entry: entry.size)
@@ -64,11 +64,8 @@ class L1Cache:
     def get(self, key: str) -> Any:
         with self._lock:
             entry = self._store.get(key)
-        if entry is None:
-            self.stats.incr("l1", "misses")
-            return MISSING
-        self.stats.incr("l1", "hits")
-        return entry.value
+            self.stats.incr_held("l1", "misses" if entry is None else "hits")
+        return MISSING if entry is None else entry.value
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """The cached keys among ``keys`` (misses are absent from the result)."""

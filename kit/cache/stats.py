@@ -20,28 +20,36 @@ _PROM_PREFIX = "cache_"
 
 
 class CacheStats:
-    """Thread-safe counters keyed by (level, event)."""
+    """Thread-safe counters keyed by (level, event).
+
+    ``lock`` is re-entrant and public so the L1 cache can guard its store with it too: a hit then
+    takes one lock acquisition for the lookup and its counter (see :meth:`incr_held`).
+    """
 
     def __init__(self) -> None:
         self._counts: Counter[tuple[str, str]] = Counter()
-        self._lock = threading.Lock()
+        self.lock = threading.RLock()
 
     def incr(self, level: str, event: str, n: int = 1) -> None:
-        with self._lock:
+        with self.lock:
             self._counts[(level, event)] += n
 
+    def incr_held(self, level: str, event: str) -> None:
+        """:meth:`incr` by one, for a caller that already holds :attr:`lock`."""
+        self._counts[(level, event)] += 1
+
     def get(self, level: str, event: str) -> int:
-        with self._lock:
+        with self.lock:
             return self._counts[(level, event)]
 
     def snapshot(self) -> dict[str, dict[str, int]]:
         """``{level: {event: count}}`` with every known level and event present."""
-        with self._lock:
+        with self.lock:
             return _as_dict(dict(self._counts))
 
     def pop(self) -> dict[str, dict[str, int]]:
         """The snapshot, then every counter back to zero."""
-        with self._lock:
+        with self.lock:
             counts = dict(self._counts)
             self._counts.clear()
         return _as_dict(counts)
