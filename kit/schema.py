@@ -9,7 +9,6 @@ indexes aside around a bulk load (:func:`set_aside_keys`, :func:`restore_keys`).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,12 +35,6 @@ TABLES: tuple[str, ...] = (
 )
 META_TABLE = "kit_meta"
 
-_INDEX_NAME = re.compile(
-    r"\bCREATE\s+(?:UNIQUE\s+)?INDEX\s+(?:CONCURRENTLY\s+)?(?:IF\s+NOT\s+EXISTS\s+)?([A-Za-z_][\w$]*)",
-    re.IGNORECASE,
-)
-_LINE_COMMENT = re.compile(r"--[^\n]*")
-
 
 def _render(conn: Connection, stmt: sql.Composable) -> str:
     """Composed SQL as text, quoted by the connection's own psycopg connection."""
@@ -64,12 +57,6 @@ def drop_schema(conn: Connection) -> None:
         sql.SQL(", ").join(sql.Identifier(t) for t in (*reversed(TABLES), META_TABLE))
     )
     conn.exec_driver_sql(_render(conn, stmt))
-
-
-def index_names_in_migration(path: Path = MIGRATION_PATH) -> list[str]:
-    """The names of the indexes the migration file creates, in file order."""
-    text = _LINE_COMMENT.sub("", Path(path).read_text())
-    return _INDEX_NAME.findall(text)
 
 
 EXISTING_TABLES = """
