@@ -2,8 +2,8 @@
 (talks to PostgreSQL).
 
 search_projects and list_users fetch the page and its counts in ONE statement: the counts are
-aggregated only over the page's ids (``IN (SELECT id FROM page)``), never over the whole table,
-so the work grows with the page, not the database. The seed's own fix settled for 2 statements.
+aggregated only over the page's ids, never over the whole table, so the work grows with the page,
+not the database. The seed's own fix settled for 2 statements.
 Reconciliation writes go as one pipelined executemany per table. Results equal
 :mod:`kit.services.naive`'s for the same arguments.
 """
