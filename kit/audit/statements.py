@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 from sqlalchemy import Connection, Engine
 
+from kit import redact
 from kit.audit.base import CheckResult, extension_missing, frame, result, run_check, unavailable
 
 TOP_QUERIES = """/* kit */
@@ -26,6 +27,7 @@ def top_queries(conn: Connection, *, limit: int = 10) -> CheckResult:
     if why:
         return unavailable("top_queries", why)
     rows = frame(conn, TOP_QUERIES, {"limit": limit})
+    rows["query"] = rows["query"].map(redact.statement)
     rows["severity"] = ["high" if (s or 0) >= 20 and m >= 10 else "medium" if m >= 10 else "info"
                         for s, m in zip(rows["share_pct"], rows["mean_ms"])]
     rows["remediation"] = ["kit.audit.explain(engine, query) and kit.indexes.advise(engine)"
@@ -45,7 +47,11 @@ def snapshot(engine: Engine) -> pd.DataFrame:
     """The counters of every statement now (empty frame when pg_stat_statements is unusable)."""
     def take(conn: Connection) -> CheckResult:
         why = extension_missing(conn, "pg_stat_statements")
-        return unavailable("snapshot", why) if why else CheckResult("snapshot", "ok", "", frame(conn, SNAPSHOT))
+        if why:
+            return unavailable("snapshot", why)
+        rows = frame(conn, SNAPSHOT)
+        rows["query"] = rows["query"].map(redact.statement)
+        return CheckResult("snapshot", "ok", "", rows)
 
     res = run_check(engine, take)
     cols = ["queryid", "query", "calls", "total_ms", "rows"]
