@@ -28,13 +28,14 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from kit import browser, local, runner
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / ".kit" / "artifacts" / "jupyterlab"
 NOTEBOOKS = sorted(p.name for p in runner.NOTEBOOKS_DIR.glob("*.ipynb"))
-RUN_ALL_TIMEOUT_S = 900
+RUN_ALL_TIMEOUT_S = 600
 # The screenshot's height is the notebook's, up to what chromium captures in one piece.
 MAX_SHOT_HEIGHT = 16000
 _KIT_VARIABLES = ("KIT_HOME", "KIT_RUN_DIR", "KIT_DATABASE_URL", "DATABASE_URL", "KIT_REDIS_URL", "REDIS_URL")
@@ -96,6 +97,9 @@ _CELLS_JS = f"""(mime) => {{
     }};
   }});
 }}"""
+_WAITING_JS = f"""() => [...{_PANEL}.node.querySelectorAll('.jp-Cell')]
+  .map((cell, index) => [index, cell.querySelector('.jp-InputPrompt')])
+  .filter(([, prompt]) => prompt && prompt.textContent.includes('*')).map(([index]) => index)"""
 _SCROLLER = f"{_PANEL}.node.querySelector('.jp-WindowedPanel-outer')"
 _CHROME_HEIGHT_JS = f"() => [{_SCROLLER}.scrollHeight, window.innerHeight - {_SCROLLER}.clientHeight]"
 _ALL_VISIBLE_JS = f"() => {{ const s = {_SCROLLER}; s.scrollTop = 0; return s.clientHeight >= s.scrollHeight - 2; }}"
@@ -244,11 +248,17 @@ def run_in_lab(chromium, lab: Lab, name: str, *, settle_s: float = 15.0) -> LabR
     page, blocked = browser.offline_page(chromium, viewport=(1280, 900))
     try:
         page.goto(lab.tree_url(name))
-        page.wait_for_function(_KERNEL_IDLE_JS, timeout=120_000, polling=250)
+        page.wait_for_function(_KERNEL_IDLE_JS, timeout=180_000, polling=250)
         page.evaluate(_CLEAR_JS)
         page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
         page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
-        page.wait_for_function(_FINISHED_JS, timeout=RUN_ALL_TIMEOUT_S * 1000, polling=500)
+        try:
+            page.wait_for_function(_FINISHED_JS, timeout=RUN_ALL_TIMEOUT_S * 1000, polling=500)
+        except PlaywrightTimeout:  # a hung cell or widget: say which, keep what the page showed
+            waiting = page.evaluate(_WAITING_JS)
+            shot = _screenshot(page, SCREENSHOTS / f"{Path(name).stem}.timeout.png")
+            pytest.fail(f"{name}: Run All Cells did not finish within {RUN_ALL_TIMEOUT_S} s; cells still "
+                        f"waiting: {waiting}; screenshot {shot}", pytrace=False)
         cells = tuple(LabCell(**c) for c in page.evaluate(_CELLS_JS, browser.PLOTLY_MIMETYPE))
         charts = browser.check_charts(page, name=name, blocked=blocked, settle_s=settle_s)
         shot = _screenshot(page, SCREENSHOTS / f"{Path(name).stem}.png")
