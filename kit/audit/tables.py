@@ -3,6 +3,7 @@ transaction-id wraparound, sequences near exhaustion (talks to PostgreSQL, read-
 
 from __future__ import annotations
 
+from psycopg import sql as psql
 from sqlalchemy import Connection
 
 from kit.audit.base import CheckResult, frame, result
@@ -75,19 +76,35 @@ SELECT schemaname AS schema, relname AS "table", n_live_tup AS live_rows, n_dead
 FROM pg_stat_user_tables ORDER BY n_dead_tup DESC"""
 
 
-def vacuum_staleness(conn: Connection, *, dead_pct: float = 20.0, min_rows: int = 1_000) -> CheckResult:
-    """Tables with many dead rows, or never analyzed / much changed since the last ANALYZE."""
+def statistics_state(live_rows: int, modified: int, last_analyze, *, min_rows: int, stale_pct: float) -> str:
+    """"never analyzed", "stale" or "fresh" (pure): stale once ``stale_pct`` % of the rows (and at
+    least ``min_rows``) changed since the last ANALYZE — twice what makes autovacuum analyze, so
+    autovacuum is off, or not keeping up."""
+    if last_analyze is None and live_rows >= min_rows:
+        return "never analyzed"
+    if modified >= max(min_rows, stale_pct / 100 * max(live_rows, 1)):
+        return "stale"
+    return "fresh"
+
+
+def vacuum_staleness(conn: Connection, *, dead_pct: float = 20.0, min_rows: int = 1_000,
+                     stale_pct: float = 20.0) -> CheckResult:
+    """Tables with many dead rows, or whose statistics are missing or stale (see :func:`statistics_state`)."""
     rows = frame(conn, STALENESS)
-    sev, fix = [], []
+    sev, fix, state = [], [], []
     for r in rows.itertuples():
         live = max(int(r.live_rows), 1)
+        stats = statistics_state(int(r.live_rows), int(r.modified_since_analyze), r.last_analyze,
+                                 min_rows=min_rows, stale_pct=stale_pct)
+        state.append(stats)
+        name = psql.Identifier(r.schema, r.table).as_string(None)
         if r.dead_rows >= min_rows and 100 * r.dead_rows / live >= dead_pct:
-            sev.append("medium"); fix.append(f"VACUUM (ANALYZE) {r.schema}.{r.table};")
-        elif (r.last_analyze is None and r.live_rows >= min_rows) or r.modified_since_analyze > max(live, min_rows):
-            sev.append("medium"); fix.append(f"ANALYZE {r.schema}.{r.table};")
+            sev.append("medium"); fix.append(f"VACUUM (ANALYZE) {name};")
+        elif stats != "fresh":
+            sev.append("medium"); fix.append(f"ANALYZE {name};")
         else:
             sev.append("info"); fix.append("")
-    rows["severity"], rows["remediation"] = sev, fix
+    rows["statistics"], rows["severity"], rows["remediation"] = state, sev, fix
     return result("vacuum_staleness", rows, ok="dead rows and statistics are fresh",
                   found="{n} tables need VACUUM or ANALYZE")
 

@@ -75,7 +75,7 @@ FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_r
 
 
 @dataclass(frozen=True)
-class _Table:
+class TableInfo:
     schema: str
     name: str
     user_table: bool
@@ -83,28 +83,28 @@ class _Table:
     led: frozenset[str]  # columns that lead a valid, non-partial index
 
 
-def _table(conn: psycopg.Connection, rel: Relation, cache: dict) -> _Table | None:
+def table_info(conn: psycopg.Connection, rel: Relation, cache: dict) -> TableInfo | None:
     key = rel.qualified
     if key not in cache:
         name = sql.Identifier(*([rel.schema] if rel.schema else []), rel.name).as_string(conn)
         row = conn.execute(TABLE_INFO, [name]).fetchone()
-        cache[key] = None if row is None else _Table(row[1], row[2], bool(row[3]), frozenset(row[4]),
+        cache[key] = None if row is None else TableInfo(row[1], row[2], bool(row[3]), frozenset(row[4]),
                                                      frozenset(row[5]))
     return cache[key]
 
 
-def table_columns(conn: psycopg.Connection, query: str, cache: dict | None = None) -> dict[_Table, list[str]]:
+def table_columns(conn: psycopg.Connection, query: str, cache: dict | None = None) -> dict[TableInfo, list[str]]:
     """{table: columns} of ``query`` resolved in the database: unqualified columns go to the one
     table that has them; names that are not tables (CTEs, views) come back with ``user_table`` False."""
     refs = references(query)
     cache = {} if cache is None else cache
     if refs is None:
         return {}
-    out: dict[_Table, list[str]] = {}
+    out: dict[TableInfo, list[str]] = {}
     for use in sorted(refs.columns, key=lambda u: _OP_ORDER.get(u.op, 3)):
         rel = refs.relation(use.qualifier)
         candidates = [rel] if rel is not None else (list(refs.relations) if use.qualifier is None else [])
-        tables = [t for t in (_table(conn, r, cache) for r in candidates) if t is not None]
+        tables = [t for t in (table_info(conn, r, cache) for r in candidates) if t is not None]
         owners = [t for t in tables if use.column in t.columns] if len(tables) > 1 else tables
         if len(owners) == 1 and use.column in owners[0].columns:
             cols = out.setdefault(owners[0], [])
@@ -135,12 +135,12 @@ def cost(conn: psycopg.Connection, stmt: str, nparams: int) -> tuple[float, list
 HYPO_CREATE = "/* kit */ SELECT indexrelid, hypopg_relation_size(indexrelid) FROM hypopg_create_index(%s)"
 
 
-def hypothetical(conn, table: _Table, columns: tuple[str, ...]) -> str:
+def hypothetical(conn, table: TableInfo, columns: tuple[str, ...]) -> str:
     return sql.SQL("CREATE INDEX ON {} ({})").format(
         sql.Identifier(table.schema, table.name), sql.SQL(", ").join(map(sql.Identifier, columns))).as_string(conn)
 
 
-def _try(conn, n: int, query: str, nparams: int, table: _Table, columns: tuple[str, ...], base: float) -> dict:
+def _try(conn, n: int, query: str, nparams: int, table: TableInfo, columns: tuple[str, ...], base: float) -> dict:
     create = hypothetical(conn, table, columns)
     try:
         _oid, size = conn.execute(HYPO_CREATE, [create]).fetchone()
@@ -160,7 +160,7 @@ def _try(conn, n: int, query: str, nparams: int, table: _Table, columns: tuple[s
             "create_sql": create.replace("CREATE INDEX", "CREATE INDEX CONCURRENTLY") if verdict == "suggest" else ""}
 
 
-def _note(n: int, query: str, verdict: str, reason: str, table: _Table | None = None) -> dict:
+def _note(n: int, query: str, verdict: str, reason: str, table: TableInfo | None = None) -> dict:
     return {"statement": n, "query": redact.statement(query[:200]), "schema": table.schema if table else None,
             "table": table.name if table else None, "verdict": verdict, "reason": reason}
 
