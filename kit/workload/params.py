@@ -52,13 +52,13 @@ def typical(stats: ColumnStats) -> str | None:
 
 
 def several(stats: ColumnStats, n: int) -> list[str]:
-    """``n`` distinct representative values (fewer when the column has fewer)."""
-    pool = list(dict.fromkeys((*stats.histogram, *stats.mcv) if stats.histogram else stats.mcv))
-    if len(pool) <= n:
-        return pool
+    """``n`` distinct representative values (fewer when the column has fewer): the most common
+    ones first, else the histogram from its middle on; the first k of n are the k of k."""
+    if not stats.histogram or (stats.mcv and sum(stats.mcf) >= 0.5):
+        return list(dict.fromkeys(stats.mcv))[:n]
+    pool = list(dict.fromkeys(stats.histogram))
     mid = len(pool) // 2
-    start = max(0, min(mid - n // 2, len(pool) - n))
-    return pool[start:start + n]
+    return (pool[mid:] + pool[:mid][::-1])[:n]
 
 
 def array_literal(values: list[str]) -> str:
