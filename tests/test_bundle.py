@@ -46,7 +46,7 @@ def test_two_runs_bundle_history_compare_trends_and_gate(setup, capsys):
     assert one["target"] == bundle.target_key(url) and ":" not in one["target"].split("@")[0][len("postgresql://"):]
     assert (one["status"], one["previous_run"], one["errors"]) == ("ok", None, {})
     assert one["figures"]["p95_ms"] == 10.0 and one["findings"][0] == {"kind": "n_plus_one", "subject": "fp-a",
-                                                                       "severity": None}
+                                                                       "severity": None, "detail": None}
     assert one["indexes"]["counts"]["applied"] == 1 and one["derived"]["indexes_missing"] == 22.0
     assert one["preflight"]["safe_to_apply"] is True and one["versions"]["server"].startswith("15.")
     assert one["statements"]["basis"] == "since the statistics were reset"

@@ -5,6 +5,7 @@ and, once applied, its verdict (pure)."""
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 
 from kit import redact
@@ -17,6 +18,12 @@ _LINE = re.compile(r"\s+")
 def _one_line(text: str, width: int = 110) -> str:
     text = _LINE.sub(" ", text or "").strip()
     return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _wrapped(label: str, text: str) -> list[str]:
+    """``--    label: text`` wrapped into comment lines (nothing is cut: the file is for review)."""
+    lines = textwrap.wrap(_LINE.sub(" ", text or "").strip(), width=100) or [""]
+    return [f"--    {label}: {lines[0]}"] + [f"--      {line}" for line in lines[1:]]
 
 
 def render(fixes: tuple[Fix, ...] | list[Fix], *, target: str, applied: bool,
@@ -35,14 +42,14 @@ def render(fixes: tuple[Fix, ...] | list[Fix], *, target: str, applied: bool,
     body = []
     for n, fix in enumerate(fixes, 1):
         body.append(f"-- {n}. {fix.kind} on {fix.target_table}  [{fix.source}]")
-        body.append(f"--    why: {_one_line(fix.why)}")
-        body.append(f"--    expect: {_one_line(fix.expect)}")
+        body += _wrapped("why", fix.why)
+        body += _wrapped("expect", fix.expect)
         for key in fix.statements:
             text = statements.get(key)
             shown = _one_line(redact.statement(text) or "", 90) if text else ""
             body.append(f"--    helps {key}" + (f": {shown}" if shown else ""))
         if fix.verdict != "planned" or fix.reason:
-            body.append(f"--    verdict: {fix.verdict}" + (f" ({_one_line(fix.reason, 160)})" if fix.reason else ""))
+            body += _wrapped("verdict", fix.verdict + (f" ({fix.reason})" if fix.reason else ""))
         body.append(fix.sql.rstrip().rstrip(";") + ";")
         body.append("")
     return "\n".join(head + body)

@@ -8,8 +8,9 @@ from kit.workload.measure import Target, measure, targets_for, time_target
 from kit.workload.sample import Parameters, sample_parameters
 from kit.workload.model import Statement, Workload
 from kit.workload.statements import previous_window, read_workload
+from kit.workload.tables import candidates
 from kit.workload.timing import ESTIMATED, MEASURED, NOT_MEASURED, Timing, median_ci
 
 __all__ = ["Target", "measure", "targets_for", "time_target", "Parameters", "sample_parameters", "Statement",
            "Workload", "previous_window", "read_workload", "ESTIMATED", "MEASURED", "NOT_MEASURED", "Timing",
-           "median_ci"]
+           "median_ci", "candidates"]
