@@ -20,6 +20,7 @@ from kit.fixes import sqlfile
 from kit.fixes.apply import apply_fixes, undo
 from kit.fixes.model import APPLIED, CREATE, FAILED, KEPT, REVERTED, Fix, FixPlan, counts, fixes_frame
 from kit.fixes.plan import Declared, plan_fixes
+from kit.fixes.report import STATEMENT_COLUMNS
 from kit.fixes.verify import judge
 from kit.indexes import sessions
 from kit.workload.measure import measure, targets_for
@@ -72,7 +73,7 @@ class LoopResult:
                 "cost_after": a.cost if a else None, "plan_before": b.plan if b else "",
                 "plan_after": a.plan if a else "", "fixes": ", ".join(fixes_of.get(s.key, [])),
             })
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows, columns=STATEMENT_COLUMNS)
 
     def to_json(self) -> dict:
         frame = self.statements_frame()
