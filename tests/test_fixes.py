@@ -47,7 +47,8 @@ def test_the_plan_finds_each_planted_problem_and_nothing_else(shop_engine, tmp_p
     assert drop.why == ("public.products_sku_idx is covered by public.products_sku_key: "
                         "CREATE UNIQUE INDEX products_sku_key ON public.products USING btree (sku)")
     assert fixes[ANALYZE + "public.payments"].why.startswith("statistics stale: ")
-    assert [p.key for p in plan.probes] == ["probe:fk:order_items_order_fk"]
+    assert [p.key for p in plan.probes] == ["probe:fk:order_items_order_fk", "probe:products_sku_idx"]
+    assert drop.statements[-1] == "probe:products_sku_idx"  # a lookup the covering index must serve
 
     path = sqlfile.write(tmp_path, plan.fixes, target="postgresql://postgres@h:1/shop", applied=False,
                          statements={s.key: s.text for s in work.statements})

@@ -91,6 +91,17 @@ def apply_fixes(engine: Engine, fixes: tuple[Fix, ...] | list[Fix], *, lock_time
     return tuple(done[i] for i in range(len(fixes)))
 
 
+LOOP_CREATED = """/* kit */
+SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE c.relname LIKE 'kit\\_%' ORDER BY 1"""
+
+
+def loop_created(engine: Engine) -> list[IndexSpec]:
+    """The indexes the loop creates (named ``kit_...``): a demo that starts over drops them."""
+    with sessions.connect(engine.url.render_as_string(hide_password=False)) as conn:
+        return [parse_indexdef(r[0]) for r in conn.execute(LOOP_CREATED).fetchall()]
+
+
 def undo(engine: Engine, fix: Fix, *, out: Callable[[str], None] | None = print) -> str | None:
     """Revert one applied fix: drop an index it created, rebuild an index it dropped (ANALYZE cannot
     be undone). Returns None when done, else why it could not be."""

@@ -26,7 +26,7 @@ from kit.fingerprint import to_dollar_params
 from kit.fixes.model import ANALYZE, CREATE, DROP, Fix, FixPlan
 from kit.indexes import sessions
 from kit.indexes.advisor import HYPO_CREATE, Advice, advise, cost, table_columns
-from kit.indexes.spec import IndexSpec, declared_in_migrations, parse_index_sql
+from kit.indexes.spec import IndexSpec, declared_in_migrations, parse_index_sql, parse_indexdef
 from kit.indexes.status import APPLIED, DIFFERS, NO_TABLE, default_specs, index_status
 from kit.indexes.verify import probe_for
 from kit.schema import TABLES, existing_tables
@@ -261,7 +261,10 @@ def _creates(cands: list[_Candidate], taken: set[str]) -> list[Fix]:
     return out
 
 
-def _drops(dups: list[dict], declared: Declared, targets, uses, notes: list[str]) -> list[Fix]:
+def _drops(dups: list[dict], declared: Declared, targets, uses, notes: list[str],
+           probes: list[Statement]) -> list[Fix]:
+    """A drop names the statements on its table (none may get slower) and a lookup on the dropped
+    index's leading key, which the covering index must now serve as well."""
     out = []
     for d in dups:
         if d["index"] in declared.names:
@@ -269,9 +272,11 @@ def _drops(dups: list[dict], declared: Declared, targets, uses, notes: list[str]
                          f"{declared.source}: remove it from the migration rather than drop it here")
             continue
         name = sql.Identifier(d["schema"], d["index"]).as_string(None)
+        probe = spec_probe(parse_indexdef(d["definition"]))
+        probes.append(probe)
         out.append(Fix(kind=DROP, sql=f"DROP INDEX CONCURRENTLY IF EXISTS {name}",
                        target_table=f"{d['schema']}.{d['table']}",
-                       statements=tuple(_touching(targets, uses, d["schema"], d["table"])),
+                       statements=(*_touching(targets, uses, d["schema"], d["table"]), probe.key),
                        why=f"{d['schema']}.{d['index']} is {d['detail']}",
                        expect=f"frees {d['size_bytes'] / 2**20:.1f} MiB; writes to {d['table']} maintain one index "
                               f"fewer; its reads use {d['covered_by']} (no statement may get slower)",
@@ -280,7 +285,9 @@ def _drops(dups: list[dict], declared: Declared, targets, uses, notes: list[str]
     return out
 
 
-def _analyzes(stale: list[dict], targets, uses, *, min_rows: int) -> list[Fix]:
+def _analyzes(stale: list[dict], targets, uses, notes: list[str], *, min_rows: int) -> list[Fix]:
+    """ANALYZE for the stale tables the workload reads (the others are in the notes: no statement
+    would show what it changes)."""
     out = []
     for t in stale:
         if t["statistics"] == "fresh" or t["live_rows"] < min_rows:
@@ -289,10 +296,13 @@ def _analyzes(stale: list[dict], targets, uses, *, min_rows: int) -> list[Fix]:
         since = "never analyzed" if t["last_analyze"] is None else \
             f"{t['modified_since_analyze']:,} of {t['live_rows']:,} rows changed since the last ANALYZE"
         keys = _touching(targets, uses, t["schema"], t["table"])
+        if not keys:
+            notes.append(f"{t['schema']}.{t['table']}: statistics {t['statistics']} ({since}), but no top statement "
+                         f"reads it: ANALYZE {name} when convenient")
+            continue
         out.append(Fix(kind=ANALYZE, sql=f"ANALYZE {name}", target_table=f"{t['schema']}.{t['table']}",
                        statements=tuple(keys), why=f"statistics {t['statistics']}: {since}",
-                       expect="the planner's row estimates follow the data again"
-                              + (f" for {', '.join(keys)}" if keys else ""),
+                       expect=f"the planner's row estimates follow the data again for {', '.join(keys)}",
                        source="statistics"))
     return out
 
@@ -317,6 +327,6 @@ def plan_fixes(engine: Engine, workload: Workload, *, declared: Declared | None 
     _foreign_keys(cands, fks, targets, uses, probes)
     _declared(cands, declared, engine, targets, uses, probes)
     _whatif(url, list(cands.values()), targets, probes)
-    fixes = [*_analyzes(stale, targets, uses, min_rows=analyze_min_rows), *_creates(list(cands.values()), taken),
-             *_drops(dups, declared, targets, uses, notes)]
+    fixes = [*_analyzes(stale, targets, uses, notes, min_rows=analyze_min_rows),
+             *_creates(list(cands.values()), taken), *_drops(dups, declared, targets, uses, notes, probes)]
     return FixPlan(tuple(fixes), tuple(notes), tuple(probes))
