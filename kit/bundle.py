@@ -14,7 +14,8 @@ figure's name, e.g. ``kit.record("n_plus_one", fingerprints)``). The audit noteb
 snapshot of them (``findings.json``, :func:`snapshot_findings`); the bundle uses that snapshot
 rather than auditing again, so the run's ``audit.findings`` and ``findings_total`` agree. The
 declared indexes are the run's ``migrations`` parameter, else the platform's migration on the
-platform's database, else none (no migration of another application is compared). Derived figures: ``findings_<kind>``, ``indexes_<state>``, ``statements_calls``,
+platform's database, else none (no migration of another application is compared).
+Derived figures: ``findings_<kind>``, ``indexes_<state>``, ``statements_calls``,
 ``statements_total_ms`` and, against the previous run, ``new_<kind>`` / ``gone_<kind>``.
 """
 

@@ -157,21 +157,27 @@ def drive(url: str, *, rows: int, scans: int = 40, lookups: int = 200, seed: int
     return calls
 
 
+def _finds(fix, kind: str, table: str, what: str | None) -> bool:
+    """Whether ``fix`` is the fix of one planted problem: its kind and table, and the index it
+    drops or the leading column of the index it creates."""
+    if fix.kind != kind or fix.target_table != table:
+        return False
+    if kind == DROP:
+        return fix.index == what
+    return what is None or f"({what}" in fix.sql.replace('"', "")
+
+
 def _planted_found(fixes) -> list[dict]:
     out = []
     for problem, kind, table, what in PLANTED:
-        hit = next((f for f in fixes if f.kind == kind and f.target_table == table and (
-            what is None or (kind == DROP and f.index == what)
-            or (kind == CREATE and f"({what}" in f.sql.replace('"', "")))), None)
+        hit = next((f for f in fixes if _finds(f, kind, table, what)), None)
         out.append({"problem": problem, "found": hit is not None, "fix": hit.sql if hit else None,
                     "verdict": hit.verdict if hit else None, "speedup": hit.speedup if hit else None})
     return out
 
 
 def _is_planted(fix) -> bool:
-    return any(fix.kind == kind and fix.target_table == table and (
-        what is None or (kind == DROP and fix.index == what) or (kind == CREATE and f"({what}" in fix.sql.replace('"', "")))
-        for _p, kind, table, what in PLANTED)
+    return any(_finds(fix, kind, table, what) for _p, kind, table, what in PLANTED)
 
 
 def _share(url: str, keys: set[str], before=None) -> tuple[float, object]:

@@ -28,6 +28,7 @@ from kit.indexes import sessions
 from kit.indexes.advisor import HYPO_CREATE, Advice, advise, cost, table_columns
 from kit.indexes.spec import IndexSpec, declared_in_migrations, parse_index_sql, parse_indexdef
 from kit.indexes.status import APPLIED, DIFFERS, NO_TABLE, default_specs, index_status
+from kit.indexes.preflight import has_hypopg
 from kit.indexes.verify import probe_for
 from kit.schema import TABLES, existing_tables
 from kit.sqlrefs import references
@@ -209,7 +210,7 @@ def _whatif(url: str, cands: list[_Candidate], targets: tuple[Statement, ...], p
     texts = {s.key: s.text for s in (*targets, *probes)}
     with sessions.connect(url, app="dbperf-kit-advisor") as conn:
         conn.prepare_threshold = None
-        if not conn.execute("/* kit */ SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'hypopg')").fetchone()[0]:
+        if not has_hypopg(conn):
             return
         conn.execute("/* kit */ SET plan_cache_mode = force_generic_plan")
         for cand in cands:

@@ -3,9 +3,9 @@
 A new index must be named in the plan of one of its statements and make that statement at least
 :data:`MIN_SPEEDUP` times faster (median of the repeats), else it is reverted, saying why. A drop
 is kept only when no top statement on its table got slower (median up by more than :data:`SLOWER`
-and the confidence intervals apart; statements on other tables cannot lose the index). ANALYZE cannot be undone: it is kept, with the row-estimate error
-before and after. An index the user's migration declares is kept and the reason says what the
-measurement found.
+and the confidence intervals apart; statements on other tables cannot lose the index). ANALYZE
+cannot be undone: it is kept, with the row-estimate error before and after. An index the user's
+migration declares is kept and the reason says what the measurement found.
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ def judge_create(fix: Fix, before: dict[str, Timing], after: dict[str, Timing]) 
     short = fix.index.split(".", 1)[-1]
     used = [k for k in fix.statements if k in after and short in after[k].indexes]
     if not used:
-        verdict, reason, key = REVERTED, f"the planner does not use it on {', '.join(fix.statements) or 'any statement'}", \
-            _primary(fix, before)
+        on = ", ".join(fix.statements) or "any statement"
+        verdict, reason, key = REVERTED, f"the planner does not use it on {on}", _primary(fix, before)
     else:
         timed = [k for k in used if _measured(before.get(k)) and _measured(after[k])]
         if timed:
@@ -89,7 +89,8 @@ def judge_drop(fix: Fix, before: dict[str, Timing], after: dict[str, Timing]) ->
 def judge_analyze(fix: Fix, before: dict[str, Timing], after: dict[str, Timing]) -> Fix:
     key = _primary(fix, before)
     if key is None:
-        return fix.but(verdict=KEPT, reason="statistics refreshed (ANALYZE cannot be undone); no top statement reads it")
+        return fix.but(verdict=KEPT,
+                       reason="statistics refreshed (ANALYZE cannot be undone); no top statement reads it")
     b, a = before.get(key), after.get(key)
     errors = ""
     if b is not None and a is not None and b.estimate_error and a.estimate_error:

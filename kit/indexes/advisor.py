@@ -24,6 +24,7 @@ from kit import redact
 from kit.audit.base import ENABLE
 from kit.audit.statements import statements_frame
 from kit.indexes import sessions
+from kit.indexes.preflight import has_hypopg
 from kit.indexes.verify import plan_indexes
 from kit.sqlrefs import Relation, references
 
@@ -125,7 +126,8 @@ def cost(conn: psycopg.Connection, stmt: str, nparams: int) -> tuple[float, list
         _deallocate(conn)
         conn.execute(sql.SQL("/* kit */ PREPARE kit_advise AS {}").format(sql.SQL(stmt)))
         args = sql.SQL(", ").join([sql.SQL("NULL")] * nparams)
-        plan = conn.execute(sql.SQL("/* kit */ EXPLAIN (FORMAT JSON) EXECUTE kit_advise ({})").format(args)).fetchone()[0]
+        explain = sql.SQL("/* kit */ EXPLAIN (FORMAT JSON) EXECUTE kit_advise ({})").format(args)
+        plan = conn.execute(explain).fetchone()[0]
     else:
         plan = conn.execute(sql.SQL("/* kit */ EXPLAIN (FORMAT JSON) {}").format(sql.SQL(stmt))).fetchone()[0]
     top = plan[0]["Plan"]
@@ -213,7 +215,7 @@ def advise(engine: Engine, *, queries: list[str] | None = None, top: int = 5) ->
     url = engine.url.render_as_string(hide_password=False)
     with sessions.connect(url, app="dbperf-kit-advisor") as conn:
         conn.prepare_threshold = None  # psycopg's own prepared statements would mix with ours
-        if not conn.execute("/* kit */ SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'hypopg')").fetchone()[0]:
+        if not has_hypopg(conn):
             return Advice("unavailable", f"hypopg is not usable here: {ENABLE['hypopg']}", ())
         conn.execute("/* kit */ SET plan_cache_mode = force_generic_plan")  # EXPLAIN EXECUTE of $n queries
         rows: list[dict] = []
