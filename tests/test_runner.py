@@ -35,6 +35,7 @@ def test_declared_parameters_of_the_shipped_notebooks():
         ({"apply": 3}, "parameter apply expects bool, got int 3"),
         ({"scale": 5}, "parameter scale expects str, got int 5"),
         ({"database_env": "postgresql://u:pw@h/d"}, r"looks like a URL \(postgresql://u:\*\*\*@h/d\)"),
+        ({"migrations": "/nope/db/migrations"}, "parameter migrations names /nope/db/migrations, which does not exist"),
     ],
 )
 def test_bad_parameters_are_refused_before_anything_runs(tmp_path, params, message):
@@ -47,6 +48,14 @@ def test_cli_strings_are_typed():
     paths = [runner.NOTEBOOKS_DIR / n for n in runner.NOTEBOOKS]
     typed = runner.validate_parameters({"apply": "true", "scale": "demo"}, paths)
     assert typed[paths[1]] == {"apply": True, "scale": "demo"}
+
+
+def test_migrations_are_given_to_the_kernels_as_an_absolute_path(tmp_path, monkeypatch):
+    (tmp_path / "db").mkdir()
+    monkeypatch.chdir(tmp_path)
+    paths = [runner.NOTEBOOKS_DIR / n for n in runner.NOTEBOOKS]
+    typed = runner.validate_parameters({"migrations": "db"}, paths)
+    assert typed[paths[1]] == {"migrations": str(tmp_path / "db")}  # the kernels run in notebooks/
 
 
 def test_missing_notebook(tmp_path):
