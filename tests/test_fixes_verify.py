@@ -25,6 +25,13 @@ def test_a_new_index_needs_its_plan_and_2x():
     assert (unused.verdict, unused.reason) == (REVERTED, "the planner does not use it on q")
     kept = judge(_create(declared=True), {"q": _t(10, 11, 9)}, {"q": _t(1, 1, 1, indexes=["other"])})
     assert (kept.verdict, kept.reason) == (KEPT, "declared in the migration, so kept; but the planner does not use it on q")
+    probe = Fix(CREATE, "sql", "public.t", ("q", "probe:fk"), "why", "expect", "foreign key", index="public.ix")
+    both = judge(probe, {"q": _t(3, 3, 3), "probe:fk": _t(50, 50, 50)},
+                 {"q": _t(1, 1, 1, indexes=["ix"]), "probe:fk": _t(1, 1, 1, indexes=["ix"])})
+    assert (both.verdict, both.speedup) == (KEPT, 3.0)  # the workload's statement decides, not the probe
+    only_probe = judge(probe, {"q": _t(3, 3, 3), "probe:fk": _t(50, 50, 50)},
+                       {"q": _t(3, 3, 3), "probe:fk": _t(1, 1, 1, indexes=["ix"])})
+    assert (only_probe.verdict, only_probe.speedup) == (KEPT, 50.0)
     estimated = judge(_create(), {"q": _t(mode=ESTIMATED, cost=1000.0)}, {"q": _t(mode=ESTIMATED, cost=10.0, indexes=["ix"])})
     assert (estimated.verdict, estimated.reason) == (KEPT, "plan uses it; estimated only: cost 1000 -> 10")
 

@@ -1,7 +1,8 @@
 """Keep or revert each applied fix from its statements measured before and after (pure).
 
 A new index must be named in the plan of one of its statements and make that statement at least
-:data:`MIN_SPEEDUP` times faster (median of the repeats), else it is reverted, saying why. A drop
+:data:`MIN_SPEEDUP` times faster (median of the repeats; a statement of the workload decides before
+a probe the kit wrote), else it is reverted, saying why. A drop
 is kept only when no top statement on its table got slower (median up by more than :data:`SLOWER`
 and the confidence intervals apart; statements on other tables cannot lose the index). ANALYZE
 cannot be undone: it is kept, with the row-estimate error before and after. An index the user's
@@ -14,6 +15,7 @@ from kit.fixes.model import ANALYZE, CREATE, DROP, KEPT, REVERTED, Fix
 from kit.workload.timing import MEASURED, Timing
 
 MIN_SPEEDUP = 2.0
+PROBE = "probe:"  # the key prefix of a statement the kit wrote (not the workload's)
 SLOWER = 1.25  # a drop that makes a statement 25 % slower (beyond noise) is undone
 _NOISE_MS = 0.05
 
@@ -55,6 +57,8 @@ def judge_create(fix: Fix, before: dict[str, Timing], after: dict[str, Timing]) 
         verdict, reason, key = REVERTED, f"the planner does not use it on {on}", _primary(fix, before)
     else:
         timed = [k for k in used if _measured(before.get(k)) and _measured(after[k])]
+        # the workload's own statements decide when one of them was timed; a probe the kit wrote only otherwise
+        timed = [k for k in timed if not k.startswith(PROBE)] or timed
         if timed:
             key = max(timed, key=lambda k: before[k].median_ms / after[k].median_ms)
             x = before[key].median_ms / after[key].median_ms
