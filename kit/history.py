@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from kit.errors import ConfigError
+from kit.sqlrefs import CONTROL, kind_of
 
 BUNDLE_FILE = "bundle.json"
 _CI_SUFFIXES = (("_lo", "_hi"), ("_ci_lo", "_ci_hi"))
@@ -218,7 +219,8 @@ def statement_trend(runs_dir: str | Path = "runs", *, target: str | None, top: i
     windows = [(b, (b.get("statements") or {}).get("diff") or []) for b in bundles]
     if not windows or not windows[-1][1]:
         return pd.DataFrame(columns=cols)
-    latest = sorted(windows[-1][1], key=lambda r: -(r.get("total_ms") or 0))[:top]
+    statements = [r for r in windows[-1][1] if kind_of(str(r.get("query", ""))) not in CONTROL]
+    latest = sorted(statements, key=lambda r: -(r.get("total_ms") or 0))[:top]
     labels = {str(r["queryid"]): f"{r['queryid']}: {' '.join(str(r.get('query', '')).split())[:50]}" for r in latest}
     rows = []
     for b, diff in windows:

@@ -9,6 +9,7 @@ statements in one text, give ``None``: the caller says it cannot read it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from pglast import ast, parse_sql
@@ -70,6 +71,19 @@ class References:
 
     def slot(self, number: int) -> Slot | None:
         return next((s for s in self.slots if s.number == number), None)
+
+
+_WORD = re.compile(r"^(?:\s+|--[^\n]*\n|/\*.*?\*/)*([A-Za-z]+)", re.S)
+# Transaction control and session settings: real time spent, nothing an index or ANALYZE changes.
+CONTROL = {"begin", "commit", "rollback", "end", "start", "savepoint", "release", "set", "reset", "show",
+           "discard", "deallocate", "listen", "unlisten", "notify", "abort"}
+WRITES = {"insert", "update", "delete", "merge"}
+
+
+def kind_of(query: str) -> str:
+    """The statement's first keyword, lower case (``with`` for a CTE, ``other`` when unreadable)."""
+    match = _WORD.match(query or "")
+    return match.group(1).lower() if match else "other"
 
 
 _KINDS = {ast.SelectStmt: "select", ast.InsertStmt: "insert", ast.UpdateStmt: "update", ast.DeleteStmt: "delete"}

@@ -107,13 +107,13 @@ def test_trend_notebook_charts_two_runs(setup):
     assert "Headline figures over the last 2 run(s)" in text
     assert "Top statements' mean time across runs" in text
 
-    trend = history.statement_trend(runs, target=bundle.target_key(url))
+    trend = history.statement_trend(runs, target=bundle.target_key(url), top=20)
     users = trend[trend["statement"].str.contains("count(*) FROM users", regex=False)]
     assert len(users) == 2 and users["calls"].tolist() == [1, 1] and users["mean_ms"].gt(0).all()
     latest = sorted(runs.iterdir())[-1]
     key = users["queryid"].iloc[-1]  # the loop's measurements of that statement join by its queryid
     (latest / "loop.json").write_text(json.dumps({"statements": [{"key": key, "before_ms": 2.0, "after_ms": 0.5}]}))
-    again = history.statement_trend(runs, target=bundle.target_key(url))
+    again = history.statement_trend(runs, target=bundle.target_key(url), top=20)
     assert again[again["queryid"] == key][["before_ms", "after_ms"]].values.tolist()[-1] == [2.0, 0.5]
 
 

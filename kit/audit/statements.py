@@ -12,6 +12,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, text
 
 from kit import redact
+from kit.sqlrefs import CONTROL, kind_of
 from kit.audit.base import CheckResult, extension_missing, frame, result, run_check, unavailable
 
 KIT_TAG = "/* kit */"
@@ -31,19 +32,6 @@ SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'pg_stat_statements':
                AND attname = 'toplevel' AND NOT attisdropped)"""
 # The statements PostgreSQL itself runs for foreign keys (ri_triggers.c): not the application's.
 _INTERNAL = re.compile(r"^\s*SELECT 1 FROM ONLY .* OPERATOR\(pg_catalog\.=\)", re.S)
-_WORD = re.compile(r"^(?:\s+|--[^\n]*\n|/\*.*?\*/)*([A-Za-z]+)", re.S)
-# Transaction control and session settings: real time spent, nothing an index or ANALYZE changes.
-CONTROL = {"begin", "commit", "rollback", "end", "start", "savepoint", "release", "set", "reset", "show",
-           "discard", "deallocate", "listen", "unlisten", "notify", "abort"}
-WRITES = {"insert", "update", "delete", "merge"}
-
-
-def kind_of(query: str) -> str:
-    """The statement's first keyword, lower case (``with`` for a CTE, ``other`` when unreadable) (pure)."""
-    match = _WORD.match(query or "")
-    return match.group(1).lower() if match else "other"
-
-
 def statements_frame(conn: Connection, *, chars: int = 300) -> pd.DataFrame:
     """Every statement of this database in pg_stat_statements but the kit's own: queryid, query
     (up to ``chars`` characters, *not* redacted: callers redact before writing), kind, calls,

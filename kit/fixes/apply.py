@@ -93,11 +93,13 @@ def apply_fixes(engine: Engine, fixes: tuple[Fix, ...] | list[Fix], *, lock_time
 
 LOOP_CREATED = """/* kit */
 SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-WHERE c.relname LIKE 'kit\\_%' ORDER BY 1"""
+WHERE c.relname LIKE 'kit\\_%' AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+ORDER BY 1"""
 
 
 def loop_created(engine: Engine) -> list[IndexSpec]:
-    """The indexes the loop creates (named ``kit_...``): a demo that starts over drops them."""
+    """The indexes the loop creates (named ``kit_...``, backing no constraint): a demo that starts
+    over drops them."""
     with sessions.connect(engine.url.render_as_string(hide_password=False)) as conn:
         return [parse_indexdef(r[0]) for r in conn.execute(LOOP_CREATED).fetchall()]
 

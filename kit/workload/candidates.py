@@ -22,9 +22,8 @@ from pglast.parser import ParseError
 from pglast.stream import RawStream
 
 from kit import redact
-from kit.audit.statements import kind_of
 from kit.fingerprint import shape
-from kit.sqlrefs import references
+from kit.sqlrefs import kind_of, references
 
 
 @dataclass(frozen=True)

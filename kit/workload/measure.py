@@ -14,11 +14,11 @@ from psycopg import sql
 
 from kit.indexes import sessions
 from kit.indexes.verify import plan_indexes, plan_nodes
+from kit.sqlrefs import WRITES
 from kit.workload.sample import Parameters, sample_parameters
 from kit.workload.model import Statement
 from kit.workload.timing import ESTIMATED, MEASURED, NOT_MEASURED, Timing
 
-WRITES = {"insert", "update", "delete", "merge"}
 SETTINGS = """/* kit */ SELECT set_config('statement_timeout', %s, false), set_config('lock_timeout', %s, false),
        set_config('plan_cache_mode', 'force_custom_plan', false)"""
 PREPARED = "/* kit */ SELECT 1 FROM pg_prepared_statements WHERE name = 'kit_measure'"
