@@ -2,7 +2,8 @@
 
 ``datagen`` measures seeding itself into a fresh database. Every other NAME gets a fresh database
 seeded at ``scale`` (so benchmarks that change the database never touch the demo one) and calls
-``kit.benchmarks.NAME.run``.
+``kit.benchmarks.NAME.run``; a benchmark module with ``SEEDS_PLATFORM = False`` (``anydb``) gets
+the fresh database empty and builds its own schema.
 """
 
 from __future__ import annotations
@@ -28,14 +29,15 @@ def run(name: str, *, scale: str, seed: int, home: Path) -> dict[str, Any]:
         raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(datagen.SCALES)}")
     servers = local.up(home=home)
     url = local.create_database(servers["postgres"], f"bench_{name}_{scale}", replace=True)
-    engine = make_engine(url)
-    try:
-        result = datagen.seed(engine, scale=scale, seed=seed)
-    finally:
-        engine.dispose()
-    if name == "datagen":
-        return result.to_dict()
-    module = importlib.import_module(f"kit.benchmarks.{name}")
+    module = importlib.import_module(f"kit.benchmarks.{name}") if name != "datagen" else None
+    if getattr(module, "SEEDS_PLATFORM", True):  # a benchmark of another schema builds its own
+        engine = make_engine(url)
+        try:
+            result = datagen.seed(engine, scale=scale, seed=seed)
+        finally:
+            engine.dispose()
+        if module is None:
+            return result.to_dict()
     figures = module.run(database_url=url, redis_url=servers["redis"].url, scale=scale, seed=seed)
     return {"benchmark": name, "scale": scale, "seed": seed, **figures}
 

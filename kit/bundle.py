@@ -7,10 +7,15 @@ and its difference from the previous run of the same target, index status, the a
 the figures the notebooks recorded with ``kit.record`` (used generically, whatever their names),
 figures derived from all of that, and the list of artifacts. ``json.load`` reads it in one call.
 
-Findings: the audit's (kind = check name), the declared indexes that are not applied
-(kind ``missing_indexes``, ``invalid_indexes``, ``differs_indexes``) and every recorded figure
-whose value is a list of strings (kind = the figure's name, e.g. ``kit.record("n_plus_one",
-fingerprints)``). Derived figures: ``findings_<kind>``, ``indexes_<state>``, ``statements_calls``,
+Findings: the audit's (kind = check name, with a ``detail`` such as the covering index), the
+declared indexes that are not applied (kind ``missing_indexes``, ``invalid_indexes``,
+``differs_indexes``) and every recorded figure whose value is a list of strings (kind = the
+figure's name, e.g. ``kit.record("n_plus_one", fingerprints)``). The audit notebook takes one
+snapshot of them (``findings.json``, :func:`snapshot_findings`); the bundle uses that snapshot
+rather than auditing again, so the run's ``audit.findings`` and ``findings_total`` agree. The
+declared indexes are the run's ``migrations`` parameter, else the platform's migration on the
+platform's database, else none (no migration of another application is compared).
+Derived figures: ``findings_<kind>``, ``indexes_<state>``, ``statements_calls``,
 ``statements_total_ms`` and, against the previous run, ``new_<kind>`` / ``gone_<kind>``.
 """
 
@@ -34,6 +39,7 @@ from kit.records import RECORDS_FILE, read_records
 
 SCHEMA_VERSION = 1
 _PACKAGES = ("papermill", "sqlalchemy", "psycopg", "pandas", "plotly", "redis")
+FINDINGS_FILE = "findings.json"
 _OWN_FILES = {BUNDLE_FILE, RECORDS_FILE, "summary.json"}
 _NOT_APPLIED = ("missing", "invalid", "differs")
 
@@ -80,7 +86,7 @@ def figure_findings(figures: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for name, value in figures.items():
         if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-            out += [{"kind": name, "subject": v, "severity": None} for v in sorted(set(value))]
+            out += [{"kind": name, "subject": v, "severity": None, "detail": None} for v in sorted(set(value))]
     return out
 
 
@@ -88,8 +94,10 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return json.loads(frame.to_json(orient="records", date_format="iso"))
 
 
-def _database_sections(url: str, previous: dict[str, Any] | None, errors: dict[str, str]) -> dict[str, Any]:
-    """Pre-flight, statements, indexes and audit findings; a section that fails is named in ``errors``."""
+def _database_sections(url: str, previous: dict[str, Any] | None, errors: dict[str, str], *,
+                       migrations: str | None = None, snapshot: bool = False) -> dict[str, Any]:
+    """Pre-flight, statements, indexes and (without the run's own snapshot) audit findings; a
+    section that fails is named in ``errors``."""
     from kit import audit, indexes, preflight
     from kit.db import make_engine
 
@@ -99,11 +107,14 @@ def _database_sections(url: str, previous: dict[str, Any] | None, errors: dict[s
     except KitError as exc:
         errors["database"] = mask_url(str(exc))
         return out
+    sections = [("preflight", _preflight), ("statements", _statements), ("indexes", _indexes)]
+    if not snapshot:
+        sections.append(("audit_findings", _audit_findings))
     try:
-        for section, collect in (("preflight", _preflight), ("statements", _statements),
-                                 ("indexes", _indexes), ("audit_findings", _audit_findings)):
+        for section, collect in sections:
             try:
-                out[section] = collect(engine, previous, preflight=preflight, audit=audit, indexes=indexes)
+                out[section] = collect(engine, previous, preflight=preflight, audit=audit, indexes=indexes,
+                                       migrations=migrations)
             except (KitError, SQLAlchemyError, OSError) as exc:
                 errors[section] = mask_url(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
     finally:
@@ -140,14 +151,48 @@ def _statements(engine, previous, *, audit, **_) -> dict[str, Any]:
             "total_ms": float(diff["total_ms"].sum()) if len(diff) else 0.0}
 
 
-def _indexes(engine, previous, *, indexes, **_) -> dict[str, Any]:
-    status = indexes.index_status(engine)
-    return {"counts": status.counts(), "rows": _records(status.to_frame())}
+def _indexes(engine, previous, *, indexes, migrations=None, **_) -> dict[str, Any] | None:
+    """The declared indexes against the live ones: the run's migrations, the platform's on the
+    platform's database, none elsewhere (None: nothing declared, nothing compared)."""
+    from kit.fixes.plan import declared_specs
+
+    declared = declared_specs(engine, migrations or None)
+    if not declared.specs:
+        return None
+    status = indexes.index_status(engine, declared.specs)
+    return {"counts": status.counts(), "rows": _records(status.to_frame()), "declared_by": declared.source}
 
 
 def _audit_findings(engine, previous, *, audit, **_) -> list[dict[str, Any]]:
-    found = audit.run_audit(engine).findings()
-    return [{"kind": r["check"], "subject": r["subject"], "severity": r["severity"]} for r in _records(found)]
+    return audit_findings(audit.run_audit(engine).findings())
+
+
+def audit_findings(found: pd.DataFrame) -> list[dict[str, Any]]:
+    """Findings of :meth:`kit.audit.AuditReport.findings` as bundle findings (pure)."""
+    return [{"kind": r["check"], "subject": r["subject"], "severity": r["severity"], "detail": r.get("detail") or None}
+            for r in _records(found)]
+
+
+def index_findings(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Declared indexes that are not applied, as findings (pure)."""
+    return [{"kind": f"{r['state']}_indexes", "subject": r["name"], "severity": "high", "detail": None}
+            for r in rows if r["state"] in _NOT_APPLIED]
+
+
+def snapshot_findings(found: pd.DataFrame, index_rows: pd.DataFrame | None = None) -> list[dict[str, Any]]:
+    """The run's one snapshot of findings, taken by the audit notebook: the audit's, the declared
+    indexes not applied, and the findings figures recorded so far; written to the run folder's
+    ``findings.json``, which the bundle then uses as is (so ``audit.findings`` and the bundle's
+    ``findings_total`` count the same list)."""
+    from kit.config import run_dir
+    from kit.records import save_json
+
+    folder = run_dir()
+    figures = {r["name"]: r["value"] for r in read_records(folder)} if folder else {}
+    rows = _records(index_rows) if index_rows is not None and len(index_rows) else []
+    out = audit_findings(found) + index_findings(rows) + figure_findings(figures)
+    save_json(FINDINGS_FILE.removesuffix(".json"), out)
+    return out
 
 
 def collect(folder: Path, *, database_url: str | None, parameters: dict[str, Any],
@@ -163,11 +208,15 @@ def collect(folder: Path, *, database_url: str | None, parameters: dict[str, Any
         except KitError as exc:
             errors["database"] = mask_url(str(exc))
     previous = previous_bundle(folder.parent, target=target, before=folder.name) if target else None
-    db = _database_sections(database_url, previous, errors) if target else {}
-    findings = figure_findings(figures) + db.get("audit_findings", [])
-    index_rows = db.get("indexes", {}).get("rows", [])
-    findings += [{"kind": f"{r['state']}_indexes", "subject": r["name"], "severity": "high"}
-                 for r in index_rows if r["state"] in _NOT_APPLIED]
+    snapshot = _read_snapshot(folder)
+    db = _database_sections(database_url, previous, errors, migrations=parameters.get("migrations"),
+                            snapshot=snapshot is not None) if target else {}
+    if snapshot is not None:  # the audit notebook's one snapshot, plus findings figures recorded after it
+        seen = {(f["kind"], str(f["subject"])) for f in snapshot}
+        findings = snapshot + [f for f in figure_findings(figures) if (f["kind"], str(f["subject"])) not in seen]
+    else:
+        findings = figure_findings(figures) + db.get("audit_findings", [])
+        findings += index_findings((db.get("indexes") or {}).get("rows", []))
     bundle: dict[str, Any] = {
         "schema": SCHEMA_VERSION, "run": folder.name,
         "created_at": datetime.now(timezone.utc).isoformat(), "status": status, "target": target,
@@ -180,6 +229,16 @@ def collect(folder: Path, *, database_url: str | None, parameters: dict[str, Any
         bundle["versions"]["server"] = bundle["preflight"]["server_version"]
     bundle["derived"] = derived_figures(bundle, previous)
     return bundle
+
+
+def _read_snapshot(folder: Path) -> list[dict[str, Any]] | None:
+    path = Path(folder) / FINDINGS_FILE
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return None
 
 
 def derived_figures(bundle: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, float]:

@@ -62,3 +62,28 @@ def comparison_figure(comparison: Comparison | None, *, limit: int = 20) -> go.F
     fig.update_layout(title=f"Change from run {comparison.a} to {comparison.b} (%)", xaxis_title="change (%)",
                       height=120 + 24 * max(len(df), 1), margin=dict(l=10, r=10, t=60, b=10))
     return fig
+
+
+def statement_trend_figure(trend: pd.DataFrame) -> go.Figure:
+    """Mean time per call of the top statements across runs (pg_stat_statements over each run's
+    window); open markers: the kit's measured medians before and after that run's apply."""
+    if trend.empty:
+        fig = go.Figure()
+        fig.update_layout(title="No statement trend yet: runs of this database with pg_stat_statements are needed",
+                          height=200)
+        return fig
+    fig = go.Figure()
+    for label, part in trend.groupby("statement", sort=False):
+        part = part.sort_values("created_at")
+        fig.add_scatter(x=part["created_at"], y=part["mean_ms"], mode="lines+markers", name=label,
+                        legendgroup=label, customdata=part[["run"]].values,
+                        hovertemplate="run %{customdata[0]}<br>%{y:.3f} ms/call<extra>" + label + "</extra>")
+        for phase, symbol in (("before_ms", "circle-open"), ("after_ms", "diamond-open")):
+            if phase in part and part[phase].notna().any():
+                fig.add_scatter(x=part["created_at"], y=part[phase], mode="markers", legendgroup=label,
+                                showlegend=False, marker=dict(symbol=symbol, size=10),
+                                hovertemplate=phase.replace("_ms", "") + " apply: %{y:.3f} ms<extra>" + label
+                                              + "</extra>")
+    fig.update_layout(yaxis_type="log", yaxis_title="ms per call", height=440, legend=dict(font=dict(size=9)),
+                      title="Top statements' mean time across runs (open markers: measured before/after apply)")
+    return fig

@@ -240,6 +240,7 @@ def demo(scale: str, seed_value: int, runs_dir: Path, users: int, seconds: float
     """Start the throwaway servers, build the demo database, run the notebooks."""
     from kit import datagen, indexes, local, runner
     from kit.db import make_engine
+    from kit.fixes.apply import loop_created
 
     if scale not in datagen.SCALES:
         raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(datagen.SCALES)}")
@@ -257,8 +258,8 @@ def demo(scale: str, seed_value: int, runs_dir: Path, users: int, seconds: float
             click.echo(f"seeding the demo database at scale {scale} ...")
             result = datagen.seed(engine, scale=scale, seed=seed_value)
             click.echo(f"{result.rows_total:,} rows in {result.seconds:.1f} s")
-        # the demo shows the audit's loop from its "before" state: none of the 23 indexes
-        if dropped := indexes.drop_indexes(engine):
+        # the demo shows the audit's loop from its "before" state: none of the 23 indexes, none of the loop's own
+        if dropped := indexes.drop_indexes(engine) + indexes.drop_indexes(engine, loop_created(engine)):
             click.echo(f"reset the demo database: dropped {len(dropped)} index(es) a previous run applied")
     finally:
         engine.dispose()

@@ -43,6 +43,11 @@ def normalize_database_url(url: str) -> str:
         raise ConfigError(
             f"not a database URL: {mask_url(url)!r}; expected postgresql://user@host:port/dbname"
         ) from exc
+    except ValueError as exc:  # SQLAlchemy's int() of the port: "host:notaport"
+        raise ConfigError(
+            f"not a database URL: {mask_url(url)!r} (the port is not a number); "
+            "expected postgresql://user@host:port/dbname"
+        ) from exc
     if parsed.drivername not in _PG_SCHEMES:
         raise ConfigError(
             f"not a PostgreSQL URL: {mask_url(url)!r} (scheme {parsed.drivername!r}); "

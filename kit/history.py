@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from kit.errors import ConfigError
+from kit.sqlrefs import CONTROL, kind_of
 
 BUNDLE_FILE = "bundle.json"
 _CI_SUFFIXES = (("_lo", "_hi"), ("_ci_lo", "_ci_hi"))
@@ -204,6 +205,46 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> Comparison:
     found += [{"kind": k, "subject": s, "change": "gone"} for k, s in sorted(ka - kb)]
     return Comparison(a=a["run"], b=b["run"], figures=figures,
                       findings=pd.DataFrame(found, columns=["kind", "subject", "change"]))
+
+
+def statement_trend(runs_dir: str | Path = "runs", *, target: str | None, top: int = 5,
+                    last: int = 10) -> pd.DataFrame:
+    """Mean time per call of the ``top`` statements of the latest run, in each of the last ``last``
+    runs of ``target``: from each bundle's pg_stat_statements window, and the medians the loop
+    measured before and after its apply (``loop.json``) where that run has them."""
+    cols = ["run", "created_at", "statement", "queryid", "mean_ms", "calls", "before_ms", "after_ms"]
+    folder = Path(runs_dir)
+    bundles = [b for b in (read_bundle(f) for f in _folders(folder) if (f / BUNDLE_FILE).exists())
+               if b.get("target") == target][-last:] if last > 0 else []
+    windows = [(b, (b.get("statements") or {}).get("diff") or []) for b in bundles]
+    if not windows or not windows[-1][1]:
+        return pd.DataFrame(columns=cols)
+    statements = [r for r in windows[-1][1] if kind_of(str(r.get("query", ""))) not in CONTROL]
+    latest = sorted(statements, key=lambda r: -(r.get("total_ms") or 0))[:top]
+    labels = {str(r["queryid"]): f"{r['queryid']}: {' '.join(str(r.get('query', '')).split())[:50]}" for r in latest}
+    rows = []
+    for b, diff in windows:
+        loop = _loop_statements(folder / b["run"])
+        for r in diff:
+            key = str(r["queryid"])
+            if key in labels:
+                measured = loop.get(key, {})
+                rows.append({"run": b["run"], "created_at": b.get("created_at"), "statement": labels[key],
+                             "queryid": key, "mean_ms": r.get("mean_ms"), "calls": r.get("calls"),
+                             "before_ms": measured.get("before_ms"), "after_ms": measured.get("after_ms")})
+    out = pd.DataFrame(rows, columns=cols)
+    out["created_at"] = pd.to_datetime(out["created_at"], utc=True)
+    return out
+
+
+def _loop_statements(folder: Path) -> dict[str, dict]:
+    path = folder / "loop.json"
+    if not path.exists():
+        return {}
+    try:
+        return {str(s["key"]): s for s in json.loads(path.read_text(encoding="utf-8")).get("statements", [])}
+    except ValueError:
+        return {}
 
 
 def target_from_env(database_env: str = "KIT_DATABASE_URL") -> str | None:

@@ -35,9 +35,15 @@ WHERE a.name = ANY(:names) ORDER BY a.name"""
 
 PRELOAD_SQL = "/* kit */ SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries'"
 
+# reltuples is -1 until the first VACUUM/ANALYZE (PostgreSQL 14+), and 0 when a table was
+# analyzed empty: on a freshly loaded, never analyzed database the live count is the estimate.
 TABLES_SQL = """/* kit */ SELECT n.nspname AS schema, c.relname AS table,
-       greatest(c.reltuples, 0)::bigint AS rows_estimate,
+       CASE WHEN c.reltuples < 0 OR (c.reltuples = 0 AND a.last_analyzed IS NULL) THEN coalesce(s.n_live_tup, 0)
+            ELSE c.reltuples::bigint END AS rows_estimate,
        coalesce(s.n_live_tup, 0) AS live_rows,
+       CASE WHEN c.reltuples < 0 OR (c.reltuples = 0 AND a.last_analyzed IS NULL) THEN 'live tuples'
+            ELSE 'reltuples' END AS rows_from,
+       a.last_analyzed, CASE WHEN a.last_analyzed IS NULL THEN 'never analyzed' ELSE 'analyzed' END AS statistics,
        pg_table_size(c.oid) AS table_bytes,
        pg_indexes_size(c.oid) AS index_bytes,
        pg_total_relation_size(c.oid) AS total_bytes,
@@ -45,6 +51,7 @@ TABLES_SQL = """/* kit */ SELECT n.nspname AS schema, c.relname AS table,
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
+CROSS JOIN LATERAL (SELECT greatest(s.last_analyze, s.last_autoanalyze) AS last_analyzed) a
 WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg_toast%'
 ORDER BY pg_total_relation_size(c.oid) DESC, n.nspname, c.relname"""
@@ -86,10 +93,11 @@ def extensions(conn: Connection) -> pd.DataFrame:
 
 
 def tables(conn: Connection) -> pd.DataFrame:
-    """Every user table with its row estimate, live rows and sizes, largest first."""
+    """Every user table with its row estimate (live tuples when it was never analyzed), live rows,
+    when its statistics were last gathered, and sizes, largest first."""
     return pd.DataFrame(conn.execute(text(TABLES_SQL)).mappings().all(),
-                        columns=["schema", "table", "rows_estimate", "live_rows", "table_bytes",
-                                 "index_bytes", "total_bytes", "indexes"])
+                        columns=["schema", "table", "rows_estimate", "live_rows", "rows_from", "last_analyzed",
+                                 "statistics", "table_bytes", "index_bytes", "total_bytes", "indexes"])
 
 
 @dataclass(frozen=True)

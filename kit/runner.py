@@ -125,7 +125,18 @@ def validate_parameters(parameters: dict[str, Any], notebooks: list[Path]) -> di
             raise ParameterError(f"parameter {name} looks like a URL ({mask_url(value)}); pass URLs through "
                                  "the environment (KIT_DATABASE_URL) and name the variable instead")
     typed = {name: coerce(name, value, known[name]) for name, value in parameters.items()}
+    if typed.get("migrations"):
+        typed["migrations"] = _migrations_path(typed["migrations"])
     return {nb: {k: v for k, v in typed.items() if k in params} for nb, params in declared.items()}
+
+
+def _migrations_path(value: str) -> str:
+    """The ``migrations`` parameter as an absolute path (the kernels run in the notebooks' folder)."""
+    path = Path(value).expanduser().resolve()
+    if not path.exists():
+        raise ParameterError(f"parameter migrations names {value}, which does not exist; "
+                             "give a .sql file or a folder of .sql files")
+    return str(path)
 
 
 def new_run_folder(runs_dir: Path) -> Path:
@@ -216,8 +227,9 @@ def without_tagged_cells(path: Path, target: Path, tags: tuple[str, ...]) -> Pat
     if len(kept) < len(nb.cells):
         note = nbformat.v4.new_markdown_cell(
             f"*{len(nb.cells) - len(kept)} cells about the Reconciliation Platform's own services (N+1, cache, "
-            "load, index apply and verify) were left out: the audited database does not have the platform's "
-            "tables. What follows is the read-only audit that applies to any database.*")
+            "load, its migration's apply and verify) were left out: the audited database does not have the "
+            "platform's tables. What follows applies to any database: the audit, the workload, the fix plan "
+            "(applied and verified only with `apply`) and its charts.*")
         kept.insert(next((i for i, c in enumerate(kept) if c.cell_type == "code"
                           and "parameters" not in c.metadata.get("tags", ())), len(kept)) + 1, note)
     nb.cells = kept

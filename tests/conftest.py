@@ -109,3 +109,24 @@ def chromium():
             yield launched
     except BrowserUnavailable as exc:
         pytest.fail(str(exc), pytrace=False)
+
+
+SHOP_ROWS = 20_000  # order_items; small, yet big enough that an index wins
+
+
+@pytest.fixture
+def shop_url(fresh_db_url) -> str:
+    """A database that is not the platform: kit.benchmarks.anydb's shop with its planted problems,
+    and its workload driven once through psycopg (pg_stat_statements has real calls)."""
+    from kit.benchmarks import anydb
+
+    anydb.build(fresh_db_url, rows=SHOP_ROWS)
+    anydb.drive(fresh_db_url, rows=SHOP_ROWS, scans=12, lookups=30)
+    return fresh_db_url
+
+
+@pytest.fixture
+def shop_engine(shop_url) -> Iterator[Engine]:
+    engine = make_engine(shop_url)
+    yield engine
+    engine.dispose()

@@ -35,10 +35,10 @@ def audited(fresh_engine):
 def test_audit_finds_duplicate_and_invalid_indexes(audited):
     report = run_audit(audited)
     summary = report.to_frame().set_index("check")
-    assert len(summary) == 11 and ERROR not in summary["status"].tolist()
+    assert len(summary) == 12 and ERROR not in summary["status"].tolist()
     dup = report["duplicate_indexes"].rows
-    assert dup[["index", "covered_by"]].values.tolist() == [["dup_a", "dup_ab"]]
-    assert dup["remediation"].iloc[0] == "DROP INDEX CONCURRENTLY public.dup_a;  -- covered by dup_ab"
+    assert dup[["index", "covered_by"]].values.tolist() == [["dup_a", "public.dup_ab"]]
+    assert dup["remediation"].iloc[0] == "DROP INDEX CONCURRENTLY public.dup_a;  -- covered by public.dup_ab"
     invalid = report["invalid_objects"].rows
     assert (invalid["name"].tolist(), invalid["severity"].tolist()) == (["broken"], ["high"])
     assert report.findings()["severity"].iloc[0] == "high"

@@ -46,7 +46,7 @@ def test_two_runs_bundle_history_compare_trends_and_gate(setup, capsys):
     assert one["target"] == bundle.target_key(url) and ":" not in one["target"].split("@")[0][len("postgresql://"):]
     assert (one["status"], one["previous_run"], one["errors"]) == ("ok", None, {})
     assert one["figures"]["p95_ms"] == 10.0 and one["findings"][0] == {"kind": "n_plus_one", "subject": "fp-a",
-                                                                       "severity": None}
+                                                                       "severity": None, "detail": None}
     assert one["indexes"]["counts"]["applied"] == 1 and one["derived"]["indexes_missing"] == 22.0
     assert one["preflight"]["safe_to_apply"] is True and one["versions"]["server"].startswith("15.")
     assert one["statements"]["basis"] == "since the statistics were reset"
@@ -105,6 +105,16 @@ def test_trend_notebook_charts_two_runs(setup):
     text = out.read_text()
     assert f"2 run(s) of {bundle.target_key(url)}" in text
     assert "Headline figures over the last 2 run(s)" in text
+    assert "Top statements' mean time across runs" in text
+
+    trend = history.statement_trend(runs, target=bundle.target_key(url), top=20)
+    users = trend[trend["statement"].str.contains("count(*) FROM users", regex=False)]
+    assert len(users) == 2 and users["calls"].tolist() == [1, 1] and users["mean_ms"].gt(0).all()
+    latest = sorted(runs.iterdir())[-1]
+    key = users["queryid"].iloc[-1]  # the loop's measurements of that statement join by its queryid
+    (latest / "loop.json").write_text(json.dumps({"statements": [{"key": key, "before_ms": 2.0, "after_ms": 0.5}]}))
+    again = history.statement_trend(runs, target=bundle.target_key(url), top=20)
+    assert again[again["queryid"] == key][["before_ms", "after_ms"]].values.tolist()[-1] == [2.0, 0.5]
 
 
 def test_a_run_without_a_database_still_writes_its_bundle(tmp_path, monkeypatch):

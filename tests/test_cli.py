@@ -107,7 +107,8 @@ def test_port_in_use(capsys, monkeypatch, tmp_path):
     ("argv", "message"),
     [
         (["run", "-p", "colour", "red"], "kit: error: unknown parameter 'colour'; the notebooks declare: "
-                                         "apply, database_env, load_seconds, load_users, redis_env, scale"),
+                                         "apply, database_env, load_seconds, load_users, migrations, redis_env, "
+                                         "repeats, scale, top_statements"),
         (["run", "-p", "apply", "perhaps"], "kit: error: parameter apply expects bool, got 'perhaps'"),
         (["run", "--notebook", "99_missing.ipynb"], "kit: error: notebook not found: "),
     ],
@@ -125,6 +126,19 @@ def test_the_console_script_exits_2_with_one_line(unused_port, tmp_path):
                           capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("argv", [["preflight", "--database-url", "postgresql://u:p4ss@host:notaport/db"],
+                                  ["run"]])
+def test_a_port_that_is_not_a_number_is_one_line_exit_2(argv, tmp_path, monkeypatch):
+    env = {**os.environ, "KIT_HOME": str(tmp_path), "KIT_DATABASE_URL": "postgresql://u:p4ss@host:notaport/db"}
+    proc = subprocess.run([KIT, *argv, "--runs-dir", str(tmp_path / "runs")] if argv == ["run"] else [KIT, *argv],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "kit: error: not a database URL: 'postgresql://u:***@host:notaport/db' (the port is not a number); "
+        "expected postgresql://user@host:port/dbname"]
+    assert not (tmp_path / "runs").exists()
 
 
 def test_services_status_and_bench_list(capsys, monkeypatch, tmp_path):

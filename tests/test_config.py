@@ -40,6 +40,12 @@ def test_garbage_is_a_config_error():
         normalize_database_url("::::")
 
 
+def test_a_port_that_is_not_a_number_is_a_config_error_without_the_password():
+    with pytest.raises(ConfigError, match="the port is not a number") as info:
+        normalize_database_url("postgresql://u:secret@host:notaport/db")
+    assert "secret" not in str(info.value) and "u:***@host:notaport/db" in str(info.value)
+
+
 def test_environment_precedence(monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "postgresql://a@h/one")
     assert url_from_env() == "postgresql+psycopg://a@h/one"

@@ -1,5 +1,7 @@
 """``kit run`` against a database the kit did not create: the machine's own PostgreSQL on 5432
-(no pg_stat_statements preloaded, no platform tables). Read-only; it must degrade, not fail."""
+(no pg_stat_statements preloaded, no platform tables). A dry run: it must degrade, not fail, and
+change nothing. (The loop with apply on a database the kit did not create is in
+test_loop_other_owner.py, on a database of the kit's server owned by another role.)"""
 
 from __future__ import annotations
 
@@ -27,14 +29,16 @@ def foreign_env(monkeypatch, tmp_path):
 def test_the_notebooks_audit_a_database_the_kit_did_not_create(foreign_env, tmp_path):
     with psycopg.connect(FOREIGN) as conn:
         indexes_before = conn.execute(INDEXES).fetchone()[0]
-    result = runner.run(runs_dir=tmp_path / "runs", progress=False, parameters={"apply": "true"})
+    result = runner.run(runs_dir=tmp_path / "runs", progress=False)
     assert [nb.status for nb in result.notebooks] == ["ok", "ok", "ok"]
     audit = nbformat.read(result.folder / "01_audit.ipynb", as_version=4)
     assert not any("platform" in c.metadata.get("tags", ()) for c in audit.cells)
     text = json.dumps([c.get("outputs", []) for c in audit.cells])
-    assert "no table" in text  # the migration's indexes are reported against tables that are not there
+    assert "declared by none: 0 indexes" in text and "create the schema first" not in text  # no foreign migration
     assert "shared_preload_libraries" in text  # pg_stat_statements: unavailable, and how to enable it
     assert "were left out" in json.dumps([c.source for c in audit.cells])
+    assert (result.folder / "fixes.sql").read_text().count("-- Dry run") == 1
+    assert all(f["verdict"] == "planned" for f in json.loads((result.folder / "fixes.json").read_text()))
     with psycopg.connect(FOREIGN) as conn:
         assert conn.execute(INDEXES).fetchone()[0] == indexes_before  # nothing was changed
 

@@ -53,8 +53,43 @@ def test_advisor_suggests_and_rejects_with_costs(small_engine):
     frame = advice.to_frame()
     best = frame[frame["verdict"] == "suggest"]
     assert best["columns"].tolist() == ["created_by"]
-    assert best["create_sql"].iloc[0] == 'CREATE INDEX CONCURRENTLY ON "reconciliation_jobs" ("created_by")'
+    assert best["create_sql"].iloc[0] == 'CREATE INDEX CONCURRENTLY ON "public"."reconciliation_jobs" ("created_by")'
+    assert best["est_bytes"].iloc[0] > 8192 and best["statement"].iloc[0] == 0
     name_row = frame[frame["columns"] == "name"].iloc[0]
     assert (name_row["verdict"], name_row["reason"]) == ("rejected", "the planner did not use it")
     with small_engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM hypopg_list_indexes")).scalar_one() == 0
+
+
+def test_advisor_tries_only_user_tables_and_columns_no_index_leads(small_engine):
+    advice = advise(small_engine, queries=[
+        "SELECT calls FROM pg_stat_statements WHERE queryid = $1",  # a view: not a table
+        "SELECT 1 FROM ONLY public.users x WHERE id = $1 FOR KEY SHARE OF x",  # the primary key leads an index
+        "UPDATE reconciliation_jobs SET status = $1 WHERE created_by = $2 AND name = $3",
+        "INSERT INTO users (email) VALUES ($1)"])
+    frame = advice.to_frame()
+    by = frame.groupby("statement")
+    assert by.get_group(0)[["verdict", "reason"]].values.tolist() == [
+        ["skipped", "public.pg_stat_statements is not a user table"]]
+    assert by.get_group(1)[["verdict", "reason"]].values.tolist() == [
+        ["skipped", "every column it uses already leads an index on users"]]
+    update = by.get_group(2)
+    assert update[update["verdict"] == "suggest"]["columns"].iloc[0].startswith("created_by")
+    assert set(update["table"]) == {"reconciliation_jobs"}
+    assert by.get_group(3)[["verdict", "reason"]].values.tolist() == [
+        ["skipped", "an index does not speed up INSERT"]]
+
+
+def test_the_advisors_own_statements_never_count_as_workload(small_engine):
+    from kit.audit.statements import statements_frame
+
+    with small_engine.connect() as conn:
+        conn.execute(text("SELECT pg_stat_statements_reset()"))
+        conn.commit()
+    advise(small_engine, queries=["SELECT * FROM reconciliation_jobs WHERE created_by = $1 AND status = $2"])
+    with small_engine.connect() as conn:
+        seen = statements_frame(conn)
+        everything = conn.execute(text("SELECT query FROM pg_stat_statements WHERE dbid = "
+                                       "(SELECT oid FROM pg_database WHERE datname = current_database())")).scalars().all()
+    assert "PREPARE" in " ".join(everything)  # pg_stat_statements did see the advisor ...
+    assert not seen["query"].str.contains("kit_advise|hypopg|plan_cache_mode", regex=True).any()  # ... as the kit's

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from sqlalchemy import text
 
 from kit import runner
 from kit.errors import ConfigError, NotebookFailed, ParameterError
@@ -35,6 +36,7 @@ def test_declared_parameters_of_the_shipped_notebooks():
         ({"apply": 3}, "parameter apply expects bool, got int 3"),
         ({"scale": 5}, "parameter scale expects str, got int 5"),
         ({"database_env": "postgresql://u:pw@h/d"}, r"looks like a URL \(postgresql://u:\*\*\*@h/d\)"),
+        ({"migrations": "/nope/db/migrations"}, "parameter migrations names /nope/db/migrations, which does not exist"),
     ],
 )
 def test_bad_parameters_are_refused_before_anything_runs(tmp_path, params, message):
@@ -47,6 +49,14 @@ def test_cli_strings_are_typed():
     paths = [runner.NOTEBOOKS_DIR / n for n in runner.NOTEBOOKS]
     typed = runner.validate_parameters({"apply": "true", "scale": "demo"}, paths)
     assert typed[paths[1]] == {"apply": True, "scale": "demo"}
+
+
+def test_migrations_are_given_to_the_kernels_as_an_absolute_path(tmp_path, monkeypatch):
+    (tmp_path / "db").mkdir()
+    monkeypatch.chdir(tmp_path)
+    paths = [runner.NOTEBOOKS_DIR / n for n in runner.NOTEBOOKS]
+    typed = runner.validate_parameters({"migrations": "db"}, paths)
+    assert typed[paths[1]] == {"migrations": str(tmp_path / "db")}  # the kernels run in notebooks/
 
 
 def test_missing_notebook(tmp_path):
@@ -100,10 +110,12 @@ def test_kit_run_finds_the_servers_of_services_up_without_any_environment(tmp_pa
     try:
         engine = make_engine(servers["postgres"].url)
         datagen.seed(engine, scale="tiny", progress=False)
+        with engine.connect() as conn:  # the seeder's own bookkeeping rows count too (live rows: never analyzed)
+            meta = conn.execute(text("SELECT count(*) FROM kit_meta")).scalar_one()
         engine.dispose()
         result = runner.run(notebooks=("01_audit.ipynb",), runs_dir=Path("runs"), progress=False,
                             parameters={"load_users": 2, "load_seconds": 0.5})
         assert [nb.status for nb in result.notebooks] == ["ok"]
-        assert result.figures["rows_total"] == datagen.SCALES["tiny"].rows_total
+        assert result.figures["rows_total"] == datagen.SCALES["tiny"].rows_total + meta
     finally:
         local.down(home=tmp_path / ".kit", purge=True)

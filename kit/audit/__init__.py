@@ -15,12 +15,12 @@ from sqlalchemy import Engine
 
 from kit.audit.activity import connections, explain
 from kit.audit.base import CheckResult, run_check
-from kit.audit.indexes import duplicate_indexes, index_bloat, invalid_objects, unused_indexes
+from kit.audit.indexes import duplicate_indexes, index_bloat, invalid_objects, unindexed_foreign_keys, unused_indexes
 from kit.audit.statements import diff, snapshot, top_queries
 from kit.audit.tables import cache_hit_rates, seq_scan_tables, sequence_exhaustion, vacuum_staleness, xid_wraparound
 
-CHECKS = (top_queries, unused_indexes, duplicate_indexes, invalid_objects, seq_scan_tables, cache_hit_rates,
-          connections, vacuum_staleness, xid_wraparound, sequence_exhaustion, index_bloat)
+CHECKS = (top_queries, unused_indexes, duplicate_indexes, unindexed_foreign_keys, invalid_objects, seq_scan_tables,
+          cache_hit_rates, connections, vacuum_staleness, xid_wraparound, sequence_exhaustion, index_bloat)
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,8 @@ class AuditReport:
                               "message": r.message} for r in self.results])
 
     def findings(self) -> pd.DataFrame:
-        """Every row above info severity, from every check, most severe first."""
+        """Every row above info severity, from every check, most severe first: check, severity,
+        subject (the index, constraint, table, statement ...), detail, remediation."""
         order = {s: i for i, s in enumerate(("critical", "high", "medium", "low", "info"))}
         parts = []
         for r in self.results:
@@ -42,12 +43,13 @@ class AuditReport:
                 continue
             hit = r.rows[r.rows["severity"] != "info"]
             if not hit.empty:
-                subject = hit.get("index", hit.get("table", hit.get("query", hit.get("name"))))
+                subject = next((hit[c] for c in ("index", "constraint", "table", "query", "name") if c in hit), None)
                 parts.append(pd.DataFrame({"check": r.check, "severity": hit["severity"],
                                            "subject": subject.astype(str) if subject is not None else "",
+                                           "detail": hit["detail"].astype(str) if "detail" in hit else "",
                                            "remediation": hit["remediation"]}))
         if not parts:
-            return pd.DataFrame(columns=["check", "severity", "subject", "remediation"])
+            return pd.DataFrame(columns=["check", "severity", "subject", "detail", "remediation"])
         out = pd.concat(parts, ignore_index=True)
         return out.sort_values("severity", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
 

@@ -68,11 +68,15 @@ def run_check(engine: Engine, fn: Callable[[Connection], CheckResult], *,
                            pd.DataFrame(columns=["severity", "remediation"]))
 
 
+# pg_settings hides shared_preload_libraries from a role without pg_read_all_settings (NULL here,
+# where current_setting() would raise): then the view itself is probed.
 EXTENSION = """/* kit */
 SELECT (SELECT extversion FROM pg_extension WHERE extname = :name) AS installed,
        EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = :name) AS available,
-       :name = ANY(string_to_array(replace(current_setting('shared_preload_libraries'), ' ', ''), ','))
+       :name = ANY(string_to_array(replace((SELECT setting FROM pg_settings
+                                            WHERE name = 'shared_preload_libraries'), ' ', ''), ','))
            AS preloaded"""
+PROBE_STATEMENTS = "/* kit */ SELECT 1 FROM pg_stat_statements LIMIT 1"
 
 ENABLE = {
     "pg_stat_statements": ("add pg_stat_statements to shared_preload_libraries in postgresql.conf, "
@@ -85,6 +89,13 @@ def extension_missing(conn: Connection, name: str) -> str | None:
     """None when ``name`` is usable, else why not and how to enable it."""
     installed, available, preloaded = conn.execute(text(EXTENSION), {"name": name}).one()
     needs_preload = name == "pg_stat_statements"
+    if needs_preload and installed and preloaded is None:  # hidden from this role: try the view
+        try:
+            with conn.begin_nested():
+                conn.execute(text(PROBE_STATEMENTS)).all()
+            preloaded = True
+        except DBAPIError:
+            preloaded = False
     if installed and (preloaded or not needs_preload):
         return None
     if not available:

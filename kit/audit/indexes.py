@@ -1,9 +1,11 @@
-"""Index checks: unused, duplicate or prefix-covered, invalid indexes and constraints, bloat
-(talks to PostgreSQL, read-only)."""
+"""Index checks: unused, duplicate or prefix-covered, foreign keys without an index, invalid indexes
+and constraints, bloat (talks to PostgreSQL, read-only; :func:`covers` and :func:`redundant` are pure)."""
 
 from __future__ import annotations
 
-from sqlalchemy import Connection
+import pandas as pd
+from psycopg import sql as psql
+from sqlalchemy import Connection, text
 
 from kit.audit.base import CheckResult, frame, result
 
@@ -31,35 +33,138 @@ def unused_indexes(conn: Connection) -> CheckResult:
                   found="{n} indexes unused over 7+ days of statistics")
 
 
-# Same table, method, predicate and expressions; one's key columns a prefix of the other's.
-DUPLICATES = """/* kit */
-WITH ix AS (
-  SELECT x.indexrelid, x.indrelid, i.relname AS name, n.nspname AS schema, t.relname AS "table",
-         am.amname, x.indisunique, string_to_array(x.indkey::text, ' ')::int2[] AS keys,
-         string_to_array(x.indclass::text, ' ')::oid[] AS classes,
-         coalesce(pg_get_expr(x.indexprs, x.indrelid), '') AS exprs,
-         coalesce(pg_get_expr(x.indpred, x.indrelid), '') AS pred, pg_relation_size(x.indexrelid) AS size_bytes
-  FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid
-  JOIN pg_namespace n ON n.oid = t.relnamespace JOIN pg_am am ON am.oid = i.relam
-  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND x.indisvalid)
-SELECT a.schema, a."table", a.name AS index, b.name AS covered_by, a.size_bytes,
-       pg_get_indexdef(a.indexrelid) AS definition, pg_get_indexdef(b.indexrelid) AS covering_definition
-FROM ix a JOIN ix b ON a.indrelid = b.indrelid AND a.indexrelid <> b.indexrelid
- AND a.amname = b.amname AND a.exprs = b.exprs AND a.pred = b.pred
- AND a.keys = b.keys[1:array_length(a.keys, 1)] AND a.classes = b.classes[1:array_length(a.classes, 1)]
- AND NOT a.indisunique
- AND (array_length(a.keys, 1) < array_length(b.keys, 1) OR a.indexrelid > b.indexrelid)
-ORDER BY a.size_bytes DESC"""
+# Everything that decides whether one index can stand in for another. indclass, indcollation and
+# indoption have one entry per key column (indnkeyatts); indkey's tail holds the INCLUDE columns.
+INDEX_DEFS = """/* kit */
+SELECT x.indexrelid::bigint AS oid, x.indrelid::bigint AS table_oid, n.nspname AS schema, t.relname AS "table",
+       i.relname AS index, am.amname AS method, x.indisunique AS is_unique, x.indisprimary AS is_primary,
+       x.indisexclusion AS is_exclusion,
+       EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid) AS is_constraint,
+       (string_to_array(x.indkey::text, ' ')::int2[])[1:x.indnkeyatts] AS keys,
+       coalesce((string_to_array(x.indkey::text, ' ')::int2[])[x.indnkeyatts + 1:x.indnatts], '{}') AS include,
+       string_to_array(x.indclass::text, ' ')::oid[] AS opclasses,
+       string_to_array(x.indcollation::text, ' ')::oid[] AS collations,
+       string_to_array(x.indoption::text, ' ')::int2[] AS options,
+       coalesce(pg_get_expr(x.indexprs, x.indrelid), '') AS expressions,
+       coalesce(pg_get_expr(x.indpred, x.indrelid), '') AS predicate,
+       pg_relation_size(x.indexrelid) AS size_bytes, pg_get_indexdef(x.indexrelid) AS definition
+FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid
+JOIN pg_namespace n ON n.oid = t.relnamespace JOIN pg_am am ON am.oid = i.relam
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+  AND x.indisvalid AND x.indisready
+ORDER BY x.indrelid, x.indexrelid"""
+
+_PREFIX_METHODS = {"btree"}  # only a btree serves a query on a prefix of its keys
+
+
+def covers(b: dict, a: dict) -> bool:
+    """Whether index ``b`` serves every query index ``a`` serves (pure): same table, method,
+    predicate and expressions; ``a``'s keys with their opclass, collation and sort order/NULLS a
+    prefix of ``b``'s (equal for a method other than btree); ``a``'s INCLUDE columns among ``b``'s
+    columns; and when ``a`` is unique, ``b`` unique on the very same keys."""
+    if a["oid"] == b["oid"] or a["table_oid"] != b["table_oid"] or a["method"] != b["method"]:
+        return False
+    if a["is_exclusion"] or b["is_exclusion"] or a["predicate"] != b["predicate"]:
+        return False
+    if a["expressions"] != b["expressions"]:
+        return False
+    n = len(a["keys"])
+    if n > len(b["keys"]) or (a["method"] not in _PREFIX_METHODS and n != len(b["keys"])):
+        return False
+    for part in ("keys", "opclasses", "collations", "options"):
+        if list(a[part]) != list(b[part])[:n]:
+            return False
+    if not set(a["include"]) <= set(b["keys"]) | set(b["include"]):
+        return False
+    return not a["is_unique"] or (b["is_unique"] and n == len(b["keys"]))
+
+
+def _keep_rank(ix: dict) -> tuple:
+    """Between two indexes that cover each other, the one to keep ranks higher: a constraint's,
+    then a unique one, then the older (smaller oid)."""
+    return (ix["is_constraint"], ix["is_primary"], ix["is_unique"], -ix["oid"])
+
+
+def redundant(indexes: list[dict]) -> list[tuple[dict, dict]]:
+    """(redundant index, the index covering it) pairs (pure). An index backing a constraint is never
+    the redundant one (DROP INDEX cannot remove it); of two that cover each other, the lower
+    :func:`_keep_rank` goes; of several covering indexes, the smallest is named."""
+    out = []
+    for a in indexes:
+        if a["is_constraint"]:
+            continue
+        coverers = [b for b in indexes if covers(b, a) and (not covers(a, b) or _keep_rank(b) > _keep_rank(a))]
+        if coverers:
+            out.append((a, min(coverers, key=lambda b: (b["size_bytes"], b["oid"]))))
+    return out
 
 
 def duplicate_indexes(conn: Connection) -> CheckResult:
-    """Indexes whose keys are the same as, or a prefix of, another index's (same method, predicate)."""
-    rows = frame(conn, DUPLICATES)
+    """Indexes another index stands in for: same keys (or a prefix of its keys) with the same method,
+    opclass, collation, sort order, expressions, predicate and INCLUDE columns; the covering index is
+    named in full, and a unique or constraint index is the one kept."""
+    defs = [dict(r) for r in conn.execute(text(INDEX_DEFS)).mappings()]
+    pairs = redundant(defs)
+    rows = pd.DataFrame([{
+        "schema": a["schema"], "table": a["table"], "index": a["index"],
+        "covered_by": f"{b['schema']}.{b['index']}", "size_bytes": a["size_bytes"],
+        "definition": a["definition"], "covering_definition": b["definition"],
+        "detail": f"covered by {b['schema']}.{b['index']}: {b['definition']}",
+    } for a, b in pairs], columns=["schema", "table", "index", "covered_by", "size_bytes", "definition",
+                                   "covering_definition", "detail"])
     rows["severity"] = "medium"
     rows["remediation"] = [f"DROP INDEX CONCURRENTLY {s}.{i};  -- covered by {c}"
                            for s, i, c in zip(rows["schema"], rows["index"], rows["covered_by"])]
     return result("duplicate_indexes", rows, ok="no duplicate or prefix-covered index",
                   found="{n} indexes are covered by another index")
+
+
+# A foreign key is served by an index whose leading key columns are exactly its columns (in any
+# order), valid, not partial, with the default opclass (a text_pattern_ops index cannot check =).
+UNINDEXED_FKS = """/* kit */
+SELECT n.nspname AS schema, t.relname AS "table", c.conname AS "constraint",
+       array_agg(a.attname::text ORDER BY k.ord) AS columns, c.confrelid::regclass::text AS "references",
+       greatest(t.reltuples, coalesce(s.n_live_tup, 0), 0)::bigint AS rows, pg_table_size(t.oid) AS table_bytes
+FROM pg_constraint c
+JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)
+JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
+LEFT JOIN pg_stat_user_tables s ON s.relid = t.oid
+WHERE c.contype = 'f' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND NOT EXISTS (
+    SELECT 1 FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_am am ON am.oid = i.relam
+    WHERE x.indrelid = c.conrelid AND x.indisvalid AND x.indpred IS NULL
+      AND x.indnkeyatts >= cardinality(c.conkey)
+      AND (am.amname = 'btree' OR (am.amname = 'hash' AND cardinality(c.conkey) = 1))
+      AND (string_to_array(x.indkey::text, ' ')::int2[])[1:cardinality(c.conkey)] @> c.conkey
+      AND (string_to_array(x.indkey::text, ' ')::int2[])[1:cardinality(c.conkey)] <@ c.conkey
+      AND NOT EXISTS (SELECT 1 FROM unnest((string_to_array(x.indclass::text, ' ')::oid[])[1:cardinality(c.conkey)])
+                      AS o(opc) JOIN pg_opclass p ON p.oid = o.opc WHERE NOT p.opcdefault))
+GROUP BY n.nspname, t.relname, c.conname, c.confrelid, t.oid, t.reltuples, s.n_live_tup
+ORDER BY rows DESC, 1, 2, 3"""
+
+
+def unindexed_foreign_keys(conn: Connection, *, min_rows: int = 10_000, high_rows: int = 1_000_000) -> CheckResult:
+    """Foreign keys whose referencing columns lead no index: joins on them and every DELETE or key
+    UPDATE of the referenced row scan the referencing table. A finding from ``min_rows`` rows
+    (high from ``high_rows``); smaller tables are listed as info."""
+    rows = frame(conn, UNINDEXED_FKS)
+    rows["columns"] = rows["columns"].map(list)
+    rows["severity"] = ["high" if r >= high_rows else "medium" if r >= min_rows else "info" for r in rows["rows"]]
+    rows["detail"] = [f"{', '.join(c)} references {ref}" for c, ref in zip(rows["columns"], rows["references"])]
+    rows["remediation"] = [
+        f"CREATE INDEX CONCURRENTLY ON {_qualified(s, t)} ({', '.join(_ident(c) for c in cols)});"
+        for s, t, cols in zip(rows["schema"], rows["table"], rows["columns"])]
+    return result("unindexed_foreign_keys", rows, ok=f"every foreign key of a {min_rows}+ row table is indexed",
+                  found="{n} foreign keys have no index on their referencing columns")
+
+
+def _ident(name: str) -> str:
+    return psql.Identifier(name).as_string(None)
+
+
+def _qualified(schema: str, table: str) -> str:
+    return psql.Identifier(schema, table).as_string(None)
 
 
 INVALID = """/* kit */

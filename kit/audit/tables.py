@@ -3,27 +3,49 @@ transaction-id wraparound, sequences near exhaustion (talks to PostgreSQL, read-
 
 from __future__ import annotations
 
+from psycopg import sql as psql
 from sqlalchemy import Connection
 
 from kit.audit.base import CheckResult, frame, result
 
 SEQ_SCANS = """/* kit */
-SELECT schemaname AS schema, relname AS "table", seq_scan, seq_tup_read, coalesce(idx_scan, 0) AS idx_scan,
-       n_live_tup AS live_rows,
-       round(100.0 * seq_scan / nullif(seq_scan + coalesce(idx_scan, 0), 0), 1) AS seq_pct
-FROM pg_stat_user_tables
-WHERE seq_scan > 0
-ORDER BY seq_tup_read DESC"""
+SELECT s.schemaname AS schema, s.relname AS "table", s.seq_scan, s.seq_tup_read,
+       coalesce(s.idx_scan, 0) AS idx_scan, greatest(s.n_live_tup, c.reltuples, 0)::bigint AS live_rows,
+       pg_table_size(s.relid) AS table_bytes,
+       round(s.seq_tup_read::numeric / nullif(s.seq_scan, 0)) AS rows_per_scan,
+       round(100.0 * s.seq_scan / nullif(s.seq_scan + coalesce(s.idx_scan, 0), 0), 1) AS seq_pct
+FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+WHERE s.seq_scan > 0
+ORDER BY s.seq_tup_read DESC"""
 
 
-def seq_scan_tables(conn: Connection, *, min_rows: int = 10_000) -> CheckResult:
-    """Tables of some size read mostly by sequential scans."""
+def grade_seq_scans(rows, *, min_scans: int, min_rows: int):
+    """Severity per table (pure): a finding needs ``min_scans`` sequential scans of a table of
+    ``min_rows`` rows; high when they are 90 % of its scans and each reads about the whole table."""
+    sev = []
+    for r in rows.itertuples():
+        seq_pct = float(r.seq_pct or 0)
+        if r.seq_scan < min_scans or r.live_rows < min_rows:
+            sev.append("info")
+        elif seq_pct >= 90 and float(r.rows_per_scan or 0) >= 0.5 * r.live_rows:
+            sev.append("high")
+        elif seq_pct >= 50:
+            sev.append("medium")
+        else:
+            sev.append("info")
+    return sev
+
+
+def seq_scan_tables(conn: Connection, *, min_rows: int = 10_000, min_scans: int = 50) -> CheckResult:
+    """Tables of ``min_rows`` rows or more read mostly by sequential scans, ``min_scans`` times or more
+    (one scan of a big table, say a nightly export, is no finding)."""
     rows = frame(conn, SEQ_SCANS)
-    rows["severity"] = ["high" if r >= min_rows and p >= 90 else "medium" if r >= min_rows and p >= 50 else "info"
-                        for r, p in zip(rows["live_rows"], rows["seq_pct"].fillna(0).astype(float))]
-    rows["remediation"] = [f"find the queries with kit.audit.top_queries, then kit.indexes.advise(engine) on {t}"
-                           if s != "info" else "" for t, s in zip(rows["table"], rows["severity"])]
-    return result("seq_scan_tables", rows, ok=f"no table of {min_rows}+ rows is mostly sequentially scanned",
+    rows["severity"] = grade_seq_scans(rows, min_scans=min_scans, min_rows=min_rows)
+    rows["remediation"] = ["kit.fixes.plan_fixes(engine, workload): the statements scanning it, measured, with "
+                           f"index candidates for {t}" if s != "info" else ""
+                           for t, s in zip(rows["table"], rows["severity"])]
+    return result("seq_scan_tables", rows,
+                  ok=f"no table of {min_rows}+ rows is mostly read by {min_scans}+ sequential scans",
                   found="{n} tables are mostly read by sequential scans")
 
 
@@ -54,19 +76,35 @@ SELECT schemaname AS schema, relname AS "table", n_live_tup AS live_rows, n_dead
 FROM pg_stat_user_tables ORDER BY n_dead_tup DESC"""
 
 
-def vacuum_staleness(conn: Connection, *, dead_pct: float = 20.0, min_rows: int = 1_000) -> CheckResult:
-    """Tables with many dead rows, or never analyzed / much changed since the last ANALYZE."""
+def statistics_state(live_rows: int, modified: int, last_analyze, *, min_rows: int, stale_pct: float) -> str:
+    """"never analyzed", "stale" or "fresh" (pure): stale once ``stale_pct`` % of the rows (and at
+    least ``min_rows``) changed since the last ANALYZE — twice what makes autovacuum analyze, so
+    autovacuum is off, or not keeping up."""
+    if last_analyze is None and live_rows >= min_rows:
+        return "never analyzed"
+    if modified >= max(min_rows, stale_pct / 100 * max(live_rows, 1)):
+        return "stale"
+    return "fresh"
+
+
+def vacuum_staleness(conn: Connection, *, dead_pct: float = 20.0, min_rows: int = 1_000,
+                     stale_pct: float = 20.0) -> CheckResult:
+    """Tables with many dead rows, or whose statistics are missing or stale (see :func:`statistics_state`)."""
     rows = frame(conn, STALENESS)
-    sev, fix = [], []
+    sev, fix, state = [], [], []
     for r in rows.itertuples():
         live = max(int(r.live_rows), 1)
+        stats = statistics_state(int(r.live_rows), int(r.modified_since_analyze), r.last_analyze,
+                                 min_rows=min_rows, stale_pct=stale_pct)
+        state.append(stats)
+        name = psql.Identifier(r.schema, r.table).as_string(None)
         if r.dead_rows >= min_rows and 100 * r.dead_rows / live >= dead_pct:
-            sev.append("medium"); fix.append(f"VACUUM (ANALYZE) {r.schema}.{r.table};")
-        elif (r.last_analyze is None and r.live_rows >= min_rows) or r.modified_since_analyze > max(live, min_rows):
-            sev.append("medium"); fix.append(f"ANALYZE {r.schema}.{r.table};")
+            sev.append("medium"); fix.append(f"VACUUM (ANALYZE) {name};")
+        elif stats != "fresh":
+            sev.append("medium"); fix.append(f"ANALYZE {name};")
         else:
             sev.append("info"); fix.append("")
-    rows["severity"], rows["remediation"] = sev, fix
+    rows["statistics"], rows["severity"], rows["remediation"] = state, sev, fix
     return result("vacuum_staleness", rows, ok="dead rows and statistics are fresh",
                   found="{n} tables need VACUUM or ANALYZE")
 

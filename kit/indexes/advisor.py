@@ -1,27 +1,40 @@
-"""What-if index advice with hypopg: for the top queries, try one- and two-column hypothetical
-indexes and keep those that cut the planner's cost by half (talks to PostgreSQL; creates no
-real index, and every hypothetical one is dropped in a finally)."""
+"""What-if index advice with hypopg: for the top statements, try one- and two-column
+hypothetical indexes on the user tables they filter, join or sort on, and keep those that cut
+the planner's cost by half (talks to PostgreSQL; creates no real index, and every hypothetical
+one is dropped in a finally).
+
+Only user tables are tried (not a view, not a catalog); a column that already leads a valid
+index is not tried again as a leading column. The advisor's own statements (PREPARE, EXPLAIN
+EXECUTE, DEALLOCATE, SET) carry ``/* kit */``, so pg_stat_statements never counts them as the
+workload.
+"""
 
 from __future__ import annotations
 
 import itertools
-import re
 from dataclasses import dataclass
 
 import pandas as pd
 import psycopg
-from pglast import ast, parse_sql
-from pglast.parser import ParseError
-from pglast.visitors import Visitor
 from psycopg import sql
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
+from kit import redact
 from kit.audit.base import ENABLE
+from kit.audit.statements import statements_frame
 from kit.indexes import sessions
+from kit.indexes.preflight import has_hypopg
+from kit.indexes.verify import plan_indexes
+from kit.sqlrefs import Relation, references
 
 MIN_DROP = 0.5
 _MAX_CANDIDATES = 12
-_PARAM = re.compile(r"\$(\d+)")
+_ADVISED_KINDS = {"select", "with", "update", "delete"}
+_OP_ORDER = {"=": 0, "in": 0, "any": 0, "null": 1, "join": 1, "between": 2, "<": 2, ">": 2, "<=": 2, ">=": 2,
+             "like": 3, "order": 4}
+COLUMNS = ["statement", "query", "schema", "table", "columns", "base_cost", "cost", "drop_pct", "est_bytes",
+           "verdict", "reason", "create_sql"]
 
 
 @dataclass(frozen=True)
@@ -31,136 +44,186 @@ class Advice:
     rows: tuple[dict, ...]
 
     def to_frame(self) -> pd.DataFrame:
-        cols = ["query", "table", "columns", "base_cost", "cost", "drop_pct", "verdict", "reason", "create_sql"]
-        return pd.DataFrame(list(self.rows), columns=cols)
+        return pd.DataFrame(list(self.rows), columns=COLUMNS)
 
     @property
     def suggestions(self) -> list[dict]:
         return [r for r in self.rows if r["verdict"] == "suggest"]
 
 
-class _Columns(Visitor):
-    """Column references of WHERE / ORDER BY, as (qualifier or None, column)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.found: list[tuple[str | None, str]] = []
-
-    def visit_ColumnRef(self, ancestors, node):
-        names = [f.sval for f in node.fields if isinstance(f, ast.String)]
-        if names:
-            self.found.append((names[-2] if len(names) > 1 else None, names[-1]))
-
-
 def candidate_columns(query: str) -> dict[str, list[str]]:
-    """{table: [columns in WHERE, then ORDER BY]} for a SELECT on named tables (pure)."""
-    try:
-        (raw,) = parse_sql(query)
-    except (ParseError, ValueError):
-        return {}
-    stmt = raw.stmt
-    if not isinstance(stmt, ast.SelectStmt) or not stmt.fromClause:
-        return {}
-    tables = {}
-    for item in stmt.fromClause:
-        if isinstance(item, ast.RangeVar):
-            tables[item.alias.aliasname if item.alias else item.relname] = item.relname
-    if not tables:
+    """{table: [columns compared with a value, then joined on, then sorted by]} (pure); a column
+    of several tables that is not qualified is left out here (the database knows its table)."""
+    refs = references(query)
+    if refs is None or refs.kind not in ("select", "update", "delete"):
         return {}
     out: dict[str, list[str]] = {}
-    for part in (stmt.whereClause, stmt.sortClause):
-        if part is None:
-            continue
-        cols = _Columns()
-        cols(part)
-        for qual, col in cols.found:
-            table = tables.get(qual) if qual else (next(iter(tables.values())) if len(tables) == 1 else None)
-            if table and col not in out.setdefault(table, []):
-                out[table].append(col)
+    for use in sorted(refs.columns, key=lambda u: _OP_ORDER.get(u.op, 3)):
+        rel = refs.relation(use.qualifier)
+        if rel is not None and use.column not in out.setdefault(rel.name, []):
+            out[rel.name].append(use.column)
+    return {t: cols for t, cols in out.items() if cols}
+
+
+TABLE_INFO = """/* kit */
+SELECT c.oid, n.nspname, c.relname, c.relkind IN ('r', 'p', 'm')
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%',
+       ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped),
+       ARRAY(SELECT DISTINCT a.attname::text FROM pg_index x
+             JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0]
+             WHERE x.indrelid = c.oid AND x.indisvalid AND x.indpred IS NULL)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)"""
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    schema: str
+    name: str
+    user_table: bool
+    columns: frozenset[str]
+    led: frozenset[str]  # columns that lead a valid, non-partial index
+
+
+def table_info(conn: psycopg.Connection, rel: Relation, cache: dict) -> TableInfo | None:
+    key = rel.qualified
+    if key not in cache:
+        name = sql.Identifier(*([rel.schema] if rel.schema else []), rel.name).as_string(conn)
+        row = conn.execute(TABLE_INFO, [name]).fetchone()
+        cache[key] = None if row is None else TableInfo(row[1], row[2], bool(row[3]), frozenset(row[4]),
+                                                     frozenset(row[5]))
+    return cache[key]
+
+
+def table_columns(conn: psycopg.Connection, query: str, cache: dict | None = None) -> dict[TableInfo, list[str]]:
+    """{table: columns} of ``query`` resolved in the database: unqualified columns go to the one
+    table that has them; names that are not tables (CTEs, views) come back with ``user_table`` False."""
+    refs = references(query)
+    cache = {} if cache is None else cache
+    if refs is None:
+        return {}
+    out: dict[TableInfo, list[str]] = {}
+    for use in sorted(refs.columns, key=lambda u: _OP_ORDER.get(u.op, 3)):
+        rel = refs.relation(use.qualifier)
+        candidates = [rel] if rel is not None else (list(refs.relations) if use.qualifier is None else [])
+        tables = [t for t in (table_info(conn, r, cache) for r in candidates) if t is not None]
+        owners = [t for t in tables if use.column in t.columns] if len(tables) > 1 else tables
+        if len(owners) == 1 and use.column in owners[0].columns:
+            cols = out.setdefault(owners[0], [])
+            if use.column not in cols:
+                cols.append(use.column)
     return out
 
 
 def _deallocate(conn: psycopg.Connection) -> None:
-    if conn.execute("SELECT 1 FROM pg_prepared_statements WHERE name = 'kit_advise'").fetchone():
-        conn.execute("DEALLOCATE kit_advise")
+    if conn.execute("/* kit */ SELECT 1 FROM pg_prepared_statements WHERE name = 'kit_advise'").fetchone():
+        conn.execute("/* kit */ DEALLOCATE kit_advise")
 
 
-def _cost(conn: psycopg.Connection, stmt: str, nparams: int) -> tuple[float, list[str]]:
+def cost(conn: psycopg.Connection, stmt: str, nparams: int) -> tuple[float, list[str]]:
     """Planner cost and index names of ``stmt`` (a generic plan when it has $n parameters)."""
     if nparams:
         # Prepared afresh each time: a cached generic plan would not see a new hypothetical index.
         _deallocate(conn)
-        conn.execute(sql.SQL("PREPARE kit_advise AS {}").format(sql.SQL(stmt)))
+        conn.execute(sql.SQL("/* kit */ PREPARE kit_advise AS {}").format(sql.SQL(stmt)))
         args = sql.SQL(", ").join([sql.SQL("NULL")] * nparams)
-        plan = conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE kit_advise ({})").format(args)).fetchone()[0]
+        explain = sql.SQL("/* kit */ EXPLAIN (FORMAT JSON) EXECUTE kit_advise ({})").format(args)
+        plan = conn.execute(explain).fetchone()[0]
     else:
-        plan = conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) {}").format(sql.SQL(stmt))).fetchone()[0]
-    from kit.indexes.verify import plan_indexes
-
+        plan = conn.execute(sql.SQL("/* kit */ EXPLAIN (FORMAT JSON) {}").format(sql.SQL(stmt))).fetchone()[0]
     top = plan[0]["Plan"]
     return float(top["Total Cost"]), plan_indexes(top)
 
 
-def _try(conn, query: str, nparams: int, table: str, columns: tuple[str, ...], base: float) -> dict:
-    create = sql.SQL("CREATE INDEX ON {} ({})").format(
-        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))).as_string(conn)
+HYPO_CREATE = "/* kit */ SELECT indexrelid, hypopg_relation_size(indexrelid) FROM hypopg_create_index(%s)"
+
+
+def hypothetical(conn, table: TableInfo, columns: tuple[str, ...]) -> str:
+    return sql.SQL("CREATE INDEX ON {} ({})").format(
+        sql.Identifier(table.schema, table.name), sql.SQL(", ").join(map(sql.Identifier, columns))).as_string(conn)
+
+
+def _try(conn, n: int, query: str, nparams: int, table: TableInfo, columns: tuple[str, ...], base: float) -> dict:
+    create = hypothetical(conn, table, columns)
     try:
-        conn.execute("/* kit */ SELECT hypopg_create_index(%s)", [create])
-        cost, used = _cost(conn, query, nparams)
+        _oid, size = conn.execute(HYPO_CREATE, [create]).fetchone()
+        after, used = cost(conn, query, nparams)
     finally:
         conn.execute("/* kit */ SELECT hypopg_reset()")
-    drop = (base - cost) / base if base > 0 else 0.0
-    hypo_used = any("btree" in u and u.startswith("<") for u in used)
-    if not hypo_used:
+    drop = (base - after) / base if base > 0 else 0.0
+    if not any("btree" in u and u.startswith("<") for u in used):
         verdict, reason = "rejected", "the planner did not use it"
     elif drop >= MIN_DROP:
         verdict, reason = "suggest", f"cost drops {drop:.0%}"
     else:
         verdict, reason = "rejected", f"cost drops only {drop:.0%} (< {MIN_DROP:.0%})"
-    return {"query": query[:200], "table": table, "columns": ", ".join(columns), "base_cost": round(base, 2),
-            "cost": round(cost, 2), "drop_pct": round(100 * drop, 1), "verdict": verdict, "reason": reason,
+    return {"statement": n, "query": redact.statement(query[:200]), "schema": table.schema, "table": table.name,
+            "columns": ", ".join(columns), "base_cost": round(base, 2), "cost": round(after, 2),
+            "drop_pct": round(100 * drop, 1), "est_bytes": int(size), "verdict": verdict, "reason": reason,
             "create_sql": create.replace("CREATE INDEX", "CREATE INDEX CONCURRENTLY") if verdict == "suggest" else ""}
 
 
-TOP = """/* kit */
-SELECT query FROM pg_stat_statements
-WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-  AND query NOT LIKE '%%/* kit */%%' AND query ~* '^\\s*select\\M'
-ORDER BY total_exec_time DESC LIMIT %s"""
+def _note(n: int, query: str, verdict: str, reason: str, table: TableInfo | None = None) -> dict:
+    return {"statement": n, "query": redact.statement(query[:200]), "schema": table.schema if table else None,
+            "table": table.name if table else None, "verdict": verdict, "reason": reason}
 
 
-def _top_queries(conn: psycopg.Connection, top: int) -> list[str]:
+def top_statements(engine: Engine, top: int) -> list[str]:
+    """The texts of the ``top`` statements by total time that an index could serve."""
     try:
-        return [r[0] for r in conn.execute(TOP, [top]).fetchall()]
-    except psycopg.Error:
+        with engine.connect() as conn:
+            frame = statements_frame(conn, chars=100_000)
+            conn.rollback()
+    except DBAPIError:
         return []
+    return frame[frame["kind"].isin(_ADVISED_KINDS)]["query"].head(top).tolist()
+
+
+def advise_statement(conn: psycopg.Connection, n: int, query: str, cache: dict) -> list[dict]:
+    """Every candidate of one statement, tried; a statement that cannot be planned is one 'skipped' row."""
+    refs = references(query)
+    if refs is None:
+        return [_note(n, query, "skipped", "the parser cannot read it")]
+    if refs.kind not in ("select", "update", "delete"):
+        return [_note(n, query, "skipped", f"an index does not speed up {refs.kind.upper()}")]
+    try:
+        base, _ = cost(conn, query, refs.nparams)
+    except psycopg.Error as exc:
+        return [_note(n, query, "skipped", str(exc).strip().splitlines()[0])]
+    rows: list[dict] = []
+    for table, cols in table_columns(conn, query, cache).items():
+        if not table.user_table:
+            rows.append(_note(n, query, "skipped", f"{table.schema}.{table.name} is not a user table", table))
+            continue
+        combos = [(c,) for c in cols] + list(itertools.permutations(cols, 2))
+        combos = [c for c in combos if c[0] not in table.led]
+        if not combos:
+            rows.append(_note(n, query, "skipped", f"every column it uses already leads an index on {table.name}",
+                              table))
+        for columns in combos[:_MAX_CANDIDATES]:
+            try:
+                rows.append(_try(conn, n, query, refs.nparams, table, columns, base))
+            except psycopg.Error as exc:
+                rows.append({**_note(n, query, "rejected", str(exc).strip().splitlines()[0], table),
+                             "columns": ", ".join(columns)})
+    return rows
 
 
 def advise(engine: Engine, *, queries: list[str] | None = None, top: int = 5) -> Advice:
-    """Try hypothetical indexes for ``queries`` (default: the top SELECTs by total time)."""
+    """Try hypothetical indexes for ``queries`` (default: the ``top`` statements by total time
+    that an index could serve); each row's ``statement`` is the query's position in the list."""
+    queries = list(queries) if queries is not None else top_statements(engine, top)
     url = engine.url.render_as_string(hide_password=False)
     with sessions.connect(url, app="dbperf-kit-advisor") as conn:
         conn.prepare_threshold = None  # psycopg's own prepared statements would mix with ours
-        if not conn.execute("/* kit */ SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'hypopg')").fetchone()[0]:
+        if not has_hypopg(conn):
             return Advice("unavailable", f"hypopg is not usable here: {ENABLE['hypopg']}", ())
-        queries = list(queries) if queries is not None else _top_queries(conn, top)
-        conn.execute("SET plan_cache_mode = force_generic_plan")  # EXPLAIN EXECUTE of $n queries
+        conn.execute("/* kit */ SET plan_cache_mode = force_generic_plan")  # EXPLAIN EXECUTE of $n queries
         rows: list[dict] = []
-        for query in queries:
-            nparams = max(map(int, _PARAM.findall(query)), default=0)
-            try:
-                base, _ = _cost(conn, query, nparams)
-            except psycopg.Error as exc:
-                rows.append({"query": query[:200], "verdict": "skipped", "reason": str(exc).splitlines()[0]})
-                continue
-            for table, cols in candidate_columns(query).items():
-                combos = [(c,) for c in cols] + list(itertools.permutations(cols, 2))
-                for columns in combos[:_MAX_CANDIDATES]:
-                    try:
-                        rows.append(_try(conn, query, nparams, table, columns, base))
-                    except psycopg.Error as exc:
-                        rows.append({"query": query[:200], "table": table, "columns": ", ".join(columns),
-                                     "verdict": "rejected", "reason": str(exc).strip().splitlines()[0]})
-        _deallocate(conn)
-    return Advice("ok", f"{sum(r['verdict'] == 'suggest' for r in rows)} suggestions for {len(queries)} queries",
+        cache: dict = {}
+        try:
+            for n, query in enumerate(queries):
+                rows += advise_statement(conn, n, query, cache)
+        finally:
+            _deallocate(conn)
+    return Advice("ok", f"{sum(r['verdict'] == 'suggest' for r in rows)} suggestions for {len(queries)} statements",
                   tuple(rows))

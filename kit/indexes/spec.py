@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 from pglast import ast, parse_sql
-from pglast.enums import SortByDir, SortByNulls
+from pglast.enums import ObjectType, SortByDir, SortByNulls
 from pglast.parser import ParseError
 from pglast.stream import RawStream
 
@@ -192,6 +192,55 @@ def parse_migration(path: str | Path) -> tuple[IndexSpec, ...]:
     except OSError as exc:
         raise MigrationError(f"cannot read migration {path}: {exc.strerror}; check the path") from exc
     return parse_index_sql(text, source=str(path))
+
+
+def _parse_or_refuse(text: str, source: str):
+    try:
+        return parse_sql(text)
+    except ParseError as exc:
+        offset = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else 0
+        raise MigrationError(f"{source}:{text[:offset].count(chr(10)) + 1}: syntax error ({exc.args[0]}); "
+                             "fix the migration, nothing was applied") from exc
+
+
+def _default_name(stmt: ast.IndexStmt) -> str:
+    """PostgreSQL's own name for an unnamed index: table_column(s)_idx (63 bytes at most)."""
+    parts = [e.name or "expr" for e in stmt.indexParams]
+    return f"{stmt.relation.relname}_{'_'.join(parts)}_idx"[:63]
+
+
+def declared_in_migrations(path: str | Path) -> tuple[tuple[IndexSpec, ...], int]:
+    """The indexes that a migration file — or a folder of ``.sql`` migrations applied in name
+    order — leaves declared, and how many other statements (tables, data ...) were skipped:
+    CREATE INDEX declares, DROP INDEX removes; an unnamed index gets PostgreSQL's name."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("*.sql"))
+        if not files:
+            raise MigrationError(f"no .sql file in {path}; name a migration file or a folder of them")
+    elif path.is_file():
+        files = [path]
+    else:
+        raise MigrationError(f"migrations {path} not found; name a .sql file or a folder of .sql files")
+    declared: dict[tuple[str, str], IndexSpec] = {}
+    skipped = 0
+    for file in files:
+        text = file.read_text()
+        data = text.encode()
+        for raw in _parse_or_refuse(text, str(file)):
+            stmt = raw.stmt
+            if isinstance(stmt, ast.IndexStmt):
+                stmt.idxname = stmt.idxname or _default_name(stmt)
+                spec = _spec(stmt, source=str(file), line=_line_of(data, raw.stmt_location or 0))
+                declared[(spec.schema, spec.name)] = spec
+            elif isinstance(stmt, ast.DropStmt) and stmt.removeType == ObjectType.OBJECT_INDEX:
+                for obj in stmt.objects:
+                    names = [n.sval for n in obj]
+                    key = (names[0], names[1]) if len(names) == 2 else (DEFAULT_SCHEMA, names[-1])
+                    declared.pop(key, None)
+            else:
+                skipped += 1
+    return tuple(declared.values()), skipped
 
 
 def parse_indexdef(indexdef: str) -> IndexSpec:

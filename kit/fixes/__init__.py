@@ -1,0 +1,13 @@
+"""Fixes for any database: plan them from the workload and the catalog, write them as
+``fixes.sql``, apply them safely, verify each on its statements and keep or revert it, record
+the verdicts (see the submodules; :mod:`model`, :mod:`sqlfile` and :mod:`verify` are pure)."""
+
+from __future__ import annotations
+
+from kit.fixes.apply import apply_fixes, undo
+from kit.fixes.loop import LoopResult, run_loop
+from kit.fixes.model import ANALYZE, CREATE, DROP, FAILED, KEPT, PLANNED, RECORD_KEYS, REVERTED, Fix, FixPlan
+from kit.fixes.plan import Declared, declared_specs, plan_fixes
+
+__all__ = ["apply_fixes", "undo", "LoopResult", "run_loop", "ANALYZE", "CREATE", "DROP", "FAILED", "KEPT",
+           "PLANNED", "RECORD_KEYS", "REVERTED", "Fix", "FixPlan", "Declared", "declared_specs", "plan_fixes"]

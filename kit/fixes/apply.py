@@ -1,0 +1,119 @@
+"""Apply a plan of fixes through the kit's safe paths, and undo one (talks to PostgreSQL).
+
+Only when the caller asked to apply, and only after the safety pre-flight on every table the
+plan touches (replica, read-only role, ownership, open transactions): ``ANALYZE`` on its own
+session with timeouts; new indexes through :func:`kit.indexes.apply_indexes` (CONCURRENTLY, one
+autocommit session each, lock/statement timeouts with retries, repair of invalid builds); drops
+through :func:`kit.indexes.drop_indexes`. A fix that fails is marked failed with the reason; the
+others go on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import Engine
+
+from kit import preflight
+from kit.fixes.model import ANALYZE, APPLIED, CREATE, DROP, FAILED, Fix
+from kit.indexes import sessions
+from kit.indexes.apply import apply_indexes, drop_indexes
+from kit.indexes.spec import IndexSpec, parse_index_sql, parse_indexdef
+
+SET_TIMEOUTS = "/* kit */ SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)"
+
+
+def spec_of(fix: Fix) -> IndexSpec:
+    """The index a create or drop fix is about (for a drop: as it exists, to rebuild it)."""
+    return parse_index_sql(fix.index_def, source="kit")[0] if fix.kind == CREATE else parse_indexdef(fix.index_def)
+
+
+def _first(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _analyze(url: str, fix: Fix, *, lock_timeout_ms: int, statement_timeout_ms: int) -> Fix:
+    schema, table = fix.target_table.split(".", 1)
+    try:
+        with sessions.connect(url, app="dbperf-kit-analyze") as conn:
+            conn.execute(SET_TIMEOUTS, [f"{lock_timeout_ms}ms", f"{statement_timeout_ms}ms"])
+            conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(schema, table)))
+    except psycopg.Error as exc:
+        return fix.but(verdict=FAILED, reason=f"ANALYZE failed: {_first(exc)}")
+    return fix.but(verdict=APPLIED)
+
+
+def _creates(engine: Engine, fixes: list[Fix], out) -> dict[str, Fix]:
+    if not fixes:
+        return {}
+    specs = [spec_of(f) for f in fixes]
+    result = apply_indexes(engine, specs, apply=True, progress=None, out=out)
+    steps = {s.name: s for s in result.steps}
+    done = {}
+    for fix, spec in zip(fixes, specs):
+        step = steps[spec.name]
+        if step.status in ("applied", "unchanged"):
+            done[fix.index] = fix.but(verdict=APPLIED)
+        else:
+            done[fix.index] = fix.but(verdict=FAILED, reason=step.message or f"build {step.status}")
+    return done
+
+
+def _drop(engine: Engine, fix: Fix) -> Fix:
+    try:
+        drop_indexes(engine, [spec_of(fix)])
+    except psycopg.Error as exc:
+        return fix.but(verdict=FAILED, reason=f"DROP INDEX failed: {_first(exc)}")
+    return fix.but(verdict=APPLIED)
+
+
+def apply_fixes(engine: Engine, fixes: tuple[Fix, ...] | list[Fix], *, lock_timeout_ms: int = 2_000,
+                statement_timeout_ms: int = 3_600_000, out: Callable[[str], None] | None = print) -> tuple[Fix, ...]:
+    """Steps: 1. pre-flight (raises UnsafeOperation, nothing changed); 2. ANALYZE; 3. new indexes;
+    4. drops. Each fix comes back ``applied`` or ``failed`` (with the reason)."""
+    if not fixes:
+        return ()
+    preflight.check(engine, tables=sorted({f.target_table for f in fixes})).require_safe()  # 1.
+    url = engine.url.render_as_string(hide_password=False)
+    done: dict[int, Fix] = {}
+    for i, fix in enumerate(fixes):  # 2.
+        if fix.kind == ANALYZE:
+            done[i] = _analyze(url, fix, lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms)
+    created = _creates(engine, [f for f in fixes if f.kind == CREATE], out)  # 3.
+    for i, fix in enumerate(fixes):
+        if fix.kind == CREATE:
+            done[i] = created[fix.index]
+        elif fix.kind == DROP:  # 4.
+            done[i] = _drop(engine, fix)
+    return tuple(done[i] for i in range(len(fixes)))
+
+
+LOOP_CREATED = """/* kit */
+SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE c.relname LIKE 'kit\\_%' AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+ORDER BY 1"""
+
+
+def loop_created(engine: Engine) -> list[IndexSpec]:
+    """The indexes the loop creates (named ``kit_...``, backing no constraint): a demo that starts
+    over drops them."""
+    with sessions.connect(engine.url.render_as_string(hide_password=False)) as conn:
+        return [parse_indexdef(r[0]) for r in conn.execute(LOOP_CREATED).fetchall()]
+
+
+def undo(engine: Engine, fix: Fix, *, out: Callable[[str], None] | None = print) -> str | None:
+    """Revert one applied fix: drop an index it created, rebuild an index it dropped (ANALYZE cannot
+    be undone). Returns None when done, else why it could not be."""
+    try:
+        if fix.kind == CREATE:
+            drop_indexes(engine, [spec_of(fix)])
+        elif fix.kind == DROP:
+            result = apply_indexes(engine, [spec_of(fix)], apply=True, progress=None, out=out)
+            if result.failed:
+                return f"rebuilding {fix.index} failed: {result.steps[0].message}"
+    except psycopg.Error as exc:
+        return f"undo failed: {_first(exc)}"
+    return None

@@ -1,0 +1,147 @@
+"""The general loop on any database: plan the fixes, measure their statements on real values,
+apply them safely (only with ``apply``), measure again in fresh sessions, keep or revert each,
+and leave ``fixes.sql`` and ``fixes.json`` in the run folder (talks to PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import Engine
+
+from kit import records
+from kit.bundle import target_key
+from kit.fixes import sqlfile
+from kit.fixes.apply import apply_fixes, undo
+from kit.fixes.model import APPLIED, CREATE, FAILED, KEPT, REVERTED, Fix, FixPlan, counts, fixes_frame
+from kit.fixes.plan import Declared, plan_fixes
+from kit.fixes.report import STATEMENT_COLUMNS
+from kit.fixes.verify import judge
+from kit.indexes import sessions
+from kit.workload.measure import measure, targets_for
+from kit.workload.model import Statement, Workload
+from kit.workload.timing import Timing
+
+FIXES_JSON = "fixes.json"
+LOOP_JSON = "loop.json"  # the per-statement measurements and index sizes 03 charts
+INDEX_SIZE = "/* kit */ SELECT pg_relation_size(to_regclass(%s))"
+
+
+@dataclass(frozen=True)
+class LoopResult:
+    target: str  # the database, without password
+    workload: Workload
+    plan: FixPlan
+    fixes: tuple[Fix, ...]  # with their final verdicts
+    before: dict[str, Timing]
+    after: dict[str, Timing]
+    applied: bool
+    seconds: float
+
+    def to_frame(self) -> pd.DataFrame:
+        return fixes_frame(self.fixes)
+
+    @property
+    def figures(self) -> dict[str, int]:
+        return counts(self.fixes, applied=self.applied)
+
+    def statements(self) -> tuple[Statement, ...]:
+        return (*self.workload.targets, *self.plan.probes)
+
+    def statements_frame(self) -> pd.DataFrame:
+        """Per measured statement: calls and share of time over the window, median and CI before and
+        after, speedup, how it was measured, the indexes its plan names after."""
+        fixes_of: dict[str, list[str]] = {}
+        for f in self.fixes:
+            for k in f.statements:
+                fixes_of.setdefault(k, []).append(f.index or f.target_table)
+        rows = []
+        for s in self.statements():
+            b, a = self.before.get(s.key), self.after.get(s.key)
+            bm, am = (b.median_ms if b else None), (a.median_ms if a else None)
+            rows.append({
+                "key": s.key, "query": s.query, "kind": s.kind, "calls": s.calls, "total_ms": s.total_ms,
+                "share_pct": s.share_pct, "mode": b.mode if b else None, "reason": b.reason if b else "",
+                "before_ms": bm, "before_lo": b.ci_ms[0] if b else None, "before_hi": b.ci_ms[1] if b else None,
+                "after_ms": am, "after_lo": a.ci_ms[0] if a else None, "after_hi": a.ci_ms[1] if a else None,
+                "speedup": bm / am if bm and am else None, "cost_before": b.cost if b else None,
+                "cost_after": a.cost if a else None, "plan_before": b.plan if b else "",
+                "plan_after": a.plan if a else "", "fixes": ", ".join(fixes_of.get(s.key, [])),
+            })
+        return pd.DataFrame(rows, columns=STATEMENT_COLUMNS)
+
+    def to_json(self) -> dict:
+        frame = self.statements_frame()
+        return {"target": self.target, "applied": self.applied, "seconds": round(self.seconds, 2),
+                "basis": self.workload.basis, "total_ms": self.workload.total_ms,
+                "statements": json.loads(frame.to_json(orient="records")),
+                "fixes": [{**f.to_record(), "index": f.index, "source": f.source, "declared": f.declared,
+                           "est_bytes": f.est_bytes, "bytes_after": f.bytes_after, "why": f.why, "expect": f.expect}
+                          for f in self.fixes]}
+
+    def save(self, folder: str | Path | None = None) -> dict[str, Path]:
+        """fixes.sql, fixes.json (exactly the keys of :data:`kit.fixes.model.RECORD_KEYS`) and
+        loop.json into ``folder`` (default: the run folder, else ``.kit/artifacts``)."""
+        folder = Path(folder) if folder else records.artifact_path(FIXES_JSON).parent
+        texts = {s.key: s.text for s in self.statements()}
+        paths = {"sql": sqlfile.write(folder, self.fixes, target=self.target, applied=self.applied, statements=texts),
+                 "json": folder / FIXES_JSON, "loop": folder / LOOP_JSON}
+        paths["json"].write_text(json.dumps([f.to_record() for f in self.fixes], indent=1), encoding="utf-8")
+        paths["loop"].write_text(json.dumps(self.to_json(), indent=1, default=str), encoding="utf-8")
+        return paths
+
+    def record(self) -> dict[str, int]:
+        """fixes.planned / applied / kept / reverted (and failed) through kit.record."""
+        for name, value in self.figures.items():
+            records.record(name, value)
+        return self.figures
+
+    def _repr_markdown_(self) -> str:
+        f = self.figures
+        what = "applied and verified" if self.applied else "dry run: planned only"
+        return (f"**{f['fixes.planned']} fixes** for {self.target} ({what}): {f['fixes.kept']} kept, "
+                f"{f['fixes.reverted']} reverted, {f['fixes.failed']} failed — {self.seconds:.1f} s")
+
+
+def _sizes(url: str, fixes: tuple[Fix, ...]) -> tuple[Fix, ...]:
+    with sessions.connect(url) as conn:
+        return tuple(f.but(bytes_after=int(conn.execute(INDEX_SIZE, [f.index]).fetchone()[0] or 0))
+                     if f.kind == CREATE and f.verdict == KEPT else f for f in fixes)
+
+
+def run_loop(engine: Engine, workload: Workload, *, apply: bool = False, declared: Declared | None = None,
+             warmup: int = 1, repeats: int = 5, min_rows: int = 10_000,
+             out: Callable[[str], None] | None = print) -> LoopResult:
+    """Steps: 1. plan; 2. parameter values from the data; 3. measure before (writes only with
+    ``apply``, rolled back); 4. apply (pre-flight first); 5. measure after, same values, fresh
+    sessions; 6. keep or revert each fix."""
+    started = time.monotonic()
+    url = engine.url.render_as_string(hide_password=False)
+    say = out or (lambda _line: None)
+    plan = plan_fixes(engine, workload, declared=declared, min_rows=min_rows)  # 1.
+    targets = targets_for(url, [*workload.targets, *plan.probes])  # 2.
+    before = measure(url, targets, warmup=warmup, repeats=repeats, writes=apply)  # 3.
+    fixes, after = plan.fixes, {}
+    if apply and fixes:
+        fixes = apply_fixes(engine, fixes, out=out)  # 4.
+        after = measure(url, targets, warmup=warmup, repeats=repeats, writes=True)  # 5.
+        judged = []
+        for fix in fixes:  # 6.
+            if fix.verdict != APPLIED:
+                judged.append(fix)
+                continue
+            fix = judge(fix, before, after)
+            if fix.verdict == REVERTED:
+                why = undo(engine, fix, out=out)
+                say(f"reverted {fix.index or fix.target_table}: {fix.reason}")
+                if why:
+                    fix = fix.but(verdict=FAILED, reason=f"{fix.reason}; {why}")
+            judged.append(fix)
+        fixes = _sizes(url, tuple(judged))
+    return LoopResult(target=target_key(url), workload=workload, plan=plan, fixes=tuple(fixes), before=before,
+                      after=after, applied=bool(apply and plan.fixes), seconds=time.monotonic() - started)

@@ -1,0 +1,83 @@
+"""A fix and a plan of fixes: what each changes, why, which statements it should help, what it
+should change, and — once applied and measured — whether it was kept (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import pandas as pd
+
+from kit.workload.model import Statement
+
+CREATE, DROP, ANALYZE = "create_index", "drop_index", "analyze"
+PLANNED, KEPT, REVERTED, FAILED = "planned", "kept", "reverted", "failed"
+APPLIED = "applied"  # between apply and verify only; never a final verdict
+RECORD_KEYS = ("kind", "sql", "target_table", "statements", "exec_ms_before", "exec_ms_after", "speedup",
+               "verdict", "reason")
+
+
+@dataclass(frozen=True)
+class Fix:
+    kind: str  # CREATE | DROP | ANALYZE
+    sql: str  # the statement as fixes.sql has it (CONCURRENTLY, schema-qualified)
+    target_table: str  # schema.table
+    statements: tuple[str, ...]  # keys (queryids, or probe:<name> for a statement the kit wrote)
+    why: str  # what was found
+    expect: str  # what it should change
+    source: str  # "advisor", "foreign key", "duplicate", "statistics", "migration file:line", combined with +
+    index: str | None = None  # schema.name of the index created or dropped
+    index_def: str | None = None  # CREATE INDEX of that index (for a drop: to rebuild it on revert)
+    est_bytes: int | None = None  # bytes added (create, estimated) or freed (drop, actual)
+    declared: bool = False  # in the user's migration: applied and measured, never reverted
+    verdict: str = PLANNED
+    reason: str = ""
+    exec_ms_before: float | None = None
+    exec_ms_after: float | None = None
+    speedup: float | None = None
+    bytes_after: int | None = None  # actual size of a created index once built
+
+    def to_record(self) -> dict:
+        """The fixes.json object: exactly :data:`RECORD_KEYS`."""
+        return {"kind": self.kind, "sql": self.sql, "target_table": self.target_table,
+                "statements": list(self.statements), "exec_ms_before": _round(self.exec_ms_before),
+                "exec_ms_after": _round(self.exec_ms_after), "speedup": _round(self.speedup, 2),
+                "verdict": self.verdict, "reason": self.reason}
+
+    def but(self, **changes) -> Fix:
+        return replace(self, **changes)
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+@dataclass(frozen=True)
+class FixPlan:
+    """The fixes for one database, and the candidates that were left out (and why)."""
+
+    fixes: tuple[Fix, ...]
+    notes: tuple[str, ...] = ()
+    probes: tuple[Statement, ...] = ()  # statements the kit wrote to verify a fix no workload statement shows
+
+    def to_frame(self) -> pd.DataFrame:
+        return fixes_frame(self.fixes)
+
+    def of_kind(self, kind: str) -> tuple[Fix, ...]:
+        return tuple(f for f in self.fixes if f.kind == kind)
+
+
+def fixes_frame(fixes: tuple[Fix, ...] | list[Fix]) -> pd.DataFrame:
+    cols = ["kind", "target_table", "index", "source", "statements", "why", "expect", "verdict", "reason",
+            "exec_ms_before", "exec_ms_after", "speedup", "sql"]
+    return pd.DataFrame([{"kind": f.kind, "target_table": f.target_table, "index": f.index, "source": f.source,
+                          "statements": ", ".join(f.statements), "why": f.why, "expect": f.expect,
+                          "verdict": f.verdict, "reason": f.reason, "exec_ms_before": _round(f.exec_ms_before, 3),
+                          "exec_ms_after": _round(f.exec_ms_after, 3), "speedup": _round(f.speedup, 2),
+                          "sql": f.sql} for f in fixes], columns=cols)
+
+
+def counts(fixes: tuple[Fix, ...] | list[Fix], *, applied: bool) -> dict[str, int]:
+    """fixes.planned / applied / kept / reverted / failed as kit.record figures (pure)."""
+    n = {v: sum(f.verdict == v for f in fixes) for v in (KEPT, REVERTED, FAILED)}
+    return {"fixes.planned": len(fixes), "fixes.applied": (n[KEPT] + n[REVERTED]) if applied else 0,
+            "fixes.kept": n[KEPT], "fixes.reverted": n[REVERTED], "fixes.failed": n[FAILED]}

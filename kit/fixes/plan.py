@@ -1,0 +1,333 @@
+"""Fix candidates for any database, each naming the statements it should help and what it should
+change (talks to PostgreSQL, read-only; hypothetical indexes only):
+
+1. indexes the what-if advisor suggests for the workload's statements (hypopg);
+2. an index for every foreign key of a big table whose referencing columns lead no index;
+3. the indexes a migration declares that are missing — the user's own migrations (a file or a
+   folder of ``.sql`` files), or the platform's on the demo database; a candidate such an index
+   covers is folded into it;
+4. ``DROP INDEX`` for indexes another index covers (never one a migration declares);
+5. ``ANALYZE`` for tables whose statistics are missing or stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import Engine
+
+from kit.audit import duplicate_indexes, unindexed_foreign_keys, vacuum_staleness
+from kit.audit.base import CheckResult, run_check
+from kit.fingerprint import to_dollar_params
+from kit.fixes.model import ANALYZE, CREATE, DROP, Fix, FixPlan
+from kit.indexes import sessions
+from kit.indexes.advisor import HYPO_CREATE, Advice, advise, cost, table_columns
+from kit.indexes.spec import IndexSpec, declared_in_migrations, parse_index_sql, parse_indexdef
+from kit.indexes.status import APPLIED, DIFFERS, NO_TABLE, default_specs, index_status
+from kit.indexes.preflight import has_hypopg
+from kit.indexes.verify import probe_for
+from kit.schema import TABLES, existing_tables
+from kit.sqlrefs import references
+from kit.workload.model import Statement, Workload
+
+MIN_ROWS = 10_000  # below this a sequential scan is cheap: no index for a foreign key
+_NAME_BYTES = 63
+
+
+@dataclass(frozen=True)
+class Declared:
+    """The indexes a migration declares, and where they came from."""
+
+    specs: tuple[IndexSpec, ...]
+    source: str  # "your migrations <path>" | "the platform's migration" | "none"
+    skipped: int = 0  # statements of the migrations that are not index DDL
+
+    @property
+    def names(self) -> set[str]:
+        return {s.name for s in self.specs}
+
+
+def declared_specs(engine: Engine, migrations: str | Path | None = None) -> Declared:
+    """The user's migrations when given; on the platform's database, the platform's migration;
+    elsewhere none (a migration of another application says nothing about this database)."""
+    if migrations:
+        specs, skipped = declared_in_migrations(migrations)
+        return Declared(specs, f"your migrations {migrations}", skipped)
+    with engine.connect() as conn:
+        platform = len(existing_tables(conn)) == len(TABLES)
+        conn.rollback()
+    return Declared(default_specs(), "the platform's migration") if platform else Declared((), "none")
+
+
+@dataclass
+class _Candidate:
+    schema: str
+    table: str
+    columns: tuple[str, ...]
+    statements: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    why: list[str] = field(default_factory=list)
+    expect: list[str] = field(default_factory=list)
+    est_bytes: int | None = None
+    spec: IndexSpec | None = None  # a declared index
+
+    def add(self, *, statements=(), source=None, why=None, expect=None) -> None:
+        self.statements += [s for s in statements if s not in self.statements]
+        if source and source not in self.sources:
+            self.sources.append(source)
+        if why:
+            self.why.append(why)
+        if expect:
+            self.expect.append(expect)
+
+
+def index_name(table: str, columns: tuple[str, ...], taken: set[str]) -> str:
+    """``kit_<table>_<columns>_idx``, cut to 63 bytes with a hash when longer, unique among ``taken`` (pure)."""
+    name = f"kit_{table}_{'_'.join(columns)}_idx"
+    if len(name.encode()) > _NAME_BYTES:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+        name = name.encode()[: _NAME_BYTES - 9].decode(errors="ignore") + "_" + digest
+    base, n = name, 2
+    while name in taken:
+        name, n = f"{base[: _NAME_BYTES - 3]}_{n}", n + 1
+    return name
+
+
+def _create_spec(schema: str, table: str, columns: tuple[str, ...], name: str) -> IndexSpec:
+    stmt = sql.SQL("CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ({})").format(
+        sql.Identifier(name), sql.Identifier(schema, table), sql.SQL(", ").join(map(sql.Identifier, columns)))
+    (spec,) = parse_index_sql(stmt.as_string(None), source="kit")
+    return spec
+
+
+def fk_probe(schema: str, table: str, columns: list[str], constraint: str) -> Statement:
+    """What PostgreSQL runs on the referencing table for each DELETE or key UPDATE of the referenced
+    row (ri_triggers.c), without its row lock — so a read-only role can run it too."""
+    where = sql.SQL(" AND ").join(sql.SQL("{} = ${}").format(sql.Identifier(c), sql.SQL(str(i + 1)))
+                                  for i, c in enumerate(columns))
+    text = sql.SQL("/* kit */ SELECT 1 FROM ONLY {} x WHERE {}").format(sql.Identifier(schema, table), where)
+    return Statement(key=f"probe:fk:{constraint}", queryid=None, text=text.as_string(None), kind="select")
+
+
+def spec_probe(spec: IndexSpec) -> Statement:
+    """The representative query of a declared index (the kit's catalog, else equality on its lead)."""
+    probe, _query = probe_for(spec)
+    return Statement(key=f"probe:{spec.name}", queryid=None, text=to_dollar_params(probe.query), kind="select")
+
+
+def _rows(engine: Engine, check) -> list[dict]:
+    res: CheckResult = run_check(engine, check)
+    return res.rows.to_dict("records") if res.status in ("ok", "findings") else []
+
+
+def _uses(conn: psycopg.Connection, targets: tuple[Statement, ...]) -> dict[str, dict[tuple[str, str], list[str]]]:
+    """{statement key: {(schema, table): columns it filters, joins or sorts on}}."""
+    cache: dict = {}
+    return {s.key: {(t.schema, t.name): cols for t, cols in table_columns(conn, s.text, cache).items()}
+            for s in targets}
+
+
+def _touching(targets: tuple[Statement, ...], uses: dict, schema: str, table: str) -> list[str]:
+    """Keys of the statements that read or write ``schema.table``."""
+    out = []
+    for s in targets:
+        refs = references(s.text)
+        names = {r.name for r in refs.relations} if refs else set()
+        if (schema, table) in uses.get(s.key, {}) or table in names:
+            out.append(s.key)
+    return out
+
+
+def _advised(cands: dict, advice: Advice, targets: tuple[Statement, ...]) -> None:
+    """Per statement, its best suggestion (largest cost drop, then fewest columns)."""
+    best: dict[int, dict] = {}
+    for row in advice.suggestions:
+        n = row["statement"]
+        rank = (row["drop_pct"], -len(row["columns"].split(", ")))
+        if n not in best or rank > (best[n]["drop_pct"], -len(best[n]["columns"].split(", "))):
+            best[n] = row
+    for n, row in sorted(best.items()):
+        cols = tuple(row["columns"].split(", "))
+        cand = cands.setdefault((row["schema"], row["table"], cols), _Candidate(row["schema"], row["table"], cols))
+        key = targets[n].key
+        cand.add(statements=[key], source="advisor",
+                 why=f"{key} reads {row['table']} without an index on ({row['columns']})",
+                 expect=f"planner cost of {key} {row['base_cost']:.0f} -> {row['cost']:.0f} (-{row['drop_pct']:.0f}%)")
+        cand.est_bytes = max(cand.est_bytes or 0, int(row["est_bytes"] or 0))
+
+
+def _foreign_keys(cands: dict, fks: list[dict], targets, uses, probes: list[Statement]) -> None:
+    for fk in fks:
+        cols = tuple(fk["columns"])
+        same = next((c for c in cands.values() if (c.schema, c.table) == (fk["schema"], fk["table"])
+                     and set(c.columns[:len(cols)]) == set(cols)), None)
+        cand = same or cands.setdefault((fk["schema"], fk["table"], cols),
+                                        _Candidate(fk["schema"], fk["table"], cols))
+        probe = fk_probe(fk["schema"], fk["table"], list(cols), fk["constraint"])
+        probes.append(probe)
+        using = [s.key for s in targets if any(c in uses.get(s.key, {}).get((fk["schema"], fk["table"]), [])
+                                                for c in cols)]
+        cand.add(statements=[*using, probe.key], source="foreign key",
+                 why=f"foreign key {fk['constraint']} ({', '.join(cols)}) -> {fk['references']} has no index "
+                     f"on {fk['rows']:,} rows",
+                 expect=f"joins and lookups on ({', '.join(cols)}), and the check on every DELETE of "
+                        f"{fk['references']}, use an index instead of reading {fk['table']}")
+
+
+def _declared(cands: dict, declared: Declared, engine: Engine, targets, uses, probes: list[Statement]) -> None:
+    """Missing declared indexes become fixes; a candidate one of them covers is folded into it."""
+    if not declared.specs:
+        return
+    status = {r.name: r.state for r in index_status(engine, declared.specs).rows}
+    for spec in declared.specs:
+        state = status.get(spec.name)
+        if state in (APPLIED, DIFFERS, NO_TABLE):
+            continue
+        cand = _Candidate(spec.schema, spec.table, spec.columns, spec=spec)
+        for key, other in list(cands.items()):
+            if (other.schema, other.table) == (spec.schema, spec.table) and other.spec is None \
+                    and spec.columns and spec.columns[:len(other.columns)] == other.columns:
+                cand.add(statements=other.statements, why="; ".join(other.why), expect="; ".join(other.expect))
+                cand.sources += [s for s in other.sources if s not in cand.sources]
+                del cands[key]
+        probe = spec_probe(spec)
+        probes.append(probe)
+        using = [s.key for s in targets
+                 if set(spec.columns[:1]) & set(uses.get(s.key, {}).get((spec.schema, spec.table), []))]
+        where = f"{Path(spec.source).name}:{spec.line}"
+        cand.add(statements=[*using, probe.key], source=f"migration {where}",
+                 why=f"declared in {where} and {state} here",
+                 expect=f"{spec.definition} serves its representative query {probe.key}")
+        cands[(spec.schema, spec.table, ("declared", spec.name))] = cand
+
+
+def _whatif(url: str, cands: list[_Candidate], targets: tuple[Statement, ...], probes: list[Statement]) -> None:
+    """Expected cost change of each candidate without an advisor figure (hypopg), on its statements."""
+    texts = {s.key: s.text for s in (*targets, *probes)}
+    with sessions.connect(url, app="dbperf-kit-advisor") as conn:
+        conn.prepare_threshold = None
+        if not has_hypopg(conn):
+            return
+        conn.execute("/* kit */ SET plan_cache_mode = force_generic_plan")
+        for cand in cands:
+            if any(e.startswith("planner cost") for e in cand.expect):
+                continue
+            create = re_hypothetical(cand)
+            for key in cand.statements[:3]:
+                refs = references(texts.get(key, ""))
+                if refs is None:
+                    continue
+                try:
+                    base, _ = cost(conn, texts[key], refs.nparams)
+                    oid, size = conn.execute(HYPO_CREATE, [create]).fetchone()
+                    after, _ = cost(conn, texts[key], refs.nparams)
+                except psycopg.Error:
+                    continue
+                finally:
+                    conn.execute("/* kit */ SELECT hypopg_reset()")
+                cand.est_bytes = max(cand.est_bytes or 0, int(size))
+                cand.expect.append(f"planner cost of {key} {base:.0f} -> {after:.0f}"
+                                   + (f" (-{100 * (base - after) / base:.0f}%)" if base > 0 else ""))
+
+
+def re_hypothetical(cand: _Candidate) -> str:
+    """The candidate as hypopg wants it: a plain CREATE INDEX (no name, no CONCURRENTLY)."""
+    if cand.spec is not None:
+        return cand.spec.create_sql.replace(" CONCURRENTLY IF NOT EXISTS", "", 1)
+    return sql.SQL("CREATE INDEX ON {} ({})").format(
+        sql.Identifier(cand.schema, cand.table), sql.SQL(", ").join(map(sql.Identifier, cand.columns))).as_string(None)
+
+
+LIVE_NAMES = "/* kit */ SELECT relname FROM pg_class WHERE relkind = 'i'"
+
+
+def _creates(cands: list[_Candidate], taken: set[str]) -> list[Fix]:
+    out = []
+    for cand in cands:
+        if cand.spec is not None:
+            spec, declared = cand.spec, True
+        else:
+            name = index_name(cand.table, cand.columns, taken)
+            taken.add(name)
+            spec, declared = _create_spec(cand.schema, cand.table, cand.columns, name), False
+        out.append(Fix(kind=CREATE, sql=spec.create_sql, target_table=f"{cand.schema}.{cand.table}",
+                       statements=tuple(cand.statements), why="; ".join(cand.why),
+                       expect="; ".join(cand.expect), source=" + ".join(cand.sources),
+                       index=f"{spec.schema}.{spec.name}", index_def=spec.create_sql, est_bytes=cand.est_bytes,
+                       declared=declared))
+    return out
+
+
+def _drops(dups: list[dict], declared: Declared, targets, uses, notes: list[str],
+           probes: list[Statement]) -> list[Fix]:
+    """A drop names the statements on its table (none may get slower) and a lookup on the dropped
+    index's leading key, which the covering index must now serve as well."""
+    out = []
+    for d in dups:
+        if d["index"] in declared.names:
+            notes.append(f"{d['schema']}.{d['index']} is covered by {d['covered_by']} but declared in "
+                         f"{declared.source}: remove it from the migration rather than drop it here")
+            continue
+        name = sql.Identifier(d["schema"], d["index"]).as_string(None)
+        probe = spec_probe(parse_indexdef(d["definition"]))
+        probes.append(probe)
+        out.append(Fix(kind=DROP, sql=f"DROP INDEX CONCURRENTLY IF EXISTS {name}",
+                       target_table=f"{d['schema']}.{d['table']}",
+                       statements=(*_touching(targets, uses, d["schema"], d["table"]), probe.key),
+                       why=f"{d['schema']}.{d['index']} is {d['detail']}",
+                       expect=f"frees {d['size_bytes'] / 2**20:.1f} MiB; writes to {d['table']} maintain one index "
+                              f"fewer; its reads use {d['covered_by']} (no statement may get slower)",
+                       source="duplicate", index=f"{d['schema']}.{d['index']}", index_def=d["definition"],
+                       est_bytes=int(d["size_bytes"])))
+    return out
+
+
+def _analyzes(stale: list[dict], targets, uses, notes: list[str], *, min_rows: int) -> list[Fix]:
+    """ANALYZE for the stale tables the workload reads (the others are in the notes: no statement
+    would show what it changes)."""
+    out = []
+    for t in stale:
+        if t["statistics"] == "fresh" or t["live_rows"] < min_rows:
+            continue
+        name = sql.Identifier(t["schema"], t["table"]).as_string(None)
+        since = "never analyzed" if t["last_analyze"] is None else \
+            f"{t['modified_since_analyze']:,} of {t['live_rows']:,} rows changed since the last ANALYZE"
+        keys = _touching(targets, uses, t["schema"], t["table"])
+        if not keys:
+            notes.append(f"{t['schema']}.{t['table']}: statistics {t['statistics']} ({since}), but no top statement "
+                         f"reads it: ANALYZE {name} when convenient")
+            continue
+        out.append(Fix(kind=ANALYZE, sql=f"ANALYZE {name}", target_table=f"{t['schema']}.{t['table']}",
+                       statements=tuple(keys), why=f"statistics {t['statistics']}: {since}",
+                       expect=f"the planner's row estimates follow the data again for {', '.join(keys)}",
+                       source="statistics"))
+    return out
+
+
+def plan_fixes(engine: Engine, workload: Workload, *, declared: Declared | None = None,
+               min_rows: int = MIN_ROWS, analyze_min_rows: int = 1_000) -> FixPlan:
+    """The fixes for this database, with the probes (statements the kit wrote) their verification needs."""
+    declared = declared or Declared((), "none")
+    targets = workload.targets
+    url = engine.url.render_as_string(hide_password=False)
+    fks = [r for r in _rows(engine, lambda c: unindexed_foreign_keys(c, min_rows=min_rows)) if r["rows"] >= min_rows]
+    dups = _rows(engine, duplicate_indexes)
+    stale = _rows(engine, lambda c: vacuum_staleness(c, min_rows=analyze_min_rows))
+    advice = advise(engine, queries=[s.text for s in targets])
+    with sessions.connect(url, app="dbperf-kit-plan") as conn:
+        uses = _uses(conn, targets)
+        taken = {r[0] for r in conn.execute(LIVE_NAMES)}
+    cands: dict = {}
+    probes: list[Statement] = []
+    notes = [f"advisor: {advice.message}"]
+    _advised(cands, advice, targets)
+    _foreign_keys(cands, fks, targets, uses, probes)
+    _declared(cands, declared, engine, targets, uses, probes)
+    _whatif(url, list(cands.values()), targets, probes)
+    fixes = [*_analyzes(stale, targets, uses, notes, min_rows=analyze_min_rows),
+             *_creates(list(cands.values()), taken), *_drops(dups, declared, targets, uses, notes, probes)]
+    return FixPlan(tuple(fixes), tuple(notes), tuple(probes))

@@ -1,0 +1,62 @@
+"""``fixes.sql``: the plan as a file a person reviews and psql runs — one statement per fix, each
+after a comment saying why, what it should change, which statements it should help (redacted)
+and, once applied, its verdict (pure)."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+
+from kit import redact
+from kit.fixes.model import Fix
+
+FILE = "fixes.sql"
+_LINE = re.compile(r"\s+")
+
+
+def _one_line(text: str, width: int = 110) -> str:
+    text = _LINE.sub(" ", text or "").strip()
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _wrapped(label: str, text: str) -> list[str]:
+    """``--    label: text`` wrapped into comment lines (nothing is cut: the file is for review)."""
+    lines = textwrap.wrap(_LINE.sub(" ", text or "").strip(), width=100) or [""]
+    return [f"--    {label}: {lines[0]}"] + [f"--      {line}" for line in lines[1:]]
+
+
+def render(fixes: tuple[Fix, ...] | list[Fix], *, target: str, applied: bool,
+           statements: dict[str, str] | None = None) -> str:
+    """The file's text; ``statements`` maps a statement key to its text (redacted here again)."""
+    statements = statements or {}
+    head = [
+        f"-- dbperf kit fix plan for {target}",
+        "-- Review it, then run it with: psql \"$KIT_DATABASE_URL\" -f fixes.sql",
+        "-- (CREATE/DROP INDEX CONCURRENTLY cannot run in a transaction block: no --single-transaction)",
+        "-- Applied by the kit, then verified: each verdict says what it kept or reverted." if applied else
+        "-- Dry run: nothing below was applied (kit run -p apply true applies it after a safety pre-flight).",
+        f"-- {len(fixes)} fix(es).",
+        "",
+    ]
+    body = []
+    for n, fix in enumerate(fixes, 1):
+        body.append(f"-- {n}. {fix.kind} on {fix.target_table}  [{fix.source}]")
+        body += _wrapped("why", fix.why)
+        body += _wrapped("expect", fix.expect)
+        for key in fix.statements:
+            text = statements.get(key)
+            shown = _one_line(redact.statement(text) or "", 90) if text else ""
+            body.append(f"--    helps {key}" + (f": {shown}" if shown else ""))
+        if fix.verdict != "planned" or fix.reason:
+            body += _wrapped("verdict", fix.verdict + (f" ({fix.reason})" if fix.reason else ""))
+        body.append(fix.sql.rstrip().rstrip(";") + ";")
+        body.append("")
+    return "\n".join(head + body)
+
+
+def write(folder: str | Path, fixes: tuple[Fix, ...] | list[Fix], *, target: str, applied: bool,
+          statements: dict[str, str] | None = None) -> Path:
+    path = Path(folder) / FILE
+    path.write_text(render(fixes, target=target, applied=applied, statements=statements), encoding="utf-8")
+    return path

@@ -1,0 +1,107 @@
+"""Keep or revert each applied fix from its statements measured before and after (pure).
+
+A new index must be named in the plan of one of its statements and make that statement at least
+:data:`MIN_SPEEDUP` times faster (median of the repeats; a statement of the workload decides before
+a probe the kit wrote), else it is reverted, saying why. A drop
+is kept only when no top statement on its table got slower (median up by more than :data:`SLOWER`
+and the confidence intervals apart; statements on other tables cannot lose the index). ANALYZE
+cannot be undone: it is kept, with the row-estimate error before and after. An index the user's
+migration declares is kept and the reason says what the measurement found.
+"""
+
+from __future__ import annotations
+
+from kit.fixes.model import ANALYZE, CREATE, DROP, KEPT, REVERTED, Fix
+from kit.workload.timing import MEASURED, Timing
+
+MIN_SPEEDUP = 2.0
+PROBE = "probe:"  # the key prefix of a statement the kit wrote (not the workload's)
+SLOWER = 1.25  # a drop that makes a statement 25 % slower (beyond noise) is undone
+_NOISE_MS = 0.05
+
+
+def _measured(t: Timing | None) -> bool:
+    return t is not None and t.mode == MEASURED and bool(t.exec_ms)
+
+
+def slower(before: Timing | None, after: Timing | None) -> bool:
+    """Whether ``after`` is slower than ``before`` beyond noise (both measured)."""
+    if not (_measured(before) and _measured(after)):
+        return False
+    b, a = before.median_ms, after.median_ms
+    return a > SLOWER * b and a - b > _NOISE_MS and after.ci_ms[0] > before.ci_ms[1]
+
+
+def _ms(t: Timing | None) -> float | None:
+    return t.median_ms if _measured(t) else None
+
+
+def _primary(fix: Fix, before: dict[str, Timing]) -> str | None:
+    """The fix's statement that took longest before (measured ones first)."""
+    keys = [k for k in fix.statements if k in before]
+    if not keys:
+        return None
+    return max(keys, key=lambda k: (_measured(before[k]), _ms(before[k]) or 0.0))
+
+
+def _with_times(fix: Fix, key: str | None, before: dict[str, Timing], after: dict[str, Timing]) -> Fix:
+    b, a = (_ms(before.get(key)), _ms(after.get(key))) if key else (None, None)
+    return fix.but(exec_ms_before=b, exec_ms_after=a, speedup=b / a if b and a else None)
+
+
+def judge_create(fix: Fix, before: dict[str, Timing], after: dict[str, Timing]) -> Fix:
+    short = fix.index.split(".", 1)[-1]
+    used = [k for k in fix.statements if k in after and short in after[k].indexes]
+    if not used:
+        on = ", ".join(fix.statements) or "any statement"
+        verdict, reason, key = REVERTED, f"the planner does not use it on {on}", _primary(fix, before)
+    else:
+        timed = [k for k in used if _measured(before.get(k)) and _measured(after[k])]
+        # the workload's own statements decide when one of them was timed; a probe the kit wrote only otherwise
+        timed = [k for k in timed if not k.startswith(PROBE)] or timed
+        if timed:
+            key = max(timed, key=lambda k: before[k].median_ms / after[k].median_ms)
+            x = before[key].median_ms / after[key].median_ms
+            shown = f"{key}: {before[key].median_ms:.3f} -> {after[key].median_ms:.3f} ms ({x:.1f}x)"
+            verdict, reason = (KEPT, f"plan uses it; {shown}") if x >= MIN_SPEEDUP else \
+                (REVERTED, f"plan uses it but {shown} is less than {MIN_SPEEDUP:.0f}x")
+        else:
+            key = used[0]
+            b, a = before.get(key), after[key]
+            x = b.cost / a.cost if b is not None and b.cost and a.cost else None
+            shown = f"estimated only: cost {b.cost:.0f} -> {a.cost:.0f}" if x else "estimated only"
+            verdict, reason = (KEPT, f"plan uses it; {shown}") if x and x >= MIN_SPEEDUP else \
+                (REVERTED, f"plan uses it; {shown} (less than {MIN_SPEEDUP:.0f}x)")
+    if fix.declared and verdict == REVERTED:
+        verdict, reason = KEPT, f"declared in the migration, so kept; but {reason}"
+    return _with_times(fix, key, before, after).but(verdict=verdict, reason=reason)
+
+
+def judge_drop(fix: Fix, before: dict[str, Timing], after: dict[str, Timing]) -> Fix:
+    # only a statement that reads the table can lose the index: its statements are those
+    worse = [k for k in fix.statements if k in before and slower(before[k], after.get(k))]
+    key = _primary(fix, before)
+    if worse:
+        k = worse[0]
+        return _with_times(fix, k, before, after).but(
+            verdict=REVERTED, reason=f"{k} got slower: {before[k].median_ms:.3f} -> {after[k].median_ms:.3f} ms")
+    n = sum(_measured(before.get(k)) and _measured(after.get(k)) for k in fix.statements)
+    return _with_times(fix, key, before, after).but(
+        verdict=KEPT, reason=f"no top statement on {fix.target_table} got slower ({n} measured before and after)")
+
+
+def judge_analyze(fix: Fix, before: dict[str, Timing], after: dict[str, Timing]) -> Fix:
+    key = _primary(fix, before)
+    if key is None:
+        return fix.but(verdict=KEPT,
+                       reason="statistics refreshed (ANALYZE cannot be undone); no top statement reads it")
+    b, a = before.get(key), after.get(key)
+    errors = ""
+    if b is not None and a is not None and b.estimate_error and a.estimate_error:
+        errors = f"; {key}: row estimate off {b.estimate_error:.1f}x before, {a.estimate_error:.1f}x after"
+    return _with_times(fix, key, before, after).but(
+        verdict=KEPT, reason=f"statistics refreshed (ANALYZE cannot be undone){errors}")
+
+
+def judge(fix: Fix, before: dict[str, Timing], after: dict[str, Timing]) -> Fix:
+    return {CREATE: judge_create, DROP: judge_drop, ANALYZE: judge_analyze}[fix.kind](fix, before, after)

@@ -1,0 +1,116 @@
+"""Which value to give each ``$n`` of a statement, from the statistics PostgreSQL keeps on the
+column it is compared with — most common values and histogram bounds — or from a sample of the
+table (pure: the values come in, the choice goes out).
+
+The choice aims at a typical call of the statement: for equality, the middle of the histogram
+(the values that are not among the most common, as a key lookup sees them) or the most common
+value when the column has few values; for ranges, a bound that selects about a tenth of the rows
+(the "recent rows" an application asks for); for ``= ANY($n)``, a page of ten values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kit.sqlrefs import Slot
+
+PAGE = 10  # values in an array parameter (a page of ids)
+DEFAULT_LIMIT = "20"
+
+
+@dataclass(frozen=True)
+class ColumnStats:
+    """What PostgreSQL (or a sample) knows about one column's values, as text."""
+
+    mcv: tuple[str, ...] = ()
+    mcf: tuple[float, ...] = ()
+    histogram: tuple[str, ...] = ()
+    source: str = "pg_stats"  # "pg_stats" | "sample"
+
+    @property
+    def empty(self) -> bool:
+        return not self.mcv and not self.histogram
+
+
+def _quantile(values: tuple[str, ...], q: float) -> str:
+    return values[min(len(values) - 1, max(0, round(q * (len(values) - 1))))]
+
+
+def _ordered(stats: ColumnStats) -> tuple[str, ...]:
+    """Values in order of the column, for ranges: the histogram, else the MCVs as they come."""
+    return stats.histogram or stats.mcv
+
+
+def typical(stats: ColumnStats) -> str | None:
+    """One representative value for an equality lookup."""
+    if stats.empty:
+        return None
+    common = sum(stats.mcf)
+    if stats.histogram and (common < 0.5 or not stats.mcv):
+        return _quantile(stats.histogram, 0.5)
+    return stats.mcv[0]
+
+
+def several(stats: ColumnStats, n: int) -> list[str]:
+    """``n`` distinct representative values (fewer when the column has fewer): the most common
+    ones first, else the histogram from its middle on; the first k of n are the k of k."""
+    if not stats.histogram or (stats.mcv and sum(stats.mcf) >= 0.5):
+        return list(dict.fromkeys(stats.mcv))[:n]
+    pool = list(dict.fromkeys(stats.histogram))
+    mid = len(pool) // 2
+    return (pool[mid:] + pool[:mid][::-1])[:n]
+
+
+def array_literal(values: list[str]) -> str:
+    """A PostgreSQL array literal of text values, quoted so any value round-trips."""
+    quoted = ['"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values]
+    return "{" + ",".join(quoted) + "}"
+
+
+def choose(slot: Slot, stats: ColumnStats | None, *, position: int = 0) -> str | None:
+    """The value for one parameter; None when nothing says what it should be. ``position`` is the
+    slot's rank among the slots of the same ``IN (...)`` list."""
+    if slot.op == "limit":
+        return DEFAULT_LIMIT
+    if slot.op == "offset":
+        return "0"
+    if stats is None or stats.empty:
+        return None
+    ordered = _ordered(stats)
+    if slot.array:
+        return array_literal(several(stats, PAGE))
+    if slot.op == "in":
+        values = several(stats, position + 1)
+        return values[position] if position < len(values) else values[-1]
+    if slot.op in (">", ">="):
+        return _quantile(ordered, 0.9)
+    if slot.op in ("<", "<="):
+        return _quantile(ordered, 0.1)
+    if slot.op == "between_lo":
+        return _quantile(ordered, 0.45)
+    if slot.op == "between_hi":
+        return _quantile(ordered, 0.55)
+    return typical(stats)
+
+
+def from_sample(values: list[str | None]) -> ColumnStats:
+    """Statistics of a column from sampled values (a never-analyzed table): most common first,
+    and the distinct values in order as the histogram when most values are distinct."""
+    seen = [v for v in values if v is not None]
+    if not seen:
+        return ColumnStats(source="sample")
+    counts: dict[str, int] = {}
+    for v in seen:
+        counts[v] = counts.get(v, 0) + 1
+    common = sorted(counts, key=lambda v: -counts[v])
+    distinct = sorted(counts, key=_sort_key)
+    if len(counts) > len(seen) / 2:  # mostly distinct: a key-like column
+        return ColumnStats(histogram=tuple(distinct), source="sample")
+    return ColumnStats(mcv=tuple(common), mcf=tuple(counts[v] / len(seen) for v in common), source="sample")
+
+
+def _sort_key(value: str) -> tuple:
+    try:
+        return (0, float(value), "")
+    except ValueError:
+        return (1, 0.0, value)

@@ -1,0 +1,82 @@
+"""The workload: the database's own top statements from pg_stat_statements (every kind, the
+kit's own left out), over the window since the previous run of the same target when there is
+one, else since the statistics were reset (talks to PostgreSQL, read-only; the statistics are
+never reset).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+from kit.audit.base import extension_missing
+from kit.audit.statements import CONTROL, diff, statements_frame
+from kit.bundle import target_key
+from kit.config import run_dir
+from kit.history import locate_runs_dir, previous_bundle
+from kit.preflight import statements_reset
+from kit.workload.model import Statement, Workload
+
+_TEXT_CHARS = 100_000  # the whole text: it is executed, never written (only its redacted head is)
+
+
+def window(now: pd.DataFrame, before: pd.DataFrame | None) -> pd.DataFrame:
+    """What ran since ``before`` (every statement, with its kind and full text) (pure)."""
+    if before is None or before.empty:
+        out = now.copy()
+    else:
+        out = diff(before, now, limit=None).merge(now[["queryid", "kind"]], on="queryid", how="left")
+    return out[out["calls"] > 0].sort_values("total_ms", ascending=False).reset_index(drop=True)
+
+
+def select(rows: pd.DataFrame, *, top: int, min_calls: int) -> tuple[Statement, ...]:
+    """The ``top`` statements by time with ``min_calls`` calls, transaction control left out (pure)."""
+    total = float(rows["total_ms"].sum()) if len(rows) else 0.0
+    picked = rows[(rows["calls"] >= min_calls) & ~rows["kind"].isin(CONTROL)].head(top)
+    return tuple(Statement(key=str(int(r.queryid)), queryid=int(r.queryid), text=r.query, kind=r.kind,
+                           calls=int(r.calls), total_ms=float(r.total_ms), rows=int(r.rows),
+                           share_pct=100 * float(r.total_ms) / total if total > 0 else 0.0)
+                 for r in picked.itertuples())
+
+
+def read_workload(engine: Engine, *, previous: dict | None = None, top: int = 10, min_calls: int = 10) -> Workload:
+    """The top statements over the window since ``previous`` (a run's bundle ``statements``
+    section: its ``snapshot`` and ``reset``) when the statistics were not reset in between."""
+    try:
+        with engine.connect() as conn:
+            why = extension_missing(conn, "pg_stat_statements")
+            if why:
+                return Workload("unavailable", why, "", (), 0.0, 0)
+            now = statements_frame(conn, chars=_TEXT_CHARS)
+            reset = statements_reset(conn)
+            conn.rollback()
+    except DBAPIError as exc:
+        first = str(exc.orig or exc).strip().splitlines()[0]
+        return Workload("unavailable", f"pg_stat_statements cannot be read: {first}", "", (), 0.0, 0)
+    reset_iso = reset.isoformat() if reset else None
+    before, basis = None, "since the statistics were reset"
+    if previous and previous.get("snapshot") and previous.get("reset") == reset_iso:
+        before = pd.DataFrame(previous["snapshot"])
+        basis = f"since run {previous.get('run', 'before')}"
+    rows = window(now, before)
+    statements = select(rows, top=top, min_calls=min_calls)
+    if before is not None and not statements:  # nothing ran since: the whole history says more
+        rows, basis = window(now, None), f"since the statistics were reset (nothing ran since run {previous.get('run')})"
+        statements = select(rows, top=top, min_calls=min_calls)
+    message = (f"{len(statements)} top statements with {min_calls}+ calls of {len(rows)} statements, "
+               f"{rows['total_ms'].sum() / 1000 if len(rows) else 0:.1f} s of execution time")
+    return Workload("ok", message, basis, statements, float(rows["total_ms"].sum()) if len(rows) else 0.0,
+                    int(rows["calls"].sum()) if len(rows) else 0, reset_iso)
+
+
+def previous_window(engine: Engine, runs_dir: str = "runs") -> dict | None:
+    """The ``statements`` section of the previous finished run of this database (with its run
+    name), for :func:`read_workload`; None on a first run."""
+    folder = locate_runs_dir(runs_dir)
+    current = run_dir()
+    found = previous_bundle(folder, target=target_key(engine.url.render_as_string(hide_password=False)),
+                            before=current.name if current else "~")  # "~" sorts after every timestamp
+    if not found or not found.get("statements"):
+        return None
+    return {**found["statements"], "run": found["run"]}

@@ -1,0 +1,48 @@
+"""Keep or revert, from timings (pure)."""
+
+from __future__ import annotations
+
+from kit.fixes import CREATE, DROP, KEPT, REVERTED, Fix
+from kit.fixes.verify import judge, slower
+from kit.workload.timing import ESTIMATED, MEASURED, Timing
+
+
+def _t(*ms, indexes=(), mode=MEASURED, cost=None):
+    return Timing("q", mode, exec_ms=tuple(ms), indexes=tuple(indexes), cost=cost)
+
+
+def _create(**kw):
+    return Fix(CREATE, "sql", "public.t", ("q",), "why", "expect", "advisor", index="public.ix", **kw)
+
+
+def test_a_new_index_needs_its_plan_and_2x():
+    fast = {"q": _t(1.0, 1.1, 0.9, indexes=["ix"])}
+    assert judge(_create(), {"q": _t(10, 11, 9)}, fast).verdict == KEPT
+    assert judge(_create(), {"q": _t(10, 11, 9)}, fast).speedup == 10.0
+    half = judge(_create(), {"q": _t(1.5, 1.6, 1.4)}, fast)
+    assert (half.verdict, half.reason) == (REVERTED, "plan uses it but q: 1.500 -> 1.000 ms (1.5x) is less than 2x")
+    unused = judge(_create(), {"q": _t(10, 11, 9)}, {"q": _t(1, 1, 1, indexes=["other"])})
+    assert (unused.verdict, unused.reason) == (REVERTED, "the planner does not use it on q")
+    kept = judge(_create(declared=True), {"q": _t(10, 11, 9)}, {"q": _t(1, 1, 1, indexes=["other"])})
+    assert (kept.verdict, kept.reason) == (KEPT, "declared in the migration, so kept; but the planner does not use it on q")
+    probe = Fix(CREATE, "sql", "public.t", ("q", "probe:fk"), "why", "expect", "foreign key", index="public.ix")
+    both = judge(probe, {"q": _t(3, 3, 3), "probe:fk": _t(50, 50, 50)},
+                 {"q": _t(1, 1, 1, indexes=["ix"]), "probe:fk": _t(1, 1, 1, indexes=["ix"])})
+    assert (both.verdict, both.speedup) == (KEPT, 3.0)  # the workload's statement decides, not the probe
+    only_probe = judge(probe, {"q": _t(3, 3, 3), "probe:fk": _t(50, 50, 50)},
+                       {"q": _t(3, 3, 3), "probe:fk": _t(1, 1, 1, indexes=["ix"])})
+    assert (only_probe.verdict, only_probe.speedup) == (KEPT, 50.0)
+    estimated = judge(_create(), {"q": _t(mode=ESTIMATED, cost=1000.0)}, {"q": _t(mode=ESTIMATED, cost=10.0, indexes=["ix"])})
+    assert (estimated.verdict, estimated.reason) == (KEPT, "plan uses it; estimated only: cost 1000 -> 10")
+
+
+def test_a_drop_is_undone_only_when_a_statement_is_slower_beyond_noise():
+    assert slower(_t(1.0, 1.0, 1.0, 1.0, 1.0), _t(2.0, 2.1, 2.2, 2.0, 2.1))
+    assert not slower(_t(1.0, 1.0, 1.0), _t(1.1, 1.2, 1.1))  # under 25 %
+    assert not slower(_t(0.01, 0.01, 0.01), _t(0.03, 0.03, 0.03))  # 3x but 0.02 ms: noise
+    assert not slower(_t(1.0, 3.0, 1.0), _t(1.9, 2.0, 2.1))  # intervals overlap
+    drop = Fix(DROP, "sql", "public.t", ("q",), "why", "expect", "duplicate", index="public.ix")
+    assert judge(drop, {"q": _t(1.0, 1.0, 1.0)}, {"q": _t(1.0, 1.1, 1.0)}).verdict == KEPT
+    assert judge(drop, {"q": _t(1.0, 1.0, 1.0)}, {"q": _t(5.0, 5.1, 5.0)}).verdict == REVERTED
+    assert judge(drop, {"q": _t(1.0, 1.0, 1.0), "other": _t(1, 1, 1)},
+                 {"q": _t(1.0, 1.0, 1.0), "other": _t(9, 9, 9)}).verdict == KEPT  # another table's statement

@@ -1,0 +1,87 @@
+"""The loop on a database the kit did not create, whose tables belong to another role: a read-only
+auditor gets the plan and changes nothing (apply is refused before anything runs); the tables'
+owner, through ``kit run -p apply true``, gets the fixes applied, verified and charted."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import nbformat
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+from kit import runner
+from kit.benchmarks import anydb
+from kit.config import libpq_url
+from kit.db import make_engine
+from kit.errors import UnsafeOperation
+from kit.fixes import KEPT, PLANNED, run_loop
+from kit.workload import read_workload
+
+ROWS = 20_000
+INDEXES = "SELECT indexname FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1"
+
+
+@pytest.fixture
+def owned_shop(fresh_db_url):
+    """The shop, owned by a role of its own, its workload run by that role; and a read-only auditor."""
+    suffix = uuid.uuid4().hex[:8]
+    owner, auditor = f"shop_owner_{suffix}", f"shop_auditor_{suffix}"
+    with psycopg.connect(libpq_url(fresh_db_url), autocommit=True) as conn:
+        for role in (owner, auditor):
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("GRANT ALL ON SCHEMA public TO {}").format(sql.Identifier(owner)))
+        conn.execute(sql.SQL("GRANT pg_read_all_stats, pg_read_all_data TO {}").format(sql.Identifier(auditor)))
+        conn.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(sql.Identifier(auditor)))
+    anydb.build(fresh_db_url, rows=ROWS, owner=owner)
+    as_owner = make_url(fresh_db_url).set(username=owner).render_as_string(hide_password=False)
+    anydb.drive(as_owner, rows=ROWS, scans=12, lookups=30)
+    yield {"owner": as_owner, "auditor": make_url(fresh_db_url).set(username=auditor).render_as_string(
+        hide_password=False), "admin": fresh_db_url}
+    with psycopg.connect(libpq_url(fresh_db_url), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP OWNED BY {}, {} CASCADE").format(sql.Identifier(owner), sql.Identifier(auditor)))
+        for role in (owner, auditor):
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def _indexes(url: str) -> list[str]:
+    with psycopg.connect(libpq_url(url)) as conn:
+        return [r[0] for r in conn.execute(INDEXES)]
+
+
+def test_a_read_only_role_gets_the_plan_and_changes_nothing(owned_shop):
+    before = _indexes(owned_shop["admin"])
+    engine = make_engine(owned_shop["auditor"])
+    try:
+        work = read_workload(engine)
+        assert len(work.targets) >= 5  # the owner's statements, readable with pg_read_all_stats
+        plan = run_loop(engine, work, apply=False, repeats=2, out=None)
+        assert len(plan.fixes) == 4 and {f.verdict for f in plan.fixes} == {PLANNED}
+        with pytest.raises(UnsafeOperation, match=r"read-only transactions .*does not own 4 table\(s\).* "
+                                                  r"nothing was changed"):
+            run_loop(engine, work, apply=True, repeats=2, out=None)
+    finally:
+        engine.dispose()
+    assert _indexes(owned_shop["admin"]) == before
+
+
+def test_the_owner_runs_the_whole_loop_with_apply(owned_shop, tmp_path, monkeypatch):
+    monkeypatch.setenv("KIT_DATABASE_URL", owned_shop["owner"])
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    result = runner.run(runs_dir=tmp_path / "runs", progress=False, parameters={"apply": "true", "repeats": "3"})
+    assert [nb.status for nb in result.notebooks] == ["ok", "ok", "ok"]
+    fixes = json.loads((result.folder / "fixes.json").read_text())
+    assert [f["verdict"] for f in fixes] == [KEPT] * 4
+    assert (result.figures["fixes.planned"], result.figures["fixes.kept"]) == (4, 4)
+    assert "-- Applied by the kit" in (result.folder / "fixes.sql").read_text()
+    live = _indexes(owned_shop["admin"])
+    assert "kit_order_items_order_id_idx" in live and "products_sku_idx" not in live
+    report = nbformat.read(result.folder / "03_report.ipynb", as_version=4)
+    shown = json.dumps([c.get("outputs", []) for c in report.cells])
+    assert shown.count("application/vnd.plotly.v1+json") >= 4  # inventory, statements, share, bytes
+    bundle = json.loads(result.bundle_path.read_text())
+    assert bundle["derived"]["findings_total"] == result.figures["audit.findings"]  # one snapshot per run
+    assert bundle["indexes"] is None  # no migration given: none compared
