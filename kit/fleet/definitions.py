@@ -63,7 +63,7 @@ def build(fleet: Fleet) -> dg.Definitions:
                                               "folder": dg.MetadataValue.path(str(result.folder)),
                                               "targets": len(fleet.targets)})
 
-    audit_job = dg.define_asset_job(AUDIT_JOB, selection=[target_audit], partitions_def=partitions,
+    audit_job = dg.define_asset_job(AUDIT_JOB, selection=[target_audit],
                                     tags={FLEET_TAG: fleet.name}, executor_def=dg.in_process_executor,
                                     description="audit one target (partition); a round is one run per target")
     report_job = dg.define_asset_job(REPORT_JOB, selection=[fleet_report], tags={FLEET_TAG: fleet.name},

@@ -83,6 +83,8 @@ def run_round(fleet: Fleet, *, targets: tuple[str, ...] | list[str] | None = Non
     requests = round_requests(fleet, round_id, tuple(targets or ()))
     workers = min(fleet.concurrency, len(requests))
     results: dict[str, tuple[Outcome, str]] = {}
+    if dagster_home is not None:
+        _prepare_home(fleet, Path(dagster_home))  # before the workers: they would race to create its storage
     if workers <= 1:
         instance = _instance(dagster_home)
         for req in requests:
@@ -105,12 +107,21 @@ def run_round(fleet: Fleet, *, targets: tuple[str, ...] | list[str] | None = Non
                        seconds=round(time.perf_counter() - started, 2), concurrency=fleet.concurrency)
 
 
+def _prepare_home(fleet: Fleet, home: Path) -> None:
+    """A Dagster instance folder with its storage created (and, when new, the fleet's run limit)."""
+    from kit.fleet.definitions import instance_yaml
+
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text(instance_yaml(fleet), encoding="utf-8")
+    _instance(home).dispose()
+
+
 def _instance(dagster_home: Path | None):
     import dagster as dg
 
     if dagster_home is None:
         return dg.DagsterInstance.ephemeral()
-    Path(dagster_home).mkdir(parents=True, exist_ok=True)
     return dg.DagsterInstance.from_config(str(dagster_home))
 
 
