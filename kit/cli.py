@@ -297,6 +297,13 @@ def fleet() -> None:
     """Audit many databases: one run folder per target, one Dagster job, one fleet report."""
 
 
+def _require_dagster() -> None:
+    try:
+        import dagster  # noqa: F401
+    except ImportError:
+        raise ConfigError("Dagster is not installed: pip install 'dbperf-kit[fleet]' (make install does)") from None
+
+
 @fleet.command("run")
 @click.argument("fleet_file", type=click.Path(path_type=Path))
 @click.option("--target", "targets", multiple=True, help="Only this target (repeatable).")
@@ -311,6 +318,7 @@ def fleet_run(fleet_file: Path, targets: tuple[str, ...], no_report: bool, dagst
 
     spec = load(fleet_file)
     spec.select(targets)  # an unknown --target is one line before anything runs
+    _require_dagster()
     result = run_round(spec, targets=targets, report=not no_report, dagster_home=dagster_home)
     for o in result.outcomes:
         click.echo(f"{o.status:<10} {o.seconds:7.1f} s  {o.message}")
@@ -361,9 +369,10 @@ def fleet_dev(fleet_file: Path, dagster_home: Path | None, port: int) -> None:
         config.write_text(instance_yaml(spec), encoding="utf-8")
     elif instance_yaml(spec).split("\n", 1)[1] not in config.read_text(encoding="utf-8"):
         click.echo(f"note: {config} exists; add these lines for the fleet's concurrency limit:\n{instance_yaml(spec)}")
+    _require_dagster()
     dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or shutil.which("dagster")
     if dagster is None:
-        raise ConfigError("dagster is not installed; pip install 'dbperf-kit[fleet]'")
+        raise ConfigError("the dagster command is not on PATH; pip install 'dbperf-kit[fleet]' in this environment")
     env = {**os.environ, FLEET_ENV: str(spec.path), "DAGSTER_HOME": str(home)}
     click.echo(f"dagster dev on fleet {spec.name} ({len(spec.targets)} targets), instance {home}, port {port}")
     os.execve(dagster, [dagster, "dev", "-m", "kit.fleet.definitions", "-p", str(port)], env)
