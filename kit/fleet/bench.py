@@ -9,8 +9,8 @@ or its data grows (talks to PostgreSQL).
 4. Round 2: every target is audited again; exactly the planted target must fail, on
    ``new_missing_indexes``; the fleet report (05) renders to HTML with plotly.js inside it.
 5. Per-target cost: the kit's own per-target database work (:func:`kit.bundle.collect`: pre-flight,
-   statements, index status, audit) timed on the same catalog with 100x the rows, and on 20x the
-   tables with no rows (median of ``repeats``).
+   statements, index status, audit) on the same catalog with 100x the rows, and on 20x the tables
+   with no rows, timed side by side in interleaved rounds (median of ``repeats``).
 """
 
 from __future__ import annotations
@@ -26,11 +26,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import dagster
+import psycopg
 from psycopg import sql
 
-from kit import datagen, local
+from kit import bundle, datagen, local
+from kit.config import libpq_url
 from kit.db import make_engine
+from kit.fleet.orchestrate import run_round
 from kit.fleet.spec import load
+from kit.indexes import apply_indexes, default_specs, drop_indexes
 
 TARGETS = ("alpha", "beta", "gamma")
 PLANTED = "beta"
@@ -41,11 +46,6 @@ _DRAWN = re.compile(r'class="[^"]*js-plotly-plot[^"]*"')  # the class plotly.js 
 
 def run(*, seed: int, home: Path, targets: tuple[str, ...] = TARGETS, concurrency: int = 2,
         repeats: int = 5) -> dict[str, Any]:
-    import dagster
-
-    from kit.fleet.orchestrate import run_round
-    from kit.indexes import apply_indexes, default_specs, drop_indexes
-
     started = time.perf_counter()
     server = local.up(home=home)["postgres"]
     # 1. the template: tiny data, every declared index applied; the targets are copies of it
@@ -159,33 +159,36 @@ _FILL = ("/* kit */ INSERT INTO {t} SELECT g, g %% 1000, 'label ' || g "
 
 
 def per_target_cost(server: local.Server, *, repeats: int = 5) -> dict[str, Any]:
-    """The kit's per-target database work, timed as the data grows 100x on one catalog, and as the
-    catalog grows 20x with no data."""
-    data_url = local.create_database(server, "bench_fleet_cost_data", replace=True)
-    _tables(data_url, 5)
-    data = []
-    for rows in (10_000, 1_000_000):
-        _fill(data_url, 5, rows)
-        data.append({"tables": 5, "rows": rows * 5, "seconds": _collect_seconds(data_url, repeats)})
-    catalog = []
-    for tables in (20, 400):
-        url = local.create_database(server, f"bench_fleet_cost_{tables}", replace=True)
-        _tables(url, tables)
-        catalog.append({"tables": tables, "rows": 0, "seconds": _collect_seconds(url, repeats)})
-    return {"measure": "kit.bundle.collect (pre-flight, statements, index status, audit); median of "
-                       f"{repeats} after a warm-up; the notebook kernel not included", "data": data, "catalog": catalog,
-            "data_ratio": _ratio(data), "catalog_ratio": _ratio(catalog)}
+    """The kit's per-target database work on four databases side by side — the same 5 tables with
+    10k and 1M rows each, and 20 and 400 empty tables — timed in interleaved rounds, so that a busy
+    machine slows every database alike."""
+    shapes = {"rows_small": (5, 10_000), "rows_large": (5, 1_000_000), "tables_20": (20, 0), "tables_400": (400, 0)}
+    urls = {}
+    for name, (tables, rows) in shapes.items():
+        urls[name] = local.create_database(server, f"bench_fleet_cost_{name}", replace=True)
+        _tables(urls[name], tables)
+        if rows:
+            _fill(urls[name], tables, rows)
+    with _connect(urls["rows_large"]) as conn:
+        conn.execute("CHECKPOINT")  # the fill's dirty pages written before anything is timed
+    times: dict[str, list[float]] = {name: [] for name in shapes}
+    for i in range(repeats + 1):  # round 0 warms the catalog caches and connections: not counted
+        for name, url in urls.items():
+            seconds = _collect_seconds(url)
+            if i:
+                times[name].append(seconds)
+    med = {name: round(statistics.median(t), 3) for name, t in times.items()}
+    rows = [{"database": name, "tables": shapes[name][0], "rows": shapes[name][0] * shapes[name][1],
+             "seconds": med[name], "spread": [round(min(times[name]), 3), round(max(times[name]), 3)]}
+            for name in shapes]
+    return {"measure": "kit.bundle.collect (pre-flight, statements, index status, audit): median of "
+                       f"{repeats} interleaved rounds after a warm-up; the notebook kernel not included",
+            "databases": rows,
+            "data_ratio": round(med["rows_large"] / med["rows_small"], 2),  # 100x the rows
+            "catalog_ratio": round(med["tables_400"] / med["tables_20"], 2)}  # 20x the tables
 
 
-def _ratio(rows: list[dict[str, Any]]) -> float | None:
-    return round(rows[-1]["seconds"] / rows[0]["seconds"], 2) if rows[0]["seconds"] else None
-
-
-def _connect(url: str):
-    import psycopg
-
-    from kit.config import libpq_url
-
+def _connect(url: str) -> psycopg.Connection:
     return psycopg.connect(libpq_url(url), autocommit=True)
 
 
@@ -208,16 +211,10 @@ def _fill(url: str, n: int, rows: int) -> None:
             conn.execute(sql.SQL("VACUUM (ANALYZE) {t}").format(t=t))  # autovacuum would run during the timing
 
 
-def _collect_seconds(url: str, repeats: int) -> float:
-    from kit import bundle
-
-    times = []
-    for i in range(repeats + 1):  # the first is a warm-up (a cold catalog cache and connection): not counted
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp) / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-            folder.mkdir()
-            started = time.perf_counter()
-            bundle.collect(folder, database_url=url, parameters={}, notebooks=[], status="ok")
-            if i:
-                times.append(time.perf_counter() - started)
-    return round(statistics.median(times), 3)
+def _collect_seconds(url: str) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+        folder.mkdir()
+        started = time.perf_counter()
+        bundle.collect(folder, database_url=url, parameters={}, notebooks=[], status="ok")
+        return time.perf_counter() - started

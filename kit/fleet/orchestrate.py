@@ -20,9 +20,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pandas as pd
 
 from kit.config import mask_url
+from kit.fleet.definitions import AUDIT_JOB, FLEET_TAG, REPORT_JOB, ROUND_TAG, build, instance_yaml, round_requests
 from kit.fleet.spec import Fleet, load
 from kit.fleet.target import FAILED, REGRESSION, Outcome
 
@@ -76,8 +78,6 @@ def run_round(fleet: Fleet, *, targets: tuple[str, ...] | list[str] | None = Non
 
     ``dagster_home``: record the runs in that Dagster instance (what ``dagster dev`` shows), else
     in a throwaway one. Never raises for a target's failure: each outcome says what happened."""
-    from kit.fleet.definitions import round_requests
-
     started = time.perf_counter()
     round_id = round_id or datetime.now(timezone.utc).isoformat(timespec="seconds")
     requests = round_requests(fleet, round_id, tuple(targets or ()))
@@ -109,8 +109,6 @@ def run_round(fleet: Fleet, *, targets: tuple[str, ...] | list[str] | None = Non
 
 def _prepare_home(fleet: Fleet, home: Path) -> None:
     """A Dagster instance folder with its storage created (and, when new, the fleet's run limit)."""
-    from kit.fleet.definitions import instance_yaml
-
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
         (home / "dagster.yaml").write_text(instance_yaml(fleet), encoding="utf-8")
@@ -118,8 +116,6 @@ def _prepare_home(fleet: Fleet, home: Path) -> None:
 
 
 def _instance(dagster_home: Path | None):
-    import dagster as dg
-
     if dagster_home is None:
         return dg.DagsterInstance.ephemeral()
     return dg.DagsterInstance.from_config(str(dagster_home))
@@ -135,8 +131,6 @@ def _worker(fleet_path: str, name: str, tags: dict[str, str], dagster_home: str 
 
 
 def _execute_partition(fleet: Fleet, name: str, tags: dict[str, str], instance, quiet: bool) -> tuple[Outcome, str]:
-    from kit.fleet.definitions import AUDIT_JOB, build
-
     job = build(fleet).resolve_job_def(AUDIT_JOB)
     result = job.execute_in_process(partition_key=name, tags=tags, instance=instance, raise_on_error=False,
                                     run_config=QUIET if quiet else None)
@@ -158,16 +152,12 @@ def _outcome_of(result, name: str, tags: dict[str, str]) -> Outcome:
         error = (data.error.cause or data.error) if data.error else None
         if error is not None:
             message = f"{error.cls_name}: {error.message.strip().splitlines()[0] if error.message.strip() else ''}"
-    from kit.fleet.definitions import ROUND_TAG
-
     return Outcome(target=name, status=FAILED, message=f"{name}: {mask_url(message)}", round_id=tags.get(ROUND_TAG),
                    run=None, folder=None, started_at=datetime.now(timezone.utc).isoformat(), seconds=0.0)
 
 
 def _report(fleet: Fleet, round_id: str, instance, quiet: bool) -> tuple[str | None, str | None]:
     """Run the ``fleet_report`` job; (html, None) or (None, one line)."""
-    from kit.fleet.definitions import FLEET_TAG, REPORT_JOB, ROUND_TAG, build
-
     job = build(fleet).resolve_job_def(REPORT_JOB)
     result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET if quiet else None,
                                     tags={FLEET_TAG: fleet.name, ROUND_TAG: round_id})

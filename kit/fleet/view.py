@@ -71,8 +71,10 @@ def fleet_view(runs_dir: str | Path = "runs", *, fleet_file: str | Path = "", la
     names = _targets(folder, fleet_file)
     status, findings, statements, indexes, fixes, trend = [], [], [], [], [], []
     for name in names:
-        latest = _latest_bundle(folder / name)
-        status.append(_status_row(folder, name, latest))
+        runs = history.list_runs(folder / name)  # read once: every bundle of the target
+        runs = runs[runs["status"] != "no bundle"]
+        latest = _read(folder / name / runs["run"].iloc[-1]) if len(runs) else None
+        status.append(_status_row(folder, name, latest, finished=len(runs)))
         if latest is not None:
             findings += _findings(name, latest)
             statements += _statements(name, latest, top=top)
@@ -105,29 +107,24 @@ def _targets(folder: Path, fleet_file: str | Path) -> list[str]:
                   if p.is_dir() and p.name != REPORT_DIR and (p / ATTEMPTS_FILE).exists())
 
 
-def _latest_bundle(target_dir: Path) -> dict[str, Any] | None:
-    runs = history.list_runs(target_dir)
-    runs = runs[runs["status"] != "no bundle"]
-    if runs.empty:
-        return None
+def _read(run_folder: Path) -> dict[str, Any] | None:
     try:
-        return history.read_bundle(target_dir / runs["run"].iloc[-1])
+        return history.read_bundle(run_folder)
     except (ValueError, OSError):
         return None
 
 
-def _status_row(folder: Path, name: str, latest: dict[str, Any] | None) -> dict[str, Any]:
+def _status_row(folder: Path, name: str, latest: dict[str, Any] | None, *, finished: int) -> dict[str, Any]:
     tried = attempts(folder, name)
     last = tried[-1] if tried else None
     derived = (latest or {}).get("derived", {})
-    finished = history.list_runs(folder / name)
     return {
         "target": name,
         "status": last.status if last else NOT_RUN,
         "message": last.message if last else f"{name}: no attempt recorded yet",
         "last_attempt": last.started_at if last else None,
         "attempts": len(tried),
-        "runs": int((finished["status"] != "no bundle").sum()) if not finished.empty else 0,
+        "runs": finished,
         "as_of": latest["run"] if latest else None,
         "findings": len(latest.get("findings", [])) if latest else None,
         "new_findings": int(sum(v for k, v in derived.items() if k.startswith("new_"))) if latest else None,
