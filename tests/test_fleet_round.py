@@ -16,7 +16,7 @@ import nbformat
 import pytest
 from sqlalchemy import text
 
-from kit import cli, local
+from kit import browser, cli, local
 from kit.db import make_engine
 from kit.fleet import load
 from kit.fleet.definitions import SENSOR, build
@@ -122,6 +122,9 @@ def test_the_fleet_report_shows_every_target(fleet_round):
     page = html.read_text(encoding="utf-8")
     assert "3 target(s) in " in page and "1 ok, 1 regression, 1 failed" in page
     assert page.count("Plotly.newPlot(") == 5 and "plotly.js v" in page  # five charts, plotly.js inside
+    with browser.launch() as chromium:  # offline: every request off the machine is refused
+        check = browser.check_report(html, chromium)
+    assert len(check.charts) == 5 and check.problems() == []
 
 
 def test_the_runs_are_in_the_dagster_instance_and_the_sensor_asks_for_one_report(fleet_round):

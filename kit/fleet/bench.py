@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -30,7 +28,7 @@ import dagster
 import psycopg
 from psycopg import sql
 
-from kit import bundle, datagen, local
+from kit import browser, bundle, datagen, local
 from kit.config import libpq_url
 from kit.db import make_engine
 from kit.fleet.orchestrate import run_round
@@ -41,7 +39,6 @@ TARGETS = ("alpha", "beta", "gamma")
 PLANTED = "beta"
 RULES = ("new_missing_indexes>0", "new_invalid_indexes>0", "new_duplicate_indexes>0")
 _PLOTLY_SRC = re.compile(r"<script[^>]+src=[\"']https?://[^\"']*plotly", re.I)
-_DRAWN = re.compile(r'class="[^"]*js-plotly-plot[^"]*"')  # the class plotly.js adds once a chart is drawn
 
 
 def run(*, seed: int, home: Path, targets: tuple[str, ...] = TARGETS, concurrency: int = 2,
@@ -124,11 +121,11 @@ def _fleet_toml(targets: tuple[str, ...], concurrency: int) -> str:
                           for n in targets)
 
 
-def offline_check(html: str | None, *, timeout_s: int = 120) -> dict[str, Any]:
-    """Whether a report's charts render without the network: plotly.js inside the file, and — where
-    Chromium is installed — every ``Plotly.newPlot`` drawn by headless Chromium with all host names
-    unresolvable (nbconvert's template also links require.js and MathJax from a CDN; the charts
-    need neither). Without Chromium only the file is read (``method`` says which)."""
+def offline_check(html: str | None) -> dict[str, Any]:
+    """Whether a report's charts are drawn without the network: plotly.js inside the file, and every
+    chart slot drawn by the system chromium with every request off the machine refused
+    (:mod:`kit.browser`; nbconvert's template also links require.js and MathJax from a CDN, which
+    the charts do not need). Without chromium only the file is read (``method`` says which)."""
     if not html or not Path(html).exists():
         return {"renders_offline": False, "why": "no report"}
     text = Path(html).read_text(encoding="utf-8")
@@ -137,16 +134,14 @@ def offline_check(html: str | None, *, timeout_s: int = 120) -> dict[str, Any]:
     plots = text.count("Plotly.newPlot(")
     out: dict[str, Any] = {"plotly_embedded": embedded, "plotly_from_network": plotly_cdn, "figures": plots,
                            "bytes": len(text.encode("utf-8"))}
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
+    if browser.find_chromium() is None:
         out.update(method="static (no chromium)", renders_offline=embedded and plotly_cdn == 0 and plots > 0)
         return out
-    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP * ~NOTFOUND",
-                          "--dump-dom", "--virtual-time-budget=10000", Path(html).resolve().as_uri()],
-                         capture_output=True, text=True, timeout=timeout_s).stdout
-    drawn = len(_DRAWN.findall(dom))
-    out.update(method="headless chromium, network blocked", drawn=drawn,
-               renders_offline=embedded and plots > 0 and drawn == plots)
+    with browser.launch() as chromium:
+        check = browser.check_report(Path(html), chromium)
+    out.update(method="chromium (kit.browser), requests off the machine refused", charts=len(check.charts),
+               drawn=len(check.drawn), refused_requests=len(check.blocked),
+               renders_offline=embedded and plots > 0 and len(check.charts) == plots and not check.undrawn)
     return out
 
 
