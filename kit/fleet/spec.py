@@ -47,6 +47,7 @@ import pandas as pd
 from kit import gate
 from kit.config import mask_url
 from kit.errors import ConfigError
+from kit.runner import NOTEBOOKS_DIR, validate_parameters
 
 DEFAULT_NOTEBOOKS = ("01_audit.ipynb",)
 DEFAULT_FAIL_ON = ("new_missing_indexes>0", "new_invalid_indexes>0")
@@ -243,8 +244,6 @@ def _positive(value: Any, where: str) -> int:
 
 
 def _notebooks(value: Any, where: str) -> tuple[str, ...]:
-    from kit.runner import NOTEBOOKS_DIR
-
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{where} must be a non-empty list of notebook file names, e.g. [\"01_audit.ipynb\"]")
     for name in value:
@@ -295,8 +294,6 @@ def _zone(value: Any, where: str) -> str:
 
 def _check_parameters(fleet: Fleet) -> None:
     """Each target's parameters against the notebooks it runs (the runner's own check)."""
-    from kit.runner import NOTEBOOKS_DIR, validate_parameters
-
     for t in fleet.targets:
         try:
             validate_parameters(t.run_parameters(), [NOTEBOOKS_DIR / n for n in t.notebooks])

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from kit import history
-from kit.fleet.spec import REPORT_DIR
+from kit.fleet.spec import REPORT_DIR, load
 from kit.fleet.target import ATTEMPTS_FILE, attempts
 
 NOT_RECORDED = "not recorded"
@@ -98,8 +98,6 @@ def fleet_view(runs_dir: str | Path = "runs", *, fleet_file: str | Path = "", la
 
 def _targets(folder: Path, fleet_file: str | Path) -> list[str]:
     if fleet_file:
-        from kit.fleet.spec import load
-
         return list(load(fleet_file, check_parameters=False).names)
     if not folder.is_dir():
         return []
