@@ -132,3 +132,12 @@ def test_status_before_any_run(tmp_path, capsys):
     assert code == 0
     assert out.splitlines()[0] == f"fleet prod: 2 target(s) in {(tmp_path / 'audits').resolve()}: 2 not run"
     assert "orders: no attempt recorded yet" in out and "billing-eu: no attempt recorded yet" in out
+
+
+def test_the_readme_example_loads(tmp_path):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    example = readme.split("### Fleets", 1)[1].split("```toml", 1)[1].split("```", 1)[0]
+    fleet = load(_write(tmp_path, example))
+    assert fleet.names == ("orders", "billing") and fleet.concurrency == 2
+    assert fleet.target("billing").run_parameters() == {"load_seconds": 2.0, "load_users": 4,
+                                                        "database_env": "BILLING_DATABASE_URL"}
