@@ -18,11 +18,21 @@ from kit.db import make_engine
 from kit.errors import ConfigError
 
 
+# benchmarks that create their own databases (no --scale): name -> module with run(seed=, home=)
+STANDALONE = {"fleet": "kit.fleet.bench"}
+DEFAULT_SCALE = "demo"
+
+
 def available() -> list[str]:
-    return ["datagen", *sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__))]
+    return ["datagen", *sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__)), *STANDALONE]
 
 
-def run(name: str, *, scale: str, seed: int, home: Path) -> dict[str, Any]:
+def run(name: str, *, scale: str | None, seed: int, home: Path) -> dict[str, Any]:
+    if name in STANDALONE:
+        if scale is not None:
+            raise ConfigError(f"kit bench {name} takes no --scale: it builds its own small databases")
+        return importlib.import_module(STANDALONE[name]).run(seed=seed, home=home)
+    scale = scale or DEFAULT_SCALE
     if name not in available():
         raise ConfigError(f"unknown benchmark {name!r}; choose one of {', '.join(available())}")
     if scale not in datagen.SCALES:

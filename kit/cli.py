@@ -274,11 +274,11 @@ def demo(scale: str, seed_value: int, runs_dir: Path, users: int, seconds: float
 
 @cli.command()
 @click.argument("name")
-@click.option("--scale", default="demo", show_default=True)
+@click.option("--scale", default=None, help="tiny, demo or large (default: demo; fleet takes none).")
 @click.option("--seed", "seed_value", type=int, default=42, show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the figures here.")
-def bench(name: str, scale: str, seed_value: int, json_path: Path | None) -> None:
-    """Run benchmark NAME (datagen, nplus1, indexes, cache, load) on the kit's own servers."""
+def bench(name: str, scale: str | None, seed_value: int, json_path: Path | None) -> None:
+    """Run benchmark NAME (datagen, nplus1, indexes, cache, load, fleet) on the kit's own servers."""
     from kit import bench as benches
 
     figures = benches.run(name, scale=scale, seed=seed_value, home=kit_home())
@@ -288,6 +288,95 @@ def bench(name: str, scale: str, seed_value: int, json_path: Path | None) -> Non
         json_path.write_text(text + "\n")
         click.echo(f"wrote {json_path}")
     click.echo(text)
+
+
+# -- fleet ------------------------------------------------------------------------------
+
+
+@cli.group()
+def fleet() -> None:
+    """Audit many databases: one run folder per target, one Dagster job, one fleet report."""
+
+
+def _require_dagster() -> None:
+    try:
+        import dagster  # noqa: F401
+    except ImportError:
+        raise ConfigError("Dagster is not installed: pip install 'dbperf-kit[fleet]' (make install does)") from None
+
+
+@fleet.command("run")
+@click.argument("fleet_file", type=click.Path(path_type=Path))
+@click.option("--target", "targets", multiple=True, help="Only this target (repeatable).")
+@click.option("--no-report", is_flag=True, help="Do not run notebooks/05_fleet.ipynb afterwards.")
+@click.option("--dagster-home", type=click.Path(path_type=Path), default=None,
+              help="Record the Dagster runs in this instance (what `dagster dev` shows); default: a throwaway one.")
+def fleet_run(fleet_file: Path, targets: tuple[str, ...], no_report: bool, dagster_home: Path | None) -> None:
+    """Audit every target of FLEET_FILE through the Dagster job; exit 3 on a regression, 1 on a failure."""
+    from kit.errors import FleetFailed, RegressionFound
+    from kit.fleet import load
+    from kit.fleet.orchestrate import run_round
+
+    spec = load(fleet_file)
+    spec.select(targets)  # an unknown --target is one line before anything runs
+    _require_dagster()
+    result = run_round(spec, targets=targets, report=not no_report, dagster_home=dagster_home)
+    for o in result.outcomes:
+        click.echo(f"{o.status:<10} {o.seconds:7.1f} s  {o.message}")
+    if result.report_html:
+        click.echo(f"\nfleet report: {result.report_html}")
+    click.echo(f"runs: {spec.runs_dir}/<target>/  ({result.seconds:.1f} s, concurrency {spec.concurrency})")
+    if result.report_error:
+        click.echo(result.report_error)
+    if result.exit_code == 1:
+        raise FleetFailed(f"fleet {spec.name}: could not audit {', '.join(result.by_status('failed')) or 'the report'}"
+                          + (f"; regressed: {', '.join(result.by_status('regression'))}" if result.by_status("regression") else ""))
+    if result.exit_code == 3:
+        raise RegressionFound(f"fleet {spec.name}: regression in {', '.join(result.by_status('regression'))}")
+
+
+@fleet.command("status")
+@click.argument("fleet_file", type=click.Path(path_type=Path))
+def fleet_status(fleet_file: Path) -> None:
+    """Each target's last attempt and latest run, from the run folders (no database is contacted)."""
+    from kit.fleet import load
+    from kit.fleet.view import fleet_view
+
+    spec = load(fleet_file, check_parameters=False)
+    view = fleet_view(spec.runs_dir, fleet_file=spec.path)
+    click.echo(f"fleet {spec.name}: {view.message}")
+    shown = view.status[["target", "status", "last_attempt", "runs", "findings", "new_findings", "message"]]
+    click.echo(shown.to_string(index=False))
+
+
+@fleet.command("dev")
+@click.argument("fleet_file", type=click.Path(path_type=Path))
+@click.option("--dagster-home", type=click.Path(path_type=Path), default=None,
+              help="The Dagster instance's folder (default: .kit/dagster).")
+@click.option("--port", type=click.IntRange(min=1, max=65535), default=3000, show_default=True)
+def fleet_dev(fleet_file: Path, dagster_home: Path | None, port: int) -> None:
+    """Start `dagster dev` on the fleet's definitions (writes the instance's concurrency limit first)."""
+    import shutil
+
+    from kit.config import FLEET_ENV
+    from kit.fleet import load
+    from kit.fleet.definitions import instance_yaml
+
+    spec = load(fleet_file)
+    home = (dagster_home or kit_home() / "dagster").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(instance_yaml(spec), encoding="utf-8")
+    elif instance_yaml(spec).split("\n", 1)[1] not in config.read_text(encoding="utf-8"):
+        click.echo(f"note: {config} exists; add these lines for the fleet's concurrency limit:\n{instance_yaml(spec)}")
+    _require_dagster()
+    dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or shutil.which("dagster")
+    if dagster is None:
+        raise ConfigError("the dagster command is not on PATH; pip install 'dbperf-kit[fleet]' in this environment")
+    env = {**os.environ, FLEET_ENV: str(spec.path), "DAGSTER_HOME": str(home)}
+    click.echo(f"dagster dev on fleet {spec.name} ({len(spec.targets)} targets), instance {home}, port {port}")
+    os.execve(dagster, [dagster, "dev", "-m", "kit.fleet.definitions", "-p", str(port)], env)
 
 
 # -- load / metrics ---------------------------------------------------------------------

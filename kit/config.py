@@ -131,3 +131,23 @@ class Settings:
 
     def __repr__(self) -> str:
         return f"Settings(database_url={mask_url(self.database_url)!r}, redis_url={mask_url(self.redis_url)!r})"
+
+
+# -- fleet (kit.fleet) ------------------------------------------------------------------
+
+FLEET_ENV = "KIT_FLEET_FILE"
+
+
+def required_url(name: str) -> str:
+    """The database URL environment variable ``name`` holds, with no fallback to the kit's own
+    servers (a fleet target names its own variable); ConfigError when it is unset or empty."""
+    value = os.environ.get(name)
+    if not value:
+        raise ConfigError(f"environment variable {name} is not set; export it with the target's database URL")
+    return normalize_database_url(value)
+
+
+def fleet_file() -> Path | None:
+    """The fleet file named by ``$KIT_FLEET_FILE`` (how ``dagster dev -m kit.fleet.definitions`` finds it)."""
+    value = os.environ.get(FLEET_ENV)
+    return Path(value) if value else None

@@ -11,7 +11,8 @@
     ├── IndexBuildError           an index could not be built or verified
     ├── UnsafeOperation           a change refused on a database the kit did not create
     ├── NotebookFailed            a notebook cell raised during ``kit run`` (exit code 1)
-    └── RegressionFound           a ``kit run --fail-on`` rule fired (exit code 3)
+    ├── RegressionFound           a ``kit run --fail-on`` rule fired (exit code 3)
+    └── FleetFailed               a target of ``kit fleet run`` could not be audited (exit code 1)
 
 The CLI prints ``str(exc)`` of a KitError on one line and exits with ``exc.exit_code``.
 Messages say what happened, what was expected, and what to do next; URLs in them are
@@ -79,3 +80,9 @@ class RegressionFound(KitError):
     """A ``--fail-on`` rule fired: this run regressed against the previous run of its target."""
 
     exit_code = 3
+
+
+class FleetFailed(KitError):
+    """One or more targets of a fleet round could not be audited (each target's line says why)."""
+
+    exit_code = 1

@@ -15,7 +15,8 @@ def _name(requirement: str) -> str:
 
 def test_environment_yml_pip_dependencies_match_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = {_name(r): r for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
+    extras = project["optional-dependencies"]
+    wanted = {_name(r): r for r in project["dependencies"] + extras["dev"] + extras["fleet"]}
     lines = (ROOT / "environment.yml").read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.strip() == "- pip:")
     pip = [line.strip()[2:].strip().strip('"') for line in lines[start + 1:] if line.strip().startswith("- ")]
