@@ -1,5 +1,7 @@
-"""`kit run` with a password in the database URL (from the environment): no file of the run folder
-— notebooks, HTML, summary, bundle, records, artifacts — contains the password."""
+"""`kit run` with a password in the database URL (from the environment) and secrets inside the
+statement texts PostgreSQL keeps (a role password, a user mapping, a dblink connection string, a
+secret setting, a comment): no file of the run folder — notebooks, HTML, summary, bundle, records,
+artifacts — contains any of them."""
 
 from __future__ import annotations
 
@@ -8,11 +10,14 @@ from urllib.parse import quote
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from kit import local, runner
 
 PASSWORD = "Zq7-secret-pw-4711"
 ROLE = "kit_secret_user"
+CANARY = "canary4c7d1e9b"  # an identifier too: it can stand unquoted in SET
+CANARY_ROLE = "kit_canary_role"
 
 
 @pytest.fixture
@@ -34,7 +39,39 @@ def password_url(pg_server, tiny_db_url):
         conn.execute(f"DROP ROLE {ROLE}")
 
 
-def test_no_file_of_a_run_contains_the_password(password_url, redis_url, tmp_path, monkeypatch):
+# each runs in the audited database, so pg_stat_statements keeps its text there
+PLANTED = (
+    f"CREATE ROLE {CANARY_ROLE} LOGIN PASSWORD '{CANARY}'",
+    f"ALTER ROLE {CANARY_ROLE} PASSWORD '{CANARY}'",
+    "CREATE EXTENSION IF NOT EXISTS postgres_fdw",
+    "CREATE SERVER kit_canary_srv FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '127.0.0.1', dbname 'none')",
+    f"CREATE USER MAPPING FOR {CANARY_ROLE} SERVER kit_canary_srv OPTIONS (user 'app', password '{CANARY}')",
+    "CREATE EXTENSION IF NOT EXISTS dblink",
+    "SELECT dblink_connect_u('kitc', 'host=127.0.0.1 port={port} dbname={db} user=postgres password=" + CANARY + "')",
+    "SELECT dblink_disconnect('kitc')",
+    f"SET app.api_key = {CANARY}",
+    f"/* password={CANARY} */ SELECT 1",
+)
+
+
+@pytest.fixture
+def planted_secrets(pg_server, password_url):
+    database = password_url.rsplit("/", 1)[1]
+    dsn = local._admin_dsn(pg_server).replace("dbname=postgres", f"dbname={database}")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for stmt in PLANTED:
+            conn.execute(stmt.replace("{port}", str(pg_server.port)).replace("{db}", database))
+        kept = conn.execute("SELECT count(*) FROM pg_stat_statements WHERE query LIKE %s",
+                            [f"%{CANARY}%"]).fetchone()[0]
+    assert kept >= 4  # PostgreSQL kept the secrets word for word: the kit must not
+    yield
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP USER MAPPING FOR {} SERVER kit_canary_srv").format(sql.Identifier(CANARY_ROLE)))
+        conn.execute("DROP SERVER kit_canary_srv")
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(CANARY_ROLE)))
+
+
+def test_no_file_of_a_run_contains_a_secret(password_url, planted_secrets, redis_url, tmp_path, monkeypatch):
     with psycopg.connect(password_url, connect_timeout=5) as conn:
         assert conn.execute("SELECT current_user").fetchone() == (ROLE,)
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
@@ -46,8 +83,9 @@ def test_no_file_of_a_run_contains_the_password(password_url, redis_url, tmp_pat
     files = sorted(p for p in result.folder.rglob("*") if p.is_file())
     names = {p.name for p in files}
     assert {"01_audit.ipynb", "01_audit.html", "03_report.html", "summary.json", "bundle.json"} <= names
-    needles = {PASSWORD.encode(), quote(PASSWORD).encode(), PASSWORD.encode("utf-16-le")}
+    needles = {s.encode() for s in (PASSWORD, quote(PASSWORD), CANARY)} | {PASSWORD.encode("utf-16-le")}
     hits = [(p.name, n) for p in files for n in needles if n in p.read_bytes()]
     assert hits == []
     bundle = (result.folder / "bundle.json").read_text()
     assert f'"target": "postgresql://{ROLE}@127.0.0.1:' in bundle  # the run is grouped by a password-free key
+    assert f"ALTER ROLE {CANARY_ROLE} PASSWORD '***'" in bundle  # the statement is there, its secret is not
