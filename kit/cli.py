@@ -85,8 +85,10 @@ def _database_url(url: str | None) -> str:
 @click.option("--apply", "apply_", is_flag=True, help="Required to write into a database the kit did not create.")
 def seed(scale: str, seed_value: int, database_url: str | None, apply_: bool) -> None:
     """Create the demo schema and load synthetic data (replaces the demo tables' contents)."""
+    from sqlalchemy.exc import DBAPIError
+
     from kit import datagen, local
-    from kit.db import make_engine
+    from kit.db import make_engine, refused
 
     if scale not in datagen.SCALES:
         raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(datagen.SCALES)}")
@@ -97,6 +99,8 @@ def seed(scale: str, seed_value: int, database_url: str | None, apply_: bool) ->
     engine = make_engine(url)
     try:
         result = datagen.seed(engine, scale=scale, seed=seed_value)
+    except DBAPIError as exc:  # one transaction: nothing was written
+        raise refused(exc, doing=f"seed {mask_url(url)} (nothing was written)") from exc
     finally:
         engine.dispose()
     click.echo(result.to_frame().to_string(index=False))
@@ -316,8 +320,15 @@ def metrics_serve(port: int, database_url: str | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning a KitError into one line and its exit code."""
+    from sqlalchemy.exc import DBAPIError
+
     try:
-        cli.main(args=argv, prog_name="kit", standalone_mode=False)
+        try:
+            cli.main(args=argv, prog_name="kit", standalone_mode=False)
+        except DBAPIError as exc:  # a statement PostgreSQL refused: one line, never a traceback wall
+            from kit.db import refused
+
+            raise refused(exc, doing="complete the command") from exc
     except KitError as exc:
         click.echo(f"kit: error: {mask_url(str(exc))}", err=True)
         return exc.exit_code

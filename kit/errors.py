@@ -6,6 +6,7 @@
     ├── ServiceUnavailable        a server cannot be reached or started
     │   ├── DatabaseUnavailable   PostgreSQL unreachable, auth failed, not PostgreSQL
     │   └── LauncherError         the embedded servers cannot start (binaries, ports)
+    ├── DatabaseRefused           PostgreSQL refused a statement (privileges, read-only role)
     ├── QueryBudgetExceeded       more queries than a budget allows
     ├── IndexBuildError           an index could not be built or verified
     ├── UnsafeOperation           a change refused on a database the kit did not create
@@ -44,6 +45,11 @@ class DatabaseUnavailable(ServiceUnavailable):
 
 class LauncherError(ServiceUnavailable):
     """The embedded PostgreSQL or Redis cannot be started."""
+
+
+class DatabaseRefused(KitError):
+    """PostgreSQL refused a statement of a kit command: the role lacks a privilege, the
+    transaction is read-only, or the statement failed for a reason the message names."""
 
 
 class QueryBudgetExceeded(KitError, AssertionError):

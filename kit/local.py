@@ -248,9 +248,20 @@ def find_pg_bindir(*, candidates: list[str] | None = None) -> str | None:
     return None
 
 
+_SBIN = ("/usr/sbin", "/sbin", "/usr/bin", "/bin")  # cron's PATH (/usr/bin:/bin) lacks the sbin folders
+
+
+def _runuser() -> str:
+    found = shutil.which("runuser") or shutil.which("runuser", path=os.pathsep.join(_SBIN))
+    if found is None:
+        raise LauncherError("PostgreSQL refuses to run as root and `runuser` (util-linux) was not found on PATH "
+                            f"or in {', '.join(_SBIN[:2])}; install util-linux or run the kit as another user")
+    return found
+
+
 def _as_postgres(cmd: list[str]) -> list[str]:
     """PostgreSQL refuses to run as root: run its binaries as the ``postgres`` OS user then."""
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+    return [_runuser(), "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
 def _pg_data_dir(home: Path) -> Path:

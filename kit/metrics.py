@@ -25,6 +25,7 @@ from sqlalchemy import Engine, text
 
 from kit.cache import CacheStats
 from kit.db import make_engine
+from kit.errors import ConfigError
 
 ALERT_UTILIZATION = 0.8  # the seed warns above 80 % pool use and alerts on nothing
 _MB = 1024 * 1024
@@ -274,7 +275,11 @@ def start_server(port: int = 0, *, metrics: KitMetrics | None = None, engine: En
                  addr: str = "127.0.0.1") -> MetricsServer:
     """Serve ``metrics`` (or a new :class:`KitMetrics` on ``engine``) on ``addr:port``; 0 picks a port."""
     metrics = metrics or KitMetrics(engine=engine)
-    httpd, thread = start_http_server(port, addr=addr, registry=metrics.registry)
+    try:
+        httpd, thread = start_http_server(port, addr=addr, registry=metrics.registry)
+    except OSError as exc:
+        raise ConfigError(f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}; choose another "
+                          "port with --port (0 picks a free one)") from None
     return MetricsServer(metrics, httpd.server_port, httpd, thread)
 
 
