@@ -91,13 +91,19 @@ def test_unknown_scale(capsys):
     assert (code, _one_line(err)) == (2, "kit: error: unknown scale 'huge'; choose one of tiny, demo, large")
 
 
-def test_port_in_use(capsys, monkeypatch, tmp_path):
-    monkeypatch.setenv("KIT_HOME", str(tmp_path / "home"))
+@pytest.fixture
+def taken_port():
+    """A port another process listens on."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
-        port = sock.getsockname()[1]
-        code, _, err = _run(["services", "up", "--pg-port", str(port)], capsys)
+        yield sock.getsockname()[1]
+
+
+def test_port_in_use(capsys, monkeypatch, tmp_path, taken_port):
+    monkeypatch.setenv("KIT_HOME", str(tmp_path / "home"))
+    port = taken_port
+    code, _, err = _run(["services", "up", "--pg-port", str(port)], capsys)
     assert code == 2
     assert f"port {port} is already in use" in _one_line(err)
     assert local.status(home=tmp_path / "home") == {}
@@ -135,13 +141,10 @@ def test_services_status_and_bench_list(capsys, monkeypatch, tmp_path):
     assert code == 2 and _one_line(err).startswith("kit: error: unknown benchmark 'nope'; choose one of datagen")
 
 
-def test_metrics_serve_on_a_taken_port_is_one_line(capsys, monkeypatch, fresh_db_url):
+def test_metrics_serve_on_a_taken_port_is_one_line(capsys, monkeypatch, fresh_db_url, taken_port):
     monkeypatch.setenv("KIT_DATABASE_URL", fresh_db_url)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        port = sock.getsockname()[1]
-        code, _, err = _run(["metrics", "serve", "--port", str(port)], capsys)
+    port = taken_port
+    code, _, err = _run(["metrics", "serve", "--port", str(port)], capsys)
     assert code == 2
     assert _one_line(err) == (f"kit: error: cannot serve metrics on 127.0.0.1:{port}: Address already in use; "
                               "choose another port with --port (0 picks a free one)")
