@@ -289,33 +289,36 @@ def bench(name: str, scale: str, seed_value: int, json_path: Path | None) -> Non
 @click.option("--duration", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds.")
 @click.option("--requests", type=click.IntRange(min=1), default=None, help="Stop after this many instead.")
 @click.option("--database-url", default=None, help="Default: $KIT_DATABASE_URL or the kit's own server.")
+@click.option("--metrics/--no-metrics", "publish", default=True, show_default=True,
+              help="Publish this process's metrics for `kit metrics serve` while the load runs.")
 def load_cmd(flavor: str, pool_name: str, users: int, duration: float, requests: int | None,
-             database_url: str | None) -> None:
+             database_url: str | None, publish: bool) -> None:
     """N concurrent virtual users over the seed's endpoint mix; latency, errors, pool stats."""
     from kit import pool
-    from kit.config import url_from_env
+    from kit.config import metrics_dir, url_from_env
 
     configs = {c.name: c for c in pool.SEED_CONFIGS}
     redis_url = url_from_env(kind="redis") if flavor == "cached" else None
     result = pool.seed_load(_database_url(database_url), flavor=flavor, config=configs[pool_name],
                             redis_url=redis_url, users=users, duration_s=None if requests else duration,
-                            requests=requests)
+                            requests=requests, publish_to=metrics_dir() if publish else None)
     click.echo(result.to_frame().T.to_string(header=False))
 
 
 @cli.group()
 def metrics() -> None:
-    """Prometheus metrics of the kit's process and the audited database."""
+    """Prometheus metrics of the processes under load and of the audited database."""
 
 
 @metrics.command("serve")
 @click.option("--port", type=click.IntRange(min=0, max=65535), default=9108, show_default=True)
 @click.option("--database-url", default=None, help="Default: $KIT_DATABASE_URL or the kit's own server.")
 def metrics_serve(port: int, database_url: str | None) -> None:
-    """Serve /metrics until interrupted."""
+    """Serve /metrics until interrupted: what each process under load (`kit load`) publishes, by pid."""
     from kit import metrics as kit_metrics
+    from kit.config import metrics_dir
 
-    kit_metrics.serve(port, database_url=_database_url(database_url))
+    kit_metrics.serve(port, folder=metrics_dir(), database_url=_database_url(database_url))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -114,6 +114,11 @@ def kit_home() -> Path:
     return here / ".kit"
 
 
+def metrics_dir() -> Path:
+    """Where processes under load publish their metrics for ``kit metrics serve``."""
+    return kit_home() / "metrics"
+
+
 def run_dir() -> Path | None:
     """The folder of the ``kit run`` in progress, if any (set by the runner for its kernels)."""
     value = os.environ.get(RUN_DIR_ENV)

@@ -26,7 +26,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from tqdm.auto import tqdm
 
 from kit.cache import TieredCache
-from kit.metrics import ALERT_UTILIZATION, ResourceSampler, ResourceSummary
+from kit.metrics import ALERT_UTILIZATION, KitMetrics, ResourceSampler, ResourceSummary
 from kit.services import batched, naive
 from kit.services.cached import CachedServices
 
@@ -251,7 +251,7 @@ class _Run:
 
 
 def _user(i: int, run: _Run, monitor: PoolMonitor, endpoints: Sequence[Endpoint], cum: list[float],
-          seed: int, think_s: float, out: list, inflight: list) -> None:
+          seed: int, think_s: float, out: list, inflight: list, metrics: KitMetrics | None) -> None:
     rng = random.Random(seed * 1_000_003 + i)
     while not run.stop.is_set():
         if run.ticket() is False:
@@ -261,9 +261,10 @@ def _user(i: int, run: _Run, monitor: PoolMonitor, endpoints: Sequence[Endpoint]
         inflight[i] = (k, t0)  # reported as unfinished if the run ends before this request does
         error, waited = None, float("nan")
         try:
-            with monitor.connect() as conn:
-                waited = time.perf_counter() - t0
-                endpoints[k].call(conn, rng)
+            with metrics.track(endpoints[k].name) if metrics else contextlib.nullcontext():
+                with monitor.connect() as conn:
+                    waited = time.perf_counter() - t0
+                    endpoints[k].call(conn, rng)
         except Exception as exc:  # a failed request is a measurement, not a crash of the run
             error = _classify(exc)
         t1 = time.perf_counter()
@@ -277,8 +278,10 @@ def _user(i: int, run: _Run, monitor: PoolMonitor, endpoints: Sequence[Endpoint]
 def run_load(engine: Engine, endpoints: Sequence[Endpoint], *, users: int = 100,
              duration_s: float | None = None, requests: int | None = None, warmup_s: float = 1.0,
              seed: int = 42, label: str = "load", think_s: float = 0.0, join_timeout_s: float = 60.0,
-             n_boot: int = 300, progress: bool = True, sample_resources: bool = True) -> LoadResult:
-    """Run ``users`` virtual users over ``endpoints`` and measure (see the module docstring)."""
+             n_boot: int = 300, progress: bool = True, sample_resources: bool = True,
+             metrics: KitMetrics | None = None) -> LoadResult:
+    """Run ``users`` virtual users over ``endpoints`` and measure (see the module docstring);
+    ``metrics`` also counts and times every request (for a :class:`kit.metrics.MetricsPublisher`)."""
     if users < 1 or not endpoints or (duration_s is None) == (requests is None):
         raise ValueError("need users >= 1, at least one endpoint, and exactly one of duration_s / requests")
     cum = list(np.cumsum([e.weight for e in endpoints]))
@@ -286,7 +289,8 @@ def run_load(engine: Engine, endpoints: Sequence[Endpoint], *, users: int = 100,
     outs: list[list] = [[] for _ in range(users)]
     inflight: list[tuple[int, float] | None] = [None] * users
     threads = [threading.Thread(target=_user, args=(i, run, monitor, endpoints, cum, seed, think_s, outs[i],
-                                                    inflight), daemon=True, name=f"kit-vu-{i}") for i in range(users)]
+                                                    inflight, metrics), daemon=True, name=f"kit-vu-{i}")
+               for i in range(users)]
     sampler = ResourceSampler().start() if sample_resources else None
     bar = tqdm(total=requests or round(duration_s), unit="req" if requests else "s", desc=label,
                disable=not progress, leave=False)
@@ -363,6 +367,12 @@ HOT_SHARE, HOT_FRACTION = 0.8, 0.01  # 80 % of lookups go to the hottest 1 % of 
 MAX_IDS = "/* kit */ SELECT coalesce((SELECT max(id) FROM projects), 1), coalesce((SELECT max(id) FROM users), 1)"
 
 
+class EndpointSet(list):
+    """The endpoints of a mix (a list), with the cache behind them when there is one."""
+
+    cache: TieredCache | None = None
+
+
 def _project_id(rng: random.Random, n: int) -> int:
     hot = max(int(n * HOT_FRACTION), 1)
     return rng.randint(1, hot) if rng.random() < HOT_SHARE else rng.randint(1, n)
@@ -370,7 +380,7 @@ def _project_id(rng: random.Random, n: int) -> int:
 
 @contextlib.contextmanager
 def seed_endpoints(engine: Engine, *, flavor: str = "naive", redis_url: str | None = None,
-                   mix: dict[str, float] | None = None) -> Iterator[list[Endpoint]]:
+                   mix: dict[str, float] | None = None) -> Iterator[EndpointSet]:
     """The seed's endpoints over ``kit.services.<flavor>`` (``cached``: batched behind a
     TieredCache on ``redis_url``, L1 only without it; its search is batched, uncached).
 
@@ -397,8 +407,10 @@ def seed_endpoints(engine: Engine, *, flavor: str = "naive", redis_url: str | No
     unknown = set(weights) - set(calls)
     if unknown:
         raise ValueError(f"unknown endpoints in mix: {sorted(unknown)}; known: {sorted(calls)}")
+    endpoints = EndpointSet(Endpoint(name, calls[name], w) for name, w in weights.items() if w > 0)
+    endpoints.cache = cache
     try:
-        yield [Endpoint(name, calls[name], w) for name, w in weights.items() if w > 0]
+        yield endpoints
     finally:
         if closer is not None:
             closer.close()
