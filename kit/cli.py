@@ -115,7 +115,7 @@ def seed(scale: str, seed_value: int, database_url: str | None, apply_: bool) ->
 @cli.command("run")
 @click.option("-p", "--parameter", "params", nargs=2, multiple=True, metavar="NAME VALUE",
               help="A notebook parameter (repeatable).")
-@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@click.option("--runs-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("runs"), show_default=True)
 @click.option("--notebooks-dir", type=click.Path(path_type=Path), default=None)
 @click.option("--notebook", "only", multiple=True, help="Run only these notebooks (repeatable).")
 @click.option("--database-url", default=None, help="Given to the notebooks through $KIT_DATABASE_URL.")
@@ -147,7 +147,7 @@ def run_cmd(params, runs_dir: Path, notebooks_dir: Path | None, only: tuple[str,
 
 
 @cli.command()
-@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@click.option("--runs-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("runs"), show_default=True)
 @click.option("--target", default=None, help="Only the runs of this database (as listed).")
 def history(runs_dir: Path, target: str | None) -> None:
     """List the runs per target database, oldest first."""
@@ -168,7 +168,7 @@ def history(runs_dir: Path, target: str | None) -> None:
 @cli.command()
 @click.argument("run_a")
 @click.argument("run_b")
-@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@click.option("--runs-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("runs"), show_default=True)
 @click.option("--all", "show_all", is_flag=True, help="Also the figures that did not change.")
 def compare(run_a: str, run_b: str, runs_dir: Path, show_all: bool) -> None:
     """What changed from RUN_A to RUN_B (folder paths, names under --runs-dir, or latest/previous)."""
@@ -222,7 +222,7 @@ def _print_run(result) -> None:
 @cli.command()
 @click.option("--scale", default="demo", show_default=True, help="tiny, demo or large.")
 @click.option("--seed", "seed_value", type=int, default=42, show_default=True)
-@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@click.option("--runs-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("runs"), show_default=True)
 @click.option("--users", type=click.IntRange(min=1), default=100, show_default=True,
               help="Concurrent users in the load sections (the seed's load test asks for 100).")
 @click.option("--seconds", type=click.FloatRange(min=0.5), default=10.0, show_default=True,
@@ -264,11 +264,11 @@ def demo(scale: str, seed_value: int, runs_dir: Path, users: int, seconds: float
 
 @cli.command()
 @click.argument("name")
-@click.option("--scale", default="demo", show_default=True)
+@click.option("--scale", default=None, help="tiny, demo (the default) or large; not for faults.")
 @click.option("--seed", "seed_value", type=int, default=42, show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the figures here.")
-def bench(name: str, scale: str, seed_value: int, json_path: Path | None) -> None:
-    """Run benchmark NAME (datagen, nplus1, indexes, cache, load) on the kit's own servers."""
+def bench(name: str, scale: str | None, seed_value: int, json_path: Path | None) -> None:
+    """Run benchmark NAME (datagen, nplus1, indexes, cache, load, faults) on the kit's own servers."""
     from kit import bench as benches
 
     figures = benches.run(name, scale=scale, seed=seed_value, home=kit_home())

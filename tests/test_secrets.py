@@ -10,14 +10,13 @@ from urllib.parse import quote
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from kit import local, runner
+from kit.benchmarks import faults
 
 PASSWORD = "Zq7-secret-pw-4711"
 ROLE = "kit_secret_user"
-CANARY = "canary4c7d1e9b"  # an identifier too: it can stand unquoted in SET
-CANARY_ROLE = "kit_canary_role"
+CANARY, CANARY_ROLE = faults.CANARY, faults.CANARY_ROLE
 
 
 @pytest.fixture
@@ -39,36 +38,16 @@ def password_url(pg_server, tiny_db_url):
         conn.execute(f"DROP ROLE {ROLE}")
 
 
-# each runs in the audited database, so pg_stat_statements keeps its text there
-PLANTED = (
-    f"CREATE ROLE {CANARY_ROLE} LOGIN PASSWORD '{CANARY}'",
-    f"ALTER ROLE {CANARY_ROLE} PASSWORD '{CANARY}'",
-    "CREATE EXTENSION IF NOT EXISTS postgres_fdw",
-    "CREATE SERVER kit_canary_srv FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '127.0.0.1', dbname 'none')",
-    f"CREATE USER MAPPING FOR {CANARY_ROLE} SERVER kit_canary_srv OPTIONS (user 'app', password '{CANARY}')",
-    "CREATE EXTENSION IF NOT EXISTS dblink",
-    "SELECT dblink_connect_u('kitc', 'host=127.0.0.1 port={port} dbname={db} user=postgres password=" + CANARY + "')",
-    "SELECT dblink_disconnect('kitc')",
-    f"SET app.api_key = {CANARY}",
-    f"/* password={CANARY} */ SELECT 1",
-)
-
-
 @pytest.fixture
 def planted_secrets(pg_server, password_url):
     database = password_url.rsplit("/", 1)[1]
     dsn = local._admin_dsn(pg_server).replace("dbname=postgres", f"dbname={database}")
     with psycopg.connect(dsn, autocommit=True) as conn:
-        for stmt in PLANTED:
-            conn.execute(stmt.replace("{port}", str(pg_server.port)).replace("{db}", database))
-        kept = conn.execute("SELECT count(*) FROM pg_stat_statements WHERE query LIKE %s",
-                            [f"%{CANARY}%"]).fetchone()[0]
+        kept = faults.plant_secrets(conn, port=pg_server.port, database=database)
     assert kept >= 4  # PostgreSQL kept the secrets word for word: the kit must not
     yield
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP USER MAPPING FOR {} SERVER kit_canary_srv").format(sql.Identifier(CANARY_ROLE)))
-        conn.execute("DROP SERVER kit_canary_srv")
-        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(CANARY_ROLE)))
+        faults.remove_secrets(conn)
 
 
 def test_no_file_of_a_run_contains_a_secret(password_url, planted_secrets, redis_url, tmp_path, monkeypatch):
