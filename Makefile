@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) system-deps
 
-# hypopg powers the what-if index advisor; optional (the kit says "unavailable" without it).
+# With apt, as root: hypopg (the what-if index advisor; without it the kit says "unavailable") and
+# chromium (the browser tests drive it with Playwright; without it they fail and say why).
 system-deps:
 	@$(BIN)/python -m kit.sysdeps
 

@@ -190,6 +190,21 @@ def compare(run_a: str, run_b: str, runs_dir: Path, show_all: bool) -> None:
 
 
 @cli.command()
+@click.argument("run")
+@click.option("--runs-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("runs"), show_default=True)
+@click.option("--width", type=click.IntRange(min=100), default=None, help="Pixels (default: each figure's own).")
+@click.option("--height", type=click.IntRange(min=100), default=None, help="Pixels (default: each figure's own).")
+def images(run: str, runs_dir: Path, width: int | None, height: int | None) -> None:
+    """PNG images of RUN's figures into RUN/images/ (a folder, a name under --runs-dir, latest or previous)."""
+    from kit import history as hist
+    from kit import images as kit_images
+
+    folder = hist.resolve_run(run, runs_dir=runs_dir)
+    written = kit_images.write_pngs(sorted(folder.glob("*.ipynb")), folder / "images", width=width, height=height)
+    click.echo(f"{len(written)} image(s) in {folder / 'images'}" if written else f"no figures in {folder}")
+
+
+@cli.command()
 @click.option("--database-url", default=None, help="Default: $KIT_DATABASE_URL or the kit's own server.")
 def preflight(database_url: str | None) -> None:
     """Is it safe to change this database? Exit 2 (with the reasons) when it is not."""

@@ -5,7 +5,8 @@
     │   └── ParameterError        a notebook parameter unknown or of the wrong type
     ├── ServiceUnavailable        a server cannot be reached or started
     │   ├── DatabaseUnavailable   PostgreSQL unreachable, auth failed, not PostgreSQL
-    │   └── LauncherError         the embedded servers cannot start (binaries, ports)
+    │   ├── LauncherError         the embedded servers cannot start (binaries, ports)
+    │   └── BrowserUnavailable    chromium or Playwright missing or unable to start
     ├── DatabaseRefused           PostgreSQL refused a statement (privileges, read-only role)
     ├── QueryBudgetExceeded       more queries than a budget allows
     ├── IndexBuildError           an index could not be built or verified
@@ -45,6 +46,10 @@ class DatabaseUnavailable(ServiceUnavailable):
 
 class LauncherError(ServiceUnavailable):
     """The embedded PostgreSQL or Redis cannot be started."""
+
+
+class BrowserUnavailable(ServiceUnavailable):
+    """Chromium or Playwright, which check that charts are drawn, is missing or cannot start."""
 
 
 class DatabaseRefused(KitError):

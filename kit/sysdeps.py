@@ -1,6 +1,7 @@
-"""Install the optional system package hypopg when we can (root, apt, PostgreSQL present) (talks to apt).
+"""Install the system packages the kit uses when we can (root, apt): hypopg and chromium (talks to apt).
 
-Run by ``make install``. Never fails the build: without hypopg the advisor reports "unavailable".
+Run by ``make install``. Never fails the build: without hypopg the advisor reports "unavailable";
+without chromium the browser tests fail and say why (:mod:`kit.browser`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from kit.browser import CHROMIUM_PACKAGE, find_chromium
 from kit.local import find_pg_bindir
+
+# Other engineers' or CI's apt may hold the dpkg lock for a while: wait for it rather than fail.
+_APT_LOCK_WAIT = ["-o", "DPkg::Lock::Timeout=300"]
 
 
 def hypopg_installed(bindir: str) -> bool:
@@ -19,21 +24,51 @@ def hypopg_installed(bindir: str) -> bool:
     return bool(share) and (Path(share) / "extension" / "hypopg.control").exists()
 
 
-def main() -> int:
+def _missing_hypopg() -> str | None:
+    """The hypopg package for the PostgreSQL in use, when it is missing (None: present or no PostgreSQL)."""
     bindir = find_pg_bindir()
     if bindir is None or not (Path(bindir) / "pg_config").exists() or hypopg_installed(bindir):
-        return 0
+        return None
     major = subprocess.run([f"{bindir}/pg_config", "--version"], capture_output=True, text=True).stdout.split()[1]
-    package = f"postgresql-{major.split('.')[0]}-hypopg"
+    return f"postgresql-{major.split('.')[0]}-hypopg"
+
+
+def apt_install(packages: dict[str, str]) -> dict[str, str]:
+    """Install ``packages`` (name -> what it is for) with apt; return the ones that failed, with the reason."""
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        print(f"note: hypopg is not installed; the index advisor needs it ({package})", file=sys.stderr)
-        return 0
-    print(f"installing {package} (for the what-if index advisor) ...", file=sys.stderr)
+        return {name: "not root or no apt-get" for name in packages}
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", package]):
-        if subprocess.run(cmd, env=env, capture_output=True).returncode != 0:
-            print(f"note: could not install {package}; the index advisor will say unavailable", file=sys.stderr)
-            return 0
+    update = subprocess.run(["apt-get", *_APT_LOCK_WAIT, "update", "-qq"], env=env, capture_output=True, text=True)
+    if update.returncode != 0:
+        return {name: f"apt-get update failed: {_last_line(update.stderr)}" for name in packages}
+    failed = {}
+    for name, purpose in packages.items():
+        print(f"installing {name} ({purpose}) ...", file=sys.stderr)
+        done = subprocess.run(["apt-get", *_APT_LOCK_WAIT, "install", "-y", "-qq", "--no-install-recommends", name],
+                              env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            failed[name] = _last_line(done.stderr)
+    return failed
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no message"
+
+
+def main() -> int:
+    wanted: dict[str, str] = {}
+    consequence: dict[str, str] = {}
+    if hypopg := _missing_hypopg():
+        wanted[hypopg] = "for the what-if index advisor"
+        consequence[hypopg] = "the index advisor will say unavailable"
+    if find_chromium() is None:
+        wanted[CHROMIUM_PACKAGE] = "for the JupyterLab and HTML report browser tests"
+        consequence[CHROMIUM_PACKAGE] = "the browser tests will fail until it is installed"
+    if not wanted:
+        return 0
+    for name, why in apt_install(wanted).items():
+        print(f"note: could not install {name} ({why}); {consequence[name]}", file=sys.stderr)
     return 0
 
 

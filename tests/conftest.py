@@ -95,3 +95,17 @@ def tiny_engine(tiny_db_url) -> Iterator[Engine]:
     engine = make_engine(tiny_db_url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Debian's chromium driven by Playwright, for the checks that charts are drawn (kit.browser);
+    fails with the reason when it is missing or cannot start."""
+    from kit import browser
+    from kit.errors import BrowserUnavailable
+
+    try:
+        with browser.launch() as launched:
+            yield launched
+    except BrowserUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
