@@ -1,9 +1,10 @@
 """``kit bench NAME``: run one benchmark on the kit's own servers and return its figures (talks to both).
 
-``datagen`` measures seeding itself into a fresh database. Every other NAME gets a fresh database
-seeded at ``scale`` (so benchmarks that change the database never touch the demo one) and calls
-``kit.benchmarks.NAME.run``; a benchmark module with ``SEEDS_PLATFORM = False`` (``anydb``) gets
-the fresh database empty and builds its own schema.
+``datagen`` measures seeding itself into a fresh database. The benchmarks in ``STANDALONE``
+(``faults``, ``fleet``) start or build what they need themselves and take no scale. Every other
+NAME gets a fresh database seeded at ``scale`` (so benchmarks that change the database never touch
+the demo one) and calls ``kit.benchmarks.NAME.run``; a module with ``SEEDS_PLATFORM = False``
+(``anydb``) gets that database empty and builds its own schema, sized by the scale.
 """
 
 from __future__ import annotations
@@ -17,30 +18,31 @@ from kit import benchmarks, datagen, local
 from kit.db import make_engine
 from kit.errors import ConfigError
 
-
-# benchmarks that create their own databases (no --scale): name -> module with run(seed=, home=)
-STANDALONE = {"fleet": "kit.fleet.bench"}
+# benchmarks that start or build what they need themselves (no --scale): name -> module with run(seed=, home=)
+STANDALONE = {"faults": "kit.benchmarks.faults", "fleet": "kit.fleet.bench"}
 DEFAULT_SCALE = "demo"
 
 
 def available() -> list[str]:
-    return ["datagen", *sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__)), *STANDALONE]
+    scaled = (m.name for m in pkgutil.iter_modules(benchmarks.__path__)
+              if not m.name.startswith("_") and m.name not in STANDALONE)
+    return ["datagen", *sorted(scaled), *STANDALONE]
 
 
 def run(name: str, *, scale: str | None, seed: int, home: Path) -> dict[str, Any]:
-    if name in STANDALONE:
-        if scale is not None:
-            raise ConfigError(f"kit bench {name} takes no --scale: it builds its own small databases")
-        return importlib.import_module(STANDALONE[name]).run(seed=seed, home=home)
-    scale = scale or DEFAULT_SCALE
     if name not in available():
         raise ConfigError(f"unknown benchmark {name!r}; choose one of {', '.join(available())}")
+    if name in STANDALONE:
+        if scale is not None:
+            raise ConfigError(f"kit bench {name} builds what it needs itself; drop --scale")
+        return {"benchmark": name, "seed": seed, **importlib.import_module(STANDALONE[name]).run(seed=seed, home=home)}
+    scale = scale or DEFAULT_SCALE
     if scale not in datagen.SCALES:
         raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(datagen.SCALES)}")
     servers = local.up(home=home)
     url = local.create_database(servers["postgres"], f"bench_{name}_{scale}", replace=True)
     module = importlib.import_module(f"kit.benchmarks.{name}") if name != "datagen" else None
-    if getattr(module, "SEEDS_PLATFORM", True):  # a benchmark of another schema builds its own
+    if getattr(module, "SEEDS_PLATFORM", True):
         engine = make_engine(url)
         try:
             result = datagen.seed(engine, scale=scale, seed=seed)
@@ -50,4 +52,3 @@ def run(name: str, *, scale: str | None, seed: int, home: Path) -> dict[str, Any
             return result.to_dict()
     figures = module.run(database_url=url, redis_url=servers["redis"].url, scale=scale, seed=seed)
     return {"benchmark": name, "scale": scale, "seed": seed, **figures}
-

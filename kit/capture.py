@@ -6,11 +6,12 @@ through the caller's own statements; listens with SQLAlchemy's public event API)
             naive.search_projects(conn, query="acme", page=1, per_page=20)
     log.to_frame()
 
-Each :class:`Statement` carries the SQL, its duration and row count, the first call site in
-application code and a normalized fingerprint (:mod:`kit.fingerprint`). Statements are grouped
-into units of work (one "request" each) with :meth:`QueryLog.unit`. Parameters are recorded only
-with ``record_params=True``, and then values whose name matches ``redact`` are masked. The kit's
-own diagnostic SQL (tagged ``/* kit */``) is left out unless ``include_kit=True``.
+Each :class:`Statement` carries the SQL (its secrets redacted by :func:`kit.redact.statement`),
+its duration and row count, the first call site in application code and a normalized fingerprint
+(:mod:`kit.fingerprint`). Statements are grouped into units of work (one "request" each) with
+:meth:`QueryLog.unit`. Parameters are recorded only with ``record_params=True``, and then values
+whose name matches ``redact`` are masked. The kit's own diagnostic SQL (tagged ``/* kit */``) is
+left out unless ``include_kit=True``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, event
 
 from kit import fingerprint as fp
+from kit import redact as redaction
 
 DEFAULT_REDACT = r"pass(word)?|secret|token|api_?key|credential|email|ssn|iban|card"
 KIT_TAG = "/* kit */"
@@ -79,7 +81,7 @@ class QueryLog:
         self._ids = itertools.count(1)
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
-        self._shapes: dict[str, tuple[str, str]] = {}  # sql -> (normalized, fingerprint)
+        self._shapes: dict[str, tuple[str, str, str]] = {}  # sql -> (redacted sql, normalized, fingerprint)
         self._verdicts: dict[str, bool] = {}  # source file -> is application code
 
     def __len__(self) -> int:
@@ -133,13 +135,13 @@ class QueryLog:
                 executemany: bool) -> None:
         if not self.include_kit and statement.lstrip().startswith(KIT_TAG):
             return
-        normalized, fingerprint = self._shape(statement)
+        redacted, normalized, fingerprint = self._shape(statement)
         unit = self._unit.get()
         stmt = Statement(
             seq=next(self._seq),
             unit=unit.name if unit else None,
             unit_id=unit.id if unit else 0,
-            sql=statement,
+            sql=redacted,
             normalized=normalized,
             fingerprint=fingerprint,
             duration_ms=duration_s * 1000.0,
@@ -151,11 +153,14 @@ class QueryLog:
         with self._lock:
             self.statements.append(stmt)
 
-    def _shape(self, statement: str) -> tuple[str, str]:
-        # an N+1 loop runs the same text with new parameters: parse each text once per capture
+    def _shape(self, statement: str) -> tuple[str, str, str]:
+        # an N+1 loop runs the same text with new parameters: parse each text once per capture.
+        # The fingerprint ignores literals and comments, so it is taken from the text as sent;
+        # what is kept (text, normal form with its comments) is redacted.
         cached = self._shapes.get(statement)
         if cached is None:
-            cached = (fp.normalize(statement), fp.fingerprint(statement))
+            cached = (redaction.statement(statement), redaction.statement(fp.normalize(statement)),
+                      fp.fingerprint(statement))
             self._shapes[statement] = cached
         return cached
 

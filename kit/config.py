@@ -22,9 +22,14 @@ HOME_ENV = "KIT_HOME"
 RUN_DIR_ENV = "KIT_RUN_DIR"
 
 _PG_SCHEMES = {"postgres", "postgresql", "postgresql+psycopg", "postgresql+psycopg2"}
-# user:password@ inside any URL-looking text; the password is whatever runs up to the last '@'
-# of the authority part, so a password containing ':' is still masked whole.
-_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^/\s]*)@", re.I)
+# user:password@ after a scheme. The password is whatever runs up to the last '@' before a quote,
+# a line end or the next URL: a password holding ':', '/', '@' or a space is still masked whole
+# (text after it may go with it — a mask never shows too little).
+_USERINFO = re.compile(
+    r"(?<![a-z0-9+.\-])(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<user>[^:/@\s'\"]*):(?P<pw>(?:(?![a-z][a-z0-9+.\-]*://)[^'\"\n])*)@",
+    re.I)
+# user:password@host without a scheme (libpq and SQLAlchemy reject it, but users type it)
+_BARE_USERINFO = re.compile(r"(?<![\w/:@.%+-])(?P<user>[a-z_][\w.\-]*):(?!//)(?P<pw>[^\s'\"]+)@(?=[\w\[])", re.I)
 _DSN_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.I)
 MASK = "***"
 
@@ -32,27 +37,33 @@ MASK = "***"
 def mask_url(text: str) -> str:
     """Return ``text`` with every password in a URL or libpq DSN replaced by ``***``."""
     text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", str(text))
+    text = _BARE_USERINFO.sub(lambda m: f"{m['user']}:{MASK}@", text)
     return _DSN_PASSWORD.sub(lambda m: f"{m[1]}{MASK}", text)
+
+
+def looks_secret(value: str) -> bool:
+    """Whether ``value`` holds a password (a URL's or a DSN's): it must not be shown or stored."""
+    return mask_url(value) != value
 
 
 def normalize_database_url(url: str) -> str:
     """Check that ``url`` names PostgreSQL and return it with the psycopg 3 driver."""
+    expected = "expected postgresql://user@host:port/dbname"
     try:
         parsed = make_url(url)
+        port = parsed.port
     except ArgumentError as exc:
-        raise ConfigError(
-            f"not a database URL: {mask_url(url)!r}; expected postgresql://user@host:port/dbname"
-        ) from exc
-    except ValueError as exc:  # SQLAlchemy's int() of the port: "host:notaport"
-        raise ConfigError(
-            f"not a database URL: {mask_url(url)!r} (the port is not a number); "
-            "expected postgresql://user@host:port/dbname"
-        ) from exc
+        hint = "it has no scheme; " if "://" not in str(url) else ""
+        raise ConfigError(f"not a database URL: {mask_url(url)!r}; {hint}{expected}") from exc
+    except ValueError as exc:  # a port that is not a number
+        raise ConfigError(f"not a database URL: {mask_url(url)!r} has a port that is not a number; "
+                          f"{expected}") from exc
     if parsed.drivername not in _PG_SCHEMES:
         raise ConfigError(
-            f"not a PostgreSQL URL: {mask_url(url)!r} (scheme {parsed.drivername!r}); "
-            "expected postgresql://user@host:port/dbname"
+            f"not a PostgreSQL URL: {mask_url(url)!r} (scheme {parsed.drivername!r}); {expected}"
         )
+    if port is not None and not 0 < port < 65536:
+        raise ConfigError(f"not a database URL: {mask_url(url)!r} has port {port}, outside 1-65535; {expected}")
     return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
@@ -101,6 +112,11 @@ def kit_home() -> Path:
         if (folder / ".kit").is_dir():
             return folder / ".kit"
     return here / ".kit"
+
+
+def metrics_dir() -> Path:
+    """Where processes under load publish their metrics for ``kit metrics serve``."""
+    return kit_home() / "metrics"
 
 
 def run_dir() -> Path | None:

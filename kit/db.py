@@ -7,7 +7,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import OperationalError, DBAPIError
 
 from kit.config import mask_url, normalize_database_url
-from kit.errors import DatabaseUnavailable
+from kit.errors import DatabaseRefused, DatabaseUnavailable
 
 _CONNECT_TIMEOUT_S = 5
 
@@ -50,3 +50,18 @@ def describe_connect_error(url: str, exc: BaseException) -> str:
 
 def server_version_num(conn) -> int:
     return int(conn.execute(text("/* kit */ SHOW server_version_num")).scalar_one())
+
+
+# SQLSTATE classes that say "use another role", not "the kit is broken"
+_PRIVILEGE_STATES = {"42501": "the role lacks a privilege", "25006": "the role works in read-only transactions"}
+
+
+def refused(exc: BaseException, *, doing: str) -> DatabaseRefused:
+    """A :class:`DatabaseRefused` of one line for a statement PostgreSQL refused while ``doing``."""
+    orig = getattr(exc, "orig", None) or exc
+    state = getattr(orig, "sqlstate", None)
+    first = mask_url(str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__)
+    if state in _PRIVILEGE_STATES:
+        return DatabaseRefused(f"cannot {doing}: {first} ({_PRIVILEGE_STATES[state]}); "
+                               "use the URL of a role that owns the database")
+    return DatabaseRefused(f"cannot {doing}: PostgreSQL said: {first}")

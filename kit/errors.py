@@ -7,6 +7,7 @@
     │   ├── DatabaseUnavailable   PostgreSQL unreachable, auth failed, not PostgreSQL
     │   ├── LauncherError         the embedded servers cannot start (binaries, ports)
     │   └── BrowserUnavailable    chromium or Playwright missing or unable to start
+    ├── DatabaseRefused           PostgreSQL refused a statement (privileges, read-only role)
     ├── QueryBudgetExceeded       more queries than a budget allows
     ├── IndexBuildError           an index could not be built or verified
     ├── UnsafeOperation           a change refused on a database the kit did not create
@@ -50,6 +51,11 @@ class LauncherError(ServiceUnavailable):
 
 class BrowserUnavailable(ServiceUnavailable):
     """Chromium or Playwright, which check that charts are drawn, is missing or cannot start."""
+
+
+class DatabaseRefused(KitError):
+    """PostgreSQL refused a statement of a kit command: the role lacks a privilege, the
+    transaction is read-only, or the statement failed for a reason the message names."""
 
 
 class QueryBudgetExceeded(KitError, AssertionError):

@@ -2,9 +2,11 @@
 
 Each virtual user is a thread (psycopg releases the GIL while it waits on the server) that
 picks an endpoint, checks a connection out of the engine's pool, calls the endpoint and
-returns the connection — one web request. A warm-up phase runs first and is excluded; the
-measured phase runs for ``duration_s`` seconds or ``requests`` requests. Latency percentiles
-come with bootstrap confidence intervals; pool statistics are popped per phase.
+returns the connection — one web request. A warm-up phase runs first; the measured phase runs
+for ``duration_s`` seconds or ``requests`` requests. Latency percentiles (with bootstrap
+confidence intervals) and throughput come from the measured requests that succeeded; errors count
+every request started, warm-up included, and a request still running when the run ends counts
+as an error of kind ``unfinished``. Pool statistics are popped per phase.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from tqdm.auto import tqdm
 
 from kit.cache import TieredCache
-from kit.metrics import ALERT_UTILIZATION, ResourceSampler, ResourceSummary
+from kit.metrics import ALERT_UTILIZATION, KitMetrics, ResourceSampler, ResourceSummary
 from kit.services import batched, naive
 from kit.services.cached import CachedServices
 
@@ -164,7 +166,9 @@ def latency_summary(latency_ms: np.ndarray, *, n_boot: int = 300, confidence: fl
 
 @dataclass(frozen=True)
 class LoadResult:
-    """One load run: measured phase only (warm-up excluded)."""
+    """One load run. ``requests`` started in the measured phase (the throughput's and latency's
+    basis); ``started`` every request, each counted once with its outcome; ``errors`` and
+    ``error_kinds`` every failed one, warm-up and ``unfinished`` included."""
 
     label: str
     users: int
@@ -178,6 +182,9 @@ class LoadResult:
     hung: bool
     resources: ResourceSummary | None = field(default=None, repr=False)
     samples: pd.DataFrame = field(default=None, repr=False, compare=False)
+    started: int = 0
+    warmup_requests: int = 0  # started before the measured phase: in errors, not in latency
+    unfinished: int = 0  # still running when the run ended: errors of kind "unfinished"
 
     @property
     def p95_ms(self) -> float:
@@ -190,6 +197,7 @@ class LoadResult:
 
     def to_frame(self) -> pd.DataFrame:
         row = {"label": self.label, "users": self.users, "requests": self.requests, "errors": self.errors,
+               "started": self.started, "warmup_requests": self.warmup_requests, "unfinished": self.unfinished,
                "throughput_rps": self.throughput_rps}
         for k, (v, lo, hi) in self.latency_ms.items():
             row.update({f"{k}_ms": v, f"{k}_lo": lo, f"{k}_hi": hi})
@@ -201,11 +209,15 @@ class LoadResult:
         return pd.DataFrame([row])
 
     def by_endpoint(self) -> pd.DataFrame:
-        m = self.samples[self.samples["measured"]]
-        return m.groupby("endpoint").agg(
-            requests=("latency_ms", "size"), errors=("error", lambda s: int(s.notna().sum())),
-            p50_ms=("latency_ms", "median"), p95_ms=("latency_ms", lambda s: s.quantile(0.95)),
-            p95_wait_ms=("wait_ms", lambda s: s.quantile(0.95))).reset_index()
+        """Per endpoint: measured requests and their latency; every request started and every error."""
+        f = self.samples
+        measured = f[f["measured"]].groupby("endpoint").agg(
+            requests=("latency_ms", "size"), p50_ms=("latency_ms", "median"),
+            p95_ms=("latency_ms", lambda s: s.quantile(0.95)), p95_wait_ms=("wait_ms", lambda s: s.quantile(0.95)))
+        everything = f.groupby("endpoint").agg(started=("error", "size"),
+                                               errors=("error", lambda s: int(s.notna().sum())))
+        out = everything.join(measured, how="left").fillna({"requests": 0}).astype({"requests": int})
+        return out.reset_index()[["endpoint", "requests", "errors", "started", "p50_ms", "p95_ms", "p95_wait_ms"]]
 
 
 def _classify(exc: BaseException) -> str:
@@ -239,22 +251,25 @@ class _Run:
 
 
 def _user(i: int, run: _Run, monitor: PoolMonitor, endpoints: Sequence[Endpoint], cum: list[float],
-          seed: int, think_s: float, out: list) -> None:
+          seed: int, think_s: float, out: list, inflight: list, metrics: KitMetrics | None) -> None:
     rng = random.Random(seed * 1_000_003 + i)
     while not run.stop.is_set():
         if run.ticket() is False:
             return
         k = rng.choices(range(len(endpoints)), cum_weights=cum)[0]
         t0 = time.perf_counter()
+        inflight[i] = (k, t0)  # reported as unfinished if the run ends before this request does
         error, waited = None, float("nan")
         try:
-            with monitor.connect() as conn:
-                waited = time.perf_counter() - t0
-                endpoints[k].call(conn, rng)
+            with metrics.track(endpoints[k].name) if metrics else contextlib.nullcontext():
+                with monitor.connect() as conn:
+                    waited = time.perf_counter() - t0
+                    endpoints[k].call(conn, rng)
         except Exception as exc:  # a failed request is a measurement, not a crash of the run
             error = _classify(exc)
         t1 = time.perf_counter()
         out.append((k, t0, t1 - t0, waited, error))
+        inflight[i] = None
         run.done += 1  # approximate under races; only the progress bar reads it
         if think_s:
             time.sleep(think_s)
@@ -263,24 +278,32 @@ def _user(i: int, run: _Run, monitor: PoolMonitor, endpoints: Sequence[Endpoint]
 def run_load(engine: Engine, endpoints: Sequence[Endpoint], *, users: int = 100,
              duration_s: float | None = None, requests: int | None = None, warmup_s: float = 1.0,
              seed: int = 42, label: str = "load", think_s: float = 0.0, join_timeout_s: float = 60.0,
-             n_boot: int = 300, progress: bool = True, sample_resources: bool = True) -> LoadResult:
-    """Run ``users`` virtual users over ``endpoints`` and measure (see the module docstring)."""
+             n_boot: int = 300, progress: bool = True, sample_resources: bool = True,
+             metrics: KitMetrics | None = None) -> LoadResult:
+    """Run ``users`` virtual users over ``endpoints`` and measure (see the module docstring);
+    ``metrics`` also counts and times every request (for a :class:`kit.metrics.MetricsPublisher`)."""
     if users < 1 or not endpoints or (duration_s is None) == (requests is None):
         raise ValueError("need users >= 1, at least one endpoint, and exactly one of duration_s / requests")
     cum = list(np.cumsum([e.weight for e in endpoints]))
     monitor, run = PoolMonitor(engine), _Run(requests)
     outs: list[list] = [[] for _ in range(users)]
-    threads = [threading.Thread(target=_user, args=(i, run, monitor, endpoints, cum, seed, think_s, outs[i]),
-                                daemon=True, name=f"kit-vu-{i}") for i in range(users)]
+    inflight: list[tuple[int, float] | None] = [None] * users
+    threads = [threading.Thread(target=_user, args=(i, run, monitor, endpoints, cum, seed, think_s, outs[i],
+                                                    inflight, metrics), daemon=True, name=f"kit-vu-{i}")
+               for i in range(users)]
     sampler = ResourceSampler().start() if sample_resources else None
     bar = tqdm(total=requests or round(duration_s), unit="req" if requests else "s", desc=label,
                disable=not progress, leave=False)
     try:
+        if warmup_s <= 0:  # no warm-up: the first requests are measured too
+            pool = {"warmup": monitor.pop_stats()}
+            run.measure_start, run.measuring = time.perf_counter(), True
         for t in threads:
             t.start()
-        run.stop.wait(warmup_s)
-        pool = {"warmup": monitor.pop_stats()}
-        run.measure_start, run.measuring = time.perf_counter(), True
+        if warmup_s > 0:
+            run.stop.wait(warmup_s)
+            pool = {"warmup": monitor.pop_stats()}
+            run.measure_start, run.measuring = time.perf_counter(), True
         done0 = run.done
         while not run.stop.is_set():
             time.sleep(0.1)
@@ -300,12 +323,15 @@ def run_load(engine: Engine, endpoints: Sequence[Endpoint], *, users: int = 100,
         bar.close()
         monitor.close()
         resources = sampler.stop() if sampler else None
-    return _result(label, users, endpoints, outs, run.measure_start, measure_end, requests, pool, hung,
-                   resources, n_boot, seed)
+    unfinished = [(k, t0, float("nan"), float("nan"), "unfinished") for k, t0 in
+                  (slot for slot in list(inflight) if slot is not None)]
+    return _result(label, users, endpoints, outs, unfinished, run.measure_start, measure_end, requests, pool,
+                   hung, resources, n_boot, seed)
 
 
-def _result(label, users, endpoints, outs, start, end, requests, pool, hung, resources, n_boot, seed) -> LoadResult:
-    rows = [r for out in outs for r in list(out)]
+def _result(label, users, endpoints, outs, unfinished, start, end, requests, pool, hung, resources, n_boot,
+            seed) -> LoadResult:
+    rows = [r for out in outs for r in list(out)] + unfinished
     frame = pd.DataFrame(rows, columns=["k", "start", "latency_s", "wait_s", "error"])
     frame["endpoint"] = [endpoints[k].name for k in frame["k"]]
     frame["start_s"] = frame["start"] - start
@@ -318,14 +344,17 @@ def _result(label, users, endpoints, outs, start, end, requests, pool, hung, res
     else:
         frame["measured"] &= frame["start_s"].where(frame["measured"]).rank(method="first") <= requests
     m = frame[frame["measured"]]
-    window = max(float((m["start"] + m["latency_s"]).max() - start) if len(m) else 0.0, 1e-9)
+    window = max(float((m["start"] + m["latency_s"]).max() - start) if m["latency_s"].notna().any() else 0.0, 1e-9)
     ok = m[m["error"].isna()]
-    kinds = {str(k): int(v) for k, v in m["error"].value_counts().items()}
-    return LoadResult(label=label, users=users, requests=len(m), errors=int(m["error"].notna().sum()),
+    # errors: every request started, whatever its phase (warm-up is left out of latency only)
+    kinds = {str(k): int(v) for k, v in frame["error"].value_counts().items()}
+    return LoadResult(label=label, users=users, requests=len(m), errors=int(frame["error"].notna().sum()),
                       error_kinds=kinds, duration_s=window, throughput_rps=len(ok) / window,
                       latency_ms=latency_summary(ok["latency_ms"].to_numpy(), n_boot=n_boot, seed=seed),
                       pool=pool, hung=hung, resources=resources,
-                      samples=frame[["endpoint", "start_s", "latency_ms", "wait_ms", "error", "measured"]])
+                      samples=frame[["endpoint", "start_s", "latency_ms", "wait_ms", "error", "measured"]],
+                      started=len(frame), warmup_requests=int((frame["start_s"] < 0).sum()),
+                      unfinished=len(unfinished))
 
 
 # -- the seed's endpoints ------------------------------------------------------------------------
@@ -338,6 +367,12 @@ HOT_SHARE, HOT_FRACTION = 0.8, 0.01  # 80 % of lookups go to the hottest 1 % of 
 MAX_IDS = "/* kit */ SELECT coalesce((SELECT max(id) FROM projects), 1), coalesce((SELECT max(id) FROM users), 1)"
 
 
+class EndpointSet(list):
+    """The endpoints of a mix (a list), with the cache behind them when there is one."""
+
+    cache: TieredCache | None = None
+
+
 def _project_id(rng: random.Random, n: int) -> int:
     hot = max(int(n * HOT_FRACTION), 1)
     return rng.randint(1, hot) if rng.random() < HOT_SHARE else rng.randint(1, n)
@@ -345,7 +380,7 @@ def _project_id(rng: random.Random, n: int) -> int:
 
 @contextlib.contextmanager
 def seed_endpoints(engine: Engine, *, flavor: str = "naive", redis_url: str | None = None,
-                   mix: dict[str, float] | None = None) -> Iterator[list[Endpoint]]:
+                   mix: dict[str, float] | None = None) -> Iterator[EndpointSet]:
     """The seed's endpoints over ``kit.services.<flavor>`` (``cached``: batched behind a
     TieredCache on ``redis_url``, L1 only without it; its search is batched, uncached).
 
@@ -372,8 +407,10 @@ def seed_endpoints(engine: Engine, *, flavor: str = "naive", redis_url: str | No
     unknown = set(weights) - set(calls)
     if unknown:
         raise ValueError(f"unknown endpoints in mix: {sorted(unknown)}; known: {sorted(calls)}")
+    endpoints = EndpointSet(Endpoint(name, calls[name], w) for name, w in weights.items() if w > 0)
+    endpoints.cache = cache
     try:
-        yield [Endpoint(name, calls[name], w) for name, w in weights.items() if w > 0]
+        yield endpoints
     finally:
         if closer is not None:
             closer.close()

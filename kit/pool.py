@@ -23,12 +23,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import Engine, create_engine, text
 
 from kit.config import normalize_database_url
 from kit.load import Endpoint, LoadResult, run_load, seed_endpoints
+from kit.metrics import KitMetrics, MetricsPublisher
 
 
 @dataclass(frozen=True)
@@ -126,13 +128,20 @@ def _run(url: str, config: PoolConfig, endpoints: Sequence[Endpoint] | None, **l
 
 
 def seed_load(url: str | Engine, *, flavor: str = "naive", config: PoolConfig = PRODUCTION,
-              redis_url: str | None = None, **load) -> LoadResult:
+              redis_url: str | None = None, publish_to: Path | None = None, **load) -> LoadResult:
     """The seed's endpoint mix on ``flavor`` services, through a fresh engine built from ``config``
-    (``url`` may be an engine: its URL is reused, its pool is not)."""
+    (``url`` may be an engine: its URL is reused, its pool is not). With ``publish_to``, this
+    process publishes its metrics there while the load runs (see :class:`kit.metrics.MetricsPublisher`)."""
     engine = make_pool_engine(_url(url), config)
+    label = load.pop("label", f"{flavor} / {config.name}")
     try:
         with seed_endpoints(engine, flavor=flavor, redis_url=redis_url) as endpoints:
-            return run_load(engine, endpoints, label=load.pop("label", f"{flavor} / {config.name}"), **load)
+            if publish_to is None:
+                return run_load(engine, endpoints, label=label, **load)
+            metrics = KitMetrics(engine=engine, database_gauges=False,
+                                 cache_stats=endpoints.cache.stats if endpoints.cache is not None else None)
+            with MetricsPublisher(metrics, publish_to):
+                return run_load(engine, endpoints, label=label, metrics=metrics, **load)
     finally:
         engine.dispose()
 

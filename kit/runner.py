@@ -12,13 +12,14 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from kit.config import DATABASE_ENV, HOME_ENV, RUN_DIR_ENV, kit_home, mask_url
+from kit.config import DATABASE_ENV, HOME_ENV, RUN_DIR_ENV, kit_home, looks_secret, mask_url
 from kit.errors import ConfigError, KitError, NotebookFailed, ParameterError
 from kit.records import read_records
 
@@ -29,6 +30,14 @@ KERNEL_NAME = "python3"
 # Cells that need the Reconciliation Platform's tables (its services, the migration's indexes,
 # load on its data) carry this tag; they are left out for any other database.
 PLATFORM_TAG = "platform"
+
+# What a value may be, by parameter name, in whichever notebook declares it (papermill checks
+# nothing; the type check below only the type): inclusive numeric ranges, allowed choices.
+RANGES: dict[str, tuple[float, float]] = {"load_users": (1, 10_000), "load_seconds": (0.1, 3_600),
+                                          "last_runs": (1, 10_000), "top_statements": (1, 500),
+                                          "repeats": (1, 1_000)}
+CHOICES: dict[str, tuple[str, ...]] = {"scale": ("tiny", "demo", "large")}
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # papermill's inferred type names -> the Python types a value may have
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -66,9 +75,15 @@ def declared_parameters(path: Path) -> dict[str, dict[str, Any]]:
     """The parameters a notebook declares in its ``parameters`` cell: name -> {type, default}."""
     import papermill
 
-    if not Path(path).exists():
-        raise ConfigError(f"notebook not found: {path}; expected one of {', '.join(NOTEBOOKS)} in {NOTEBOOKS_DIR}")
-    found = papermill.inspect_notebook(str(path))
+    expected = f"expected one of {', '.join(NOTEBOOKS)} in {NOTEBOOKS_DIR}"
+    if Path(path).suffix != ".ipynb":
+        raise ConfigError(f"not a notebook: {path} (not an .ipynb file); {expected}")
+    if not Path(path).is_file():
+        raise ConfigError(f"notebook not found: {path}; {expected}")
+    try:
+        found = papermill.inspect_notebook(str(path))
+    except Exception as exc:  # nbformat/JSON errors of assorted types: the file is not a notebook
+        raise ConfigError(f"not a notebook: {path} cannot be read as one ({type(exc).__name__}); {expected}") from None
     return {name: {"type": _type_name(p), "default": p["default"]} for name, p in found.items()}
 
 
@@ -121,10 +136,14 @@ def validate_parameters(parameters: dict[str, Any], notebooks: list[Path]) -> di
     for name, value in parameters.items():
         if name not in known:
             raise ParameterError(f"unknown parameter {name!r}; the notebooks declare: {', '.join(sorted(known))}")
-        if isinstance(value, str) and "://" in value:
-            raise ParameterError(f"parameter {name} looks like a URL ({mask_url(value)}); pass URLs through "
+        text = json.dumps(value, default=str) if not isinstance(value, str) else value
+        if looks_secret(text):  # parameter values are written into the executed notebooks
+            raise ParameterError(f"parameter {name} holds a password; secrets never travel as parameters: "
+                                 "put it in an environment variable and pass the variable's name instead")
+        if "://" in text:
+            raise ParameterError(f"parameter {name} looks like a URL ({mask_url(text)}); pass URLs through "
                                  "the environment (KIT_DATABASE_URL) and name the variable instead")
-    typed = {name: coerce(name, value, known[name]) for name, value in parameters.items()}
+    typed = {name: check_value(name, coerce(name, value, known[name])) for name, value in parameters.items()}
     if typed.get("migrations"):
         typed["migrations"] = _migrations_path(typed["migrations"])
     return {nb: {k: v for k, v in typed.items() if k in params} for nb, params in declared.items()}
@@ -137,6 +156,30 @@ def _migrations_path(value: str) -> str:
         raise ParameterError(f"parameter migrations names {value}, which does not exist; "
                              "give a .sql file or a folder of .sql files")
     return str(path)
+
+
+def check_kernel(name: str) -> None:
+    """A ConfigError unless Jupyter knows a kernel called ``name`` (checked before anything runs)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    known = KernelSpecManager().find_kernel_specs()
+    if name not in known:
+        raise ConfigError(f"no Jupyter kernel named {name!r}; installed: {', '.join(sorted(known)) or 'none'} "
+                          "(the kit's environment provides python3)")
+
+
+def check_value(name: str, value: Any) -> Any:
+    """``value`` if it is in the range or among the choices of parameter ``name`` (see RANGES, CHOICES)."""
+    if name in RANGES and isinstance(value, (int, float)) and not isinstance(value, bool):
+        low, high = RANGES[name]
+        if not low <= value <= high:
+            raise ParameterError(f"parameter {name} must be between {low:g} and {high:g}, got {value!r}")
+    if name in CHOICES and value not in CHOICES[name]:
+        raise ParameterError(f"parameter {name} must be one of {', '.join(CHOICES[name])}, got {value!r}")
+    if name.endswith("_env") and isinstance(value, str) and not _ENV_NAME.fullmatch(value):
+        raise ParameterError(f"parameter {name} names an environment variable (like KIT_DATABASE_URL), "
+                             f"got {value!r}")
+    return value
 
 
 def new_run_folder(runs_dir: Path) -> Path:
@@ -162,6 +205,7 @@ def run(*, parameters: dict[str, Any] | None = None, runs_dir: Path = Path("runs
         raise ConfigError("--fail-on needs the run's bundle; drop --no-bundle")
     paths = [Path(notebooks_dir) / name for name in notebooks]
     per_notebook = validate_parameters(dict(parameters or {}), paths)
+    check_kernel(kernel_name)
     skip = () if _is_platform(per_notebook) else (PLATFORM_TAG,)
     folder = new_run_folder(runs_dir)
     results: list[NotebookResult] = []

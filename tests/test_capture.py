@@ -90,3 +90,23 @@ def test_capture_rejects_what_is_not_an_engine_or_connection():
     with pytest.raises(TypeError, match="got str"):
         with capture("postgresql://localhost/db"):
             pass
+
+
+def test_secrets_in_statement_texts_never_reach_the_log(fresh_engine):
+    canary = "Canary-cap-51d2"
+    with fresh_engine.connect() as conn, capture(fresh_engine) as log:
+        conn.execute(text(f"SELECT set_config('app.token', '{canary}', false) /* password={canary} */"))
+        conn.execute(text(f"SET app.api_key = '{canary}'"))
+        conn.rollback()
+    frame = log.to_frame()
+    assert len(frame) == 2
+    assert not frame[["sql", "normalized"]].apply(lambda col: col.str.contains(canary)).any().any()
+    assert log.statements[1].sql == "SET app.api_key = '***'"
+    # the fingerprint is the statement's, not the mask's: a loop of the same text is one pattern
+    assert log.statements[0].fingerprint == fp_of(f"SELECT set_config('app.token', 'x', false)")
+
+
+def fp_of(sql: str) -> str:
+    from kit import fingerprint
+
+    return fingerprint.fingerprint(sql)

@@ -91,13 +91,19 @@ def test_unknown_scale(capsys):
     assert (code, _one_line(err)) == (2, "kit: error: unknown scale 'huge'; choose one of tiny, demo, large")
 
 
-def test_port_in_use(capsys, monkeypatch, tmp_path):
-    monkeypatch.setenv("KIT_HOME", str(tmp_path / "home"))
+@pytest.fixture
+def taken_port():
+    """A port another process listens on."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
-        port = sock.getsockname()[1]
-        code, _, err = _run(["services", "up", "--pg-port", str(port)], capsys)
+        yield sock.getsockname()[1]
+
+
+def test_port_in_use(capsys, monkeypatch, tmp_path, taken_port):
+    monkeypatch.setenv("KIT_HOME", str(tmp_path / "home"))
+    port = taken_port
+    code, _, err = _run(["services", "up", "--pg-port", str(port)], capsys)
     assert code == 2
     assert f"port {port} is already in use" in _one_line(err)
     assert local.status(home=tmp_path / "home") == {}
@@ -147,3 +153,71 @@ def test_services_status_and_bench_list(capsys, monkeypatch, tmp_path):
     assert (code, out.strip()) == (0, "no kit servers are running (start them with `kit services up`)")
     code, _, err = _run(["bench", "nope"], capsys)
     assert code == 2 and _one_line(err).startswith("kit: error: unknown benchmark 'nope'; choose one of datagen")
+
+
+def test_metrics_serve_on_a_taken_port_is_one_line(capsys, monkeypatch, fresh_db_url, taken_port):
+    monkeypatch.setenv("KIT_DATABASE_URL", fresh_db_url)
+    port = taken_port
+    code, _, err = _run(["metrics", "serve", "--port", str(port)], capsys)
+    assert code == 2
+    assert _one_line(err) == (f"kit: error: cannot serve metrics on 127.0.0.1:{port}: Address already in use; "
+                              "choose another port with --port (0 picks a free one)")
+
+
+def test_services_up_with_crons_path(tmp_path):
+    """cron runs jobs with PATH=/usr/bin:/bin: runuser lives in /usr/sbin."""
+    env = {**os.environ, "KIT_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
+    try:
+        proc = subprocess.run([KIT, "services", "up"], capture_output=True, text=True, env=env, timeout=120)
+        assert (proc.returncode, proc.stderr) == (0, "")
+        assert set(local.status(home=tmp_path / "home")) == {"postgres", "redis"}
+    finally:
+        local.down(home=tmp_path / "home", purge=True)
+
+
+@pytest.fixture
+def read_only_url(pg_server, fresh_db_url):
+    role = "kit_reader_cli"
+    with psycopg.connect(libpq_url(fresh_db_url), autocommit=True) as conn:
+        conn.execute(f"DROP ROLE IF EXISTS {role}")
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    yield fresh_db_url.replace("postgres@", f"{role}@")
+    with psycopg.connect(libpq_url(fresh_db_url), autocommit=True) as conn:
+        conn.execute(f"DROP OWNED BY {role}")
+        conn.execute(f"DROP ROLE {role}")
+
+
+def test_seed_with_a_role_that_may_not_create_tables(capsys, read_only_url):
+    code, _, err = _run(["seed", "--scale", "tiny", "--apply", "--database-url", read_only_url], capsys)
+    assert code == 2
+    line = _one_line(err)
+    assert line.startswith("kit: error: cannot seed postgresql+psycopg://kit_reader_cli@127.0.0.1:")
+    assert line.endswith("(nothing was written): permission denied for schema public (the role lacks a privilege); "
+                         "use the URL of a role that owns the database")
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["run", "--notebook", "../README.md"], "kit: error: not a notebook: "),
+    (["seed", "--database-url", "postgresql://u:S3cret@db:five/app"],
+     "kit: error: not a database URL: 'postgresql://u:***@db:five/app' has a port that is not a number"),
+    (["seed", "--database-url", "auditor:S3cret@db:5432/app"],
+     "kit: error: not a database URL: 'auditor:***@db:5432/app'; it has no scheme"),
+    (["seed", "--database-url", "postgresql://u:S3/cr et@db/app"], "kit: error: "),
+    (["run", "--notebook", "04_trends.ipynb", "-p", "runs_dir", "host=db password=S3cret"],
+     "kit: error: parameter runs_dir holds a password"),
+    (["run", "-p", "scale", "huge"], "kit: error: parameter scale must be one of tiny, demo, large, got 'huge'"),
+    (["run", "-p", "load_users", "-5"], "kit: error: parameter load_users must be between 1 and 10000, got -5"),
+    (["run", "--kernel", "nope"], "kit: error: no Jupyter kernel named 'nope'; installed: "),
+    (["load", "--users", "0"], "kit: error: Invalid value for '--users': 0 is not in the range x>=1. "
+                               "(see `kit load --help`)"),
+    (["services", "up", "--pg-port", "70000"], "kit: error: Invalid value for '--pg-port': 70000 is not in the "
+                                               "range 1<=x<=65535."),
+    (["nosuch"], "kit: error: No such command 'nosuch'. (see `kit --help`)"),
+])
+def test_bad_input_is_one_line_exit_2_and_no_password(capsys, tmp_path, argv, message):
+    code, _, err = _run([*argv, *(["--runs-dir", str(tmp_path / "runs")] if argv[0] == "run" else [])], capsys)
+    assert code == 2
+    assert _one_line(err).startswith(message)
+    assert "S3cret" not in err and "S3/cr" not in err
+    assert not (tmp_path / "runs").exists()

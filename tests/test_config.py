@@ -17,6 +17,15 @@ from kit.errors import ConfigError
         ("host=db user=bob password=secret dbname=app", "host=db user=bob password=*** dbname=app"),
         ("postgresql://bob@db/app", "postgresql://bob@db/app"),
         ("no url here", "no url here"),
+        # a password with '/' or a space, as users type it (unencoded)
+        ("postgresql://bob:pa/ss@db/app", "postgresql://bob:***@db/app"),
+        ("postgresql://bob:pa ss word@db:5432/app", "postgresql://bob:***@db:5432/app"),
+        ("'postgresql://a:x/y@h1/d' and 'redis://:p q@h2:1/0'", "'postgresql://a:***@h1/d' and 'redis://:***@h2:1/0'"),
+        # no scheme at all
+        ("auditor:S3cret@db:5432/app", "auditor:***@db:5432/app"),
+        ("not a database URL: 'auditor:S3/c@ret@db/app'", "not a database URL: 'auditor:***@db/app'"),
+        ("https://example.com/a:b@c", "https://example.com/a:b@c"),  # a path, not a password
+        ("at 10:30@home", "at 10:30@home"),
     ],
 )
 def test_mask_url_hides_every_password(text, expected):
@@ -40,10 +49,16 @@ def test_garbage_is_a_config_error():
         normalize_database_url("::::")
 
 
-def test_a_port_that_is_not_a_number_is_a_config_error_without_the_password():
-    with pytest.raises(ConfigError, match="the port is not a number") as info:
-        normalize_database_url("postgresql://u:secret@host:notaport/db")
-    assert "secret" not in str(info.value) and "u:***@host:notaport/db" in str(info.value)
+@pytest.mark.parametrize(("url", "message"), [
+    ("auditor:S3cret@db:5432/app", "not a database URL: 'auditor:***@db:5432/app'; it has no scheme; expected"),
+    ("postgresql://u:S3cret@db:five/app", "not a database URL: 'postgresql://u:***@db:five/app' has a port that "
+                                          "is not a number"),
+    ("postgresql://u:S3cret@db:99999/app", "has port 99999, outside 1-65535"),
+])
+def test_bad_urls_are_one_masked_line(url, message):
+    with pytest.raises(ConfigError) as info:
+        normalize_database_url(url)
+    assert message in str(info.value) and "S3cret" not in str(info.value)
 
 
 def test_environment_precedence(monkeypatch):

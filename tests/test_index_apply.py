@@ -200,3 +200,48 @@ def test_read_only_role_is_refused_with_a_clear_message(schema_engine, pg_server
         with psycopg.connect(dsn, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
             admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def _active_holder(dsn: str) -> subprocess.Popen:
+    """Another process runs a long statement inside a transaction that has read ``users``: its
+    snapshot blocks every concurrent build at the end (waiting for older snapshots)."""
+    code = ("import psycopg, sys\n"
+            f"c = psycopg.connect({dsn!r})\n"
+            "c.execute('SELECT count(*) FROM users')\n"
+            "print(c.info.backend_pid, flush=True)\n"
+            "c.execute(\"SELECT pg_sleep(120), 'password=Canary-lock-9d2'\")\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    proc.pid_pg = int(proc.stdout.readline())  # type: ignore[attr-defined]
+    return proc
+
+
+def test_an_active_holder_fails_fast_names_the_pid_and_leaves_nothing_invalid(schema_engine):
+    holder = _active_holder(_dsn(schema_engine))
+    try:
+        time.sleep(0.3)  # the holder's statement is running
+        result = apply_indexes(schema_engine, apply=True, lock_timeout_ms=300, retries=1, backoff_s=0.1, **FAST)
+    finally:
+        holder.kill()
+    first, *rest = [s for s in result.steps if s.action == "create"]
+    assert (first.status, first.attempts) == ("failed", 2)
+    assert f"blocking pids: {holder.pid_pg};" in first.message
+    assert [s.status for s in rest] == ["failed"] * 22  # not tried: the same session blocks them all
+    assert all(s.attempts == 0 and f"session {holder.pid_pg} (active:" in s.message for s in rest)
+    assert all("pg_terminate_backend" in s.message and "Canary-lock-9d2" not in s.message for s in rest)
+    with schema_engine.connect() as conn:
+        invalid = conn.execute(text("SELECT count(*) FROM pg_index WHERE NOT indisvalid")).scalar_one()
+    assert (invalid, _index_count(schema_engine)) == (0, 0)
+
+
+def test_an_idle_holder_blocks_only_its_table(schema_engine):
+    holder = _hold_lock(_dsn(schema_engine), "users")
+    try:
+        result = apply_indexes(schema_engine, apply=True, lock_timeout_ms=200, retries=1, backoff_s=0.05, **FAST)
+    finally:
+        holder.kill()
+    failed = {s.name: s for s in result.steps if s.status == "failed"}
+    users = {s.name for s in result.steps if s.table == "users"}
+    assert set(failed) == users and len(result.names("applied")) == 23 - len(users)
+    assert sum(s.attempts == 0 for s in failed.values()) == len(users) - 1  # the first one tried, the rest not
+    with schema_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM pg_index WHERE NOT indisvalid")).scalar_one() == 0

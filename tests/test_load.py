@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 
+import time
+
 import numpy as np
 import pytest
 from sqlalchemy import text
@@ -160,3 +162,40 @@ def test_charts_build_from_results(fresh_engine, fresh_db_url):
     assert len(resources_chart({"run": r.resources.samples}).data) == 2
     frame = pd.DataFrame({"chunk": ["8 KB", "8 KB"], "concurrency": [1, 5], "rows_per_s": [1.0, 2.0]})
     assert [t.name for t in ingest_chart(frame).data] == ["1 file(s) at once", "5 file(s) at once"]
+
+
+def test_every_request_started_counts_once_with_its_outcome(fresh_db_url):
+    """Requests started in the warm-up that then time out in the pool are failures too."""
+    from kit.pool import make_pool_engine
+
+    engine = make_pool_engine(fresh_db_url, PoolConfig("tight", pool_size=1, pool_timeout=0.3))
+    calls = []
+
+    def hold(conn, rng):
+        calls.append(1)
+        conn.execute(text("SELECT pg_sleep(0.25)"))
+
+    try:
+        r = run_load(engine, [Endpoint("hold", hold)], users=6, duration_s=1.0, warmup_s=0.6, progress=False,
+                     n_boot=20, sample_resources=False)
+    finally:
+        engine.dispose()
+    timeouts = r.pool["warmup"]["timeouts"] + r.pool["measure"]["timeouts"]
+    assert r.warmup_requests > 0 and timeouts > 0
+    assert (r.errors, r.error_kinds) == (timeouts, {"pool_timeout": timeouts})
+    assert r.started == len(calls) + timeouts  # each request ran on a connection or timed out waiting
+    assert (r.unfinished, r.hung) == (0, False)
+    by_endpoint = r.by_endpoint().set_index("endpoint")
+    assert (by_endpoint.loc["hold", "errors"], by_endpoint.loc["hold", "started"]) == (r.errors, r.started)
+    row = r.to_frame().iloc[0]
+    assert (row["started"], row["warmup_requests"], row["errors"]) == (r.started, r.warmup_requests, r.errors)
+
+
+def test_a_request_still_running_when_the_run_ends_is_an_unfinished_error(fresh_engine):
+    slow = Endpoint("slow", lambda conn, rng: conn.execute(text("SELECT pg_sleep(1.5)")))
+    r = run_load(fresh_engine, [slow], users=2, duration_s=0.3, warmup_s=0.0, join_timeout_s=0.2, progress=False,
+                 n_boot=20, sample_resources=False)
+    assert r.hung is True
+    assert (r.started, r.unfinished, r.errors, r.error_kinds) == (2, 2, 2, {"unfinished": 2})
+    assert r.requests == 2 and np.isnan(r.p95_ms)  # measured, but no latency to report
+    time.sleep(1.5)  # let the two sessions finish before the database is dropped

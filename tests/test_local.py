@@ -1,15 +1,20 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import sys
+import time
+from pathlib import Path
 
 import psutil
 import psycopg
 import pytest
 import redis
 
-from kit import local
+from kit import local, local_state
+from kit.cache import TieredCache
 from kit.config import libpq_url
 from kit.errors import LauncherError
 
@@ -99,3 +104,84 @@ def test_embedded_fallback_servers_are_real(tmp_path):
 def test_is_kit_database(pg_server, kit_home):
     assert local.is_kit_database(pg_server.url, home=kit_home) is True
     assert local.is_kit_database("postgresql://postgres@127.0.0.1:5432/postgres", home=kit_home) is False
+
+
+def _running_in(data_dir: str) -> list[int]:
+    """Pids of the processes whose working directory is ``data_dir`` (a server's)."""
+    out = []
+    for proc in psutil.process_iter(["pid", "cwd"]):
+        if proc.info["cwd"] and Path(proc.info["cwd"]).resolve() == Path(data_dir).resolve():
+            out.append(proc.info["pid"])
+    return out
+
+
+def test_a_taken_redis_port_leaves_nothing_half_started(tmp_path):
+    home = tmp_path / "h"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        with pytest.raises(LauncherError, match=f"port {port} is already in use"):
+            local.up(home=home, redis_port=port)
+    assert local.status(home=home) == {}
+    assert local.down(home=home, purge=True) == []  # nothing was left running to stop
+
+
+def test_a_corrupt_state_file_loses_no_server(tmp_path):
+    home = tmp_path / "h"
+    servers = local.up(home=home)
+    try:
+        (home / local.STATE_FILE).write_text('{"postgres": {"kind": ')  # cut mid-write
+        found = local.status(home=home)
+        assert {k: s.pid for k, s in found.items()} == {k: s.pid for k, s in servers.items()}
+        assert {k: s.url for k, s in found.items()} == {k: s.url for k, s in servers.items()}
+        assert all(s.notes == local_state.RECOVERED for s in found.values())
+        assert (home / "services.corrupt").read_text() == '{"postgres": {"kind": '
+        (home / local.STATE_FILE).unlink()  # no file at all: the same
+        assert local.up(home=home)["redis"].pid == servers["redis"].pid  # reused, not started twice
+    finally:
+        stopped = local.down(home=home, purge=False)
+    assert {s.pid for s in stopped} == {s.pid for s in servers.values()}
+    assert _running_in(servers["postgres"].data_dir) == [] and _running_in(servers["redis"].data_dir) == []
+    again = local.up(home=home)  # and the data directory is still usable
+    assert again["postgres"].port == servers["postgres"].port  # the recorded ports, when free
+    local.down(home=home, purge=True)
+
+
+def test_redis_comes_back_on_its_port_and_running_caches_reconnect(tmp_path):
+    home = tmp_path / "h"
+    servers = local.up(home=home)
+    redis_srv = servers["redis"]
+    cache = TieredCache(redis_url=redis_srv.url, namespace="crash", ttl=60)
+    try:
+        cache.get_or_load("k", lambda: "v1")
+        assert cache.channel.up is True
+        os.kill(redis_srv.pid, signal.SIGKILL)
+        assert _wait_for(lambda: not cache.channel.up)
+        cache.l2.get("k")  # the L2 client notices too and drops its connections
+        # the killed server's connections hold its port (TIME-WAIT): a plain bind is refused ...
+        with socket.socket() as probe:
+            with pytest.raises(OSError):
+                probe.bind(("127.0.0.1", redis_srv.port))
+        assert local.status(home=home).keys() == {"postgres"}
+        again = local.up(home=home)  # ... the launcher's probe allows it, as Redis itself does
+        assert again["redis"].port == redis_srv.port and again["redis"].pid != redis_srv.pid
+        assert again["postgres"].pid == servers["postgres"].pid
+        assert _wait_for(lambda: cache.channel.up and cache.l2.available)
+        assert cache.get_or_load("k", lambda: "v2") == "v2"  # L1 was flushed in the outage
+        other = TieredCache(redis_url=redis_srv.url, namespace="crash", ttl=60)
+        assert other.get_or_load("k", lambda: "v3") == "v2"  # served by L2 again
+        assert other.stats.get("l2", "hits") == 1
+        other.close()
+    finally:
+        cache.close()
+        local.down(home=home, purge=True)
+
+
+def _wait_for(pred, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return pred()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import urllib.request
 
 import psutil
@@ -132,8 +133,9 @@ def test_registries_are_private_and_cache_stats_are_exported():
     assert a.registry.get_sample_value("db_pool_utilization") is None  # no engine, no pool gauges
 
 
-def test_kit_metrics_serve_command_is_scraped_then_stops_on_interrupt(fresh_db_url):
-    """The CLI command itself, in its own process, as a Prometheus server would scrape it."""
+def test_kit_metrics_serve_describes_the_process_under_load(tiny_db_url, tmp_path):
+    """`kit load` in one process, `kit metrics serve` in another, scraped as Prometheus would: the
+    RSS, CPU, pool and requests are the loaded process's, labelled with its pid."""
     import signal
     import subprocess
     import sys
@@ -142,23 +144,40 @@ def test_kit_metrics_serve_command_is_scraped_then_stops_on_interrupt(fresh_db_u
 
     from kit.local import free_port
 
-    port = free_port()
-    kit = str(Path(sys.executable).parent / "kit")
-    proc = subprocess.Popen([kit, "metrics", "serve", "--port", str(port), "--database-url", fresh_db_url],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    port, kit = free_port(), str(Path(sys.executable).parent / "kit")
+    env = {**os.environ, "KIT_HOME": str(tmp_path)}
+    server = subprocess.Popen([kit, "metrics", "serve", "--port", str(port), "--database-url", tiny_db_url],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    load = subprocess.Popen([kit, "load", "--users", "5", "--duration", "8", "--database-url", tiny_db_url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    scrapes = []
     try:
-        deadline, families = time.monotonic() + 30, None
-        while families is None and time.monotonic() < deadline and proc.poll() is None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and load.poll() is None and len(scrapes) < 6:
             try:
-                families = _scrape(f"http://127.0.0.1:{port}/metrics")
+                fams = _scrape(f"http://127.0.0.1:{port}/metrics")
             except OSError:
-                time.sleep(0.2)
-        assert families is not None, proc.stderr.read() if proc.poll() is not None else "no answer in 30 s"
-        assert {"database_connections", "process_memory_usage_bytes", "db_pool_utilization_alert"} <= set(families)
-        assert "reconciliation_jobs_active" not in families  # an empty database: no jobs table to count
-        assert families["process_memory_usage_bytes"][0].value > 10 * 2**20  # real RSS, not the seed's 0.0
-        assert families["database_connections"][0].value >= 1  # counted in PostgreSQL at scrape time
+                fams = None
+            if fams and _value(fams, "kit_publishing_processes") == 1 and "http_requests" in fams:
+                scrapes.append((fams, psutil.Process(load.pid).memory_info().rss))
+            time.sleep(0.5)
+        load.communicate(timeout=60)
+        after = _scrape(f"http://127.0.0.1:{port}/metrics")
     finally:
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0 and f"serving http://127.0.0.1:{port}/metrics" in out
+        load.kill()
+        server.send_signal(signal.SIGINT)
+        out, err = server.communicate(timeout=30)
+    assert load.returncode == 0 and server.returncode == 0, err
+    assert f"serving http://127.0.0.1:{port}/metrics" in out
+    assert len(scrapes) >= 3
+    pid = str(load.pid)
+    fams, rss = scrapes[-1]
+    assert {s.labels["pid"] for s in fams["process_memory_usage_bytes"]} == {pid}  # not the server's own
+    assert _value(fams, "process_memory_usage_bytes", pid=pid) == pytest.approx(rss, rel=0.25)
+    assert _value(fams, "db_pool_capacity", pid=pid) == 20  # the seed's production pool, in the loaded process
+    assert max(_value(f, "db_pool_connections_in_use", pid=pid) for f, _ in scrapes) >= 1
+    requests = [sum(s.value for s in f["http_requests"] if s.name == "http_requests_total") for f, _ in scrapes]
+    assert requests == sorted(requests) and requests[-1] > requests[0] and requests[-1] > 0
+    assert _value(fams, "database_connections") >= 1  # counted by PostgreSQL, at scrape time
+    assert _value(after, "kit_publishing_processes") == 0  # the load ended: its file is gone
+    assert "process_memory_usage_bytes" not in after

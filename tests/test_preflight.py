@@ -82,6 +82,24 @@ def test_open_transactions_of_this_process_and_of_others(tiny_engine, tiny_db_ur
     assert pf.sessions_frame()["state"].tolist() == ["idle in transaction"] * 2
 
 
+def test_the_statement_of_a_session_is_shown_without_its_secrets(tiny_engine, tiny_db_url):
+    canary = "Canary-pf-77a1"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import psycopg, sys\n"
+         f"c = psycopg.connect({libpq_url(tiny_db_url)!r})\n"
+         f"c.execute(\"SELECT count(*), 'host=db password={canary}' FROM users\")\n"
+         "print('ready', flush=True)\nsys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        pf = preflight.check(tiny_engine, long_tx_s=600)
+    finally:
+        holder.communicate("")
+    (session,) = pf.sessions
+    assert session.query == "SELECT count(*), '***' FROM users"
+    assert canary not in pf.sessions_frame().to_string()
+
+
 def test_judgement_of_a_standby_is_pure():
     settings = {"is_replica": True, "read_only": False, "role": "app", "superuser": False,
                 "statement_timeout": "30s", "stats_age_s": 86400.0}

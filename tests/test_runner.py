@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -35,14 +36,51 @@ def test_declared_parameters_of_the_shipped_notebooks():
         ({"apply": "maybe"}, "parameter apply expects bool, got 'maybe'"),
         ({"apply": 3}, "parameter apply expects bool, got int 3"),
         ({"scale": 5}, "parameter scale expects str, got int 5"),
-        ({"database_env": "postgresql://u:pw@h/d"}, r"looks like a URL \(postgresql://u:\*\*\*@h/d\)"),
+        ({"database_env": "postgresql://u:pw@h/d"}, r"holds a password; secrets never travel as parameters"),
+        ({"database_env": "postgresql://u@h/d"}, r"looks like a URL \(postgresql://u@h/d\)"),
+        ({"scale": "huge"}, "parameter scale must be one of tiny, demo, large, got 'huge'"),
+        ({"load_users": "-5"}, "parameter load_users must be between 1 and 10000, got -5"),
+        ({"load_users": 0}, "parameter load_users must be between 1 and 10000, got 0"),
+        ({"load_seconds": "1e9"}, "parameter load_seconds must be between 0.1 and 3600, got 1000000000.0"),
+        ({"database_env": "not a name"}, "parameter database_env names an environment variable"),
         ({"migrations": "/nope/db/migrations"}, "parameter migrations names /nope/db/migrations, which does not exist"),
+        ({"repeats": 0}, "parameter repeats must be between 1 and 1000, got 0"),
+        ({"top_statements": "-1"}, "parameter top_statements must be between 1 and 500, got -1"),
     ],
 )
 def test_bad_parameters_are_refused_before_anything_runs(tmp_path, params, message):
     with pytest.raises(ParameterError, match=message):
         runner.run(parameters=params, runs_dir=tmp_path / "runs")
     assert not (tmp_path / "runs").exists()  # nothing half-written
+
+
+@pytest.mark.parametrize("value", ["host=db password=Hunter-2", "auditor:Hunter-2@db:5432/app",
+                                   "postgresql://u:Hunter-2@db/app"])
+def test_a_password_looking_value_is_refused_and_never_written(tmp_path, value):
+    with pytest.raises(ParameterError, match="holds a password") as info:
+        runner.run(parameters={"scale": value}, runs_dir=tmp_path / "runs",
+                   notebooks=("01_audit.ipynb",))
+    assert "Hunter-2" not in str(info.value)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_ranges_name_only_declared_parameters_and_scales_match_the_data_generator():
+    from kit import datagen
+
+    declared = {name for nb in runner.NOTEBOOKS + ("04_trends.ipynb",)
+                for name in runner.declared_parameters(runner.NOTEBOOKS_DIR / nb)}
+    assert set(runner.RANGES) | set(runner.CHOICES) <= declared
+    assert runner.CHOICES["scale"] == tuple(datagen.SCALES)
+
+
+@pytest.mark.parametrize("name", ["../README.md", "../pyproject.toml"])
+def test_a_file_that_is_not_a_notebook_is_one_clear_error(tmp_path, name):
+    with pytest.raises(ConfigError, match=re.escape(f"not a notebook: {runner.NOTEBOOKS_DIR / name} (not an .ipynb")):
+        runner.run(notebooks=(name,), runs_dir=tmp_path / "runs")
+    (tmp_path / "broken.ipynb").write_text("{not json")
+    with pytest.raises(ConfigError, match="cannot be read as one"):
+        runner.run(notebooks=("broken.ipynb",), notebooks_dir=tmp_path, runs_dir=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
 
 
 def test_cli_strings_are_typed():

@@ -1,5 +1,7 @@
-"""`kit run` with a password in the database URL (from the environment): no file of the run folder
-— notebooks, HTML, summary, bundle, records, artifacts — contains the password."""
+"""`kit run` with a password in the database URL (from the environment) and secrets inside the
+statement texts PostgreSQL keeps (a role password, a user mapping, a dblink connection string, a
+secret setting, a comment): no file of the run folder — notebooks, HTML, summary, bundle, records,
+artifacts — contains any of them."""
 
 from __future__ import annotations
 
@@ -10,9 +12,11 @@ import psycopg
 import pytest
 
 from kit import local, runner
+from kit.benchmarks import faults
 
 PASSWORD = "Zq7-secret-pw-4711"
 ROLE = "kit_secret_user"
+CANARY, CANARY_ROLE = faults.CANARY, faults.CANARY_ROLE
 
 
 @pytest.fixture
@@ -34,7 +38,19 @@ def password_url(pg_server, tiny_db_url):
         conn.execute(f"DROP ROLE {ROLE}")
 
 
-def test_no_file_of_a_run_contains_the_password(password_url, redis_url, tmp_path, monkeypatch):
+@pytest.fixture
+def planted_secrets(pg_server, password_url):
+    database = password_url.rsplit("/", 1)[1]
+    dsn = local._admin_dsn(pg_server).replace("dbname=postgres", f"dbname={database}")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        kept = faults.plant_secrets(conn, port=pg_server.port, database=database)
+    assert kept >= 4  # PostgreSQL kept the secrets word for word: the kit must not
+    yield
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        faults.remove_secrets(conn)
+
+
+def test_no_file_of_a_run_contains_a_secret(password_url, planted_secrets, redis_url, tmp_path, monkeypatch):
     with psycopg.connect(password_url, connect_timeout=5) as conn:
         assert conn.execute("SELECT current_user").fetchone() == (ROLE,)
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
@@ -46,8 +62,9 @@ def test_no_file_of_a_run_contains_the_password(password_url, redis_url, tmp_pat
     files = sorted(p for p in result.folder.rglob("*") if p.is_file())
     names = {p.name for p in files}
     assert {"01_audit.ipynb", "01_audit.html", "03_report.html", "summary.json", "bundle.json"} <= names
-    needles = {PASSWORD.encode(), quote(PASSWORD).encode(), PASSWORD.encode("utf-16-le")}
+    needles = {s.encode() for s in (PASSWORD, quote(PASSWORD), CANARY)} | {PASSWORD.encode("utf-16-le")}
     hits = [(p.name, n) for p in files for n in needles if n in p.read_bytes()]
     assert hits == []
     bundle = (result.folder / "bundle.json").read_text()
     assert f'"target": "postgresql://{ROLE}@127.0.0.1:' in bundle  # the run is grouped by a password-free key
+    assert f"ALTER ROLE {CANARY_ROLE} PASSWORD '***'" in bundle  # the statement is there, its secret is not

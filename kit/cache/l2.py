@@ -1,14 +1,17 @@
 """L2: the shared Redis level, with generation-checked stores and a circuit breaker (talks to Redis).
 
-Keys live under a namespace: ``{ns}:v:{key}`` holds ``b"<expires_at>|<json>"``, ``{ns}:g:{key}``
-and ``{ns}:tg:{tag}`` are generation counters, ``{ns}:tm:{tag}`` the members of a tag, and
-``{ns}:lock:{key}`` the stampede lock. Invalidation bumps the generations, deletes the values and
-publishes on ``{ns}:inval`` in one Lua script, so a loader that read the database before the
-write committed holds an old generation and its store is refused (the refill race).
+Keys live under a namespace: ``{ns}:v:{key}`` holds ``b"<expires_at>|<epoch>|<json>"``,
+``{ns}:g:{key}`` and ``{ns}:tg:{tag}`` are generation counters, ``{ns}:tm:{tag}`` the members of a
+tag, ``{ns}:epoch`` the outage epoch and ``{ns}:lock:{key}`` the stampede lock. Invalidation bumps
+the generations, deletes the values and publishes on ``{ns}:inval`` in one Lua script, so a loader
+that read the database before the write committed holds an old generation and its store is
+refused (the refill race).
 
 Any Redis error opens the breaker: for ``cooldown`` seconds no request waits on Redis; the outage
-is logged once and counted; invalidations that could not be sent are replayed first when Redis
-answers again.
+is logged once and counted; invalidations that could not be sent are replayed when Redis answers
+again. A write made during an outage could not delete its keys, and its process may replay later
+than another process reads them: so a process that saw an outage bumps the epoch when it
+recovers (:meth:`L2Cache.recover`), and a value stored under an older epoch is a miss for everyone.
 """
 
 from __future__ import annotations
@@ -30,20 +33,29 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 GEN_TTL_MS = 86_400_000  # generations outlive any value and any load
 
-# KEYS: v, g, tg1..tgN, tm1..tmN; ARGV: data, px, n, expected g, expected tg1..tgN, member name
+# KEYS: v, epoch, g, tg1..tgN, tm1..tmN; ARGV: expires, px, n, epoch, g, tg1..tgN, member, data
 _STORE_IF = """
 local n = tonumber(ARGV[3])
 if (redis.call('GET', KEYS[2]) or '') ~= ARGV[4] then return 0 end
-for i = 1, n do
-  if (redis.call('GET', KEYS[2 + i]) or '') ~= ARGV[4 + i] then return 0 end
+for i = 0, n do
+  if (redis.call('GET', KEYS[3 + i]) or '') ~= ARGV[5 + i] then return 0 end
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[4] .. '|' .. ARGV[7 + n], 'PX', ARGV[2])
 for i = 1, n do
-  redis.call('SADD', KEYS[2 + n + i], ARGV[5 + n])
-  redis.call('PEXPIRE', KEYS[2 + n + i], ARGV[2], 'GT')
-  if redis.call('PTTL', KEYS[2 + n + i]) < 0 then redis.call('PEXPIRE', KEYS[2 + n + i], ARGV[2]) end
+  local tm = KEYS[3 + n + i]
+  redis.call('SADD', tm, ARGV[6 + n])
+  redis.call('PEXPIRE', tm, ARGV[2], 'GT')
+  if redis.call('PTTL', tm) < 0 then redis.call('PEXPIRE', tm, ARGV[2]) end
 end
 return 1
+"""
+# KEYS: epoch, v1..vN; ARGV: expires, px, data1..dataN (stored under the epoch of this moment)
+_SET = """
+local e = redis.call('GET', KEYS[1]) or ''
+for i = 2, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[1] .. '|' .. e .. '|' .. ARGV[1 + i], 'PX', ARGV[2])
+end
+return #KEYS - 1
 """
 # ARGV: ns, gen_ttl_ms, message, nkeys, key1..keyN, tag1..tagM
 _INVALIDATE = """
@@ -83,7 +95,10 @@ class L2Cache:
 
     def __init__(self, url: str, *, namespace: str = "kit", ttl: float = 300.0, timeout: float = 0.25,
                  cooldown: float = 1.0, timer: Timer = time.time, breaker_timer: Timer = time.monotonic,
-                 origin: str | None = None, stats: CacheStats | None = None) -> None:
+                 origin: str | None = None, stats: CacheStats | None = None,
+                 fallback: str = "the database", bump_on_trip: bool = True) -> None:
+        """``fallback`` names what serves while Redis is down (for the outage log line);
+        ``bump_on_trip=False`` leaves outage detection to the owner (:meth:`mark_outage`)."""
         if not namespace or ":" in namespace:
             raise ValueError(f"namespace must be non-empty without ':', got {namespace!r}")
         self.url, self.ns, self.default_ttl = url, namespace, check_ttl(ttl)
@@ -93,7 +108,9 @@ class L2Cache:
         self._timer, self._btimer = timer, breaker_timer
         self._open_until: float | None = None
         self._replay: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
+        self.fallback, self._bump_on_trip, self._outage = fallback, bump_on_trip, False
         self._store_if = self.client.register_script(_STORE_IF)
+        self._set = self.client.register_script(_SET)
         self._invalidate = self.client.register_script(_INVALIDATE)
         self._unlock = self.client.register_script(_UNLOCK)
 
@@ -104,6 +121,10 @@ class L2Cache:
     @property
     def channel(self) -> str:
         return f"{self.ns}:inval"
+
+    @property
+    def epoch_key(self) -> str:
+        return f"{self.ns}:epoch"
 
     # -- breaker --------------------------------------------------------------------------------
     @property
@@ -123,37 +144,57 @@ class L2Cache:
             raise RedisDown(str(exc)) from exc
 
     def _half_open(self) -> None:
-        # a probe: replay the invalidations this process could not send, then close
         try:
-            self.client.ping()
-            while self._replay:
-                keys, tags = self._replay[0]
-                self._send_invalidation(keys, tags)
-                self._replay.pop(0)
+            self.recover()
         except redis.RedisError as exc:
             self._trip(exc)
             raise RedisDown(str(exc)) from exc
+
+    def recover(self) -> None:
+        """Probe Redis; after an outage, bump the epoch (values stored before it are misses from
+        now on, for every process), replay the invalidations this process could not send, then
+        close the breaker. Raises ``redis.RedisError`` when Redis does not answer."""
+        self.client.ping()
+        was_down = self._open_until is not None or self._outage
+        if self._outage:
+            self.client.incr(self.epoch_key)
+            self._outage = False
+        while self._replay:
+            keys, tags = self._replay[0]
+            self._send_invalidation(keys, tags)
+            self._replay.pop(0)
         self._open_until = None
-        log.warning("Redis at %s answers again: L2 resumed", self.client.connection_pool.connection_kwargs.get("host"))
+        if was_down:
+            log.warning("Redis at %s answers again: L2 resumed",
+                        self.client.connection_pool.connection_kwargs.get("host"))
+
+    def mark_outage(self) -> None:
+        """The owner lost Redis (e.g. no reply within its liveness bound): bump the epoch on recovery."""
+        self._outage = True
 
     def _trip(self, exc: BaseException) -> None:
         self.stats.incr("l2", "errors")
+        if self._bump_on_trip:
+            self._outage = True
         if self._open_until is None:
-            log.warning("Redis unavailable (%s): serving from L1 + database until it answers", type(exc).__name__)
+            log.warning("Redis unavailable (%s): serving from %s until it answers", type(exc).__name__,
+                        self.fallback)
         self._open_until = self._btimer() + self.cooldown
 
     # -- reads ----------------------------------------------------------------------------------
-    def _decode(self, raw: bytes | None) -> bytes | None:
+    def _decode(self, raw: bytes | None, epoch: bytes | None) -> bytes | None:
+        """The value of an envelope, unless it expired or was stored under another epoch."""
         if raw is None:
             return None
-        expires, _, data = raw.partition(b"|")
-        return data if float(expires) > self._timer() else None
+        expires, stored_epoch, data = raw.split(b"|", 2)
+        return data if float(expires) > self._timer() and stored_epoch == (epoch or b"") else None
 
     def get_raw(self, key: str) -> bytes | None:
         try:
-            return self._count(self._decode(self.call(lambda: self.client.get(self.vkey(key)))))
+            raw, epoch = self.call(lambda: self.client.mget([self.vkey(key), self.epoch_key]))
         except RedisDown:
             return None
+        return self._count(self._decode(raw, epoch))
 
     def _count(self, data: bytes | None) -> bytes | None:
         self.stats.incr("l2", "misses" if data is None else "hits")
@@ -166,30 +207,33 @@ class L2Cache:
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         keys = list(keys)
         try:
-            raws = self.call(lambda: self.client.mget([self.vkey(k) for k in keys])) if keys else []
+            *raws, epoch = self.call(lambda: self.client.mget([*(self.vkey(k) for k in keys), self.epoch_key])) \
+                if keys else [None]
         except RedisDown:
             return {}
-        found = {k: self._count(self._decode(r)) for k, r in zip(keys, raws)}
+        found = {k: self._count(self._decode(r, epoch)) for k, r in zip(keys, raws)}
         return {k: loads(d) for k, d in found.items() if d is not None}
 
     def lookup(self, key: str, tags: Iterable[str]) -> tuple[bytes | None, tuple[str, ...]]:
-        """The value and the generation token (key's and tags') in one MGET; RedisDown when down."""
+        """The value and the token (epoch, the key's and the tags' generations) in one MGET;
+        RedisDown when down."""
         tags = tuple(tags)
-        names = [self.vkey(key), f"{self.ns}:g:{key}", *(f"{self.ns}:tg:{t}" for t in tags)]
+        names = [self.vkey(key), self.epoch_key, f"{self.ns}:g:{key}", *(f"{self.ns}:tg:{t}" for t in tags)]
         raw, *gens = self.call(lambda: self.client.mget(names))
-        return self._count(self._decode(raw)), tuple((g or b"").decode() for g in gens)
+        return self._count(self._decode(raw, gens[0])), tuple((g or b"").decode() for g in gens)
 
     # -- writes ---------------------------------------------------------------------------------
-    def _envelope(self, data: bytes, ttl: float) -> bytes:
-        return b"%.6f|%s" % (self._timer() + ttl, data)
+    def _expires(self, ttl: float) -> bytes:
+        return b"%.6f" % (self._timer() + ttl)
 
     def set(self, key: str, value: Any, *, ttl: float | None = None, tags: Iterable[str] = ()) -> bool:
         ttl, tags = check_ttl(ttl or self.default_ttl), tuple(tags)
-        data, px = self._envelope(dumps(value), ttl), int(ttl * 1000)
+        data, px = dumps(value), int(ttl * 1000)
 
         def run() -> None:
             pipe = self.client.pipeline(transaction=True)
-            pipe.set(self.vkey(check_key(key)), data, px=px)
+            self._set(keys=[self.epoch_key, self.vkey(check_key(key))], args=[self._expires(ttl), px, data],
+                      client=pipe)
             for tag in tags:
                 pipe.sadd(f"{self.ns}:tm:{tag}", key)
                 pipe.pexpire(f"{self.ns}:tm:{tag}", GEN_TTL_MS)
@@ -197,23 +241,22 @@ class L2Cache:
         return self._write(run)
 
     def set_many(self, mapping: Mapping[str, Any], *, ttl: float | None = None) -> bool:
-        """One pipeline of SET ... PX for all of ``mapping``."""
+        """One script call that SETs ... PX all of ``mapping``."""
         ttl = check_ttl(ttl or self.default_ttl)
-        items = [(self.vkey(check_key(k)), self._envelope(dumps(v), ttl)) for k, v in mapping.items()]
-
-        def run() -> None:
-            pipe = self.client.pipeline(transaction=False)
-            for name, data in items:
-                pipe.set(name, data, px=int(ttl * 1000))
-            pipe.execute()
-        return self._write(run)
+        names = [self.vkey(check_key(k)) for k in mapping]
+        datas = [dumps(v) for v in mapping.values()]
+        if not names:
+            return True
+        return self._write(lambda: self._set(keys=[self.epoch_key, *names],
+                                             args=[self._expires(ttl), int(ttl * 1000), *datas]))
 
     def store_if(self, key: str, data: bytes, *, ttl: float, tags: tuple[str, ...],
                  token: tuple[str, ...]) -> bool:
-        """Store unless the key or a tag was invalidated since ``token`` was read (refill race)."""
-        keys = [self.vkey(key), f"{self.ns}:g:{key}", *(f"{self.ns}:tg:{t}" for t in tags),
+        """Store unless the epoch changed or the key or a tag was invalidated since ``token`` was
+        read (the refill race)."""
+        keys = [self.vkey(key), self.epoch_key, f"{self.ns}:g:{key}", *(f"{self.ns}:tg:{t}" for t in tags),
                 *(f"{self.ns}:tm:{t}" for t in tags)]
-        args = [self._envelope(data, ttl), int(ttl * 1000), len(tags), *token, key]
+        args = [self._expires(ttl), int(ttl * 1000), len(tags), *token, key, data]
         try:
             stored = bool(self.call(lambda: self._store_if(keys=keys, args=args)))
         except RedisDown:

@@ -146,6 +146,8 @@ def stale_window_ms(services: Any, engine: Engine, *, database_url: str, redis_u
     from the update's return here to that process's first read of the new version."""
     pid, ctx = first_project(engine), multiprocessing.get_context("spawn")
     original = _name(engine, pid)
+    with engine.connect() as conn:  # the reader parses every name it reads: never the original one
+        services.update_project(conn, pid, name="window-0")
     out, stop = ctx.Queue(), ctx.Event()
     proc = ctx.Process(target=_remote_reader, args=(database_url, redis_url, services.cache.l2.ns, pid, out, stop))
     proc.start()

@@ -11,8 +11,11 @@ Why it is never wrong:
   and readers that start after get a new flight;
 * the L2 store is conditional on the generations read with the value (see :mod:`kit.cache.l2`);
   a refused L2 store means L1 is not filled either;
-* with ``cross_process=True`` L1 is only served while the invalidation channel is up; losing it
-  flushes L1 and bumps an epoch so that loads which began before the gap do not fill L1.
+* with ``cross_process=True`` L1 is only served while the invalidation channel proves Redis alive
+  by a round trip answered within ``liveness_bound`` seconds (see :mod:`kit.cache.channel`); losing
+  it — a crash, or a hang that answers nothing — flushes L1 and bumps an epoch so that loads which
+  began before the gap do not fill L1, and Redis is not used at all (the database serves) until
+  the channel is back and L2 has recovered (:meth:`kit.cache.l2.L2Cache.recover`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ from kit.cache.channel import InvalidationChannel
 from kit.cache.l1 import L1Cache
 from kit.cache.l2 import L2Cache, RedisDown
 from kit.cache.stats import CacheStats
+
+
+HEARTBEAT_S = 0.05  # a round trip to Redis this often on the invalidation channel ...
+LIVENESS_BOUND_S = 0.25  # ... and L1 off when none was answered within this bound
 
 
 class _Flight:
@@ -52,7 +59,8 @@ class TieredCache:
                  l1_max_entries: int = 2000, l1_max_bytes: int = 64 * 2**20, l1_ttl: float | None = None,
                  cross_process: bool = True, lock: bool = False, lock_ttl: float = 5.0,
                  lock_poll: float = 0.005, timer: Timer | None = None, l2_timeout: float = 0.25,
-                 cooldown: float = 1.0, use_l1: bool = True) -> None:
+                 cooldown: float = 1.0, use_l1: bool = True, heartbeat: float = HEARTBEAT_S,
+                 liveness_bound: float = LIVENESS_BOUND_S) -> None:
         self.stats = CacheStats()
         self.default_ttl, self.lock, self.lock_ttl, self.lock_poll = check_ttl(ttl), lock, lock_ttl, lock_poll
         self.origin = uuid.uuid4().hex
@@ -68,17 +76,27 @@ class TieredCache:
         # the loader last used per key, for warming; bounded like L1
         self._loaders: cachetools.LRUCache = cachetools.LRUCache(maxsize=l1_max_entries)
         if redis_url:
+            # with the channel, L1 is off whenever Redis is not proven alive: the database alone serves
             self.l2 = L2Cache(redis_url, namespace=namespace, ttl=ttl, timeout=l2_timeout, cooldown=cooldown,
-                              origin=self.origin, stats=self.stats, **({"timer": timer} if timer else {}))
+                              origin=self.origin, stats=self.stats, bump_on_trip=not cross_process,
+                              fallback="the database only (L1 off)" if cross_process else "L1 + database",
+                              **({"timer": timer} if timer else {}))
             if cross_process:
                 self.channel = InvalidationChannel(redis_url, self.l2.channel, origin=self.origin,
-                                                   on_message=self._on_remote, on_state=self._on_channel)
+                                                   on_message=self._on_remote, on_state=self._on_channel,
+                                                   heartbeat=heartbeat, bound=liveness_bound,
+                                                   reconnect_after=max(5.0, 4 * liveness_bound))
                 self.channel.start()
 
     # -- reading --------------------------------------------------------------------------------
     @property
     def l1_serving(self) -> bool:
-        return self.use_l1 and (self.channel is None or self.channel.up)
+        return self.use_l1 and (self.channel is None or self.channel.proven)
+
+    @property
+    def l2_serving(self) -> bool:
+        """Whether reads use Redis: with the channel, only while it is up (else the database)."""
+        return self.l2 is not None and (self.channel is None or self.channel.up)
 
     def get_or_load(self, key: str, loader: Callable[[], Any], *, ttl: float | None = None,
                     tags: Iterable[str] = (), reload: Callable[[], Any] | None = None) -> Any:
@@ -117,7 +135,7 @@ class TieredCache:
 
     def _lead(self, flight: _Flight, loader: Callable[[], Any], ttl: float) -> Any:
         key, tags, token, lock_token = flight.key, flight.tags, None, None
-        if self.l2 is not None:
+        if self.l2_serving:
             try:
                 data, token = self.l2.lookup(key, tags)
                 if data is not None:
@@ -166,13 +184,13 @@ class TieredCache:
     def get(self, key: str) -> Any:
         if self.l1_serving and (value := self.l1.get(key)) is not MISSING:
             return value
-        return self.l2.get(key) if self.l2 is not None else MISSING
+        return self.l2.get(key) if self.l2_serving else MISSING
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         keys = list(keys)
         found = self.l1.get_many(keys) if self.l1_serving else {}
         rest = [k for k in keys if k not in found]
-        if rest and self.l2 is not None:
+        if rest and self.l2_serving:
             found.update(self.l2.get_many(rest))
         return found
 
@@ -181,7 +199,7 @@ class TieredCache:
         """Store unconditionally (write-through); prefer invalidate + get_or_load for DB data."""
         tags = tuple(tags)
         self.invalidate(keys=[key])
-        if self.l2 is not None:
+        if self.l2_serving:
             self.l2.set(key, value, ttl=ttl, tags=tags)
         if self.l1_serving:
             self.l1.set(key, value, ttl=min(ttl or self.l1.default_ttl, self.l1.default_ttl), tags=tags)
@@ -221,6 +239,10 @@ class TieredCache:
         self._invalidate_local(keys, tags)
 
     def _on_channel(self, up: bool) -> None:
+        if up:  # before L1 serves again: a new epoch if Redis was lost, the unsent invalidations
+            self.l2.recover()
+        else:
+            self.l2.mark_outage()
         with self._lock:
             self._epoch += 1
             for flight in self._flights.values():

@@ -1,6 +1,13 @@
 """Apply the migration's indexes safely: dry run by default, CONCURRENTLY, one statement per own
 autocommit session, lock/statement timeouts with retries, repair of failed builds, progress,
-ANALYZE afterwards; idempotent (talks to PostgreSQL)."""
+ANALYZE afterwards; idempotent (talks to PostgreSQL).
+
+A concurrent build that gives up on a lock leaves an INVALID index behind; this run drops each
+one it left (when the table lets it). When a session still blocks after the retries, the indexes
+it would block next are not tried at all: a transaction holding a snapshot (a statement running
+in it) blocks every concurrent build, one holding a lock on a table blocks that table's. The
+step says which session (pid, state, statement) to end before running apply again.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ from psycopg import errors as pgerr
 from psycopg import sql
 from sqlalchemy import Engine
 
+from kit import redact
 from kit.errors import IndexBuildError
 from kit.indexes import sessions
 from kit.indexes.preflight import Preflight, preflight
@@ -116,6 +124,15 @@ PROGRESS = """/* kit */
 SELECT phase, blocks_done, blocks_total, tuples_done, tuples_total
 FROM pg_stat_progress_create_index WHERE pid = %s"""
 SET_TIMEOUTS = "/* kit */ SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)"
+BLOCKING = "/* kit */ SELECT pg_blocking_pids(%s)"
+# does session %(pid)s block a concurrent build on %(table)s: its snapshot blocks every build (the
+# build waits for older snapshots), a lock stronger than ROW SHARE on the table blocks that table's
+WOULD_BLOCK = """/* kit */
+SELECT a.pid, a.state, left(a.query, 120) AS query,
+       a.backend_xmin IS NOT NULL OR EXISTS (
+           SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.relation = %(table)s::regclass AND l.granted
+             AND l.mode NOT IN ('AccessShareLock', 'RowShareLock')) AS blocks
+FROM pg_stat_activity a WHERE a.pid = ANY(%(pids)s) AND a.xact_start IS NOT NULL"""
 
 
 def _index_state(conn: psycopg.Connection, spec: IndexSpec) -> str:
@@ -125,8 +142,9 @@ def _index_state(conn: psycopg.Connection, spec: IndexSpec) -> str:
 
 def _run_statement(url: str, stmt: sql.Composable | str, *, timeouts: tuple[str, str],
                    monitor: psycopg.Connection | None, name: str, poll_s: float,
-                   progress: Callable[[Progress], None] | None) -> list[str]:
-    """Run one statement on its own autocommit session in a thread; poll its progress meanwhile."""
+                   progress: Callable[[Progress], None] | None, blockers: set[int] | None = None) -> list[str]:
+    """Run one statement on its own autocommit session in a thread; poll its progress meanwhile
+    (and, given ``blockers``, add the pids it waits for)."""
     box: dict = {}
 
     def work() -> None:
@@ -146,6 +164,8 @@ def _run_statement(url: str, stmt: sql.Composable | str, *, timeouts: tuple[str,
         if monitor is None or "pid" not in box or not thread.is_alive():
             continue
         row = monitor.execute(PROGRESS, [box["pid"]]).fetchone()
+        if blockers is not None:
+            blockers.update(monitor.execute(BLOCKING, [box["pid"]]).fetchone()[0] or ())
         if row and (not phases or phases[-1] != row[0]):
             phases.append(row[0])
             if progress:
@@ -158,36 +178,71 @@ def _run_statement(url: str, stmt: sql.Composable | str, *, timeouts: tuple[str,
 def _build_one(url: str, spec: IndexSpec, step: Step, monitor: psycopg.Connection, *,
                timeouts: tuple[str, str], retries: int, backoff_s: float, poll_s: float,
                progress, sleep, waits: list[LockWait], tables: list[str]) -> Step:
-    """Steps: 1. drop a leftover invalid index; 2. create; 3. check it is valid. Retry on lock timeout."""
+    """Steps: 1. drop a leftover invalid index; 2. create; 3. check it is valid. Retry on lock timeout;
+    after a failed attempt, drop the invalid index it left."""
     started, phases, attempt = time.monotonic(), [], 0
-    drop = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(spec.schema, spec.name))
     while True:
         attempt += 1
+        seen: set[int] = set()
         try:
             if _index_state(monitor, spec) == INVALID:  # 1. a failed build, ours or earlier
-                _run_statement(url, drop, timeouts=timeouts, monitor=None, name=spec.name,
-                               poll_s=poll_s, progress=None)
+                _drop(url, spec, timeouts=timeouts, poll_s=poll_s)
             phases += _run_statement(url, spec.create_sql, timeouts=timeouts, monitor=monitor,  # 2.
-                                     name=spec.name, poll_s=poll_s, progress=progress)
+                                     name=spec.name, poll_s=poll_s, progress=progress, blockers=seen)
             if _index_state(monitor, spec) != APPLIED:  # 3. IF NOT EXISTS accepts an invalid one
                 raise IndexBuildError(f"{spec.name} exists but is not valid after the build")
             return replace(step, status="applied", attempts=attempt, phases=tuple(phases),
                            seconds=time.monotonic() - started)
         except pgerr.LockNotAvailable as exc:
-            blockers = sessions.open_transactions(monitor, tables=tables)
+            left = _drop_left_invalid(url, spec, monitor, timeouts=timeouts, poll_s=poll_s)
+            pids = tuple(sorted(seen)) or tuple(b.pid for b in sessions.open_transactions(monitor, tables=tables))
             wait = backoff_s * 2 ** (attempt - 1)
-            waits.append(LockWait(spec.name, attempt, str(exc).strip().splitlines()[0],
-                                  tuple(b.pid for b in blockers), wait if attempt <= retries else 0.0))
+            waits.append(LockWait(spec.name, attempt, str(exc).strip().splitlines()[0], pids,
+                                  wait if attempt <= retries else 0.0))
             if attempt > retries:
-                pids = ", ".join(map(str, waits[-1].blocker_pids)) or "none left"
+                named = ", ".join(map(str, pids)) or "none left"
                 return replace(step, status="failed", attempts=attempt, seconds=time.monotonic() - started,
-                               message=f"lock_timeout {attempt} times; blocking pids: {pids}; "
-                                       "end those transactions and run apply again")
+                               message=f"lock_timeout {attempt} times; blocking pids: {named}; "
+                                       f"end those transactions and run apply again{left}")
             sleep(wait)
         except (psycopg.Error, IndexBuildError) as exc:
+            left = _drop_left_invalid(url, spec, monitor, timeouts=timeouts, poll_s=poll_s)
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             return replace(step, status="failed", attempts=attempt, seconds=time.monotonic() - started,
-                           message=f"{type(exc).__name__}: {first}; run apply again to repair")
+                           message=f"{type(exc).__name__}: {first}; run apply again to repair{left}")
+
+
+def _drop(url: str, spec: IndexSpec, *, timeouts: tuple[str, str], poll_s: float) -> None:
+    drop = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(spec.schema, spec.name))
+    _run_statement(url, drop, timeouts=timeouts, monitor=None, name=spec.name, poll_s=poll_s, progress=None)
+
+
+def _drop_left_invalid(url: str, spec: IndexSpec, monitor: psycopg.Connection, *, timeouts: tuple[str, str],
+                       poll_s: float) -> str:
+    """Drop the INVALID index a failed attempt left; '' when none is left, else a note for the step."""
+    if _index_state(monitor, spec) != INVALID:
+        return ""
+    try:
+        _drop(url, spec, timeouts=timeouts, poll_s=poll_s)
+    except psycopg.Error as exc:  # the drop waits for the same lockers as the build did
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"; {spec.name} is left INVALID (dropping it failed too: {first}); apply again rebuilds it"
+    return ""
+
+
+def _still_blocking(monitor: psycopg.Connection, pids: set[int], table: str) -> list[tuple[int, str, str]]:
+    """(pid, state, statement) of the sessions among ``pids`` that would block a build on ``table``."""
+    if not pids:
+        return []
+    rows = monitor.execute(WOULD_BLOCK, {"pids": sorted(pids), "table": table}).fetchall()
+    return [(pid, state, redact.statement(query) or "") for pid, state, query, blocks in rows if blocks]
+
+
+def _not_tried(blocking: list[tuple[int, str, str]]) -> str:
+    pid, state, query = blocking[0]
+    return (f"not tried: session {pid} ({state}: {query!r}) blocked the previous index through every retry "
+            f"and would block this one; end it (SELECT pg_terminate_backend({pid})) or wait for it, then run "
+            "apply again")
 
 
 def _check_tables(specs: tuple[IndexSpec, ...], states: dict[str, str]) -> None:
@@ -249,14 +304,22 @@ def apply_indexes(
                                   "wait for it to finish, then run apply again")
         waits: list[LockWait] = []
         timeouts = (f"{lock_timeout_ms}ms", f"{statement_timeout_ms}ms")
+        blocked_by: set[int] = set()  # sessions that outlasted every retry of an earlier index
         try:
             for i, step in enumerate(steps):
                 if step.action not in ("create", "rebuild"):
                     continue
+                spec = by_name[step.name]
+                if still := _still_blocking(monitor, blocked_by, spec.qualified_table):
+                    steps[i] = replace(step, status="failed", message=_not_tried(still))
+                    say(f"not tried {step.name}: session {still[0][0]} still blocks it")
+                    continue
                 say(f"{step.action} {step.name}")
-                steps[i] = _build_one(url, by_name[step.name], step, monitor, timeouts=timeouts,
+                steps[i] = _build_one(url, spec, step, monitor, timeouts=timeouts,
                                       retries=retries, backoff_s=backoff_s, poll_s=poll_s,
                                       progress=progress, sleep=sleep, waits=waits, tables=tables)
+                if steps[i].status == "failed" and waits and waits[-1].name == step.name:
+                    blocked_by.update(waits[-1].blocker_pids)
             for table in sorted({by_name[s.name].qualified_table for s in steps if s.status == "applied"}):
                 schema, name = table.split(".", 1)
                 _run_statement(url, sql.SQL("ANALYZE {}").format(sql.Identifier(schema, name)),

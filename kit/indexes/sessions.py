@@ -9,6 +9,7 @@ import pandas as pd
 import psutil
 import psycopg
 
+from kit import redact
 from kit.config import libpq_url
 from kit.errors import UnsafeOperation
 
@@ -60,7 +61,7 @@ def open_transactions(conn: psycopg.Connection, *, tables: list[str]) -> list[Se
     rows = conn.execute(OPEN_TRANSACTIONS, {"tables": tables}).fetchall()
     out = []
     for pid, user, app, state, age, wait, query, addr, port, locks in rows:
-        out.append(Session(pid, user, app, state, age, wait, query,
+        out.append(Session(pid, user, app, state, age, wait, redact.statement(query),
                            own_process=(addr, port) in own, locks_table=bool(locks)))
     return out
 

@@ -1,0 +1,59 @@
+"""Redis hung or killed under a reader in another process: no stale read beyond the liveness
+bound, no failed read, L2 back by itself (servers from the kit's launcher; the test's own Redis
+is paused and killed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from kit import local
+from kit.cache.outage import run_outage
+
+
+@pytest.fixture(scope="module")
+def own_servers(tmp_path_factory):
+    home = tmp_path_factory.mktemp("outage-home")
+    servers = local.up(home=home)
+    url = local.create_database(servers["postgres"], "outage")
+    yield home, url
+    local.down(home=home, purge=True)
+
+
+def _redis(home):
+    return local.status(home=home)["redis"]
+
+
+def test_a_hung_redis_turns_l1_off_within_the_bound(own_servers):
+    home, url = own_servers
+    redis_srv = _redis(home)
+    result = run_outage(url, redis_srv.url, fault="hang", redis_pid=redis_srv.pid, outage_s=2.0)
+    assert result.requests > 1000 and result.errors == 0
+    assert result.window_ms == 250.0
+    assert result.stale_reads_beyond_window == 0, sorted(result.staleness_ms)[-5:]
+    assert result.l2_resumed is True
+    assert any("no reply within 250 ms" in w and "database only" in w for w in result.warnings), result.warnings
+    assert not any("L1 + database" in w for w in result.warnings)
+
+
+def test_the_measure_sees_stale_reads_when_l1_outlives_a_silent_redis(own_servers):
+    """The control: with a bound longer than the hang, the reader's L1 serves old values — the
+    measure above can fail."""
+    home, url = own_servers
+    redis_srv = _redis(home)
+    result = run_outage(url, redis_srv.url, fault="hang", redis_pid=redis_srv.pid, outage_s=2.0,
+                        cache_kwargs={"liveness_bound": 30.0})
+    assert result.errors == 0
+    assert result.beyond(250.0) > 100
+
+
+def test_a_killed_redis_comes_back_on_its_port_and_the_reader_uses_it_again(own_servers):
+    home, url = own_servers
+    redis_srv = _redis(home)
+    result = run_outage(url, redis_srv.url, fault="kill", redis_pid=redis_srv.pid, outage_s=2.0,
+                        restart=lambda: local.up(home=home))
+    assert _redis(home).port == redis_srv.port and _redis(home).pid != redis_srv.pid
+    assert result.requests > 1000 and result.errors == 0
+    assert result.stale_reads_beyond_window == 0, sorted(result.staleness_ms)[-5:]
+    assert result.l2_resumed is True
+    assert any("connection lost" in w and "database only" in w for w in result.warnings), result.warnings
+    assert any("L2 resumed" in w for w in result.warnings)
