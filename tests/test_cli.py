@@ -142,7 +142,7 @@ def test_a_port_that_is_not_a_number_is_one_line_exit_2(argv, tmp_path, monkeypa
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [
-        "kit: error: not a database URL: 'postgresql://u:***@host:notaport/db' (the port is not a number); "
+        "kit: error: not a database URL: 'postgresql://u:***@host:notaport/db' has a port that is not a number; "
         "expected postgresql://user@host:port/dbname"]
     assert not (tmp_path / "runs").exists()
 
