@@ -17,6 +17,7 @@ recovers (:meth:`L2Cache.recover`), and a value stored under an older epoch is a
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -108,6 +109,9 @@ class L2Cache:
         self._timer, self._btimer = timer, breaker_timer
         self._open_until: float | None = None
         self._replay: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
+        # the channel's thread and a request's half-open probe may recover at the same moment:
+        # one of them bumps the epoch and replays, the other finds nothing left to do
+        self._recovering = threading.Lock()
         self.fallback, self._bump_on_trip, self._outage = fallback, bump_on_trip, False
         self._store_if = self.client.register_script(_STORE_IF)
         self._set = self.client.register_script(_SET)
@@ -155,15 +159,16 @@ class L2Cache:
         now on, for every process), replay the invalidations this process could not send, then
         close the breaker. Raises ``redis.RedisError`` when Redis does not answer."""
         self.client.ping()
-        was_down = self._open_until is not None or self._outage
-        if self._outage:
-            self.client.incr(self.epoch_key)
-            self._outage = False
-        while self._replay:
-            keys, tags = self._replay[0]
-            self._send_invalidation(keys, tags)
-            self._replay.pop(0)
-        self._open_until = None
+        with self._recovering:
+            was_down = self._open_until is not None or self._outage
+            if self._outage:
+                self.client.incr(self.epoch_key)
+                self._outage = False
+            while self._replay:
+                keys, tags = self._replay[0]
+                self._send_invalidation(keys, tags)
+                self._replay.pop(0)
+            self._open_until = None
         if was_down:
             log.warning("Redis at %s answers again: L2 resumed",
                         self.client.connection_pool.connection_kwargs.get("host"))
