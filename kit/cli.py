@@ -390,25 +390,55 @@ def fleet_dev(fleet_file: Path, dagster_home: Path | None, port: int) -> None:
 
 @cli.command("load")
 @click.option("--flavor", type=click.Choice(["naive", "batched", "cached"]), default="naive", show_default=True)
-@click.option("--pool", "pool_name", type=click.Choice(["production", "optimized"]), default="production",
-              show_default=True, help="The seed's two pool configurations.")
+@click.option("--model", type=click.Choice(["open", "closed"]), default="open", show_default=True,
+              help="open: an offered arrival rate, latency from the intended start; closed: users with a think time.")
+@click.option("--rate", type=click.FloatRange(min=0.01), default=50.0, show_default=True,
+              help="Open model: offered requests per second, all users together.")
+@click.option("--arrivals", type=click.Choice(["poisson", "constant"]), default="poisson", show_default=True)
+@click.option("--think", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
+              help="Closed model: mean think time between a user's requests, seconds.")
 @click.option("--users", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--duration", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds.")
-@click.option("--requests", type=click.IntRange(min=1), default=None, help="Stop after this many instead.")
+@click.option("--duration", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Measured seconds.")
+@click.option("--warmup", type=click.FloatRange(min=0.0), default=2.0, show_default=True,
+              help="Seconds before the measured phase: out of latency, never out of errors.")
+@click.option("--pool", "pool_name", type=click.Choice(["production", "optimized"]), default="production",
+              show_default=True, help="The seed's two pool configurations (one pool per load process).")
+@click.option("--pool-size", type=click.IntRange(min=1), default=None, help="Override the pool's size.")
+@click.option("--processes", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Worker processes on this machine (0: the users run in one local process).")
+@click.option("--master", "expect_workers", type=click.IntRange(min=1), default=None,
+              help="Be the master of N workers started elsewhere with `kit load --worker`.")
+@click.option("--worker", "master_host", default=None, metavar="MASTER_HOST",
+              help="Be a worker of the master at MASTER_HOST (its options and users come from the master).")
+@click.option("--bind-host", default="127.0.0.1", show_default=True, help="Master: the address workers dial.")
+@click.option("--port", "master_port", type=click.IntRange(min=1, max=65535), default=5557, show_default=True,
+              help="Master: the port it listens on; worker: the master's port.")
 @click.option("--database-url", default=None, help="Default: $KIT_DATABASE_URL or the kit's own server.")
 @click.option("--metrics/--no-metrics", "publish", default=True, show_default=True,
-              help="Publish this process's metrics for `kit metrics serve` while the load runs.")
-def load_cmd(flavor: str, pool_name: str, users: int, duration: float, requests: int | None,
-             database_url: str | None, publish: bool) -> None:
-    """N concurrent virtual users over the seed's endpoint mix; latency, errors, pool stats."""
-    from kit import pool
+              help="Each loaded process publishes its metrics for `kit metrics serve` while the load runs.")
+def load_cmd(flavor: str, model: str, rate: float, arrivals: str, think: float, users: int, duration: float,
+             warmup: float, pool_name: str, pool_size: int | None, processes: int, expect_workers: int | None,
+             master_host: str | None, bind_host: str, master_port: int, database_url: str | None,
+             publish: bool) -> None:
+    """The platform's endpoint mix on Locust: open or closed model, local, forked or on several machines."""
     from kit.config import metrics_dir, url_from_env
+    from kit.load import engine, pool
 
-    configs = {c.name: c for c in pool.SEED_CONFIGS}
+    url = _database_url(database_url)
     redis_url = url_from_env(kind="redis") if flavor == "cached" else None
-    result = pool.seed_load(_database_url(database_url), flavor=flavor, config=configs[pool_name],
-                            redis_url=redis_url, users=users, duration_s=None if requests else duration,
-                            requests=requests, publish_to=metrics_dir() if publish else None)
+    if master_host is not None:  # a worker: the master sends the options, the URLs come from here
+        env = {**os.environ, "KIT_DATABASE_URL": url, **({"KIT_REDIS_URL": redis_url} if redis_url else {})}
+        cmd = engine.worker_command(master_host=master_host, master_port=master_port, processes=max(processes, 1))
+        click.echo(f"{max(processes, 1)} Locust worker(s) for the master at {master_host}:{master_port}")
+        os.execve(cmd[0], cmd, env)
+    config = {c.name: c for c in pool.SEED_CONFIGS}[pool_name]
+    if pool_size is not None:
+        config = config.with_size(pool_size, name=f"{pool_name} ({pool_size})")
+    result = pool.seed_load(url, flavor=flavor, config=config, redis_url=redis_url, model=model, rate_rps=rate,
+                            arrivals=arrivals, think_s=think, users=users, duration_s=duration, warmup_s=warmup,
+                            processes=0 if expect_workers else processes, expect_workers=expect_workers or 0,
+                            bind_host=bind_host, bind_port=master_port if expect_workers else None,
+                            publish_to=metrics_dir() if publish else None)
     click.echo(result.to_frame().T.to_string(header=False))
 
 

@@ -11,6 +11,7 @@
     ├── QueryBudgetExceeded       more queries than a budget allows
     ├── IndexBuildError           an index could not be built or verified
     ├── UnsafeOperation           a change refused on a database the kit did not create
+    ├── LoadFailed                a Locust load process failed or never reported (exit code 1)
     ├── NotebookFailed            a notebook cell raised during ``kit run`` (exit code 1)
     ├── RegressionFound           a ``kit run --fail-on`` rule fired (exit code 3)
     └── FleetFailed               a target of ``kit fleet run`` could not be audited (exit code 1)
@@ -68,6 +69,12 @@ class IndexBuildError(KitError):
 
 class UnsafeOperation(KitError):
     """A change to a database was refused because it is not known to be safe."""
+
+
+class LoadFailed(KitError):
+    """The load's Locust processes exited with an error or without every user's samples."""
+
+    exit_code = 1
 
 
 class NotebookFailed(KitError):

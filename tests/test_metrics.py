@@ -134,8 +134,8 @@ def test_registries_are_private_and_cache_stats_are_exported():
 
 
 def test_kit_metrics_serve_describes_the_process_under_load(tiny_db_url, tmp_path):
-    """`kit load` in one process, `kit metrics serve` in another, scraped as Prometheus would: the
-    RSS, CPU, pool and requests are the loaded process's, labelled with its pid."""
+    """`kit load` on two Locust workers, `kit metrics serve` in another process, scraped as Prometheus
+    would: the RSS, CPU, pool and requests are the loaded processes', labelled with their pids."""
     import signal
     import subprocess
     import sys
@@ -148,7 +148,8 @@ def test_kit_metrics_serve_describes_the_process_under_load(tiny_db_url, tmp_pat
     env = {**os.environ, "KIT_HOME": str(tmp_path)}
     server = subprocess.Popen([kit, "metrics", "serve", "--port", str(port), "--database-url", tiny_db_url],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    load = subprocess.Popen([kit, "load", "--users", "5", "--duration", "8", "--database-url", tiny_db_url],
+    load = subprocess.Popen([kit, "load", "--users", "5", "--model", "closed", "--think", "0", "--duration", "8",
+                             "--processes", "2", "--database-url", tiny_db_url],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     scrapes = []
     try:
@@ -158,8 +159,9 @@ def test_kit_metrics_serve_describes_the_process_under_load(tiny_db_url, tmp_pat
                 fams = _scrape(f"http://127.0.0.1:{port}/metrics")
             except OSError:
                 fams = None
-            if fams and _value(fams, "kit_publishing_processes") == 1 and "http_requests" in fams:
-                scrapes.append((fams, psutil.Process(load.pid).memory_info().rss))
+            if fams and _value(fams, "kit_publishing_processes") == 2 and "http_requests" in fams:
+                workers = {str(p.pid): p.memory_info().rss for p in psutil.Process(load.pid).children(recursive=True)}
+                scrapes.append((fams, workers))
             time.sleep(0.5)
         load.communicate(timeout=60)
         after = _scrape(f"http://127.0.0.1:{port}/metrics")
@@ -170,12 +172,13 @@ def test_kit_metrics_serve_describes_the_process_under_load(tiny_db_url, tmp_pat
     assert load.returncode == 0 and server.returncode == 0, err
     assert f"serving http://127.0.0.1:{port}/metrics" in out
     assert len(scrapes) >= 3
-    pid = str(load.pid)
     fams, rss = scrapes[-1]
-    assert {s.labels["pid"] for s in fams["process_memory_usage_bytes"]} == {pid}  # not the server's own
-    assert _value(fams, "process_memory_usage_bytes", pid=pid) == pytest.approx(rss, rel=0.25)
-    assert _value(fams, "db_pool_capacity", pid=pid) == 20  # the seed's production pool, in the loaded process
-    assert max(_value(f, "db_pool_connections_in_use", pid=pid) for f, _ in scrapes) >= 1
+    pids = {s.labels["pid"] for s in fams["process_memory_usage_bytes"]}
+    assert len(pids) == 2 and pids <= set(rss)  # the two Locust workers under `kit load`, not the server
+    for pid in pids:
+        assert _value(fams, "process_memory_usage_bytes", pid=pid) == pytest.approx(rss[pid], rel=0.25)
+        assert _value(fams, "db_pool_capacity", pid=pid) == 20  # the seed's production pool, in each worker
+    assert max(_value(f, "db_pool_connections_in_use", pid=p) for f, _ in scrapes for p in pids) >= 1
     requests = [sum(s.value for s in f["http_requests"] if s.name == "http_requests_total") for f, _ in scrapes]
     assert requests == sorted(requests) and requests[-1] > requests[0] and requests[-1] > 0
     assert _value(fams, "database_connections") >= 1  # counted by PostgreSQL, at scrape time

@@ -1,4 +1,4 @@
-"""kit.pool: the seed's configurations, a size sweep, and pool exhaustion on the throwaway server."""
+"""kit.load.pool: the seed's configurations, a size sweep, and pool exhaustion on the throwaway server."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import text
 
 from kit.load import Endpoint
-from kit.pool import (OPTIMIZED, PRODUCTION, PoolConfig, compare_configs, exhaustion, make_pool_engine,
+from kit.load.pool import (OPTIMIZED, PRODUCTION, PoolConfig, compare_configs, exhaustion, make_pool_engine,
                       server_connection_limit, sweep_pool_sizes)
 
 SERIES = text("SELECT count(*) FROM generate_series(1, 200)")
@@ -84,10 +84,26 @@ def test_compare_and_sweep_default_to_the_seed_mix(fresh_engine):
 
     datagen.seed(fresh_engine, scale="tiny", progress=False)
     cmp = compare_configs(fresh_engine, configs=(PRODUCTION.with_size(2, name="p2"),), flavor="batched",
-                          users=3, requests=30, warmup_s=0.0, progress=False, n_boot=10, sample_resources=False)
-    assert cmp.results[0].label == "p2"
-    assert (cmp.results[0].requests, cmp.results[0].errors) == (30, 0)
+                          users=3, rate_rps=30.0, duration_s=1.0, warmup_s=0.2, n_boot=10)
+    assert (cmp.results[0].label, cmp.results[0].engine) == ("p2", "locust")
+    assert cmp.results[0].errors == 0 and cmp.results[0].requests > 15
     assert cmp.results[0].by_endpoint()["endpoint"].nunique() == 4
+    sweep = sweep_pool_sizes(fresh_engine, sizes=(1, 2), flavor="batched", users=3, rate_rps=20.0, duration_s=1.0,
+                             warmup_s=0.2, processes=2, n_boot=10, max_wait_target_ms=60_000.0)
+    frame = sweep.to_frame().set_index("size")
+    assert sweep.processes == 2
+    assert list(frame["connections"]) == [2, 4]  # per worker process: 2 processes x size
+    assert sweep.recommended_size in (1, 2)
+
+
+def test_sweep_needs_the_max_wait_under_its_target(fresh_db_url):
+    hold = [Endpoint("hold", lambda conn, rng: conn.execute(text("SELECT pg_sleep(0.05)")))]
+    sweep = sweep_pool_sizes(fresh_db_url, hold, sizes=(1, 4), users=4, requests=40, warmup_s=0.0,
+                             p95_target_ms=10_000.0, max_wait_target_ms=20.0, min_throughput_share=0.0,
+                             progress=False, n_boot=10, sample_resources=False)
+    frame = sweep.to_frame().set_index("size")
+    assert frame.loc[1, "max_wait_ms"] > 20.0  # 4 users on 1 connection: each waits for the others
+    assert sweep.recommended_size == 4
 
 
 def test_sweep_skips_sizes_that_starve_throughput(fresh_db_url):

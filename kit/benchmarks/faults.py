@@ -51,7 +51,7 @@ from kit.config import libpq_url
 from kit.db import make_engine
 from kit.indexes import apply_indexes, default_specs, index_status
 from kit.load import Endpoint, run_load
-from kit.pool import PoolConfig, make_pool_engine
+from kit.load.pool import PoolConfig, make_pool_engine
 
 TEMPLATE = "faults_tiny"
 PASSWORD = "Fault-pw-5e1d"  # the URL's password in the secrets run

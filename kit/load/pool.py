@@ -15,7 +15,8 @@ The seed configures r2d2/sqlx pools; SQLAlchemy's QueuePool has different knobs,
 Scenarios: :func:`compare_configs` (the seed's two pools under the same load),
 :func:`sweep_pool_sizes` (the smallest pool meeting a p95 target under ``max_connections``),
 :func:`exhaustion` (more requests than connections: clean timeouts, no hang, recovery).
-Pool statistics come from :class:`kit.load.PoolMonitor`.
+The seed's mix runs on Locust (:mod:`kit.load.engine`), custom endpoints on threads
+(:mod:`kit.load.threads`, whose :class:`~kit.load.threads.PoolMonitor` watches the pool).
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ import pandas as pd
 from sqlalchemy import Engine, create_engine, text
 
 from kit.config import normalize_database_url
-from kit.load import Endpoint, LoadResult, run_load, seed_endpoints
-from kit.metrics import KitMetrics, MetricsPublisher
+from kit.load.engine import run_locust
+from kit.load.mix import Endpoint
+from kit.load.stats import LoadResult
+from kit.load.threads import run_load
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,8 @@ def _url(url: str | Engine) -> str:
 
 
 def _run(url: str, config: PoolConfig, endpoints: Sequence[Endpoint] | None, **load) -> LoadResult:
-    """``endpoints``, or the seed's mix (``flavor``/``redis_url`` in ``load``) when None."""
+    """``endpoints`` on threads in this process, or the seed's mix on Locust when None
+    (``flavor``/``redis_url``/``model``/``rate_rps``... in ``load``)."""
     if endpoints is None:
         return seed_load(url, config=config, label=config.name, **load)
     engine = make_pool_engine(url, config)
@@ -129,54 +133,51 @@ def _run(url: str, config: PoolConfig, endpoints: Sequence[Endpoint] | None, **l
 
 def seed_load(url: str | Engine, *, flavor: str = "naive", config: PoolConfig = PRODUCTION,
               redis_url: str | None = None, publish_to: Path | None = None, **load) -> LoadResult:
-    """The seed's endpoint mix on ``flavor`` services, through a fresh engine built from ``config``
-    (``url`` may be an engine: its URL is reused, its pool is not). With ``publish_to``, this
-    process publishes its metrics there while the load runs (see :class:`kit.metrics.MetricsPublisher`)."""
-    engine = make_pool_engine(_url(url), config)
-    label = load.pop("label", f"{flavor} / {config.name}")
-    try:
-        with seed_endpoints(engine, flavor=flavor, redis_url=redis_url) as endpoints:
-            if publish_to is None:
-                return run_load(engine, endpoints, label=label, **load)
-            metrics = KitMetrics(engine=engine, database_gauges=False,
-                                 cache_stats=endpoints.cache.stats if endpoints.cache is not None else None)
-            with MetricsPublisher(metrics, publish_to):
-                return run_load(engine, endpoints, label=label, metrics=metrics, **load)
-    finally:
-        engine.dispose()
+    """The seed's endpoint mix on ``flavor`` services, on Locust in processes of its own, each
+    with a pool built from ``config`` (``url`` may be an engine: its URL is reused, its pool is not);
+    ``load`` holds :func:`kit.load.engine.run_locust` keywords (model, rate_rps, users, processes...).
+    With ``publish_to``, every loaded process publishes its metrics there while the load runs."""
+    return run_locust(_url(url), flavor=flavor, config=config, redis_url=redis_url, publish_to=publish_to, **load)
 
 
 def compare_configs(url: str | Engine, endpoints: Sequence[Endpoint] | None = None, *,
                     configs: Sequence[PoolConfig] = SEED_CONFIGS, **load) -> PoolComparison:
     """Run the same load against each configuration, one engine each; ``load`` holds ``run_load``
-    keywords, plus ``flavor``/``redis_url`` for the seed's mix when ``endpoints`` is None."""
+    keywords, or ``run_locust``'s for the seed's mix when ``endpoints`` is None."""
     return PoolComparison(tuple(configs), tuple(_run(_url(url), c, endpoints, **load) for c in configs))
 
 
 @dataclass(frozen=True)
 class PoolSweep:
-    """p95 and pool wait by pool size, and the size recommended."""
+    """p95 and pool wait by pool size, and the size recommended (per load process: the database
+    sees ``processes`` x size connections)."""
 
     rows: pd.DataFrame = field(repr=False)
     p95_target_ms: float
     connection_limit: int
     recommended_size: int | None
+    max_wait_target_ms: float = 1000.0
+    processes: int = 1
 
     def to_frame(self) -> pd.DataFrame:
         return self.rows.copy()
 
 
-def sweep_pool_sizes(url: str | Engine, endpoints: Sequence[Endpoint] | None = None, *, sizes: Sequence[int] = (5, 10, 20, 30, 50),
-                     base: PoolConfig = PRODUCTION, p95_target_ms: float | None = None,
+def sweep_pool_sizes(url: str | Engine, endpoints: Sequence[Endpoint] | None = None, *,
+                     sizes: Sequence[int] = (5, 10, 20, 30, 50), base: PoolConfig = PRODUCTION,
+                     p95_target_ms: float | None = None, max_wait_target_ms: float = 1000.0,
                      headroom: float = 0.2, instances: int = 1, min_throughput_share: float = 0.9,
                      **load) -> PoolSweep:
     """Run the same load at each pool size; recommend the smallest size whose p95 meets the target
-    while ``size * instances`` stays under the server's limit (``max_connections`` less headroom).
+    and whose longest pool wait stays under ``max_wait_target_ms``, while the connections it opens —
+    ``size`` x load processes (``processes`` of the Locust run, 1 on threads) x ``instances`` —
+    stay under the server's limit (``max_connections`` less headroom).
 
     Only sizes with no errors and at least ``min_throughput_share`` of the best throughput are
-    eligible: QueuePool is not FIFO, so with too few connections some users starve for seconds
-    while the others' requests stay fast — few requests, a good p95, half the throughput.
-    Without a target, the target is the best eligible p95 plus 10 %.
+    eligible: QueuePool is not FIFO, so with too few connections some requests starve for seconds
+    while the others stay fast — a good p95, a terrible max wait. Without a target, the target is
+    the best eligible p95 plus 10 %. Run it in the open model at the offered rate: a closed loop
+    with no think time measures saturation, not the pool the rate needs.
     """
     url = _url(url)
     probe = make_pool_engine(url, base.with_size(1))
@@ -184,12 +185,13 @@ def sweep_pool_sizes(url: str | Engine, endpoints: Sequence[Endpoint] | None = N
         limit = server_connection_limit(probe, headroom=headroom)
     finally:
         probe.dispose()
+    processes = max(load.get("processes", 2), 1) if endpoints is None else 1
     rows = []
     for size in sorted(set(sizes)):
-        fits = size * instances <= limit
+        fits = size * processes * instances <= limit
         r = _run(url, base.with_size(size), endpoints, **load) if fits else None
         m = r.pool["measure"] if r else {}
-        rows.append({"size": size, "fits_server": fits,
+        rows.append({"size": size, "connections": size * processes * instances, "fits_server": fits,
                      "p95_ms": r.p95_ms if r else float("nan"),
                      "p95_lo": r.latency_ms["p95"][1] if r else float("nan"),
                      "p95_hi": r.latency_ms["p95"][2] if r else float("nan"),
@@ -199,16 +201,18 @@ def sweep_pool_sizes(url: str | Engine, endpoints: Sequence[Endpoint] | None = N
                      "p99_ms": r.latency_ms["p99"][0] if r else float("nan"),
                      "mean_wait_ms": 1000.0 * m.get("wait_s", 0.0) / max(m.get("checkouts", 0), 1),
                      "p95_wait_ms": r.wait_quantile_ms(0.95) if r else float("nan"),
-                     "max_wait_ms": 1000.0 * m.get("max_wait_s", 0.0),
+                     "p99_wait_ms": r.wait_quantile_ms(0.99) if r else float("nan"),
+                     "max_wait_ms": r.max_wait_ms if r else float("nan"),
                      "peak_in_use": m.get("peak_in_use", 0)})
     frame = pd.DataFrame(rows)
     ran = frame[frame["fits_server"]]
-    eligible = ran[(ran["errors"] == 0) & (ran["throughput_rps"] >= min_throughput_share * ran["throughput_rps"].max())]
+    eligible = ran[(ran["errors"] == 0) & (ran["max_wait_ms"] <= max_wait_target_ms)
+                   & (ran["throughput_rps"] >= min_throughput_share * ran["throughput_rps"].max())]
     target = p95_target_ms if p95_target_ms is not None else float(eligible["p95_ms"].min()) * 1.1
     ok = eligible[eligible["p95_ms"] <= target]
     best = int(ok["size"].min()) if len(ok) else None
     frame["recommended"] = frame["size"] == best
-    return PoolSweep(frame, target, limit, best)
+    return PoolSweep(frame, target, limit, best, max_wait_target_ms, processes)
 
 
 # -- exhaustion --------------------------------------------------------------------------------

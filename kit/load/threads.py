@@ -1,5 +1,8 @@
-"""Load tests: N concurrent virtual users over a weighted mix of endpoints (talks to PostgreSQL).
+"""Load on threads in this process: N virtual users over any endpoints, closed loop (talks to PostgreSQL).
 
+The platform's mix runs on Locust (:mod:`kit.load.engine`), in processes of its own; this engine
+stays for endpoints that are closures of the caller — the pool-exhaustion scenario and the fault
+bench hold connections with ``pg_sleep`` — where a deterministic closed loop is the point.
 Each virtual user is a thread (psycopg releases the GIL while it waits on the server) that
 picks an endpoint, checks a connection out of the engine's pool, calls the endpoint and
 returns the connection — one web request. A warm-up phase runs first; the measured phase runs
@@ -16,30 +19,18 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, event
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from tqdm.auto import tqdm
 
-from kit.cache import TieredCache
-from kit.metrics import ALERT_UTILIZATION, KitMetrics, ResourceSampler, ResourceSummary
-from kit.services import batched, naive
-from kit.services.cached import CachedServices
+from kit.load.mix import Endpoint, classify
+from kit.load.stats import LoadResult, summarize
+from kit.metrics import ALERT_UTILIZATION, KitMetrics, ResourceSampler
 
 QUANTILES = {"p50": 50.0, "p95": 95.0, "p99": 99.0}
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """One endpoint of the mix: ``call(conn, rng)`` does one request's database work."""
-
-    name: str
-    call: Callable[[Connection, random.Random], object]
-    weight: float = 1.0
 
 
 class PoolMonitor:
@@ -147,87 +138,6 @@ class PoolMonitor:
         return stats
 
 
-def latency_summary(latency_ms: np.ndarray, *, n_boot: int = 300, confidence: float = 0.95,
-                    seed: int = 0) -> dict[str, tuple[float, float, float]]:
-    """``{"p50": (value, lo, hi), ...}``: percentiles with percentile-bootstrap intervals."""
-    lat = np.asarray(latency_ms, dtype=float)
-    if lat.size == 0:
-        return {k: (float("nan"),) * 3 for k in QUANTILES}
-    qs = list(QUANTILES.values())
-    point = np.percentile(lat, qs)
-    rng = np.random.default_rng(seed)
-    boots = np.empty((n_boot, len(qs)))
-    for i in range(n_boot):  # one resample at a time: (n_boot x n) at once would not fit for big runs
-        boots[i] = np.percentile(lat[rng.integers(0, lat.size, lat.size)], qs)
-    alpha = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(boots, [alpha, 1.0 - alpha], axis=0)
-    return {k: (float(point[j]), float(lo[j]), float(hi[j])) for j, k in enumerate(QUANTILES)}
-
-
-@dataclass(frozen=True)
-class LoadResult:
-    """One load run. ``requests`` started in the measured phase (the throughput's and latency's
-    basis); ``started`` every request, each counted once with its outcome; ``errors`` and
-    ``error_kinds`` every failed one, warm-up and ``unfinished`` included."""
-
-    label: str
-    users: int
-    requests: int
-    errors: int
-    error_kinds: dict[str, int]
-    duration_s: float
-    throughput_rps: float
-    latency_ms: dict[str, tuple[float, float, float]]  # p50/p95/p99 -> (value, ci_lo, ci_hi)
-    pool: dict[str, dict[str, float]]  # phase -> PoolMonitor stats
-    hung: bool
-    resources: ResourceSummary | None = field(default=None, repr=False)
-    samples: pd.DataFrame = field(default=None, repr=False, compare=False)
-    started: int = 0
-    warmup_requests: int = 0  # started before the measured phase: in errors, not in latency
-    unfinished: int = 0  # still running when the run ended: errors of kind "unfinished"
-
-    @property
-    def p95_ms(self) -> float:
-        return self.latency_ms["p95"][0]
-
-    def wait_quantile_ms(self, q: float = 0.95) -> float:
-        """A quantile of the pool wait (checkout time) of the measured, successful requests."""
-        m = self.samples[self.samples["measured"] & self.samples["error"].isna()]
-        return float(m["wait_ms"].quantile(q)) if len(m) else float("nan")
-
-    def to_frame(self) -> pd.DataFrame:
-        row = {"label": self.label, "users": self.users, "requests": self.requests, "errors": self.errors,
-               "started": self.started, "warmup_requests": self.warmup_requests, "unfinished": self.unfinished,
-               "throughput_rps": self.throughput_rps}
-        for k, (v, lo, hi) in self.latency_ms.items():
-            row.update({f"{k}_ms": v, f"{k}_lo": lo, f"{k}_hi": hi})
-        measure = self.pool.get("measure", {})
-        row.update({f"pool_{k}": measure.get(k) for k in ("checkouts", "waits", "wait_s", "timeouts", "peak_in_use")})
-        if self.resources is not None:
-            row.update({"rss_peak_mb": self.resources.rss_peak_mb, "cpu_mean_pct": self.resources.cpu_mean_pct})
-        row["hung"] = self.hung
-        return pd.DataFrame([row])
-
-    def by_endpoint(self) -> pd.DataFrame:
-        """Per endpoint: measured requests and their latency; every request started and every error."""
-        f = self.samples
-        measured = f[f["measured"]].groupby("endpoint").agg(
-            requests=("latency_ms", "size"), p50_ms=("latency_ms", "median"),
-            p95_ms=("latency_ms", lambda s: s.quantile(0.95)), p95_wait_ms=("wait_ms", lambda s: s.quantile(0.95)))
-        everything = f.groupby("endpoint").agg(started=("error", "size"),
-                                               errors=("error", lambda s: int(s.notna().sum())))
-        out = everything.join(measured, how="left").fillna({"requests": 0}).astype({"requests": int})
-        return out.reset_index()[["endpoint", "requests", "errors", "started", "p50_ms", "p95_ms", "p95_wait_ms"]]
-
-
-def _classify(exc: BaseException) -> str:
-    if isinstance(exc, PoolTimeout):
-        return "pool_timeout"
-    if isinstance(exc, DBAPIError):
-        return "db_error"
-    return type(exc).__name__
-
-
 class _Run:
     """Shared state of one run: the phase, the ticket counter, the stop flag."""
 
@@ -266,7 +176,7 @@ def _user(i: int, run: _Run, monitor: PoolMonitor, endpoints: Sequence[Endpoint]
                     waited = time.perf_counter() - t0
                     endpoints[k].call(conn, rng)
         except Exception as exc:  # a failed request is a measurement, not a crash of the run
-            error = _classify(exc)
+            error = classify(exc)
         t1 = time.perf_counter()
         out.append((k, t0, t1 - t0, waited, error))
         inflight[i] = None
@@ -345,75 +255,5 @@ def _result(label, users, endpoints, outs, unfinished, start, end, requests, poo
         frame["measured"] &= frame["start_s"].where(frame["measured"]).rank(method="first") <= requests
     m = frame[frame["measured"]]
     window = max(float((m["start"] + m["latency_s"]).max() - start) if m["latency_s"].notna().any() else 0.0, 1e-9)
-    ok = m[m["error"].isna()]
-    # errors: every request started, whatever its phase (warm-up is left out of latency only)
-    kinds = {str(k): int(v) for k, v in frame["error"].value_counts().items()}
-    return LoadResult(label=label, users=users, requests=len(m), errors=int(frame["error"].notna().sum()),
-                      error_kinds=kinds, duration_s=window, throughput_rps=len(ok) / window,
-                      latency_ms=latency_summary(ok["latency_ms"].to_numpy(), n_boot=n_boot, seed=seed),
-                      pool=pool, hung=hung, resources=resources,
-                      samples=frame[["endpoint", "start_s", "latency_ms", "wait_ms", "error", "measured"]],
-                      started=len(frame), warmup_requests=int((frame["start_s"] < 0).sum()),
-                      unfinished=len(unfinished))
-
-
-# -- the seed's endpoints ------------------------------------------------------------------------
-
-FLAVORS = ("naive", "batched", "cached")
-# the seed's read endpoints and a plausible share of traffic each
-MIX = {"search_projects": 3.0, "list_users": 2.0, "get_project": 3.0, "get_reconciliation_jobs": 2.0}
-SEARCH_TERMS = ("Acme", "Globex", "Payroll", "Treasury", "EMEA", "Wonka", "Intercompany", "Hooli")
-HOT_SHARE, HOT_FRACTION = 0.8, 0.01  # 80 % of lookups go to the hottest 1 % of projects
-MAX_IDS = "/* kit */ SELECT coalesce((SELECT max(id) FROM projects), 1), coalesce((SELECT max(id) FROM users), 1)"
-
-
-class EndpointSet(list):
-    """The endpoints of a mix (a list), with the cache behind them when there is one."""
-
-    cache: TieredCache | None = None
-
-
-def _project_id(rng: random.Random, n: int) -> int:
-    hot = max(int(n * HOT_FRACTION), 1)
-    return rng.randint(1, hot) if rng.random() < HOT_SHARE else rng.randint(1, n)
-
-
-@contextlib.contextmanager
-def seed_endpoints(engine: Engine, *, flavor: str = "naive", redis_url: str | None = None,
-                   mix: dict[str, float] | None = None) -> Iterator[EndpointSet]:
-    """The seed's endpoints over ``kit.services.<flavor>`` (``cached``: batched behind a
-    TieredCache on ``redis_url``, L1 only without it; its search is batched, uncached).
-
-    A context manager because the cached flavor owns a cache and its invalidation listener.
-    """
-    if flavor not in FLAVORS:
-        raise ValueError(f"unknown flavor {flavor!r}; expected one of {', '.join(FLAVORS)}")
-    with engine.connect() as conn:
-        n_projects, _ = conn.exec_driver_sql(MAX_IDS).one()
-    svc, search, cache, closer = (naive if flavor == "naive" else batched), None, None, None
-    if flavor == "cached":
-        cache = TieredCache(redis_url=redis_url, namespace=f"kit-load-{random.getrandbits(32):08x}")
-        svc = closer = CachedServices(cache, engine)
-        search = batched.search_projects
-    search = search or svc.search_projects
-    calls = {
-        "search_projects": lambda c, r: search(c, query=r.choice(SEARCH_TERMS), page=r.randint(1, 3), per_page=20),
-        "list_users": lambda c, r: svc.list_users(c, page=r.randint(1, 5), per_page=20),
-        "get_project": lambda c, r: svc.get_project(c, _project_id(r, n_projects)),
-        "get_reconciliation_jobs": lambda c, r: svc.get_reconciliation_jobs(
-            c, project_id=_project_id(r, n_projects), page=1, per_page=20),
-    }
-    weights = mix or MIX
-    unknown = set(weights) - set(calls)
-    if unknown:
-        raise ValueError(f"unknown endpoints in mix: {sorted(unknown)}; known: {sorted(calls)}")
-    endpoints = EndpointSet(Endpoint(name, calls[name], w) for name, w in weights.items() if w > 0)
-    endpoints.cache = cache
-    try:
-        yield endpoints
-    finally:
-        if closer is not None:
-            closer.close()
-        if cache is not None:
-            cache.clear()
-            cache.close()
+    return summarize(frame, label=label, users=users, duration_s=window, pool=pool, hung=hung, resources=resources,
+                     n_boot=n_boot, seed=seed)

@@ -1,0 +1,13 @@
+"""Load: the platform's endpoint mix driven by Locust in processes of their own, open or closed model
+(:mod:`kit.load.engine`), pools and their sizing (:mod:`kit.load.pool`), results from raw samples
+(:mod:`kit.load.stats`), and an in-process thread engine for closures (:mod:`kit.load.threads`).
+
+Nothing here imports gevent: Locust's processes import :mod:`kit.load.locustfile`, never a kernel.
+"""
+
+from kit.load.mix import FLAVORS, MIX, Endpoint, EndpointSet, seed_endpoints
+from kit.load.stats import MODELS, QUANTILES, LoadResult, latency_summary
+from kit.load.threads import PoolMonitor, run_load
+
+__all__ = ["FLAVORS", "MIX", "MODELS", "QUANTILES", "Endpoint", "EndpointSet", "LoadResult", "PoolMonitor",
+           "latency_summary", "run_load", "seed_endpoints"]
