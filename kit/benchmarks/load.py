@@ -1,6 +1,7 @@
-"""``kit bench load``: 100 users on the naive vs fixed services, pool sweep, exhaustion, RSS, ingest.
+"""``kit bench load``: the platform's mix on Locust (two worker processes, open model at an offered
+rate) on the naive vs fixed services, the saturation knee of each, pool sizing, exhaustion, RSS, ingest.
 
-Order matters and is part of the measurement: the naive run goes first on the database as the
+Order matters and is part of the measurement: the naive runs go first on the database as the
 audit found it (no secondary index); then the migration's indexes are applied and the fixed
 services (batched + cached) run under the same production pool and the same load.
 """
@@ -13,30 +14,47 @@ from pathlib import Path
 from kit.db import make_engine
 from kit.indexes.apply import apply_indexes
 from kit.ingest import CHUNK_SIZES, compare_ingest, generate_csv, ingest_files
+from kit.load.engine import run_locust, saturation
+from kit.load.pool import PRODUCTION, exhaustion, sweep_pool_sizes
 from kit.metrics import ResourceSampler
-from kit.load.pool import PRODUCTION, exhaustion, seed_load, sweep_pool_sizes
-from kit.load import seed_endpoints
 
-USERS = 100
-DURATION_S = {"tiny": 3.0, "demo": 20.0, "large": 30.0}
-WARMUP_S = {"tiny": 1.0, "demo": 5.0, "large": 5.0}
-SWEEP_SIZES = (2, 5, 10, 20, 50)
+USERS, RATE_RPS, WORKERS, MODEL = 100, 50.0, 2, "open"
+DURATION_S = {"tiny": 3.0, "demo": 15.0, "large": 20.0}
+WARMUP_S = {"tiny": 1.0, "demo": 3.0, "large": 3.0}
+DRAIN_S = 10.0  # a request still running this long after the schedule ends is an "unfinished" error
+# the saturation search: offered rates stepped x2 from where each side is still comfortable
+STEP_S = {"tiny": 2.0, "demo": 6.0, "large": 6.0}
+SATURATION_RATES = {"naive": (1, 2, 4, 8, 16, 32, 64), "fixed": (25, 50, 100, 200, 400, 800, 1600)}
+SWEEP_SIZES = (1, 2, 5, 10, 20)
 INGEST_FILES, INGEST_ROWS = 5, {"tiny": 5_000, "demo": 60_000, "large": 60_000}
 BIG_FILE_BYTES = 110 * 2**20
 
 
+def _side(url: str, redis_url: str | None, flavor: str, scale: str, seed: int) -> tuple:
+    common = {"flavor": flavor, "redis_url": redis_url, "users": USERS, "processes": WORKERS, "config": PRODUCTION,
+              "seed": seed, "drain_s": DRAIN_S}
+    run = run_locust(url, model=MODEL, rate_rps=RATE_RPS, duration_s=DURATION_S[scale], warmup_s=WARMUP_S[scale],
+                     **common)
+    side = "naive" if flavor == "naive" else "fixed"
+    knee = saturation(url, rates=SATURATION_RATES[side], duration_s=STEP_S[scale], warmup_s=STEP_S[scale] / 3,
+                      n_boot=50, **{**common, "drain_s": 5.0})
+    return run, knee
+
+
 def _load_block(url: str, redis_url: str, scale: str, seed: int) -> dict:
-    common = {"users": USERS, "duration_s": DURATION_S[scale], "warmup_s": WARMUP_S[scale], "seed": seed,
-              "progress": False}
-    naive = seed_load(url, flavor="naive", config=PRODUCTION, **common)
+    naive, naive_knee = _side(url, None, "naive", scale, seed)
     engine = make_engine(url)
     try:
         apply_indexes(engine, apply=True, progress=None, out=None)
     finally:
         engine.dispose()
-    fixed = seed_load(url, flavor="cached", config=PRODUCTION, redis_url=redis_url, **common)
-    runs = {"naive": naive, "fixed": fixed}
+    fixed, fixed_knee = _side(url, redis_url, "cached", scale, seed)
+    runs, knees = {"naive": naive, "fixed": fixed}, {"naive": naive_knee, "fixed": fixed_knee}
     return {
+        "engine": "locust",
+        "workers": fixed.workers,
+        "model": MODEL,
+        "rate_rps": RATE_RPS,
         "users": USERS,
         "duration_s": DURATION_S[scale],
         "p95_ms": {k: r.p95_ms for k, r in runs.items()},
@@ -44,13 +62,21 @@ def _load_block(url: str, redis_url: str, scale: str, seed: int) -> dict:
         "p50_ms": {k: r.latency_ms["p50"][0] for k, r in runs.items()},
         "p99_ms": {k: r.latency_ms["p99"][0] for k, r in runs.items()},
         "p95_ratio": naive.p95_ms / fixed.p95_ms,
-        "p95_wait_ms": {k: r.wait_quantile_ms(0.95) for k, r in runs.items()},
-        "throughput_rps": {k: r.throughput_rps for k, r in runs.items()},
-        "requests": {k: r.requests for k, r in runs.items()},
         "errors": {k: r.errors for k, r in runs.items()},
         "error_kinds": {k: r.error_kinds for k, r in runs.items()},
+        "max_wait_ms": {k: r.max_wait_ms for k, r in runs.items()},
+        "p99_wait_ms": {k: r.wait_quantile_ms(0.99) for k, r in runs.items()},
+        "p95_wait_ms": {k: r.wait_quantile_ms(0.95) for k, r in runs.items()},
+        "saturation_rps": {k: s.saturation_rps for k, s in knees.items()},
+        "saturation_ratio": fixed_knee.saturation_rps / naive_knee.saturation_rps if naive_knee.saturation_rps else None,
+        "saturation_target_ms": {k: s.p95_target_ms for k, s in knees.items()},
+        "saturation_steps": {k: s.steps.to_dict(orient="records") for k, s in knees.items()},
+        "throughput_rps": {k: r.throughput_rps for k, r in runs.items()},
+        "requests": {k: r.requests for k, r in runs.items()},
+        "started": {k: r.started for k, r in runs.items()},
         "hung": {k: r.hung for k, r in runs.items()},
         "pool_measure": {k: r.pool["measure"] for k, r in runs.items()},
+        # RSS of the load's worker processes together (each process's own: published for Prometheus)
         "rss_mb": {"start": fixed.resources.rss_start_mb, "peak": fixed.resources.rss_peak_mb,
                    "end": fixed.resources.rss_end_mb},
         "rss_mb_naive": {"start": naive.resources.rss_start_mb, "peak": naive.resources.rss_peak_mb,
@@ -60,21 +86,20 @@ def _load_block(url: str, redis_url: str, scale: str, seed: int) -> dict:
 
 
 def _pool_block(url: str, redis_url: str, scale: str, seed: int) -> dict:
-    engine = make_engine(url)
-    try:
-        with seed_endpoints(engine, flavor="cached", redis_url=redis_url) as endpoints:
-            sweep = sweep_pool_sizes(url, endpoints, sizes=SWEEP_SIZES, users=USERS,
-                                     duration_s=DURATION_S[scale] / 2, warmup_s=WARMUP_S[scale] / 2,
-                                     seed=seed, progress=False, sample_resources=False)
-    finally:
-        engine.dispose()
+    sweep = sweep_pool_sizes(url, sizes=SWEEP_SIZES, flavor="cached", redis_url=redis_url, model=MODEL,
+                             rate_rps=RATE_RPS, users=USERS, processes=WORKERS, duration_s=STEP_S[scale],
+                             warmup_s=STEP_S[scale] / 3, seed=seed, n_boot=50)
     ex = exhaustion(url, seed=seed)
     rows = sweep.rows.set_index("size")
     return {
         "pool": {"recommended_size": sweep.recommended_size, "p95_target_ms": sweep.p95_target_ms,
-                 "connection_limit": sweep.connection_limit,
+                 "max_wait_target_ms": sweep.max_wait_target_ms, "connection_limit": sweep.connection_limit,
+                 "processes": sweep.processes, "rate_rps": RATE_RPS, "model": MODEL,
+                 "recommended_connections": (sweep.recommended_size or 0) * sweep.processes,
                  "sweep": {str(s): {"p95_ms": r["p95_ms"], "p99_ms": r["p99_ms"], "mean_wait_ms": r["mean_wait_ms"],
-                                    "p95_wait_ms": r["p95_wait_ms"], "max_wait_ms": r["max_wait_ms"], "waits": int(r["waits"]),
+                                    "p95_wait_ms": r["p95_wait_ms"], "p99_wait_ms": r["p99_wait_ms"],
+                                    "max_wait_ms": r["max_wait_ms"], "waits": int(r["waits"]),
+                                    "connections": int(r["connections"]),
                                     "throughput_rps": r["throughput_rps"], "errors": int(r["errors"])}
                            for s, r in rows.iterrows()}},
         "exhaustion": {"timeouts": ex.timeouts, "other_errors": ex.other_errors, "hung": ex.hung,

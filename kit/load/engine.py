@@ -170,7 +170,7 @@ def _result(data: dict, *, label: str, users: int, model: str, rate_rps: float |
 @dataclass(frozen=True)
 class Saturation:
     """Open-model runs at rising offered rates; ``saturation_rps`` is the highest rate whose p95
-    met the target with no error (0 when the first step already failed)."""
+    met ``p95_target_ms`` with no error (0 when the first step already failed)."""
 
     label: str
     p95_target_ms: float
@@ -182,16 +182,26 @@ class Saturation:
 
 
 def saturation(url: str, *, rates: tuple[float, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 400),
-               p95_target_ms: float = 250.0, label: str | None = None, **run) -> Saturation:
-    """Step the offered rate through ``rates`` until p95 passes ``p95_target_ms`` or an error
-    appears (``run``: :func:`run_locust` keywords; the model is open)."""
-    rows, best = [], 0.0
+               p95_target_ms: float | None = None, knee_factor: float = 3.0, floor_ms: float = 100.0,
+               min_requests: int = 10, label: str | None = None, **run) -> Saturation:
+    """Step the offered rate through ``rates`` until p95 passes the target or an error appears
+    (``run``: :func:`run_locust` keywords; the model is open).
+
+    Without ``p95_target_ms`` the target is the knee: ``knee_factor`` times the p95 of the lowest
+    rate (the service nearly unloaded), at least ``floor_ms`` — queueing then dominates the
+    latency. One rule for every flavor: a slow service is not saturated by its own slowness.
+    A step lasts long enough for ``min_requests`` arrivals at its rate.
+    """
+    rows, best, target = [], 0.0, p95_target_ms
+    duration_s = run.pop("duration_s", 5.0)
     for rate in sorted(rates):
-        r = run_locust(url, model="open", rate_rps=rate, **run)
-        ok = r.errors == 0 and r.p95_ms <= p95_target_ms and not r.hung
+        r = run_locust(url, model="open", rate_rps=rate, duration_s=max(duration_s, min_requests / rate), **run)
+        if target is None:
+            target = max(knee_factor * r.p95_ms, floor_ms) if r.p95_ms == r.p95_ms else floor_ms
+        ok = r.errors == 0 and r.p95_ms <= target and not r.hung
         rows.append({"rate_rps": rate, "p95_ms": r.p95_ms, "throughput_rps": r.throughput_rps,
                      "errors": r.errors, "max_wait_ms": r.max_wait_ms, "ok": ok})
         if not ok:
             break
         best = rate
-    return Saturation(label or run.get("flavor", "naive"), p95_target_ms, best, pd.DataFrame(rows))
+    return Saturation(label or run.get("flavor", "naive"), target, best, pd.DataFrame(rows))
