@@ -155,7 +155,7 @@ def test_charts_build_from_results(fresh_engine, fresh_db_url):
     import pandas as pd
 
     r = run_load(fresh_engine, _endpoints(), users=2, requests=20, warmup_s=0.0, progress=False, n_boot=10)
-    assert [t.name for t in latency_chart(r.to_frame()).data] == ["load (2 users)"]
+    assert [t.name for t in latency_chart(r.to_frame()).data] == ["load (closed, 2 users)"]
     sweep = sweep_pool_sizes(fresh_db_url, _endpoints(), sizes=(1, 2), users=2, requests=10, warmup_s=0.0,
                              progress=False, n_boot=10, sample_resources=False)
     fig = pool_sweep_chart(sweep.to_frame(), p95_target_ms=sweep.p95_target_ms,

@@ -95,3 +95,26 @@ def test_commands_for_several_machines():
     worker = worker_command(master_host="10.0.0.5", master_port=5600, processes=2)
     assert worker[worker.index("--master-host") + 1] == "10.0.0.5" and "--worker" in worker
     assert not any("postgresql" in part for part in master + worker)  # secrets travel in the environment only
+
+
+def test_a_master_and_workers_started_apart_as_on_several_machines(seeded_url):
+    """`kit load --master N` here, `kit load --worker HOST` elsewhere: the same code, the options
+    from the master, the URL from each worker's own environment."""
+    import os
+    import subprocess
+
+    from kit.local import free_port
+
+    port = free_port()
+    env = {**os.environ, "KIT_DATABASE_URL": seeded_url}
+    workers = subprocess.Popen(worker_command(master_host="127.0.0.1", master_port=port, processes=2), env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        r = run_locust(seeded_url, flavor="batched", rate_rps=20.0, users=4, expect_workers=2, bind_port=port,
+                       warmup_s=0.3, duration_s=1.0, config=SMALL, n_boot=10)
+        _, err = workers.communicate(timeout=30)  # the master's quit ends them
+    finally:
+        workers.kill()
+    assert (r.workers, r.errors, r.hung) == (2, 0, False)
+    assert r.requests > 10
+    assert workers.returncode == 0, err
