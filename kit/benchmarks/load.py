@@ -22,9 +22,10 @@ USERS, RATE_RPS, WORKERS, MODEL = 100, 50.0, 2, "open"
 DURATION_S = {"tiny": 3.0, "demo": 15.0, "large": 20.0}
 WARMUP_S = {"tiny": 1.0, "demo": 3.0, "large": 3.0}
 DRAIN_S = 10.0  # a request still running this long after the schedule ends is an "unfinished" error
-# the saturation search: offered rates stepped x2 from where each side is still comfortable
+# the saturation search: offered rates stepped x2 from where each side is still comfortable, then refined
 STEP_S = {"tiny": 2.0, "demo": 6.0, "large": 6.0}
 SATURATION_RATES = {"naive": (1, 2, 4, 8, 16, 32, 64), "fixed": (25, 50, 100, 200, 400, 800, 1600)}
+REFINE = 2  # steps of bisection between the last rate that held and the first that did not
 SWEEP_SIZES = (1, 2, 5, 10, 20)
 INGEST_FILES, INGEST_ROWS = 5, {"tiny": 5_000, "demo": 60_000, "large": 60_000}
 BIG_FILE_BYTES = 110 * 2**20
@@ -37,7 +38,7 @@ def _side(url: str, redis_url: str | None, flavor: str, scale: str, seed: int) -
                      **common)
     side = "naive" if flavor == "naive" else "fixed"
     knee = saturation(url, rates=SATURATION_RATES[side], duration_s=STEP_S[scale], warmup_s=STEP_S[scale] / 3,
-                      n_boot=50, **{**common, "drain_s": 5.0})
+                      refine=REFINE, n_boot=50, **{**common, "drain_s": 5.0})
     return run, knee
 
 
@@ -71,6 +72,8 @@ def _load_block(url: str, redis_url: str, scale: str, seed: int) -> dict:
         "saturation_ratio": fixed_knee.saturation_rps / naive_knee.saturation_rps if naive_knee.saturation_rps else None,
         "saturation_target_ms": {k: s.p95_target_ms for k, s in knees.items()},
         "saturation_steps": {k: s.steps.to_dict(orient="records") for k, s in knees.items()},
+        "saturation_rule": "the highest offered rate whose p95 stayed under 3x the p95 at the lowest rate (at least "
+                           "100 ms) with no error; rates x2, then 2 bisection steps",
         "throughput_rps": {k: r.throughput_rps for k, r in runs.items()},
         "requests": {k: r.requests for k, r in runs.items()},
         "started": {k: r.started for k, r in runs.items()},

@@ -183,25 +183,39 @@ class Saturation:
 
 def saturation(url: str, *, rates: tuple[float, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 400),
                p95_target_ms: float | None = None, knee_factor: float = 3.0, floor_ms: float = 100.0,
-               min_requests: int = 10, label: str | None = None, **run) -> Saturation:
-    """Step the offered rate through ``rates`` until p95 passes the target or an error appears
-    (``run``: :func:`run_locust` keywords; the model is open).
+               min_requests: int = 20, refine: int = 0, label: str | None = None, **run) -> Saturation:
+    """Step the offered rate through ``rates`` until p95 passes the target or an error appears,
+    then ``refine`` times try the geometric middle between the last rate that held and the first
+    that did not (``run``: :func:`run_locust` keywords; the model is open).
 
     Without ``p95_target_ms`` the target is the knee: ``knee_factor`` times the p95 of the lowest
     rate (the service nearly unloaded), at least ``floor_ms`` — queueing then dominates the
     latency. One rule for every flavor: a slow service is not saturated by its own slowness.
-    A step lasts long enough for ``min_requests`` arrivals at its rate.
+    A step lasts long enough for ``min_requests`` arrivals at its rate: a p95 needs samples.
     """
-    rows, best, target = [], 0.0, p95_target_ms
     duration_s = run.pop("duration_s", 5.0)
-    for rate in sorted(rates):
+    rows: list[dict] = []
+
+    def step(rate: float) -> bool:
+        nonlocal p95_target_ms
         r = run_locust(url, model="open", rate_rps=rate, duration_s=max(duration_s, min_requests / rate), **run)
-        if target is None:
-            target = max(knee_factor * r.p95_ms, floor_ms) if r.p95_ms == r.p95_ms else floor_ms
-        ok = r.errors == 0 and r.p95_ms <= target and not r.hung
-        rows.append({"rate_rps": rate, "p95_ms": r.p95_ms, "throughput_rps": r.throughput_rps,
-                     "errors": r.errors, "max_wait_ms": r.max_wait_ms, "ok": ok})
-        if not ok:
+        if p95_target_ms is None:
+            p95_target_ms = max(knee_factor * r.p95_ms, floor_ms) if r.p95_ms == r.p95_ms else floor_ms
+        ok = r.errors == 0 and r.p95_ms <= p95_target_ms and not r.hung
+        rows.append({"rate_rps": rate, "p95_ms": r.p95_ms, "throughput_rps": r.throughput_rps, "errors": r.errors,
+                     "max_wait_ms": r.max_wait_ms, "requests": r.requests, "ok": ok})
+        return ok
+
+    held, failed = 0.0, None
+    for rate in sorted(rates):
+        if not step(rate):
+            failed = rate
             break
-        best = rate
-    return Saturation(label or run.get("flavor", "naive"), target, best, pd.DataFrame(rows))
+        held = rate
+    for _ in range(refine if held and failed else 0):
+        middle = round((held * failed) ** 0.5, 1)
+        if step(middle):
+            held = middle
+        else:
+            failed = middle
+    return Saturation(label or run.get("flavor", "naive"), p95_target_ms, held, pd.DataFrame(rows))

@@ -34,7 +34,7 @@ import gevent
 import psutil
 from locust import User, constant, events, task
 from locust.exception import StopUser
-from locust.runners import MasterRunner
+from locust.runners import MasterRunner, WorkerRunner
 
 from kit.config import url_from_env
 from kit.load.mix import Endpoint, classify, seed_endpoints
@@ -127,7 +127,7 @@ class _Process:
 
     def report(self) -> dict:
         return {"pid": os.getpid(), "peak_in_use": self.peak_in_use, "capacity": self.config.capacity,
-                "connects": self.engine.pool.checkedin() + self.engine.pool.checkedout(),
+                "open_connections": self.engine.pool.checkedin() + self.engine.pool.checkedout(),
                 "resources": self.resources}
 
     def close(self) -> None:
@@ -155,9 +155,7 @@ def _stop(environment, **_) -> None:
 @events.init.add_listener
 def _collect(environment, **_) -> None:
     """The master (or the single local process) gathers every user's samples, then quits."""
-    if environment.runner is None or not hasattr(environment.runner, "register_message"):
-        return
-    if type(environment.runner).__name__ == "WorkerRunner":
+    if environment.runner is None or isinstance(environment.runner, WorkerRunner):
         return
     received: dict = {"rows": [], "users": 0, "processes": {}}
 
