@@ -118,3 +118,12 @@ def test_a_master_and_workers_started_apart_as_on_several_machines(seeded_url):
     assert (r.workers, r.errors, r.hung) == (2, 0, False)
     assert r.requests > 10
     assert workers.returncode == 0, err
+
+
+def test_an_unreachable_database_is_one_line_before_any_process_starts(capsys):
+    from kit.cli import main
+
+    code = main(["load", "--database-url", "postgresql://app:Sup3r-secret@127.0.0.1:1/x", "--duration", "1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "cannot connect" in err and "Sup3r-secret" not in err

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from kit.config import mask_url
+from kit.db import make_engine
 from kit.errors import LoadFailed
 from kit.load.stats import MODELS, SAMPLE_COLUMNS, LoadResult, resource_summary, summarize
 
@@ -117,6 +118,7 @@ def run_locust(url: str, *, flavor: str = "naive", model: str = "open", rate_rps
     options = kit_options(flavor=flavor, model=model, rate_rps=rate_rps, users=users, think_s=think_s,
                           arrivals=arrivals, warmup_s=warmup_s, duration_s=duration_s, drain_s=drain_s,
                           config=config, seed=seed, publish_to=publish_to)
+    make_engine(url, pool_size=1, max_overflow=0).dispose()  # unreachable: one line (exit 2) before any process
     env = {**os.environ, "KIT_DATABASE_URL": url, "PYTHONDONTWRITEBYTECODE": "1"}
     if redis_url:
         env["KIT_REDIS_URL"] = redis_url
