@@ -26,6 +26,7 @@ import pandas as pd
 from kit.config import mask_url
 from kit.db import make_engine
 from kit.errors import LoadFailed
+from kit.local import free_port
 from kit.load.stats import MODELS, SAMPLE_COLUMNS, LoadResult, resource_summary, summarize
 
 if TYPE_CHECKING:  # kit.load.pool runs its scenarios here: no import cycle at run time
@@ -95,14 +96,6 @@ def _run(cmd: list[str], env: dict, *, timeout_s: float) -> tuple[int, str]:
     return proc.returncode, stderr
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run_locust(url: str, *, flavor: str = "naive", model: str = "open", rate_rps: float = 50.0,
                users: int = 100, think_s: float = 1.0, arrivals: str = "poisson", warmup_s: float = 1.0,
                duration_s: float = 5.0, drain_s: float = 5.0, config: PoolConfig | None = None,
@@ -126,7 +119,7 @@ def run_locust(url: str, *, flavor: str = "naive", model: str = "open", rate_rps
     with tempfile.TemporaryDirectory(prefix="kit-locust-") as tmp:
         out, log = Path(tmp) / "samples.json", Path(tmp) / "locust.log"
         cmd = master_command(options, users=users, out=out, processes=processes, expect_workers=expect_workers,
-                             bind_host=bind_host, bind_port=bind_port or _free_port(), run_time_s=run_time,
+                             bind_host=bind_host, bind_port=bind_port or free_port(), run_time_s=run_time,
                              logfile=log)
         code, stderr = _run(cmd, env, timeout_s=run_time + 60.0 + (WORKERS_MAX_WAIT_S if expect_workers else 0.0))
         if code != 0 or not out.exists():
@@ -138,7 +131,8 @@ def run_locust(url: str, *, flavor: str = "naive", model: str = "open", rate_rps
     if "failed" in data:
         raise LoadFailed(mask_url(f"the load processes could not start their users: {data['failed']}; "
                                   "check the database URL and that the demo schema is seeded (`kit seed`)"))
-    return _result(data, label=label or f"{flavor} / {config.name if config else 'production'}", users=users, model=model,
+    label = label or f"{flavor} / {config.name if config else 'production'}"
+    return _result(data, label=label, users=users, model=model,
                    rate_rps=rate_rps if model == "open" else None, think_s=think_s if model == "closed" else 0.0,
                    duration_s=duration_s, n_boot=n_boot, seed=seed)
 
