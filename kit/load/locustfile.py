@@ -86,9 +86,15 @@ class _Process:
         self.in_use = self.peak_in_use = 0
         self.resources: list[tuple[float, float, float]] = []
         self.t0 = time.perf_counter()
-        self.measure_start = self.t0 + options.kit_warmup
-        self.end = self.measure_start + options.kit_duration
+        self.measure_start = self.end = None
         self._sampler = gevent.spawn(self._sample)
+
+    def begin(self) -> None:
+        """The schedule starts with this process's first user, not at its setup: on a busy machine
+        users may spawn seconds after ``test_start``, and a window already past would be empty."""
+        if self.measure_start is None:
+            self.measure_start = time.perf_counter() + self.options.kit_warmup
+            self.end = self.measure_start + self.options.kit_duration
 
     def _sample(self) -> None:
         proc = psutil.Process()
@@ -192,6 +198,7 @@ class PlatformUser(User):
                                                            "process": {"pid": os.getpid()}})
             raise StopUser()
         o = self.environment.parsed_options
+        process.begin()
         rng = random.Random(o.kit_seed * 1_000_003 + os.getpid() * 1009 + next(process.ids))
         rows: list = []
         if o.kit_model == "open":
