@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
+from sqlalchemy import text
 
 from kit.config import mask_url
 from kit.db import make_engine
 from kit.errors import LoadFailed
 from kit.local import free_port
+from kit.load.mix import LOAD_APPLICATION_NAME
 from kit.load.stats import MODELS, SAMPLE_COLUMNS, LoadResult, resource_summary, summarize
 
 if TYPE_CHECKING:  # kit.load.pool runs its scenarios here: no import cycle at run time
@@ -96,6 +98,22 @@ def _run(cmd: list[str], env: dict, *, timeout_s: float) -> tuple[int, str]:
     return proc.returncode, stderr
 
 
+# a request killed at the end of the drain leaves its statement running on the server: cancel it,
+# or the next run (or the index build after the naive side) competes with the last one's backlog
+CANCEL_LEFTOVERS = text(
+    "/* kit */ SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity"
+    " WHERE application_name = :app AND state = 'active' AND datname = current_database()")
+
+
+def _cancel_leftovers(url: str) -> int:
+    engine = make_engine(url, pool_size=1, max_overflow=0, check=False)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(CANCEL_LEFTOVERS, {"app": LOAD_APPLICATION_NAME}).scalar_one()
+    finally:
+        engine.dispose()
+
+
 def run_locust(url: str, *, flavor: str = "naive", model: str = "open", rate_rps: float = 50.0,
                users: int = 100, think_s: float = 1.0, arrivals: str = "poisson", warmup_s: float = 1.0,
                duration_s: float = 5.0, drain_s: float = 5.0, config: PoolConfig | None = None,
@@ -121,7 +139,10 @@ def run_locust(url: str, *, flavor: str = "naive", model: str = "open", rate_rps
         cmd = master_command(options, users=users, out=out, processes=processes, expect_workers=expect_workers,
                              bind_host=bind_host, bind_port=bind_port or free_port(), run_time_s=run_time,
                              logfile=log)
-        code, stderr = _run(cmd, env, timeout_s=run_time + 60.0 + (WORKERS_MAX_WAIT_S if expect_workers else 0.0))
+        try:
+            code, stderr = _run(cmd, env, timeout_s=run_time + 60.0 + (WORKERS_MAX_WAIT_S if expect_workers else 0.0))
+        finally:
+            _cancel_leftovers(url)
         if code != 0 or not out.exists():
             tail = " | ".join((stderr or (log.read_text() if log.exists() else "")).strip().splitlines()[-3:])
             raise LoadFailed(mask_url(f"the Locust run exited with code {code} and "

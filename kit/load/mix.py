@@ -16,6 +16,8 @@ from kit.cache import TieredCache
 from kit.services import batched, naive
 from kit.services.cached import CachedServices
 
+LOAD_APPLICATION_NAME = "dbperf-kit-load"  # the load's sessions, as pg_stat_activity names them
+
 
 @dataclass(frozen=True)
 class Endpoint:

@@ -40,7 +40,7 @@ from sqlalchemy import Engine, create_engine, text
 
 from kit.config import normalize_database_url
 from kit.load.engine import run_locust
-from kit.load.mix import Endpoint
+from kit.load.mix import LOAD_APPLICATION_NAME, Endpoint
 from kit.load.stats import LoadResult
 from kit.load.threads import run_load
 
@@ -83,7 +83,7 @@ def make_pool_engine(url: str, config: PoolConfig) -> Engine:
         pool_timeout=config.pool_timeout,
         pool_pre_ping=config.pre_ping,
         pool_recycle=config.recycle_s,
-        connect_args={"connect_timeout": 5, "application_name": "dbperf-kit-load"},
+        connect_args={"connect_timeout": 5, "application_name": LOAD_APPLICATION_NAME},
     )
     prewarm(engine, config.min_idle)
     return engine
