@@ -20,12 +20,11 @@ The seed's mix runs on Locust (:mod:`kit.load.engine`), custom endpoints on thre
 
 Fairness. On threads, QueuePool starves some waiters: a thread that returns a connection and
 asks again takes it before the woken waiter runs (100 closed-loop users, no think time: p50 13 ms
-and a 26 s pool wait). Under Locust the waiters are greenlets queued on gevent's condition and
-served in order, and the open model has no user that asks again at once: in ``kit bench load``
-(demo, 50 rps offered, 2 workers) the longest pool wait stays within about twice the p99 wait at
-every pool size, including 1 connection per worker — queueing, not starvation — so the kit keeps
-QueuePool (SQLAlchemy's events, pre-ping, recycle) rather than psycopg_pool. The max wait is a
-criterion of :func:`sweep_pool_sizes`: a regression would show there.
+and a 26 s pool wait). Under Locust the waiters are greenlets queued on gevent's condition, and
+the open model has no user that asks again at once. ``kit bench load`` reports the p99 and the max
+pool wait at each pool size of the sweep: starvation shows as a max far above the p99, and the
+max wait is a criterion of :func:`sweep_pool_sizes`. The kit keeps QueuePool (SQLAlchemy's
+events, pre-ping, recycle); psycopg_pool, which serves waiters in order, is the way out if it starves.
 """
 
 from __future__ import annotations
