@@ -240,13 +240,11 @@ def _print_run(result) -> None:
 @click.option("--runs-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("runs"), show_default=True)
 @click.option("--users", type=click.IntRange(min=1), default=100, show_default=True,
               help="Concurrent users in the load sections (the seed's load test asks for 100).")
-@click.option("--seconds", type=click.FloatRange(min=0.5), default=10.0, show_default=True,
+@click.option("--seconds", type=click.FloatRange(min=0.5), default=5.0, show_default=True,
               help="Measured seconds per load run.")
 def demo(scale: str, seed_value: int, runs_dir: Path, users: int, seconds: float) -> None:
     """Start the throwaway servers, build the demo database, run the notebooks."""
-    from kit import datagen, indexes, local, runner
-    from kit.db import make_engine
-    from kit.fixes.apply import loop_created
+    from kit import datagen, local, runner
 
     if scale not in datagen.SCALES:
         raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(datagen.SCALES)}")
@@ -254,7 +252,21 @@ def demo(scale: str, seed_value: int, runs_dir: Path, users: int, seconds: float
     _print_servers(servers)
     os.environ[DATABASE_ENV[0]] = servers["postgres"].url
     os.environ["KIT_REDIS_URL"] = servers["redis"].url
-    engine = make_engine(servers["postgres"].url)
+    demo_database(servers["postgres"].url, scale=scale, seed_value=seed_value)
+    # the kit's own database: the fixes are applied
+    params = {"scale": scale, "apply": True, "load_users": users, "load_seconds": seconds}
+    result = runner.run(parameters=params, runs_dir=runs_dir)
+    _print_run(result)
+
+
+def demo_database(url: str, *, scale: str, seed_value: int) -> None:
+    """The demo's database in its "before" state: seeded at ``scale`` unless it already is (with
+    ``seed_value``), none of the 23 indexes and none of the loop's own (a previous run applied them)."""
+    from kit import datagen, indexes
+    from kit.db import make_engine
+    from kit.fixes.apply import loop_created
+
+    engine = make_engine(url)
     try:
         with engine.connect() as conn:
             seeded = datagen.seeded_scale(conn)
@@ -264,15 +276,10 @@ def demo(scale: str, seed_value: int, runs_dir: Path, users: int, seconds: float
             click.echo(f"seeding the demo database at scale {scale} ...")
             result = datagen.seed(engine, scale=scale, seed=seed_value)
             click.echo(f"{result.rows_total:,} rows in {result.seconds:.1f} s")
-        # the demo shows the audit's loop from its "before" state: none of the 23 indexes, none of the loop's own
         if dropped := indexes.drop_indexes(engine) + indexes.drop_indexes(engine, loop_created(engine)):
             click.echo(f"reset the demo database: dropped {len(dropped)} index(es) a previous run applied")
     finally:
         engine.dispose()
-    # the kit's own database: the fixes are applied
-    params = {"scale": scale, "apply": True, "load_users": users, "load_seconds": seconds}
-    result = runner.run(parameters=params, runs_dir=runs_dir)
-    _print_run(result)
 
 
 # -- bench ------------------------------------------------------------------------------

@@ -317,8 +317,11 @@ def _execute(path: Path, folder: Path, params: dict[str, Any], *, kernel_name: s
     source = without_tagged_cells(path, folder / ".input" / path.name, skip) if skip else path
     started = time.perf_counter()
     try:
+        # saved once at the end (also when a cell fails or the kernel dies), not twice per cell: the
+        # notebooks embed plotly.js (5 MB), and the per-cell saves cost seconds per notebook
         papermill.execute_notebook(str(source), str(output), parameters=params, kernel_name=kernel_name,
-                                   execution_timeout=timeout_s, progress_bar=progress, cwd=str(path.parent))
+                                   execution_timeout=timeout_s, progress_bar=progress, cwd=str(path.parent),
+                                   request_save_on_cell_execute=False)
     except PapermillExecutionError as exc:
         raise NotebookFailed(
             f"{path.name} failed in cell {exc.exec_count} ({exc.ename}: {mask_url(str(exc.evalue))[:300]}); "
