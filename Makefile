@@ -23,10 +23,14 @@ system-deps:
 demo: install
 	$(BIN)/kit demo
 
-test: install test-unit test-notebooks
+# The unit suite and the notebooks side by side (own servers each); the suite on two xdist workers,
+# each with its own servers (tests/conftest.py), one module per worker at a time (module fixtures
+# such as JupyterLab or the fleet round start once).
+test: install
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-unit test-notebooks
 
 test-unit: install
-	$(BIN)/pytest tests -q
+	$(BIN)/pytest tests -q -n 2 --dist loadscope
 
 # nbval only here: its plugin costs seconds at every pytest start (see pyproject addopts).
 test-notebooks: install
