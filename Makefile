@@ -18,19 +18,15 @@ install: $(STAMP) system-deps
 # With apt, as root: hypopg (the what-if index advisor; without it the kit says "unavailable") and
 # chromium (the browser tests drive it with Playwright; without it they fail and say why).
 system-deps:
-	@$(BIN)/python -m kit.sysdeps
+	@$(BIN)/python -m kit.servers.sysdeps
 
 demo: install
 	$(BIN)/kit demo
 
-# The unit suite and the notebooks side by side (own servers each); the suite on two xdist workers,
-# each with its own servers (tests/conftest.py), one module per worker at a time (module fixtures
-# such as JupyterLab or the fleet round start once).
-test: install
-	$(MAKE) --no-print-directory -j2 --output-sync=target test-unit test-notebooks
+test: install test-unit test-notebooks
 
 test-unit: install
-	$(BIN)/pytest tests -q -n 2 --dist loadscope
+	$(BIN)/pytest tests -q
 
 # nbval only here: its plugin costs seconds at every pytest start (see pyproject addopts).
 test-notebooks: install
