@@ -7,9 +7,10 @@ through the caller's own statements; listens with SQLAlchemy's public event API)
     log.to_frame()
 
 Each :class:`Statement` carries the SQL (its secrets redacted by :func:`kit.redact.statement`),
-its duration and row count, the first call site in application code and a normalized fingerprint
-(:mod:`kit.fingerprint`). Statements are grouped into units of work (one "request" each) with
-:meth:`QueryLog.unit`. Parameters are recorded only with ``record_params=True``, and then values
+its duration and row count, a normalized fingerprint (:mod:`kit.fingerprint`, parsed once per
+distinct text per process) and, with ``call_sites=True``, the first call site in application
+code. Statements are grouped into units of work (one "request" each) with :meth:`QueryLog.unit`.
+Parameters are recorded only with ``record_params=True``, and then values
 whose name matches ``redact`` are masked. The kit's own diagnostic SQL (tagged ``/* kit */``) is
 left out unless ``include_kit=True``.
 """
@@ -17,17 +18,19 @@ left out unless ``include_kit=True``.
 from __future__ import annotations
 
 import contextvars
+import functools
 import itertools
 import re
 import sys
 import sysconfig
 import threading
 import time
-from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import CodeType
 from typing import Any
 
 import pandas as pd
@@ -72,7 +75,6 @@ class QueryLog:
     """The statements seen by one :func:`capture`, in order, with their units of work."""
 
     def __init__(self, *, record_params: bool, redact: str, include_kit: bool, call_sites: bool):
-        self.statements: list[Statement] = []
         self.record_params = record_params
         self.include_kit = include_kit
         self.call_sites = call_sites
@@ -81,8 +83,22 @@ class QueryLog:
         self._ids = itertools.count(1)
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
-        self._shapes: dict[str, tuple[str, str, str]] = {}  # sql -> (redacted sql, normalized, fingerprint)
+        # the hook only appends a raw tuple here (deque appends are atomic across threads);
+        # Statements are built from them when the log is read, off the application's request path
+        self._raw: deque[tuple] = deque()
+        self._statements: list[Statement] = []
         self._verdicts: dict[str, bool] = {}  # source file -> is application code
+
+    @property
+    def statements(self) -> list[Statement]:
+        """The statements recorded so far, in order."""
+        if self._raw:
+            with self._lock:
+                while self._raw:
+                    stmt = self._build(*self._raw.popleft())
+                    if stmt is not None:
+                        self._statements.append(stmt)
+        return self._statements
 
     def __len__(self) -> int:
         return len(self.statements)
@@ -123,7 +139,9 @@ class QueryLog:
         return [(f, c, text[f]) for f, c in counts.most_common(n)]
 
     def clear(self) -> None:
-        self.statements.clear()
+        with self._lock:
+            self._raw.clear()
+            self._statements.clear()
 
     def to_frame(self) -> pd.DataFrame:
         cols = [f for f in Statement.__dataclass_fields__]
@@ -131,13 +149,35 @@ class QueryLog:
 
     # -- called by the event listeners -------------------------------------------------------
 
-    def _record(self, statement: str, parameters: Any, duration_s: float, rowcount: int,
-                executemany: bool) -> None:
+    def _listeners(self) -> tuple[Callable[..., Any], Callable[..., None]]:
+        """before/after_cursor_execute: as little work as possible while the application waits
+        (a clock read, then one tuple appended; :meth:`_build` makes the Statement when the log
+        is read)."""
+        append, unit, verdicts = self._raw.append, self._unit.get, self._verdicts
+        params = self._params if self.record_params else None
+        sites = self.call_sites
+        clock = time.perf_counter
+        # a cursor runs one statement at a time; one that failed leaves its start to be overwritten
+        starts: dict[int, float] = {}
+
+        def before(conn, cursor, statement, parameters, context, executemany):
+            starts[id(cursor)] = clock()
+            return statement, parameters  # listened with retval=True: no wrapper call around it
+
+        def after(conn, cursor, statement, parameters, context, executemany):
+            ended = clock()
+            append((statement, unit(), ended - starts.pop(id(cursor), ended), _rowcount(cursor),
+                    executemany, _call_site(verdicts) if sites else None,
+                    params(parameters, executemany) if params else None))
+
+        return before, after
+
+    def _build(self, statement: str, unit: _Unit | None, duration_s: float, rowcount: int,
+               executemany: bool, site: tuple[CodeType, int] | None, params: Any) -> Statement | None:
         if not self.include_kit and statement.lstrip().startswith(KIT_TAG):
-            return
-        redacted, normalized, fingerprint = self._shape(statement)
-        unit = self._unit.get()
-        stmt = Statement(
+            return None
+        redacted, normalized, fingerprint = _shape(statement)
+        return Statement(
             seq=next(self._seq),
             unit=unit.name if unit else None,
             unit_id=unit.id if unit else 0,
@@ -147,22 +187,9 @@ class QueryLog:
             duration_ms=duration_s * 1000.0,
             rowcount=rowcount,
             executemany=executemany,
-            call_site=_call_site(self._verdicts) if self.call_sites else None,
-            params=self._params(parameters, executemany) if self.record_params else None,
+            call_site=f"{site[0].co_filename}:{site[1]} in {site[0].co_name}" if site else None,
+            params=params,
         )
-        with self._lock:
-            self.statements.append(stmt)
-
-    def _shape(self, statement: str) -> tuple[str, str, str]:
-        # an N+1 loop runs the same text with new parameters: parse each text once per capture.
-        # The fingerprint ignores literals and comments, so it is taken from the text as sent;
-        # what is kept (text, normal form with its comments) is redacted.
-        cached = self._shapes.get(statement)
-        if cached is None:
-            cached = (redaction.statement(statement), redaction.statement(fp.normalize(statement)),
-                      fp.fingerprint(statement))
-            self._shapes[statement] = cached
-        return cached
 
     def _params(self, parameters: Any, executemany: bool) -> Any:
         if executemany and isinstance(parameters, Sequence) and not isinstance(parameters, (str, bytes)):
@@ -179,17 +206,27 @@ class QueryLog:
         return params
 
 
-def _call_site(verdicts: dict[str, bool]) -> str | None:
+@functools.lru_cache(maxsize=4096)
+def _shape(statement: str) -> tuple[str, str, str]:
+    """(redacted text, redacted normal form, fingerprint) of a statement text, once per process:
+    an N+1 loop runs the same text with new parameters. The fingerprint ignores literals and
+    comments, so it is taken from the text as sent; what is kept is redacted."""
+    return (redaction.statement(statement), redaction.statement(fp.normalize(statement)),
+            fp.fingerprint(statement))
+
+
+def _call_site(verdicts: dict[str, bool]) -> tuple[CodeType, int] | None:
     """The first frame outside SQLAlchemy, the drivers, the standard library and the kit's own
-    machinery (the kit's services and benchmarks count as application code)."""
-    frame = sys._getframe(2)
+    machinery (the kit's services and benchmarks count as application code), as (code, line)."""
+    frame = sys._getframe(2)  # the listener's caller: SQLAlchemy's dispatch
     while frame is not None:
-        path = frame.f_code.co_filename
+        code = frame.f_code
+        path = code.co_filename  # a str caches its hash; a code object hashes its contents each time
         app = verdicts.get(path)
         if app is None:
             app = verdicts[path] = _is_app(path)
         if app:
-            return f"{path}:{frame.f_lineno} in {frame.f_code.co_name}"
+            return code, frame.f_lineno
         frame = frame.f_back
     return None
 
@@ -212,9 +249,13 @@ def capture(
     record_params: bool = False,
     redact: str = DEFAULT_REDACT,
     include_kit: bool = False,
-    call_sites: bool = True,
+    call_sites: bool = False,
 ) -> Iterator[QueryLog]:
-    """Record the statements ``target`` (an Engine, or one Connection) runs inside the block."""
+    """Record the statements ``target`` (an Engine, or one Connection) runs inside the block.
+
+    ``call_sites=True`` also records where in the application each statement was run from: a
+    walk up the stack per statement, about as much work again as the rest of the capture, so it
+    is only done when asked (the N+1 audit asks)."""
     if not isinstance(target, (Engine, Connection)):
         raise TypeError(
             f"capture() needs a SQLAlchemy Engine or Connection, got {type(target).__name__}; "
@@ -222,18 +263,8 @@ def capture(
         )
     log = QueryLog(record_params=record_params, redact=redact, include_kit=include_kit,
                    call_sites=call_sites)
-    # a cursor runs one statement at a time; one that failed leaves its start to be overwritten
-    starts: dict[int, float] = {}
-
-    def before(conn, cursor, statement, parameters, context, executemany):
-        starts[id(cursor)] = time.perf_counter()
-
-    def after(conn, cursor, statement, parameters, context, executemany):
-        ended = time.perf_counter()
-        elapsed = ended - starts.pop(id(cursor), ended)
-        log._record(statement, parameters, elapsed, _rowcount(cursor), executemany)
-
-    event.listen(target, "before_cursor_execute", before)
+    before, after = log._listeners()
+    event.listen(target, "before_cursor_execute", before, retval=True)
     event.listen(target, "after_cursor_execute", after)
     try:
         yield log

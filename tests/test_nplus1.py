@@ -13,7 +13,7 @@ ONE = text("SELECT 1")
 
 
 def _loop(engine, repeats_per_unit):
-    with engine.connect() as conn, capture(engine) as log:
+    with engine.connect() as conn, capture(engine, call_sites=True) as log:
         for repeats in repeats_per_unit:
             with log.unit("endpoint"):
                 conn.execute(ONE)
