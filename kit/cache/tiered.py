@@ -106,10 +106,11 @@ class TieredCache:
         default ``loader`` is kept.
         """
         check_key(key)
-        ttl, tags = check_ttl(ttl or self.default_ttl), tuple(tags)
         self._access[key] = self._access.get(key, 0) + 1  # approximate under threads: it ranks keys
         if self.l1_serving and (value := self.l1.get(key)) is not MISSING:
             return value
+        # checked where they are used, off the hit path (a key's first call always gets here)
+        ttl, tags = check_ttl(ttl or self.default_ttl), tuple(tags)
         with self._lock:
             flight = self._flights.get(key)
             leader = flight is None
