@@ -32,18 +32,24 @@ def per_call_us(fn, *, n: int, trials: int = 5) -> float:
     return statistics.median(runs)
 
 
-def paired_us(a, b, *, n: int, trials: int = 7) -> tuple[float, float]:
-    """Median µs per call of ``a`` and of ``b``, trials interleaved so noise hits both alike."""
+def paired_us(a, b, *, n: int, trials: int = 31) -> tuple[float, float, float]:
+    """Median µs per call of ``a`` and of ``b``, and the median of their ratio trial by trial.
+
+    Short trials of ``n`` calls, ``a`` and ``b`` back to back with the order alternating: a burst
+    of load from another process spoils a few pairs and hits both sides of a ratio alike (the
+    ratio of two medians of 7 long trials moved by half between calls on a busy machine)."""
     for _ in range(min(n, 200)):
         a(), b()
-    runs_a, runs_b = [], []
-    for _ in range(trials):
-        for fn, runs in ((a, runs_a), (b, runs_b)):
+    runs: dict[Any, list[float]] = {a: [], b: []}
+    ratios = []
+    for trial in range(trials):
+        for fn in ((a, b) if trial % 2 else (b, a)):
             t0 = time.perf_counter()
             for _ in range(n):
                 fn()
-            runs.append((time.perf_counter() - t0) * 1e6 / n)
-    return statistics.median(runs_a), statistics.median(runs_b)
+            runs[fn].append((time.perf_counter() - t0) * 1e6 / n)
+        ratios.append(runs[a][-1] / runs[b][-1])
+    return statistics.median(runs[a]), statistics.median(runs[b]), statistics.median(ratios)
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
