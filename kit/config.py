@@ -97,7 +97,7 @@ def url_from_env(name: str | None = None, *, kind: str = "database") -> str:
         value = _first_env(DATABASE_ENV if kind == "database" else REDIS_ENV)
     if value:
         return normalize_database_url(value) if kind == "database" else value
-    from kit import local  # the launcher's state file names the embedded servers
+    from kit.servers import local  # the launcher's state file names the embedded servers
 
     return local.default_url(kind, home=kit_home())
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from kit import datagen, local
-from kit.db import make_engine
+from kit.platform import datagen
+from kit.servers import local
+from kit.db.engine import make_engine
 from kit.errors import KitError
 
 

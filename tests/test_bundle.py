@@ -8,7 +8,10 @@ import json
 import nbformat
 import pytest
 
-from kit import bundle, history, indexes, runner
+from kit import indexes
+from kit.runs import bundle
+from kit.runs import history
+from kit.runs import runner
 from kit.cli import main
 
 SPEC = next(s for s in indexes.default_specs() if s.table == "users")

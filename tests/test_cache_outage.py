@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from kit import local
+from kit.servers import local
 from kit.cache.outage import run_outage
 
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from kit.cache import MISSING, AfterCommit, TieredCache
-from kit.db import make_engine
+from kit.db.engine import make_engine
 from kit.services import batched
 from kit.services.cached import CachedServices
 

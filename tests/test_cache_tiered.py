@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from kit.cache import MISSING, TieredCache
-from kit.local import free_port
+from kit.servers.local import free_port
 
 
 def _ns() -> str:

@@ -6,7 +6,7 @@ import uuid
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from kit import charts_cache
+from kit.charts import cache as charts_cache
 from kit.cache import TieredCache, warm
 
 

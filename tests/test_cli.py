@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from kit import local
+from kit.servers import local
 from kit.cli import main
 from kit.config import libpq_url
 

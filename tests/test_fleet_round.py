@@ -16,8 +16,10 @@ import nbformat
 import pytest
 from sqlalchemy import text
 
-from kit import browser, cli, local
-from kit.db import make_engine
+from kit import cli
+from kit.charts import browser
+from kit.servers import local
+from kit.db.engine import make_engine
 from kit.fleet import load
 from kit.fleet.definitions import SENSOR, build
 from kit.fleet.orchestrate import run_round

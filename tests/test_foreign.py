@@ -11,7 +11,7 @@ import nbformat
 import psycopg
 import pytest
 
-from kit import runner
+from kit.runs import runner
 from kit.errors import DatabaseUnavailable
 
 FOREIGN = "postgresql://postgres@127.0.0.1:5432/postgres"

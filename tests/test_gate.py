@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from kit import gate
+from kit.runs import gate
 from kit.errors import ConfigError, KitError
 
 

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from kit import charts_trends, history
+from kit.charts import trends as charts_trends
+from kit.runs import history
 from kit.errors import ConfigError
 
 A, B = "postgresql://u@h:5432/a", "postgresql://u@h:5432/b"

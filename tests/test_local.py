@@ -13,7 +13,8 @@ import psycopg
 import pytest
 import redis
 
-from kit import local, local_state
+from kit.servers import local
+from kit.servers import state as local_state
 from kit.cache import TieredCache
 from kit.config import libpq_url
 from kit.errors import LauncherError

@@ -13,10 +13,10 @@ import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from kit import runner
+from kit.runs import runner
 from kit.benchmarks import anydb
 from kit.config import libpq_url
-from kit.db import make_engine
+from kit.db.engine import make_engine
 from kit.errors import UnsafeOperation
 from kit.fixes import KEPT, PLANNED, run_loop
 from kit.workload import read_workload

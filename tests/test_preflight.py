@@ -9,9 +9,10 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from kit import local, preflight
+from kit.servers import local
+from kit.safety import preflight
 from kit.config import libpq_url
-from kit.db import make_engine
+from kit.db.engine import make_engine
 from kit.errors import UnsafeOperation
 
 

@@ -11,7 +11,8 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
-from kit import local, runner
+from kit.servers import local
+from kit.runs import runner
 from kit.benchmarks import faults
 
 PASSWORD = "Zq7-secret-pw-4711"

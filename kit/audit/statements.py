@@ -11,8 +11,8 @@ import re
 import pandas as pd
 from sqlalchemy import Connection, Engine, text
 
-from kit import redact
-from kit.sqlrefs import CONTROL, kind_of
+from kit.sqltext import redact
+from kit.sqltext.refs import CONTROL, kind_of
 from kit.audit.base import CheckResult, extension_missing, frame, result, run_check, unavailable
 
 KIT_TAG = "/* kit */"

@@ -7,7 +7,7 @@ killing Redis touches no other process's cache), seeds the tiny data set and sto
 Sections (goals in brackets):
 
 * ``redis_kill`` {requests, errors [0], stale_reads [0], l2_resumed [true]}: Redis killed under a
-  reader in another process, brought back by ``kit.local.up`` on its recorded port;
+  reader in another process, brought back by ``kit.servers.local.up`` on its recorded port;
 * ``redis_hang`` {requests, errors [0], stale_reads_beyond_window [0], window_ms}: Redis paused
   (SIGSTOP) for 3 s under the same reader;
 * ``cic_terminated`` {invalid_after_repair [0], second_apply_changes [0]}: a concurrent build
@@ -44,11 +44,12 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import text
 
-from kit import datagen, local
+from kit.platform import datagen
+from kit.servers import local
 from kit.benchmarks import _bad_inputs
 from kit.cache.outage import run_outage
 from kit.config import libpq_url
-from kit.db import make_engine
+from kit.db.engine import make_engine
 from kit.indexes import apply_indexes, default_specs, index_status
 from kit.load import Endpoint, run_load
 from kit.pool import PoolConfig, make_pool_engine

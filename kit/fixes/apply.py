@@ -16,9 +16,9 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import Engine
 
-from kit import preflight
+from kit.safety import preflight
 from kit.fixes.model import ANALYZE, APPLIED, CREATE, DROP, FAILED, Fix
-from kit.indexes import sessions
+from kit.safety import sessions
 from kit.indexes.apply import apply_indexes, drop_indexes
 from kit.indexes.spec import IndexSpec, parse_index_sql, parse_indexdef
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from kit.fixes.model import CREATE, DROP, KEPT, RECORD_KEYS
-from kit.records import artifact_path
+from kit.runs.records import artifact_path
 
 LOOP_JSON = "loop.json"
 FIX_COLUMNS = [*RECORD_KEYS, "index", "source", "declared", "est_bytes", "bytes_after", "why", "expect"]

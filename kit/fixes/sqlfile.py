@@ -8,7 +8,7 @@ import re
 import textwrap
 from pathlib import Path
 
-from kit import redact
+from kit.sqltext import redact
 from kit.fixes.model import Fix
 
 FILE = "fixes.sql"

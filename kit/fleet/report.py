@@ -3,7 +3,7 @@ into ``runs/_fleet/<UTC timestamp>/`` with its self-contained HTML (the runner's
 
 from __future__ import annotations
 
-from kit import runner
+from kit.runs import runner
 from kit.fleet.spec import Fleet
 
 REPORT_NOTEBOOK = "05_fleet.ipynb"

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from kit import history
+from kit.runs import history
 from kit.fleet.spec import REPORT_DIR, load
 from kit.fleet.target import ATTEMPTS_FILE, attempts
 

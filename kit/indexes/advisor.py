@@ -20,13 +20,13 @@ from psycopg import sql
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from kit import redact
+from kit.sqltext import redact
 from kit.audit.base import ENABLE
 from kit.audit.statements import statements_frame
-from kit.indexes import sessions
-from kit.indexes.preflight import has_hypopg
+from kit.safety import sessions
+from kit.indexes.estimate import has_hypopg
 from kit.indexes.verify import plan_indexes
-from kit.sqlrefs import Relation, references
+from kit.sqltext.refs import Relation, references
 
 MIN_DROP = 0.5
 _MAX_CANDIDATES = 12

@@ -22,10 +22,10 @@ from psycopg import errors as pgerr
 from psycopg import sql
 from sqlalchemy import Engine
 
-from kit import redact
+from kit.sqltext import redact
 from kit.errors import IndexBuildError
-from kit.indexes import sessions
-from kit.indexes.preflight import Preflight, preflight
+from kit.safety import sessions
+from kit.indexes.estimate import Preflight, preflight
 from kit.indexes.spec import IndexSpec, MigrationError
 from kit.indexes.status import APPLIED, DIFFERS, INVALID, MISSING, NO_TABLE, index_status, default_specs
 
@@ -291,7 +291,7 @@ def apply_indexes(
                 say(f"{'would ' if not apply and s.action != 'none' else ''}{s.action:8} {s.name}"
                     + (f"  ({s.message})" if s.message else ""))
             return ApplyResult(False if not apply else True, tuple(steps), tuple(blockers), (), time.monotonic() - started)
-        from kit import preflight as safety  # kit.preflight builds on kit.indexes
+        from kit.safety import preflight as safety  # kit.safety.preflight builds on kit.indexes
 
         safety.check(engine, tables=tables).require_safe()
         sessions.refuse_if_cannot_build(monitor, tables=tables)

@@ -24,9 +24,9 @@ _REMEDY = {
 
 
 def default_migration() -> Path:
-    """The seed's migration file (``kit.schema.MIGRATION_PATH`` when that module is present)."""
+    """The seed's migration file (``kit.platform.schema.MIGRATION_PATH`` when that module is present)."""
     try:
-        from kit.schema import MIGRATION_PATH  # owned by the schema module
+        from kit.platform.schema import MIGRATION_PATH  # owned by the schema module
 
         return Path(MIGRATION_PATH)
     except ImportError:

@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import Engine
 
-from kit.indexes import sessions
+from kit.safety import sessions
 from kit.indexes.catalog import Probe, kit_probe
 from kit.indexes.spec import IndexSpec
 from kit.indexes.status import default_specs

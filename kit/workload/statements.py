@@ -12,10 +12,10 @@ from sqlalchemy.exc import DBAPIError
 
 from kit.audit.base import extension_missing
 from kit.audit.statements import CONTROL, diff, statements_frame
-from kit.bundle import target_key
+from kit.runs.bundle import target_key
 from kit.config import run_dir
-from kit.history import locate_runs_dir, previous_bundle
-from kit.preflight import statements_reset
+from kit.runs.history import locate_runs_dir, previous_bundle
+from kit.safety.preflight import statements_reset
 from kit.workload.model import Statement, Workload
 
 _TEXT_CHARS = 100_000  # the whole text: it is executed, never written (only its redacted head is)

@@ -8,7 +8,7 @@ entry whose process is gone, or is not the process we started, is dropped, not t
 Each server gets the port it had before when that port is free, so that after a crash ``up()``
 brings Redis back where running caches reconnect by themselves. A lost or corrupt state file
 loses no server: the ones still running are found again from their data directories (see
-:mod:`kit.local_state`). ``up()`` starts both or neither.
+:mod:`kit.servers.state`). ``up()`` starts both or neither.
 
 PostgreSQL comes from the system binaries (``pg_config --bindir``, PATH, or
 ``/usr/lib/postgresql/*/bin``); without them, from the ``pgserver`` wheel (unix socket, no
@@ -33,7 +33,7 @@ from pathlib import Path
 import psutil
 
 from kit.errors import ConfigError, LauncherError
-from kit.local_state import (  # noqa: F401 - STATE_FILE, PORTS_FILE and Server are part of this module's API
+from kit.servers.state import (  # noqa: F401 - STATE_FILE, PORTS_FILE and Server are part of this module's API
     DATABASE, PORTS_FILE, STATE_FILE, Server, live_state, locked, record_port, recorded_ports, write_state,
 )
 

@@ -14,8 +14,10 @@ import pkgutil
 from pathlib import Path
 from typing import Any
 
-from kit import benchmarks, datagen, local
-from kit.db import make_engine
+from kit import benchmarks
+from kit.platform import datagen
+from kit.servers import local
+from kit.db.engine import make_engine
 from kit.errors import ConfigError
 
 # benchmarks that start or build what they need themselves (no --scale): name -> module with run(seed=, home=)

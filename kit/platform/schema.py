@@ -16,7 +16,7 @@ import pandas as pd
 from psycopg import sql
 from sqlalchemy import Connection
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 SCHEMA_PATH = DATA_DIR / "schema.sql"
 MIGRATION_PATH = DATA_DIR / "migrations" / "20250102000000_add_performance_indexes.sql"
 

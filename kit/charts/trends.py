@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from kit.history import Comparison
+from kit.runs.history import Comparison
 
 
 def headline_figures(trend: pd.DataFrame, *, limit: int = 12) -> list[str]:

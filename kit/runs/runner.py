@@ -2,8 +2,8 @@
 
 Stages kept apart, as papermill does: validate parameters (before anything runs), execute each
 notebook, export it to self-contained HTML, gather the recorded figures into ``summary.json``, write the evidence bundle (``bundle.json``,
-:mod:`kit.bundle`) and, when ``fail_on`` rules are given, judge the run against the previous run of
-the same target (:mod:`kit.gate`). A failing notebook's executed copy (and the bundle, with status
+:mod:`kit.runs.bundle`) and, when ``fail_on`` rules are given, judge the run against the previous run of
+the same target (:mod:`kit.runs.gate`). A failing notebook's executed copy (and the bundle, with status
 ``failed``) is written before :class:`NotebookFailed` is raised.
 """
 
@@ -21,10 +21,10 @@ from typing import Any
 
 from kit.config import DATABASE_ENV, HOME_ENV, RUN_DIR_ENV, kit_home, looks_secret, mask_url
 from kit.errors import ConfigError, KitError, NotebookFailed, ParameterError
-from kit.records import read_records
+from kit.runs.records import read_records
 
 NOTEBOOKS = ("01_audit.ipynb", "02_apply_fixes.ipynb", "03_report.ipynb")
-NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 DEFAULT_TIMEOUT_S = 1800
 KERNEL_NAME = "python3"
 # Cells that need the Reconciliation Platform's tables (its services, the migration's indexes,
@@ -60,7 +60,7 @@ class RunResult:
     folder: Path
     notebooks: list[NotebookResult]
     figures: dict[str, Any] = field(default_factory=dict)
-    gate: Any = None  # kit.gate.GateResult when fail_on rules were given
+    gate: Any = None  # kit.runs.gate.GateResult when fail_on rules were given
 
     @property
     def summary_path(self) -> Path:
@@ -196,9 +196,9 @@ def run(*, parameters: dict[str, Any] | None = None, runs_dir: Path = Path("runs
         progress: bool = True, bundle: bool = True, fail_on: tuple[str, ...] = ()) -> RunResult:
     """Run ``notebooks`` in order; return where the outputs are. Raises NotebookFailed on a failing cell.
 
-    ``fail_on`` rules (kit.gate's grammar) are parsed before anything runs and judged after the
+    ``fail_on`` rules (kit.runs.gate's grammar) are parsed before anything runs and judged after the
     bundle is written; the verdicts are in ``RunResult.gate`` (the caller decides to raise)."""
-    from kit import gate
+    from kit.runs import gate
 
     rules = gate.parse_rules(fail_on)
     if rules and not bundle:
@@ -235,7 +235,7 @@ def run(*, parameters: dict[str, Any] | None = None, runs_dir: Path = Path("runs
             written = _write_bundle(folder, summary, database_env=_database_env(per_notebook))
     verdict = None
     if rules:
-        from kit.history import previous_bundle
+        from kit.runs.history import previous_bundle
 
         before = previous_bundle(folder.parent, target=written["target"], before=folder.name) \
             if written.get("target") else None
@@ -250,8 +250,8 @@ def _is_platform(per_notebook: dict[Path, dict[str, Any]]) -> bool:
     if not any("database_env" in declared_parameters(path) for path in per_notebook):
         return True
     from kit.config import url_from_env
-    from kit.db import make_engine
-    from kit.schema import TABLES, existing_tables
+    from kit.db.engine import make_engine
+    from kit.platform.schema import TABLES, existing_tables
 
     engine = make_engine(url_from_env(_database_env(per_notebook)), pool_size=1)
     try:
@@ -292,7 +292,7 @@ def _database_env(per_notebook: dict[Path, dict[str, Any]]) -> str:
 
 def _write_bundle(folder: Path, summary: dict[str, Any], *, database_env: str) -> dict[str, Any]:
     """The evidence bundle of the run; without a reachable database it holds the files' part only."""
-    from kit import bundle
+    from kit.runs import bundle
     from kit.config import url_from_env
 
     try:

@@ -16,8 +16,8 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from kit.errors import UnsafeOperation
-from kit.indexes.sessions import Session, open_transactions, sessions_frame
-from kit.inventory import extensions
+from kit.safety.sessions import Session, open_transactions, sessions_frame
+from kit.db.inventory import extensions
 
 _FRESH_STATS_S = 3600.0  # statistics younger than this say little about the workload
 
@@ -131,7 +131,7 @@ PROBE_STATEMENTS = "/* kit */ SELECT 1 FROM pg_stat_statements LIMIT 1"
 
 def _extensions(conn: Connection) -> dict[str, bool]:
     """{extension: usable}; a role without pg_read_all_settings cannot read shared_preload_libraries
-    (which kit.inventory does), so the fallback probes the view itself."""
+    (which kit.db.inventory does), so the fallback probes the view itself."""
     try:
         with conn.begin_nested():
             return extensions(conn).set_index("extension")["usable"].to_dict()

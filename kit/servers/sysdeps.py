@@ -1,7 +1,7 @@
 """Install the system packages the kit uses when we can (root, apt): hypopg and chromium (talks to apt).
 
 Run by ``make install``. Never fails the build: without hypopg the advisor reports "unavailable";
-without chromium the browser tests fail and say why (:mod:`kit.browser`).
+without chromium the browser tests fail and say why (:mod:`kit.charts.browser`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kit.browser import CHROMIUM_PACKAGE, find_chromium
-from kit.local import find_pg_bindir
+from kit.charts.browser import CHROMIUM_PACKAGE, find_chromium
+from kit.servers.local import find_pg_bindir
 
 # Other engineers' or CI's apt may hold the dpkg lock for a while: wait for it rather than fail.
 _APT_LOCK_WAIT = ["-o", "DPkg::Lock::Timeout=300"]

@@ -31,12 +31,12 @@ from sqlalchemy.exc import OperationalError
 from tqdm.auto import tqdm
 
 from kit.errors import KitError
-from kit.schema import DATA_DIR, META_TABLE, TABLES, create_schema, restore_keys, set_aside_keys
+from kit.platform.schema import DATA_DIR, META_TABLE, TABLES, create_schema, restore_keys, set_aside_keys
 
 
 @dataclass(frozen=True)
 class Scale:
-    """Row counts of one named data set, one field per table of :data:`kit.schema.TABLES`."""
+    """Row counts of one named data set, one field per table of :data:`kit.platform.schema.TABLES`."""
 
     name: str
     users: int

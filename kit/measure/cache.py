@@ -122,7 +122,7 @@ def _name(engine: Engine, pid: int) -> str:
 
 
 def _remote_reader(database_url: str, redis_url: str, namespace: str, pid: int, out: Any, stop: Any) -> None:
-    from kit.db import make_engine
+    from kit.db.engine import make_engine
     from kit.services.cached import CachedServices
 
     engine = make_engine(database_url, pool_size=1)

@@ -54,7 +54,7 @@ def resources_chart(samples: dict[str, pd.DataFrame], *, title: str = "Process m
 
 
 def ingest_chart(frame: pd.DataFrame, *, title: str = "COPY ingest throughput by chunk size") -> go.Figure:
-    """Rows/s per chunk size, one bar group per concurrency (a :func:`kit.ingest.compare_ingest` frame)."""
+    """Rows/s per chunk size, one bar group per concurrency (a :func:`kit.services.ingest.compare_ingest` frame)."""
     fig = go.Figure()
     for concurrency, part in frame.groupby("concurrency", sort=True):
         fig.add_bar(x=part["chunk"], y=part["rows_per_s"], name=f"{concurrency} file(s) at once")

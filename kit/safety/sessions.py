@@ -9,7 +9,7 @@ import pandas as pd
 import psutil
 import psycopg
 
-from kit import redact
+from kit.sqltext import redact
 from kit.config import libpq_url
 from kit.errors import UnsafeOperation
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from kit.config import mask_url, url_from_env
-from kit.db import make_engine
+from kit.db.engine import make_engine
 from kit.errors import ConfigError
 
 # Embeds plotly.js once per notebook so figures render in JupyterLab and in the exported HTML

@@ -1,7 +1,7 @@
 """What runs for a kit home: the state file, the ports each server had, and the servers found
 again from their data directories when the state file is lost (reads files and processes).
 
-``services.json`` names the servers ``kit.local.up()`` started (pid and start time, so a reused pid
+``services.json`` names the servers ``kit.servers.local.up()`` started (pid and start time, so a reused pid
 is never taken for ours); ``ports.json`` keeps each server's last port. A state file that cannot
 be read is set aside as ``services.corrupt``, and the servers still running are found from
 ``postmaster.pid`` and ``redis.pid`` in their data directories, checked by process name and

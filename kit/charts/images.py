@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kit.browser import CHROMIUM_PACKAGE, PLOTLY_MIMETYPE
+from kit.charts.browser import CHROMIUM_PACKAGE, PLOTLY_MIMETYPE
 from kit.errors import BrowserUnavailable, ConfigError
 
 

@@ -6,9 +6,9 @@ through the caller's own statements; listens with SQLAlchemy's public event API)
             naive.search_projects(conn, query="acme", page=1, per_page=20)
     log.to_frame()
 
-Each :class:`Statement` carries the SQL (its secrets redacted by :func:`kit.redact.statement`),
+Each :class:`Statement` carries the SQL (its secrets redacted by :func:`kit.sqltext.redact.statement`),
 its duration and row count, the first call site in application code and a normalized fingerprint
-(:mod:`kit.fingerprint`). Statements are grouped into units of work (one "request" each) with
+(:mod:`kit.sqltext.fingerprint`). Statements are grouped into units of work (one "request" each) with
 :meth:`QueryLog.unit`. Parameters are recorded only with ``record_params=True``, and then values
 whose name matches ``redact`` are masked. The kit's own diagnostic SQL (tagged ``/* kit */``) is
 left out unless ``include_kit=True``.
@@ -33,14 +33,14 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, Engine, event
 
-from kit import fingerprint as fp
-from kit import redact as redaction
+from kit.sqltext import fingerprint as fp
+from kit.sqltext import redact as redaction
 
 DEFAULT_REDACT = r"pass(word)?|secret|token|api_?key|credential|email|ssn|iban|card"
 KIT_TAG = "/* kit */"
 _REDACTED = "***"
 _MAX_PARAM_SETS = 3  # executemany: keep the first few parameter sets only
-_KIT_DIR = Path(__file__).resolve().parent
+_KIT_DIR = Path(__file__).resolve().parents[1]
 # the kit's stand-ins for an application count as application code for call sites
 _APP_DIRS = (_KIT_DIR / "services", _KIT_DIR / "benchmarks")
 
@@ -218,7 +218,7 @@ def capture(
     if not isinstance(target, (Engine, Connection)):
         raise TypeError(
             f"capture() needs a SQLAlchemy Engine or Connection, got {type(target).__name__}; "
-            "pass the engine from kit.db.make_engine() or a connection from engine.connect()"
+            "pass the engine from kit.db.engine.make_engine() or a connection from engine.connect()"
         )
     log = QueryLog(record_params=record_params, redact=redact, include_kit=include_kit,
                    call_sites=call_sites)

@@ -34,8 +34,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from kit.config import mask_url, normalize_database_url
 from kit.errors import KitError
-from kit.history import BUNDLE_FILE, finding_changes, previous_bundle
-from kit.records import RECORDS_FILE, read_records
+from kit.runs.history import BUNDLE_FILE, finding_changes, previous_bundle
+from kit.runs.records import RECORDS_FILE, read_records
 
 SCHEMA_VERSION = 1
 _PACKAGES = ("papermill", "sqlalchemy", "psycopg", "pandas", "plotly", "redis")
@@ -98,8 +98,9 @@ def _database_sections(url: str, previous: dict[str, Any] | None, errors: dict[s
                        migrations: str | None = None, snapshot: bool = False) -> dict[str, Any]:
     """Pre-flight, statements, indexes and (without the run's own snapshot) audit findings; a
     section that fails is named in ``errors``."""
-    from kit import audit, indexes, preflight
-    from kit.db import make_engine
+    from kit import audit, indexes
+    from kit.safety import preflight
+    from kit.db.engine import make_engine
 
     out: dict[str, Any] = {}
     try:
@@ -132,7 +133,7 @@ def _preflight(engine, previous, *, preflight, **_) -> dict[str, Any]:
 
 def _statements(engine, previous, *, audit, **_) -> dict[str, Any]:
     """The snapshot now, and what ran since the previous run (since the reset when stats were reset)."""
-    from kit.preflight import statements_reset
+    from kit.safety.preflight import statements_reset
 
     with engine.connect() as conn:
         reset = statements_reset(conn)
@@ -185,7 +186,7 @@ def snapshot_findings(found: pd.DataFrame, index_rows: pd.DataFrame | None = Non
     ``findings.json``, which the bundle then uses as is (so ``audit.findings`` and the bundle's
     ``findings_total`` count the same list)."""
     from kit.config import run_dir
-    from kit.records import save_json
+    from kit.runs.records import save_json
 
     folder = run_dir()
     figures = {r["name"]: r["value"] for r in read_records(folder)} if folder else {}

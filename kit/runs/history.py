@@ -2,7 +2,7 @@
 build trend frames, compare two runs (pure: reads the runs' ``bundle.json`` files, no database).
 
 A run folder is what ``kit run`` writes into ``runs/<UTC timestamp>/``; its ``bundle.json``
-(:mod:`kit.bundle`) holds everything this module reads. A folder without a bundle (a run that
+(:mod:`kit.runs.bundle`) holds everything this module reads. A folder without a bundle (a run that
 crashed before the end, or an older kit) is listed with status ``no bundle`` and left out of trends.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from kit.errors import ConfigError
-from kit.sqlrefs import CONTROL, kind_of
+from kit.sqltext.refs import CONTROL, kind_of
 
 BUNDLE_FILE = "bundle.json"
 _CI_SUFFIXES = (("_lo", "_hi"), ("_ci_lo", "_ci_hi"))
@@ -249,7 +249,7 @@ def _loop_statements(folder: Path) -> dict[str, dict]:
 
 def target_from_env(database_env: str = "KIT_DATABASE_URL") -> str | None:
     """The target key of the database ``database_env`` names (None when it names none)."""
-    from kit.bundle import target_key
+    from kit.runs.bundle import target_key
     from kit.config import url_from_env
 
     try:
