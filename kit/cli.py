@@ -75,7 +75,7 @@ def _print_servers(servers) -> None:
 
 
 def _database_url(url: str | None) -> str:
-    from kit.config import url_from_env, normalize_database_url
+    from kit.config import normalize_database_url, url_from_env
 
     return normalize_database_url(url) if url else url_from_env()
 
@@ -89,10 +89,9 @@ def seed(scale: str, seed_value: int, database_url: str | None, apply_: bool) ->
     """Create the demo schema and load synthetic data (replaces the demo tables' contents)."""
     from sqlalchemy.exc import DBAPIError
 
+    from kit.db.engine import make_engine, refused
     from kit.platform import datagen
     from kit.servers import local
-    from kit.db.engine import make_engine
-    from kit.db.engine import refused
 
     if scale not in datagen.SCALES:
         raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(datagen.SCALES)}")
@@ -198,8 +197,8 @@ def compare(run_a: str, run_b: str, runs_dir: Path, show_all: bool) -> None:
 @click.option("--height", type=click.IntRange(min=100), default=None, help="Pixels (default: each figure's own).")
 def images(run: str, runs_dir: Path, width: int | None, height: int | None) -> None:
     """PNG images of RUN's figures into RUN/images/ (a folder, a name under --runs-dir, latest or previous)."""
-    from kit.runs import history as hist
     from kit.charts import images as kit_images
+    from kit.runs import history as hist
 
     folder = hist.resolve_run(run, runs_dir=runs_dir)
     written = kit_images.write_pngs(sorted(folder.glob("*.ipynb")), folder / "images", width=width, height=height)
@@ -210,8 +209,8 @@ def images(run: str, runs_dir: Path, width: int | None, height: int | None) -> N
 @click.option("--database-url", default=None, help="Default: $KIT_DATABASE_URL or the kit's own server.")
 def preflight(database_url: str | None) -> None:
     """Is it safe to change this database? Exit 2 (with the reasons) when it is not."""
-    from kit.safety import preflight as pre
     from kit.db.engine import make_engine
+    from kit.safety import preflight as pre
 
     engine = make_engine(_database_url(database_url))
     try:
@@ -247,11 +246,11 @@ def _print_run(result) -> None:
 def demo(scale: str, seed_value: int, runs_dir: Path, users: int, seconds: float) -> None:
     """Start the throwaway servers, build the demo database, run the notebooks."""
     from kit import indexes
-    from kit.platform import datagen
-    from kit.servers import local
-    from kit.runs import runner
     from kit.db.engine import make_engine
     from kit.fixes.apply import loop_created
+    from kit.platform import datagen
+    from kit.runs import runner
+    from kit.servers import local
 
     if scale not in datagen.SCALES:
         raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(datagen.SCALES)}")

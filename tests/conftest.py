@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from kit.servers import local
 from kit.db.engine import make_engine
 from kit.errors import KitError
+from kit.servers import local
 
 
 @pytest.fixture(scope="session")

@@ -8,10 +8,10 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from kit.db import inventory
 from kit.audit import duplicate_indexes, run_audit, seq_scan_tables, top_queries, unindexed_foreign_keys
 from kit.audit.base import run_check
 from kit.config import libpq_url
+from kit.db import inventory
 
 
 def _pg(engine) -> psycopg.Connection:

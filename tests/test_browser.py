@@ -9,8 +9,8 @@ import nbformat
 import pytest
 
 from kit.charts import browser
-from kit.runs import runner
 from kit.errors import BrowserUnavailable
+from kit.runs import runner
 from kit.runs.notebook import PLOTLY_RENDERER
 
 # the "lost" figure: nbconvert warns it cannot show plotly's mimetype alone, which is the point

@@ -9,10 +9,8 @@ import nbformat
 import pytest
 
 from kit import indexes
-from kit.runs import bundle
-from kit.runs import history
-from kit.runs import runner
 from kit.cli import main
+from kit.runs import bundle, history, runner
 
 SPEC = next(s for s in indexes.default_specs() if s.table == "users")
 

@@ -6,8 +6,8 @@ import uuid
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from kit.charts import cache as charts_cache
 from kit.cache import TieredCache, warm
+from kit.charts import cache as charts_cache
 
 
 def _cache(redis_url: str, ns: str | None = None) -> TieredCache:

@@ -8,10 +8,9 @@ import pytest
 from psycopg import sql
 from sqlalchemy import Connection, Engine, create_engine
 
-from kit.platform import datagen
-from kit.platform import schema
 from kit.db.engine import make_engine
 from kit.errors import KitError
+from kit.platform import datagen, schema
 
 TINY = datagen.SCALES["tiny"]
 

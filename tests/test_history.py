@@ -5,8 +5,8 @@ import json
 import pytest
 
 from kit.charts import trends as charts_trends
-from kit.runs import history
 from kit.errors import ConfigError
+from kit.runs import history
 
 A, B = "postgresql://u@h:5432/a", "postgresql://u@h:5432/b"
 

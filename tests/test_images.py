@@ -10,9 +10,9 @@ import nbformat
 import pytest
 
 from kit.charts import images
-from kit.runs import runner
 from kit.cli import main
 from kit.errors import BrowserUnavailable
+from kit.runs import runner
 from kit.runs.notebook import PLOTLY_RENDERER
 
 

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import text
 
 from kit.db.engine import make_engine
-from kit.services.ingest import compare_ingest, generate_csv, ingest_file, ingest_files
 from kit.metrics import KitMetrics
+from kit.services.ingest import compare_ingest, generate_csv, ingest_file, ingest_files
 
 COUNT = text("SELECT count(*) FROM reconciliation_records")
 

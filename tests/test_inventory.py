@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from kit.platform import datagen
 from kit.db import inventory
+from kit.platform import datagen
 from kit.platform.schema import TABLES
 
 

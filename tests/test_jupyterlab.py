@@ -31,8 +31,8 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from kit.charts import browser
-from kit.servers import local
 from kit.runs import runner
+from kit.servers import local
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / ".kit" / "artifacts" / "jupyterlab"

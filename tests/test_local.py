@@ -13,11 +13,11 @@ import psycopg
 import pytest
 import redis
 
-from kit.servers import local
-from kit.servers import state as local_state
 from kit.cache import TieredCache
 from kit.config import libpq_url
 from kit.errors import LauncherError
+from kit.servers import local
+from kit.servers import state as local_state
 
 
 def test_session_servers_are_real_and_configured(fresh_db_url, redis_url):

@@ -6,8 +6,16 @@ import pytest
 from sqlalchemy import text
 
 from kit.load import Endpoint
-from kit.pool import (OPTIMIZED, PRODUCTION, PoolConfig, compare_configs, exhaustion, make_pool_engine,
-                      server_connection_limit, sweep_pool_sizes)
+from kit.pool import (
+    OPTIMIZED,
+    PRODUCTION,
+    PoolConfig,
+    compare_configs,
+    exhaustion,
+    make_pool_engine,
+    server_connection_limit,
+    sweep_pool_sizes,
+)
 
 SERIES = text("SELECT count(*) FROM generate_series(1, 200)")
 QUICK = [Endpoint("series", lambda conn, rng: conn.execute(SERIES).scalar_one())]

@@ -9,11 +9,11 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from kit.servers import local
-from kit.safety import preflight
 from kit.config import libpq_url
 from kit.db.engine import make_engine
 from kit.errors import UnsafeOperation
+from kit.safety import preflight
+from kit.servers import local
 
 
 def test_the_kits_own_database_is_safe(tiny_engine):

@@ -8,8 +8,8 @@ import nbformat
 import pytest
 from sqlalchemy import text
 
-from kit.runs import runner
 from kit.errors import ConfigError, NotebookFailed, ParameterError
+from kit.runs import runner
 
 
 def _notebook(path, params: str, *cells: str) -> None:
@@ -138,9 +138,9 @@ def test_a_failing_cell_names_notebook_and_cell_and_keeps_the_output(tmp_path):
 def test_kit_run_finds_the_servers_of_services_up_without_any_environment(tmp_path, monkeypatch):
     """`kit services up` then `kit run` in a project folder: the kernels (which run in notebooks/)
     must find the servers recorded in the project's .kit, with no URL in the environment."""
+    from kit.db.engine import make_engine
     from kit.platform import datagen
     from kit.servers import local
-    from kit.db.engine import make_engine
 
     for name in ("KIT_HOME", "KIT_DATABASE_URL", "DATABASE_URL", "KIT_REDIS_URL", "REDIS_URL"):
         monkeypatch.delenv(name, raising=False)

@@ -11,9 +11,9 @@ import re
 import pandas as pd
 from sqlalchemy import Connection, Engine, text
 
+from kit.audit.base import CheckResult, extension_missing, frame, result, run_check, unavailable
 from kit.sqltext import redact
 from kit.sqltext.refs import CONTROL, kind_of
-from kit.audit.base import CheckResult, extension_missing, frame, result, run_check, unavailable
 
 KIT_TAG = "/* kit */"
 # One row per statement (queryid), summed over the roles that ran it; top-level statements only

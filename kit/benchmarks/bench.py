@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from kit import benchmarks
-from kit.platform import datagen
-from kit.servers import local
 from kit.db.engine import make_engine
 from kit.errors import ConfigError
+from kit.platform import datagen
+from kit.servers import local
 
 # benchmarks that start or build what they need themselves (no --scale): name -> module with run(seed=, home=)
 STANDALONE = {"faults": "kit.benchmarks.faults", "fleet": "kit.fleet.bench"}

@@ -39,20 +39,21 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 from psycopg import sql
 from sqlalchemy import text
 
-from kit.platform import datagen
-from kit.servers import local
 from kit.benchmarks import _bad_inputs
 from kit.cache.outage import run_outage
 from kit.config import libpq_url
 from kit.db.engine import make_engine
 from kit.indexes import apply_indexes, default_specs, index_status
 from kit.load import Endpoint, run_load
+from kit.platform import datagen
 from kit.pool import PoolConfig, make_pool_engine
+from kit.servers import local
 
 TEMPLATE = "faults_tiny"
 PASSWORD = "Fault-pw-5e1d"  # the URL's password in the secrets run
@@ -337,8 +338,6 @@ def scan(folder: Path, needles: list[bytes]) -> tuple[int, list[tuple[str, bytes
 
 def _secrets(home: Path, pg: local.Server) -> dict[str, int]:
     """A full `kit run` (the console script) with a password in the URL and secrets in statement texts."""
-    from urllib.parse import quote
-
     url = _copy(pg)
     database = url.rsplit("/", 1)[1]
     with _password_role(pg, PW_ROLE, PASSWORD, superuser=True, databases=(database,)):

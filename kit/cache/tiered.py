@@ -34,7 +34,6 @@ from kit.cache.l1 import L1Cache
 from kit.cache.l2 import L2Cache, RedisDown
 from kit.cache.stats import CacheStats
 
-
 HEARTBEAT_S = 0.05  # a round trip to Redis this often on the invalidation channel ...
 LIVENESS_BOUND_S = 0.25  # ... and L1 off when none was answered within this bound
 

@@ -21,8 +21,7 @@ from contextlib import AbstractContextManager, contextmanager
 import pytest
 from sqlalchemy import Connection, Engine
 
-from kit.capture.recorder import QueryLog
-from kit.capture.recorder import capture
+from kit.capture.recorder import QueryLog, capture
 from kit.errors import QueryBudgetExceeded
 
 _LIST_AT_MOST = 20  # statements listed in a failure message

@@ -16,9 +16,8 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from kit.capture.recorder import QueryLog, Statement
 from kit.sqltext import fingerprint as fp
-from kit.capture.recorder import QueryLog
-from kit.capture.recorder import Statement
 
 NO_UNIT = "(no unit of work)"
 

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import nbformat
+
 from kit.errors import BrowserUnavailable
 
 CHROMIUM_PACKAGE = "chromium"
@@ -122,8 +124,6 @@ class ChartCheck:
 def figure_cells(notebook: Path) -> list[int]:
     """The index of the cell of every figure an executed notebook shows (a cell once per figure):
     outputs carrying plotly's mimetype or the ``plotly-graph-div`` of its HTML renderers."""
-    import nbformat
-
     nb = nbformat.read(str(notebook), as_version=4)
     return [index for index, cell in enumerate(nb.cells) if cell.cell_type == "code"
             for output in cell.get("outputs", ()) if _is_figure(output.get("data", {}))]

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nbformat
+import plotly.io as pio
+
 from kit.charts.browser import CHROMIUM_PACKAGE, PLOTLY_MIMETYPE
 from kit.errors import BrowserUnavailable, ConfigError
 
@@ -33,8 +36,6 @@ class Figure:
 
 def notebook_figures(notebook: Path) -> list[Figure]:
     """Every figure output (plotly's mimetype) of an executed notebook, in order."""
-    import nbformat
-
     nb = nbformat.read(str(notebook), as_version=4)
     found = []
     for index, cell in enumerate(nb.cells):
@@ -53,7 +54,6 @@ def write_pngs(notebooks: list[Path], folder: Path, *, width: int | None = None,
         return []
     try:
         import kaleido  # noqa: F401  (plotly.io imports it lazily and says less when it is missing)
-        import plotly.io as pio
     except ImportError as exc:
         raise ConfigError("PNG export needs kaleido >= 1: pip install 'dbperf-kit[images]'") from exc
     partial = Path(folder).with_name(Path(folder).name + ".partial")

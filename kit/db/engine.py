@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.exc import OperationalError, DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from kit.config import mask_url, normalize_database_url
 from kit.errors import DatabaseRefused, DatabaseUnavailable

@@ -22,15 +22,15 @@ from sqlalchemy import Engine
 
 from kit.audit import duplicate_indexes, unindexed_foreign_keys, vacuum_staleness
 from kit.audit.base import CheckResult, run_check
-from kit.sqltext.fingerprint import to_dollar_params
 from kit.fixes.model import ANALYZE, CREATE, DROP, Fix, FixPlan
-from kit.safety import sessions
 from kit.indexes.advisor import HYPO_CREATE, Advice, advise, cost, table_columns
+from kit.indexes.estimate import has_hypopg
 from kit.indexes.spec import IndexSpec, declared_in_migrations, parse_index_sql, parse_indexdef
 from kit.indexes.status import APPLIED, DIFFERS, NO_TABLE, default_specs, index_status
-from kit.indexes.estimate import has_hypopg
 from kit.indexes.verify import probe_for
 from kit.platform.schema import TABLES, existing_tables
+from kit.safety import sessions
+from kit.sqltext.fingerprint import to_dollar_params
 from kit.sqltext.refs import references
 from kit.workload.model import Statement, Workload
 

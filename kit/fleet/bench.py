@@ -29,14 +29,14 @@ import psycopg
 from psycopg import sql
 
 from kit.charts import browser
-from kit.runs import bundle
-from kit.platform import datagen
-from kit.servers import local
 from kit.config import libpq_url
 from kit.db.engine import make_engine
 from kit.fleet.orchestrate import run_round
 from kit.fleet.spec import load
 from kit.indexes import apply_indexes, default_specs, drop_indexes
+from kit.platform import datagen
+from kit.runs import bundle
+from kit.servers import local
 
 TARGETS = ("alpha", "beta", "gamma")
 PLANTED = "beta"

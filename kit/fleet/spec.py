@@ -44,9 +44,9 @@ from typing import Any
 
 import pandas as pd
 
-from kit.runs import gate
 from kit.config import mask_url
 from kit.errors import ConfigError
+from kit.runs import gate
 from kit.runs.runner import NOTEBOOKS_DIR, validate_parameters
 
 DEFAULT_NOTEBOOKS = ("01_audit.ipynb",)

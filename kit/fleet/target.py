@@ -18,10 +18,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from kit.runs import runner
 from kit.config import mask_url, required_url
 from kit.errors import KitError, NotebookFailed
 from kit.fleet.spec import Fleet, Target
+from kit.runs import runner
 
 ATTEMPTS_FILE = "attempts.jsonl"
 OUTCOME_FILE = "fleet.json"

@@ -20,12 +20,12 @@ from psycopg import sql
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from kit.sqltext import redact
 from kit.audit.base import ENABLE
 from kit.audit.statements import statements_frame
-from kit.safety import sessions
 from kit.indexes.estimate import has_hypopg
 from kit.indexes.verify import plan_indexes
+from kit.safety import sessions
+from kit.sqltext import redact
 from kit.sqltext.refs import Relation, references
 
 MIN_DROP = 0.5

@@ -10,6 +10,7 @@ import pandas as pd
 from sqlalchemy import Engine, text
 
 from kit.indexes.spec import IndexSpec, parse_indexdef, parse_migration
+from kit.platform.schema import MIGRATION_PATH
 
 APPLIED, MISSING, INVALID, DIFFERS, EXTRA, NO_TABLE = (
     "applied", "missing", "invalid", "differs", "extra", "no table")
@@ -24,13 +25,8 @@ _REMEDY = {
 
 
 def default_migration() -> Path:
-    """The seed's migration file (``kit.platform.schema.MIGRATION_PATH`` when that module is present)."""
-    try:
-        from kit.platform.schema import MIGRATION_PATH  # owned by the schema module
-
-        return Path(MIGRATION_PATH)
-    except ImportError:
-        return Path(__file__).resolve().parents[2] / "data/migrations/20250102000000_add_performance_indexes.sql"
+    """The seed's migration file."""
+    return Path(MIGRATION_PATH)
 
 
 def default_specs() -> tuple[IndexSpec, ...]:

@@ -14,6 +14,9 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from kit.cache.tiered import TieredCache
+from kit.db.engine import make_engine
+from kit.services import batched
+from kit.services.cached import CachedServices
 
 FIRST_PROJECT = "/* kit */ SELECT min(id) FROM projects"
 PROJECT_IDS = "/* kit */ SELECT id FROM projects ORDER BY id LIMIT :n"
@@ -115,16 +118,11 @@ def stale_reads_same_process(services: Any, engine: Engine, *, writes: int = 100
 
 
 def _name(engine: Engine, pid: int) -> str:
-    from kit.services import batched
-
     with engine.connect() as conn:
         return batched.get_project(conn, pid)["name"]
 
 
 def _remote_reader(database_url: str, redis_url: str, namespace: str, pid: int, out: Any, stop: Any) -> None:
-    from kit.db.engine import make_engine
-    from kit.services.cached import CachedServices
-
     engine = make_engine(database_url, pool_size=1)
     cache = TieredCache(redis_url=redis_url, namespace=namespace)
     services = CachedServices(cache, engine)

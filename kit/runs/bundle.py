@@ -29,25 +29,23 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from kit.config import mask_url, normalize_database_url
+from kit import __version__, audit, indexes
+from kit.config import mask_url, run_dir, target_key
+from kit.db.engine import make_engine
 from kit.errors import KitError
+from kit.fixes.plan import declared_specs
 from kit.runs.history import BUNDLE_FILE, finding_changes, previous_bundle
-from kit.runs.records import RECORDS_FILE, read_records
+from kit.runs.records import RECORDS_FILE, read_records, save_json
+from kit.safety import preflight
+from kit.safety.preflight import statements_reset
 
 SCHEMA_VERSION = 1
 _PACKAGES = ("papermill", "sqlalchemy", "psycopg", "pandas", "plotly", "redis")
 FINDINGS_FILE = "findings.json"
 _OWN_FILES = {BUNDLE_FILE, RECORDS_FILE, "summary.json"}
 _NOT_APPLIED = ("missing", "invalid", "differs")
-
-
-def target_key(url: str) -> str:
-    """The database a URL names, without driver or password: ``postgresql://user@host:port/db``."""
-    u = make_url(normalize_database_url(url))
-    return f"postgresql://{u.username or ''}@{u.host or ''}:{u.port or ''}/{u.database or ''}"
 
 
 def _masked(value: Any) -> Any:
@@ -61,8 +59,6 @@ def _masked(value: Any) -> Any:
 
 
 def versions() -> dict[str, Any]:
-    from kit import __version__
-
     packages = {}
     for name in _PACKAGES:
         try:
@@ -98,10 +94,6 @@ def _database_sections(url: str, previous: dict[str, Any] | None, errors: dict[s
                        migrations: str | None = None, snapshot: bool = False) -> dict[str, Any]:
     """Pre-flight, statements, indexes and (without the run's own snapshot) audit findings; a
     section that fails is named in ``errors``."""
-    from kit import audit, indexes
-    from kit.safety import preflight
-    from kit.db.engine import make_engine
-
     out: dict[str, Any] = {}
     try:
         engine = make_engine(url)
@@ -133,8 +125,6 @@ def _preflight(engine, previous, *, preflight, **_) -> dict[str, Any]:
 
 def _statements(engine, previous, *, audit, **_) -> dict[str, Any]:
     """The snapshot now, and what ran since the previous run (since the reset when stats were reset)."""
-    from kit.safety.preflight import statements_reset
-
     with engine.connect() as conn:
         reset = statements_reset(conn)
         conn.rollback()
@@ -155,8 +145,6 @@ def _statements(engine, previous, *, audit, **_) -> dict[str, Any]:
 def _indexes(engine, previous, *, indexes, migrations=None, **_) -> dict[str, Any] | None:
     """The declared indexes against the live ones: the run's migrations, the platform's on the
     platform's database, none elsewhere (None: nothing declared, nothing compared)."""
-    from kit.fixes.plan import declared_specs
-
     declared = declared_specs(engine, migrations or None)
     if not declared.specs:
         return None
@@ -185,9 +173,6 @@ def snapshot_findings(found: pd.DataFrame, index_rows: pd.DataFrame | None = Non
     indexes not applied, and the findings figures recorded so far; written to the run folder's
     ``findings.json``, which the bundle then uses as is (so ``audit.findings`` and the bundle's
     ``findings_total`` count the same list)."""
-    from kit.config import run_dir
-    from kit.runs.records import save_json
-
     folder = run_dir()
     figures = {r["name"]: r["value"] for r in read_records(folder)} if folder else {}
     rows = _records(index_rows) if index_rows is not None and len(index_rows) else []

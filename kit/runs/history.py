@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from kit.config import run_dir, target_key, url_from_env
 from kit.errors import ConfigError
 from kit.sqltext.refs import CONTROL, kind_of
 
@@ -27,7 +28,6 @@ def locate_runs_dir(runs_dir: str | Path = "runs") -> Path:
     """Where the runs are: an absolute path as is; a relative one next to the ``kit run`` in
     progress (its parent folder), else under the working directory or its parent (a notebook
     runs with ``notebooks/`` as working directory)."""
-    from kit.config import run_dir
 
     path = Path(runs_dir)
     if path.is_absolute():
@@ -249,9 +249,6 @@ def _loop_statements(folder: Path) -> dict[str, dict]:
 
 def target_from_env(database_env: str = "KIT_DATABASE_URL") -> str | None:
     """The target key of the database ``database_env`` names (None when it names none)."""
-    from kit.runs.bundle import target_key
-    from kit.config import url_from_env
-
     try:
         return target_key(url_from_env(database_env))
     except ConfigError:

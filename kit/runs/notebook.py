@@ -5,7 +5,9 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
+import plotly.io as pio
 from sqlalchemy import Engine
+from tqdm import TqdmWarning
 
 from kit.config import mask_url, url_from_env
 from kit.db.engine import make_engine
@@ -32,9 +34,6 @@ class Session:
 
 def open_session(database_env: str = "KIT_DATABASE_URL", redis_env: str = "KIT_REDIS_URL") -> Session:
     """Connect to the database named by the environment variable ``database_env``."""
-    import plotly.io as pio
-    from tqdm import TqdmWarning
-
     pio.renderers.default = PLOTLY_RENDERER
     # tqdm.auto falls back to text bars without ipywidgets; its warning would land in every report
     warnings.filterwarnings("ignore", message="IProgress not found", category=TqdmWarning)

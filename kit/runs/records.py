@@ -7,12 +7,16 @@ so a notebook runs the same in JupyterLab.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
 from typing import Any
 
-from kit.config import run_dir
+import pandas as pd
+
+from kit.config import kit_home, run_dir
+from kit.errors import ConfigError
 
 RECORDS_FILE = "records.jsonl"
 
@@ -49,8 +53,6 @@ def read_records(folder: Path) -> list[dict[str, Any]]:
 def artifact_path(name: str) -> Path:
     """Where a notebook leaves a result for a later notebook of the same run (e.g. 02's
     measurements for 03's charts): the run folder inside ``kit run``, else ``.kit/artifacts``."""
-    from kit.config import kit_home
-
     folder = run_dir() or kit_home() / "artifacts"
     Path(folder).mkdir(parents=True, exist_ok=True)
     return Path(folder) / name
@@ -65,10 +67,6 @@ def save_frame(name: str, frame) -> Path:
 
 def load_frame(name: str):
     """A DataFrame saved by an earlier notebook of this run."""
-    import io
-
-    import pandas as pd
-
     return pd.read_json(io.StringIO(_read_artifact(f"{name}.json")), orient="table")
 
 
@@ -83,8 +81,6 @@ def load_json(name: str) -> Any:
 
 
 def _read_artifact(filename: str) -> str:
-    from kit.errors import ConfigError
-
     path = artifact_path(filename)
     if not path.exists():
         raise ConfigError(f"no saved result {filename} in {path.parent}; run 01_audit and 02_apply_fixes "

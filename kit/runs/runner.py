@@ -19,8 +19,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from kit.config import DATABASE_ENV, HOME_ENV, RUN_DIR_ENV, kit_home, looks_secret, mask_url
+import nbformat
+import papermill
+from jupyter_client.kernelspec import KernelSpecManager
+from nbconvert import HTMLExporter
+from papermill.exceptions import PapermillExecutionError
+
+from kit.config import DATABASE_ENV, HOME_ENV, RUN_DIR_ENV, kit_home, looks_secret, mask_url, url_from_env
+from kit.db.engine import make_engine
 from kit.errors import ConfigError, KitError, NotebookFailed, ParameterError
+from kit.platform.schema import TABLES, existing_tables
+from kit.runs import bundle as bundles
+from kit.runs import gate
+from kit.runs.history import previous_bundle
 from kit.runs.records import read_records
 
 NOTEBOOKS = ("01_audit.ipynb", "02_apply_fixes.ipynb", "03_report.ipynb")
@@ -73,8 +84,6 @@ class RunResult:
 
 def declared_parameters(path: Path) -> dict[str, dict[str, Any]]:
     """The parameters a notebook declares in its ``parameters`` cell: name -> {type, default}."""
-    import papermill
-
     expected = f"expected one of {', '.join(NOTEBOOKS)} in {NOTEBOOKS_DIR}"
     if Path(path).suffix != ".ipynb":
         raise ConfigError(f"not a notebook: {path} (not an .ipynb file); {expected}")
@@ -160,8 +169,6 @@ def _migrations_path(value: str) -> str:
 
 def check_kernel(name: str) -> None:
     """A ConfigError unless Jupyter knows a kernel called ``name`` (checked before anything runs)."""
-    from jupyter_client.kernelspec import KernelSpecManager
-
     known = KernelSpecManager().find_kernel_specs()
     if name not in known:
         raise ConfigError(f"no Jupyter kernel named {name!r}; installed: {', '.join(sorted(known)) or 'none'} "
@@ -198,8 +205,6 @@ def run(*, parameters: dict[str, Any] | None = None, runs_dir: Path = Path("runs
 
     ``fail_on`` rules (kit.runs.gate's grammar) are parsed before anything runs and judged after the
     bundle is written; the verdicts are in ``RunResult.gate`` (the caller decides to raise)."""
-    from kit.runs import gate
-
     rules = gate.parse_rules(fail_on)
     if rules and not bundle:
         raise ConfigError("--fail-on needs the run's bundle; drop --no-bundle")
@@ -235,8 +240,6 @@ def run(*, parameters: dict[str, Any] | None = None, runs_dir: Path = Path("runs
             written = _write_bundle(folder, summary, database_env=_database_env(per_notebook))
     verdict = None
     if rules:
-        from kit.runs.history import previous_bundle
-
         before = previous_bundle(folder.parent, target=written["target"], before=folder.name) \
             if written.get("target") else None
         verdict = gate.evaluate(rules, written, before)
@@ -249,9 +252,6 @@ def _is_platform(per_notebook: dict[Path, dict[str, Any]]) -> bool:
     Notebooks that declare no ``database_env`` use no database: nothing is checked or skipped."""
     if not any("database_env" in declared_parameters(path) for path in per_notebook):
         return True
-    from kit.config import url_from_env
-    from kit.db.engine import make_engine
-    from kit.platform.schema import TABLES, existing_tables
 
     engine = make_engine(url_from_env(_database_env(per_notebook)), pool_size=1)
     try:
@@ -264,8 +264,6 @@ def _is_platform(per_notebook: dict[Path, dict[str, Any]]) -> bool:
 def without_tagged_cells(path: Path, target: Path, tags: tuple[str, ...]) -> Path:
     """A copy of notebook ``path`` at ``target`` without the cells tagged with any of ``tags``;
     one markdown cell says what was left out and why."""
-    import nbformat
-
     nb = nbformat.read(str(path), as_version=4)
     kept = [c for c in nb.cells if not set(c.metadata.get("tags", ())) & set(tags)]
     if len(kept) < len(nb.cells):
@@ -292,27 +290,21 @@ def _database_env(per_notebook: dict[Path, dict[str, Any]]) -> str:
 
 def _write_bundle(folder: Path, summary: dict[str, Any], *, database_env: str) -> dict[str, Any]:
     """The evidence bundle of the run; without a reachable database it holds the files' part only."""
-    from kit.runs import bundle
-    from kit.config import url_from_env
-
     try:
         url, why = url_from_env(database_env), None
     except KitError as exc:
         url, why = None, mask_url(str(exc))
     status = "ok" if all(n["status"] == "ok" for n in summary["notebooks"]) else "failed"
-    content = bundle.collect(folder, database_url=url, parameters=summary["parameters"],
+    content = bundles.collect(folder, database_url=url, parameters=summary["parameters"],
                              notebooks=summary["notebooks"], status=status)
     if why:
         content["errors"]["database"] = why
-    bundle.write(folder, content)
+    bundles.write(folder, content)
     return content
 
 
 def _execute(path: Path, folder: Path, params: dict[str, Any], *, kernel_name: str, timeout_s: int,
              progress: bool, skip: tuple[str, ...] = ()) -> NotebookResult:
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
     output = folder / path.name
     source = without_tagged_cells(path, folder / ".input" / path.name, skip) if skip else path
     started = time.perf_counter()
@@ -335,9 +327,6 @@ def _execute(path: Path, folder: Path, params: dict[str, Any], *, kernel_name: s
 
 def export_html(notebook: Path) -> Path:
     """A self-contained HTML file next to ``notebook`` (plotly.js is embedded by the notebook itself)."""
-    import nbformat
-    from nbconvert import HTMLExporter
-
     body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(notebook), as_version=4))
     target = Path(notebook).with_suffix(".html")
     target.write_text(mask_url(body), encoding="utf-8")

@@ -15,9 +15,9 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from kit.db.inventory import extensions
 from kit.errors import UnsafeOperation
 from kit.safety.sessions import Session, open_transactions, sessions_frame
-from kit.db.inventory import extensions
 
 _FRESH_STATS_S = 3600.0  # statistics younger than this say little about the workload
 
@@ -163,22 +163,12 @@ def _ownership(pg, tables: list[str]) -> list[tuple[str, bool]]:
     return [(t, bool(ok)) for t, ok in rows]
 
 
-def declared_tables() -> list[str]:
-    """schema.table of every table the seed's index migration touches (what apply would change)."""
-    try:
-        from kit.indexes import default_specs
-
-        return sorted({f"{s.schema}.{s.table}" for s in default_specs()})
-    except Exception:  # no readable migration: judge every user table instead
-        return []
-
-
 def check(engine: Engine, *, tables: list[str] | None = None, long_tx_s: float = 60.0) -> Preflight:
-    """Run the pre-flight on ``engine``'s database; ``tables`` (schema.table) default to those the
-    index migration touches. A transaction open for ``long_tx_s`` or more makes applying unsafe."""
+    """Run the pre-flight on ``engine``'s database for ``tables`` (schema.table; every user table when
+    None). A transaction open for ``long_tx_s`` or more makes applying unsafe."""
     if long_tx_s <= 0:
         raise ValueError(f"long_tx_s must be positive, got {long_tx_s!r}")
-    wanted = list(tables) if tables is not None else declared_tables()
+    wanted = list(tables or ())
     with engine.connect() as conn:
         try:
             settings = _settings(conn)

@@ -1,5 +1,5 @@
-"""Who else is in the database: this process's open transactions, sessions that would block a
-concurrent build, and whether our role may build indexes at all (talks to PostgreSQL)."""
+"""Who else is in the database: this process's open transactions and the sessions that would block a
+concurrent build (talks to PostgreSQL). Whether it is safe to build at all is :mod:`kit.safety.preflight`'s call."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ import pandas as pd
 import psutil
 import psycopg
 
-from kit.sqltext import redact
 from kit.config import libpq_url
-from kit.errors import UnsafeOperation
+from kit.sqltext import redact
 
 
 def connect(url: str, *, app: str = "dbperf-kit-indexes") -> psycopg.Connection:
@@ -68,40 +67,3 @@ def open_transactions(conn: psycopg.Connection, *, tables: list[str]) -> list[Se
 
 def sessions_frame(sessions: list[Session] | tuple[Session, ...]) -> pd.DataFrame:
     return pd.DataFrame([s.__dict__ for s in sessions], columns=list(Session.__dataclass_fields__))
-
-
-def refuse_own_transactions(sessions: list[Session]) -> None:
-    """Raise when this process itself holds a transaction open: the build would wait on it forever."""
-    mine = [s for s in sessions if s.own_process]
-    if mine:
-        pids = ", ".join(str(s.pid) for s in mine)
-        raise UnsafeOperation(
-            f"this process holds {len(mine)} open transaction(s) (backend pid {pids}); a concurrent "
-            "index build would wait for it forever — commit or roll back (conn.rollback()) first"
-        )
-
-
-PRIVILEGES = """/* kit */
-SELECT c.oid::regclass::text AS "table", pg_get_userbyid(c.relowner) AS owner,
-       pg_has_role(current_user, c.relowner, 'USAGE') AS may_build
-FROM pg_class c WHERE c.oid = ANY(%(tables)s::regclass[])"""
-READ_ONLY = "/* kit */ SELECT current_user, current_setting('transaction_read_only') = 'on', pg_is_in_recovery()"
-
-
-def refuse_if_cannot_build(conn: psycopg.Connection, *, tables: list[str]) -> None:
-    """Raise :class:`UnsafeOperation` unless our role owns every table and may write."""
-    user, read_only, recovery = conn.execute(READ_ONLY).fetchone()
-    if recovery:
-        raise UnsafeOperation("the server is a read-only standby; apply the indexes on the primary")
-    if read_only:
-        raise UnsafeOperation(
-            f"role {user} works in read-only transactions (default_transaction_read_only); "
-            "apply needs a role that owns the tables — nothing was changed"
-        )
-    denied = [(t, owner) for t, owner, ok in conn.execute(PRIVILEGES, {"tables": tables}) if not ok]
-    if denied:
-        listed = ", ".join(f"{t} (owner {o})" for t, o in denied[:3])
-        raise UnsafeOperation(
-            f"role {user} cannot create indexes on {listed}{' ...' if len(denied) > 3 else ''}: "
-            "CREATE INDEX needs the table's owner; rerun apply with the owner's URL — nothing was changed"
-        )

@@ -31,10 +31,23 @@ import time
 from pathlib import Path
 
 import psutil
+import psycopg
+import redis
+from psycopg import sql
+from sqlalchemy.engine import make_url
 
 from kit.errors import ConfigError, LauncherError
 from kit.servers.state import (  # noqa: F401 - STATE_FILE, PORTS_FILE and Server are part of this module's API
-    DATABASE, PORTS_FILE, STATE_FILE, Server, live_state, locked, record_port, recorded_ports, write_state,
+    DATABASE,
+    PORTS_FILE,
+    STATE_FILE,
+    Server,
+    default_url,
+    live_state,
+    locked,
+    record_port,
+    recorded_ports,
+    write_state,
 )
 
 _READY_TIMEOUT_S = 30.0
@@ -111,16 +124,6 @@ def down(*, home: Path, purge: bool = False) -> list[Server]:
             for entry in _read_dirs(home):
                 shutil.rmtree(entry, ignore_errors=True)
         return list(servers.values())
-
-
-def default_url(kind: str, *, home: Path) -> str:
-    """The URL of the embedded server of ``kind`` ("database" or "redis") for ``home``."""
-    key = "postgres" if kind == "database" else "redis"
-    servers = status(home=home)
-    if key not in servers:
-        var = "KIT_DATABASE_URL" if kind == "database" else "KIT_REDIS_URL"
-        raise ConfigError(f"no {kind} configured: export {var}, or run `kit services up` first")
-    return servers[key].url
 
 
 def free_port() -> int:
@@ -287,9 +290,6 @@ _EXTENSIONS = ("pg_stat_statements", "hypopg")
 def _prepare_database(port: int) -> None:
     """Create the demo database and, where installed, the extensions (in template1 as well,
     so every database created later for tests has them)."""
-    import psycopg
-    from psycopg import sql
-
     base = f"host=127.0.0.1 port={port} user=postgres"
     with psycopg.connect(f"{base} dbname=postgres", autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone():
@@ -366,8 +366,6 @@ def _start_redis(home: Path, *, port: int | None, recorded: int | None = None,
 
 
 def _redis_ping(url: str) -> bool:
-    import redis
-
     try:
         return bool(redis.Redis.from_url(url, socket_timeout=0.5).ping())
     except redis.RedisError:
@@ -380,8 +378,6 @@ def is_kit_database(url: str, *, home: Path) -> bool:
 
     Only such a database may be changed without an explicit ``apply``.
     """
-    from sqlalchemy.engine import make_url
-
     server = status(home=home).get("postgres")
     if server is None:
         return False
@@ -391,8 +387,6 @@ def is_kit_database(url: str, *, home: Path) -> bool:
 
 
 def _admin_dsn(server: Server) -> str:
-    from sqlalchemy.engine import make_url
-
     url = make_url(server.url)
     host = url.query.get("host") or url.host or "127.0.0.1"
     port = f" port={url.port}" if url.port else ""
@@ -401,10 +395,6 @@ def _admin_dsn(server: Server) -> str:
 
 def create_database(server: Server, name: str, *, replace: bool = False, template: str | None = None) -> str:
     """Create database ``name`` on a kit server (from ``template`` if given); return its URL."""
-    import psycopg
-    from psycopg import sql
-    from sqlalchemy.engine import make_url
-
     with psycopg.connect(_admin_dsn(server), autocommit=True) as conn:
         if replace:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -416,8 +406,5 @@ def create_database(server: Server, name: str, *, replace: bool = False, templat
 
 
 def drop_database(server: Server, name: str) -> None:
-    import psycopg
-    from psycopg import sql
-
     with psycopg.connect(_admin_dsn(server), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import psutil
 
+from kit.errors import ConfigError
+
 DATABASE = "demo"
 STATE_FILE = "services.json"
 PORTS_FILE = "ports.json"
@@ -101,6 +103,17 @@ def live_state(home: Path) -> dict[str, Server]:
     if live != servers:
         write_state(home, live)
     return live
+
+
+def default_url(kind: str, *, home: Path) -> str:
+    """The URL of the embedded server of ``kind`` ("database" or "redis") for ``home``."""
+    key = "postgres" if kind == "database" else "redis"
+    with locked(home):
+        servers = live_state(home)
+    if key not in servers:
+        var = "KIT_DATABASE_URL" if kind == "database" else "KIT_REDIS_URL"
+        raise ConfigError(f"no {kind} configured: export {var}, or run `kit services up` first")
+    return servers[key].url
 
 
 def recorded_ports(home: Path) -> dict[str, int]:

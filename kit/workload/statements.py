@@ -12,8 +12,7 @@ from sqlalchemy.exc import DBAPIError
 
 from kit.audit.base import extension_missing
 from kit.audit.statements import CONTROL, diff, statements_frame
-from kit.runs.bundle import target_key
-from kit.config import run_dir
+from kit.config import run_dir, target_key
 from kit.runs.history import locate_runs_dir, previous_bundle
 from kit.safety.preflight import statements_reset
 from kit.workload.model import Statement, Workload
