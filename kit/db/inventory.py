@@ -10,12 +10,7 @@ from dataclasses import dataclass
 import pandas as pd
 from sqlalchemy import Connection, text
 
-# The extensions the kit's checks use; each row says whether it is installed and how to enable it.
-KNOWN_EXTENSIONS = {
-    "pg_stat_statements": "add pg_stat_statements to shared_preload_libraries, restart, then "
-                          "CREATE EXTENSION pg_stat_statements",
-    "hypopg": "apt-get install postgresql-<major>-hypopg, then CREATE EXTENSION hypopg",
-}
+from kit.db.extensions import ENABLE, missing
 
 SERVER_SQL = """/* kit */ SELECT current_setting('server_version') AS version,
        current_setting('server_version_num')::int AS version_num,
@@ -32,8 +27,6 @@ SERVER_SQL = """/* kit */ SELECT current_setting('server_version') AS version,
 EXTENSIONS_SQL = """/* kit */ SELECT a.name, a.default_version, e.extversion AS installed_version
 FROM pg_available_extensions a LEFT JOIN pg_extension e ON e.extname = a.name
 WHERE a.name = ANY(:names) ORDER BY a.name"""
-
-PRELOAD_SQL = "/* kit */ SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries'"
 
 # reltuples is -1 until the first VACUUM/ANALYZE (PostgreSQL 14+), and 0 when a table was
 # analyzed empty: on a freshly loaded, never analyzed database the live count is the estimate.
@@ -79,16 +72,14 @@ def server_info(conn: Connection) -> ServerInfo:
 
 def extensions(conn: Connection) -> pd.DataFrame:
     """The kit's extensions: available, installed, usable now, and how to enable each."""
-    rows = {r.name: r for r in conn.execute(text(EXTENSIONS_SQL), {"names": list(KNOWN_EXTENSIONS)})}
-    preload = conn.execute(text(PRELOAD_SQL)).scalar() or ""
+    rows = {r.name: r for r in conn.execute(text(EXTENSIONS_SQL), {"names": list(ENABLE)})}
     out = []
-    for name, how in KNOWN_EXTENSIONS.items():
+    for name in ENABLE:
         row = rows.get(name)
-        installed = bool(row is not None and row.installed_version)
-        usable = installed and (name != "pg_stat_statements" or "pg_stat_statements" in preload)
+        why = missing(conn, name)
         out.append({"extension": name, "available": row is not None,
-                    "installed": row.installed_version if installed else None,
-                    "usable": usable, "how_to_enable": None if usable else how})
+                    "installed": row.installed_version if row is not None else None,
+                    "usable": why is None, "how_to_enable": why})
     return pd.DataFrame(out)
 
 

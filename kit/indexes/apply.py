@@ -80,7 +80,7 @@ class Step:
 class ApplyResult:
     applied: bool  # False for a dry run
     steps: tuple[Step, ...]
-    blockers: tuple[sessions.Session, ...]
+    blockers: tuple[sessions.Backend, ...]
     lock_waits: tuple[LockWait, ...]
     seconds: float
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psycopg
 
+from kit.db import extensions
 from kit.indexes.spec import IndexSpec
 
 _FILLFACTOR = 0.9
@@ -27,13 +28,6 @@ class Preflight:
     free_bytes: int | None  # None when the data directory is not on this machine or not visible
     writes_per_s: float
     warning: str  # "" when nothing to say
-
-
-HAS_HYPOPG = "/* kit */ SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'hypopg')"
-
-
-def has_hypopg(conn: psycopg.Connection) -> bool:
-    return bool(conn.execute(HAS_HYPOPG).fetchone()[0])
 
 
 def hypothetical_sql(spec: IndexSpec) -> str:
@@ -107,7 +101,7 @@ def write_rates(conn: psycopg.Connection, *, schemas: list[str], sample_s: float
 def preflight(conn: psycopg.Connection, specs: list[IndexSpec], *, sample_s: float = 0.5,
               sleep: Callable[[float], None] = time.sleep) -> dict[str, Preflight]:
     """One :class:`Preflight` per spec; never creates a real index."""
-    hypo = has_hypopg(conn)
+    hypo = extensions.usable(conn, "hypopg")
     free = free_disk(conn)
     rates = write_rates(conn, schemas=sorted({s.schema for s in specs}), sample_s=sample_s, sleep=sleep)
     out: dict[str, Preflight] = {}

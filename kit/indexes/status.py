@@ -71,7 +71,7 @@ FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY(:schemas)"""
 
 
-def existing_tables(conn, *, schemas: list[str]) -> set[tuple[str, str]]:
+def tables_in(conn, *, schemas: list[str]) -> set[tuple[str, str]]:
     return {(r.schema, r.table) for r in conn.execute(text(TABLES), {"schemas": list(schemas)})}
 
 
@@ -128,7 +128,7 @@ def index_status(engine: Engine, specs: tuple[IndexSpec, ...] | list[IndexSpec] 
     schemas = sorted({s.schema for s in specs}) or ["public"]
     with engine.connect() as conn:
         live = live_indexes(conn, schemas=schemas)
-        tables = existing_tables(conn, schemas=schemas)
+        tables = tables_in(conn, schemas=schemas)
         conn.rollback()
     by_name = {(i.schema, i.name): i for i in live}
     declared_tables = {(s.schema, s.table) for s in specs}

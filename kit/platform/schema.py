@@ -77,8 +77,8 @@ ORDER BY t.ord
 """
 
 
-def existing_tables(conn: Connection) -> list[str]:
-    """Which of :data:`TABLES` exist in the connection's search path, in :data:`TABLES` order."""
+def platform_tables(conn: Connection) -> list[str]:
+    """Which of the platform's :data:`TABLES` exist in the connection's search path, in :data:`TABLES` order."""
     rows = conn.exec_driver_sql(EXISTING_TABLES, {"tables": list(TABLES)})
     return [name for (name,) in rows]
 
@@ -103,7 +103,7 @@ def table_stats(conn: Connection, *, exact: bool = True) -> pd.DataFrame:
     Tables that do not exist are left out; an empty frame means the schema is missing.
     """
     columns = ["table", "rows", "total_bytes", "index_bytes"]
-    found = existing_tables(conn)
+    found = platform_tables(conn)
     if not found:
         return pd.DataFrame(columns=columns)
     frame = pd.DataFrame(
@@ -162,7 +162,7 @@ def set_aside_keys(conn: Connection) -> SetAside:
     Only for a bulk load inside one transaction: :func:`restore_keys` must follow before
     commit, so no other session ever sees the tables without their keys.
     """
-    tables = {"tables": existing_tables(conn)}
+    tables = {"tables": platform_tables(conn)}
     keys = conn.exec_driver_sql(KEYS, tables).all()  # foreign keys first ('f' < 'p')
     plain = conn.exec_driver_sql(PLAIN_INDEXES, tables).all()
     for _, table, name, _ in keys:
@@ -206,6 +206,6 @@ def restore_keys(conn: Connection, aside: SetAside, *, analyze: bool = True) -> 
 def analyze_tables(conn: Connection) -> None:
     """ANALYZE the platform's tables (allowed inside a transaction, unlike VACUUM)."""
     stmt = sql.SQL("/* kit */ ANALYZE {}").format(
-        sql.SQL(", ").join(map(sql.Identifier, existing_tables(conn)))
+        sql.SQL(", ").join(map(sql.Identifier, platform_tables(conn)))
     )
     conn.exec_driver_sql(_render(conn, stmt))

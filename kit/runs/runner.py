@@ -28,7 +28,7 @@ from papermill.exceptions import PapermillExecutionError
 from kit.config import DATABASE_ENV, HOME_ENV, RUN_DIR_ENV, kit_home, looks_secret, mask_url, url_from_env
 from kit.db.engine import make_engine
 from kit.errors import ConfigError, KitError, NotebookFailed, ParameterError
-from kit.platform.schema import TABLES, existing_tables
+from kit.platform.schema import TABLES, platform_tables
 from kit.runs import bundle as bundles
 from kit.runs import gate
 from kit.runs.history import previous_bundle
@@ -256,7 +256,7 @@ def _is_platform(per_notebook: dict[Path, dict[str, Any]]) -> bool:
     engine = make_engine(url_from_env(_database_env(per_notebook)), pool_size=1)
     try:
         with engine.connect() as conn:
-            return len(existing_tables(conn)) == len(TABLES)
+            return len(platform_tables(conn)) == len(TABLES)
     finally:
         engine.dispose()
 

@@ -15,9 +15,9 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from kit.db.inventory import extensions
+from kit.db import extensions
 from kit.errors import UnsafeOperation
-from kit.safety.sessions import Session, open_transactions, sessions_frame
+from kit.safety.sessions import Backend, open_transactions, sessions_frame
 
 _FRESH_STATS_S = 3600.0  # statistics younger than this say little about the workload
 
@@ -41,18 +41,18 @@ class Preflight:
     statements_reset: datetime | None  # pg_stat_statements_info.stats_reset (PostgreSQL 14+)
     pg_stat_statements: bool
     hypopg: bool
-    sessions: tuple[Session, ...]  # other sessions inside a transaction, oldest first
+    sessions: tuple[Backend, ...]  # other sessions inside a transaction, oldest first
     long_tx_s: float
     safe_to_apply: bool
     reasons: tuple[str, ...]
     warnings: tuple[str, ...]
 
     @property
-    def long_transactions(self) -> tuple[Session, ...]:
+    def long_transactions(self) -> tuple[Backend, ...]:
         return tuple(s for s in self.sessions if (s.xact_age_s or 0) >= self.long_tx_s)
 
     @property
-    def idle_in_transaction(self) -> tuple[Session, ...]:
+    def idle_in_transaction(self) -> tuple[Backend, ...]:
         return tuple(s for s in self.sessions if str(s.state).startswith("idle in transaction"))
 
     def to_frame(self) -> pd.DataFrame:
@@ -123,28 +123,8 @@ def statements_reset(conn: Connection) -> datetime | None:
         return None
 
 
-USABLE = """/* kit */
-SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'hypopg') AS hypopg,
-       EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements') AS pg_stat_statements"""
-PROBE_STATEMENTS = "/* kit */ SELECT 1 FROM pg_stat_statements LIMIT 1"
-
-
 def _extensions(conn: Connection) -> dict[str, bool]:
-    """{extension: usable}; a role without pg_read_all_settings cannot read shared_preload_libraries
-    (which kit.db.inventory does), so the fallback probes the view itself."""
-    try:
-        with conn.begin_nested():
-            return extensions(conn).set_index("extension")["usable"].to_dict()
-    except DBAPIError:
-        pass
-    found = dict(conn.execute(text(USABLE)).mappings().one())
-    if found["pg_stat_statements"]:
-        try:
-            with conn.begin_nested():
-                conn.execute(text(PROBE_STATEMENTS)).all()
-        except DBAPIError:  # created but not preloaded
-            found["pg_stat_statements"] = False
-    return {"pg_stat_statements": bool(found["pg_stat_statements"]), "hypopg": bool(found["hypopg"])}
+    return {name: extensions.usable(conn, name) for name in extensions.ENABLE}
 
 
 OWNERSHIP = """/* kit */
@@ -194,7 +174,7 @@ def check(engine: Engine, *, tables: list[str] | None = None, long_tx_s: float =
     )
 
 
-def judge(settings: dict, not_owned: tuple[str, ...], sessions: tuple[Session, ...], *,
+def judge(settings: dict, not_owned: tuple[str, ...], sessions: tuple[Backend, ...], *,
              long_tx_s: float, ext: dict) -> tuple[list[str], list[str]]:
     """(reasons it is unsafe to apply, warnings worth showing) — pure."""
     reasons, warnings = [], []

@@ -19,7 +19,9 @@ def connect(url: str, *, app: str = "dbperf-kit-indexes") -> psycopg.Connection:
 
 
 @dataclass(frozen=True)
-class Session:
+class Backend:
+    """A server process of this database (one client session) as pg_stat_activity shows it."""
+
     pid: int
     user: str | None
     application: str | None
@@ -54,16 +56,16 @@ def _own_endpoints() -> set[tuple[str, int]]:
         return set()
 
 
-def open_transactions(conn: psycopg.Connection, *, tables: list[str]) -> list[Session]:
+def open_transactions(conn: psycopg.Connection, *, tables: list[str]) -> list[Backend]:
     """Sessions of this database inside a transaction (or holding a snapshot), oldest first."""
     own = _own_endpoints()
     rows = conn.execute(OPEN_TRANSACTIONS, {"tables": tables}).fetchall()
     out = []
     for pid, user, app, state, age, wait, query, addr, port, locks in rows:
-        out.append(Session(pid, user, app, state, age, wait, redact.statement(query),
+        out.append(Backend(pid, user, app, state, age, wait, redact.statement(query),
                            own_process=(addr, port) in own, locks_table=bool(locks)))
     return out
 
 
-def sessions_frame(sessions: list[Session] | tuple[Session, ...]) -> pd.DataFrame:
-    return pd.DataFrame([s.__dict__ for s in sessions], columns=list(Session.__dataclass_fields__))
+def sessions_frame(sessions: list[Backend] | tuple[Backend, ...]) -> pd.DataFrame:
+    return pd.DataFrame([s.__dict__ for s in sessions], columns=list(Backend.__dataclass_fields__))
