@@ -245,37 +245,10 @@ def _print_run(result) -> None:
               help="Measured seconds per load run.")
 def demo(scale: str, seed_value: int, runs_dir: Path, users: int, seconds: float) -> None:
     """Start the throwaway servers, build the demo database, run the notebooks."""
-    from kit import indexes
-    from kit.db.engine import make_engine
-    from kit.fixes.apply import loop_created
-    from kit.platform import datagen
-    from kit.runs import runner
-    from kit.servers import local
+    from kit.runs import demo as kit_demo
 
-    if scale not in datagen.SCALES:
-        raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(datagen.SCALES)}")
-    servers = local.up(home=kit_home())
-    _print_servers(servers)
-    os.environ[DATABASE_ENV[0]] = servers["postgres"].url
-    os.environ["KIT_REDIS_URL"] = servers["redis"].url
-    engine = make_engine(servers["postgres"].url)
-    try:
-        with engine.connect() as conn:
-            seeded = datagen.seeded_scale(conn)
-        if seeded == (scale, seed_value):
-            click.echo(f"demo database already seeded at scale {scale} (seed {seed_value})")
-        else:
-            click.echo(f"seeding the demo database at scale {scale} ...")
-            result = datagen.seed(engine, scale=scale, seed=seed_value)
-            click.echo(f"{result.rows_total:,} rows in {result.seconds:.1f} s")
-        # the demo shows the audit's loop from its "before" state: none of the 23 indexes, none of the loop's own
-        if dropped := indexes.drop_indexes(engine) + indexes.drop_indexes(engine, loop_created(engine)):
-            click.echo(f"reset the demo database: dropped {len(dropped)} index(es) a previous run applied")
-    finally:
-        engine.dispose()
-    # the kit's own database: the fixes are applied
-    params = {"scale": scale, "apply": True, "load_users": users, "load_seconds": seconds}
-    result = runner.run(parameters=params, runs_dir=runs_dir)
+    result = kit_demo.run(scale=scale, seed=seed_value, runs_dir=runs_dir, users=users, seconds=seconds,
+                          home=kit_home(), say=click.echo)
     _print_run(result)
 
 

@@ -3,12 +3,14 @@ stale window (talks to PostgreSQL and Redis). Used by ``kit bench cache`` and th
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import random
 import statistics
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import Engine, text
@@ -169,3 +171,14 @@ def stale_window_ms(services: Any, engine: Engine, *, database_url: str, redis_u
 
 def namespace() -> str:
     return f"bench{uuid.uuid4().hex[:8]}"
+
+
+@contextlib.contextmanager
+def scratch_cache(redis_url: str | None, **kwargs: Any) -> Iterator[TieredCache]:
+    """A TieredCache in a namespace of its own for one measurement: emptied and closed on exit."""
+    cache = TieredCache(redis_url=redis_url, namespace=namespace(), **kwargs)
+    try:
+        yield cache
+    finally:
+        cache.clear()
+        cache.close()

@@ -27,7 +27,7 @@ def record(name: str, value: Any) -> Any:
         raise TypeError(f"a record name must be a non-empty str, not {name!r}")
     if isinstance(value, float) and not math.isfinite(value):
         value = None
-    line = json.dumps({"name": name, "value": value}, default=_jsonable)
+    line = json.dumps({"name": name, "value": value}, default=jsonable)
     folder = run_dir()
     if folder is not None:
         with open(Path(folder) / RECORDS_FILE, "a", encoding="utf-8") as fh:
@@ -35,7 +35,7 @@ def record(name: str, value: Any) -> Any:
     return value
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if hasattr(value, "item"):  # numpy / pandas scalars
         return value.item()
     if hasattr(value, "isoformat"):
@@ -72,7 +72,7 @@ def load_frame(name: str):
 
 def save_json(name: str, value: Any) -> Path:
     path = artifact_path(f"{name}.json")
-    path.write_text(json.dumps(value, default=_jsonable), encoding="utf-8")
+    path.write_text(json.dumps(value, default=jsonable), encoding="utf-8")
     return path
 
 
