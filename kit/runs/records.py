@@ -7,16 +7,12 @@ so a notebook runs the same in JupyterLab.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from kit.config import kit_home, run_dir
-from kit.errors import ConfigError
 
 RECORDS_FILE = "records.jsonl"
 
@@ -58,31 +54,7 @@ def artifact_path(name: str) -> Path:
     return Path(folder) / name
 
 
-def save_frame(name: str, frame) -> Path:
-    """Keep a DataFrame for a later notebook of the run (JSON, read back with types)."""
-    path = artifact_path(f"{name}.json")
-    path.write_text(frame.reset_index(drop=True).to_json(orient="table", date_format="iso"), encoding="utf-8")
-    return path
-
-
-def load_frame(name: str):
-    """A DataFrame saved by an earlier notebook of this run."""
-    return pd.read_json(io.StringIO(_read_artifact(f"{name}.json")), orient="table")
-
-
 def save_json(name: str, value: Any) -> Path:
     path = artifact_path(f"{name}.json")
     path.write_text(json.dumps(value, default=jsonable), encoding="utf-8")
     return path
-
-
-def load_json(name: str) -> Any:
-    return json.loads(_read_artifact(f"{name}.json"))
-
-
-def _read_artifact(filename: str) -> str:
-    path = artifact_path(filename)
-    if not path.exists():
-        raise ConfigError(f"no saved result {filename} in {path.parent}; run 01_audit and 02_apply_fixes "
-                          "first (kit run runs all three in order)")
-    return path.read_text(encoding="utf-8")
