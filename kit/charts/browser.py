@@ -12,7 +12,6 @@ always Debian's ``chromium`` (``make install`` installs it with apt when run as 
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,9 +22,8 @@ from urllib.parse import urlsplit
 import nbformat
 
 from kit.errors import BrowserUnavailable
+from kit.servers.sysdeps import CHROMIUM_EXECUTABLES, CHROMIUM_PACKAGE, find_chromium
 
-CHROMIUM_PACKAGE = "chromium"
-_EXECUTABLES = ("chromium", "chromium-browser")
 # No sandbox: these machines run everything as root, where chromium refuses its sandbox. The rest
 # keeps a headless chromium from calling home (updates, sync, metrics): there is no internet here,
 # and a check must not wait on it.
@@ -135,19 +133,11 @@ def _is_figure(data: dict[str, Any]) -> bool:
     return PLOTLY_MIMETYPE in data or 'class="plotly-graph-div"' in html
 
 
-def find_chromium() -> str | None:
-    """The system chromium's path, or None."""
-    for name in _EXECUTABLES:
-        if path := shutil.which(name):
-            return path
-    return None
-
-
 def require_chromium() -> str:
     path = find_chromium()
     if path is None:
         raise BrowserUnavailable(
-            f"chromium not found on PATH (looked for {', '.join(_EXECUTABLES)}); install it with "
+            f"chromium not found on PATH (looked for {', '.join(CHROMIUM_EXECUTABLES)}); install it with "
             f"`apt-get install {CHROMIUM_PACKAGE}` (`make install` does it when run as root)")
     return path
 

@@ -12,11 +12,22 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kit.charts.browser import CHROMIUM_PACKAGE, find_chromium
 from kit.servers.local import find_pg_bindir
 
 # Other engineers' or CI's apt may hold the dpkg lock for a while: wait for it rather than fail.
 _APT_LOCK_WAIT = ["-o", "DPkg::Lock::Timeout=300"]
+
+
+CHROMIUM_PACKAGE = "chromium"
+CHROMIUM_EXECUTABLES = ("chromium", "chromium-browser")
+
+
+def find_chromium() -> str | None:
+    """The system chromium's path, or None."""
+    for name in CHROMIUM_EXECUTABLES:
+        if path := shutil.which(name):
+            return path
+    return None
 
 
 def hypopg_installed(bindir: str) -> bool:
