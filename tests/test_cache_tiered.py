@@ -144,7 +144,7 @@ def test_stampede_lock_one_loader_across_caches(redis_url):
 
 _READER = r"""
 import json, sys, time, redis
-from kit.cache import TieredCache
+from kit.cache import CacheConfig, TieredCache
 url, ns, src, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 r = redis.Redis.from_url(url)
 cache = TieredCache(redis_url=url, namespace=ns, config=CacheConfig(ttl=60))
