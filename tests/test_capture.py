@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from kit.capture import capture
+from kit.capture.recorder import capture
 
 COUNT = text("SELECT count(*) FROM generate_series(1, :n)")
 
@@ -126,6 +126,6 @@ def test_secrets_in_statement_texts_never_reach_the_log(fresh_engine):
 
 
 def fp_of(sql: str) -> str:
-    from kit import fingerprint
+    from kit.sqltext import fingerprint
 
     return fingerprint.fingerprint(sql)

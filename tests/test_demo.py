@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kit import browser
+from kit.charts import browser
 
 KIT = str(Path(sys.executable).parent / "kit")
 

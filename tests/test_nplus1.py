@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
-from kit.capture import capture
-from kit.charts_nplus1 import latency_figure, queries_per_request_figure
-from kit.nplus1 import find_n_plus_one, link_pg_stat_statements, suggest_fix
+from kit.capture.nplus1 import find_n_plus_one, link_pg_stat_statements, suggest_fix
+from kit.capture.recorder import capture
+from kit.charts.nplus1 import latency_figure, queries_per_request_figure
 
 COUNT = text("SELECT count(*) FROM pg_class WHERE relpages = :n")
 ONE = text("SELECT 1")

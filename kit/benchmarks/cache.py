@@ -19,11 +19,16 @@ from typing import Any
 import cachetools
 
 from kit.cache import TieredCache
-from kit.cache.measure import (
-    first_project, namespace, paired_us, stale_reads_same_process, stale_window_ms, zipf_hit_rate,
-)
 from kit.cache.warming import cold_vs_warm
-from kit.db import make_engine
+from kit.db.engine import make_engine
+from kit.measure.cache import (
+    first_project,
+    namespace,
+    paired_us,
+    stale_reads_same_process,
+    stale_window_ms,
+    zipf_hit_rate,
+)
 from kit.services import batched
 from kit.services.cached import CachedServices
 

@@ -16,9 +16,9 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, Engine, text
 
-from kit.capture import QueryLog, capture
-from kit.db import make_engine
-from kit.nplus1 import NPlusOneReport, find_n_plus_one
+from kit.capture.nplus1 import NPlusOneReport, find_n_plus_one
+from kit.capture.recorder import QueryLog, capture
+from kit.db.engine import make_engine
 from kit.services import IMPLEMENTATIONS
 from kit.services.common import load_job, match_records
 
