@@ -33,7 +33,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, text
 
 from kit.cache import CacheStats
-from kit.db import make_engine
+from kit.db.engine import make_engine
 from kit.errors import ConfigError
 
 ALERT_UTILIZATION = 0.8  # the seed warns above 80 % pool use and alerts on nothing

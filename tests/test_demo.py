@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from kit import browser, cli, local
+from kit.charts import browser
+from kit.runs import demo
 
 KIT = str(Path(sys.executable).parent / "kit")
 
@@ -31,7 +32,7 @@ def _demo(env, runs: Path) -> subprocess.CompletedProcess:
     return proc
 
 
-def test_demo_writes_notebooks_offline_html_and_summary_then_reuses_the_seed(demo_env, tmp_path, chromium, capsys):
+def test_demo_writes_notebooks_offline_html_and_summary_then_reuses_the_seed(demo_env, tmp_path, chromium):
     runs = tmp_path / "runs"
     first = _demo(demo_env, runs)
     assert "seeding the demo database at scale tiny" in first.stdout
@@ -47,9 +48,10 @@ def test_demo_writes_notebooks_offline_html_and_summary_then_reuses_the_seed(dem
     assert f"reports: {folder}/" in first.stdout
 
     # a second demo would only run the notebooks again: its first step, on the servers the demo left
-    cli.demo_database(local.status(home=Path(demo_env["KIT_HOME"]))["postgres"].url, scale="tiny", seed_value=42)
-    out = capsys.readouterr().out
-    assert "already seeded at scale tiny (seed 42)" in out and "reset the demo database: dropped" in out
+    said = []
+    demo.prepare(scale="tiny", seed=42, home=Path(demo_env["KIT_HOME"]), say=said.append)
+    assert "demo database already seeded at scale tiny (seed 42)" in said
+    assert any(line.startswith("reset the demo database: dropped") for line in said), said
 
 
 def _assert_reports_draw_their_charts_offline(folder: Path, chromium) -> None:

@@ -6,8 +6,16 @@ import pytest
 from sqlalchemy import text
 
 from kit.load import Endpoint
-from kit.pool import (OPTIMIZED, PRODUCTION, PoolConfig, compare_configs, exhaustion, make_pool_engine,
-                      server_connection_limit, sweep_pool_sizes)
+from kit.pool import (
+    OPTIMIZED,
+    PRODUCTION,
+    PoolConfig,
+    compare_configs,
+    exhaustion,
+    make_pool_engine,
+    server_connection_limit,
+    sweep_pool_sizes,
+)
 
 SERIES = text("SELECT count(*) FROM generate_series(1, 200)")
 QUICK = [Endpoint("series", lambda conn, rng: conn.execute(SERIES).scalar_one())]
@@ -80,7 +88,7 @@ def test_exhaustion_needs_more_users_than_connections(fresh_db_url):
 
 
 def test_compare_and_sweep_default_to_the_seed_mix(fresh_engine):
-    from kit import datagen
+    from kit.platform import datagen
 
     datagen.seed(fresh_engine, scale="tiny", progress=False)
     cmp = compare_configs(fresh_engine, configs=(PRODUCTION.with_size(2, name="p2"),), flavor="batched",

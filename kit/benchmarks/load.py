@@ -10,12 +10,12 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from kit.db import make_engine
+from kit.db.engine import make_engine
 from kit.indexes.apply import apply_indexes
-from kit.ingest import CHUNK_SIZES, compare_ingest, generate_csv, ingest_files
+from kit.load import seed_endpoints
 from kit.metrics import ResourceSampler
 from kit.pool import PRODUCTION, exhaustion, seed_load, sweep_pool_sizes
-from kit.load import seed_endpoints
+from kit.services.ingest import CHUNK_SIZES, compare_ingest, generate_csv, ingest_files
 
 USERS = 100
 DURATION_S = {"tiny": 3.0, "demo": 20.0, "large": 30.0}
