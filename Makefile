@@ -18,7 +18,7 @@ install: $(STAMP) system-deps
 # With apt, as root: hypopg (the what-if index advisor; without it the kit says "unavailable") and
 # chromium (the browser tests drive it with Playwright; without it they fail and say why).
 system-deps:
-	@$(BIN)/python -m kit.sysdeps
+	@$(BIN)/python -m kit.servers.sysdeps
 
 demo: install
 	$(BIN)/kit demo

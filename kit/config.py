@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from kit.errors import ConfigError
+from kit.servers.state import default_url
 
 DATABASE_ENV = ("KIT_DATABASE_URL", "DATABASE_URL")
 REDIS_ENV = ("KIT_REDIS_URL", "REDIS_URL")
@@ -97,9 +98,7 @@ def url_from_env(name: str | None = None, *, kind: str = "database") -> str:
         value = _first_env(DATABASE_ENV if kind == "database" else REDIS_ENV)
     if value:
         return normalize_database_url(value) if kind == "database" else value
-    from kit import local  # the launcher's state file names the embedded servers
-
-    return local.default_url(kind, home=kit_home())
+    return default_url(kind, home=kit_home())  # the launcher's state file names the embedded servers
 
 
 def kit_home() -> Path:
@@ -167,3 +166,9 @@ def fleet_file() -> Path | None:
     """The fleet file named by ``$KIT_FLEET_FILE`` (how ``dagster dev -m kit.fleet.definitions`` finds it)."""
     value = os.environ.get(FLEET_ENV)
     return Path(value) if value else None
+
+
+def target_key(url: str) -> str:
+    """The database a URL names, without driver or password: ``postgresql://user@host:port/db``."""
+    u = make_url(normalize_database_url(url))
+    return f"postgresql://{u.username or ''}@{u.host or ''}:{u.port or ''}/{u.database or ''}"

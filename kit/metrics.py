@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import threading
 import time
@@ -33,7 +34,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, text
 
 from kit.cache import CacheStats
-from kit.db import make_engine
+from kit.db.engine import make_engine
 from kit.errors import ConfigError
 
 ALERT_UTILIZATION = 0.8  # the seed warns above 80 % pool use and alerts on nothing
@@ -391,10 +392,13 @@ def serve(port: int, *, folder: Path, database_url: str | None = None, addr: str
     server = start_server(port, registry=exposition_registry(folder, engine=engine), addr=addr)
     print(f"serving {server.url} (Ctrl-C to stop): the processes publishing in {folder} "
           "(`kit load` does) and the database's counts")
+    stop = threading.Event()
+    # explicit handlers: a process started with SIGINT ignored (a background job, a test runner's
+    # worker) would not stop on Ctrl-C, and a service manager stops with SIGTERM
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
+        stop.wait()
     finally:
         server.close()
         if engine is not None:

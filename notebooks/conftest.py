@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from kit import datagen, local
-from kit.db import make_engine
+from kit.db.engine import make_engine
 from kit.errors import KitError
+from kit.platform import datagen
+from kit.servers import local
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

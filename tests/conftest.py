@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from kit import local
-from kit.db import make_engine
+from kit.db.engine import make_engine
 from kit.errors import KitError
+from kit.servers import local
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +60,7 @@ def fresh_engine(fresh_db_url) -> Iterator[Engine]:
 @pytest.fixture(scope="session")
 def tiny_template(pg_server) -> str:
     """A database seeded once per session at scale tiny, used as a template (never connected to by tests)."""
-    from kit import datagen
+    from kit.platform import datagen
 
     name = "tiny_template"
     url = local.create_database(pg_server, name, replace=True)
@@ -99,9 +99,9 @@ def tiny_engine(tiny_db_url) -> Iterator[Engine]:
 
 @pytest.fixture(scope="module")
 def chromium():
-    """Debian's chromium driven by Playwright, for the checks that charts are drawn (kit.browser);
+    """Debian's chromium driven by Playwright, for the checks that charts are drawn (kit.charts.browser);
     fails with the reason when it is missing or cannot start."""
-    from kit import browser
+    from kit.charts import browser
     from kit.errors import BrowserUnavailable
 
     try:

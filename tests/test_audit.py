@@ -9,9 +9,9 @@ from sqlalchemy import text
 from kit.audit import diff, explain, run_audit, snapshot
 from kit.audit.base import ERROR
 from kit.config import libpq_url
-from kit.db import make_engine
+from kit.db.engine import make_engine
 from kit.errors import ConfigError
-from kit.schema import create_schema
+from kit.platform.schema import create_schema
 
 OWN_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 

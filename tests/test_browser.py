@@ -1,4 +1,4 @@
-"""kit.browser: a chart counts as shown only when chromium drew it, offline; the check tells drawn
+"""kit.charts.browser: a chart counts as shown only when chromium drew it, offline; the check tells drawn
 charts from blank boxes and from figures the report lost."""
 
 from __future__ import annotations
@@ -8,9 +8,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from kit import browser, runner
+from kit.charts import browser
 from kit.errors import BrowserUnavailable
-from kit.notebook import PLOTLY_RENDERER
+from kit.runs import runner
+from kit.runs.notebook import PLOTLY_RENDERER
 
 # the "lost" figure: nbconvert warns it cannot show plotly's mimetype alone, which is the point
 pytestmark = pytest.mark.filterwarnings("ignore:Your element with mimetype")

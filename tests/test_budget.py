@@ -8,7 +8,7 @@ import textwrap
 import pytest
 from sqlalchemy import text
 
-from kit.budget import assert_max_queries, assert_num_queries
+from kit.capture.budget import assert_max_queries, assert_num_queries
 from kit.errors import QueryBudgetExceeded
 
 COUNT = text("SELECT count(*) FROM generate_series(1, :n)")

@@ -8,8 +8,9 @@ import json
 import nbformat
 import pytest
 
-from kit import bundle, history, indexes, runner
+from kit import indexes
 from kit.cli import main
+from kit.runs import bundle, history, runner
 
 SPEC = next(s for s in indexes.default_specs() if s.table == "users")
 

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from kit.cache import MISSING, L1Cache, L2Cache, ManualClock, TieredCache
+from kit.cache import MISSING, CacheConfig, L1Cache, L2Cache, ManualClock, TieredCache
 
 
 @pytest.fixture(params=["l1", "l2", "tiered"])
@@ -18,7 +18,7 @@ def made(request, redis_url):
     elif request.param == "l2":
         cache = L2Cache(redis_url, namespace=ns, ttl=60, timer=clock)
     else:
-        cache = TieredCache(redis_url=redis_url, namespace=ns, ttl=60, timer=clock)
+        cache = TieredCache(redis_url=redis_url, namespace=ns, timer=clock, config=CacheConfig(ttl=60))
     yield cache, clock
     if request.param != "l1":
         cache.clear()

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from kit import local
 from kit.cache.outage import run_outage
+from kit.servers import local
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from kit.cache import MISSING, AfterCommit, TieredCache
-from kit.db import make_engine
+from kit.cache import MISSING, AfterCommit, CacheConfig, TieredCache
+from kit.db.engine import make_engine
 from kit.services import batched
 from kit.services.cached import CachedServices
 
@@ -23,7 +23,7 @@ def seeded_engine(tiny_module_url):
 
 @pytest.fixture
 def cache(redis_url):
-    with TieredCache(redis_url=redis_url, namespace=f"s{uuid.uuid4().hex[:10]}", ttl=60) as c:
+    with TieredCache(redis_url=redis_url, namespace=f"s{uuid.uuid4().hex[:10]}", config=CacheConfig(ttl=60)) as c:
         yield c
         c.clear()
 

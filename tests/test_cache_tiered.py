@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from kit.cache import MISSING, TieredCache
-from kit.local import free_port
+from kit.cache import MISSING, CacheConfig, TieredCache
+from kit.servers.local import free_port
 
 
 def _ns() -> str:
@@ -35,7 +35,7 @@ def _wait_until(pred, timeout: float = 10.0) -> bool:
 
 @pytest.fixture
 def cache(redis_url):
-    with TieredCache(redis_url=redis_url, namespace=_ns(), ttl=60) as c:
+    with TieredCache(redis_url=redis_url, namespace=_ns(), config=CacheConfig(ttl=60)) as c:
         yield c
         c.clear()
 
@@ -121,7 +121,8 @@ def test_refill_race_across_caches_refused_by_generation(redis_url):
 
 def test_stampede_lock_one_loader_across_caches(redis_url):
     ns = _ns()
-    caches = [TieredCache(redis_url=redis_url, namespace=ns, lock=True, cross_process=False) for _ in range(4)]
+    config = CacheConfig(lock=True, cross_process=False)
+    caches = [TieredCache(redis_url=redis_url, namespace=ns, config=config) for _ in range(4)]
     calls, results = [], []
 
     def loader():
@@ -143,10 +144,10 @@ def test_stampede_lock_one_loader_across_caches(redis_url):
 
 _READER = r"""
 import json, sys, time, redis
-from kit.cache import TieredCache
+from kit.cache import CacheConfig, TieredCache
 url, ns, src, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 r = redis.Redis.from_url(url)
-cache = TieredCache(redis_url=url, namespace=ns, ttl=60)
+cache = TieredCache(redis_url=url, namespace=ns, config=CacheConfig(ttl=60))
 print("ready", flush=True)
 out = []
 for _ in range(n):
@@ -164,7 +165,7 @@ def test_invalidation_reaches_another_process(redis_url):
     ns, src = _ns(), f"src:{uuid.uuid4().hex}"
     r = redis.Redis.from_url(redis_url)
     r.set(src, 0)
-    writer = TieredCache(redis_url=redis_url, namespace=ns, ttl=60)
+    writer = TieredCache(redis_url=redis_url, namespace=ns, config=CacheConfig(ttl=60))
     proc = subprocess.Popen([sys.executable, "-c", _READER, redis_url, ns, src, "4000"],
                             stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1])
     assert proc.stdout.readline().strip() == "ready"
@@ -212,7 +213,7 @@ def test_redis_killed_degrades_then_resumes(tmp_path):
     url = f"redis://127.0.0.1:{port}/0"
     server = _start_redis(port, tmp_path)
     truth = {"v": 1}
-    cache = TieredCache(redis_url=url, namespace="outage", ttl=60, cooldown=0.2)
+    cache = TieredCache(redis_url=url, namespace="outage", config=CacheConfig(ttl=60, cooldown=0.2))
     try:
         assert cache.get_or_load("k", lambda: dict(truth)) == {"v": 1}
         assert cache.channel.up is True
@@ -235,7 +236,7 @@ def test_redis_killed_degrades_then_resumes(tmp_path):
         server = _start_redis(port, tmp_path)
         assert _wait_until(lambda: cache.channel.up and cache.l2.available)
         cache.get_or_load("k", lambda: dict(truth))
-        other = TieredCache(redis_url=url, namespace="outage", ttl=60)
+        other = TieredCache(redis_url=url, namespace="outage", config=CacheConfig(ttl=60))
         assert other.get_or_load("k", lambda: {"v": -1}) == {"v": 2}  # L2 serves again
         assert other.stats.get("l2", "hits") == 1
         other.close()

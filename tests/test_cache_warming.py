@@ -6,12 +6,12 @@ import uuid
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from kit import charts_cache
-from kit.cache import TieredCache, warm
+from kit.cache import CacheConfig, TieredCache, warm
+from kit.charts import cache as charts_cache
 
 
 def _cache(redis_url: str, ns: str | None = None) -> TieredCache:
-    return TieredCache(redis_url=redis_url, namespace=ns or f"w{uuid.uuid4().hex[:10]}", ttl=60)
+    return TieredCache(redis_url=redis_url, namespace=ns or f"w{uuid.uuid4().hex[:10]}", config=CacheConfig(ttl=60))
 
 
 def test_warm_loads_hot_keys_once_across_processes(redis_url):

@@ -3,13 +3,13 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from kit.capture import capture
+from kit.capture.recorder import capture
 
 COUNT = text("SELECT count(*) FROM generate_series(1, :n)")
 
 
 def test_records_sql_rows_duration_fingerprint_and_call_site(fresh_engine):
-    with fresh_engine.connect() as conn, capture(fresh_engine) as log:
+    with fresh_engine.connect() as conn, capture(fresh_engine, call_sites=True) as log:
         for n in (3, 4, 5):
             assert conn.execute(COUNT, {"n": n}).scalar_one() == n
         conn.execute(text("SELECT g FROM generate_series(1, 7) g")).all()
@@ -23,6 +23,25 @@ def test_records_sql_rows_duration_fingerprint_and_call_site(fresh_engine):
     assert first.call_site.endswith("in test_records_sql_rows_duration_fingerprint_and_call_site")
     assert first.params is None
     assert log.top_fingerprints(1)[0][1] == 3
+
+
+def test_call_sites_only_when_asked(fresh_engine):
+    with fresh_engine.connect() as conn, capture(fresh_engine) as log:
+        conn.execute(COUNT, {"n": 1})
+    assert [s.call_site for s in log.statements] == [None]
+
+
+def test_log_read_during_the_capture_keeps_order_and_clear_empties_it(fresh_engine):
+    with fresh_engine.connect() as conn, capture(fresh_engine) as log:
+        conn.execute(COUNT, {"n": 1})
+        assert [s.seq for s in log.statements] == [1]
+        conn.execute(COUNT, {"n": 2})
+        conn.execute(text("/* kit */ SELECT 1"))
+        conn.execute(COUNT, {"n": 3})
+        assert [(s.seq, s.rowcount) for s in log.statements] == [(1, 1), (2, 1), (3, 1)]
+        log.clear()
+        conn.execute(text("SELECT g FROM generate_series(1, 2) g")).all()
+    assert [(s.seq, s.rowcount) for s in log] == [(4, 2)]
 
 
 def test_units_of_work_group_requests(fresh_engine):
@@ -107,6 +126,6 @@ def test_secrets_in_statement_texts_never_reach_the_log(fresh_engine):
 
 
 def fp_of(sql: str) -> str:
-    from kit import fingerprint
+    from kit.sqltext import fingerprint
 
     return fingerprint.fingerprint(sql)

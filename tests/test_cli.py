@@ -11,9 +11,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from kit import local
 from kit.cli import main
 from kit.config import libpq_url
+from kit.servers import local
 
 KIT = str(Path(sys.executable).parent / "kit")
 

@@ -1,4 +1,4 @@
-"""kit.datagen on a real throwaway PostgreSQL: exact counts, determinism, the seed platform's shapes."""
+"""kit.platform.datagen on a real throwaway PostgreSQL: exact counts, determinism, the seed platform's shapes."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 from psycopg import sql
 from sqlalchemy import Connection, Engine, create_engine
 
-from kit import datagen, schema
-from kit.db import make_engine
+from kit.db.engine import make_engine
 from kit.errors import KitError
+from kit.platform import datagen, schema
 
 TINY = datagen.SCALES["tiny"]
 

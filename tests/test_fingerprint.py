@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from kit import fingerprint as fp
+from kit.sqltext import fingerprint as fp
 
 
 def test_values_and_layout_do_not_change_the_fingerprint():

@@ -9,9 +9,22 @@ import subprocess
 from sqlalchemy import text
 
 from kit.config import libpq_url
-from kit.fixes import (ANALYZE, CREATE, DROP, KEPT, PLANNED, RECORD_KEYS, REVERTED, Fix, apply_fixes,
-                       declared_specs, plan_fixes, run_loop, undo)
-from kit.fixes import sqlfile
+from kit.fixes import (
+    ANALYZE,
+    CREATE,
+    DROP,
+    KEPT,
+    PLANNED,
+    RECORD_KEYS,
+    REVERTED,
+    Fix,
+    apply_fixes,
+    declared_specs,
+    plan_fixes,
+    run_loop,
+    sqlfile,
+    undo,
+)
 from kit.fixes.verify import judge
 from kit.workload import measure, read_workload, targets_for
 

@@ -13,8 +13,18 @@ import dagster as dg
 import pytest
 
 from kit.fleet import load
-from kit.fleet.definitions import (AUDIT_JOB, FLEET_TAG, REPORT_JOB, ROUND_TAG, SCHEDULE, SENSOR, build,
-                                   instance_yaml, report_due, round_requests)
+from kit.fleet.definitions import (
+    AUDIT_JOB,
+    FLEET_TAG,
+    REPORT_JOB,
+    ROUND_TAG,
+    SCHEDULE,
+    SENSOR,
+    build,
+    instance_yaml,
+    report_due,
+    round_requests,
+)
 
 FLEET = """
 [fleet]

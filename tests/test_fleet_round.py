@@ -16,12 +16,14 @@ import nbformat
 import pytest
 from sqlalchemy import text
 
-from kit import browser, cli, local
-from kit.db import make_engine
+from kit import cli
+from kit.charts import browser
+from kit.db.engine import make_engine
 from kit.fleet import load
 from kit.fleet.definitions import SENSOR, build
 from kit.fleet.orchestrate import run_round
 from kit.fleet.target import ATTEMPTS_FILE, OUTCOME_FILE
+from kit.servers import local
 
 CANARY = "Fl33tRoundCanary"  # the kit's server trusts local logins: a password in the URL is accepted and ignored
 SCHEMA = """

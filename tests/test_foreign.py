@@ -11,8 +11,8 @@ import nbformat
 import psycopg
 import pytest
 
-from kit import runner
 from kit.errors import DatabaseUnavailable
+from kit.runs import runner
 
 FOREIGN = "postgresql://postgres@127.0.0.1:5432/postgres"
 INDEXES = "SELECT count(*) FROM pg_indexes"

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from kit import gate
 from kit.errors import ConfigError, KitError
+from kit.runs import gate
 
 
 @pytest.mark.parametrize(

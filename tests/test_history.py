@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from kit import charts_trends, history
+from kit.charts import trends as charts_trends
 from kit.errors import ConfigError
+from kit.runs import history
 
 A, B = "postgresql://u@h:5432/a", "postgresql://u@h:5432/b"
 

@@ -1,4 +1,4 @@
-"""kit.images / `kit images RUN`: a PNG per figure of a run, drawn by kaleido in Debian's chromium."""
+"""kit.charts.images / `kit images RUN`: a PNG per figure of a run, drawn by kaleido in Debian's chromium."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from kit import images, runner
+from kit.charts import images
 from kit.cli import main
 from kit.errors import BrowserUnavailable
-from kit.notebook import PLOTLY_RENDERER
+from kit.runs import runner
+from kit.runs.notebook import PLOTLY_RENDERER
 
 
 def _png(path: Path) -> tuple[int, int, int]:

@@ -18,7 +18,7 @@ from kit.errors import IndexBuildError, UnsafeOperation
 from kit.indexes.apply import ADVISORY_KEY, apply_indexes
 from kit.indexes.spec import MigrationError, parse_index_sql
 from kit.indexes.status import index_status
-from kit.schema import create_schema
+from kit.platform.schema import create_schema
 
 FAST = dict(sample_s=0, poll_s=0.05, progress=None, out=None)
 
@@ -186,7 +186,7 @@ def test_read_only_role_is_refused_with_a_clear_message(schema_engine, pg_server
     with psycopg.connect(dsn, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
         admin.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(sql.Identifier(role)))
-    from kit.db import make_engine
+    from kit.db.engine import make_engine
 
     reader = make_engine(schema_engine.url.set(username=role).render_as_string(hide_password=False))
     try:

@@ -1,4 +1,4 @@
-"""kit.ingest: COPY streaming into the throwaway PostgreSQL, malformed rows, concurrency."""
+"""kit.services.ingest: COPY streaming into the throwaway PostgreSQL, malformed rows, concurrency."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import hashlib
 import pytest
 from sqlalchemy import text
 
-from kit.db import make_engine
-from kit.ingest import compare_ingest, generate_csv, ingest_file, ingest_files
+from kit.db.engine import make_engine
 from kit.metrics import KitMetrics
+from kit.services.ingest import compare_ingest, generate_csv, ingest_file, ingest_files
 
 COUNT = text("SELECT count(*) FROM reconciliation_records")
 

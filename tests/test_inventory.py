@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from kit import datagen, inventory
-from kit.schema import TABLES
+from kit.db import inventory
+from kit.platform import datagen
+from kit.platform.schema import TABLES
 
 
 def test_inventory_of_the_tiny_demo(tiny_engine):
@@ -18,7 +19,7 @@ def test_inventory_of_the_tiny_demo(tiny_engine):
 
 
 def test_inventory_of_a_server_the_kit_did_not_start_degrades():
-    from kit.db import make_engine
+    from kit.db.engine import make_engine
 
     engine = make_engine("postgresql://postgres@127.0.0.1:5432/postgres")
     try:

@@ -30,7 +30,9 @@ import nbformat
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from kit import browser, local, runner
+from kit.charts import browser
+from kit.runs import runner
+from kit.servers import local
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / ".kit" / "artifacts" / "jupyterlab"

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-
 import time
 
 import numpy as np
 import pytest
 from sqlalchemy import text
 
-from kit.db import make_engine
+from kit.db.engine import make_engine
 from kit.load import MIX, Endpoint, PoolMonitor, latency_summary, run_load, seed_endpoints
 from kit.load.pool import PoolConfig, seed_load
 
@@ -150,9 +149,10 @@ def test_pool_wait_is_recorded_per_request(fresh_engine):
 
 
 def test_charts_build_from_results(fresh_engine, fresh_db_url):
-    from kit.charts_load import ingest_chart, latency_chart, pool_sweep_chart, resources_chart
-    from kit.load.pool import sweep_pool_sizes
     import pandas as pd
+
+    from kit.charts.load import ingest_chart, latency_chart, pool_sweep_chart, resources_chart
+    from kit.load.pool import sweep_pool_sizes
 
     r = run_load(fresh_engine, _endpoints(), users=2, requests=20, warmup_s=0.0, progress=False, n_boot=10)
     assert [t.name for t in latency_chart(r.to_frame()).data] == ["load (closed, 2 users)"]

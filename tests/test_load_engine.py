@@ -103,7 +103,7 @@ def test_a_master_and_workers_started_apart_as_on_several_machines(seeded_url):
     import os
     import subprocess
 
-    from kit.local import free_port
+    from kit.servers.local import free_port
 
     port = free_port()
     env = {**os.environ, "KIT_DATABASE_URL": seeded_url}

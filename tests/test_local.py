@@ -13,10 +13,11 @@ import psycopg
 import pytest
 import redis
 
-from kit import local, local_state
-from kit.cache import TieredCache
+from kit.cache import CacheConfig, TieredCache
 from kit.config import libpq_url
 from kit.errors import LauncherError
+from kit.servers import local
+from kit.servers import state as local_state
 
 
 def test_session_servers_are_real_and_configured(fresh_db_url, redis_url):
@@ -152,7 +153,7 @@ def test_redis_comes_back_on_its_port_and_running_caches_reconnect(tmp_path):
     home = tmp_path / "h"
     servers = local.up(home=home)
     redis_srv = servers["redis"]
-    cache = TieredCache(redis_url=redis_srv.url, namespace="crash", ttl=60)
+    cache = TieredCache(redis_url=redis_srv.url, namespace="crash", config=CacheConfig(ttl=60))
     try:
         cache.get_or_load("k", lambda: "v1")
         assert cache.channel.up is True
@@ -169,7 +170,7 @@ def test_redis_comes_back_on_its_port_and_running_caches_reconnect(tmp_path):
         assert again["postgres"].pid == servers["postgres"].pid
         assert _wait_for(lambda: cache.channel.up and cache.l2.available)
         assert cache.get_or_load("k", lambda: "v2") == "v2"  # L1 was flushed in the outage
-        other = TieredCache(redis_url=redis_srv.url, namespace="crash", ttl=60)
+        other = TieredCache(redis_url=redis_srv.url, namespace="crash", config=CacheConfig(ttl=60))
         assert other.get_or_load("k", lambda: "v3") == "v2"  # served by L2 again
         assert other.stats.get("l2", "hits") == 1
         other.close()

@@ -13,12 +13,12 @@ import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from kit import runner
 from kit.benchmarks import anydb
 from kit.config import libpq_url
-from kit.db import make_engine
+from kit.db.engine import make_engine
 from kit.errors import UnsafeOperation
 from kit.fixes import KEPT, PLANNED, run_loop
+from kit.runs import runner
 from kit.workload import read_workload
 
 ROWS = 20_000

@@ -142,7 +142,7 @@ def test_kit_metrics_serve_describes_the_process_under_load(tiny_db_url, tmp_pat
     import time
     from pathlib import Path
 
-    from kit.local import free_port
+    from kit.servers.local import free_port
 
     port, kit = free_port(), str(Path(sys.executable).parent / "kit")
     env = {**os.environ, "KIT_HOME": str(tmp_path)}

@@ -4,16 +4,16 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
-from kit.capture import capture
-from kit.charts_nplus1 import latency_figure, queries_per_request_figure
-from kit.nplus1 import find_n_plus_one, link_pg_stat_statements, suggest_fix
+from kit.capture.nplus1 import find_n_plus_one, link_pg_stat_statements, suggest_fix
+from kit.capture.recorder import capture
+from kit.charts.nplus1 import latency_figure, queries_per_request_figure
 
 COUNT = text("SELECT count(*) FROM pg_class WHERE relpages = :n")
 ONE = text("SELECT 1")
 
 
 def _loop(engine, repeats_per_unit):
-    with engine.connect() as conn, capture(engine) as log:
+    with engine.connect() as conn, capture(engine, call_sites=True) as log:
         for repeats in repeats_per_unit:
             with log.unit("endpoint"):
                 conn.execute(ONE)

@@ -80,7 +80,7 @@ def test_exhaustion_needs_more_users_than_connections(fresh_db_url):
 
 
 def test_compare_and_sweep_default_to_the_seed_mix(fresh_engine):
-    from kit import datagen
+    from kit.platform import datagen
 
     datagen.seed(fresh_engine, scale="tiny", progress=False)
     cmp = compare_configs(fresh_engine, configs=(PRODUCTION.with_size(2, name="p2"),), flavor="batched",

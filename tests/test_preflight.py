@@ -9,23 +9,25 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from kit import local, preflight
 from kit.config import libpq_url
-from kit.db import make_engine
+from kit.db.engine import make_engine
 from kit.errors import UnsafeOperation
+from kit.safety import preflight
+from kit.servers import local
 
 
 def test_the_kits_own_database_is_safe(tiny_engine):
     pf = preflight.check(tiny_engine)
     assert (pf.safe_to_apply, pf.reasons) == (True, ())
     assert (pf.is_replica, pf.read_only, pf.role, pf.superuser) == (False, False, "postgres", True)
-    assert (pf.tables_checked, pf.tables_not_owned) == (10, ())
+    assert (pf.tables_checked, pf.tables_not_owned) == (11, ())  # every user table: the platform's 10 + kit_meta
+    assert preflight.check(tiny_engine, tables=["public.users", "public.projects"]).tables_checked == 2
     assert (pf.pg_stat_statements, pf.hypopg) == (True, True)
     assert pf.statement_timeout == "0" and pf.lock_timeout == "0"
     assert pf.statements_reset is not None and pf.stats_age_s >= 0
     assert any(w.startswith("connected as superuser postgres") for w in pf.warnings)
     frame = pf.to_frame()
-    assert frame.set_index("check").loc["may create indexes on", "value"] == "10 of 10 tables"
+    assert frame.set_index("check").loc["may create indexes on", "value"] == "11 of 11 tables"
     assert frame.set_index("check").loc["safe to apply", "verdict"] == "ok"
     pf.require_safe()  # no exception
 
@@ -42,9 +44,9 @@ def test_a_role_that_owns_nothing_is_unsafe(pg_server, tiny_db_url):
         with psycopg.connect(local._admin_dsn(pg_server), autocommit=True) as conn:
             conn.execute(psycopg.sql.SQL("DROP ROLE {}").format(psycopg.sql.Identifier(role)))
     assert pf.safe_to_apply is False and pf.superuser is False
-    assert len(pf.tables_not_owned) == 10
-    assert pf.reasons == (f"role {role} does not own 10 table(s) (audit_logs, data_sources, "
-                          "projects ...); CREATE INDEX needs the owner's role",)
+    assert len(pf.tables_not_owned) == 11
+    assert pf.reasons == (f"role {role} does not own 11 table(s) (audit_logs, data_sources, "
+                          "kit_meta ...); CREATE INDEX needs the owner's role",)
     with pytest.raises(UnsafeOperation, match=f"pre-flight: unsafe to change this database: role {role} does not own"):
         pf.require_safe()
 

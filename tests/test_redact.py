@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kit import redact
+from kit.sqltext import redact
 
 CANARY = "Canary-7f3e9b"
 

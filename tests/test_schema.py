@@ -1,4 +1,4 @@
-"""kit.schema on a real throwaway PostgreSQL: the seed's tables, its 23 unapplied indexes, sizes."""
+"""kit.platform.schema on a real throwaway PostgreSQL: the seed's tables, its 23 unapplied indexes, sizes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 
 from sqlalchemy import Engine
 
-from kit import schema
+from kit.platform import schema
 
 # Audit section 2.1, in the audit's order.
 SEED_INDEXES = [
@@ -74,7 +74,7 @@ def test_create_schema_makes_the_ten_tables_with_foreign_keys_and_only_primary_k
         schema.create_schema(conn)
         schema.create_schema(conn)  # idempotent
     with fresh_engine.connect() as conn:
-        assert schema.existing_tables(conn) == list(schema.TABLES)
+        assert schema.platform_tables(conn) == list(schema.TABLES)
         assert set(conn.exec_driver_sql(FKS).all()) == FOREIGN_KEYS
         indexes = conn.exec_driver_sql(INDEXES).all()
     # the "before" state: no index but the primary keys' (no unique constraint either)
@@ -124,7 +124,7 @@ def test_drop_schema_removes_every_table(fresh_engine: Engine):
         schema.create_schema(conn)
         schema.drop_schema(conn)
     with fresh_engine.connect() as conn:
-        assert schema.existing_tables(conn) == []
+        assert schema.platform_tables(conn) == []
         assert conn.exec_driver_sql(INDEXES).all() == []
         assert schema.table_stats(conn).empty
 

@@ -11,8 +11,9 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
-from kit import local, runner
 from kit.benchmarks import faults
+from kit.runs import runner
+from kit.servers import local
 
 PASSWORD = "Zq7-secret-pw-4711"
 ROLE = "kit_secret_user"

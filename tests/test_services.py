@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
-from kit.budget import assert_max_queries, assert_num_queries
-from kit.db import make_engine
+from kit.capture.budget import assert_max_queries, assert_num_queries
+from kit.db.engine import make_engine
 from kit.services import ENDPOINTS, batched, naive
 
 

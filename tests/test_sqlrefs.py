@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kit.sqlrefs import Relation, Slot, references
+from kit.sqltext.refs import Relation, Slot, references
 
 
 def test_select_with_join_and_every_kind_of_comparison():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kit.sqlrefs import Slot
+from kit.sqltext.refs import Slot
 from kit.workload.params import ColumnStats, array_literal, choose, from_sample, several, typical
 from kit.workload.timing import MEASURED, Timing, median_ci
 

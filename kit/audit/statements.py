@@ -11,9 +11,10 @@ import re
 import pandas as pd
 from sqlalchemy import Connection, Engine, text
 
-from kit import redact
-from kit.sqlrefs import CONTROL, kind_of
-from kit.audit.base import CheckResult, extension_missing, frame, result, run_check, unavailable
+from kit.audit.base import CheckResult, frame, result, run_check, unavailable
+from kit.db import extensions
+from kit.sqltext import redact
+from kit.sqltext.refs import CONTROL, kind_of
 
 KIT_TAG = "/* kit */"
 # One row per statement (queryid), summed over the roles that ran it; top-level statements only
@@ -81,7 +82,7 @@ _SHOWN = ["queryid", "query", "kind", "calls", "mean_ms", "rows_per_call", "tota
 def top_queries(conn: Connection, *, limit: int = 10, min_calls: int = 20, min_total_ms: float = 100.0) -> CheckResult:
     """The statements that took the largest share of the database's time (all kinds; the kit's own
     left out), with calls, mean and rows per call; too few calls or too little time is no finding."""
-    why = extension_missing(conn, "pg_stat_statements")
+    why = extensions.missing(conn, "pg_stat_statements")
     if why:
         return unavailable("top_queries", why)
     rows = grade(statements_frame(conn), min_calls=min_calls, min_total_ms=min_total_ms).head(limit)
@@ -94,7 +95,7 @@ def top_queries(conn: Connection, *, limit: int = 10, min_calls: int = 20, min_t
 def snapshot(engine: Engine) -> pd.DataFrame:
     """The counters of every statement now, texts redacted (empty frame when pg_stat_statements is unusable)."""
     def take(conn: Connection) -> CheckResult:
-        why = extension_missing(conn, "pg_stat_statements")
+        why = extensions.missing(conn, "pg_stat_statements")
         if why:
             return unavailable("snapshot", why)
         rows = statements_frame(conn)[["queryid", "query", "calls", "total_ms", "rows"]]

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kit import local
+from kit.servers import local
 
 SECRET = "S3cret-7Qx"  # the password every case carries somewhere
 KIT = str(Path(sys.executable).parent / "kit")

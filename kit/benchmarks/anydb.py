@@ -27,12 +27,12 @@ import psycopg
 
 from kit.audit.statements import statements_frame
 from kit.config import libpq_url
-from kit.db import make_engine
+from kit.db.engine import make_engine
 from kit.fixes import KEPT, run_loop
 from kit.fixes.model import ANALYZE, CREATE, DROP
 from kit.workload import read_workload
 
-SEEDS_PLATFORM = False  # kit.bench gives this benchmark an empty database
+SEEDS_PLATFORM = False  # kit.benchmarks.bench gives this benchmark an empty database
 ROWS = {"tiny": 100_000, "demo": 1_200_000, "large": 5_000_000}
 
 SCHEMA = """

@@ -7,7 +7,7 @@ killing Redis touches no other process's cache), seeds the tiny data set and sto
 Sections (goals in brackets):
 
 * ``redis_kill`` {requests, errors [0], stale_reads [0], l2_resumed [true]}: Redis killed under a
-  reader in another process, brought back by ``kit.local.up`` on its recorded port;
+  reader in another process, brought back by ``kit.servers.local.up`` on its recorded port;
 * ``redis_hang`` {requests, errors [0], stale_reads_beyond_window [0], window_ms}: Redis paused
   (SIGSTOP) for 3 s under the same reader;
 * ``cic_terminated`` {invalid_after_repair [0], second_apply_changes [0]}: a concurrent build
@@ -39,19 +39,21 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 from psycopg import sql
 from sqlalchemy import text
 
-from kit import datagen, local
 from kit.benchmarks import _bad_inputs
 from kit.cache.outage import run_outage
 from kit.config import libpq_url
-from kit.db import make_engine
+from kit.db.engine import make_engine
 from kit.indexes import apply_indexes, default_specs, index_status
 from kit.load import Endpoint, run_load
 from kit.load.pool import PoolConfig, make_pool_engine
+from kit.platform import datagen
+from kit.servers import local
 
 TEMPLATE = "faults_tiny"
 PASSWORD = "Fault-pw-5e1d"  # the URL's password in the secrets run
@@ -336,8 +338,6 @@ def scan(folder: Path, needles: list[bytes]) -> tuple[int, list[tuple[str, bytes
 
 def _secrets(home: Path, pg: local.Server) -> dict[str, int]:
     """A full `kit run` (the console script) with a password in the URL and secrets in statement texts."""
-    from urllib.parse import quote
-
     url = _copy(pg)
     database = url.rsplit("/", 1)[1]
     with _password_role(pg, PW_ROLE, PASSWORD, superuser=True, databases=(database,)):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from kit.db import make_engine
+from kit.db.engine import make_engine
 from kit.indexes.apply import apply_indexes
 from kit.indexes.verify import measure, verify
 

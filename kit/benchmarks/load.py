@@ -11,9 +11,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from kit.db import make_engine
+from kit.db.engine import make_engine
 from kit.indexes.apply import apply_indexes
-from kit.ingest import CHUNK_SIZES, compare_ingest, generate_csv, ingest_files
+from kit.services.ingest import CHUNK_SIZES, compare_ingest, generate_csv, ingest_files
 from kit.load.engine import run_locust, saturation
 from kit.load.pool import PRODUCTION, exhaustion, sweep_pool_sizes
 from kit.metrics import ResourceSampler

@@ -12,8 +12,8 @@ from kit.cache.invalidation import AfterCommit
 from kit.cache.l1 import L1Cache
 from kit.cache.l2 import L2Cache
 from kit.cache.stats import CacheStats
-from kit.cache.tiered import TieredCache
+from kit.cache.tiered import CacheConfig, TieredCache
 from kit.cache.warming import WarmResult, warm
 
-__all__ = ["MISSING", "AfterCommit", "CacheStats", "L1Cache", "L2Cache", "ManualClock", "TieredCache",
+__all__ = ["MISSING", "AfterCommit", "CacheConfig", "CacheStats", "L1Cache", "L2Cache", "ManualClock", "TieredCache",
            "WarmResult", "dumps", "loads", "warm"]

@@ -3,7 +3,7 @@
 Writes register their invalidations on the connection (``after_commit.register(conn, keys=...,
 tags=...)``); they run once the transaction has committed and are discarded on rollback. The
 statements the transaction ran are watched too: every table written (named by
-:func:`kit.fingerprint.tables_written`) invalidates the tag ``table:<name>``, so a cached read tagged
+:func:`kit.sqltext.fingerprint.tables_written`) invalidates the tag ``table:<name>``, so a cached read tagged
 with the tables it reads is safe even when a service forgets to invalidate.
 
 Why *after*: invalidating before the commit lets a reader reload the old row between the
@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, event
 
-from kit.fingerprint import tables_written
+from kit.sqltext.fingerprint import tables_written
 
 _WRITE_VERBS = ("insert", "update", "delete", "merge", "with", "truncate", "copy")
 _PENDING = "kit.cache.pending"  # suffixed with id(self): several instances may share an engine

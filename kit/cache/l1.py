@@ -62,10 +62,16 @@ class L1Cache:
         return now + entry.ttl
 
     def get(self, key: str) -> Any:
+        # one subscript, not cachetools' get(): that is a membership test and then a subscript,
+        # each reading the timer (an expired entry raises KeyError like an absent one)
         with self._lock:
-            entry = self._store.get(key)
-            self.stats.incr_held("l1", "misses" if entry is None else "hits")
-        return MISSING if entry is None else entry.value
+            try:
+                entry = self._store[key]
+            except KeyError:
+                self.stats.incr_held("l1", "misses")
+                return MISSING
+            self.stats.incr_held("l1", "hits")
+        return entry.value
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """The cached keys among ``keys`` (misses are absent from the result)."""

@@ -24,7 +24,7 @@ from typing import Any
 
 import psycopg
 
-from kit.cache.tiered import LIVENESS_BOUND_S, TieredCache
+from kit.cache.tiered import LIVENESS_BOUND_S, CacheConfig, TieredCache
 from kit.config import libpq_url
 
 TABLE = "kit_fault_truth"
@@ -71,7 +71,7 @@ def _reader(database_url: str, redis_url: str, namespace: str, cache_kwargs: dic
 
     logging.getLogger("kit.cache").addHandler(Keep(level=logging.WARNING))
     conn = psycopg.connect(libpq_url(database_url), autocommit=True)
-    cache = TieredCache(redis_url=redis_url, namespace=namespace, ttl=60, **cache_kwargs)
+    cache = TieredCache(redis_url=redis_url, namespace=namespace, config=CacheConfig(ttl=60, **cache_kwargs))
     reads: list[tuple[float, int | None]] = []
     out.put("ready")
     sets_at_restart = None
@@ -125,7 +125,7 @@ def run_outage(database_url: str, redis_url: str, *, fault: str, redis_pid: int,
     proc = ctx.Process(target=_reader, args=(database_url, redis_url, namespace, cache_kwargs, out, stop, restarted),
                        daemon=True)
     proc.start()
-    writer = TieredCache(redis_url=redis_url, namespace=namespace, ttl=60, **cache_kwargs)
+    writer = TieredCache(redis_url=redis_url, namespace=namespace, config=CacheConfig(ttl=60, **cache_kwargs))
     commits: list[tuple[float, int]] = []
     writing = threading.Event()
     try:
@@ -148,7 +148,7 @@ def run_outage(database_url: str, redis_url: str, *, fault: str, redis_pid: int,
         writing.clear()
         thread.join(30)
         time.sleep(0.5)  # quiet: the reader reloads the key into Redis
-        probe = TieredCache(redis_url=redis_url, namespace=namespace, ttl=60, cross_process=False)
+        probe = TieredCache(redis_url=redis_url, namespace=namespace, config=CacheConfig(ttl=60, cross_process=False))
         served = probe.get_or_load(KEY, lambda: -1)
         probe_hit = served != -1 and probe.stats.get("l2", "hits") == 1
         probe.close()

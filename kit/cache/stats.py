@@ -10,6 +10,9 @@ import threading
 from collections import Counter
 from typing import Any
 
+import pandas as pd
+from prometheus_client.core import CounterMetricFamily
+
 LEVELS = ("l1", "l2", "db")
 EVENTS = (
     "hits", "misses", "sets", "evictions", "expirations", "invalidations_sent",
@@ -65,14 +68,10 @@ class CacheStats:
         return hits / total if total else 0.0
 
     def to_frame(self) -> Any:
-        import pandas as pd
-
         return pd.DataFrame(self.snapshot()).T.rename_axis("level")
 
     def export_prometheus(self, registry: Any) -> None:
         """Register ``cache_<event>_total{level=...}`` counters on ``registry`` reading these stats."""
-        from prometheus_client.core import CounterMetricFamily
-
         stats = self
 
         class _Collector:

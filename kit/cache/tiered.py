@@ -24,6 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import cachetools
@@ -34,9 +35,30 @@ from kit.cache.l1 import L1Cache
 from kit.cache.l2 import L2Cache, RedisDown
 from kit.cache.stats import CacheStats
 
-
 HEARTBEAT_S = 0.05  # a round trip to Redis this often on the invalidation channel ...
 LIVENESS_BOUND_S = 0.25  # ... and L1 off when none was answered within this bound
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """How a :class:`TieredCache` behaves; the defaults suit a web app's read-mostly listings."""
+
+    ttl: float = 300.0  # seconds, when a call gives none
+    l1_max_entries: int = 2000
+    l1_max_bytes: int = 64 * 2**20
+    l1_ttl: float | None = None  # L1's own TTL (None: ``ttl``)
+    cross_process: bool = True  # invalidations reach the other processes over Redis pub/sub
+    lock: bool = False  # one loader per key across processes (a Redis lock)
+    lock_ttl: float = 5.0
+    lock_poll: float = 0.005
+    l2_timeout: float = 0.25  # seconds a Redis call may take before it counts as a failure
+    cooldown: float = 1.0  # seconds the circuit stays open after Redis failed
+    use_l1: bool = True
+    heartbeat: float = HEARTBEAT_S
+    liveness_bound: float = LIVENESS_BOUND_S
+
+
+DEFAULT = CacheConfig()
 
 
 class _Flight:
@@ -55,17 +77,14 @@ class TieredCache:
 
     level = "tiered"
 
-    def __init__(self, *, redis_url: str | None = None, namespace: str = "kit", ttl: float = 300.0,
-                 l1_max_entries: int = 2000, l1_max_bytes: int = 64 * 2**20, l1_ttl: float | None = None,
-                 cross_process: bool = True, lock: bool = False, lock_ttl: float = 5.0,
-                 lock_poll: float = 0.005, timer: Timer | None = None, l2_timeout: float = 0.25,
-                 cooldown: float = 1.0, use_l1: bool = True, heartbeat: float = HEARTBEAT_S,
-                 liveness_bound: float = LIVENESS_BOUND_S) -> None:
+    def __init__(self, redis_url: str | None = None, namespace: str = "kit", config: CacheConfig = DEFAULT,
+                 *, timer: Timer | None = None) -> None:
+        c = config
         self.stats = CacheStats()
-        self.default_ttl, self.lock, self.lock_ttl, self.lock_poll = check_ttl(ttl), lock, lock_ttl, lock_poll
+        self.default_ttl, self.lock, self.lock_ttl, self.lock_poll = check_ttl(c.ttl), c.lock, c.lock_ttl, c.lock_poll
         self.origin = uuid.uuid4().hex
-        self.use_l1 = use_l1
-        self.l1 = L1Cache(max_entries=l1_max_entries, max_bytes=l1_max_bytes, ttl=l1_ttl or ttl,
+        self.use_l1 = c.use_l1
+        self.l1 = L1Cache(max_entries=c.l1_max_entries, max_bytes=c.l1_max_bytes, ttl=c.l1_ttl or c.ttl,
                           stats=self.stats, **({"timer": timer} if timer else {}))
         self.l2: L2Cache | None = None
         self.channel: InvalidationChannel | None = None
@@ -74,18 +93,18 @@ class TieredCache:
         self._epoch = 0
         self._access: dict[str, int] = {}
         # the loader last used per key, for warming; bounded like L1
-        self._loaders: cachetools.LRUCache = cachetools.LRUCache(maxsize=l1_max_entries)
+        self._loaders: cachetools.LRUCache = cachetools.LRUCache(maxsize=c.l1_max_entries)
         if redis_url:
             # with the channel, L1 is off whenever Redis is not proven alive: the database alone serves
-            self.l2 = L2Cache(redis_url, namespace=namespace, ttl=ttl, timeout=l2_timeout, cooldown=cooldown,
-                              origin=self.origin, stats=self.stats, bump_on_trip=not cross_process,
-                              fallback="the database only (L1 off)" if cross_process else "L1 + database",
+            self.l2 = L2Cache(redis_url, namespace=namespace, ttl=c.ttl, timeout=c.l2_timeout, cooldown=c.cooldown,
+                              origin=self.origin, stats=self.stats, bump_on_trip=not c.cross_process,
+                              fallback="the database only (L1 off)" if c.cross_process else "L1 + database",
                               **({"timer": timer} if timer else {}))
-            if cross_process:
+            if c.cross_process:
                 self.channel = InvalidationChannel(redis_url, self.l2.channel, origin=self.origin,
                                                    on_message=self._on_remote, on_state=self._on_channel,
-                                                   heartbeat=heartbeat, bound=liveness_bound,
-                                                   reconnect_after=max(5.0, 4 * liveness_bound))
+                                                   heartbeat=c.heartbeat, bound=c.liveness_bound,
+                                                   reconnect_after=max(5.0, 4 * c.liveness_bound))
                 self.channel.start()
 
     # -- reading --------------------------------------------------------------------------------
@@ -106,10 +125,11 @@ class TieredCache:
         default ``loader`` is kept.
         """
         check_key(key)
-        ttl, tags = check_ttl(ttl or self.default_ttl), tuple(tags)
         self._access[key] = self._access.get(key, 0) + 1  # approximate under threads: it ranks keys
         if self.l1_serving and (value := self.l1.get(key)) is not MISSING:
             return value
+        # checked where they are used, off the hit path (a key's first call always gets here)
+        ttl, tags = check_ttl(ttl or self.default_ttl), tuple(tags)
         with self._lock:
             flight = self._flights.get(key)
             leader = flight is None

@@ -7,9 +7,12 @@ each key once between them.
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+import pandas as pd
 
 from kit.cache.base import MISSING
 
@@ -23,8 +26,6 @@ class WarmResult:
     latency_ms: dict[str, float] = field(default_factory=dict)
 
     def to_frame(self) -> Any:
-        import pandas as pd
-
         return pd.DataFrame([{"keys": len(self.keys), "loaded": self.loaded,
                               "already_cached": self.already_cached, "seconds": self.seconds,
                               **{f"{k}_ms": v for k, v in self.latency_ms.items()}}])
@@ -55,8 +56,6 @@ def warm(cache: Any, *, keys: list[str] | None = None, top: int = 50) -> WarmRes
 
 def cold_vs_warm(cache: Any, keys: list[str], *, repeat: int = 3) -> dict[str, float]:
     """Median ms per ``get_or_load`` over ``keys`` right after a flush (cold) and after warming."""
-    import statistics
-
     def one_pass() -> float:
         t0 = time.perf_counter()
         for key in keys:

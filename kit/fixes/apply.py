@@ -16,11 +16,10 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import Engine
 
-from kit import preflight
 from kit.fixes.model import ANALYZE, APPLIED, CREATE, DROP, FAILED, Fix
-from kit.indexes import sessions
 from kit.indexes.apply import apply_indexes, drop_indexes
 from kit.indexes.spec import IndexSpec, parse_index_sql, parse_indexdef
+from kit.safety import preflight, sessions
 
 SET_TIMEOUTS = "/* kit */ SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)"
 

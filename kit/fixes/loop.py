@@ -14,15 +14,15 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import Engine
 
-from kit import records
-from kit.bundle import target_key
+from kit.config import target_key
 from kit.fixes import sqlfile
 from kit.fixes.apply import apply_fixes, undo
 from kit.fixes.model import APPLIED, CREATE, FAILED, KEPT, REVERTED, Fix, FixPlan, counts, fixes_frame
 from kit.fixes.plan import Declared, plan_fixes
 from kit.fixes.report import STATEMENT_COLUMNS
 from kit.fixes.verify import judge
-from kit.indexes import sessions
+from kit.runs import records
+from kit.safety import sessions
 from kit.workload.measure import measure, targets_for
 from kit.workload.model import Statement, Workload
 from kit.workload.timing import Timing

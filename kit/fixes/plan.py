@@ -22,16 +22,16 @@ from sqlalchemy import Engine
 
 from kit.audit import duplicate_indexes, unindexed_foreign_keys, vacuum_staleness
 from kit.audit.base import CheckResult, run_check
-from kit.fingerprint import to_dollar_params
+from kit.db import extensions
 from kit.fixes.model import ANALYZE, CREATE, DROP, Fix, FixPlan
-from kit.indexes import sessions
 from kit.indexes.advisor import HYPO_CREATE, Advice, advise, cost, table_columns
 from kit.indexes.spec import IndexSpec, declared_in_migrations, parse_index_sql, parse_indexdef
 from kit.indexes.status import APPLIED, DIFFERS, NO_TABLE, default_specs, index_status
-from kit.indexes.preflight import has_hypopg
 from kit.indexes.verify import probe_for
-from kit.schema import TABLES, existing_tables
-from kit.sqlrefs import references
+from kit.platform.schema import TABLES, platform_tables
+from kit.safety import sessions
+from kit.sqltext.fingerprint import to_dollar_params
+from kit.sqltext.refs import references
 from kit.workload.model import Statement, Workload
 
 MIN_ROWS = 10_000  # below this a sequential scan is cheap: no index for a foreign key
@@ -58,7 +58,7 @@ def declared_specs(engine: Engine, migrations: str | Path | None = None) -> Decl
         specs, skipped = declared_in_migrations(migrations)
         return Declared(specs, f"your migrations {migrations}", skipped)
     with engine.connect() as conn:
-        platform = len(existing_tables(conn)) == len(TABLES)
+        platform = len(platform_tables(conn)) == len(TABLES)
         conn.rollback()
     return Declared(default_specs(), "the platform's migration") if platform else Declared((), "none")
 
@@ -210,7 +210,7 @@ def _whatif(url: str, cands: list[_Candidate], targets: tuple[Statement, ...], p
     texts = {s.key: s.text for s in (*targets, *probes)}
     with sessions.connect(url, app="dbperf-kit-advisor") as conn:
         conn.prepare_threshold = None
-        if not has_hypopg(conn):
+        if not extensions.usable(conn, "hypopg"):
             return
         conn.execute("/* kit */ SET plan_cache_mode = force_generic_plan")
         for cand in cands:

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from kit.errors import ConfigError
 from kit.fixes.model import CREATE, DROP, KEPT, RECORD_KEYS
-from kit.records import artifact_path
+from kit.runs.records import artifact_path
 
 LOOP_JSON = "loop.json"
 FIX_COLUMNS = [*RECORD_KEYS, "index", "source", "declared", "est_bytes", "bytes_after", "why", "expect"]
@@ -105,8 +106,6 @@ def load_report(path: str | Path | None = None) -> LoopReport:
     """The loop of this run (``loop.json`` in the run folder, else ``.kit/artifacts``)."""
     path = Path(path) if path else artifact_path(LOOP_JSON)
     if not path.exists():
-        from kit.errors import ConfigError
-
         raise ConfigError(f"no {LOOP_JSON} in {path.parent}; run 02_apply_fixes first (kit run runs all in order)")
     data = json.loads(path.read_text(encoding="utf-8"))
     return LoopReport(target=data["target"], applied=data["applied"], basis=data.get("basis", ""),

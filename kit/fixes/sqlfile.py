@@ -8,8 +8,8 @@ import re
 import textwrap
 from pathlib import Path
 
-from kit import redact
 from kit.fixes.model import Fix
+from kit.sqltext import redact
 
 FILE = "fixes.sql"
 _LINE = re.compile(r"\s+")

@@ -1,7 +1,7 @@
 """Fleet audits: many databases, one Dagster job, one run folder per target, one fleet report.
 
     spec          the fleet file: targets by URL variable, notebooks, rules, concurrency (pure)
-    target        audit one target with kit.runner into runs/<target>/<ts>/, one line of outcome
+    target        audit one target with kit.runs.runner into runs/<target>/<ts>/, one line of outcome
     definitions   the Dagster definitions: a partition per target, schedule, report sensor
     orchestrate   a round in process: the Dagster job per target, then the report (kit fleet run)
     view          every target side by side from the run folders (pure; notebooks/05_fleet.ipynb)

@@ -8,7 +8,7 @@ or its data grows (talks to PostgreSQL).
 3. One index of the planted target is dropped (a deploy that lost an index).
 4. Round 2: every target is audited again; exactly the planted target must fail, on
    ``new_missing_indexes``; the fleet report (05) renders to HTML with plotly.js inside it.
-5. Per-target cost: the kit's own per-target database work (:func:`kit.bundle.collect`: pre-flight,
+5. Per-target cost: the kit's own per-target database work (:func:`kit.runs.bundle.collect`: pre-flight,
    statements, index status, audit) on the same catalog with 100x the rows, and on 20x the tables
    with no rows, timed side by side in interleaved rounds (median of ``repeats``).
 """
@@ -28,12 +28,15 @@ import dagster
 import psycopg
 from psycopg import sql
 
-from kit import browser, bundle, datagen, local
+from kit.charts import browser
 from kit.config import libpq_url
-from kit.db import make_engine
+from kit.db.engine import make_engine
 from kit.fleet.orchestrate import run_round
 from kit.fleet.spec import load
 from kit.indexes import apply_indexes, default_specs, drop_indexes
+from kit.platform import datagen
+from kit.runs import bundle
+from kit.servers import local
 
 TARGETS = ("alpha", "beta", "gamma")
 PLANTED = "beta"
@@ -124,7 +127,7 @@ def _fleet_toml(targets: tuple[str, ...], concurrency: int) -> str:
 def offline_check(html: str | None) -> dict[str, Any]:
     """Whether a report's charts are drawn without the network: plotly.js inside the file, and every
     chart slot drawn by the system chromium with every request off the machine refused
-    (:mod:`kit.browser`; nbconvert's template also links require.js and MathJax from a CDN, which
+    (:mod:`kit.charts.browser`; nbconvert's template also links require.js and MathJax from a CDN, which
     the charts do not need). Without chromium only the file is read (``method`` says which)."""
     if not html or not Path(html).exists():
         return {"renders_offline": False, "why": "no report"}
@@ -139,7 +142,7 @@ def offline_check(html: str | None) -> dict[str, Any]:
         return out
     with browser.launch() as chromium:
         check = browser.check_report(Path(html), chromium)
-    out.update(method="chromium (kit.browser), requests off the machine refused", charts=len(check.charts),
+    out.update(method="chromium (kit.charts.browser), requests off the machine refused", charts=len(check.charts),
                drawn=len(check.drawn), refused_requests=len(check.blocked),
                renders_offline=embedded and plots > 0 and len(check.charts) == plots and not check.undrawn)
     return out
@@ -176,7 +179,7 @@ def per_target_cost(server: local.Server, *, repeats: int = 5) -> dict[str, Any]
     rows = [{"database": name, "tables": shapes[name][0], "rows": shapes[name][0] * shapes[name][1],
              "seconds": med[name], "spread": [round(min(times[name]), 3), round(max(times[name]), 3)]}
             for name in shapes]
-    return {"measure": "kit.bundle.collect (pre-flight, statements, index status, audit): median of "
+    return {"measure": "kit.runs.bundle.collect (pre-flight, statements, index status, audit): median of "
                        f"{repeats} interleaved rounds after a warm-up; the notebook kernel not included",
             "databases": rows,
             "data_ratio": round(med["rows_large"] / med["rows_small"], 2),  # 100x the rows

@@ -3,8 +3,8 @@ into ``runs/_fleet/<UTC timestamp>/`` with its self-contained HTML (the runner's
 
 from __future__ import annotations
 
-from kit import runner
 from kit.fleet.spec import Fleet
+from kit.runs import runner
 
 REPORT_NOTEBOOK = "05_fleet.ipynb"
 

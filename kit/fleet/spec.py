@@ -11,7 +11,7 @@ the URL itself; everything is checked when the file is loaded, and any mistake i
     schedule = "0 2 * * *"         # the Dagster schedule (cron), in `timezone`
     timezone = "UTC"
     notebooks = ["01_audit.ipynb"] # what runs per target (default: the read-only audit)
-    fail_on = ["new_missing_indexes>0", "new_invalid_indexes>0"]  # kit.gate rules, per target
+    fail_on = ["new_missing_indexes>0", "new_invalid_indexes>0"]  # kit.runs.gate rules, per target
     timeout_s = 1800               # per notebook cell
 
     [fleet.parameters]             # notebook parameters for every target
@@ -44,10 +44,10 @@ from typing import Any
 
 import pandas as pd
 
-from kit import gate
 from kit.config import mask_url
 from kit.errors import ConfigError
-from kit.runner import NOTEBOOKS_DIR, validate_parameters
+from kit.runs import gate
+from kit.runs.runner import NOTEBOOKS_DIR, validate_parameters
 
 DEFAULT_NOTEBOOKS = ("01_audit.ipynb",)
 DEFAULT_FAIL_ON = ("new_missing_indexes>0", "new_invalid_indexes>0")

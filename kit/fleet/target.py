@@ -1,4 +1,4 @@
-"""Audit one target of a fleet: ``kit.runner.run`` into ``runs/<target>/<UTC timestamp>/``, the
+"""Audit one target of a fleet: ``kit.runs.runner.run`` into ``runs/<target>/<UTC timestamp>/``, the
 regression gate against the target's previous run, and one line of outcome (talks to PostgreSQL
 through the runner).
 
@@ -18,10 +18,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from kit import runner
 from kit.config import mask_url, required_url
 from kit.errors import KitError, NotebookFailed
 from kit.fleet.spec import Fleet, Target
+from kit.runs import runner
 
 ATTEMPTS_FILE = "attempts.jsonl"
 OUTCOME_FILE = "fleet.json"

@@ -16,9 +16,9 @@ from typing import Any
 
 import pandas as pd
 
-from kit import history
 from kit.fleet.spec import REPORT_DIR, load
 from kit.fleet.target import ATTEMPTS_FILE, attempts
+from kit.runs import history
 
 NOT_RECORDED = "not recorded"
 NOT_RUN = "not run"

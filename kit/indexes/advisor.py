@@ -20,13 +20,12 @@ from psycopg import sql
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from kit import redact
-from kit.audit.base import ENABLE
 from kit.audit.statements import statements_frame
-from kit.indexes import sessions
-from kit.indexes.preflight import has_hypopg
+from kit.db import extensions
 from kit.indexes.verify import plan_indexes
-from kit.sqlrefs import Relation, references
+from kit.safety import sessions
+from kit.sqltext import redact
+from kit.sqltext.refs import Relation, references
 
 MIN_DROP = 0.5
 _MAX_CANDIDATES = 12
@@ -215,8 +214,8 @@ def advise(engine: Engine, *, queries: list[str] | None = None, top: int = 5) ->
     url = engine.url.render_as_string(hide_password=False)
     with sessions.connect(url, app="dbperf-kit-advisor") as conn:
         conn.prepare_threshold = None  # psycopg's own prepared statements would mix with ours
-        if not has_hypopg(conn):
-            return Advice("unavailable", f"hypopg is not usable here: {ENABLE['hypopg']}", ())
+        if not extensions.usable(conn, "hypopg"):
+            return Advice("unavailable", f"hypopg is not usable here: {extensions.ENABLE['hypopg']}", ())
         conn.execute("/* kit */ SET plan_cache_mode = force_generic_plan")  # EXPLAIN EXECUTE of $n queries
         rows: list[dict] = []
         cache: dict = {}

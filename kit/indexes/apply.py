@@ -22,12 +22,13 @@ from psycopg import errors as pgerr
 from psycopg import sql
 from sqlalchemy import Engine
 
-from kit import redact
 from kit.errors import IndexBuildError
-from kit.indexes import sessions
-from kit.indexes.preflight import Preflight, preflight
+from kit.indexes.estimate import Preflight, preflight
 from kit.indexes.spec import IndexSpec, MigrationError
-from kit.indexes.status import APPLIED, DIFFERS, INVALID, MISSING, NO_TABLE, index_status, default_specs
+from kit.indexes.status import APPLIED, DIFFERS, INVALID, MISSING, NO_TABLE, default_specs, index_status
+from kit.safety import preflight as safety
+from kit.safety import sessions
+from kit.sqltext import redact
 
 ADVISORY_KEY = "dbperf-kit:apply-indexes"
 
@@ -79,7 +80,7 @@ class Step:
 class ApplyResult:
     applied: bool  # False for a dry run
     steps: tuple[Step, ...]
-    blockers: tuple[sessions.Session, ...]
+    blockers: tuple[sessions.Backend, ...]
     lock_waits: tuple[LockWait, ...]
     seconds: float
 
@@ -291,11 +292,7 @@ def apply_indexes(
                 say(f"{'would ' if not apply and s.action != 'none' else ''}{s.action:8} {s.name}"
                     + (f"  ({s.message})" if s.message else ""))
             return ApplyResult(False if not apply else True, tuple(steps), tuple(blockers), (), time.monotonic() - started)
-        from kit import preflight as safety  # kit.preflight builds on kit.indexes
-
-        safety.check(engine, tables=tables).require_safe()
-        sessions.refuse_if_cannot_build(monitor, tables=tables)
-        sessions.refuse_own_transactions(blockers)
+        safety.check(engine, tables=tables).require_safe()  # the one gate: role, replica, open transactions
         for b in blockers:
             say(f"session {b.pid} ({b.application or b.user}, {b.state}) has a transaction open for "
                 f"{b.xact_age_s or 0:.0f}s: concurrent builds wait for it")

@@ -10,6 +10,7 @@ import pandas as pd
 from sqlalchemy import Engine, text
 
 from kit.indexes.spec import IndexSpec, parse_indexdef, parse_migration
+from kit.platform.schema import MIGRATION_PATH
 
 APPLIED, MISSING, INVALID, DIFFERS, EXTRA, NO_TABLE = (
     "applied", "missing", "invalid", "differs", "extra", "no table")
@@ -24,13 +25,8 @@ _REMEDY = {
 
 
 def default_migration() -> Path:
-    """The seed's migration file (``kit.schema.MIGRATION_PATH`` when that module is present)."""
-    try:
-        from kit.schema import MIGRATION_PATH  # owned by the schema module
-
-        return Path(MIGRATION_PATH)
-    except ImportError:
-        return Path(__file__).resolve().parents[2] / "data/migrations/20250102000000_add_performance_indexes.sql"
+    """The seed's migration file."""
+    return Path(MIGRATION_PATH)
 
 
 def default_specs() -> tuple[IndexSpec, ...]:
@@ -75,7 +71,7 @@ FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY(:schemas)"""
 
 
-def existing_tables(conn, *, schemas: list[str]) -> set[tuple[str, str]]:
+def tables_in(conn, *, schemas: list[str]) -> set[tuple[str, str]]:
     return {(r.schema, r.table) for r in conn.execute(text(TABLES), {"schemas": list(schemas)})}
 
 
@@ -132,7 +128,7 @@ def index_status(engine: Engine, specs: tuple[IndexSpec, ...] | list[IndexSpec] 
     schemas = sorted({s.schema for s in specs}) or ["public"]
     with engine.connect() as conn:
         live = live_indexes(conn, schemas=schemas)
-        tables = existing_tables(conn, schemas=schemas)
+        tables = tables_in(conn, schemas=schemas)
         conn.rollback()
     by_name = {(i.schema, i.name): i for i in live}
     declared_tables = {(s.schema, s.table) for s in specs}

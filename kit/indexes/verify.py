@@ -14,10 +14,10 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import Engine
 
-from kit.indexes import sessions
 from kit.indexes.catalog import Probe, kit_probe
 from kit.indexes.spec import IndexSpec
 from kit.indexes.status import default_specs
+from kit.safety import sessions
 
 SMALL_TABLE_PAGES = 1000  # ~8 MB: below this a sequential scan is often the cheaper plan
 _STATEMENT_TIMEOUT = "60s"

@@ -25,9 +25,9 @@ import pandas as pd
 from sqlalchemy import text
 
 from kit.config import mask_url
-from kit.db import make_engine
+from kit.db.engine import make_engine
 from kit.errors import LoadFailed
-from kit.local import free_port
+from kit.servers.local import free_port
 from kit.load.mix import LOAD_APPLICATION_NAME
 from kit.load.stats import MODELS, SAMPLE_COLUMNS, LoadResult, resource_summary, summarize
 

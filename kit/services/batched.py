@@ -15,9 +15,22 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from kit.services.common import (
-    CLEAR_MATCHES, CLEAR_RESULTS, INSERT_MATCH, INSERT_RESULT, check_page, finish_job,
-    get_project, get_reconciliation_jobs, job_summary, like_pattern, list_projects, load_job,
-    match_records, page_result, row_dict, update_project,
+    CLEAR_MATCHES,
+    CLEAR_RESULTS,
+    INSERT_MATCH,
+    INSERT_RESULT,
+    check_page,
+    finish_job,
+    get_project,
+    get_reconciliation_jobs,
+    job_summary,
+    like_pattern,
+    list_projects,
+    load_job,
+    match_records,
+    page_result,
+    row_dict,
+    update_project,
 )
 
 __all__ = [
@@ -57,18 +70,27 @@ def search_projects(conn: Connection, *, query: str, page: int = 1, per_page: in
     return page_result([row_dict(r) for r in rows], page, per_page)
 
 
+# The page is picked on its sort key alone (a narrow top-N sort), then joined back to users by
+# primary key. Projects are counted for the page's ids only, in one scan: the ids' range filters
+# inside the scan, as cheap per row as the naive COUNT's equality, so only rows in that range reach
+# the hash join on the ids (~9x the naive at demo scale, against ~6x for a hash semi-join of every
+# row). Ids grow with created_at, so the newest users are one narrow range; on any other page the
+# range filters less and the join still gives the exact counts.
 USERS_PAGE = text("""
-WITH page AS (
-    SELECT id, email, first_name, last_name, role, is_active, created_at, updated_at, last_login
-    FROM users
+WITH page AS MATERIALIZED (
+    SELECT id, created_at FROM users
     ORDER BY created_at DESC, id DESC
     LIMIT :limit OFFSET :offset
 ), owned AS (
-    SELECT owner_id, count(*) AS n FROM projects
-    WHERE owner_id IN (SELECT id FROM page) GROUP BY owner_id
+    SELECT p.owner_id, count(*) AS n
+    FROM projects p JOIN unnest((SELECT array_agg(id) FROM page)) AS ids(id) ON p.owner_id = ids.id
+    WHERE p.owner_id BETWEEN (SELECT min(id) FROM page) AND (SELECT max(id) FROM page)
+    GROUP BY p.owner_id
 )
-SELECT page.*, coalesce(owned.n, 0) AS project_count
-FROM page LEFT JOIN owned ON owned.owner_id = page.id
+SELECT u.id, u.email, u.first_name, u.last_name, u.role, u.is_active, u.created_at, u.updated_at,
+       u.last_login, coalesce(owned.n, 0) AS project_count
+FROM page JOIN users u ON u.id = page.id
+LEFT JOIN owned ON owned.owner_id = page.id
 ORDER BY page.created_at DESC, page.id DESC
 """)
 

@@ -41,6 +41,12 @@ class CachedServices:
         if self.after_commit is not None:
             self.after_commit.close()
 
+    def __enter__(self) -> CachedServices:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _cached(self, conn: Connection, key: str, load: Callable[[Connection], Any], *, ttl: float,
                 tags: tuple[str, ...], tables: tuple[str, ...]) -> Any:
         if self.after_commit is not None and self.after_commit.has_pending(conn):

@@ -13,9 +13,22 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from kit.services.common import (
-    CLEAR_MATCHES, CLEAR_RESULTS, INSERT_MATCH, INSERT_RESULT, check_page, finish_job,
-    get_project, get_reconciliation_jobs, job_summary, like_pattern, list_projects, load_job,
-    match_records, page_result, row_dict, update_project,
+    CLEAR_MATCHES,
+    CLEAR_RESULTS,
+    INSERT_MATCH,
+    INSERT_RESULT,
+    check_page,
+    finish_job,
+    get_project,
+    get_reconciliation_jobs,
+    job_summary,
+    like_pattern,
+    list_projects,
+    load_job,
+    match_records,
+    page_result,
+    row_dict,
+    update_project,
 )
 
 __all__ = [

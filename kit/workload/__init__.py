@@ -5,8 +5,8 @@ since the previous run, parameter values drawn from its data, and each statement
 from __future__ import annotations
 
 from kit.workload.measure import Target, measure, targets_for, time_target
-from kit.workload.sample import Parameters, sample_parameters
 from kit.workload.model import Statement, Workload
+from kit.workload.sample import Parameters, sample_parameters
 from kit.workload.statements import previous_window, read_workload
 from kit.workload.tables import candidates
 from kit.workload.timing import ESTIMATED, MEASURED, NOT_MEASURED, Timing, median_ci

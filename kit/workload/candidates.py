@@ -21,9 +21,9 @@ from pglast import ast, parse_sql
 from pglast.parser import ParseError
 from pglast.stream import RawStream
 
-from kit import redact
-from kit.fingerprint import shape
-from kit.sqlrefs import kind_of, references
+from kit.sqltext import redact
+from kit.sqltext.fingerprint import shape
+from kit.sqltext.refs import kind_of, references
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from kit.indexes import sessions
 from kit.indexes.verify import plan_indexes, plan_nodes
-from kit.sqlrefs import WRITES
-from kit.workload.sample import Parameters, sample_parameters
+from kit.safety import sessions
+from kit.sqltext.refs import WRITES
 from kit.workload.model import Statement
+from kit.workload.sample import Parameters, sample_parameters
 from kit.workload.timing import ESTIMATED, MEASURED, NOT_MEASURED, Timing
 
 SETTINGS = """/* kit */ SELECT set_config('statement_timeout', %s, false), set_config('lock_timeout', %s, false),

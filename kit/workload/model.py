@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from kit import redact
+from kit.sqltext import redact
 
 PLANNABLE = {"select", "with", "insert", "update", "delete", "merge", "values", "table"}
 

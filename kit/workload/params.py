@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kit.sqlrefs import Slot
+from kit.sqltext.refs import Slot
 
 PAGE = 10  # values in an array parameter (a page of ids)
 DEFAULT_LIMIT = "20"

@@ -12,7 +12,7 @@ import psycopg
 from psycopg import sql
 
 from kit.indexes.advisor import TableInfo, table_info
-from kit.sqlrefs import References, Slot, references
+from kit.sqltext.refs import References, Slot, references
 from kit.workload.params import ColumnStats, choose, from_sample
 
 STATS = """/* kit */

@@ -10,12 +10,11 @@ import pandas as pd
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from kit.audit.base import extension_missing
 from kit.audit.statements import CONTROL, diff, statements_frame
-from kit.bundle import target_key
-from kit.config import run_dir
-from kit.history import locate_runs_dir, previous_bundle
-from kit.preflight import statements_reset
+from kit.config import run_dir, target_key
+from kit.db import extensions
+from kit.runs.history import locate_runs_dir, previous_bundle
+from kit.safety.preflight import statements_reset
 from kit.workload.model import Statement, Workload
 
 _TEXT_CHARS = 100_000  # the whole text: it is executed, never written (only its redacted head is)
@@ -45,7 +44,7 @@ def read_workload(engine: Engine, *, previous: dict | None = None, top: int = 10
     section: its ``snapshot`` and ``reset``) when the statistics were not reset in between."""
     try:
         with engine.connect() as conn:
-            why = extension_missing(conn, "pg_stat_statements")
+            why = extensions.missing(conn, "pg_stat_statements")
             if why:
                 return Workload("unavailable", why, "", (), 0.0, 0)
             now = statements_frame(conn, chars=_TEXT_CHARS)

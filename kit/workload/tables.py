@@ -7,8 +7,8 @@ import pandas as pd
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from kit.audit.base import extension_missing
 from kit.audit.statements import statements_frame
+from kit.db import extensions
 from kit.workload.candidates import TableActivity, cache_candidates, n_plus_one
 
 FK_COLUMNS = """/* kit */
@@ -31,7 +31,7 @@ def candidates(engine: Engine, *, min_calls: int = 100) -> tuple[pd.DataFrame, p
     """(N+1 candidates, cache candidates, a line saying what they are based on)."""
     try:
         with engine.connect() as conn:
-            why = extension_missing(conn, "pg_stat_statements")
+            why = extensions.missing(conn, "pg_stat_statements")
             if why:
                 return n_plus_one(pd.DataFrame(), set()), _empty_cache(), why
             stmts = statements_frame(conn, chars=100_000)

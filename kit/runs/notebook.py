@@ -1,0 +1,46 @@
+"""What a notebook's setup cell calls: connect to the audited database, set up offline plotly (talks to PostgreSQL)."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import plotly.io as pio
+from sqlalchemy import Engine
+from tqdm import TqdmWarning
+
+from kit.config import mask_url, url_from_env
+from kit.db.engine import make_engine
+from kit.errors import ConfigError
+
+# Embeds plotly.js once per notebook so figures render in JupyterLab and in the exported HTML
+# without internet; a headless kernel's default (plotly_mimetype) is dropped by nbconvert.
+PLOTLY_RENDERER = "plotly_mimetype+notebook"
+
+
+@dataclass(frozen=True)
+class Session:
+    """The audited database and the Redis a notebook works with."""
+
+    engine: Engine
+    redis_url: str | None  # None when no Redis is configured: cache sections say so
+    database: str  # masked, for display
+
+    def _repr_markdown_(self) -> str:
+        redis = mask_url(self.redis_url) if self.redis_url else "not configured"
+        # code spans: the mask's asterisks must not turn into markdown emphasis
+        return f"Auditing `{self.database}` (Redis: `{redis}`)"
+
+
+def open_session(database_env: str = "KIT_DATABASE_URL", redis_env: str = "KIT_REDIS_URL") -> Session:
+    """Connect to the database named by the environment variable ``database_env``."""
+    pio.renderers.default = PLOTLY_RENDERER
+    # tqdm.auto falls back to text bars without ipywidgets; its warning would land in every report
+    warnings.filterwarnings("ignore", message="IProgress not found", category=TqdmWarning)
+    url = url_from_env(database_env)
+    engine = make_engine(url)
+    try:
+        redis_url = url_from_env(redis_env, kind="redis")
+    except ConfigError:
+        redis_url = None
+    return Session(engine=engine, redis_url=redis_url, database=mask_url(engine.url.render_as_string()))

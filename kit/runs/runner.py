@@ -1,0 +1,353 @@
+"""``kit run``: execute the notebooks in order with papermill into ``runs/<UTC timestamp>/``.
+
+Stages kept apart, as papermill does: validate parameters (before anything runs), execute each
+notebook, export it to self-contained HTML, gather the recorded figures into ``summary.json``, write the evidence bundle (``bundle.json``,
+:mod:`kit.runs.bundle`) and, when ``fail_on`` rules are given, judge the run against the previous run of
+the same target (:mod:`kit.runs.gate`). A failing notebook's executed copy (and the bundle, with status
+``failed``) is written before :class:`NotebookFailed` is raised.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import papermill
+from jupyter_client.kernelspec import KernelSpecManager
+from nbconvert import HTMLExporter
+from papermill.exceptions import PapermillExecutionError
+
+from kit.config import DATABASE_ENV, HOME_ENV, RUN_DIR_ENV, kit_home, looks_secret, mask_url, url_from_env
+from kit.db.engine import make_engine
+from kit.errors import ConfigError, KitError, NotebookFailed, ParameterError
+from kit.platform.schema import TABLES, platform_tables
+from kit.runs import bundle as bundles
+from kit.runs import gate
+from kit.runs.history import previous_bundle
+from kit.runs.records import read_records
+
+NOTEBOOKS = ("01_audit.ipynb", "02_apply_fixes.ipynb", "03_report.ipynb")
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+DEFAULT_TIMEOUT_S = 1800
+KERNEL_NAME = "python3"
+# Cells that need the Reconciliation Platform's tables (its services, the migration's indexes,
+# load on its data) carry this tag; they are left out for any other database.
+PLATFORM_TAG = "platform"
+
+# What a value may be, by parameter name, in whichever notebook declares it (papermill checks
+# nothing; the type check below only the type): inclusive numeric ranges, allowed choices.
+RANGES: dict[str, tuple[float, float]] = {"load_users": (1, 10_000), "load_seconds": (0.1, 3_600),
+                                          "last_runs": (1, 10_000), "top_statements": (1, 500),
+                                          "repeats": (1, 1_000)}
+CHOICES: dict[str, tuple[str, ...]] = {"scale": ("tiny", "demo", "large")}
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+# papermill's inferred type names -> the Python types a value may have
+_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,), "bool": (bool,), "int": (int,), "float": (float, int),
+    "list": (list,), "dict": (dict,),
+}
+
+
+@dataclass(frozen=True)
+class NotebookResult:
+    name: str
+    output: str
+    html: str | None
+    seconds: float
+    status: str  # "ok" | "failed"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    folder: Path
+    notebooks: list[NotebookResult]
+    figures: dict[str, Any] = field(default_factory=dict)
+    gate: Any = None  # kit.runs.gate.GateResult when fail_on rules were given
+
+    @property
+    def summary_path(self) -> Path:
+        return self.folder / "summary.json"
+
+    @property
+    def bundle_path(self) -> Path:
+        return self.folder / "bundle.json"
+
+
+def declared_parameters(path: Path) -> dict[str, dict[str, Any]]:
+    """The parameters a notebook declares in its ``parameters`` cell: name -> {type, default}."""
+    expected = f"expected one of {', '.join(NOTEBOOKS)} in {NOTEBOOKS_DIR}"
+    if Path(path).suffix != ".ipynb":
+        raise ConfigError(f"not a notebook: {path} (not an .ipynb file); {expected}")
+    if not Path(path).is_file():
+        raise ConfigError(f"notebook not found: {path}; {expected}")
+    try:
+        found = papermill.inspect_notebook(str(path))
+    except Exception as exc:  # nbformat/JSON errors of assorted types: the file is not a notebook
+        raise ConfigError(f"not a notebook: {path} cannot be read as one ({type(exc).__name__}); {expected}") from None
+    return {name: {"type": _type_name(p), "default": p["default"]} for name, p in found.items()}
+
+
+def _type_name(param: dict[str, Any]) -> str:
+    """The annotated type, else the type of the literal default (papermill infers only annotations)."""
+    if param["inferred_type_name"] not in {"None", None}:
+        return param["inferred_type_name"]
+    try:
+        return type(ast.literal_eval(param["default"])).__name__
+    except (ValueError, SyntaxError):
+        return "None"
+
+
+def coerce(name: str, value: Any, type_name: str) -> Any:
+    """``value`` as the declared type; strings from the command line are converted, others checked."""
+    if isinstance(value, str) and type_name != "str":
+        value = _parse(name, value, type_name)
+    allowed = _TYPES.get(type_name)
+    if allowed is None:
+        return value
+    if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
+        raise ParameterError(f"parameter {name} expects {type_name}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _parse(name: str, raw: str, type_name: str) -> Any:
+    try:
+        if type_name == "bool":
+            lowered = raw.strip().lower()
+            if lowered in {"true", "1", "yes", "on"}:
+                return True
+            if lowered in {"false", "0", "no", "off"}:
+                return False
+            raise ValueError(raw)
+        if type_name == "int":
+            return int(raw)
+        if type_name == "float":
+            return float(raw)
+        if type_name in {"list", "dict"}:
+            return json.loads(raw)
+    except ValueError:
+        raise ParameterError(f"parameter {name} expects {type_name}, got {raw!r}") from None
+    return raw
+
+
+def validate_parameters(parameters: dict[str, Any], notebooks: list[Path]) -> dict[Path, dict[str, Any]]:
+    """Per notebook, the parameters it declares, typed; an unknown or ill-typed one is an error."""
+    declared = {nb: declared_parameters(nb) for nb in notebooks}
+    known = {name: spec["type"] for params in declared.values() for name, spec in params.items()}
+    for name, value in parameters.items():
+        if name not in known:
+            raise ParameterError(f"unknown parameter {name!r}; the notebooks declare: {', '.join(sorted(known))}")
+        text = json.dumps(value, default=str) if not isinstance(value, str) else value
+        if looks_secret(text):  # parameter values are written into the executed notebooks
+            raise ParameterError(f"parameter {name} holds a password; secrets never travel as parameters: "
+                                 "put it in an environment variable and pass the variable's name instead")
+        if "://" in text:
+            raise ParameterError(f"parameter {name} looks like a URL ({mask_url(text)}); pass URLs through "
+                                 "the environment (KIT_DATABASE_URL) and name the variable instead")
+    typed = {name: check_value(name, coerce(name, value, known[name])) for name, value in parameters.items()}
+    if typed.get("migrations"):
+        typed["migrations"] = _migrations_path(typed["migrations"])
+    return {nb: {k: v for k, v in typed.items() if k in params} for nb, params in declared.items()}
+
+
+def _migrations_path(value: str) -> str:
+    """The ``migrations`` parameter as an absolute path (the kernels run in the notebooks' folder)."""
+    path = Path(value).expanduser().resolve()
+    if not path.exists():
+        raise ParameterError(f"parameter migrations names {value}, which does not exist; "
+                             "give a .sql file or a folder of .sql files")
+    return str(path)
+
+
+def check_kernel(name: str) -> None:
+    """A ConfigError unless Jupyter knows a kernel called ``name`` (checked before anything runs)."""
+    known = KernelSpecManager().find_kernel_specs()
+    if name not in known:
+        raise ConfigError(f"no Jupyter kernel named {name!r}; installed: {', '.join(sorted(known)) or 'none'} "
+                          "(the kit's environment provides python3)")
+
+
+def check_value(name: str, value: Any) -> Any:
+    """``value`` if it is in the range or among the choices of parameter ``name`` (see RANGES, CHOICES)."""
+    if name in RANGES and isinstance(value, (int, float)) and not isinstance(value, bool):
+        low, high = RANGES[name]
+        if not low <= value <= high:
+            raise ParameterError(f"parameter {name} must be between {low:g} and {high:g}, got {value!r}")
+    if name in CHOICES and value not in CHOICES[name]:
+        raise ParameterError(f"parameter {name} must be one of {', '.join(CHOICES[name])}, got {value!r}")
+    if name.endswith("_env") and isinstance(value, str) and not _ENV_NAME.fullmatch(value):
+        raise ParameterError(f"parameter {name} names an environment variable (like KIT_DATABASE_URL), "
+                             f"got {value!r}")
+    return value
+
+
+def new_run_folder(runs_dir: Path) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    # absolute: the kernels run in the notebooks' folder and find it through the environment
+    folder = Path(runs_dir).resolve() / stamp
+    folder.mkdir(parents=True, exist_ok=False)
+    return folder
+
+
+def run(*, parameters: dict[str, Any] | None = None, runs_dir: Path = Path("runs"),
+        notebooks_dir: Path = NOTEBOOKS_DIR, notebooks: tuple[str, ...] = NOTEBOOKS,
+        kernel_name: str = KERNEL_NAME, timeout_s: int = DEFAULT_TIMEOUT_S,
+        progress: bool = True, bundle: bool = True, fail_on: tuple[str, ...] = ()) -> RunResult:
+    """Run ``notebooks`` in order; return where the outputs are. Raises NotebookFailed on a failing cell.
+
+    ``fail_on`` rules (kit.runs.gate's grammar) are parsed before anything runs and judged after the
+    bundle is written; the verdicts are in ``RunResult.gate`` (the caller decides to raise)."""
+    rules = gate.parse_rules(fail_on)
+    if rules and not bundle:
+        raise ConfigError("--fail-on needs the run's bundle; drop --no-bundle")
+    paths = [Path(notebooks_dir) / name for name in notebooks]
+    per_notebook = validate_parameters(dict(parameters or {}), paths)
+    check_kernel(kernel_name)
+    skip = () if _is_platform(per_notebook) else (PLATFORM_TAG,)
+    folder = new_run_folder(runs_dir)
+    results: list[NotebookResult] = []
+    written: dict[str, Any] = {}
+    # Kernels inherit the environment: this is how kit.record finds the run folder.
+    # Kernels run in the notebooks' folder: they get this process's kit home (where its servers
+    # are recorded) explicitly rather than searching from their own working directory.
+    exported = {RUN_DIR_ENV: str(folder), HOME_ENV: str(kit_home())}
+    previous = {name: os.environ.get(name) for name in exported}
+    os.environ.update(exported)
+    try:
+        for path in paths:
+            try:
+                results.append(_execute(path, folder, per_notebook[path], kernel_name=kernel_name,
+                                        timeout_s=timeout_s, progress=progress, skip=skip))
+            except NotebookFailed as exc:
+                results.append(NotebookResult(path.name, exc.output, None, 0.0, "failed"))
+                raise
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        summary = _write_summary(folder, parameters or {}, results)
+        if bundle:
+            written = _write_bundle(folder, summary, database_env=_database_env(per_notebook))
+    verdict = None
+    if rules:
+        before = previous_bundle(folder.parent, target=written["target"], before=folder.name) \
+            if written.get("target") else None
+        verdict = gate.evaluate(rules, written, before)
+    return RunResult(folder=folder, notebooks=results, figures=_figures(folder), gate=verdict)
+
+
+def _is_platform(per_notebook: dict[Path, dict[str, Any]]) -> bool:
+    """Whether the audited database has the Reconciliation Platform's tables. Checked before
+    anything is written, so an unreachable database is one clear error, not a failed notebook.
+    Notebooks that declare no ``database_env`` use no database: nothing is checked or skipped."""
+    if not any("database_env" in declared_parameters(path) for path in per_notebook):
+        return True
+
+    engine = make_engine(url_from_env(_database_env(per_notebook)), pool_size=1)
+    try:
+        with engine.connect() as conn:
+            return len(platform_tables(conn)) == len(TABLES)
+    finally:
+        engine.dispose()
+
+
+def without_tagged_cells(path: Path, target: Path, tags: tuple[str, ...]) -> Path:
+    """A copy of notebook ``path`` at ``target`` without the cells tagged with any of ``tags``;
+    one markdown cell says what was left out and why."""
+    nb = nbformat.read(str(path), as_version=4)
+    kept = [c for c in nb.cells if not set(c.metadata.get("tags", ())) & set(tags)]
+    if len(kept) < len(nb.cells):
+        note = nbformat.v4.new_markdown_cell(
+            f"*{len(nb.cells) - len(kept)} cells about the Reconciliation Platform's own services (N+1, cache, "
+            "load, its migration's apply and verify) were left out: the audited database does not have the "
+            "platform's tables. What follows applies to any database: the audit, the workload, the fix plan "
+            "(applied and verified only with `apply`) and its charts.*")
+        kept.insert(next((i for i, c in enumerate(kept) if c.cell_type == "code"
+                          and "parameters" not in c.metadata.get("tags", ())), len(kept)) + 1, note)
+    nb.cells = kept
+    target.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(target))
+    return target
+
+
+def _database_env(per_notebook: dict[Path, dict[str, Any]]) -> str:
+    """The environment variable the notebooks read the database URL from (their parameter, else the default)."""
+    for params in per_notebook.values():
+        if params.get("database_env"):
+            return str(params["database_env"])
+    return DATABASE_ENV[0]
+
+
+def _write_bundle(folder: Path, summary: dict[str, Any], *, database_env: str) -> dict[str, Any]:
+    """The evidence bundle of the run; without a reachable database it holds the files' part only."""
+    try:
+        url, why = url_from_env(database_env), None
+    except KitError as exc:
+        url, why = None, mask_url(str(exc))
+    status = "ok" if all(n["status"] == "ok" for n in summary["notebooks"]) else "failed"
+    content = bundles.collect(folder, database_url=url, parameters=summary["parameters"],
+                             notebooks=summary["notebooks"], status=status)
+    if why:
+        content["errors"]["database"] = why
+    bundles.write(folder, content)
+    return content
+
+
+def _execute(path: Path, folder: Path, params: dict[str, Any], *, kernel_name: str, timeout_s: int,
+             progress: bool, skip: tuple[str, ...] = ()) -> NotebookResult:
+    output = folder / path.name
+    source = without_tagged_cells(path, folder / ".input" / path.name, skip) if skip else path
+    started = time.perf_counter()
+    try:
+        # saved once at the end (also when a cell fails or the kernel dies), not twice per cell: the
+        # notebooks embed plotly.js (5 MB), and the per-cell saves cost seconds per notebook
+        papermill.execute_notebook(str(source), str(output), parameters=params, kernel_name=kernel_name,
+                                   execution_timeout=timeout_s, progress_bar=progress, cwd=str(path.parent),
+                                   request_save_on_cell_execute=False)
+    except PapermillExecutionError as exc:
+        raise NotebookFailed(
+            f"{path.name} failed in cell {exc.exec_count} ({exc.ename}: {mask_url(str(exc.evalue))[:300]}); "
+            f"the executed notebook is kept at {output}",
+            notebook=path.name, output=str(output), cell=exc.exec_count,
+        ) from exc
+    except Exception as exc:  # kernel death, timeout: papermill raises assorted types
+        raise NotebookFailed(f"{path.name} did not finish ({type(exc).__name__}: {mask_url(str(exc))[:300]}); "
+                             f"output kept at {output}", notebook=path.name, output=str(output)) from exc
+    seconds = time.perf_counter() - started
+    html = export_html(output)
+    return NotebookResult(path.name, str(output), str(html), seconds, "ok")
+
+
+def export_html(notebook: Path) -> Path:
+    """A self-contained HTML file next to ``notebook`` (plotly.js is embedded by the notebook itself)."""
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(notebook), as_version=4))
+    target = Path(notebook).with_suffix(".html")
+    target.write_text(mask_url(body), encoding="utf-8")
+    return target
+
+
+def _figures(folder: Path) -> dict[str, Any]:
+    return {rec["name"]: rec["value"] for rec in read_records(folder)}
+
+
+def _write_summary(folder: Path, parameters: dict[str, Any], results: list[NotebookResult]) -> dict[str, Any]:
+    summary = {
+        "run": folder.name,
+        "parameters": {k: mask_url(v) if isinstance(v, str) else v for k, v in parameters.items()},
+        "notebooks": [{"name": r.name, "seconds": round(r.seconds, 2), "status": r.status,
+                       "output": Path(r.output).name, "html": Path(r.html).name if r.html else None}
+                      for r in results],
+        "figures": _figures(folder),
+    }
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    return summary

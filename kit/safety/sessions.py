@@ -1,0 +1,71 @@
+"""Who else is in the database: this process's open transactions and the sessions that would block a
+concurrent build (talks to PostgreSQL). Whether it is safe to build at all is :mod:`kit.safety.preflight`'s call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import psutil
+import psycopg
+
+from kit.config import libpq_url
+from kit.sqltext import redact
+
+
+def connect(url: str, *, app: str = "dbperf-kit-indexes") -> psycopg.Connection:
+    """A new autocommit session of its own (never from a pool)."""
+    return psycopg.connect(libpq_url(url), autocommit=True, application_name=app, connect_timeout=5)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A server process of this database (one client session) as pg_stat_activity shows it."""
+
+    pid: int
+    user: str | None
+    application: str | None
+    state: str | None
+    xact_age_s: float | None
+    wait_event: str | None
+    query: str
+    own_process: bool  # a connection of this Python process (kernel)
+    locks_table: bool  # holds a lock on one of the tables being indexed
+
+
+# CIC waits for every transaction in this database that holds a lock on the table or a snapshot
+# older than the build's; autovacuum is the one exception PostgreSQL makes itself.
+OPEN_TRANSACTIONS = """/* kit */
+SELECT a.pid, a.usename AS user, a.application_name AS application, a.state,
+       extract(epoch FROM clock_timestamp() - a.xact_start)::float8 AS xact_age_s,
+       a.wait_event, left(a.query, 200) AS query, host(a.client_addr) AS client_addr, a.client_port,
+       EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.relation = ANY(%(tables)s::regclass[]))
+           AS locks_table
+FROM pg_stat_activity a
+WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+  AND a.backend_type = 'client backend'
+  AND (a.xact_start IS NOT NULL OR a.backend_xmin IS NOT NULL)
+ORDER BY a.xact_start"""
+
+
+def _own_endpoints() -> set[tuple[str, int]]:
+    """(ip, port) of every TCP socket this process has open: its client ends of connections."""
+    try:
+        return {(c.laddr.ip, c.laddr.port) for c in psutil.Process().net_connections(kind="inet")}
+    except psutil.Error:
+        return set()
+
+
+def open_transactions(conn: psycopg.Connection, *, tables: list[str]) -> list[Backend]:
+    """Sessions of this database inside a transaction (or holding a snapshot), oldest first."""
+    own = _own_endpoints()
+    rows = conn.execute(OPEN_TRANSACTIONS, {"tables": tables}).fetchall()
+    out = []
+    for pid, user, app, state, age, wait, query, addr, port, locks in rows:
+        out.append(Backend(pid, user, app, state, age, wait, redact.statement(query),
+                           own_process=(addr, port) in own, locks_table=bool(locks)))
+    return out
+
+
+def sessions_frame(sessions: list[Backend] | tuple[Backend, ...]) -> pd.DataFrame:
+    return pd.DataFrame([s.__dict__ for s in sessions], columns=list(Backend.__dataclass_fields__))
