@@ -19,7 +19,6 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 from sqlalchemy import text
@@ -27,12 +26,10 @@ from sqlalchemy import text
 from kit.config import mask_url
 from kit.db.engine import make_engine
 from kit.errors import LoadFailed
-from kit.servers.local import free_port
+from kit.load.connections import PoolConfig
 from kit.load.mix import LOAD_APPLICATION_NAME
 from kit.load.stats import MODELS, SAMPLE_COLUMNS, LoadResult, resource_summary, summarize
-
-if TYPE_CHECKING:  # kit.load.pool runs its scenarios here: no import cycle at run time
-    from kit.load.pool import PoolConfig
+from kit.servers.local import free_port
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 ARRIVALS = ("poisson", "constant")

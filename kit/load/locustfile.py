@@ -37,8 +37,8 @@ from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
 from kit.config import url_from_env
+from kit.load.connections import PRODUCTION, PoolConfig, make_pool_engine
 from kit.load.mix import Endpoint, classify, seed_endpoints
-from kit.load.pool import PRODUCTION, PoolConfig, make_pool_engine
 from kit.metrics import KitMetrics, MetricsPublisher
 
 SAMPLES = "kit_samples"

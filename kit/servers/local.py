@@ -36,13 +36,12 @@ import redis
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from kit.errors import ConfigError, LauncherError
+from kit.errors import LauncherError
 from kit.servers.state import (  # noqa: F401 - STATE_FILE, PORTS_FILE and Server are part of this module's API
     DATABASE,
     PORTS_FILE,
     STATE_FILE,
     Server,
-    default_url,
     live_state,
     locked,
     record_port,
