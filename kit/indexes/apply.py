@@ -23,7 +23,7 @@ from psycopg import sql
 from sqlalchemy import Engine
 
 from kit.errors import IndexBuildError
-from kit.indexes.estimate import Preflight, preflight
+from kit.indexes.estimate import BuildEstimate, estimate
 from kit.indexes.spec import IndexSpec, MigrationError
 from kit.indexes.status import APPLIED, DIFFERS, INVALID, MISSING, NO_TABLE, default_specs, index_status
 from kit.safety import preflight as safety
@@ -69,7 +69,7 @@ class Step:
     state_before: str
     action: str  # "create" | "rebuild" (drop the invalid one, create) | "none" | "leave"
     status: str  # "planned" | "applied" | "unchanged" | "failed" | "left"
-    preflight: Preflight | None = None
+    estimate: BuildEstimate | None = None
     attempts: int = 0
     seconds: float = 0.0
     phases: tuple[str, ...] = ()
@@ -87,7 +87,7 @@ class ApplyResult:
     def to_frame(self) -> pd.DataFrame:
         rows = []
         for s in self.steps:
-            p = s.preflight
+            p = s.estimate
             rows.append({"name": s.name, "table": s.table, "before": s.state_before, "action": s.action,
                          "status": s.status, "attempts": s.attempts, "seconds": round(s.seconds, 3),
                          "est_mib": round(p.est_bytes / 2**20, 2) if p else None,
@@ -284,8 +284,8 @@ def apply_indexes(
     url = engine.url.render_as_string(hide_password=False)
     say = out or (lambda _line: None)
     with sessions.connect(url) as monitor:
-        checks = preflight(monitor, [by_name[s.name] for s in todo], sample_s=sample_s if todo else 0, sleep=sleep)
-        steps = [replace(s, preflight=checks.get(s.name)) for s in steps]
+        estimates = estimate(monitor, [by_name[s.name] for s in todo], sample_s=sample_s if todo else 0, sleep=sleep)
+        steps = [replace(s, estimate=estimates.get(s.name)) for s in steps]
         blockers = sessions.open_transactions(monitor, tables=tables) if todo else []
         if not apply or not todo:
             for s in steps:

@@ -20,7 +20,7 @@ _TUPLE_OVERHEAD = 16  # index tuple header + line pointer, bytes
 
 
 @dataclass(frozen=True)
-class Preflight:
+class BuildEstimate:
     name: str
     est_bytes: int
     est_source: str  # "hypopg" | "table statistics"
@@ -98,13 +98,13 @@ def write_rates(conn: psycopg.Connection, *, schemas: list[str], sample_s: float
     return {t: max(second.get(t, 0) - n, 0) / sample_s for t, n in first.items()}
 
 
-def preflight(conn: psycopg.Connection, specs: list[IndexSpec], *, sample_s: float = 0.5,
-              sleep: Callable[[float], None] = time.sleep) -> dict[str, Preflight]:
-    """One :class:`Preflight` per spec; never creates a real index."""
+def estimate(conn: psycopg.Connection, specs: list[IndexSpec], *, sample_s: float = 0.5,
+              sleep: Callable[[float], None] = time.sleep) -> dict[str, BuildEstimate]:
+    """One :class:`BuildEstimate` per spec; never creates a real index."""
     hypo = extensions.usable(conn, "hypopg")
     free = free_disk(conn)
     rates = write_rates(conn, schemas=sorted({s.schema for s in specs}), sample_s=sample_s, sleep=sleep)
-    out: dict[str, Preflight] = {}
+    out: dict[str, BuildEstimate] = {}
     for spec in specs:
         est, table_bytes = stats_size(conn, spec)
         source = "table statistics"
@@ -116,5 +116,5 @@ def preflight(conn: psycopg.Connection, specs: list[IndexSpec], *, sample_s: flo
             warning = f"needs ~{est * 2 // 2**20} MiB (build + sort), only {free // 2**20} MiB free"
         elif rate > 1000:
             warning = f"{rate:.0f} writes/s on {spec.table}: the build waits for writers and takes longer"
-        out[spec.name] = Preflight(spec.name, est, source, table_bytes, free, rate, warning)
+        out[spec.name] = BuildEstimate(spec.name, est, source, table_bytes, free, rate, warning)
     return out
