@@ -13,6 +13,7 @@ leaves what it measured; reading a field that no earlier notebook saved raises o
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import typing
@@ -24,6 +25,12 @@ import pandas as pd
 from kit.errors import ConfigError
 from kit.indexes.verify import VerifyResult
 from kit.runs.records import artifact_path, jsonable
+
+
+@functools.cache
+def _fields(cls: type) -> dict[str, type]:
+    """The annotated fields of ``cls``, evaluated once (every attribute read looks them up)."""
+    return typing.get_type_hints(cls)
 
 
 class RunResults:
@@ -52,7 +59,7 @@ class RunResults:
 
     @classmethod
     def fields(cls) -> dict[str, type]:
-        return typing.get_type_hints(cls)
+        return _fields(cls)
 
     def _path(self, name: str) -> Path:
         if self._folder is not None:
