@@ -23,14 +23,21 @@ system-deps:
 demo: install
 	$(BIN)/kit demo
 
-test: install test-unit test-notebooks
+# The tests and the notebooks (nbval) in one pytest run over $(WORKERS) pytest-xdist workers: most tests
+# wait on servers, kernels and load processes, so 4 workers keep this 2-core machine busy. The notebooks
+# run in order in one worker, and so does each test module (tests/conftest.py).
+WORKERS ?= 4
+NBVAL   := -p nbval --nbval-lax --nbval-current-env
+
+test: install
+	$(BIN)/pytest $(NBVAL) -n $(WORKERS) -q tests notebooks
 
 test-unit: install
 	$(BIN)/pytest tests -q
 
-# nbval only here: its plugin costs seconds at every pytest start (see pyproject addopts).
+# nbval only with the notebooks: its plugin costs seconds at every pytest start (see pyproject addopts).
 test-notebooks: install
-	$(BIN)/pytest -p nbval --nbval-lax --nbval-current-env notebooks -q
+	$(BIN)/pytest $(NBVAL) notebooks -q
 
 lab: install
 	$(BIN)/kit services up

@@ -243,12 +243,14 @@ def _print_run(result) -> None:
               help="Concurrent users in the load sections (the seed's load test asks for 100).")
 @click.option("--seconds", type=click.FloatRange(min=0.5), default=5.0, show_default=True,
               help="Measured seconds per load run.")
-def demo(scale: str, seed_value: int, runs_dir: Path, users: int, seconds: float) -> None:
+@click.option("--processes", type=click.IntRange(min=0, max=64), default=2, show_default=True,
+              help="Locust worker processes on this machine running the users (0: one process).")
+def demo(scale: str, seed_value: int, runs_dir: Path, users: int, seconds: float, processes: int) -> None:
     """Start the throwaway servers, build the demo database, run the notebooks."""
     from kit.runs import demo as kit_demo
 
     result = kit_demo.run(scale=scale, seed=seed_value, runs_dir=runs_dir, users=users, seconds=seconds,
-                          home=kit_home(), say=click.echo)
+                          processes=processes, home=kit_home(), say=click.echo)
     _print_run(result)
 
 

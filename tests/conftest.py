@@ -17,6 +17,20 @@ from kit.errors import KitError
 from kit.servers import local
 
 
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """Under pytest-xdist (``make test``) each test module runs whole and in order in one worker, as
+    without xdist (its module-scoped servers, projects and databases set up once), and so do all
+    the notebooks together: 03 charts what 01 and 02 left. (``--dist loadgroup`` cannot do this:
+    pytest 9.2 no longer shows pytest-xdist 3.8 the group it appends to a test's id.)"""
+    from xdist.scheduler import LoadFileScheduling
+
+    class ModulesAndNotebooks(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "notebooks" if nodeid.startswith("notebooks/") else super()._split_scope(nodeid)
+
+    return ModulesAndNotebooks(config, log)
+
+
 @pytest.fixture(scope="session")
 def kit_home(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("kit-home")

@@ -26,7 +26,7 @@ def demo_env(tmp_path):
 
 
 def _demo(env, runs: Path) -> subprocess.CompletedProcess:
-    proc = subprocess.run([KIT, "demo", "--scale", "tiny", "--users", "4", "--seconds", "1", "--runs-dir", str(runs)], env=env,
+    proc = subprocess.run([KIT, "demo", "--scale", "tiny", "--users", "4", "--seconds", "1", "--processes", "0", "--runs-dir", str(runs)], env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc
@@ -42,7 +42,8 @@ def test_demo_writes_notebooks_offline_html_and_summary_then_reuses_the_seed(dem
         assert f"{stem}.ipynb" in names and f"{stem}.html" in names
     _assert_reports_draw_their_charts_offline(folder, chromium)
     summary = json.loads((folder / "summary.json").read_text())
-    assert summary["parameters"] == {"scale": "tiny", "apply": True, "load_users": 4, "load_seconds": 1.0}
+    assert summary["parameters"] == {"scale": "tiny", "apply": True, "load_users": 4, "load_seconds": 1.0,
+                                     "load_processes": 0}
     assert [n["status"] for n in summary["notebooks"]] == ["ok", "ok", "ok"]
     assert summary["figures"]["rows_total"] > 0
     assert f"reports: {folder}/" in first.stdout

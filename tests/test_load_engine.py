@@ -59,8 +59,11 @@ def test_closed_model_names_its_think_time(seeded_url):
     r = run_locust(seeded_url, flavor="batched", model="closed", users=4, think_s=0.2, processes=0,
                    warmup_s=0.3, duration_s=1.5, config=SMALL, n_boot=20)
     assert (r.model, r.rate_rps, r.think_s, r.errors) == ("closed", None, 0.2, 0)
-    # 4 users, ~0.2 s think plus a few ms each: about 20 requests/s, never more
-    assert 5 < r.throughput_rps < 21
+    # each user thinks uniform(0.5, 1.5) x 0.2 s between requests, so no user starts more than one
+    # request per 0.1 s: at most 4 x (1.5 / 0.1 + 1) requests in the 1.5 s window. Without the think
+    # time the batched requests (a few ms) would run at hundreds per second.
+    ceiling = 4 * (1.5 / (0.5 * 0.2) + 1) / 1.5
+    assert 5 < r.throughput_rps <= ceiling
 
 
 def test_saturation_stops_at_the_first_rate_that_misses_the_target(seeded_url):

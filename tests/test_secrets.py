@@ -59,7 +59,7 @@ def test_no_file_of_a_run_contains_a_secret(password_url, planted_secrets, redis
     monkeypatch.setenv("KIT_DATABASE_URL", password_url)
     monkeypatch.setenv("KIT_REDIS_URL", redis_url)
     monkeypatch.setenv("KIT_HOME", str(tmp_path / "home"))
-    result = runner.run(parameters={"scale": "tiny"}, runs_dir=tmp_path / "runs", progress=False)
+    result = runner.run(parameters={"scale": "tiny", "load_users": 2, "load_seconds": 0.5}, runs_dir=tmp_path / "runs", progress=False)
     files = sorted(p for p in result.folder.rglob("*") if p.is_file())
     names = {p.name for p in files}
     assert {"01_audit.ipynb", "01_audit.html", "03_report.html", "summary.json", "bundle.json"} <= names

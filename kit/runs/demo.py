@@ -54,11 +54,12 @@ def prepare(*, scale: str = "demo", seed: int = 42, home: Path | None = None,
 
 
 def run(*, scale: str = "demo", seed: int = 42, runs_dir: Path = Path("runs"), users: int = 100,
-        seconds: float = 5.0, home: Path | None = None, say: Callable[[str], None] = _quiet) -> runner.RunResult:
+        seconds: float = 5.0, processes: int = 2, home: Path | None = None,
+        say: Callable[[str], None] = _quiet) -> runner.RunResult:
     """:func:`prepare`, then the three notebooks on the demo database with the fixes applied (the
     kit's own database: ``apply`` is on)."""
     servers = prepare(scale=scale, seed=seed, home=home, say=say)
     os.environ[DATABASE_ENV[0]] = servers["postgres"].url  # the kernels inherit them; never parameters
     os.environ[REDIS_ENV[0]] = servers["redis"].url
-    params = {"scale": scale, "apply": True, "load_users": users, "load_seconds": seconds}
+    params = {"scale": scale, "apply": True, "load_users": users, "load_seconds": seconds, "load_processes": processes}
     return runner.run(parameters=params, runs_dir=runs_dir)
