@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy import Engine
 
@@ -17,17 +18,33 @@ from kit.errors import KitError
 from kit.servers import local
 
 
+# The longest work units (1-3 minutes each on 2 cores), started first so that none is left to run alone
+# at the end; the rest keep their order.
+SLOW_FIRST = ("tests/test_jupyterlab.py", "tests/test_fleet_round.py", "tests/test_demo.py", "notebooks/",
+              "tests/test_secrets.py", "tests/test_bundle.py", "tests/test_load_engine.py", "tests/test_runner.py")
+
+
+def _slow_rank(nodeid: str) -> int:
+    return next((i for i, prefix in enumerate(SLOW_FIRST) if nodeid.startswith(prefix)), len(SLOW_FIRST))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: _slow_rank(item.nodeid))  # stable: a module's tests keep their order
+
+
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """Under pytest-xdist (``make test``) each test module runs whole and in order in one worker, as
     without xdist (its module-scoped servers, projects and databases set up once), and so do all
-    the notebooks together: 03 charts what 01 and 02 left. (``--dist loadgroup`` cannot do this:
-    pytest 9.2 no longer shows pytest-xdist 3.8 the group it appends to a test's id.)"""
+    the notebooks together: 03 charts what 01 and 02 left. Units start in the order collected, the
+    slow ones first. (``--dist loadgroup`` cannot do this: pytest 9.2 no longer shows pytest-xdist
+    3.8 the group it appends to a test's id.)"""
     from xdist.scheduler import LoadFileScheduling
 
     class ModulesAndNotebooks(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
             return "notebooks" if nodeid.startswith("notebooks/") else super()._split_scope(nodeid)
 
+    config.option.loadscopereorder = False  # xdist would start the units with the most tests first
     return ModulesAndNotebooks(config, log)
 
 
@@ -54,6 +71,40 @@ def pg_server(services) -> local.Server:
 @pytest.fixture(scope="session")
 def redis_url(services) -> str:
     return services["redis"].url
+
+
+@pytest.fixture(scope="session")
+def bare_server(tmp_path_factory) -> Iterator[local.Server]:
+    """A second PostgreSQL from the kit's launcher, *without* pg_stat_statements preloaded: the
+    stand-in for a server the kit did not set up (the tests never use the machine's own servers)."""
+    home = tmp_path_factory.mktemp("bare-home")
+    try:
+        servers = local.up(home=home, preload=False)
+    except KitError as exc:
+        pytest.fail(f"cannot start the bare PostgreSQL: {exc}", pytrace=False)
+    yield servers["postgres"]
+    local.down(home=home, purge=True)
+
+
+FOREIGN_OWNER, FOREIGN_READER = "app_owner", "app_reader"
+
+
+@pytest.fixture(scope="session")
+def foreign_url(bare_server) -> str:
+    """A database the kit did not create, on the bare server: made here by the superuser, owned by
+    ``app_owner`` with a table of its own, reached as ``app_reader`` — neither its owner nor a
+    superuser; it may read the data and the statistics, as an auditor would be allowed."""
+    name = "app"
+    with psycopg.connect(local._admin_dsn(bare_server), autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {FOREIGN_OWNER} LOGIN")
+        conn.execute(f"CREATE ROLE {FOREIGN_READER} LOGIN IN ROLE pg_read_all_data, pg_read_all_stats")
+        conn.execute(f"CREATE DATABASE {name} OWNER {FOREIGN_OWNER}")
+    dsn = local._admin_dsn(bare_server).replace("dbname=postgres", f"dbname={name}")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"SET ROLE {FOREIGN_OWNER}")
+        conn.execute("CREATE TABLE notes (id bigint PRIMARY KEY, author text NOT NULL, body text)")
+        conn.execute("INSERT INTO notes SELECT g, 'author ' || g % 40, 'note ' || g FROM generate_series(1, 500) g")
+    return f"postgresql://{FOREIGN_READER}@127.0.0.1:{bare_server.port}/{name}"
 
 
 @pytest.fixture

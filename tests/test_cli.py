@@ -78,10 +78,9 @@ def test_wrong_password_is_masked(capsys, password_role):
         assert conn.execute("SELECT current_user").fetchone() == ("pw_user",)
 
 
-def test_seeding_a_database_the_kit_did_not_create_needs_apply(capsys, monkeypatch, tmp_path):
+def test_seeding_a_database_the_kit_did_not_create_needs_apply(capsys, monkeypatch, tmp_path, foreign_url):
     monkeypatch.setenv("KIT_HOME", str(tmp_path))
-    code, _, err = _run(["seed", "--scale", "tiny", "--database-url", "postgresql://postgres@127.0.0.1:5432/postgres"],
-                        capsys)
+    code, _, err = _run(["seed", "--scale", "tiny", "--database-url", foreign_url], capsys)
     assert code == 2
     assert "was not created by the kit" in _one_line(err) and "--apply" in err
 

