@@ -120,6 +120,17 @@ def test_run_executes_in_order_records_figures_and_exports_html(tmp_path, monkey
     assert "hello" in html and "<html" in html
 
 
+def test_the_kernels_talk_over_unix_sockets_never_a_tcp_port_another_run_may_take(tmp_path):
+    _notebook(tmp_path / "k.ipynb", "x = 1",
+              "import json, kit\nfrom ipykernel import get_connection_file\n"
+              "info = json.load(open(get_connection_file()))\n"
+              "kit.record('kernel', {'transport': info['transport'], 'folder': get_connection_file()})")
+    result = runner.run(notebooks_dir=tmp_path, notebooks=("k.ipynb",), runs_dir=tmp_path / "runs", progress=False)
+    kernel = result.figures["kernel"]
+    assert kernel["transport"] == "ipc"
+    assert not Path(kernel["folder"]).parent.exists()  # its sockets' folder is gone with the kernel
+
+
 def test_a_failing_cell_names_notebook_and_cell_and_keeps_the_output(tmp_path):
     _notebook(tmp_path / "ok.ipynb", "x = 1", "y = x")
     _notebook(tmp_path / "bad.ipynb", "x = 1", "y = x", "raise RuntimeError('boom at postgresql://u:pw@h/d')")

@@ -13,6 +13,7 @@ import ast
 import json
 import os
 import re
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,6 +25,7 @@ import papermill
 from jupyter_client.kernelspec import KernelSpecManager
 from nbconvert import HTMLExporter
 from papermill.exceptions import PapermillExecutionError
+from traitlets.config import Config
 
 from kit.config import DATABASE_ENV, HOME_ENV, RUN_DIR_ENV, kit_home, looks_secret, mask_url, url_from_env
 from kit.db.engine import make_engine
@@ -311,9 +313,10 @@ def _execute(path: Path, folder: Path, params: dict[str, Any], *, kernel_name: s
     try:
         # saved once at the end (also when a cell fails or the kernel dies), not twice per cell: the
         # notebooks embed plotly.js (5 MB), and the per-cell saves cost seconds per notebook
-        papermill.execute_notebook(str(source), str(output), parameters=params, kernel_name=kernel_name,
-                                   execution_timeout=timeout_s, progress_bar=progress, cwd=str(path.parent),
-                                   request_save_on_cell_execute=False)
+        with tempfile.TemporaryDirectory(prefix="kit-kernel-") as sockets:
+            papermill.execute_notebook(str(source), str(output), parameters=params, kernel_name=kernel_name,
+                                       execution_timeout=timeout_s, progress_bar=progress, cwd=str(path.parent),
+                                       request_save_on_cell_execute=False, config=_unix_sockets(Path(sockets)))
     except PapermillExecutionError as exc:
         raise NotebookFailed(
             f"{path.name} failed in cell {exc.exec_count} ({exc.ename}: {mask_url(str(exc.evalue))[:300]}); "
@@ -326,6 +329,14 @@ def _execute(path: Path, folder: Path, params: dict[str, Any], *, kernel_name: s
     seconds = time.perf_counter() - started
     html = export_html(output)
     return NotebookResult(path.name, str(output), str(html), seconds, "ok")
+
+
+def _unix_sockets(folder: Path) -> Config:
+    """The kernel talks over unix sockets in ``folder``, not TCP: jupyter_client picks TCP ports by
+    binding and releasing them, and a run started at the same time (a fleet's targets, parallel
+    tests) can take one before the kernel binds it — the kernel dies ("Address already in use")."""
+    return Config({"KernelManager": {"transport": "ipc", "ip": str(folder / "kernel"),
+                                     "connection_file": str(folder / "kernel.json")}})
 
 
 def export_html(notebook: Path) -> Path:
