@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -224,13 +225,17 @@ def lab(project, tmp_path_factory) -> Iterator[Lab]:
     _write_settings(work / "settings")
     port, token = local.free_port(), hashlib.sha256(os.urandom(16)).hexdigest()[:32]
     env = {k: v for k, v in os.environ.items() if k not in _KIT_VARIABLES}
-    env.update(JUPYTER_CONFIG_DIR=str(work / "config"), JUPYTER_RUNTIME_DIR=str(work / "runtime"),
+    # the kernels on unix sockets (as `kit run`'s): no TCP port that a parallel test can take first;
+    # a short runtime folder, as a socket's path may not exceed 107 bytes
+    runtime = Path(tempfile.mkdtemp(prefix="kit-lab-"))
+    env.update(JUPYTER_CONFIG_DIR=str(work / "config"), JUPYTER_RUNTIME_DIR=str(runtime),
                IPYTHONDIR=str(work / "ipython"))
     cmd = [str(Path(sys.executable).parent / "jupyter"), "lab", "--allow-root", "--no-browser",
            "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={project / 'notebooks'}",
            f"--LabApp.user_settings_dir={work / 'settings'}", f"--LabApp.workspaces_dir={work / 'workspaces'}",
-           "--LabApp.expose_app_in_browser=True"]  # window.jupyterapp: the notebook's model
+           "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: the notebook's model
+           "--KernelManager.transport=ipc"]
     log = work / "lab.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env=env, cwd=project, stdout=out, stderr=subprocess.STDOUT,
@@ -241,6 +246,7 @@ def lab(project, tmp_path_factory) -> Iterator[Lab]:
         yield Lab(url=url, token=token, root=project / "notebooks")
     finally:
         _stop(proc)
+        shutil.rmtree(runtime, ignore_errors=True)
 
 
 def run_in_lab(chromium, lab: Lab, name: str, *, settle_s: float = 15.0) -> LabRun:
