@@ -241,7 +241,7 @@ def _print_run(result) -> None:
 @click.option("--runs-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("runs"), show_default=True)
 @click.option("--users", type=click.IntRange(min=1), default=100, show_default=True,
               help="Concurrent users in the load sections (the seed's load test asks for 100).")
-@click.option("--seconds", type=click.FloatRange(min=0.5), default=5.0, show_default=True,
+@click.option("--seconds", type=click.FloatRange(min=0.5), default=3.0, show_default=True,
               help="Measured seconds per load run.")
 @click.option("--processes", type=click.IntRange(min=0, max=64), default=2, show_default=True,
               help="Locust worker processes on this machine running the users (0: one process).")

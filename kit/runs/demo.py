@@ -54,7 +54,7 @@ def prepare(*, scale: str = "demo", seed: int = 42, home: Path | None = None,
 
 
 def run(*, scale: str = "demo", seed: int = 42, runs_dir: Path = Path("runs"), users: int = 100,
-        seconds: float = 5.0, processes: int = 2, home: Path | None = None,
+        seconds: float = 3.0, processes: int = 2, home: Path | None = None,
         say: Callable[[str], None] = _quiet) -> runner.RunResult:
     """:func:`prepare`, then the three notebooks on the demo database with the fixes applied (the
     kit's own database: ``apply`` is on)."""
