@@ -9,7 +9,6 @@ pytest-xdist too: tests/conftest.py schedules them together). The servers stop w
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
@@ -21,21 +20,22 @@ from kit.platform import datagen
 from kit.servers import local
 
 HERE = Path(__file__).parent
-_prepared: dict[str, str] = {}  # the variables the kernels get, once the servers are up
-_saved: dict[str, str | None] = {}
+_env: dict[str, str] = {}  # the variables the kernels get, once the servers are up
+_homes: list[Path] = []  # the servers' home, stopped when the session ends
 _failed: list[str] = []  # why the servers could not start: said once per cell, tried once
+_patch = pytest.MonkeyPatch()  # sets the variables while a notebook cell runs, then puts back what was there
 
 
 def _ours(item: pytest.Item) -> bool:
     return HERE in Path(str(item.path)).parents
 
 
-def _prepare(config: pytest.Config) -> dict[str, str]:
+def _prepare() -> dict[str, str]:
     if _failed:
         pytest.fail(_failed[0], pytrace=False)
-    if not _prepared:
+    if not _env:
         home = Path(tempfile.mkdtemp(prefix="kit-nbval-"))
-        config._kit_home = home
+        _homes.append(home)
         try:
             servers = local.up(home=home)
             url = local.create_database(servers["postgres"], "nbval", replace=True)
@@ -47,29 +47,22 @@ def _prepare(config: pytest.Config) -> dict[str, str]:
         except KitError as exc:
             _failed.append(f"cannot prepare the notebooks' database: {exc}")
             pytest.fail(_failed[0], pytrace=False)
-        _prepared.update(KIT_DATABASE_URL=url, KIT_REDIS_URL=servers["redis"].url, KIT_HOME=str(home))
-    return _prepared
+        _env.update(KIT_DATABASE_URL=url, KIT_REDIS_URL=servers["redis"].url, KIT_HOME=str(home))
+    return _env
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if _ours(item):  # before nbval's own setup, which starts the notebook's kernel
-        env = _prepare(item.config)
-        _saved.update({name: os.environ.get(name) for name in env})
-        os.environ.update(env)
+        for name, value in _prepare().items():
+            _patch.setenv(name, value)
 
 
 def pytest_runtest_teardown(item: pytest.Item) -> None:
-    if _ours(item) and _saved:
-        for name, value in _saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        _saved.clear()
+    if _ours(item):
+        _patch.undo()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    home = getattr(session.config, "_kit_home", None)
-    if home is not None:
+    for home in _homes:
         local.down(home=home, purge=True)
