@@ -12,8 +12,15 @@ from pathlib import Path
 
 import click
 
+from kit import escape
 from kit.config import DATABASE_ENV, kit_home, mask_url
 from kit.errors import ConfigError, KitError, UnsafeOperation
+
+
+def echo(text: object = "", **kwargs) -> None:
+    """``click.echo``, each line escaped (:func:`kit.escape.line`): a name from the database printed in a
+    message or a table cannot end the line, move the cursor or recolour the terminal."""
+    click.echo("\n".join(escape.line(part) for part in str(text).split("\n")), **kwargs)
 
 
 @click.group()
@@ -41,8 +48,8 @@ def services_up(pg_port: int | None, redis_port: int | None, embedded: bool) -> 
 
     servers = local.up(home=kit_home(), pg_port=pg_port, redis_port=redis_port, use_system=not embedded)
     _print_servers(servers)
-    click.echo(f"export KIT_DATABASE_URL={servers['postgres'].url}")
-    click.echo(f"export KIT_REDIS_URL={servers['redis'].url}")
+    echo(f"export KIT_DATABASE_URL={servers['postgres'].url}")
+    echo(f"export KIT_REDIS_URL={servers['redis'].url}")
 
 
 @services.command("down")
@@ -51,7 +58,7 @@ def services_down(purge: bool) -> None:
     from kit.servers import local
 
     stopped = local.down(home=kit_home(), purge=purge)
-    click.echo(f"stopped {len(stopped)} server(s)" + (" and deleted their data" if purge else ""))
+    echo(f"stopped {len(stopped)} server(s)" + (" and deleted their data" if purge else ""))
 
 
 @services.command("status")
@@ -60,15 +67,15 @@ def services_status() -> None:
 
     servers = local.status(home=kit_home())
     if not servers:
-        click.echo("no kit servers are running (start them with `kit services up`)")
+        echo("no kit servers are running (start them with `kit services up`)")
     _print_servers(servers)
 
 
 def _print_servers(servers) -> None:
     for srv in servers.values():
-        click.echo(f"{srv.kind:<9} pid {srv.pid:<7} {mask_url(srv.url)}  ({srv.engine})")
+        echo(f"{srv.kind:<9} pid {srv.pid:<7} {mask_url(srv.url)}  ({srv.engine})")
         if srv.notes:
-            click.echo(f"          note: {srv.notes}")
+            echo(f"          note: {srv.notes}")
 
 
 # -- seed -------------------------------------------------------------------------------
@@ -106,8 +113,8 @@ def seed(scale: str, seed_value: int, database_url: str | None, apply_: bool) ->
         raise refused(exc, doing=f"seed {mask_url(url)} (nothing was written)") from exc
     finally:
         engine.dispose()
-    click.echo(result.to_frame().to_string(index=False))
-    click.echo(f"{result.rows_total:,} rows in {result.seconds:.1f} s ({result.rows_per_s:,.0f} rows/s)")
+    echo(result.to_frame().to_string(index=False))
+    echo(f"{result.rows_total:,} rows in {result.seconds:.1f} s ({result.rows_per_s:,.0f} rows/s)")
 
 
 # -- run / demo -------------------------------------------------------------------------
@@ -139,8 +146,8 @@ def run_cmd(params, runs_dir: Path, notebooks_dir: Path | None, only: tuple[str,
                         bundle=not no_bundle, fail_on=fail_on)
     _print_run(result)
     if result.gate is not None:
-        click.echo("\nregression gate")
-        click.echo(result.gate.to_frame()[["status", "message"]].to_string(index=False))
+        echo("\nregression gate")
+        echo(result.gate.to_frame()[["status", "message"]].to_string(index=False))
         result.gate.raise_for_regressions()
 
 
@@ -158,12 +165,12 @@ def history(runs_dir: Path, target: str | None) -> None:
     if target:
         runs = runs[runs["target"] == target]
     if runs.empty:
-        click.echo(f"no runs yet in {runs_dir} (make one with `kit run`)")
+        echo(f"no runs yet in {runs_dir} (make one with `kit run`)")
         return
     for name, group in runs.groupby(runs["target"].fillna("(no bundle)"), sort=False):
-        click.echo(f"{name}  ({len(group)} run(s))")
-        click.echo(group.drop(columns="target").to_string(index=False))
-        click.echo("")
+        echo(f"{name}  ({len(group)} run(s))")
+        echo(group.drop(columns="target").to_string(index=False))
+        echo("")
 
 
 @cli.command()
@@ -178,16 +185,16 @@ def compare(run_a: str, run_b: str, runs_dir: Path, show_all: bool) -> None:
     a = hist.read_bundle(hist.resolve_run(run_a, runs_dir=runs_dir))
     b = hist.read_bundle(hist.resolve_run(run_b, runs_dir=runs_dir))
     if a.get("target") != b.get("target"):
-        click.echo(f"note: different targets ({a.get('target')} vs {b.get('target')})")
+        echo(f"note: different targets ({a.get('target')} vs {b.get('target')})")
     result = hist.compare(a, b)
     figures = result.figures if show_all else result.changed()
-    click.echo(f"figures {result.a} -> {result.b}: {len(result.changed())} changed of {len(result.figures)}")
+    echo(f"figures {result.a} -> {result.b}: {len(result.changed())} changed of {len(result.figures)}")
     if not figures.empty:
-        click.echo(figures.to_string(index=False, float_format=lambda v: f"{v:,.3f}"))
-    click.echo(f"\nfindings: {int((result.findings['change'] == 'new').sum())} new, "
+        echo(figures.to_string(index=False, float_format=lambda v: f"{v:,.3f}"))
+    echo(f"\nfindings: {int((result.findings['change'] == 'new').sum())} new, "
                f"{int((result.findings['change'] == 'gone').sum())} gone")
     if not result.findings.empty:
-        click.echo(result.findings.to_string(index=False))
+        echo(result.findings.to_string(index=False))
 
 
 @cli.command()
@@ -202,7 +209,7 @@ def images(run: str, runs_dir: Path, width: int | None, height: int | None) -> N
 
     folder = hist.resolve_run(run, runs_dir=runs_dir)
     written = kit_images.write_pngs(sorted(folder.glob("*.ipynb")), folder / "images", width=width, height=height)
-    click.echo(f"{len(written)} image(s) in {folder / 'images'}" if written else f"no figures in {folder}")
+    echo(f"{len(written)} image(s) in {folder / 'images'}" if written else f"no figures in {folder}")
 
 
 @cli.command()
@@ -217,22 +224,22 @@ def preflight(database_url: str | None) -> None:
         result = pre.check(engine)
     finally:
         engine.dispose()
-    click.echo(result.to_frame().to_string(index=False))
+    echo(result.to_frame().to_string(index=False))
     for warning in result.warnings:
-        click.echo(f"warning: {warning}")
+        echo(f"warning: {warning}")
     result.require_safe()
 
 
 def _print_run(result) -> None:
     for nb in result.notebooks:
-        click.echo(f"{nb.name:<22} {nb.status:<6} {nb.seconds:6.1f} s  {nb.html}")
+        echo(f"{nb.name:<22} {nb.status:<6} {nb.seconds:6.1f} s  {nb.html}")
     if result.figures:
-        click.echo("\nheadline figures")
+        echo("\nheadline figures")
         width = max(map(len, result.figures))
         for name, value in result.figures.items():
             shown = f"{value:,.3f}" if isinstance(value, float) else json.dumps(value, default=str)
-            click.echo(f"  {name:<{width}}  {shown}")
-    click.echo(f"\nreports: {result.folder}/  (summary: {result.summary_path})")
+            echo(f"  {name:<{width}}  {shown}")
+    echo(f"\nreports: {result.folder}/  (summary: {result.summary_path})")
 
 
 @cli.command()
@@ -250,7 +257,7 @@ def demo(scale: str, seed_value: int, runs_dir: Path, users: int, seconds: float
     from kit.runs import demo as kit_demo
 
     result = kit_demo.run(scale=scale, seed=seed_value, runs_dir=runs_dir, users=users, seconds=seconds,
-                          processes=processes, home=kit_home(), say=click.echo)
+                          processes=processes, home=kit_home(), say=echo)
     _print_run(result)
 
 
@@ -271,8 +278,8 @@ def bench(name: str, scale: str | None, seed_value: int, json_path: Path | None)
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(text + "\n")
-        click.echo(f"wrote {json_path}")
-    click.echo(text)
+        echo(f"wrote {json_path}")
+    echo(text)
 
 
 # -- fleet ------------------------------------------------------------------------------
@@ -307,12 +314,12 @@ def fleet_run(fleet_file: Path, targets: tuple[str, ...], no_report: bool, dagst
     _require_dagster()
     result = run_round(spec, targets=targets, report=not no_report, dagster_home=dagster_home)
     for o in result.outcomes:
-        click.echo(f"{o.status:<10} {o.seconds:7.1f} s  {o.message}")
+        echo(f"{o.status:<10} {o.seconds:7.1f} s  {o.message}")
     if result.report_html:
-        click.echo(f"\nfleet report: {result.report_html}")
-    click.echo(f"runs: {spec.runs_dir}/<target>/  ({result.seconds:.1f} s, concurrency {spec.concurrency})")
+        echo(f"\nfleet report: {result.report_html}")
+    echo(f"runs: {spec.runs_dir}/<target>/  ({result.seconds:.1f} s, concurrency {spec.concurrency})")
     if result.report_error:
-        click.echo(result.report_error)
+        echo(result.report_error)
     if result.exit_code == 1:
         raise FleetFailed(f"fleet {spec.name}: could not audit {', '.join(result.by_status('failed')) or 'the report'}"
                           + (f"; regressed: {', '.join(result.by_status('regression'))}" if result.by_status("regression") else ""))
@@ -329,9 +336,9 @@ def fleet_status(fleet_file: Path) -> None:
 
     spec = load(fleet_file, check_parameters=False)
     view = fleet_view(spec.runs_dir, fleet_file=spec.path)
-    click.echo(f"fleet {spec.name}: {view.message}")
+    echo(f"fleet {spec.name}: {view.message}")
     shown = view.status[["target", "status", "last_attempt", "runs", "findings", "new_findings", "message"]]
-    click.echo(shown.to_string(index=False))
+    echo(shown.to_string(index=False))
 
 
 @fleet.command("dev")
@@ -354,13 +361,13 @@ def fleet_dev(fleet_file: Path, dagster_home: Path | None, port: int) -> None:
     if not config.exists():
         config.write_text(instance_yaml(spec), encoding="utf-8")
     elif instance_yaml(spec).split("\n", 1)[1] not in config.read_text(encoding="utf-8"):
-        click.echo(f"note: {config} exists; add these lines for the fleet's concurrency limit:\n{instance_yaml(spec)}")
+        echo(f"note: {config} exists; add these lines for the fleet's concurrency limit:\n{instance_yaml(spec)}")
     _require_dagster()
     dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or shutil.which("dagster")
     if dagster is None:
         raise ConfigError("the dagster command is not on PATH; pip install 'dbperf-kit[fleet]' in this environment")
     env = {**os.environ, FLEET_ENV: str(spec.path), "DAGSTER_HOME": str(home)}
-    click.echo(f"dagster dev on fleet {spec.name} ({len(spec.targets)} targets), instance {home}, port {port}")
+    echo(f"dagster dev on fleet {spec.name} ({len(spec.targets)} targets), instance {home}, port {port}")
     os.execve(dagster, [dagster, "dev", "-m", "kit.fleet.definitions", "-p", str(port)], env)
 
 
@@ -408,7 +415,7 @@ def load_cmd(flavor: str, model: str, rate: float, arrivals: str, think: float, 
     if master_host is not None:  # a worker: the master sends the options, the URLs come from here
         env = {**os.environ, "KIT_DATABASE_URL": url, **({"KIT_REDIS_URL": redis_url} if redis_url else {})}
         cmd = engine.worker_command(master_host=master_host, master_port=master_port, processes=max(processes, 1))
-        click.echo(f"{max(processes, 1)} Locust worker(s) for the master at {master_host}:{master_port}")
+        echo(f"{max(processes, 1)} Locust worker(s) for the master at {master_host}:{master_port}")
         os.execve(cmd[0], cmd, env)
     config = {c.name: c for c in pool.SEED_CONFIGS}[pool_name]
     if pool_size is not None:
@@ -418,7 +425,7 @@ def load_cmd(flavor: str, model: str, rate: float, arrivals: str, think: float, 
                             processes=0 if expect_workers else processes, expect_workers=expect_workers or 0,
                             bind_host=bind_host, bind_port=master_port if expect_workers else None,
                             publish_to=metrics_dir() if publish else None)
-    click.echo(result.to_frame().T.to_string(header=False))
+    echo(result.to_frame().T.to_string(header=False))
 
 
 @cli.group()
@@ -449,14 +456,14 @@ def main(argv: list[str] | None = None) -> int:
 
             raise refused(exc, doing="complete the command") from exc
     except KitError as exc:
-        click.echo(f"kit: error: {mask_url(str(exc))}", err=True)
+        echo(f"kit: error: {mask_url(str(exc))}", err=True)
         return exc.exit_code
     except click.exceptions.Abort:
-        click.echo("kit: aborted", err=True)
+        echo("kit: aborted", err=True)
         return 130
     except click.ClickException as exc:  # usage errors too: one line, and where to look
         where = exc.ctx.command_path if isinstance(exc, click.UsageError) and exc.ctx else "kit"
-        click.echo(f"kit: error: {mask_url(exc.format_message())} (see `{where} --help`)", err=True)
+        echo(f"kit: error: {mask_url(exc.format_message())} (see `{where} --help`)", err=True)
         return exc.exit_code
     return 0
 

@@ -116,10 +116,12 @@ def test_an_index_nobody_uses_and_a_harmful_drop_are_reverted(shop_engine):
     targets = targets_for(url, [lookup])
     useless = Fix(CREATE, "CREATE INDEX CONCURRENTLY IF NOT EXISTS kit_orders_total_idx ON public.orders (total)",
                   "public.orders", (lookup.key,), "test", "test", "test", index="public.kit_orders_total_idx",
-                  index_def="CREATE INDEX CONCURRENTLY IF NOT EXISTS kit_orders_total_idx ON public.orders (total)")
+                  index_def="CREATE INDEX CONCURRENTLY IF NOT EXISTS kit_orders_total_idx ON public.orders (total)",
+                  schema="public", table="orders", index_name="kit_orders_total_idx")
     harmful = Fix(DROP, "DROP INDEX CONCURRENTLY IF EXISTS public.orders_customer_idx", "public.orders",
                   (lookup.key,), "test", "test", "test", index="public.orders_customer_idx",
-                  index_def=_indexes(shop_engine)["orders_customer_idx"])
+                  index_def=_indexes(shop_engine)["orders_customer_idx"], schema="public", table="orders",
+                  index_name="orders_customer_idx")
     before = measure(url, targets, repeats=5)
     applied = apply_fixes(shop_engine, [useless, harmful], out=None)
     assert "kit_orders_total_idx" in _indexes(shop_engine) and "orders_customer_idx" not in _indexes(shop_engine)

@@ -12,7 +12,7 @@ def _t(*ms, indexes=(), mode=MEASURED, cost=None):
 
 
 def _create(**kw):
-    return Fix(CREATE, "sql", "public.t", ("q",), "why", "expect", "advisor", index="public.ix", **kw)
+    return Fix(CREATE, "sql", "public.t", ("q",), "why", "expect", "advisor", index="public.ix", index_name="ix", **kw)
 
 
 def test_a_new_index_needs_its_plan_and_2x():
@@ -25,7 +25,8 @@ def test_a_new_index_needs_its_plan_and_2x():
     assert (unused.verdict, unused.reason) == (REVERTED, "the planner does not use it on q")
     kept = judge(_create(declared=True), {"q": _t(10, 11, 9)}, {"q": _t(1, 1, 1, indexes=["other"])})
     assert (kept.verdict, kept.reason) == (KEPT, "declared in the migration, so kept; but the planner does not use it on q")
-    probe = Fix(CREATE, "sql", "public.t", ("q", "probe:fk"), "why", "expect", "foreign key", index="public.ix")
+    probe = Fix(CREATE, "sql", "public.t", ("q", "probe:fk"), "why", "expect", "foreign key", index="public.ix",
+                index_name="ix")
     both = judge(probe, {"q": _t(3, 3, 3), "probe:fk": _t(50, 50, 50)},
                  {"q": _t(1, 1, 1, indexes=["ix"]), "probe:fk": _t(1, 1, 1, indexes=["ix"])})
     assert (both.verdict, both.speedup) == (KEPT, 3.0)  # the workload's statement decides, not the probe
@@ -42,7 +43,7 @@ def test_a_drop_is_undone_only_when_a_statement_is_slower_beyond_noise():
     assert not slower(_t(0.01, 0.01, 0.01), _t(0.03, 0.03, 0.03))  # 3x but 0.02 ms: noise
     assert not slower(_t(1.0, 1.1, 1.0), _t(0.9, 2.0, 2.1))  # one run after as fast as before: noise
     assert slower(_t(1.0, 3.0, 1.0, 1.0, 1.1), _t(1.9, 2.0, 2.1, 2.0, 2.2))  # one slow run before does not hide it
-    drop = Fix(DROP, "sql", "public.t", ("q",), "why", "expect", "duplicate", index="public.ix")
+    drop = Fix(DROP, "sql", "public.t", ("q",), "why", "expect", "duplicate", index="public.ix", index_name="ix")
     assert judge(drop, {"q": _t(1.0, 1.0, 1.0)}, {"q": _t(1.0, 1.1, 1.0)}).verdict == KEPT
     assert judge(drop, {"q": _t(1.0, 1.0, 1.0)}, {"q": _t(5.0, 5.1, 5.0)}).verdict == REVERTED
     assert judge(drop, {"q": _t(1.0, 1.0, 1.0), "other": _t(1, 1, 1)},

@@ -21,7 +21,7 @@ def test_the_kits_own_database_is_safe(tiny_engine):
     assert (pf.safe_to_apply, pf.reasons) == (True, ())
     assert (pf.is_replica, pf.read_only, pf.role, pf.superuser) == (False, False, "postgres", True)
     assert (pf.tables_checked, pf.tables_not_owned) == (11, ())  # every user table: the platform's 10 + kit_meta
-    assert preflight.check(tiny_engine, tables=["public.users", "public.projects"]).tables_checked == 2
+    assert preflight.check(tiny_engine, tables=[("public", "users"), ("public", "projects")]).tables_checked == 2
     assert (pf.pg_stat_statements, pf.hypopg) == (True, True)
     assert pf.statement_timeout == "0" and pf.lock_timeout == "0"
     assert pf.statements_reset is not None and pf.stats_age_s >= 0

@@ -35,11 +35,10 @@ def _first(exc: BaseException) -> str:
 
 
 def _analyze(url: str, fix: Fix, *, lock_timeout_ms: int, statement_timeout_ms: int) -> Fix:
-    schema, table = fix.target_table.split(".", 1)
     try:
         with sessions.connect(url, app="dbperf-kit-analyze") as conn:
             conn.execute(SET_TIMEOUTS, [f"{lock_timeout_ms}ms", f"{statement_timeout_ms}ms"])
-            conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(schema, table)))
+            conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(fix.schema, fix.table)))
     except psycopg.Error as exc:
         return fix.but(verdict=FAILED, reason=f"ANALYZE failed: {_first(exc)}")
     return fix.but(verdict=APPLIED)
@@ -75,7 +74,7 @@ def apply_fixes(engine: Engine, fixes: tuple[Fix, ...] | list[Fix], *, lock_time
     4. drops. Each fix comes back ``applied`` or ``failed`` (with the reason)."""
     if not fixes:
         return ()
-    preflight.check(engine, tables=sorted({f.target_table for f in fixes})).require_safe()  # 1.
+    preflight.check(engine, tables=sorted({(f.schema, f.table) for f in fixes})).require_safe()  # 1.
     url = engine.url.render_as_string(hide_password=False)
     done: dict[int, Fix] = {}
     for i, fix in enumerate(fixes):  # 2.

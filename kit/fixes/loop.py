@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import Engine
 
+from kit import escape
 from kit.config import target_key
 from kit.fixes import sqlfile
 from kit.fixes.apply import apply_fixes, undo
@@ -29,7 +30,7 @@ from kit.workload.timing import Timing
 
 FIXES_JSON = "fixes.json"
 LOOP_JSON = "loop.json"  # the per-statement measurements and index sizes 03 charts
-INDEX_SIZE = "/* kit */ SELECT pg_relation_size(to_regclass(%s))"
+INDEX_SIZE = "/* kit */ SELECT pg_relation_size(to_regclass(format('%%I.%%I', %s::text, %s::text)))"
 
 
 @dataclass(frozen=True)
@@ -104,13 +105,13 @@ class LoopResult:
     def _repr_markdown_(self) -> str:
         f = self.figures
         what = "applied and verified" if self.applied else "dry run: planned only"
-        return (f"**{f['fixes.planned']} fixes** for {self.target} ({what}): {f['fixes.kept']} kept, "
+        return (f"**{f['fixes.planned']} fixes** for {escape.markdown(self.target)} ({what}): {f['fixes.kept']} kept, "
                 f"{f['fixes.reverted']} reverted, {f['fixes.failed']} failed — {self.seconds:.1f} s")
 
 
 def _sizes(url: str, fixes: tuple[Fix, ...]) -> tuple[Fix, ...]:
     with sessions.connect(url) as conn:
-        return tuple(f.but(bytes_after=int(conn.execute(INDEX_SIZE, [f.index]).fetchone()[0] or 0))
+        return tuple(f.but(bytes_after=int(conn.execute(INDEX_SIZE, [f.schema, f.index_name]).fetchone()[0] or 0))
                      if f.kind == CREATE and f.verdict == KEPT else f for f in fixes)
 
 
@@ -122,7 +123,7 @@ def run_loop(engine: Engine, workload: Workload, *, apply: bool = False, declare
     sessions; 6. keep or revert each fix."""
     started = time.monotonic()
     url = engine.url.render_as_string(hide_password=False)
-    say = out or (lambda _line: None)
+    say = escape.lines_to(out)
     plan = plan_fixes(engine, workload, declared=declared, min_rows=min_rows)  # 1.
     targets = targets_for(url, [*workload.targets, *plan.probes])  # 2.
     before = measure(url, targets, warmup=warmup, repeats=repeats, writes=apply)  # 3.

@@ -35,6 +35,10 @@ class Fix:
     exec_ms_after: float | None = None
     speedup: float | None = None
     bytes_after: int | None = None  # actual size of a created index once built
+    # the names as the catalog has them, for SQL (target_table and index are for people: never parsed)
+    schema: str = ""
+    table: str = ""
+    index_name: str | None = None  # the index's own name (in ``schema``)
 
     def to_record(self) -> dict:
         """The fixes.json object: exactly :data:`RECORD_KEYS`."""

@@ -13,6 +13,7 @@ change (talks to PostgreSQL, read-only; hypothetical indexes only):
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from kit.workload.model import Statement, Workload
 
 MIN_ROWS = 10_000  # below this a sequential scan is cheap: no index for a foreign key
 _NAME_BYTES = 63
+_UNSAFE_NAME = re.compile(r"[^a-z0-9_]+")
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,9 @@ class _Candidate:
 
 
 def index_name(table: str, columns: tuple[str, ...], taken: set[str]) -> str:
-    """``kit_<table>_<columns>_idx``, cut to 63 bytes with a hash when longer, unique among ``taken`` (pure)."""
-    name = f"kit_{table}_{'_'.join(columns)}_idx"
+    """``kit_<table>_<columns>_idx`` in lower-case letters, digits and ``_`` (a name from the database
+    may hold quotes, newlines, markup), cut to 63 bytes with a hash when longer, unique among ``taken`` (pure)."""
+    name = _UNSAFE_NAME.sub("_", f"kit_{table}_{'_'.join(columns)}_idx".lower())
     if len(name.encode()) > _NAME_BYTES:
         digest = hashlib.sha1(name.encode()).hexdigest()[:8]
         name = name.encode()[: _NAME_BYTES - 9].decode(errors="ignore") + "_" + digest
@@ -258,7 +261,7 @@ def _creates(cands: list[_Candidate], taken: set[str]) -> list[Fix]:
                        statements=tuple(cand.statements), why="; ".join(cand.why),
                        expect="; ".join(cand.expect), source=" + ".join(cand.sources),
                        index=f"{spec.schema}.{spec.name}", index_def=spec.create_sql, est_bytes=cand.est_bytes,
-                       declared=declared))
+                       declared=declared, schema=cand.schema, table=cand.table, index_name=spec.name))
     return out
 
 
@@ -282,7 +285,7 @@ def _drops(dups: list[dict], declared: Declared, targets, uses, notes: list[str]
                        expect=f"frees {d['size_bytes'] / 2**20:.1f} MiB; writes to {d['table']} maintain one index "
                               f"fewer; its reads use {d['covered_by']} (no statement may get slower)",
                        source="duplicate", index=f"{d['schema']}.{d['index']}", index_def=d["definition"],
-                       est_bytes=int(d["size_bytes"])))
+                       est_bytes=int(d["size_bytes"]), schema=d["schema"], table=d["table"], index_name=d["index"]))
     return out
 
 
@@ -304,7 +307,7 @@ def _analyzes(stale: list[dict], targets, uses, notes: list[str], *, min_rows: i
         out.append(Fix(kind=ANALYZE, sql=f"ANALYZE {name}", target_table=f"{t['schema']}.{t['table']}",
                        statements=tuple(keys), why=f"statistics {t['statistics']}: {since}",
                        expect=f"the planner's row estimates follow the data again for {', '.join(keys)}",
-                       source="statistics"))
+                       source="statistics", schema=t["schema"], table=t["table"]))
     return out
 
 

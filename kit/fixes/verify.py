@@ -55,8 +55,7 @@ def _with_times(fix: Fix, key: str | None, before: dict[str, Timing], after: dic
 
 
 def judge_create(fix: Fix, before: dict[str, Timing], after: dict[str, Timing]) -> Fix:
-    short = fix.index.split(".", 1)[-1]
-    used = [k for k in fix.statements if k in after and short in after[k].indexes]
+    used = [k for k in fix.statements if k in after and fix.index_name in after[k].indexes]
     if not used:
         on = ", ".join(fix.statements) or "any statement"
         verdict, reason, key = REVERTED, f"the planner does not use it on {on}", _primary(fix, before)

@@ -22,6 +22,7 @@ from psycopg import errors as pgerr
 from psycopg import sql
 from sqlalchemy import Engine
 
+from kit import escape
 from kit.errors import IndexBuildError
 from kit.indexes.estimate import BuildEstimate, estimate
 from kit.indexes.spec import IndexSpec, MigrationError
@@ -48,7 +49,7 @@ class Progress:
 
 def print_progress(event: Progress) -> None:
     done = f" {event.blocks_done}/{event.blocks_total} blocks" if event.blocks_total else ""
-    print(f"  {event.name}: {event.phase}{done} ({event.elapsed_s:.1f}s)")
+    print(escape.line(f"  {event.name}: {event.phase}{done} ({event.elapsed_s:.1f}s)"))
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ BLOCKING = "/* kit */ SELECT pg_blocking_pids(%s)"
 WOULD_BLOCK = """/* kit */
 SELECT a.pid, a.state, left(a.query, 120) AS query,
        a.backend_xmin IS NOT NULL OR EXISTS (
-           SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.relation = %(table)s::regclass AND l.granted
+           SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.relation = %(table)s AND l.granted
              AND l.mode NOT IN ('AccessShareLock', 'RowShareLock')) AS blocks
 FROM pg_stat_activity a WHERE a.pid = ANY(%(pids)s) AND a.xact_start IS NOT NULL"""
 
@@ -178,7 +179,7 @@ def _run_statement(url: str, stmt: sql.Composable | str, *, timeouts: tuple[str,
 
 def _build_one(url: str, spec: IndexSpec, step: Step, monitor: psycopg.Connection, *,
                timeouts: tuple[str, str], retries: int, backoff_s: float, poll_s: float,
-               progress, sleep, waits: list[LockWait], tables: list[str]) -> Step:
+               progress, sleep, waits: list[LockWait], tables: list[int]) -> Step:
     """Steps: 1. drop a leftover invalid index; 2. create; 3. check it is valid. Retry on lock timeout;
     after a failed attempt, drop the invalid index it left."""
     started, phases, attempt = time.monotonic(), [], 0
@@ -231,8 +232,8 @@ def _drop_left_invalid(url: str, spec: IndexSpec, monitor: psycopg.Connection, *
     return ""
 
 
-def _still_blocking(monitor: psycopg.Connection, pids: set[int], table: str) -> list[tuple[int, str, str]]:
-    """(pid, state, statement) of the sessions among ``pids`` that would block a build on ``table``."""
+def _still_blocking(monitor: psycopg.Connection, pids: set[int], table: int | None) -> list[tuple[int, str, str]]:
+    """(pid, state, statement) of the sessions among ``pids`` that would block a build on table OID ``table``."""
     if not pids:
         return []
     rows = monitor.execute(WOULD_BLOCK, {"pids": sorted(pids), "table": table}).fetchall()
@@ -280,13 +281,14 @@ def apply_indexes(
     steps = plan(specs, states)
     todo = [s for s in steps if s.action in ("create", "rebuild")]
     by_name = {s.name: s for s in specs}
-    tables = sorted({by_name[s.name].qualified_table for s in todo})
+    tables = sorted({(by_name[s.name].schema, by_name[s.name].table) for s in todo})
     url = engine.url.render_as_string(hide_password=False)
-    say = out or (lambda _line: None)
+    say = escape.lines_to(out)
     with sessions.connect(url) as monitor:
         estimates = estimate(monitor, [by_name[s.name] for s in todo], sample_s=sample_s if todo else 0, sleep=sleep)
         steps = [replace(s, estimate=estimates.get(s.name)) for s in steps]
-        blockers = sessions.open_transactions(monitor, tables=tables) if todo else []
+        oids = sessions.table_oids(monitor, tables)
+        blockers = sessions.open_transactions(monitor, tables=list(oids.values())) if todo else []
         if not apply or not todo:
             for s in steps:
                 say(f"{'would ' if not apply and s.action != 'none' else ''}{s.action:8} {s.name}"
@@ -307,20 +309,20 @@ def apply_indexes(
                 if step.action not in ("create", "rebuild"):
                     continue
                 spec = by_name[step.name]
-                if still := _still_blocking(monitor, blocked_by, spec.qualified_table):
+                if still := _still_blocking(monitor, blocked_by, oids.get((spec.schema, spec.table))):
                     steps[i] = replace(step, status="failed", message=_not_tried(still))
                     say(f"not tried {step.name}: session {still[0][0]} still blocks it")
                     continue
                 say(f"{step.action} {step.name}")
                 steps[i] = _build_one(url, spec, step, monitor, timeouts=timeouts,
                                       retries=retries, backoff_s=backoff_s, poll_s=poll_s,
-                                      progress=progress, sleep=sleep, waits=waits, tables=tables)
+                                      progress=progress, sleep=sleep, waits=waits, tables=list(oids.values()))
                 if steps[i].status == "failed" and waits and waits[-1].name == step.name:
                     blocked_by.update(waits[-1].blocker_pids)
-            for table in sorted({by_name[s.name].qualified_table for s in steps if s.status == "applied"}):
-                schema, name = table.split(".", 1)
+            for schema, name in sorted({(by_name[s.name].schema, by_name[s.name].table) for s in steps
+                                        if s.status == "applied"}):
                 _run_statement(url, sql.SQL("ANALYZE {}").format(sql.Identifier(schema, name)),
-                               timeouts=timeouts, monitor=None, name=table, poll_s=poll_s, progress=None)
+                               timeouts=timeouts, monitor=None, name=name, poll_s=poll_s, progress=None)
         finally:
             monitor.execute("/* kit */ SELECT pg_advisory_unlock(hashtext(%s))", [ADVISORY_KEY])
     return ApplyResult(True, tuple(steps), tuple(blockers), tuple(waits), time.monotonic() - started)

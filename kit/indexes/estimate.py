@@ -51,14 +51,14 @@ SELECT greatest(c.reltuples, 0)::float8 AS tuples, pg_relation_size(c.oid) AS ta
        coalesce((SELECT sum(s.avg_width) FROM pg_stats s
                  WHERE s.schemaname = %(schema)s AND s.tablename = %(table)s
                    AND s.attname = ANY(%(columns)s)), 8 * %(ncols)s)::float8 AS key_width
-FROM pg_class c WHERE c.oid = %(regclass)s::regclass"""
+FROM pg_class c WHERE c.oid = to_regclass(format('%%I.%%I', %(schema)s::text, %(table)s::text))"""
 
 
 def stats_size(conn: psycopg.Connection, spec: IndexSpec) -> tuple[int, int]:
     """(estimated index bytes, table bytes) from reltuples and pg_stats widths."""
     tuples, table_bytes, width = conn.execute(STATS_SIZE, {
         "schema": spec.schema, "table": spec.table, "columns": list(spec.columns),
-        "ncols": len(spec.keys), "regclass": spec.qualified_table}).fetchone()
+        "ncols": len(spec.keys)}).fetchone()
     est = tuples * (width + _TUPLE_OVERHEAD) / _FILLFACTOR
     return int(max(est, 8192)), int(table_bytes)
 

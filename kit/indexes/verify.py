@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -40,7 +40,7 @@ def probe_for(spec: IndexSpec) -> tuple[Probe, sql.Composable]:
 
 
 HAS_ID = """/* kit */ SELECT EXISTS (SELECT 1 FROM pg_attribute
-WHERE attrelid = %s::regclass AND attname = 'id' AND NOT attisdropped)"""
+WHERE attrelid = to_regclass(format('%%I.%%I', %s::text, %s::text)) AND attname = 'id' AND NOT attisdropped)"""
 
 
 def sample_params(conn: psycopg.Connection, spec: IndexSpec, probe: Probe) -> dict:
@@ -55,7 +55,7 @@ def sample_params(conn: psycopg.Connection, spec: IndexSpec, probe: Probe) -> di
         cols = sql.SQL(", ").join(map(sql.Identifier, probe.sample))
         where = sql.SQL(probe.sample_where or "true")
     table = sql.Identifier(spec.schema, spec.table)
-    if conn.execute(HAS_ID, [spec.qualified_table]).fetchone()[0]:
+    if conn.execute(HAS_ID, [spec.schema, spec.table]).fetchone()[0]:
         mid = sql.SQL("/* kit */ SELECT {c} FROM {t} WHERE {w} AND id >= (SELECT (min(id) + max(id)) / 2 "
                       "FROM {t}) ORDER BY id LIMIT 1").format(c=cols, t=table, w=where)
         row = conn.execute(mid).fetchone()
@@ -87,7 +87,7 @@ class Timing:
 
     name: str
     query: str
-    params: dict
+    params: dict = field(repr=False)  # values from the data: never shown
     exec_ms: tuple[float, ...]
     indexes: tuple[str, ...]  # indexes the last plan names
     plan: str  # node types, outermost first
@@ -107,7 +107,8 @@ class Timing:
 
 
 EXPLAIN = sql.SQL("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {}")
-TABLE_SIZE = "/* kit */ SELECT c.reltuples::float8, c.relpages FROM pg_class c WHERE c.oid = %s::regclass"
+TABLE_SIZE = """/* kit */ SELECT c.reltuples::float8, c.relpages FROM pg_class c
+WHERE c.oid = to_regclass(format('%%I.%%I', %s::text, %s::text))"""
 
 
 def time_probe(url: str, spec: IndexSpec, *, params: dict | None = None, warmup: int = 2,
@@ -118,7 +119,7 @@ def time_probe(url: str, spec: IndexSpec, *, params: dict | None = None, warmup:
         conn.execute("/* kit */ SELECT set_config('statement_timeout', %s, false)", [_STATEMENT_TIMEOUT])
         if params is None:
             params = sample_params(conn, spec, probe)
-        rows, pages = conn.execute(TABLE_SIZE, [spec.qualified_table]).fetchone()
+        rows, pages = conn.execute(TABLE_SIZE, [spec.schema, spec.table]).fetchone()
         times, plan = [], {}
         for i in range(warmup + repeats):
             plan = conn.execute(EXPLAIN.format(query), params).fetchone()[0][0]
@@ -156,8 +157,8 @@ def why_unused(url: str, spec: IndexSpec, after: Timing) -> str:
         return f"planner chose another index: {others[0]}"
     _probe, query = probe_for(spec)
     with sessions.connect(url, app="dbperf-kit-verify") as conn:
-        exists = conn.execute("/* kit */ SELECT to_regclass(%s) IS NOT NULL",
-                              [f"{spec.schema}.{spec.name}"]).fetchone()[0]
+        exists = conn.execute("/* kit */ SELECT to_regclass(format('%%I.%%I', %s::text, %s::text)) IS NOT NULL",
+                              [spec.schema, spec.name]).fetchone()[0]
         if not exists:
             return "index does not exist (not applied)"
         chosen = conn.execute(FORCED.format(query), after.params).fetchone()[0][0]["Plan"]

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import psycopg
 from sqlalchemy.exc import SQLAlchemyError
 
 from kit import __version__, audit, indexes
@@ -108,7 +109,7 @@ def _database_sections(url: str, previous: dict[str, Any] | None, errors: dict[s
             try:
                 out[section] = collect(engine, previous, preflight=preflight, audit=audit, indexes=indexes,
                                        migrations=migrations)
-            except (KitError, SQLAlchemyError, OSError) as exc:
+            except (KitError, SQLAlchemyError, psycopg.Error, OSError) as exc:
                 errors[section] = mask_url(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
     finally:
         engine.dispose()

@@ -9,6 +9,7 @@ import plotly.io as pio
 from sqlalchemy import Engine
 from tqdm import TqdmWarning
 
+from kit import escape
 from kit.config import mask_url, url_from_env
 from kit.db.engine import make_engine
 from kit.errors import ConfigError
@@ -28,8 +29,8 @@ class Session:
 
     def _repr_markdown_(self) -> str:
         redis = mask_url(self.redis_url) if self.redis_url else "not configured"
-        # code spans: the mask's asterisks must not turn into markdown emphasis
-        return f"Auditing `{self.database}` (Redis: `{redis}`)"
+        # escaped: the mask's asterisks must not turn into emphasis, a database name into markup
+        return f"Auditing {escape.markdown(self.database)} (Redis: {escape.markdown(redis)})"
 
 
 def open_session(database_env: str = "KIT_DATABASE_URL", redis_env: str = "KIT_REDIS_URL") -> Session:

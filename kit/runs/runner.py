@@ -22,19 +22,22 @@ from typing import Any
 
 import nbformat
 import papermill
+import psycopg
 from jupyter_client.kernelspec import KernelSpecManager
 from nbconvert import HTMLExporter
 from papermill.exceptions import PapermillExecutionError
+from sqlalchemy.exc import DBAPIError
 from traitlets.config import Config
 
 from kit.config import DATABASE_ENV, HOME_ENV, RUN_DIR_ENV, kit_home, looks_secret, mask_url, url_from_env
-from kit.db.engine import make_engine
+from kit.db.engine import make_engine, refused
 from kit.errors import ConfigError, KitError, NotebookFailed, ParameterError
 from kit.platform.schema import TABLES, platform_tables
 from kit.runs import bundle as bundles
 from kit.runs import gate
 from kit.runs.history import previous_bundle
 from kit.runs.records import read_records
+from kit.safety import preflight
 
 NOTEBOOKS = ("01_audit.ipynb", "02_apply_fixes.ipynb", "03_report.ipynb")
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
@@ -213,7 +216,7 @@ def run(*, parameters: dict[str, Any] | None = None, runs_dir: Path = Path("runs
     paths = [Path(notebooks_dir) / name for name in notebooks]
     per_notebook = validate_parameters(dict(parameters or {}), paths)
     check_kernel(kernel_name)
-    skip = () if _is_platform(per_notebook) else (PLATFORM_TAG,)
+    skip = () if _check_database(per_notebook) else (PLATFORM_TAG,)
     folder = new_run_folder(runs_dir)
     results: list[NotebookResult] = []
     written: dict[str, Any] = {}
@@ -248,17 +251,25 @@ def run(*, parameters: dict[str, Any] | None = None, runs_dir: Path = Path("runs
     return RunResult(folder=folder, notebooks=results, figures=_figures(folder), gate=verdict)
 
 
-def _is_platform(per_notebook: dict[Path, dict[str, Any]]) -> bool:
+def _check_database(per_notebook: dict[Path, dict[str, Any]]) -> bool:
     """Whether the audited database has the Reconciliation Platform's tables. Checked before
-    anything is written, so an unreachable database is one clear error, not a failed notebook.
-    Notebooks that declare no ``database_env`` use no database: nothing is checked or skipped."""
+    anything is written, with the pre-flight's privilege gates — the role must see the tables it
+    audits, and with ``apply`` be allowed to change them — so an unreachable database or a missing
+    privilege is one clear error (exit 2), not a failed notebook. Notebooks that declare no
+    ``database_env`` use no database: nothing is checked or skipped."""
     if not any("database_env" in declared_parameters(path) for path in per_notebook):
         return True
 
     engine = make_engine(url_from_env(_database_env(per_notebook)), pool_size=1)
     try:
+        pre = preflight.check(engine)
+        pre.require_readable()
+        if any(params.get("apply") is True for params in per_notebook.values()):
+            pre.require_safe()
         with engine.connect() as conn:
             return len(platform_tables(conn)) == len(TABLES)
+    except (DBAPIError, psycopg.Error) as exc:  # a statement of the checks refused: one line, nothing run
+        raise refused(exc, doing="check the database before the run") from exc
     finally:
         engine.dispose()
 

@@ -3,7 +3,10 @@ privileges, timeouts in force, age of the statistics, extensions, open transacti
 (talks to PostgreSQL; read-only, in one rolled-back transaction).
 
 ``check(engine)`` returns a :class:`Preflight`; ``Preflight.require_safe()`` raises
-:class:`~kit.errors.UnsafeOperation` with every reason when applying changes would be unsafe.
+:class:`~kit.errors.UnsafeOperation` with every reason when applying changes would be unsafe;
+``Preflight.require_readable()`` raises :class:`~kit.errors.DatabaseRefused` when the role cannot
+even see the tables it would audit (no USAGE on their schema): ``kit run`` calls both before
+anything runs, so a privilege problem is one line and exit 2, never a failed notebook.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from kit import escape
 from kit.db import extensions
-from kit.errors import UnsafeOperation
+from kit.errors import DatabaseRefused, UnsafeOperation
 from kit.safety.sessions import Backend, open_transactions, sessions_frame
 
 _FRESH_STATS_S = 3600.0  # statistics younger than this say little about the workload
@@ -33,6 +37,7 @@ class Preflight:
     read_only: bool  # default_transaction_read_only for this role/database
     tables_checked: int
     tables_not_owned: tuple[str, ...]  # CREATE INDEX needs ownership (or superuser)
+    schemas_without_usage: tuple[str, ...]  # schemas of user tables this role may not even look into
     statement_timeout: str
     lock_timeout: str
     idle_in_transaction_session_timeout: str
@@ -65,6 +70,8 @@ class Preflight:
             ("read-only transactions", self.read_only, "unsafe" if self.read_only else "ok"),
             ("may create indexes on", f"{self.tables_checked - len(self.tables_not_owned)} of "
              f"{self.tables_checked} tables", "unsafe" if self.tables_not_owned else "ok"),
+            ("schemas without USAGE", len(self.schemas_without_usage),
+             "unsafe" if self.schemas_without_usage else "ok"),
             ("statement_timeout", self.statement_timeout, "ok"),
             ("lock_timeout", self.lock_timeout, "ok"),
             ("idle_in_transaction_session_timeout", self.idle_in_transaction_session_timeout, "ok"),
@@ -90,9 +97,21 @@ class Preflight:
             raise UnsafeOperation("pre-flight: unsafe to change this database: " + "; ".join(self.reasons)
                                   + " — nothing was changed; fix these and re-run")
 
+    def require_readable(self) -> None:
+        """Raise DatabaseRefused when the role may not look into a schema that holds user tables:
+        their statements could be neither planned nor measured, and the audit's findings would be wrong."""
+        if self.schemas_without_usage:
+            names = ", ".join(self.schemas_without_usage[:3]) + (" ..." if len(self.schemas_without_usage) > 3 else "")
+            raise DatabaseRefused(
+                f"role {self.role} has no USAGE on {len(self.schemas_without_usage)} schema(s) with tables ({names}): "
+                f"the kit cannot see their tables; GRANT USAGE ON SCHEMA ... TO {self.role} (and SELECT, or "
+                "pg_read_all_data, to measure their statements), or run as a role that has it — nothing was run")
+
     def _repr_markdown_(self) -> str:
-        head = "**safe to apply**" if self.safe_to_apply else "**unsafe to apply**: " + "; ".join(self.reasons)
-        return head + ("\n\n" + "\n".join(f"- {w}" for w in self.warnings) if self.warnings else "")
+        # reasons name tables and sessions: data from the database, escaped (never markup)
+        head = "**safe to apply**" if self.safe_to_apply else \
+            "**unsafe to apply**: " + escape.markdown("; ".join(self.reasons))
+        return head + ("\n\n" + "\n".join(f"- {escape.markdown(w)}" for w in self.warnings) if self.warnings else "")
 
 
 SETTINGS = """/* kit */
@@ -128,27 +147,43 @@ def _extensions(conn: Connection) -> dict[str, bool]:
 
 
 OWNERSHIP = """/* kit */
-SELECT c.oid::regclass::text AS "table", pg_has_role(current_user, c.relowner, 'USAGE') AS may_build
+SELECT c.oid, c.oid::regclass::text AS "table", pg_has_role(current_user, c.relowner, 'USAGE') AS may_build
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg_toast%%'
-  AND (cardinality(%(tables)s::text[]) = 0 OR n.nspname || '.' || c.relname = ANY(%(tables)s::text[]))
+  AND (cardinality(%(schemas)s::text[]) = 0
+       OR (n.nspname, c.relname) IN (SELECT * FROM unnest(%(schemas)s::text[], %(names)s::text[])))
+ORDER BY 2"""
+
+
+def _ownership(pg, tables: list[tuple[str, str]]) -> list[tuple[int, str, bool]]:
+    """(OID, name as PostgreSQL prints it, may build) of ``tables`` (schema, name), else of every user table."""
+    def owned(pairs: list[tuple[str, str]]) -> list:
+        return pg.execute(OWNERSHIP, {"schemas": [s for s, _ in pairs], "names": [n for _, n in pairs]}).fetchall()
+
+    rows = owned(tables)
+    if not rows and tables:  # none of the declared tables exist here: judge every user table
+        rows = owned([])
+    return [(oid, t, bool(ok)) for oid, t, ok in rows]
+
+
+# schemas that hold user tables (not an extension's) and that the role may not look into
+NO_USAGE = """/* kit */
+SELECT quote_ident(n.nspname) FROM pg_namespace n
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'
+  AND NOT has_schema_privilege(n.oid, 'USAGE')
+  AND EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = n.oid AND c.relkind IN ('r', 'p')
+              AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                              AND d.objid = c.oid AND d.deptype = 'e'))
 ORDER BY 1"""
 
 
-def _ownership(pg, tables: list[str]) -> list[tuple[str, bool]]:
-    rows = pg.execute(OWNERSHIP, {"tables": tables}).fetchall()
-    if not rows and tables:  # none of the declared tables exist here: judge every user table
-        rows = pg.execute(OWNERSHIP, {"tables": []}).fetchall()
-    return [(t, bool(ok)) for t, ok in rows]
-
-
-def check(engine: Engine, *, tables: list[str] | None = None, long_tx_s: float = 60.0) -> Preflight:
-    """Run the pre-flight on ``engine``'s database for ``tables`` (schema.table; every user table when
-    None). A transaction open for ``long_tx_s`` or more makes applying unsafe."""
+def check(engine: Engine, *, tables=None, long_tx_s: float = 60.0) -> Preflight:
+    """Run the pre-flight on ``engine``'s database for ``tables`` ((schema, name) pairs; every user
+    table when None). A transaction open for ``long_tx_s`` or more makes applying unsafe."""
     if long_tx_s <= 0:
         raise ValueError(f"long_tx_s must be positive, got {long_tx_s!r}")
-    wanted = list(tables or ())
+    wanted = [(str(s), str(n)) for s, n in (tables or ())]
     with engine.connect() as conn:
         try:
             settings = _settings(conn)
@@ -156,15 +191,16 @@ def check(engine: Engine, *, tables: list[str] | None = None, long_tx_s: float =
             reset = statements_reset(conn)
             pg = conn.connection.driver_connection  # same session, psycopg API
             owned = _ownership(pg, wanted)
-            sessions = tuple(open_transactions(pg, tables=[t for t, _ in owned]))
+            no_usage = tuple(r[0] for r in pg.execute(NO_USAGE).fetchall())
+            sessions = tuple(open_transactions(pg, tables=[oid for oid, _t, _ok in owned]))
         finally:
             conn.rollback()
-    not_owned = tuple(t for t, ok in owned if not ok)
-    reasons, warnings = judge(settings, not_owned, sessions, long_tx_s=long_tx_s, ext=ext)
+    not_owned = tuple(t for _oid, t, ok in owned if not ok)
+    reasons, warnings = judge(settings, not_owned, sessions, long_tx_s=long_tx_s, ext=ext, no_usage=no_usage)
     return Preflight(
         server_version=settings["server_version"], is_replica=bool(settings["is_replica"]), role=settings["role"],
         superuser=bool(settings["superuser"]), read_only=bool(settings["read_only"]),
-        tables_checked=len(owned), tables_not_owned=not_owned,
+        tables_checked=len(owned), tables_not_owned=not_owned, schemas_without_usage=no_usage,
         statement_timeout=settings["statement_timeout"], lock_timeout=settings["lock_timeout"],
         idle_in_transaction_session_timeout=settings["idle_in_transaction_session_timeout"],
         stats_reset=settings["stats_reset"], stats_age_s=float(settings["stats_age_s"]),
@@ -175,9 +211,12 @@ def check(engine: Engine, *, tables: list[str] | None = None, long_tx_s: float =
 
 
 def judge(settings: dict, not_owned: tuple[str, ...], sessions: tuple[Backend, ...], *,
-             long_tx_s: float, ext: dict) -> tuple[list[str], list[str]]:
+          long_tx_s: float, ext: dict, no_usage: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
     """(reasons it is unsafe to apply, warnings worth showing) — pure."""
     reasons, warnings = [], []
+    if no_usage:
+        reasons.append(f"role {settings['role']} has no USAGE on schema(s) {', '.join(no_usage[:3])}"
+                       + (" ..." if len(no_usage) > 3 else "") + "; it cannot see their tables")
     if settings["is_replica"]:
         reasons.append("the server is a read-only standby (pg_is_in_recovery); connect to the primary")
     if settings["read_only"]:

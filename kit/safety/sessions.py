@@ -56,8 +56,9 @@ def _own_endpoints() -> set[tuple[str, int]]:
         return set()
 
 
-def open_transactions(conn: psycopg.Connection, *, tables: list[str]) -> list[Backend]:
-    """Sessions of this database inside a transaction (or holding a snapshot), oldest first."""
+def open_transactions(conn: psycopg.Connection, *, tables: list[int]) -> list[Backend]:
+    """Sessions of this database inside a transaction (or holding a snapshot), oldest first;
+    ``tables`` are the OIDs of the tables whose locks count (:func:`table_oids`)."""
     own = _own_endpoints()
     rows = conn.execute(OPEN_TRANSACTIONS, {"tables": tables}).fetchall()
     out = []
@@ -65,6 +66,20 @@ def open_transactions(conn: psycopg.Connection, *, tables: list[str]) -> list[Ba
         out.append(Backend(pid, user, app, state, age, wait, redact.statement(query),
                            own_process=(addr, port) in own, locks_table=bool(locks)))
     return out
+
+
+# A relation is named by (schema, name) and looked up by OID: never by a 'schema.table' string
+# cast to regclass, which folds case and splits on every dot ("Order", "Sales Ops", eu.west).
+TABLE_OIDS = """/* kit */
+SELECT t.s, t.r, to_regclass(format('%%I.%%I', t.s, t.r))::oid
+FROM unnest(%(schemas)s::text[], %(names)s::text[]) AS t(s, r)"""
+
+
+def table_oids(conn: psycopg.Connection, tables) -> dict[tuple[str, str], int]:
+    """{(schema, name): OID} of the relations of ``tables`` that exist (the others are left out)."""
+    pairs = list(dict.fromkeys(tables))
+    rows = conn.execute(TABLE_OIDS, {"schemas": [s for s, _ in pairs], "names": [n for _, n in pairs]})
+    return {(s, n): oid for s, n, oid in rows.fetchall() if oid is not None}
 
 
 def sessions_frame(sessions: list[Backend] | tuple[Backend, ...]) -> pd.DataFrame:

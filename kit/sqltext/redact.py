@@ -14,7 +14,9 @@ The rules, applied to each statement of a text on its own (``SELECT 1; ALTER ROL
   that looks like one (``password = 'x'``, ``set_config('app.token', 'x', ...)``), and every one of
   an INSERT that names such a column;
 * the value of ``SET name = value`` is masked when the name looks like a secret, even unquoted;
-* a comment that looks like a secret becomes ``/* *** */``.
+* a comment that looks like a secret becomes ``/* *** */``;
+* a quoted identifier that carries a secret (``AS "password=hunter2"``, ``"postgres://u:pw@h"``)
+  becomes ``"***"`` (a plain name such as ``password_hash`` is kept: it says what, not which).
 
 Texts are often truncated (``left(query, 300)``): a text the scanner rejects is masked from its
 first quote or comment on.
@@ -29,6 +31,7 @@ from pglast.parser import ParseError
 
 MASKED = "'***'"
 MASKED_COMMENT = "/* *** */"
+MASKED_IDENT = '"***"'
 _STRING_TOKENS = {"SCONST", "USCONST", "BCONST", "XCONST"}
 _COMMENT_TOKENS = {"C_COMMENT", "SQL_COMMENT"}
 _VALUE_TOKENS = _STRING_TOKENS | {"IDENT", "ICONST", "FCONST"}
@@ -36,6 +39,8 @@ _PLANNABLE = {"SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "WITH", "VALUES",
 _SECRET_WORDS = r"password|passwd|pwd|secret|token|credential|api_?key|private_?key|sslkey|bearer"
 # the contents of a literal or comment that give it away
 _SECRET = re.compile(_SECRET_WORDS + r"|\bkey\s*=|://|\bhost\s*=|\buser\s*=", re.I)
+# a quoted identifier holding a value: a secret word followed by = or :, a URL, a DSN key
+_SECRET_IDENT = re.compile(r"(?:" + _SECRET_WORDS + r")\s*[=:]|://|\b(?:host|user|key)\s*=", re.I)
 # a name (column, setting, option) whose value is a secret
 _SECRET_NAME = re.compile(_SECRET_WORDS + r"|auth", re.I)
 _NEAR = 3  # a literal at most this many tokens after a secret name is its value
@@ -82,14 +87,16 @@ def _secret_spans(text: str, tokens: list) -> list[tuple[int, int, str]]:
     setting = _set_secret(text, words) if "SET" in values else None
     since_name = None  # tokens since the last secret-looking name
     for tok, secret_name in zip(words, names):
-        literal = text[tok.start:tok.end + 1]
+        literal, mask = text[tok.start:tok.end + 1], MASKED
         if tok.name in _STRING_TOKENS:
             hide = (utility or insert_secret or _SECRET.search(literal) is not None
                     or (since_name is not None and since_name <= _NEAR))
+        elif tok.name == "IDENT" and literal.startswith('"') and _SECRET_IDENT.search(literal):
+            hide, mask = True, MASKED_IDENT
         else:
             hide = setting is not None and tok.start > setting and tok.name in _VALUE_TOKENS
         if hide:
-            spans.append((tok.start, tok.end + 1, MASKED))
+            spans.append((tok.start, tok.end + 1, mask))
         since_name = 0 if secret_name else (since_name + 1 if since_name is not None else None)
     return spans
 
@@ -137,3 +144,18 @@ def _truncated(text: str) -> str:
     except ParseError:
         return MASKED
     return (statement(head) or "") + MASKED
+
+
+MASKED_VALUE = "<value>"
+_MIN_VALUE_CHARS = 3  # shorter values (0, 20, t) say nothing and are everywhere in a message
+
+
+def values(text: str | None, drawn) -> str | None:
+    """``text`` (an error message from a statement run on ``drawn`` values) with every one of those
+    values replaced by ``<value>``: they are the user's data and never reach a file or a message."""
+    if not text:
+        return text
+    for value in sorted({str(v) for v in drawn if v is not None and len(str(v)) >= _MIN_VALUE_CHARS},
+                        key=len, reverse=True):  # the longest first: one value may contain another
+        text = text.replace(value, MASKED_VALUE)
+    return text

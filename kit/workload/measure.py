@@ -7,13 +7,14 @@ kept instead and the timing says "estimated only" and why (talks to PostgreSQL).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import sql
 
 from kit.indexes.verify import plan_indexes, plan_nodes
 from kit.safety import sessions
+from kit.sqltext import redact
 from kit.sqltext.refs import WRITES
 from kit.workload.model import Statement
 from kit.workload.sample import Parameters, sample_parameters
@@ -29,7 +30,7 @@ class Target:
     """A statement to measure and the values to measure it on."""
 
     key: str
-    text: str
+    text: str = field(repr=False)
     kind: str
     params: Parameters
 
@@ -83,16 +84,18 @@ def _estimate(conn: psycopg.Connection, target: Target, why: str) -> Timing:
     try:
         plan = _rolled_back(conn, target.params.values, analyze=False)["Plan"]
     except psycopg.Error as exc:
-        return Timing(target.key, NOT_MEASURED, reason=f"{why}; EXPLAIN failed too: {_first(exc)}",
+        return Timing(target.key, NOT_MEASURED, reason=f"{why}; EXPLAIN failed too: {_first(exc, target)}",
                       params=target.params.values)
     return Timing(target.key, ESTIMATED, cost=float(plan["Total Cost"]), indexes=tuple(plan_indexes(plan)),
                   plan=" > ".join(plan_nodes(plan)), est_rows=float(plan.get("Plan Rows", 0)), reason=why,
                   params=target.params.values)
 
 
-def _first(exc: BaseException) -> str:
+def _first(exc: BaseException, target: Target | None = None) -> str:
+    """The error's first line; the values it ran on are the user's data: masked (:func:`redact.values`)."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return redact.values(first, target.params.values) if target is not None else first
 
 
 def time_target(url: str, target: Target, *, warmup: int = 2, repeats: int = 5, writes: bool = True,
@@ -118,7 +121,7 @@ def time_target(url: str, target: Target, *, warmup: int = 2, repeats: int = 5, 
                 if i >= warmup:
                     times.append(float(plan["Execution Time"]))
         except psycopg.Error as exc:
-            return _estimate(conn, target, f"could not run it: {_first(exc)}")
+            return _estimate(conn, target, f"could not run it: {_first(exc, target)}")
     top = plan["Plan"]
     est, actual = worst_estimate(top) or (None, None)
     return Timing(target.key, MEASURED, exec_ms=tuple(times), cost=float(top["Total Cost"]),

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from kit import escape
 from kit.sqltext import redact
 
 PLANNABLE = {"select", "with", "insert", "update", "delete", "merge", "values", "table"}
@@ -69,4 +70,4 @@ class Workload:
         return next((s for s in self.statements if s.key == key), None)
 
     def _repr_markdown_(self) -> str:
-        return f"**workload** {self.basis}: {self.message}"
+        return f"**workload** {escape.markdown(self.basis)}: {escape.markdown(self.message)}"

@@ -6,7 +6,7 @@ so the combination exists (talks to PostgreSQL, read-only).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import sql
@@ -24,9 +24,12 @@ _EQUALITY = {"=", "set", "values"}
 
 @dataclass(frozen=True)
 class Parameters:
-    """Values for ``$1..$n`` as text (None: nothing says what it should be), and where each came from."""
+    """Values for ``$1..$n`` as text (None: nothing says what it should be), and where each came from.
 
-    values: tuple[str | None, ...]
+    The values are the user's data (a token, an e-mail): they stay in this process, never in a repr,
+    a file or a message; what may be shown is ``sources`` (the column and the statistic)."""
+
+    values: tuple[str | None, ...] = field(repr=False)
     sources: tuple[str, ...]
 
     @property

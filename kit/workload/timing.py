@@ -40,7 +40,8 @@ class Timing:
     est_rows: float | None = None  # planned rows: the top node's (estimate), or the worst-estimated node's
     actual_rows: float | None = None  # the rows that node really returned (per loop)
     buffers: int | None = None  # shared blocks hit + read, per execution
-    params: tuple[str | None, ...] = field(default=(), compare=False)  # kept to re-measure on the same values
+    # kept to re-measure on the same values; data drawn from the user's tables: never shown, never written
+    params: tuple[str | None, ...] = field(default=(), compare=False, repr=False)
     reason: str = ""  # why estimated only / not measured
 
     @property

@@ -1,0 +1,70 @@
+"""Names and texts from the database, shown as data and never as code: one helper per output kind (pure).
+
+A table, schema, column, constraint or index name — and any statement text — comes from whoever can
+create objects in the audited database. It may hold a newline (which would end a comment line of
+``fixes.sql`` and put a statement of its own on the next), a terminal escape (which recolours or
+moves the cursor of whoever reads a log), markup (which runs as script in an HTML report) or
+right-to-left overrides (which make a reviewer read another text than the one that runs).
+
+* :func:`line` — a log line, a terminal, a one-line message: every control character, line or
+  paragraph separator and bidirectional control is written as a ``\\xNN`` / ``\\uNNNN`` escape.
+* :func:`sql_comment` — the text of a ``--`` comment line: :func:`line`, so nothing can end the line.
+* :func:`html` — text inside HTML: ``& < > " '`` as entities.
+* :func:`lines_to` — a ``print``-like callable that escapes each line (:func:`line`) first.
+* :func:`markdown` — text inside markdown rendered to HTML (a notebook's ``_repr_markdown_``):
+  :func:`line`, then every markdown punctuation mark backslash-escaped, then :func:`html`.
+
+In SQL, names go through ``psycopg.sql.Identifier`` (or OIDs); that is not this module's job.
+"""
+
+from __future__ import annotations
+
+import html as _html
+import re
+import unicodedata
+from collections.abc import Callable
+
+# Categories Cc (C0, DEL, C1), Zl / Zp (U+2028, U+2029), and the bidirectional controls (Cf ones
+# that reorder text: Trojan Source) — plus the other invisible format characters of Cf.
+_MD_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
+
+
+def _unsafe(ch: str) -> bool:
+    return unicodedata.category(ch) in ("Cc", "Zl", "Zp", "Cf")
+
+
+def _escaped(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def line(text: object) -> str:
+    """``text`` with every character that could end, hide or reorder a line written as an escape."""
+    text = "" if text is None else str(text)
+    if text.isprintable() and not any(_unsafe(ch) for ch in text):  # the common case, no copy
+        return text
+    return "".join(_escaped(ch) if _unsafe(ch) else ch for ch in text)
+
+
+def sql_comment(text: object) -> str:
+    """``text`` for the inside of a ``--`` comment line: it cannot end the line (see :func:`line`)."""
+    return line(text)
+
+
+def html(text: object) -> str:
+    """``text`` for the inside of an HTML element or attribute."""
+    return _html.escape("" if text is None else str(text), quote=True)
+
+
+def markdown(text: object) -> str:
+    """``text`` for markdown that a notebook renders to HTML: one line, no markup, no emphasis."""
+    # backslashes before the entities: an entity's own '#' (&#x27;) must stay as it is
+    return html(_MD_PUNCTUATION.sub(r"\\\1", line(text)))
+
+
+def lines_to(out: Callable[[str], None] | None) -> Callable[[str], None]:
+    """``out`` (``print``, a logger's method) for lines that name things from the database: each
+    line through :func:`line` first (idempotent: escaping twice changes nothing); None says nothing."""
+    if out is None:
+        return lambda _text: None
+    return lambda text: out(line(text))
