@@ -9,6 +9,9 @@ right-to-left overrides (which make a reviewer read another text than the one th
 * :func:`line` — a log line, a terminal, a one-line message: every control character, line or
   paragraph separator and bidirectional control is written as a ``\\xNN`` / ``\\uNNNN`` escape.
 * :func:`sql_comment` — the text of a ``--`` comment line: :func:`line`, so nothing can end the line.
+* :func:`sql_statement` — a statement for a file a person reviews and psql runs (``fixes.sql``): a
+  quoted identifier that holds such a character is written in PostgreSQL's Unicode escape form
+  (``U&"evil\000aDROP"``), the same name to the server, one printable line to the reader.
 * :func:`html` — text inside HTML: ``& < > " '`` as entities.
 * :func:`lines_to` — a ``print``-like callable that escapes each line (:func:`line`) first.
 * :func:`markdown` — text inside markdown rendered to HTML (a notebook's ``_repr_markdown_``):
@@ -23,6 +26,8 @@ import html as _html
 import re
 import unicodedata
 from collections.abc import Callable
+
+from pglast import parser
 
 # Categories Cc (C0, DEL, C1), Zl / Zp (U+2028, U+2029), and the bidirectional controls (Cf ones
 # that reorder text: Trojan Source) — plus the other invisible format characters of Cf.
@@ -49,6 +54,26 @@ def line(text: object) -> str:
 def sql_comment(text: object) -> str:
     """``text`` for the inside of a ``--`` comment line: it cannot end the line (see :func:`line`)."""
     return line(text)
+
+
+def sql_statement(text: str) -> str:
+    """``text`` (SQL) with every quoted identifier that holds a character :func:`line` would escape
+    rewritten as ``U&"..."`` (needs standard_conforming_strings, on by default since PostgreSQL 9.1)."""
+    if text.isprintable():
+        return text
+    out, last = [], 0
+    for tok in parser.scan(text):
+        quoted = text[tok.start:tok.end + 1]
+        if tok.name == "IDENT" and quoted.startswith('"') and any(_unsafe(ch) for ch in quoted):
+            body = quoted[1:-1].replace("\\", "\\\\")  # the escape character itself, doubled
+            out += [text[last:tok.start], 'U&"', "".join(_unicode_escape(ch) if _unsafe(ch) else ch for ch in body), '"']
+            last = tok.end + 1
+    return "".join(out) + text[last:]
+
+
+def _unicode_escape(ch: str) -> str:
+    code = ord(ch)
+    return f"\\{code:04x}" if code <= 0xFFFF else f"\\+{code:06x}"
 
 
 def html(text: object) -> str:

@@ -21,6 +21,7 @@ from kit.servers import local
 # The longest work units (1-3 minutes each on 2 cores), started first so that none is left to run alone
 # at the end; the rest keep their order.
 SLOW_FIRST = ("tests/test_jupyterlab.py", "tests/test_fleet_round.py", "tests/test_demo.py", "notebooks/",
+              "tests/test_hostile.py",
               "tests/test_secrets.py", "tests/test_bundle.py", "tests/test_load_engine.py", "tests/test_runner.py")
 
 

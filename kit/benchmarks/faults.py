@@ -20,7 +20,12 @@ Sections (goals in brackets):
 * ``secrets`` {files_scanned, hits [0]}: a full ``kit run`` with a password in the URL and
   password-bearing utility statements in pg_stat_statements;
 * ``load`` {requests, failed, unreported_failures [0]}: loads whose requests fail in the warm-up
-  and after it; the failures are counted independently of the load runner's report.
+  and after it; the failures are counted independently of the load runner's report;
+* ``hostile_names`` {runs_ok [= runs], psql_clean [true], html_scripts_executed [0],
+  planted_escapes_in_output [0]}, ``data_values_in_files`` {hits [0], sampled_statements [> 0]} and
+  ``least_privilege`` {tracebacks [0], exit_2, one_line and nothing_written [= cases]}: a database
+  whose names try to be code and whose data must stay in it, audited and fixed through ``kit run``
+  (:mod:`kit.benchmarks._hostile`).
 
 Besides the sections: ``seconds`` (the whole bench) and ``section_seconds``, ``definitions`` and
 ``failures`` (every figure that missed its goal, and every bad input that missed one, by name).
@@ -45,7 +50,7 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import text
 
-from kit.benchmarks import _bad_inputs
+from kit.benchmarks import _bad_inputs, _hostile
 from kit.cache.outage import run_outage
 from kit.config import libpq_url
 from kit.db.engine import make_engine
@@ -70,6 +75,15 @@ DEFINITIONS = {
     "bad_inputs": "each case runs the kit command once; one_line and exit_2 count the cases that met it",
     "secrets": "files of the run folder scanned for the URL password, its URL-encoded form and the "
                "canary planted in statement texts; hits = (file, secret) pairs found",
+    "psql_clean": "the dry run's fixes.sql, run with psql -v ON_ERROR_STOP=1 as the owner on a copy of the "
+                  "database, exits 0 and changes no relation but indexes, no constraint, schema, role or row count",
+    "html_scripts_executed": "dialogs opened while every HTML report of both runs is open offline in chromium "
+                             "(each planted payload calls alert)",
+    "planted_escapes_in_output": "occurrences of the planted terminal escape in the runs' output and files",
+    "data_values_in_files": "hits = (file, needle) pairs for the canary in a sampled column's values and a "
+                            "password-looking alias, over both runs' files, plus their output; sampled_statements "
+                            "= statements measured on values drawn from that column (the test is void at 0)",
+    "least_privilege": "each case runs kit run once: exit 2, one line on stderr, no traceback, no run folder",
 }
 
 
@@ -101,6 +115,9 @@ def run(*, home: Path, seed: int = 42) -> dict[str, Any]:
             out["secrets"] = _secrets(fault_home, pg)
         with clock("load"):
             out["load"] = _load(pg)
+        with clock("hostile"):
+            out["hostile_names"], out["data_values_in_files"], out["least_privilege"] = _hostile.run_all(
+                pg, fault_home)
     finally:
         local.down(home=fault_home, purge=True)
     out["seconds"] = round(time.monotonic() - started, 1)
@@ -146,10 +163,25 @@ def _failures(out: dict[str, Any]) -> list[str]:
               if out[section][key] != goal]
     if out["lock_active_holder"]["seconds"] > 120:
         missed.append(f"lock_active_holder.seconds = {out['lock_active_holder']['seconds']}, goal <= 120")
+    missed += _hostile_failures(out)
     bad = out["bad_inputs"]
     if bad["cases"] < 40 or bad["one_line"] != bad["cases"] or bad["exit_2"] != bad["cases"]:
         missed.append(f"bad_inputs: {bad['one_line']} one-line and {bad['exit_2']} exit-2 of {bad['cases']} cases")
     return missed
+
+
+def _hostile_failures(out: dict[str, Any]) -> list[str]:
+    names, values, roles = out["hostile_names"], out["data_values_in_files"], out["least_privilege"]
+    checks = [("hostile_names.runs_ok", names["runs_ok"], names["runs"]),
+              ("hostile_names.psql_clean", names["psql_clean"], True),
+              ("hostile_names.html_scripts_executed", names["html_scripts_executed"], 0),
+              ("hostile_names.planted_escapes_in_output", names["planted_escapes_in_output"], 0),
+              ("data_values_in_files.hits", values["hits"], 0),
+              ("data_values_in_files.sampled_statements > 0", values["sampled_statements"] > 0, True),
+              ("least_privilege.tracebacks", roles["tracebacks"], 0)]
+    checks += [(f"least_privilege.{key}", roles[key], roles["cases"]) for key in ("exit_2", "one_line", "nothing_written")]
+    checks.append(("least_privilege.reader_dry_run_ok", roles["reader_dry_run_ok"], True))
+    return [f"{name} = {value!r}, goal {goal!r}" for name, value, goal in checks if value != goal]
 
 
 def _copy(pg: local.Server) -> str:
@@ -330,12 +362,6 @@ def remove_secrets(conn: psycopg.Connection) -> None:
     conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(CANARY_ROLE)))
 
 
-def scan(folder: Path, needles: list[bytes]) -> tuple[int, list[tuple[str, bytes]]]:
-    """Files under ``folder`` and the (file, needle) pairs found in them."""
-    files = sorted(p for p in Path(folder).rglob("*") if p.is_file())
-    return len(files), [(str(p.relative_to(folder)), n) for p in files for n in needles if n in p.read_bytes()]
-
-
 def _secrets(home: Path, pg: local.Server) -> dict[str, int]:
     """A full `kit run` (the console script) with a password in the URL and secrets in statement texts."""
     url = _copy(pg)
@@ -353,7 +379,7 @@ def _secrets(home: Path, pg: local.Server) -> dict[str, int]:
                 if proc.returncode != 0:
                     raise RuntimeError(f"the secrets run failed: {proc.stderr.strip()[-300:]}")
                 needles = [PASSWORD.encode(), quote(PASSWORD).encode(), CANARY.encode()]
-                files, hits = scan(Path(tmp), needles)
+                files, hits = _hostile.scan(Path(tmp), needles)
                 output_hits = sum(n.decode() in proc.stdout + proc.stderr for n in needles)
         finally:
             with _admin(pg, database) as conn:

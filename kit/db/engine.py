@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from kit.config import mask_url, normalize_database_url
@@ -40,6 +41,10 @@ def describe_connect_error(url: str, exc: BaseException) -> str:
     lowered = str(exc).lower()
     if "password authentication failed" in lowered or "no password supplied" in lowered:
         return f"cannot log in to {url}: password authentication failed; check the user and password in the URL"
+    if "connect privilege" in lowered or "permission denied for database" in lowered:
+        user, database = make_url(url).username, make_url(url).database
+        return (f"cannot connect to {url}: role {user} may not connect to database {database} (no CONNECT "
+                f"privilege); GRANT CONNECT ON DATABASE {database} TO {user}, or use a role that may")
     if "does not exist" in lowered and "database" in lowered:
         return f"cannot connect to {url}: {msg}; create the database or fix its name in the URL"
     if isinstance(exc, psycopg.OperationalError) or "connection" in lowered:

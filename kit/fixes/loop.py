@@ -81,7 +81,8 @@ class LoopResult:
         return {"target": self.target, "applied": self.applied, "seconds": round(self.seconds, 2),
                 "basis": self.workload.basis, "total_ms": self.workload.total_ms,
                 "statements": json.loads(frame.to_json(orient="records")),
-                "fixes": [{**f.to_record(), "index": f.index, "source": f.source, "declared": f.declared,
+                "fixes": [{**f.to_record(), "schema": f.schema, "table": f.table, "index_name": f.index_name,
+                           "index": f.index, "source": f.source, "declared": f.declared,
                            "est_bytes": f.est_bytes, "bytes_after": f.bytes_after, "why": f.why, "expect": f.expect}
                           for f in self.fixes]}
 

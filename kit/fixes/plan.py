@@ -37,7 +37,7 @@ from kit.workload.model import Statement, Workload
 
 MIN_ROWS = 10_000  # below this a sequential scan is cheap: no index for a foreign key
 _NAME_BYTES = 63
-_UNSAFE_NAME = re.compile(r"[^a-z0-9_]+")
+_UNSAFE_NAME = re.compile(r"[^a-z0-9]+")  # a run of anything else (underscores too) is one "_"
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ and, once applied, its verdict (pure).
 Every comment line is written through :func:`kit.escape.sql_comment`: a table or constraint name,
 a statement text, an error message — anything from the database — cannot end its comment line and
 put a statement of its own on the next. The statements themselves quote every name (psycopg's
-``sql.Identifier`` or pglast's deparser), so a name is an identifier there, never SQL.
+``sql.Identifier`` or pglast's deparser), so a name is an identifier there, never SQL, and one that
+holds a control character is written ``U&"..."`` (:func:`kit.escape.sql_statement`): one printable line.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def render(fixes: tuple[Fix, ...] | list[Fix], *, target: str, applied: bool,
             body.append(_comment(f"   helps {key}") + (f": {shown}" if shown else ""))
         if fix.verdict != "planned" or fix.reason:
             body += _wrapped("verdict", fix.verdict + (f" ({fix.reason})" if fix.reason else ""))
-        body.append(fix.sql.rstrip().rstrip(";") + ";")
+        body.append(escape.sql_statement(fix.sql.rstrip().rstrip(";")) + ";")
         body.append("")
     return "\n".join(head + body)
 

@@ -1,11 +1,15 @@
-"""What a notebook's setup cell calls: connect to the audited database, set up offline plotly (talks to PostgreSQL)."""
+"""What a notebook's setup cell calls: connect to the audited database, set up offline plotly and
+show tables with names from the database escaped (talks to PostgreSQL)."""
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
+import pandas as pd
 import plotly.io as pio
+from IPython import get_ipython
 from sqlalchemy import Engine
 from tqdm import TqdmWarning
 
@@ -33,9 +37,32 @@ class Session:
         return f"Auditing {escape.markdown(self.database)} (Redis: {escape.markdown(redis)})"
 
 
+def escaped(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every text cell through :func:`kit.escape.line` (pure): a name from the database
+    that holds a control character, a line break or a right-to-left override shows as escapes."""
+    def one(value: Any) -> Any:
+        return escape.line(value) if isinstance(value, str) else value
+
+    out = frame.map(one)
+    out.index = out.index.map(one)
+    return out
+
+
+def show_frames_escaped() -> None:
+    """In a kernel, show every DataFrame through :func:`escaped` (pandas escapes HTML itself, not
+    control characters): one place for every table a notebook shows. Outside IPython: nothing."""
+    shell = get_ipython()
+    if shell is None:
+        return
+    formatters = shell.display_formatter.formatters
+    formatters["text/html"].for_type(pd.DataFrame, lambda frame: escaped(frame)._repr_html_())
+    formatters["text/plain"].for_type(pd.DataFrame, lambda frame, printer, _cycle: printer.text(repr(escaped(frame))))
+
+
 def open_session(database_env: str = "KIT_DATABASE_URL", redis_env: str = "KIT_REDIS_URL") -> Session:
     """Connect to the database named by the environment variable ``database_env``."""
     pio.renderers.default = PLOTLY_RENDERER
+    show_frames_escaped()
     # tqdm.auto falls back to text bars without ipywidgets; its warning would land in every report
     warnings.filterwarnings("ignore", message="IProgress not found", category=TqdmWarning)
     url = url_from_env(database_env)
