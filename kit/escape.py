@@ -14,6 +14,8 @@ right-to-left overrides (which make a reviewer read another text than the one th
   (``U&"evil\000aDROP"``), the same name to the server, one printable line to the reader.
 * :func:`html` — text inside HTML: ``& < > " '`` as entities.
 * :func:`lines_to` — a ``print``-like callable that escapes each line (:func:`line`) first.
+* :func:`chart` — a label, trace name or hover text of a plotly figure (plotly draws a few HTML
+  tags and decodes entities): :func:`line`, then :func:`html` — shown as typed, never as markup.
 * :func:`markdown` — text inside markdown rendered to HTML (a notebook's ``_repr_markdown_``):
   :func:`line`, then every markdown punctuation mark backslash-escaped, then :func:`html`.
 
@@ -79,6 +81,16 @@ def _unicode_escape(ch: str) -> str:
 def html(text: object) -> str:
     """``text`` for the inside of an HTML element or attribute."""
     return _html.escape("" if text is None else str(text), quote=True)
+
+
+def chart(text: object) -> str:
+    """``text`` for a plotly label, trace name or hover text (plotly shows ``&lt;`` as ``<``)."""
+    return html(line(text))
+
+
+def charts(values) -> list[str]:
+    """:func:`chart` of each of ``values`` (a column of labels)."""
+    return [chart(v) for v in values]
 
 
 def markdown(text: object) -> str:

@@ -6,11 +6,13 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from kit import escape
+
 
 def inventory_figure(tables: pd.DataFrame, *, top: int = 15) -> go.Figure:
     """Rows and on-disk size (heap vs indexes) of the largest tables, side by side."""
     df = tables.head(top).iloc[::-1]
-    labels = df["table"] if df["schema"].eq("public").all() else df["schema"] + "." + df["table"]
+    labels = escape.charts(df["table"] if df["schema"].eq("public").all() else df["schema"] + "." + df["table"])
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, subplot_titles=("rows (estimate)", "size (MB)"))
     fig.add_trace(go.Bar(y=labels, x=df["rows_estimate"], orientation="h", name="rows", marker_color="#4C78A8"), 1, 1)
     fig.add_trace(go.Bar(y=labels, x=df["table_bytes"] / 2**20, orientation="h", name="heap"), 1, 2)

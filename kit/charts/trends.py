@@ -8,6 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from kit import escape
 from kit.runs.history import Comparison
 
 
@@ -75,15 +76,15 @@ def statement_trend_figure(trend: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     for label, part in trend.groupby("statement", sort=False):
         part = part.sort_values("created_at")
-        fig.add_scatter(x=part["created_at"], y=part["mean_ms"], mode="lines+markers", name=label,
+        fig.add_scatter(x=part["created_at"], y=part["mean_ms"], mode="lines+markers", name=escape.chart(label),
                         legendgroup=label, customdata=part[["run"]].values,
-                        hovertemplate="run %{customdata[0]}<br>%{y:.3f} ms/call<extra>" + label + "</extra>")
+                        hovertemplate="run %{customdata[0]}<br>%{y:.3f} ms/call<extra>%{fullData.name}</extra>")
         for phase, symbol in (("before_ms", "circle-open"), ("after_ms", "diamond-open")):
             if phase in part and part[phase].notna().any():
                 fig.add_scatter(x=part["created_at"], y=part[phase], mode="markers", legendgroup=label,
-                                showlegend=False, marker=dict(symbol=symbol, size=10),
-                                hovertemplate=phase.replace("_ms", "") + " apply: %{y:.3f} ms<extra>" + label
-                                              + "</extra>")
+                                showlegend=False, marker=dict(symbol=symbol, size=10), name=escape.chart(label),
+                                hovertemplate=phase.replace("_ms", "") + " apply: %{y:.3f} ms<extra>%{fullData.name}"
+                                              "</extra>")
     fig.update_layout(yaxis_type="log", yaxis_title="ms per call", height=440, legend=dict(font=dict(size=9)),
                       title="Top statements' mean time across runs (open markers: measured before/after apply)")
     return fig

@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from kit import escape
 from kit.fleet.view import FIX_STATES, NOT_RECORDED, FleetView
 
 _SEVERITY_COLORS = {"high": "#E45756", "medium": "#F58518", "low": "#EECA3B", "info": "#72B7B2",
@@ -52,7 +53,7 @@ def statements_figure(view: FleetView) -> go.Figure:
     fig = go.Figure()
     for rank, group in view.statements.groupby("rank"):
         fig.add_trace(go.Bar(y=group["target"], x=group["share_pct"], orientation="h", name=f"#{rank}",
-                             customdata=group[["query", "calls"]].values,
+                             customdata=list(zip(escape.charts(group["query"]), group["calls"])),
                              hovertemplate="%{y} #" + str(rank) + ": %{x:.1f}% of the time, %{customdata[1]} calls"
                                            "<br>%{customdata[0]}<extra></extra>"))
     fig.update_layout(barmode="stack", title="Share of database time taken by the top statements (latest run)",
