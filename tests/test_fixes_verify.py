@@ -7,8 +7,10 @@ from kit.fixes.verify import judge, slower
 from kit.workload.timing import ESTIMATED, MEASURED, Timing
 
 
-def _t(*ms, indexes=(), mode=MEASURED, cost=None):
-    return Timing("q", mode, exec_ms=tuple(ms), indexes=tuple(indexes), cost=cost)
+def _t(*ms, indexes=(), mode=MEASURED, cost=None, reproduced=None):
+    return Timing("q", mode, exec_ms=tuple(ms), indexes=tuple(indexes), cost=cost, reproduced=reproduced,
+                  evidence="not reproduced (rows): 0 rows in 0.007 ms; the workload: 1,204.0 rows in 50.800 ms per call"
+                  if reproduced is False else "")
 
 
 def _create(**kw):
@@ -20,7 +22,8 @@ def test_a_new_index_needs_its_plan_and_2x():
     assert judge(_create(), {"q": _t(10, 11, 9)}, fast).verdict == KEPT
     assert judge(_create(), {"q": _t(10, 11, 9)}, fast).speedup == 10.0
     half = judge(_create(), {"q": _t(1.5, 1.6, 1.4)}, fast)
-    assert (half.verdict, half.reason) == (REVERTED, "plan uses it but q: 1.500 -> 1.000 ms (1.5x) is less than 2x")
+    assert (half.verdict, half.reason) == \
+        (REVERTED, "plan uses it but q: 1.500 -> 1.000 ms (1.5x, nothing to compare with) is less than 2x")
     unused = judge(_create(), {"q": _t(10, 11, 9)}, {"q": _t(1, 1, 1, indexes=["other"])})
     assert (unused.verdict, unused.reason) == (REVERTED, "the planner does not use it on q")
     kept = judge(_create(declared=True), {"q": _t(10, 11, 9)}, {"q": _t(1, 1, 1, indexes=["other"])})
@@ -33,6 +36,8 @@ def test_a_new_index_needs_its_plan_and_2x():
     only_probe = judge(probe, {"q": _t(3, 3, 3), "probe:fk": _t(50, 50, 50)},
                        {"q": _t(3, 3, 3), "probe:fk": _t(1, 1, 1, indexes=["ix"])})
     assert (only_probe.verdict, only_probe.speedup) == (KEPT, 50.0)
+    assert judge(_create(), {"q": _t(10, 11, 9, reproduced=True)}, fast).reason == \
+        "plan uses it; q: 10.000 -> 1.000 ms (10.0x, as the workload runs it)"
     estimated = judge(_create(), {"q": _t(mode=ESTIMATED, cost=1000.0)}, {"q": _t(mode=ESTIMATED, cost=10.0, indexes=["ix"])})
     assert (estimated.verdict, estimated.reason) == (KEPT, "plan uses it; estimated only: cost 1000 -> 10")
 
@@ -48,3 +53,18 @@ def test_a_drop_is_undone_only_when_a_statement_is_slower_beyond_noise():
     assert judge(drop, {"q": _t(1.0, 1.0, 1.0)}, {"q": _t(5.0, 5.1, 5.0)}).verdict == REVERTED
     assert judge(drop, {"q": _t(1.0, 1.0, 1.0), "other": _t(1, 1, 1)},
                  {"q": _t(1.0, 1.0, 1.0), "other": _t(9, 9, 9)}).verdict == KEPT  # another table's statement
+
+
+def test_a_measurement_that_does_not_reproduce_the_workload_keeps_nothing():
+    """An empty range measured at 0.007 ms where the workload takes 50.8 ms per call: 2,173x on it is
+    no evidence; a probe the kit wrote still is, and a migration's index is kept anyway."""
+    fast = {"q": _t(0.001, 0.001, 0.001, indexes=["ix"]), "probe:fk": _t(1, 1, 1, indexes=["ix"])}
+    unlike = judge(_create(), {"q": _t(2.0, 2.1, 1.9, reproduced=False)}, fast)
+    assert unlike.verdict == REVERTED
+    assert unlike.reason == ("not kept on this evidence: q's measurement does not reproduce the workload (not "
+                             "reproduced (rows): 0 rows in 0.007 ms; the workload: 1,204.0 rows in 50.800 ms per call)")
+    probe = Fix(CREATE, "sql", "public.t", ("q", "probe:fk"), "why", "expect", "foreign key", index="public.ix",
+                index_name="ix")
+    on_probe = judge(probe, {"q": _t(2.0, reproduced=False), "probe:fk": _t(8, 8, 8)}, fast)
+    assert (on_probe.verdict, on_probe.speedup) == (KEPT, 8.0)
+    assert judge(_create(declared=True), {"q": _t(2.0, reproduced=False)}, fast).verdict == KEPT

@@ -24,7 +24,7 @@ from kit.fixes.report import STATEMENT_COLUMNS
 from kit.fixes.verify import judge
 from kit.runs import records
 from kit.safety import sessions
-from kit.workload.measure import measure, targets_for
+from kit.workload.measure import again, measure, targets_for
 from kit.workload.model import Statement, Workload
 from kit.workload.timing import Timing
 
@@ -68,6 +68,8 @@ class LoopResult:
             rows.append({
                 "key": s.key, "query": s.query, "kind": s.kind, "calls": s.calls, "total_ms": s.total_ms,
                 "share_pct": s.share_pct, "mode": b.mode if b else None, "reason": b.reason if b else "",
+                "reproduced": b.reproduced if b else None, "evidence": b.evidence if b else "",
+                "values_from": "; ".join(b.sources) if b else "",
                 "before_ms": bm, "before_lo": b.ci_ms[0] if b else None, "before_hi": b.ci_ms[1] if b else None,
                 "after_ms": am, "after_lo": a.ci_ms[0] if a else None, "after_hi": a.ci_ms[1] if a else None,
                 "speedup": bm / am if bm and am else None, "cost_before": b.cost if b else None,
@@ -119,19 +121,24 @@ def _sizes(url: str, fixes: tuple[Fix, ...]) -> tuple[Fix, ...]:
 def run_loop(engine: Engine, workload: Workload, *, apply: bool = False, declared: Declared | None = None,
              warmup: int = 1, repeats: int = 5, min_rows: int = 10_000,
              out: Callable[[str], None] | None = print) -> LoopResult:
-    """Steps: 1. plan; 2. parameter values from the data; 3. measure before (writes only with
-    ``apply``, rolled back); 4. apply (pre-flight first); 5. measure after, same values, fresh
-    sessions; 6. keep or revert each fix."""
+    """Steps: 1. parameter values from the data, those that reproduce the workload measured before
+    (writes only with ``apply``, rolled back); 2. plan on those values; 3. the probes the plan wrote,
+    measured before; 4. apply (pre-flight first); 5. measure after, same values, fresh sessions;
+    6. keep or revert each fix."""
     started = time.monotonic()
     url = engine.url.render_as_string(hide_password=False)
     say = escape.lines_to(out)
-    plan = plan_fixes(engine, workload, declared=declared, min_rows=min_rows)  # 1.
-    targets = targets_for(url, [*workload.targets, *plan.probes])  # 2.
-    before = measure(url, targets, warmup=warmup, repeats=repeats, writes=apply)  # 3.
+    targets = targets_for(url, workload.targets)  # 1.
+    before = measure(url, targets, warmup=warmup, repeats=repeats, writes=apply)
+    plan = plan_fixes(engine, workload, declared=declared, min_rows=min_rows,  # 2.
+                      values={k: t.params for k, t in before.items() if t.params})
+    probes = targets_for(url, plan.probes)  # 3.
+    before |= measure(url, probes, warmup=warmup, repeats=repeats, writes=apply)
+    targets += probes
     fixes, after = plan.fixes, {}
     if apply and fixes:
         fixes = apply_fixes(engine, fixes, out=out)  # 4.
-        after = measure(url, targets, warmup=warmup, repeats=repeats, writes=True)  # 5.
+        after = measure(url, again(targets, before), warmup=warmup, repeats=repeats, writes=True)  # 5.
         judged = []
         for fix in fixes:  # 6.
             if fix.verdict != APPLIED:

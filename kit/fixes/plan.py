@@ -208,14 +208,15 @@ def _declared(cands: dict, declared: Declared, engine: Engine, targets, uses, pr
         cands[(spec.schema, spec.table, ("declared", spec.name))] = cand
 
 
-def _whatif(url: str, cands: list[_Candidate], targets: tuple[Statement, ...], probes: list[Statement]) -> None:
-    """Expected cost change of each candidate without an advisor figure (hypopg), on its statements."""
+def _whatif(url: str, cands: list[_Candidate], targets: tuple[Statement, ...], probes: list[Statement],
+            values: dict[str, tuple]) -> None:
+    """Expected cost change of each candidate without an advisor figure (hypopg), on its statements
+    (planned on the values their measurement used, when there are)."""
     texts = {s.key: s.text for s in (*targets, *probes)}
     with sessions.connect(url, app="dbperf-kit-advisor") as conn:
         conn.prepare_threshold = None
         if not extensions.usable(conn, "hypopg"):
             return
-        conn.execute("/* kit */ SET plan_cache_mode = force_generic_plan")
         for cand in cands:
             if any(e.startswith("planner cost") for e in cand.expect):
                 continue
@@ -225,9 +226,9 @@ def _whatif(url: str, cands: list[_Candidate], targets: tuple[Statement, ...], p
                 if refs is None:
                     continue
                 try:
-                    base, _ = cost(conn, texts[key], refs.nparams)
+                    base, _ = cost(conn, texts[key], refs.nparams, values.get(key))
                     oid, size = conn.execute(HYPO_CREATE, [create]).fetchone()
-                    after, _ = cost(conn, texts[key], refs.nparams)
+                    after, _ = cost(conn, texts[key], refs.nparams, values.get(key))
                 except psycopg.Error:
                     continue
                 finally:
@@ -312,15 +313,19 @@ def _analyzes(stale: list[dict], targets, uses, notes: list[str], *, min_rows: i
 
 
 def plan_fixes(engine: Engine, workload: Workload, *, declared: Declared | None = None,
-               min_rows: int = MIN_ROWS, analyze_min_rows: int = 1_000) -> FixPlan:
-    """The fixes for this database, with the probes (statements the kit wrote) their verification needs."""
+               min_rows: int = MIN_ROWS, analyze_min_rows: int = 1_000,
+               values: dict[str, tuple] | None = None) -> FixPlan:
+    """The fixes for this database, with the probes (statements the kit wrote) their verification
+    needs; ``values`` (statement key -> its parameter values, as measured) make the advisor plan each
+    statement as the workload runs it."""
     declared = declared or Declared((), "none")
+    values = values or {}
     targets = workload.targets
     url = engine.url.render_as_string(hide_password=False)
     fks = [r for r in _rows(engine, lambda c: unindexed_foreign_keys(c, min_rows=min_rows)) if r["rows"] >= min_rows]
     dups = _rows(engine, duplicate_indexes)
     stale = _rows(engine, lambda c: vacuum_staleness(c, min_rows=analyze_min_rows))
-    advice = advise(engine, queries=[s.text for s in targets])
+    advice = advise(engine, queries=[s.text for s in targets], values=[values.get(s.key) for s in targets])
     with sessions.connect(url, app="dbperf-kit-plan") as conn:
         uses = _uses(conn, targets)
         taken = {r[0] for r in conn.execute(LIVE_NAMES)}
@@ -330,7 +335,7 @@ def plan_fixes(engine: Engine, workload: Workload, *, declared: Declared | None 
     _advised(cands, advice, targets)
     _foreign_keys(cands, fks, targets, uses, probes)
     _declared(cands, declared, engine, targets, uses, probes)
-    _whatif(url, list(cands.values()), targets, probes)
+    _whatif(url, list(cands.values()), targets, probes, values)
     fixes = [*_analyzes(stale, targets, uses, notes, min_rows=analyze_min_rows),
              *_creates(list(cands.values()), taken), *_drops(dups, declared, targets, uses, notes, probes)]
     return FixPlan(tuple(fixes), tuple(notes), tuple(probes))

@@ -19,7 +19,8 @@ from kit.runs.records import artifact_path
 
 LOOP_JSON = "loop.json"
 FIX_COLUMNS = [*RECORD_KEYS, "index", "source", "declared", "est_bytes", "bytes_after", "why", "expect"]
-STATEMENT_COLUMNS = ["key", "query", "kind", "calls", "total_ms", "share_pct", "mode", "reason", "before_ms",
+STATEMENT_COLUMNS = ["key", "query", "kind", "calls", "total_ms", "share_pct", "mode", "reason", "reproduced",
+                     "evidence", "values_from", "before_ms",
                      "before_lo", "before_hi", "after_ms", "after_lo", "after_hi", "speedup", "cost_before",
                      "cost_after", "plan_before", "plan_after", "fixes"]
 

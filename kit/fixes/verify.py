@@ -1,8 +1,10 @@
 """Keep or revert each applied fix from its statements measured before and after (pure).
 
 A new index must be named in the plan of one of its statements and make that statement at least
-:data:`MIN_SPEEDUP` times faster (median of the repeats; a statement of the workload decides before
-a probe the kit wrote), else it is reverted, saying why. A drop
+:data:`MIN_SPEEDUP` times faster (median of the repeats; a statement of the workload whose
+measurement reproduced the workload decides before a probe the kit wrote), else it is reverted,
+saying why; a fix whose only evidence is measurements that did not reproduce the workload (other
+rows, other time than pg_stat_statements saw per call) is not kept on that evidence. A drop
 is kept only when no top statement on its table got slower (median up by more than :data:`SLOWER`
 and the whole confidence interval after above the median before; statements on other tables
 cannot lose the index). ANALYZE
@@ -61,12 +63,21 @@ def judge_create(fix: Fix, before: dict[str, Timing], after: dict[str, Timing]) 
         verdict, reason, key = REVERTED, f"the planner does not use it on {on}", _primary(fix, before)
     else:
         timed = [k for k in used if _measured(before.get(k)) and _measured(after[k])]
-        # the workload's own statements decide when one of them was timed; a probe the kit wrote only otherwise
-        timed = [k for k in timed if not k.startswith(PROBE)] or timed
-        if timed:
+        # the workload's own statements decide when one of them reproduced the workload; a probe the kit
+        # wrote otherwise; a measurement that did not reproduce the workload is no evidence
+        workload = [k for k in timed if not k.startswith(PROBE)]
+        unlike = [k for k in workload if before[k].reproduced is False]
+        timed = [k for k in workload if k not in unlike] or [k for k in timed if k.startswith(PROBE)]
+        if unlike and not timed:
+            key = unlike[0]
+            verdict, reason = REVERTED, (f"not kept on this evidence: {key}'s measurement does not reproduce the "
+                                         f"workload ({before[key].evidence})")
+        elif timed:
             key = max(timed, key=lambda k: before[k].median_ms / after[k].median_ms)
             x = before[key].median_ms / after[key].median_ms
-            shown = f"{key}: {before[key].median_ms:.3f} -> {after[key].median_ms:.3f} ms ({x:.1f}x)"
+            how = "a statement the kit wrote" if key.startswith(PROBE) else \
+                "as the workload runs it" if before[key].reproduced else "nothing to compare with"
+            shown = f"{key}: {before[key].median_ms:.3f} -> {after[key].median_ms:.3f} ms ({x:.1f}x, {how})"
             verdict, reason = (KEPT, f"plan uses it; {shown}") if x >= MIN_SPEEDUP else \
                 (REVERTED, f"plan uses it but {shown} is less than {MIN_SPEEDUP:.0f}x")
         else:

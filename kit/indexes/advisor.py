@@ -118,14 +118,32 @@ def _deallocate(conn: psycopg.Connection) -> None:
         conn.execute("/* kit */ DEALLOCATE kit_advise")
 
 
-def cost(conn: psycopg.Connection, stmt: str, nparams: int) -> tuple[float, list[str]]:
-    """Planner cost and index names of ``stmt`` (a generic plan when it has $n parameters)."""
+def execute_prepared(name: str, values: tuple[str | None, ...] | list[str | None]) -> sql.Composable:
+    """``EXECUTE name (values)``: each value a literal of unknown type (PostgreSQL casts it to the
+    parameter's type), None as NULL."""
+    if not values:
+        return sql.SQL("EXECUTE {}").format(sql.Identifier(name))
+    return sql.SQL("EXECUTE {} ({})").format(sql.Identifier(name), sql.SQL(", ").join(
+        sql.SQL("NULL") if v is None else sql.Literal(v) for v in values))
+
+
+PLAN_MODE = "/* kit */ SELECT set_config('plan_cache_mode', %s, false)"
+
+
+def cost(conn: psycopg.Connection, stmt: str, nparams: int,
+         values: tuple[str | None, ...] | None = None) -> tuple[float, list[str]]:
+    """Planner cost and index names of ``stmt``: planned on ``values`` when given (a custom plan, as the
+    workload runs it: a partitioned table is pruned to the partitions those values reach), else a
+    generic plan. Planning with every parameter NULL would prune every partition at startup and
+    name no index at all."""
     if nparams:
         # Prepared afresh each time: a cached generic plan would not see a new hypothetical index.
         _deallocate(conn)
         conn.execute(sql.SQL("/* kit */ PREPARE kit_advise AS {}").format(sql.SQL(stmt)))
-        args = sql.SQL(", ").join([sql.SQL("NULL")] * nparams)
-        explain = sql.SQL("/* kit */ EXPLAIN (FORMAT JSON) EXECUTE kit_advise ({})").format(args)
+        real = values is not None and len(values) == nparams
+        conn.execute(PLAN_MODE, ["force_custom_plan" if real else "force_generic_plan"])
+        args = values if real else (None,) * nparams
+        explain = sql.SQL("/* kit */ EXPLAIN (FORMAT JSON) {}").format(execute_prepared("kit_advise", args))
         plan = conn.execute(explain).fetchone()[0]
     else:
         plan = conn.execute(sql.SQL("/* kit */ EXPLAIN (FORMAT JSON) {}").format(sql.SQL(stmt))).fetchone()[0]
@@ -141,11 +159,12 @@ def hypothetical(conn, table: TableInfo, columns: tuple[str, ...]) -> str:
         sql.Identifier(table.schema, table.name), sql.SQL(", ").join(map(sql.Identifier, columns))).as_string(conn)
 
 
-def _try(conn, n: int, query: str, nparams: int, table: TableInfo, columns: tuple[str, ...], base: float) -> dict:
+def _try(conn, n: int, query: str, nparams: int, table: TableInfo, columns: tuple[str, ...], base: float,
+         values: tuple[str | None, ...] | None = None) -> dict:
     create = hypothetical(conn, table, columns)
     try:
         _oid, size = conn.execute(HYPO_CREATE, [create]).fetchone()
-        after, used = cost(conn, query, nparams)
+        after, used = cost(conn, query, nparams, values)
     finally:
         conn.execute("/* kit */ SELECT hypopg_reset()")
     drop = (base - after) / base if base > 0 else 0.0
@@ -177,15 +196,17 @@ def top_statements(engine: Engine, top: int) -> list[str]:
     return frame[frame["kind"].isin(_ADVISED_KINDS)]["query"].head(top).tolist()
 
 
-def advise_statement(conn: psycopg.Connection, n: int, query: str, cache: dict) -> list[dict]:
-    """Every candidate of one statement, tried; a statement that cannot be planned is one 'skipped' row."""
+def advise_statement(conn: psycopg.Connection, n: int, query: str, cache: dict,
+                     values: tuple[str | None, ...] | None = None) -> list[dict]:
+    """Every candidate of one statement, tried (planned on ``values`` when given); a statement that
+    cannot be planned is one 'skipped' row."""
     refs = references(query)
     if refs is None:
         return [_note(n, query, "skipped", "the parser cannot read it")]
     if refs.kind not in ("select", "update", "delete"):
         return [_note(n, query, "skipped", f"an index does not speed up {refs.kind.upper()}")]
     try:
-        base, _ = cost(conn, query, refs.nparams)
+        base, _ = cost(conn, query, refs.nparams, values)
     except psycopg.Error as exc:
         return [_note(n, query, "skipped", str(exc).strip().splitlines()[0])]
     rows: list[dict] = []
@@ -200,28 +221,29 @@ def advise_statement(conn: psycopg.Connection, n: int, query: str, cache: dict) 
                               table))
         for columns in combos[:_MAX_CANDIDATES]:
             try:
-                rows.append(_try(conn, n, query, refs.nparams, table, columns, base))
+                rows.append(_try(conn, n, query, refs.nparams, table, columns, base, values))
             except psycopg.Error as exc:
                 rows.append({**_note(n, query, "rejected", str(exc).strip().splitlines()[0], table),
                              "columns": ", ".join(columns)})
     return rows
 
 
-def advise(engine: Engine, *, queries: list[str] | None = None, top: int = 5) -> Advice:
+def advise(engine: Engine, *, queries: list[str] | None = None, top: int = 5,
+           values: list[tuple[str | None, ...] | None] | None = None) -> Advice:
     """Try hypothetical indexes for ``queries`` (default: the ``top`` statements by total time
-    that an index could serve); each row's ``statement`` is the query's position in the list."""
+    that an index could serve), each planned on its ``values`` when given (the values the workload's
+    measurement chose; else a generic plan); each row's ``statement`` is the query's position."""
     queries = list(queries) if queries is not None else top_statements(engine, top)
     url = engine.url.render_as_string(hide_password=False)
     with sessions.connect(url, app="dbperf-kit-advisor") as conn:
         conn.prepare_threshold = None  # psycopg's own prepared statements would mix with ours
         if not extensions.usable(conn, "hypopg"):
             return Advice("unavailable", f"hypopg is not usable here: {extensions.ENABLE['hypopg']}", ())
-        conn.execute("/* kit */ SET plan_cache_mode = force_generic_plan")  # EXPLAIN EXECUTE of $n queries
         rows: list[dict] = []
         cache: dict = {}
         try:
             for n, query in enumerate(queries):
-                rows += advise_statement(conn, n, query, cache)
+                rows += advise_statement(conn, n, query, cache, values[n] if values and n < len(values) else None)
         finally:
             _deallocate(conn)
     return Advice("ok", f"{sum(r['verdict'] == 'suggest' for r in rows)} suggestions for {len(queries)} statements",

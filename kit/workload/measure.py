@@ -3,48 +3,61 @@ BUFFERS) EXECUTE it after a warm-up, repeatedly, in a fresh session of its own; 
 writes runs inside a transaction that is rolled back every time. When it cannot (or must not) run
 — no value for a parameter, no right to write, a write not allowed — the planner's estimate is
 kept instead and the timing says "estimated only" and why (talks to PostgreSQL).
+
+The values are chosen to look like the workload (:mod:`kit.workload.timing`): among a statement's
+candidate values (:func:`kit.workload.sample.parameter_candidates`) the one whose planned rows come
+nearest the rows per call pg_stat_statements saw is tried first; when it is executed, the next
+nearest ones too, until the rows returned are near; every timing then says whether it reproduced
+the workload (rows and time per call) and with which figures.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 
 import psycopg
 from psycopg import sql
 
+from kit.indexes.advisor import execute_prepared
 from kit.indexes.verify import plan_indexes, plan_nodes
 from kit.safety import sessions
 from kit.sqltext import redact
 from kit.sqltext.refs import WRITES
 from kit.workload.model import Statement
-from kit.workload.sample import Parameters, sample_parameters
-from kit.workload.timing import ESTIMATED, MEASURED, NOT_MEASURED, Timing
+from kit.workload.sample import Parameters, parameter_candidates
+from kit.workload.timing import ESTIMATED, MEASURED, NOT_MEASURED, Timing, reproduction
 
 SETTINGS = """/* kit */ SELECT set_config('statement_timeout', %s, false), set_config('lock_timeout', %s, false),
        set_config('plan_cache_mode', 'force_custom_plan', false)"""
 PREPARED = "/* kit */ SELECT 1 FROM pg_prepared_statements WHERE name = 'kit_measure'"
 
 
+_TRIES = 3  # candidate values executed at most before the nearest is kept
+
+
 @dataclass(frozen=True)
 class Target:
-    """A statement to measure and the values to measure it on."""
+    """A statement to measure and the values to measure it on: ``params``, or the candidate that
+    comes nearest the workload's ``rows_per_call`` (from pg_stat_statements; None for a statement
+    the kit wrote)."""
 
     key: str
     text: str = field(repr=False)
     kind: str
     params: Parameters
+    candidates: tuple[Parameters, ...] = ()  # alternatives (``params`` among them)
+    rows_per_call: float | None = None
+    mean_ms: float | None = None
 
-
-def _execute(values: tuple[str | None, ...]) -> sql.Composable:
-    if not values:
-        return sql.SQL("EXECUTE kit_measure")
-    return sql.SQL("EXECUTE kit_measure ({})").format(
-        sql.SQL(", ").join(sql.SQL("NULL") if v is None else sql.Literal(v) for v in values))
+    def on(self, params: Parameters) -> Target:
+        """This target on exactly ``params`` (to measure again on the values measured before)."""
+        return replace(self, params=params, candidates=())
 
 
 def _explain(conn: psycopg.Connection, values, *, analyze: bool) -> dict:
     opts = sql.SQL("ANALYZE, BUFFERS, FORMAT JSON" if analyze else "FORMAT JSON")
-    stmt = sql.SQL("/* kit */ EXPLAIN ({}) {}").format(opts, _execute(values))
+    stmt = sql.SQL("/* kit */ EXPLAIN ({}) {}").format(opts, execute_prepared("kit_measure", values))
     return conn.execute(stmt).fetchone()[0][0]
 
 
@@ -66,6 +79,51 @@ def worst_estimate(node: dict) -> tuple[float, float] | None:
     return est, act
 
 
+def returned_rows(plan: dict) -> float:
+    """What the statement returned or changed: the top node's rows, or for a write without RETURNING
+    (ModifyTable returns nothing) the rows its input fed it — as pg_stat_statements counts them."""
+    node = plan
+    if node.get("Node Type") == "ModifyTable" and node.get("Plans") and not float(node.get("Actual Rows", 0) or 0):
+        node = node["Plans"][0]
+    key = "Actual Rows" if "Actual Rows" in node else "Plan Rows"
+    return float(node.get(key, 0.0)) * float(node.get("Actual Loops", 1.0) or 1.0)
+
+
+def _distance(rows: float, target: float) -> float:
+    return abs(math.log((rows + 1.0) / (target + 1.0)))
+
+
+def _by_estimate(conn: psycopg.Connection, target: Target) -> list[Parameters]:
+    """The complete candidates, those whose planned rows come nearest the workload's first."""
+    complete = [p for p in (target.candidates or (target.params,)) if p.complete]
+    if target.rows_per_call is None or len(complete) < 2:
+        return complete or [target.params]
+    scored = []
+    for i, params in enumerate(complete):
+        try:
+            rows = returned_rows(_rolled_back(conn, params.values, analyze=False)["Plan"])
+        except psycopg.Error:
+            continue
+        scored.append((_distance(rows, target.rows_per_call), i, params))
+    return [p for _d, _i, p in sorted(scored, key=lambda t: t[:2])] or complete
+
+
+def _nearest_executed(conn: psycopg.Connection, target: Target, ordered: list[Parameters]) -> Parameters:
+    """Execute the best-estimated candidates (their first run is a warm-up anyway) until one
+    reproduces the workload's rows and time per call; else the nearest of those tried (rows and
+    time: an aggregate returns one row whatever range it sums, its time tells the ranges apart)."""
+    if target.rows_per_call is None or target.mean_ms is None or len(ordered) < 2:
+        return ordered[0]
+    tried = []
+    for params in ordered[:_TRIES]:
+        plan = _rolled_back(conn, params.values, analyze=True)
+        rows, ms = returned_rows(plan["Plan"]), float(plan["Execution Time"])
+        tried.append((_distance(rows, target.rows_per_call) + _distance(ms, target.mean_ms), params))
+        if reproduction(rows, ms, target.rows_per_call, target.mean_ms)[0]:
+            break
+    return min(tried, key=lambda t: t[0])[1]
+
+
 def _buffers(node: dict) -> int:
     return int(node.get("Shared Hit Blocks", 0)) + int(node.get("Shared Read Blocks", 0))
 
@@ -81,21 +139,25 @@ def _rolled_back(conn: psycopg.Connection, values, *, analyze: bool) -> dict:
 
 
 def _estimate(conn: psycopg.Connection, target: Target, why: str) -> Timing:
+    params = _by_estimate(conn, target)[0] if target.params.complete else target.params
     try:
-        plan = _rolled_back(conn, target.params.values, analyze=False)["Plan"]
+        plan = _rolled_back(conn, params.values, analyze=False)["Plan"]
     except psycopg.Error as exc:
         return Timing(target.key, NOT_MEASURED, reason=f"{why}; EXPLAIN failed too: {_first(exc, target)}",
-                      params=target.params.values)
+                      params=params.values, sources=params.sources)
+    _, evidence = reproduction(None, None, target.rows_per_call, target.mean_ms)
     return Timing(target.key, ESTIMATED, cost=float(plan["Total Cost"]), indexes=tuple(plan_indexes(plan)),
                   plan=" > ".join(plan_nodes(plan)), est_rows=float(plan.get("Plan Rows", 0)), reason=why,
-                  params=target.params.values)
+                  params=params.values, sources=params.sources, evidence=evidence)
 
 
 def _first(exc: BaseException, target: Target | None = None) -> str:
     """The error's first line; the values it ran on are the user's data: masked (:func:`redact.values`)."""
     text = str(exc).strip()
     first = text.splitlines()[0] if text else type(exc).__name__
-    return redact.values(first, target.params.values) if target is not None else first
+    if target is None:
+        return first
+    return redact.values(first, [v for p in (target.params, *target.candidates) for v in p.values])
 
 
 def time_target(url: str, target: Target, *, warmup: int = 2, repeats: int = 5, writes: bool = True,
@@ -116,26 +178,34 @@ def time_target(url: str, target: Target, *, warmup: int = 2, repeats: int = 5, 
             return _estimate(conn, target, f"{target.kind.upper()} is not executed without apply")
         times, plan = [], {}
         try:
+            params = _nearest_executed(conn, target, _by_estimate(conn, target))
             for i in range(warmup + repeats):
-                plan = _rolled_back(conn, target.params.values, analyze=True)  # it executes: keep nothing
+                plan = _rolled_back(conn, params.values, analyze=True)  # it executes: keep nothing
                 if i >= warmup:
                     times.append(float(plan["Execution Time"]))
         except psycopg.Error as exc:
             return _estimate(conn, target, f"could not run it: {_first(exc, target)}")
     top = plan["Plan"]
     est, actual = worst_estimate(top) or (None, None)
-    return Timing(target.key, MEASURED, exec_ms=tuple(times), cost=float(top["Total Cost"]),
-                  indexes=tuple(plan_indexes(top)), plan=" > ".join(plan_nodes(top)),
-                  est_rows=est, actual_rows=actual, buffers=_buffers(top), params=target.params.values)
+    timing = Timing(target.key, MEASURED, exec_ms=tuple(times), cost=float(top["Total Cost"]),
+                    indexes=tuple(plan_indexes(top)), plan=" > ".join(plan_nodes(top)), est_rows=est,
+                    actual_rows=actual, buffers=_buffers(top), rows=returned_rows(top), params=params.values,
+                    sources=params.sources)
+    reproduced, evidence = reproduction(timing.rows, timing.median_ms, target.rows_per_call, target.mean_ms)
+    return replace(timing, reproduced=reproduced, evidence=evidence)
 
 
 def targets_for(url: str, statements: list[Statement] | tuple[Statement, ...]) -> list[Target]:
-    """Each statement with parameter values drawn from the data (one session, read-only)."""
+    """Each statement with candidate parameter values drawn from the data (one session, read-only) and,
+    for the workload's own, its rows and mean time per call to match."""
     out, cache = [], {}
     with sessions.connect(url, app="dbperf-kit-sample") as conn:
         conn.execute("/* kit */ SELECT set_config('statement_timeout', '10s', false)")
         for s in statements:
-            out.append(Target(s.key, s.text, s.kind, sample_parameters(conn, s.text, cache=cache)))
+            candidates = parameter_candidates(conn, s.text, cache=cache)
+            calls = s.calls if s.queryid is not None and s.calls else None
+            out.append(Target(s.key, s.text, s.kind, candidates[0], candidates,
+                              rows_per_call=s.rows_per_call if calls else None, mean_ms=s.mean_ms if calls else None))
     return out
 
 
@@ -143,3 +213,9 @@ def measure(url: str, targets: list[Target], *, warmup: int = 2, repeats: int = 
             writes: bool = True) -> dict[str, Timing]:
     """One :class:`Timing` per target, each in its own fresh session."""
     return {t.key: time_target(url, t, warmup=warmup, repeats=repeats, writes=writes) for t in targets}
+
+
+def again(targets: list[Target], before: dict[str, Timing]) -> list[Target]:
+    """The targets on exactly the values ``before`` measured them on (the "after" of a fix)."""
+    return [t.on(Parameters(before[t.key].params, before[t.key].sources)) if t.key in before and
+            before[t.key].params else t for t in targets]

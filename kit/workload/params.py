@@ -6,6 +6,12 @@ The choice aims at a typical call of the statement: for equality, the middle of 
 (the values that are not among the most common, as a key lookup sees them) or the most common
 value when the column has few values; for ranges, a bound that selects about a tenth of the rows
 (the "recent rows" an application asks for); for ``= ANY($n)``, a page of ten values.
+
+A typical call is a guess; the workload says what its calls really are (rows per call, mean time).
+:func:`equality_options` and :func:`range_options` give the alternatives the measurement picks from
+to match it (:mod:`kit.workload.measure`): values of a skewed column with very different
+frequencies (the rare ``'open'`` besides the common ``'closed'``), and windows of a range whose
+lower bound never lies above its upper bound, from a hundredth of the column to half of it.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ class ColumnStats:
     mcf: tuple[float, ...] = ()
     histogram: tuple[str, ...] = ()
     source: str = "pg_stats"  # "pg_stats" | "sample"
+    n_distinct: float | None = None  # as pg_stats has it: negative = a fraction of the rows
+    null_frac: float = 0.0
 
     @property
     def empty(self) -> bool:
@@ -91,6 +99,60 @@ def choose(slot: Slot, stats: ColumnStats | None, *, position: int = 0) -> str |
     if slot.op == "between_hi":
         return _quantile(ordered, 0.55)
     return typical(stats)
+
+
+WIDTHS = (0.01, 0.05, 0.2, 0.5)  # range windows, as shares of the column's values
+_LOWER = {">", ">=", "between_lo"}
+_UPPER = {"<", "<=", "between_hi"}
+
+
+def equality_options(stats: ColumnStats | None, *, limit: int = 3) -> list[str]:
+    """Distinct values for an equality lookup whose frequencies differ as much as the column allows:
+    the typical one, the rarest and the most common of the most common values, a histogram value."""
+    if stats is None or stats.empty:
+        return []
+    found = [typical(stats)]
+    if stats.mcv:
+        rarest = min(range(len(stats.mcv)), key=lambda i: stats.mcf[i] if i < len(stats.mcf) else 1.0)
+        found += [stats.mcv[rarest], stats.mcv[0]]
+    if stats.histogram:
+        found.append(_quantile(stats.histogram, 0.5))
+    return [v for v in dict.fromkeys(found) if v is not None][:limit]
+
+
+def range_options(stats: ColumnStats | None, *, lower: bool, upper: bool) -> list[tuple[str | None, str | None]]:
+    """(lower bound, upper bound) windows of several widths over the column's ordered values (a bound
+    the statement does not have is None): a lower bound alone selects up to the recent end, an upper
+    bound alone from the start; with both, windows at the recent end, then in the middle — the lower
+    bound never above the upper one, and at least one histogram bucket apart."""
+    if stats is None or stats.empty or not (lower or upper):
+        return []
+    ordered = _ordered(stats)
+    last = len(ordered) - 1
+
+    def at(q: float) -> int:
+        return max(0, min(last, round(q * last)))
+
+    out: list[tuple[str | None, str | None]] = []
+    for width in WIDTHS:
+        if not upper:
+            out.append((ordered[at(1.0 - width)], None))
+        elif not lower:
+            out.append((None, ordered[at(width)]))
+        else:
+            for start in (1.0 - width, 0.5 - width / 2):
+                lo = at(start)
+                hi = max(at(start + width), min(lo + 1, last))
+                out.append((ordered[lo], ordered[hi]))
+    return list(dict.fromkeys(out))
+
+
+def is_lower(op: str) -> bool:
+    return op in _LOWER
+
+
+def is_upper(op: str) -> bool:
+    return op in _UPPER
 
 
 def from_sample(values: list[str | None]) -> ColumnStats:

@@ -6,6 +6,7 @@ so the combination exists (talks to PostgreSQL, read-only).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import psycopg
@@ -13,10 +14,10 @@ from psycopg import sql
 
 from kit.indexes.advisor import TableInfo, table_info
 from kit.sqltext.refs import References, Slot, references
-from kit.workload.params import ColumnStats, choose, from_sample
+from kit.workload.params import ColumnStats, choose, equality_options, from_sample, is_lower, is_upper, range_options
 
 STATS = """/* kit */
-SELECT most_common_vals::text::text[], most_common_freqs, histogram_bounds::text::text[]
+SELECT most_common_vals::text::text[], most_common_freqs, histogram_bounds::text::text[], n_distinct, null_frac
 FROM pg_stats WHERE schemaname = %s AND tablename = %s AND attname = %s"""
 _SAMPLE_ROWS = 200
 _EQUALITY = {"=", "set", "values"}
@@ -47,7 +48,8 @@ def column_stats(conn: psycopg.Connection, table: TableInfo, column: str) -> Col
     except psycopg.Error:  # a type whose values do not cast to text[] cleanly
         row = None
     if row and (row[0] or row[2]):
-        return ColumnStats(mcv=tuple(row[0] or ()), mcf=tuple(row[1] or ()), histogram=tuple(row[2] or ()))
+        return ColumnStats(mcv=tuple(row[0] or ()), mcf=tuple(row[1] or ()), histogram=tuple(row[2] or ()),
+                           n_distinct=row[3], null_frac=float(row[4] or 0.0))
     query = sql.SQL("/* kit */ SELECT {c}::text FROM {t} WHERE {c} IS NOT NULL LIMIT {n}").format(
         c=sql.Identifier(column), t=sql.Identifier(table.schema, table.name), n=sql.Literal(_SAMPLE_ROWS))
     try:
@@ -77,35 +79,124 @@ def _row_values(conn, table: TableInfo, first: str, value: str, others: list[str
     return dict(zip(others, row)) if row else {}
 
 
-def sample_parameters(conn: psycopg.Connection, query: str, *, cache: dict | None = None) -> Parameters:
-    """A value for every ``$n`` of ``query`` that the data can give (see the module docstring)."""
+@dataclass
+class _Drawn:
+    """What drawing the values of one statement found: per slot number, its table and its column's statistics."""
+
+    refs: References
+    values: list[str | None]
+    sources: list[str]
+    owners: dict[int, TableInfo]
+    stats: dict[int, ColumnStats]
+
+
+def _draw(conn: psycopg.Connection, query: str, cache: dict) -> _Drawn | None:
     refs = references(query)
     if refs is None:
-        return Parameters((), ())
-    cache = {} if cache is None else cache
-    values: list[str | None] = [None] * refs.nparams
-    sources = ["no column says what it is"] * refs.nparams
-    stats: dict[tuple, ColumnStats] = {}
+        return None
+    drawn = _Drawn(refs, [None] * refs.nparams, ["no column says what it is"] * refs.nparams, {}, {})
+    by_column: dict[tuple, ColumnStats] = {}
     in_rank: dict[tuple, int] = {}
-    owners: dict[int, TableInfo] = {}
     for slot in refs.slots:
         owner = _owner(conn, refs, slot, cache) if slot.column else None
         col_stats = None
         if owner is not None:
-            owners[slot.number] = owner
+            drawn.owners[slot.number] = owner
             key = (owner.schema, owner.name, slot.column)
-            if key not in stats:
-                stats[key] = column_stats(conn, owner, slot.column)
-            col_stats = stats[key]
+            if key not in by_column:
+                by_column[key] = column_stats(conn, owner, slot.column)
+            col_stats = drawn.stats[slot.number] = by_column[key]
         rank = in_rank.get((owner, slot.column), 0) if slot.op == "in" else 0
         in_rank[(owner, slot.column)] = rank + 1
         value = choose(slot, col_stats, position=rank)
-        if value is not None and slot.number <= len(values):
-            values[slot.number - 1] = value
-            sources[slot.number - 1] = (f"{owner.name}.{slot.column} ({col_stats.source}, {slot.op})" if owner
-                                        else slot.op)
-    _consistent_rows(conn, refs, values, sources, owners)
-    return Parameters(tuple(values), tuple(sources))
+        if value is not None and slot.number <= len(drawn.values):
+            drawn.values[slot.number - 1] = value
+            drawn.sources[slot.number - 1] = (f"{owner.name}.{slot.column} ({col_stats.source}, {slot.op})" if owner
+                                              else slot.op)
+    _consistent_rows(conn, refs, drawn.values, drawn.sources, drawn.owners)
+    return drawn
+
+
+def sample_parameters(conn: psycopg.Connection, query: str, *, cache: dict | None = None) -> Parameters:
+    """A value for every ``$n`` of ``query`` that the data can give (see the module docstring)."""
+    drawn = _draw(conn, query, {} if cache is None else cache)
+    return Parameters((), ()) if drawn is None else Parameters(tuple(drawn.values), tuple(drawn.sources))
+
+
+def parameter_candidates(conn: psycopg.Connection, query: str, *, cache: dict | None = None,
+                         limit: int = 24) -> tuple[Parameters, ...]:
+    """:func:`sample_parameters`' values first, then variants of them among which the measurement picks
+    the one that looks like the workload: an equality on a column with most common values tries
+    values of other frequencies (the table's other equalities from a row that has each), a range
+    tries windows of other widths (:func:`~kit.workload.params.range_options`)."""
+    drawn = _draw(conn, query, {} if cache is None else cache)
+    if drawn is None:
+        return (Parameters((), ()),)
+    base = Parameters(tuple(drawn.values), tuple(drawn.sources))
+    decisions = _equality_decisions(conn, drawn) + _range_decisions(drawn)
+    out = [base]
+    for choice in itertools.product(*[range(len(d)) for d in decisions]):
+        if len(out) >= limit:
+            break
+        if not any(choice):
+            continue  # the base itself
+        values, sources = list(drawn.values), list(drawn.sources)
+        for decision, pick in zip(decisions, choice):
+            for number, value, source in decision[pick]:
+                values[number - 1], sources[number - 1] = value, source
+        out.append(Parameters(tuple(values), tuple(sources)))
+    return tuple(out)
+
+
+# a decision: its options, each a list of (slot number, value, source); option 0 keeps the base values
+_Decision = list[list[tuple[int, str | None, str]]]
+
+
+def _equality_decisions(conn: psycopg.Connection, drawn: _Drawn) -> list[_Decision]:
+    """Per table, the values of its skewed equality column tried at other frequencies; the table's
+    other equalities then take their values from one row that has it (a combination that exists)."""
+    per_table: dict[TableInfo, list[Slot]] = {}
+    for slot in drawn.refs.slots:
+        if slot.op == "=" and not slot.array and slot.number in drawn.stats:
+            per_table.setdefault(drawn.owners[slot.number], []).append(slot)
+    out = []
+    for table, slots in per_table.items():
+        skewed = next((s for s in slots if drawn.stats[s.number].mcv), None)
+        if skewed is None:
+            continue  # key-like columns only: any value finds about as many rows
+        stats = drawn.stats[skewed.number]
+        source = f"{table.name}.{skewed.column} ({stats.source}, =, another frequency)"
+        others = [s for s in slots if s.column != skewed.column]
+        options: _Decision = [[]]
+        for value in equality_options(stats):
+            if value == drawn.values[skewed.number - 1]:
+                continue
+            row = _row_values(conn, table, skewed.column, value, [s.column for s in others]) if others else {}
+            if others and not all(row.get(s.column) is not None for s in others):
+                continue  # no row has this value with the others: the combination does not exist
+            options.append([(s.number, value, source) for s in slots if s.column == skewed.column]
+                           + [(s.number, row[s.column], f"{table.name}.{s.column} (the row of {skewed.column} = "
+                               f"${skewed.number})") for s in others])
+        out.append(options)
+    return out
+
+
+def _range_decisions(drawn: _Drawn) -> list[_Decision]:
+    per_column: dict[tuple, list[Slot]] = {}
+    for slot in drawn.refs.slots:
+        if (is_lower(slot.op) or is_upper(slot.op)) and slot.number in drawn.stats:
+            per_column.setdefault((drawn.owners[slot.number], slot.column), []).append(slot)
+    out = []
+    for (table, column), slots in per_column.items():
+        lowers = [s for s in slots if is_lower(s.op)]
+        uppers = [s for s in slots if is_upper(s.op)]
+        stats = drawn.stats[slots[0].number]
+        source = f"{table.name}.{column} ({stats.source}, a window of its values)"
+        options: _Decision = [[]]
+        for lo, hi in range_options(stats, lower=bool(lowers), upper=bool(uppers)):
+            options.append([(s.number, lo, source) for s in lowers] + [(s.number, hi, source) for s in uppers])
+        out.append(options)
+    return out
 
 
 def _consistent_rows(conn, refs: References, values: list, sources: list, owners: dict[int, TableInfo]) -> None:

@@ -1,5 +1,11 @@
 """Repeated timings of one statement and their median with a distribution-free confidence
-interval (pure)."""
+interval, and whether the measurement reproduces the workload it stands for (pure).
+
+A measurement judges a fix only when it looks like the workload: its rows near the rows per call
+pg_stat_statements saw, and its time near the mean time per call (:func:`reproduction`). A lookup of
+the common ``'closed'`` where the workload asks for the rare ``'open'``, or a range that came out
+empty, says nothing about the fix — and says so.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,31 @@ import statistics
 from dataclasses import dataclass, field
 
 MEASURED, ESTIMATED, NOT_MEASURED = "measured", "estimated only", "not measured"
+ROWS_FACTOR = 3.0  # measured rows within 3x of the workload's rows per call (each + 1: 0 and 1 are near)
+TIME_FACTOR = 5.0  # median time within 5x of the workload's mean (each + 0.05 ms: the timer's own noise)
+_ROWS_SLACK, _MS_SLACK = 1.0, 0.05
+
+
+def _factor(a: float, b: float, slack: float) -> float:
+    a, b = max(a, 0.0) + slack, max(b, 0.0) + slack
+    return max(a, b) / min(a, b)
+
+
+def reproduction(rows: float | None, ms: float | None, rows_per_call: float | None,
+                 mean_ms: float | None) -> tuple[bool | None, str]:
+    """(reproduced, why): whether a measurement of ``rows`` in ``ms`` looks like the workload's
+    ``rows_per_call`` in ``mean_ms`` per call (None: nothing to compare with)."""
+    if rows_per_call is None or mean_ms is None:
+        return None, "a statement the kit wrote: no workload figures to compare with"
+    if rows is None or ms is None:
+        return None, "not executed: nothing to compare with the workload"
+    seen = f"{rows:,.0f} rows in {ms:.3f} ms; the workload: {rows_per_call:,.1f} rows in {mean_ms:.3f} ms per call"
+    off = []
+    if _factor(rows, rows_per_call, _ROWS_SLACK) > ROWS_FACTOR:
+        off.append("rows")
+    if _factor(ms, mean_ms, _MS_SLACK) > TIME_FACTOR:
+        off.append("time")
+    return (True, f"reproduced: {seen}") if not off else (False, f"not reproduced ({' and '.join(off)}): {seen}")
 
 
 def median_ci(values: list[float] | tuple[float, ...], *, confidence: float = 0.95) -> tuple[float, float]:
@@ -40,8 +71,12 @@ class Timing:
     est_rows: float | None = None  # planned rows: the top node's (estimate), or the worst-estimated node's
     actual_rows: float | None = None  # the rows that node really returned (per loop)
     buffers: int | None = None  # shared blocks hit + read, per execution
+    rows: float | None = None  # what the statement returned (or changed) per execution, as measured
+    reproduced: bool | None = None  # near the workload's rows and time per call (None: nothing to compare)
+    evidence: str = ""  # why (reproduced or not), with the figures
     # kept to re-measure on the same values; data drawn from the user's tables: never shown, never written
     params: tuple[str | None, ...] = field(default=(), compare=False, repr=False)
+    sources: tuple[str, ...] = field(default=(), compare=False)  # where each value came from (may be shown)
     reason: str = ""  # why estimated only / not measured
 
     @property
@@ -65,4 +100,4 @@ class Timing:
         return {"key": self.key, "mode": self.mode, "median_ms": self.median_ms, "ci_lo_ms": lo, "ci_hi_ms": hi,
                 "repeats": len(self.exec_ms), "cost": self.cost, "indexes": list(self.indexes), "plan": self.plan,
                 "est_rows": self.est_rows, "actual_rows": self.actual_rows, "buffers": self.buffers,
-                "reason": self.reason}
+                "rows": self.rows, "reproduced": self.reproduced, "evidence": self.evidence, "reason": self.reason}
