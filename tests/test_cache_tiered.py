@@ -244,3 +244,15 @@ def test_redis_killed_degrades_then_resumes(tmp_path):
         cache.close()
         server.kill()
         server.wait(5)
+
+
+def test_each_process_hears_only_its_own_heartbeats(redis_url):
+    ns = _ns()
+    admin = redis.Redis.from_url(redis_url)
+    with TieredCache(redis_url=redis_url, namespace=ns) as a, TieredCache(redis_url=redis_url, namespace=ns) as b:
+        assert _wait_until(lambda: a.channel.beats >= 5 and b.channel.beats >= 5)
+        beat_channels = sorted(c.decode() for c in admin.pubsub_channels(f"{ns}:beat:*"))
+        assert beat_channels == sorted([f"{ns}:beat:{a.origin}", f"{ns}:beat:{b.origin}"])
+        assert [n for _, n in admin.pubsub_numsub(*beat_channels)] == [1, 1]
+        assert admin.pubsub_numsub(f"{ns}:inval") == [(f"{ns}:inval".encode(), 2)]
+        assert (a.channel.received, b.channel.received) == (0, 0)  # beats are not invalidations

@@ -11,11 +11,13 @@ Why it is never wrong:
   and readers that start after get a new flight;
 * the L2 store is conditional on the generations read with the value (see :mod:`kit.cache.l2`);
   a refused L2 store means L1 is not filled either;
-* with ``cross_process=True`` L1 is only served while the invalidation channel proves Redis alive
-  by a round trip answered within ``liveness_bound`` seconds (see :mod:`kit.cache.channel`); losing
-  it — a crash, or a hang that answers nothing — flushes L1 and bumps an epoch so that loads which
-  began before the gap do not fill L1, and Redis is not used at all (the database serves) until
-  the channel is back and L2 has recovered (:meth:`kit.cache.l2.L2Cache.recover`).
+* with ``cross_process=True`` L1 and L2 are only read while the invalidation channel proves that
+  invalidations get through: a heartbeat (a write, then a publish) sent less than
+  ``liveness_bound`` seconds ago has come back through this process's subscription (see
+  :mod:`kit.cache.channel`); losing it — a crash, a hang that answers nothing, writes paused, Redis
+  out of memory — flushes L1 and bumps an epoch so that loads which began before the gap do not
+  fill L1, and Redis is not used at all (the database serves) until a heartbeat is back and L2 has
+  recovered (:meth:`kit.cache.l2.L2Cache.recover`).
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ from kit.cache.l1 import L1Cache
 from kit.cache.l2 import L2Cache, RedisDown
 from kit.cache.stats import CacheStats
 
-HEARTBEAT_S = 0.05  # a round trip to Redis this often on the invalidation channel ...
-LIVENESS_BOUND_S = 0.25  # ... and L1 off when none was answered within this bound
+HEARTBEAT_S = 0.05  # a heartbeat (a write, then a publish back to this process) this often ...
+LIVENESS_BOUND_S = 0.25  # ... and L1 off when none sent within this bound has come back
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,7 @@ class TieredCache:
             if c.cross_process:
                 self.channel = InvalidationChannel(redis_url, self.l2.channel, origin=self.origin,
                                                    on_message=self._on_remote, on_state=self._on_channel,
-                                                   heartbeat=c.heartbeat, bound=c.liveness_bound,
+                                                   timeout=c.l2_timeout, heartbeat=c.heartbeat, bound=c.liveness_bound,
                                                    reconnect_after=max(5.0, 4 * c.liveness_bound))
                 self.channel.start()
 
@@ -114,8 +116,10 @@ class TieredCache:
 
     @property
     def l2_serving(self) -> bool:
-        """Whether reads use Redis: with the channel, only while it is up (else the database)."""
-        return self.l2 is not None and (self.channel is None or self.channel.up)
+        """Whether reads use Redis: with the channel, only while it is proven (else the database).
+        Writes paused or memory full, Redis still answers reads, with values an undelivered
+        invalidation should have deleted."""
+        return self.l2 is not None and (self.channel is None or self.channel.proven)
 
     def get_or_load(self, key: str, loader: Callable[[], Any], *, ttl: float | None = None,
                     tags: Iterable[str] = (), reload: Callable[[], Any] | None = None) -> Any:
