@@ -11,6 +11,7 @@ not stale. Every read is counted: the ones that raised are errors.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -18,11 +19,12 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+import redis
 
 from kit.cache.tiered import LIVENESS_BOUND_S, CacheConfig, TieredCache
 from kit.config import libpq_url
@@ -34,6 +36,7 @@ READ = f"/* kit */ SELECT v FROM {TABLE} WHERE k = 'truth'"
 WRITE = f"/* kit */ UPDATE {TABLE} SET v = v + 1 WHERE k = 'truth' RETURNING v"
 DROP = f"/* kit */ DROP TABLE IF EXISTS {TABLE}"
 KEY = "truth"
+FILLER_BYTES = 4 * 2**20  # the oom fault's margin: maxmemory is set this much below the memory in use
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,41 @@ def run_outage(database_url: str, redis_url: str, *, fault: str, redis_pid: int,
         staleness_ms=tuple(staleness(reads, commits)),
         l2_resumed=bool(result["up"] and result["stored_again"] and probe_hit),
         warnings=tuple(result["warnings"]))
+
+
+@contextlib.contextmanager
+def writes_paused(admin: redis.Redis, seconds: float) -> Iterator[None]:
+    """``CLIENT PAUSE <ms> WRITE``: writes, scripts and PUBLISH wait; PING and reads answer."""
+    admin.execute_command("CLIENT", "PAUSE", int(seconds * 1000), "WRITE")
+    try:
+        yield
+    finally:  # the pause ends by itself at the block's end; sooner if the block raised
+        admin.execute_command("CLIENT", "UNPAUSE")
+
+
+@contextlib.contextmanager
+def out_of_memory(admin: redis.Redis, prefix: str) -> Iterator[None]:
+    """``maxmemory`` below the memory in use by half the filler, ``noeviction``: Redis refuses every
+    command that may need memory, and deleting the cache's few small values never frees enough to
+    let writes through now and then."""
+    saved = {name: admin.config_get(name)[name] for name in ("maxmemory", "maxmemory-policy")}
+    filler = [f"{prefix}:filler:{i}" for i in range(8)]
+    try:
+        for name in filler:
+            admin.set(name, b"x" * (FILLER_BYTES // len(filler)))
+        admin.config_set("maxmemory-policy", "noeviction")  # first: nothing is evicted by the lower limit
+        admin.config_set("maxmemory", int(admin.info("memory")["used_memory"]) - FILLER_BYTES // 2)
+        try:
+            admin.set(filler[0], b"x")
+        except redis.exceptions.OutOfMemoryError:
+            pass  # refused, as intended
+        else:
+            raise RuntimeError("Redis still accepts writes with maxmemory below the memory in use")
+        yield
+    finally:
+        admin.config_set("maxmemory", saved["maxmemory"])
+        admin.config_set("maxmemory-policy", saved["maxmemory-policy"])
+        admin.delete(*filler)
 
 
 def _receive(out: Any, proc: Any, timeout: float = 120.0) -> Any:

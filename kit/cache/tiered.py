@@ -17,7 +17,11 @@ Why it is never wrong:
   :mod:`kit.cache.channel`); losing it — a crash, a hang that answers nothing, writes paused, Redis
   out of memory — flushes L1 and bumps an epoch so that loads which began before the gap do not
   fill L1, and Redis is not used at all (the database serves) until a heartbeat is back and L2 has
-  recovered (:meth:`kit.cache.l2.L2Cache.recover`).
+  recovered (:meth:`kit.cache.l2.L2Cache.recover`);
+* an invalidation this process could not deliver to Redis (:attr:`kit.cache.l2.L2Cache.pending`)
+  turns L1 off here and keeps Redis unread until it has been replayed — from the heartbeat thread,
+  every ``heartbeat`` seconds — because Redis may still hold what it should have deleted;
+  ``invalidate`` returns whether it was delivered.
 """
 
 from __future__ import annotations
@@ -63,6 +67,17 @@ class CacheConfig:
 DEFAULT = CacheConfig()
 
 
+def _serving_texts(c: CacheConfig) -> dict[str, str]:
+    """What serves while L2's breaker is open, and while an invalidation waits for its replay (for
+    L2's log lines: they must say what really serves)."""
+    beat = f"{c.heartbeat * 1000:.0f} ms"
+    retried = f"every {beat}" if c.cross_process else f"after the {c.cooldown:.1f} s cooldown"
+    return {"fallback": (f"L1 while heartbeats prove that invalidations get through (every {beat}) and the "
+                         f"database") if c.cross_process else "L1 + database",
+            "undelivered": f"L1 off and Redis not read in this process, the database serves until it is "
+                           f"replayed (retried {retried})"}
+
+
 class _Flight:
     __slots__ = ("key", "tags", "epoch", "dirty", "done", "value", "error")
 
@@ -97,22 +112,26 @@ class TieredCache:
         # the loader last used per key, for warming; bounded like L1
         self._loaders: cachetools.LRUCache = cachetools.LRUCache(maxsize=c.l1_max_entries)
         if redis_url:
-            # with the channel, L1 is off whenever Redis is not proven alive: the database alone serves
+            # with the channel, L1 is governed by the heartbeats, not by the breaker: it serves while
+            # they prove that invalidations get through, whatever one failed call did
             self.l2 = L2Cache(redis_url, namespace=namespace, ttl=c.ttl, timeout=c.l2_timeout, cooldown=c.cooldown,
                               origin=self.origin, stats=self.stats, bump_on_trip=not c.cross_process,
-                              fallback="the database only (L1 off)" if c.cross_process else "L1 + database",
-                              **({"timer": timer} if timer else {}))
+                              **_serving_texts(c), **({"timer": timer} if timer else {}))
             if c.cross_process:
                 self.channel = InvalidationChannel(redis_url, self.l2.channel, origin=self.origin,
                                                    on_message=self._on_remote, on_state=self._on_channel,
-                                                   timeout=c.l2_timeout, heartbeat=c.heartbeat, bound=c.liveness_bound,
+                                                   on_beat=self.l2.retry, timeout=c.l2_timeout,
+                                                   heartbeat=c.heartbeat, bound=c.liveness_bound,
                                                    reconnect_after=max(5.0, 4 * c.liveness_bound))
                 self.channel.start()
 
     # -- reading --------------------------------------------------------------------------------
     @property
     def l1_serving(self) -> bool:
-        return self.use_l1 and (self.channel is None or self.channel.proven)
+        """Whether L1 serves: not while an invalidation of this process waits for its replay, and
+        with the channel only while heartbeats prove that invalidations get through."""
+        return (self.use_l1 and (self.l2 is None or not self.l2.pending)
+                and (self.channel is None or self.channel.proven))
 
     @property
     def l2_serving(self) -> bool:
@@ -238,15 +257,18 @@ class TieredCache:
     def invalidate_tags(self, tags: Iterable[str]) -> None:
         self.invalidate(tags=tags)
 
-    def invalidate(self, *, keys: Iterable[str] = (), tags: Iterable[str] = ()) -> None:
-        """Drop ``keys`` and ``tags`` here, in Redis, and (through the channel) in every process."""
+    def invalidate(self, *, keys: Iterable[str] = (), tags: Iterable[str] = ()) -> bool:
+        """Drop ``keys`` and ``tags`` here, in Redis, and (through the channel) in every process;
+        whether Redis took it (if not, L1 is off here until it is replayed: see the module doc)."""
         keys, tags = tuple(keys), tuple(tags)
         # Redis first, then here: a flight that read the old L2 value before the DEL is still
         # registered when the local step marks it dirty; local first would let one slip into L1.
-        if self.l2 is not None:
-            self.l2.invalidate(keys, tags)
+        # Undelivered, the L2 queue is not empty before the local step: from then on no flight
+        # fills L1 (l1_serving is false) and none reads Redis before the replay.
+        delivered = self.l2.invalidate(keys, tags) if self.l2 is not None else True
         self._invalidate_local(keys, tags)
         self.stats.incr("l1", "invalidations_sent", len(keys) + len(tags))
+        return delivered
 
     def _invalidate_local(self, keys: Iterable[str], tags: Iterable[str]) -> None:
         keys, tags = set(keys), set(tags)
