@@ -1,6 +1,7 @@
-"""Redis hung or killed under a reader in another process: no stale read beyond the liveness
-bound, no failed read, L2 back by itself (servers from the kit's launcher; the test's own Redis
-is paused and killed)."""
+"""Redis hung, killed, with writes paused or out of memory under a reader in another process: no
+stale read beyond the liveness bound, no failed read, every undelivered invalidation counted and
+reported, L2 back by itself (servers from the kit's launcher; the test's own Redis is paused,
+killed and reconfigured)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def test_a_hung_redis_turns_l1_off_within_the_bound(own_servers):
     assert result.window_ms == 250.0
     assert result.stale_reads_beyond_window == 0, sorted(result.staleness_ms)[-5:]
     assert result.l2_resumed is True
-    assert any("no reply within 250 ms" in w and "database only" in w for w in result.warnings), result.warnings
+    assert any("no heartbeat within 250 ms" in w and "database only" in w for w in result.warnings), result.warnings
     assert not any("L1 + database" in w for w in result.warnings)
 
 
@@ -57,3 +58,46 @@ def test_a_killed_redis_comes_back_on_its_port_and_the_reader_uses_it_again(own_
     assert result.l2_resumed is True
     assert any("connection lost" in w and "database only" in w for w in result.warnings), result.warnings
     assert any("L2 resumed" in w for w in result.warnings)
+
+
+def _all_reported(result) -> None:
+    """The fault bit the writer, and its cache counted, logged once and replayed every failure."""
+    assert result.invalidation_failures > 0
+    assert result.failures_reported == result.invalidation_failures
+    assert result.replayed == result.invalidation_failures
+    undelivered = [w for w in result.writer_warnings if "not delivered" in w]
+    assert len(undelivered) == 1 and "L1 off" in undelivered[0], result.writer_warnings
+    assert any(f"replayed {result.invalidation_failures} undelivered" in w for w in result.writer_warnings)
+
+
+def test_paused_writes_turn_l1_off_within_the_bound(own_servers):
+    """CLIENT PAUSE WRITE: PING and reads answer, invalidations and heartbeats wait."""
+    home, url = own_servers
+    result = run_outage(url, _redis(home).url, fault="write_pause", outage_s=2.0)
+    assert result.requests > 1000 and result.errors == 0
+    assert result.stale_reads_beyond_window == 0, sorted(result.staleness_ms)[-5:]
+    _all_reported(result)
+    assert result.l2_resumed is True
+    assert any("no heartbeat within 250 ms" in w and "database only" in w for w in result.warnings), result.warnings
+
+
+def test_redis_out_of_memory_turns_l1_off_on_the_table_tag_path(own_servers):
+    """maxmemory reached, noeviction: the tag's generation bump is refused, PING and PUBLISH work."""
+    home, url = own_servers
+    result = run_outage(url, _redis(home).url, fault="oom", outage_s=2.0, invalidate_by="tag")
+    assert result.requests > 1000 and result.errors == 0
+    assert result.stale_reads_beyond_window == 0, sorted(result.staleness_ms)[-5:]
+    _all_reported(result)
+    assert result.l2_resumed is True
+    assert any("no heartbeat within 250 ms" in w and "OutOfMemoryError" in w for w in result.warnings), result.warnings
+    assert any("BumpRefused" in w for w in result.writer_warnings), result.writer_warnings
+
+
+def test_the_measure_sees_stale_reads_when_l1_outlives_paused_writes(own_servers):
+    """The control: with a bound longer than the pause, the reader's L1 serves values whose
+    invalidation is held — the measure above can fail."""
+    home, url = own_servers
+    result = run_outage(url, _redis(home).url, fault="write_pause", outage_s=2.0,
+                        cache_kwargs={"liveness_bound": 30.0})
+    assert result.errors == 0 and result.invalidation_failures > 0
+    assert result.beyond(250.0) > 100

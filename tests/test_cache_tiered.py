@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -17,6 +18,7 @@ import pytest
 import redis
 
 from kit.cache import MISSING, CacheConfig, TieredCache
+from kit.cache.outage import out_of_memory, writes_paused
 from kit.servers.local import free_port
 
 
@@ -244,3 +246,102 @@ def test_redis_killed_degrades_then_resumes(tmp_path):
         cache.close()
         server.kill()
         server.wait(5)
+
+
+@pytest.fixture(scope="module")
+def private_redis(tmp_path_factory):
+    """A Redis of this module's own: its tests pause its writes and fill its memory."""
+    port = free_port()
+    server = _start_redis(port, tmp_path_factory.mktemp("private-redis"))
+    yield f"redis://127.0.0.1:{port}/0"
+    server.kill()
+    server.wait(5)
+
+
+# heartbeats may wait out a short pause without L1 going off: what turns it off here is the failure
+PATIENT = CacheConfig(ttl=60, l2_timeout=0.2, liveness_bound=10.0)
+
+
+def _warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name.startswith("kit.cache") and r.levelno == logging.WARNING]
+
+
+def test_an_undelivered_invalidation_turns_l1_off_until_replayed(private_redis, caplog):
+    admin = redis.Redis.from_url(private_redis)
+    caplog.set_level(logging.WARNING, logger="kit.cache")
+    with TieredCache(redis_url=private_redis, namespace=_ns(), config=PATIENT) as cache:
+        cache.get_or_load("k", lambda: 1)
+        assert (cache.get_or_load("k", lambda: 2), cache.l1_serving) == (1, True)
+        with writes_paused(admin, 2.0):
+            assert cache.invalidate(keys=["other"]) is False  # timed out: Redis never ran it
+            assert (cache.l1_serving, cache.l2.pending, cache.channel.proven) == (False, True, True)
+            assert cache.get_or_load("k", lambda: 3) == 3  # neither L1 nor Redis: the database
+            assert cache.stats.get("l2", "invalidation_failures") == 1
+        # replayed by the heartbeat thread: no request of this test asks for it
+        assert _wait_until(lambda: cache.l1_serving), cache.l2.pending
+        assert cache.stats.get("l2", "invalidations_replayed") == 1
+        assert cache.get_or_load("k", lambda: 4) == 1  # "k" was never invalidated: L1 serves it again
+        cache.clear()
+    lines = _warnings(caplog)
+    undelivered = [w for w in lines if "not delivered" in w]
+    assert len(undelivered) == 1, lines
+    assert "1 key(s) and 0 tag(s)" in undelivered[0] and "TimeoutError" in undelivered[0]
+    assert "L1 off and Redis not read in this process, the database serves until it is replayed" in undelivered[0]
+    assert sum("replayed 1 undelivered invalidation(s)" in w for w in lines) == 1, lines
+    assert all("\n" not in w for w in lines)
+
+
+def test_the_breaker_line_says_what_serves_across_processes(private_redis, caplog):
+    """A failed call opens L2's breaker; in cross-process mode L1 is governed by the heartbeats, and
+    the line says so — and L1 does serve."""
+    admin = redis.Redis.from_url(private_redis)
+    caplog.set_level(logging.WARNING, logger="kit.cache")
+    with TieredCache(redis_url=private_redis, namespace=_ns(), config=PATIENT) as cache:
+        cache.get_or_load("k", lambda: 1)
+        with writes_paused(admin, 2.0):
+            assert cache.get_or_load("new", lambda: "db") == "db"  # its store into Redis times out
+            assert cache.stats.get("l2", "errors") == 1 and cache.l2.available is False
+            assert (cache.l1_serving, cache.get_or_load("k", lambda: 2)) == (True, 1)
+        cache.clear()
+    [line] = [w for w in _warnings(caplog) if "Redis call failed" in w]
+    assert line.startswith("Redis call failed (TimeoutError: ")
+    assert line.endswith("L2 skipped for 1.0 s, serving from L1 while heartbeats prove that invalidations "
+                         "get through (every 50 ms) and the database")
+    assert "L1 off" not in line and "database only" not in line
+
+
+def test_out_of_memory_still_deletes_and_publishes_but_reports_the_refused_bump(private_redis, caplog):
+    """The tag's generation bump is refused (Redis out of memory, noeviction); the script's DEL and
+    PUBLISH still run, the invalidation counts as undelivered and is replayed once memory is back."""
+    ns = _ns()
+    admin = redis.Redis.from_url(private_redis)
+    caplog.set_level(logging.WARNING, logger="kit.cache")
+    with TieredCache(redis_url=private_redis, namespace=ns, config=PATIENT) as writer, \
+            TieredCache(redis_url=private_redis, namespace=ns, config=PATIENT) as reader:
+        reader.get_or_load("p:1", lambda: "old", tags=["table:projects"])
+        assert admin.exists(f"{ns}:v:p:1") == 1
+        with out_of_memory(admin, ns):
+            assert writer.invalidate(tags=["table:projects"]) is False
+            assert (admin.exists(f"{ns}:v:p:1"), admin.get(f"{ns}:tg:table:projects")) == (0, None)
+            assert _wait_until(lambda: reader.stats.get("l1", "invalidations_received") == 1)
+            assert reader.l1.get("p:1") is MISSING
+            assert writer.l1_serving is False
+        assert _wait_until(lambda: not writer.l2.pending)
+        assert admin.get(f"{ns}:tg:table:projects") == b"1"  # the replay bumped it
+        assert (writer.stats.get("l2", "invalidation_failures"), writer.stats.get("l2", "invalidations_replayed")) \
+            == (1, 1)
+        writer.clear()
+    [line] = [w for w in _warnings(caplog) if "not delivered" in w]
+    assert "0 key(s) and 1 tag(s)" in line and "BumpRefused: 1 generation bump(s) refused" in line
+
+
+def test_each_process_hears_only_its_own_heartbeats(redis_url):
+    ns = _ns()
+    admin = redis.Redis.from_url(redis_url)
+    with TieredCache(redis_url=redis_url, namespace=ns) as a, TieredCache(redis_url=redis_url, namespace=ns) as b:
+        assert _wait_until(lambda: a.channel.beats >= 5 and b.channel.beats >= 5)
+        beat_channels = sorted(c.decode() for c in admin.pubsub_channels(f"{ns}:beat:*"))
+        assert beat_channels == sorted([f"{ns}:beat:{a.origin}", f"{ns}:beat:{b.origin}"])
+        assert [n for _, n in admin.pubsub_numsub(*beat_channels)] == [1, 1]
+        assert admin.pubsub_numsub(f"{ns}:inval") == [(f"{ns}:inval".encode(), 2)]
+        assert (a.channel.received, b.channel.received) == (0, 0)  # beats are not invalidations

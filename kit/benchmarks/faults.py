@@ -10,6 +10,12 @@ Sections (goals in brackets):
   reader in another process, brought back by ``kit.servers.local.up`` on its recorded port;
 * ``redis_hang`` {requests, errors [0], stale_reads_beyond_window [0], window_ms}: Redis paused
   (SIGSTOP) for 3 s under the same reader;
+* ``redis_partial`` {``write_pause``, ``oom``: {requests, errors [0], stale_reads_beyond_window [0],
+  invalidation_failures [> 0], errors_reported [= invalidation_failures], window_ms}}: Redis still
+  answering PING and reads for 3 s under the same reader while it holds or refuses what an
+  invalidation needs: writes and PUBLISH paused (``CLIENT PAUSE WRITE``; the writer invalidates the
+  key), and out of memory (``maxmemory`` below the memory in use, ``noeviction``; the writer
+  invalidates the table's tag);
 * ``cic_terminated`` {invalid_after_repair [0], second_apply_changes [0]}: a concurrent build
   terminated mid-way, then apply, then apply again;
 * ``lock_idle_holder`` / ``lock_active_holder`` {seconds [active <= 120], invalid_left [0],
@@ -51,7 +57,7 @@ from psycopg import sql
 from sqlalchemy import text
 
 from kit.benchmarks import _bad_inputs, _hostile
-from kit.cache.outage import run_outage
+from kit.cache.outage import OutageResult, run_outage
 from kit.config import libpq_url
 from kit.db.engine import make_engine
 from kit.indexes import apply_indexes, default_specs, index_status
@@ -68,6 +74,10 @@ DEFINITIONS = {
     "stale_reads": "reads that returned a value older than one committed (and invalidated) more than "
                    "window_ms before the read started; window_ms is the cache's liveness bound",
     "errors": "reads that raised; every read of the reader process is counted in requests",
+    "invalidation_failures": "the writer's invalidations that invalidate() said were not delivered to Redis, "
+                             "counted by the writer; 0 means the fault did not bite",
+    "errors_reported": "of those, how many the writer's cache counted itself (its invalidation_failures "
+                       "counter; each is replayed later, and logged once per episode)",
     "invalid_left": "INVALID indexes of the migration right after apply returned, the holder still there",
     "blocking_pid_named": "the holder's backend pid appears in the failed steps' messages",
     "unreported_failures": "failed requests counted by the endpoints and the pool minus the errors the "
@@ -103,6 +113,8 @@ def run(*, home: Path, seed: int = 42) -> dict[str, Any]:
         clock = _Sections()
         with clock("redis"):
             out["redis_kill"], out["redis_hang"] = _redis(fault_home, pg)
+        with clock("redis_partial"):
+            out["redis_partial"] = _redis_partial(fault_home, pg)
         with clock("cic_terminated"):
             out["cic_terminated"] = _cic_terminated(pg)
         with clock("lock_idle_holder"):
@@ -161,6 +173,7 @@ def _failures(out: dict[str, Any]) -> list[str]:
              ("secrets", "hits", 0), ("load", "unreported_failures", 0)]
     missed = [f"{section}.{key} = {out[section][key]!r}, goal {goal!r}" for section, key, goal in goals
               if out[section][key] != goal]
+    missed += _partial_missed(out["redis_partial"])
     if out["lock_active_holder"]["seconds"] > 120:
         missed.append(f"lock_active_holder.seconds = {out['lock_active_holder']['seconds']}, goal <= 120")
     missed += _hostile_failures(out)
@@ -207,6 +220,39 @@ def _redis(home: Path, pg: local.Server) -> tuple[dict[str, Any], dict[str, Any]
              "l2_resumed": kill.l2_resumed},
             {"requests": hang.requests, "errors": hang.errors,
              "stale_reads_beyond_window": hang.stale_reads_beyond_window, "window_ms": hang.window_ms})
+
+
+# -- Redis partial failures -----------------------------------------------------------------------
+
+
+def _redis_partial(home: Path, pg: local.Server) -> dict[str, dict[str, Any]]:
+    """Writes paused, then Redis out of memory, each for 3 s under a reader in another process."""
+    url = _copy(pg)
+    redis_url = local.status(home=home)["redis"].url
+    pause = run_outage(url, redis_url, fault="write_pause", outage_s=3.0)
+    oom = run_outage(url, redis_url, fault="oom", outage_s=3.0, invalidate_by="tag")
+    return {"write_pause": _partial_figures(pause), "oom": _partial_figures(oom)}
+
+
+def _partial_figures(result: OutageResult) -> dict[str, Any]:
+    return {"requests": result.requests, "errors": result.errors,
+            "stale_reads_beyond_window": result.stale_reads_beyond_window,
+            "invalidation_failures": result.invalidation_failures, "errors_reported": result.failures_reported,
+            "window_ms": result.window_ms}
+
+
+def _partial_missed(partial: dict[str, dict[str, Any]]) -> list[str]:
+    missed = []
+    for kind, figures in partial.items():
+        name = f"redis_partial.{kind}"
+        missed += [f"{name}.{key} = {figures[key]}, goal 0" for key in ("errors", "stale_reads_beyond_window")
+                   if figures[key] != 0]
+        if figures["invalidation_failures"] == 0:
+            missed.append(f"{name}.invalidation_failures = 0, goal > 0 (the fault did not bite)")
+        if figures["errors_reported"] != figures["invalidation_failures"]:
+            missed.append(f"{name}.errors_reported = {figures['errors_reported']}, goal "
+                          f"{figures['invalidation_failures']} (every invalidation failure)")
+    return missed
 
 
 # -- indexes ----------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The cache's shared vocabulary: the MISSING sentinel, the JSON codec and a manual clock (pure).
+"""The cache's shared vocabulary: the MISSING sentinel, the JSON codec, a manual clock and the
+one-line description of an error for the log (pure).
 
 Values travel as JSON, never pickle: a shared Redis must not be a code-execution channel. The
 codec is strict (no ``default=``) so a value that would not round-trip unchanged is refused at
@@ -62,6 +63,15 @@ def check_key(key: str) -> str:
     if not isinstance(key, str) or not key:
         raise TypeError(f"cache keys are non-empty str, got {key!r}")
     return key
+
+
+def describe(exc: BaseException, *, limit: int = 100) -> str:
+    """``Type: first line of the message``, shortened, control characters escaped: fit for a log line
+    (a Redis error message may quote a script or a key)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    text = text if len(text) <= limit else text[:limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class ManualClock:

@@ -12,6 +12,12 @@ is logged once and counted; invalidations that could not be sent are replayed wh
 again. A write made during an outage could not delete its keys, and its process may replay later
 than another process reads them: so a process that saw an outage bumps the epoch when it
 recovers (:meth:`L2Cache.recover`), and a value stored under an older epoch is a miss for everyone.
+
+An invalidation is *undelivered* when the script did not run (Redis down, hung, writes paused: the
+call times out and Redis drops the command with its connection) or ran only in part (Redis out of
+memory refused a generation bump). It is counted (``invalidation_failures``), logged once per
+episode, queued, and :attr:`L2Cache.pending` stays true until it has been replayed
+(``invalidations_replayed``); meanwhile this cache reads nothing from Redis.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from kit.cache.base import MISSING, Timer, check_key, check_ttl, dumps, loads
+from kit.cache.base import MISSING, Timer, check_key, check_ttl, describe, dumps, loads
 from kit.cache.stats import CacheStats
 
 log = logging.getLogger(__name__)
@@ -58,29 +64,44 @@ for i = 2, #KEYS do
 end
 return #KEYS - 1
 """
-# ARGV: ns, gen_ttl_ms, message, nkeys, key1..keyN, tag1..tagM
+# ARGV: ns, gen_ttl_ms, message, nkeys, key1..keyN, tag1..tagM -> {receivers, bumps refused, first error}
+# The bumps run under pcall: Redis out of memory (maxmemory, noeviction) refuses INCR -- a script's
+# first write that may need memory -- but never DEL or PUBLISH, so the values are still deleted
+# and every process still drops its L1 copy; the caller treats a refused bump as undelivered.
 _INVALIDATE = """
 local ns, ttl, nk = ARGV[1], ARGV[2], tonumber(ARGV[4])
+local refused, first_error = 0, ''
+local function bump(name)
+  local r = redis.pcall('INCR', name)
+  if type(r) == 'table' and r.err then
+    refused = refused + 1
+    if first_error == '' then first_error = r.err end
+  else
+    redis.call('PEXPIRE', name, ttl)
+  end
+end
 local function drop(key)
   redis.call('DEL', ns .. ':v:' .. key)
-  redis.call('INCR', ns .. ':g:' .. key)
-  redis.call('PEXPIRE', ns .. ':g:' .. key, ttl)
+  bump(ns .. ':g:' .. key)
 end
 for i = 5, 4 + nk do drop(ARGV[i]) end
 for i = 5 + nk, #ARGV do
   local tag = ARGV[i]
-  redis.call('INCR', ns .. ':tg:' .. tag)
-  redis.call('PEXPIRE', ns .. ':tg:' .. tag, ttl)
+  bump(ns .. ':tg:' .. tag)
   for _, key in ipairs(redis.call('SMEMBERS', ns .. ':tm:' .. tag)) do drop(key) end
   redis.call('DEL', ns .. ':tm:' .. tag)
 end
-return redis.call('PUBLISH', ns .. ':inval', ARGV[3])
+return {redis.call('PUBLISH', ns .. ':inval', ARGV[3]), refused, first_error}
 """
 _UNLOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
 class RedisDown(Exception):
     """Internal: the breaker is open or the call failed (callers fall back to L1 + database)."""
+
+
+class BumpRefused(redis.ResponseError):
+    """Internal: the invalidation script deleted and published, but Redis refused a generation bump."""
 
 
 def make_client(url: str, *, timeout: float = 0.25, max_connections: int = 50) -> redis.Redis:
@@ -97,9 +118,11 @@ class L2Cache:
     def __init__(self, url: str, *, namespace: str = "kit", ttl: float = 300.0, timeout: float = 0.25,
                  cooldown: float = 1.0, timer: Timer = time.time, breaker_timer: Timer = time.monotonic,
                  origin: str | None = None, stats: CacheStats | None = None,
-                 fallback: str = "the database", bump_on_trip: bool = True) -> None:
-        """``fallback`` names what serves while Redis is down (for the outage log line);
-        ``bump_on_trip=False`` leaves outage detection to the owner (:meth:`mark_outage`)."""
+                 fallback: str = "the database", bump_on_trip: bool = True,
+                 undelivered: str | None = None) -> None:
+        """``fallback`` names what serves while the breaker is open and ``undelivered`` what serves
+        while an invalidation waits for its replay (for the log lines); ``bump_on_trip=False``
+        leaves outage detection to the owner (:meth:`mark_outage`)."""
         if not namespace or ":" in namespace:
             raise ValueError(f"namespace must be non-empty without ':', got {namespace!r}")
         self.url, self.ns, self.default_ttl = url, namespace, check_ttl(ttl)
@@ -108,11 +131,15 @@ class L2Cache:
         self.client = make_client(url, timeout=timeout)
         self._timer, self._btimer = timer, breaker_timer
         self._open_until: float | None = None
+        self._last_error = ""
         self._replay: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
-        # the channel's thread and a request's half-open probe may recover at the same moment:
+        self._queue = threading.Lock()  # the replay queue: appended by writers, emptied by a recovery
+        # the channel's threads and a request's half-open probe may recover at the same moment:
         # one of them bumps the epoch and replays, the other finds nothing left to do
         self._recovering = threading.Lock()
         self.fallback, self._bump_on_trip, self._outage = fallback, bump_on_trip, False
+        self.undelivered = undelivered or (f"this cache reads nothing from Redis until it is replayed "
+                                           f"(retried after the {cooldown:.1f} s cooldown)")
         self._store_if = self.client.register_script(_STORE_IF)
         self._set = self.client.register_script(_SET)
         self._invalidate = self.client.register_script(_INVALIDATE)
@@ -135,24 +162,30 @@ class L2Cache:
     def available(self) -> bool:
         return self._open_until is None or self._btimer() >= self._open_until
 
+    @property
+    def pending(self) -> bool:
+        """An invalidation waits for its replay: values in Redis may be older than the database."""
+        return bool(self._replay)
+
     def call(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` against Redis through the breaker; RedisDown when open or on any Redis error."""
-        if self._open_until is not None:
-            if self._btimer() < self._open_until:
-                raise RedisDown("breaker open")
+        """Run ``fn`` against Redis through the breaker; RedisDown when open or on any Redis error.
+        Undelivered invalidations are replayed first: Redis may hold what they delete."""
+        if self._open_until is not None and self._btimer() < self._open_until:
+            raise RedisDown(f"breaker open after {self._last_error}")
+        if self._open_until is not None or self._replay:
             self._half_open()
         try:
             return fn()
         except redis.RedisError as exc:
             self._trip(exc)
-            raise RedisDown(str(exc)) from exc
+            raise RedisDown(describe(exc)) from exc
 
     def _half_open(self) -> None:
         try:
             self.recover()
         except redis.RedisError as exc:
             self._trip(exc)
-            raise RedisDown(str(exc)) from exc
+            raise RedisDown(describe(exc)) from exc
 
     def recover(self) -> None:
         """Probe Redis; after an outage, bump the epoch (values stored before it are misses from
@@ -164,14 +197,39 @@ class L2Cache:
             if self._outage:
                 self.client.incr(self.epoch_key)
                 self._outage = False
-            while self._replay:
-                keys, tags = self._replay[0]
-                self._send_invalidation(keys, tags)
-                self._replay.pop(0)
+            replayed = self._replay_all()
             self._open_until = None
         if was_down:
             log.warning("Redis at %s answers again: L2 resumed",
                         self.client.connection_pool.connection_kwargs.get("host"))
+        if replayed:
+            log.warning("replayed %d undelivered invalidation(s): Redis has them all, the cache serves "
+                        "as usual again", replayed)
+
+    def retry(self) -> bool:
+        """Replay now, cooldown or not (for a thread that runs anyway, e.g. the heartbeat's): whether
+        nothing is left undelivered. A failure is expected while Redis is in trouble: not logged."""
+        if not self._replay:
+            return True
+        try:
+            self.recover()
+        except redis.RedisError:
+            return False
+        return not self._replay
+
+    def _replay_all(self) -> int:
+        """Send the queued invalidations oldest first; each leaves the queue once Redis ran it whole."""
+        done = 0
+        while True:
+            with self._queue:
+                if not self._replay:
+                    return done
+                keys, tags = self._replay[0]
+            self._send_invalidation(keys, tags)  # raises: it stays first in the queue
+            with self._queue:
+                self._replay.pop(0)
+            self.stats.incr("l2", "invalidations_replayed")
+            done += 1
 
     def mark_outage(self) -> None:
         """The owner lost Redis (e.g. no reply within its liveness bound): bump the epoch on recovery."""
@@ -181,9 +239,10 @@ class L2Cache:
         self.stats.incr("l2", "errors")
         if self._bump_on_trip:
             self._outage = True
+        self._last_error = describe(exc)
         if self._open_until is None:
-            log.warning("Redis unavailable (%s): serving from %s until it answers", type(exc).__name__,
-                        self.fallback)
+            log.warning("Redis call failed (%s): L2 skipped for %.1f s, serving from %s", self._last_error,
+                        self.cooldown, self.fallback)
         self._open_until = self._btimer() + self.cooldown
 
     # -- reads ----------------------------------------------------------------------------------
@@ -279,20 +338,42 @@ class L2Cache:
 
     # -- invalidation ---------------------------------------------------------------------------
     def invalidate(self, keys: Iterable[str] = (), tags: Iterable[str] = ()) -> bool:
-        """Delete ``keys`` and every member of ``tags`` everywhere, bump generations, publish."""
+        """Delete ``keys`` and every member of ``tags`` everywhere, bump generations, publish;
+        whether Redis ran all of it (else it is queued, see :meth:`_undelivered`)."""
         keys, tags = tuple(keys), tuple(tags)
         if not keys and not tags:
             return True
         try:
             self.call(lambda: self._send_invalidation(keys, tags))
-        except RedisDown:
-            self._replay.append((keys, tags))  # sent first when Redis answers again
+        except RedisDown as exc:
+            self._undelivered(keys, tags, str(exc))
             return False
         return True
 
+    def _undelivered(self, keys: tuple[str, ...], tags: tuple[str, ...], why: str) -> None:
+        # Until the replay, Redis may hold the old value (the script never ran) or old generations
+        # (a bump was refused), so a loader elsewhere that read its token before the write and the
+        # database before the commit can still store the old value. The replay bumps and deletes
+        # again, but only the keys it can name: a value whose tag-member SADD was refused is not in
+        # SMEMBERS. Hence the epoch bump on recovery too: every value stored before it is a miss for
+        # every process, and a loader that read the new epoch read the database after the recovery,
+        # so after the commit. Other processes do not read the old value meanwhile only when the same
+        # fault stops their heartbeats (a pause or OOM does); a writer cut off alone cannot warn them.
+        self._outage = True
+        with self._queue:
+            first = not self._replay
+            self._replay.append((keys, tags))  # sent first when Redis answers again
+        self.stats.incr("l2", "invalidation_failures")
+        if first:
+            log.warning("invalidation of %d key(s) and %d tag(s) not delivered to Redis (%s): %s", len(keys),
+                        len(tags), why, self.undelivered)
+
     def _send_invalidation(self, keys: tuple[str, ...], tags: tuple[str, ...]) -> None:
         message = dumps({"o": self.origin, "k": list(keys), "t": list(tags)})
-        self._invalidate(keys=[], args=[self.ns, GEN_TTL_MS, message, len(keys), *keys, *tags])
+        _, refused, error = self._invalidate(keys=[], args=[self.ns, GEN_TTL_MS, message, len(keys), *keys, *tags])
+        if refused:
+            error = error.decode() if isinstance(error, bytes) else error
+            raise BumpRefused(f"{refused} generation bump(s) refused, values deleted, message sent: {error}")
         self.stats.incr("l2", "invalidations_sent", len(keys) + len(tags))
 
     def delete(self, key: str) -> bool:

@@ -17,6 +17,7 @@ LEVELS = ("l1", "l2", "db")
 EVENTS = (
     "hits", "misses", "sets", "evictions", "expirations", "invalidations_sent",
     "invalidations_received", "errors", "lock_waits", "stores_refused", "loads",
+    "invalidation_failures", "invalidations_replayed",  # undelivered to Redis; delivered later
 )
 # Prometheus names follow the seed's `cache_hits_total` / `cache_misses_total`, with a level label.
 _PROM_PREFIX = "cache_"

@@ -11,11 +11,17 @@ Why it is never wrong:
   and readers that start after get a new flight;
 * the L2 store is conditional on the generations read with the value (see :mod:`kit.cache.l2`);
   a refused L2 store means L1 is not filled either;
-* with ``cross_process=True`` L1 is only served while the invalidation channel proves Redis alive
-  by a round trip answered within ``liveness_bound`` seconds (see :mod:`kit.cache.channel`); losing
-  it — a crash, or a hang that answers nothing — flushes L1 and bumps an epoch so that loads which
-  began before the gap do not fill L1, and Redis is not used at all (the database serves) until
-  the channel is back and L2 has recovered (:meth:`kit.cache.l2.L2Cache.recover`).
+* with ``cross_process=True`` L1 and L2 are only read while the invalidation channel proves that
+  invalidations get through: a heartbeat (a write, then a publish) sent less than
+  ``liveness_bound`` seconds ago has come back through this process's subscription (see
+  :mod:`kit.cache.channel`); losing it — a crash, a hang that answers nothing, writes paused, Redis
+  out of memory — flushes L1 and bumps an epoch so that loads which began before the gap do not
+  fill L1, and Redis is not used at all (the database serves) until a heartbeat is back and L2 has
+  recovered (:meth:`kit.cache.l2.L2Cache.recover`);
+* an invalidation this process could not deliver to Redis (:attr:`kit.cache.l2.L2Cache.pending`)
+  turns L1 off here and keeps Redis unread until it has been replayed — from the heartbeat thread,
+  every ``heartbeat`` seconds — because Redis may still hold what it should have deleted;
+  ``invalidate`` returns whether it was delivered.
 """
 
 from __future__ import annotations
@@ -35,8 +41,8 @@ from kit.cache.l1 import L1Cache
 from kit.cache.l2 import L2Cache, RedisDown
 from kit.cache.stats import CacheStats
 
-HEARTBEAT_S = 0.05  # a round trip to Redis this often on the invalidation channel ...
-LIVENESS_BOUND_S = 0.25  # ... and L1 off when none was answered within this bound
+HEARTBEAT_S = 0.05  # a heartbeat (a write, then a publish back to this process) this often ...
+LIVENESS_BOUND_S = 0.25  # ... and L1 off when none sent within this bound has come back
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,17 @@ class CacheConfig:
 
 
 DEFAULT = CacheConfig()
+
+
+def _serving_texts(c: CacheConfig) -> dict[str, str]:
+    """What serves while L2's breaker is open, and while an invalidation waits for its replay (for
+    L2's log lines: they must say what really serves)."""
+    beat = f"{c.heartbeat * 1000:.0f} ms"
+    retried = f"every {beat}" if c.cross_process else f"after the {c.cooldown:.1f} s cooldown"
+    return {"fallback": (f"L1 while heartbeats prove that invalidations get through (every {beat}) and the "
+                         f"database") if c.cross_process else "L1 + database",
+            "undelivered": f"L1 off and Redis not read in this process, the database serves until it is "
+                           f"replayed (retried {retried})"}
 
 
 class _Flight:
@@ -95,14 +112,15 @@ class TieredCache:
         # the loader last used per key, for warming; bounded like L1
         self._loaders: cachetools.LRUCache = cachetools.LRUCache(maxsize=c.l1_max_entries)
         if redis_url:
-            # with the channel, L1 is off whenever Redis is not proven alive: the database alone serves
+            # with the channel, L1 is governed by the heartbeats, not by the breaker: it serves while
+            # they prove that invalidations get through, whatever one failed call did
             self.l2 = L2Cache(redis_url, namespace=namespace, ttl=c.ttl, timeout=c.l2_timeout, cooldown=c.cooldown,
                               origin=self.origin, stats=self.stats, bump_on_trip=not c.cross_process,
-                              fallback="the database only (L1 off)" if c.cross_process else "L1 + database",
-                              **({"timer": timer} if timer else {}))
+                              **_serving_texts(c), **({"timer": timer} if timer else {}))
             if c.cross_process:
                 self.channel = InvalidationChannel(redis_url, self.l2.channel, origin=self.origin,
                                                    on_message=self._on_remote, on_state=self._on_channel,
+                                                   on_beat=self.l2.retry, timeout=c.l2_timeout,
                                                    heartbeat=c.heartbeat, bound=c.liveness_bound,
                                                    reconnect_after=max(5.0, 4 * c.liveness_bound))
                 self.channel.start()
@@ -110,12 +128,17 @@ class TieredCache:
     # -- reading --------------------------------------------------------------------------------
     @property
     def l1_serving(self) -> bool:
-        return self.use_l1 and (self.channel is None or self.channel.proven)
+        """Whether L1 serves: not while an invalidation of this process waits for its replay, and
+        with the channel only while heartbeats prove that invalidations get through."""
+        return (self.use_l1 and (self.l2 is None or not self.l2.pending)
+                and (self.channel is None or self.channel.proven))
 
     @property
     def l2_serving(self) -> bool:
-        """Whether reads use Redis: with the channel, only while it is up (else the database)."""
-        return self.l2 is not None and (self.channel is None or self.channel.up)
+        """Whether reads use Redis: with the channel, only while it is proven (else the database).
+        Writes paused or memory full, Redis still answers reads, with values an undelivered
+        invalidation should have deleted."""
+        return self.l2 is not None and (self.channel is None or self.channel.proven)
 
     def get_or_load(self, key: str, loader: Callable[[], Any], *, ttl: float | None = None,
                     tags: Iterable[str] = (), reload: Callable[[], Any] | None = None) -> Any:
@@ -234,15 +257,18 @@ class TieredCache:
     def invalidate_tags(self, tags: Iterable[str]) -> None:
         self.invalidate(tags=tags)
 
-    def invalidate(self, *, keys: Iterable[str] = (), tags: Iterable[str] = ()) -> None:
-        """Drop ``keys`` and ``tags`` here, in Redis, and (through the channel) in every process."""
+    def invalidate(self, *, keys: Iterable[str] = (), tags: Iterable[str] = ()) -> bool:
+        """Drop ``keys`` and ``tags`` here, in Redis, and (through the channel) in every process;
+        whether Redis took it (if not, L1 is off here until it is replayed: see the module doc)."""
         keys, tags = tuple(keys), tuple(tags)
         # Redis first, then here: a flight that read the old L2 value before the DEL is still
         # registered when the local step marks it dirty; local first would let one slip into L1.
-        if self.l2 is not None:
-            self.l2.invalidate(keys, tags)
+        # Undelivered, the L2 queue is not empty before the local step: from then on no flight
+        # fills L1 (l1_serving is false) and none reads Redis before the replay.
+        delivered = self.l2.invalidate(keys, tags) if self.l2 is not None else True
         self._invalidate_local(keys, tags)
         self.stats.incr("l1", "invalidations_sent", len(keys) + len(tags))
+        return delivered
 
     def _invalidate_local(self, keys: Iterable[str], tags: Iterable[str]) -> None:
         keys, tags = set(keys), set(tags)
