@@ -50,7 +50,7 @@ def explain(engine: Engine, query: str, *, analyze: bool = False, timeout_ms: in
     opts = "ANALYZE, BUFFERS, FORMAT JSON" if analyze else "FORMAT JSON"  # two constants
     with engine.connect() as conn:
         try:
-            conn.execute(text("SELECT set_config('statement_timeout', :t, true)"), {"t": f"{timeout_ms}ms"})
+            conn.execute(text("/* kit */ SELECT set_config('statement_timeout', :t, true)"), {"t": f"{timeout_ms}ms"})
             # SQLAlchemy always hands psycopg a parameter set, so a literal '%' must be doubled.
             body = stmt if params else stmt.replace("%", "%%")
             plan = conn.exec_driver_sql(f"EXPLAIN ({opts}) {body}", params or {}).scalar_one()

@@ -1,5 +1,5 @@
 """Top statements from pg_stat_statements: every kind of statement the application runs (the
-kit's own and PostgreSQL's internal foreign-key checks left out), ranked and graded by their
+kit's own, PostgreSQL's internal foreign-key checks and drivers' housekeeping left out), ranked and graded by their
 share of the database's total execution time (PgHero's view); snapshots and their difference.
 The statistics are never reset (talks to PostgreSQL, read-only; :func:`grade` and :func:`diff` are pure).
 """
@@ -33,6 +33,11 @@ SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'pg_stat_statements':
                AND attname = 'toplevel' AND NOT attisdropped)"""
 # The statements PostgreSQL itself runs for foreign keys (ri_triggers.c): not the application's.
 _INTERNAL = re.compile(r"^\s*SELECT 1 FROM ONLY .* OPERATOR\(pg_catalog\.=\)", re.S)
+# What drivers send on their own when they connect or look up a type (SQLAlchemy's dialect, psycopg's
+# TypeInfo): no index or ANALYZE changes them, and the kit's own sessions send them untagged.
+_DRIVER = re.compile(r"^\s*(?:select pg_catalog\.version\(\)|select current_schema\(\)"
+                     r"|show (?:standard_conforming_strings|transaction isolation level)"
+                     r"|SELECT\s+typname AS name, oid, typarray AS array_oid)", re.S | re.I)
 def statements_frame(conn: Connection, *, chars: int = 300) -> pd.DataFrame:
     """Every statement of this database in pg_stat_statements but the kit's own: queryid, query
     (up to ``chars`` characters, *not* redacted: callers redact before writing), kind, calls,
@@ -40,7 +45,7 @@ def statements_frame(conn: Connection, *, chars: int = 300) -> pd.DataFrame:
     toplevel = bool(conn.execute(text(HAS_TOPLEVEL)).scalar_one())
     rows = frame(conn, STATEMENTS.format(toplevel="AND s.toplevel" if toplevel else ""),
                  {"chars": chars})
-    rows = rows[~rows["query"].map(lambda q: bool(_INTERNAL.match(q or "")))].copy()
+    rows = rows[~rows["query"].map(lambda q: bool(_INTERNAL.match(q or "") or _DRIVER.match(q or "")))].copy()
     rows["kind"] = rows["query"].map(kind_of)
     rows["mean_ms"] = rows["total_ms"] / rows["calls"].where(rows["calls"] > 0)
     rows["rows_per_call"] = rows["rows"] / rows["calls"].where(rows["calls"] > 0)

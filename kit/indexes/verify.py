@@ -162,7 +162,7 @@ def why_unused(url: str, spec: IndexSpec, after: Timing) -> str:
         if not exists:
             return "index does not exist (not applied)"
         chosen = conn.execute(FORCED.format(query), after.params).fetchone()[0][0]["Plan"]
-        conn.execute("SET enable_seqscan = off")
+        conn.execute("/* kit */ SET enable_seqscan = off")
         forced = conn.execute(FORCED.format(query), after.params).fetchone()[0][0]["Plan"]
     if spec.name not in plan_indexes(forced):
         return "the index cannot serve this query (its leading key is not constrained)"
