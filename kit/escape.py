@@ -59,16 +59,19 @@ def sql_comment(text: object) -> str:
 
 
 def sql_statement(text: str) -> str:
-    """``text`` (SQL) with every quoted identifier that holds a character :func:`line` would escape
-    rewritten as ``U&"..."`` (needs standard_conforming_strings, on by default since PostgreSQL 9.1)."""
+    """``text`` (SQL) with every quoted identifier and plain string constant that holds a character
+    :func:`line` would escape rewritten as ``U&"..."`` / ``U&'...'`` (needs standard_conforming_strings,
+    on by default since PostgreSQL 9.1)."""
     if text.isprintable():
         return text
     out, last = [], 0
     for tok in parser.scan(text):
         quoted = text[tok.start:tok.end + 1]
-        if tok.name == "IDENT" and quoted.startswith('"') and any(_unsafe(ch) for ch in quoted):
+        mark = quoted[:1]
+        if tok.name in ("IDENT", "SCONST") and mark in ('"', "'") and any(_unsafe(ch) for ch in quoted):
             body = quoted[1:-1].replace("\\", "\\\\")  # the escape character itself, doubled
-            out += [text[last:tok.start], 'U&"', "".join(_unicode_escape(ch) if _unsafe(ch) else ch for ch in body), '"']
+            out += [text[last:tok.start], "U&" + mark, "".join(_unicode_escape(ch) if _unsafe(ch) else ch
+                                                               for ch in body), mark]
             last = tok.end + 1
     return "".join(out) + text[last:]
 

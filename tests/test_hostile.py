@@ -59,7 +59,7 @@ def test_fixes_sql_holds_exactly_the_fixes_whatever_the_names():
     fixes = [Fix(CREATE, f'CREATE INDEX CONCURRENTLY IF NOT EXISTS kit_x_idx ON public."{n.replace(chr(34), 2 * chr(34))}" (k)',
                  f"public.{n}", (f"probe:fk:{n}", "123"), f"why {n}", f"expect {n}", f"source {n}", verdict="failed",
                  reason=f"because {n}") for n in hostile]
-    text = render(fixes, target=f"postgresql://u@h/{_hostile.EVIL}", applied=False,
+    text = render(fixes, target=f"postgresql://u@h/{_hostile.EVIL}", mode="dry run",
                   statements={"123": f'SELECT * FROM "{_hostile.EVIL}" -- {_hostile.EVIL}'})
     statements = parse_sql(text)
     assert len(statements) == len(fixes)

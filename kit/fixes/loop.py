@@ -43,9 +43,24 @@ class LoopResult:
     after: dict[str, Timing]
     applied: bool
     seconds: float
+    apply_requested: bool = False  # apply was asked for (applied is False when there was nothing to apply)
 
     def to_frame(self) -> pd.DataFrame:
         return fixes_frame(self.fixes)
+
+    @property
+    def mode(self) -> str:
+        """What fixes.sql says was done: a dry run, applied, or nothing to apply."""
+        return sqlfile.APPLIED if self.applied else sqlfile.NOTHING if self.apply_requested else sqlfile.DRY
+
+    def details(self) -> dict[str, str]:
+        """Per measured statement, a line for fixes.sql: its share of the database's time and its evidence."""
+        out = {}
+        for s in self.statements():
+            timing = self.before.get(s.key)
+            share = f"{s.share_pct:.1f}% of the database's time over the window; " if s.queryid is not None else ""
+            out[s.key] = share + (timing.evidence or timing.reason if timing else "not measured")
+        return out
 
     @property
     def figures(self) -> dict[str, int]:
@@ -83,7 +98,9 @@ class LoopResult:
         return {"target": self.target, "applied": self.applied, "seconds": round(self.seconds, 2),
                 "basis": self.workload.basis, "total_ms": self.workload.total_ms,
                 "statements": json.loads(frame.to_json(orient="records")),
+                "budget_bytes": self.plan.budget_bytes,
                 "fixes": [{**f.to_record(), "schema": f.schema, "table": f.table, "index_name": f.index_name,
+                           "saved_ms": f.saved_ms, "rows_written": f.rows_written, "write_ms": f.write_ms,
                            "index": f.index, "source": f.source, "declared": f.declared,
                            "est_bytes": f.est_bytes, "bytes_after": f.bytes_after, "why": f.why, "expect": f.expect}
                           for f in self.fixes]}
@@ -93,7 +110,8 @@ class LoopResult:
         loop.json into ``folder`` (default: the run folder, else ``.kit/artifacts``)."""
         folder = Path(folder) if folder else records.artifact_path(FIXES_JSON).parent
         texts = {s.key: s.text for s in self.statements()}
-        paths = {"sql": sqlfile.write(folder, self.fixes, target=self.target, applied=self.applied, statements=texts),
+        paths = {"sql": sqlfile.write(folder, self.fixes, target=self.target, mode=self.mode, statements=texts,
+                                      details=self.details()),
                  "json": folder / FIXES_JSON, "loop": folder / LOOP_JSON}
         paths["json"].write_text(json.dumps([f.to_record() for f in self.fixes], indent=1), encoding="utf-8")
         paths["loop"].write_text(json.dumps(self.to_json(), indent=1, default=str), encoding="utf-8")
@@ -153,4 +171,5 @@ def run_loop(engine: Engine, workload: Workload, *, apply: bool = False, declare
             judged.append(fix)
         fixes = _sizes(url, tuple(judged))
     return LoopResult(target=target_key(url), workload=workload, plan=plan, fixes=tuple(fixes), before=before,
-                      after=after, applied=bool(apply and plan.fixes), seconds=time.monotonic() - started)
+                      after=after, applied=bool(apply and plan.fixes), seconds=time.monotonic() - started,
+                      apply_requested=apply)

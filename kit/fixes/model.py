@@ -39,6 +39,11 @@ class Fix:
     schema: str = ""
     table: str = ""
     index_name: str | None = None  # the index's own name (in ``schema``)
+    # a new index's estimates over the workload's window: time saved, rows the workload wrote to its
+    # table, the cost of the index to those writes (kit.indexes.select)
+    saved_ms: float | None = None
+    rows_written: int | None = None
+    write_ms: float | None = None
 
     def to_record(self) -> dict:
         """The fixes.json object: exactly :data:`RECORD_KEYS`."""
@@ -62,6 +67,7 @@ class FixPlan:
     fixes: tuple[Fix, ...]
     notes: tuple[str, ...] = ()
     probes: tuple[Statement, ...] = ()  # statements the kit wrote to verify a fix no workload statement shows
+    budget_bytes: int | None = None  # what the new indexes could take, as the selection used it
 
     def to_frame(self) -> pd.DataFrame:
         return fixes_frame(self.fixes)

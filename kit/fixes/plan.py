@@ -1,7 +1,9 @@
 """Fix candidates for any database, each naming the statements it should help and what it should
 change (talks to PostgreSQL, read-only; hypothetical indexes only):
 
-1. indexes the what-if advisor suggests for the workload's statements (hypopg);
+1. the indexes chosen over the whole workload (:mod:`kit.indexes.select`: multi-column and partial
+   candidates from every top statement, planned with hypopg on the values the statements were
+   measured on, a greedy choice by saving per byte net of the write cost, under a storage budget);
 2. an index for every foreign key of a big table whose referencing columns lead no index;
 3. the indexes a migration declares that are missing — the user's own migrations (a file or a
    folder of ``.sql`` files), or the platform's on the demo database; a candidate such an index
@@ -25,7 +27,9 @@ from kit.audit import duplicate_indexes, unindexed_foreign_keys, vacuum_stalenes
 from kit.audit.base import CheckResult, run_check
 from kit.db import extensions
 from kit.fixes.model import ANALYZE, CREATE, DROP, Fix, FixPlan
-from kit.indexes.advisor import HYPO_CREATE, Advice, advise, cost, table_columns
+from kit.indexes.advisor import HYPO_CREATE, cost, table_columns
+from kit.indexes.select import Candidate, Selection, select_indexes, write_cost
+from kit.indexes.select import Statement as SelectStatement
 from kit.indexes.spec import IndexSpec, declared_in_migrations, parse_index_sql, parse_indexdef
 from kit.indexes.status import APPLIED, DIFFERS, NO_TABLE, default_specs, index_status
 from kit.indexes.verify import probe_for
@@ -76,6 +80,8 @@ class _Candidate:
     expect: list[str] = field(default_factory=list)
     est_bytes: int | None = None
     spec: IndexSpec | None = None  # a declared index
+    where: tuple[str, str] | None = None  # a partial index: WHERE column = value
+    saved_ms: float | None = None  # the selection's estimate over the window
 
     def add(self, *, statements=(), source=None, why=None, expect=None) -> None:
         self.statements += [s for s in statements if s not in self.statements]
@@ -100,9 +106,12 @@ def index_name(table: str, columns: tuple[str, ...], taken: set[str]) -> str:
     return name
 
 
-def _create_spec(schema: str, table: str, columns: tuple[str, ...], name: str) -> IndexSpec:
+def _create_spec(schema: str, table: str, columns: tuple[str, ...], name: str,
+                 where: tuple[str, str] | None = None) -> IndexSpec:
     stmt = sql.SQL("CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ({})").format(
         sql.Identifier(name), sql.Identifier(schema, table), sql.SQL(", ").join(map(sql.Identifier, columns)))
+    if where:
+        stmt = sql.SQL("{} WHERE {} = {}").format(stmt, sql.Identifier(where[0]), sql.Literal(where[1]))
     (spec,) = parse_index_sql(stmt.as_string(None), source="kit")
     return spec
 
@@ -145,29 +154,27 @@ def _touching(targets: tuple[Statement, ...], uses: dict, schema: str, table: st
     return out
 
 
-def _advised(cands: dict, advice: Advice, targets: tuple[Statement, ...]) -> None:
-    """Per statement, its best suggestion (largest cost drop, then fewest columns)."""
-    best: dict[int, dict] = {}
-    for row in advice.suggestions:
-        n = row["statement"]
-        rank = (row["drop_pct"], -len(row["columns"].split(", ")))
-        if n not in best or rank > (best[n]["drop_pct"], -len(best[n]["columns"].split(", "))):
-            best[n] = row
-    for n, row in sorted(best.items()):
-        cols = tuple(row["columns"].split(", "))
-        cand = cands.setdefault((row["schema"], row["table"], cols), _Candidate(row["schema"], row["table"], cols))
-        key = targets[n].key
-        cand.add(statements=[key], source="advisor",
-                 why=f"{key} reads {row['table']} without an index on ({row['columns']})",
-                 expect=f"planner cost of {key} {row['base_cost']:.0f} -> {row['cost']:.0f} (-{row['drop_pct']:.0f}%)")
-        cand.est_bytes = max(cand.est_bytes or 0, int(row["est_bytes"] or 0))
+def _selected(cands: dict, selection: Selection) -> None:
+    """The indexes chosen over the workload, each with the statements its plan serves in the chosen set."""
+    for chosen in selection.chosen:
+        c = chosen.candidate
+        cand = cands.setdefault((c.schema, c.table, c.columns, c.where),
+                                _Candidate(c.schema, c.table, c.columns, where=c.where))
+        keys = ", ".join(chosen.statements)
+        partial = f", only the rows with the rare value of {c.where[0]} it asks for" if c.where else ""
+        cand.add(statements=chosen.statements, source="advisor",
+                 why=f"{keys} read {c.table} without an index on ({', '.join(c.columns)}){partial}",
+                 expect="; ".join(f"planner cost of {k} {b:.0f} -> {a:.0f}" + (f" (-{100 * (b - a) / b:.0f}%)" if b > 0
+                                                                              else "")
+                                  for k, (b, a) in chosen.costs.items()))
+        cand.est_bytes, cand.saved_ms = chosen.est_bytes, chosen.saved_ms
 
 
 def _foreign_keys(cands: dict, fks: list[dict], targets, uses, probes: list[Statement]) -> None:
     for fk in fks:
         cols = tuple(fk["columns"])
         same = next((c for c in cands.values() if (c.schema, c.table) == (fk["schema"], fk["table"])
-                     and set(c.columns[:len(cols)]) == set(cols)), None)
+                     and c.where is None and set(c.columns[:len(cols)]) == set(cols)), None)
         cand = same or cands.setdefault((fk["schema"], fk["table"], cols),
                                         _Candidate(fk["schema"], fk["table"], cols))
         probe = fk_probe(fk["schema"], fk["table"], list(cols), fk["constraint"])
@@ -193,7 +200,7 @@ def _declared(cands: dict, declared: Declared, engine: Engine, targets, uses, pr
         cand = _Candidate(spec.schema, spec.table, spec.columns, spec=spec)
         for key, other in list(cands.items()):
             if (other.schema, other.table) == (spec.schema, spec.table) and other.spec is None \
-                    and spec.columns and spec.columns[:len(other.columns)] == other.columns:
+                    and other.where is None and spec.columns and spec.columns[:len(other.columns)] == other.columns:
                 cand.add(statements=other.statements, why="; ".join(other.why), expect="; ".join(other.expect))
                 cand.sources += [s for s in other.sources if s not in cand.sources]
                 del cands[key]
@@ -242,8 +249,7 @@ def re_hypothetical(cand: _Candidate) -> str:
     """The candidate as hypopg wants it: a plain CREATE INDEX (no name, no CONCURRENTLY)."""
     if cand.spec is not None:
         return cand.spec.create_sql.replace(" CONCURRENTLY IF NOT EXISTS", "", 1)
-    return sql.SQL("CREATE INDEX ON {} ({})").format(
-        sql.Identifier(cand.schema, cand.table), sql.SQL(", ").join(map(sql.Identifier, cand.columns))).as_string(None)
+    return Candidate(cand.schema, cand.table, cand.columns, cand.where).create().as_string(None)
 
 
 LIVE_NAMES = "/* kit */ SELECT relname FROM pg_class WHERE relkind = 'i'"
@@ -255,14 +261,15 @@ def _creates(cands: list[_Candidate], taken: set[str]) -> list[Fix]:
         if cand.spec is not None:
             spec, declared = cand.spec, True
         else:
-            name = index_name(cand.table, cand.columns, taken)
+            name = index_name(cand.table, cand.columns + (("where", cand.where[0]) if cand.where else ()), taken)
             taken.add(name)
-            spec, declared = _create_spec(cand.schema, cand.table, cand.columns, name), False
+            spec, declared = _create_spec(cand.schema, cand.table, cand.columns, name, cand.where), False
         out.append(Fix(kind=CREATE, sql=spec.create_sql, target_table=f"{cand.schema}.{cand.table}",
                        statements=tuple(cand.statements), why="; ".join(cand.why),
                        expect="; ".join(cand.expect), source=" + ".join(cand.sources),
                        index=f"{spec.schema}.{spec.name}", index_def=spec.create_sql, est_bytes=cand.est_bytes,
-                       declared=declared, schema=cand.schema, table=cand.table, index_name=spec.name))
+                       declared=declared, schema=cand.schema, table=cand.table, index_name=spec.name,
+                       saved_ms=cand.saved_ms))
     return out
 
 
@@ -314,10 +321,11 @@ def _analyzes(stale: list[dict], targets, uses, notes: list[str], *, min_rows: i
 
 def plan_fixes(engine: Engine, workload: Workload, *, declared: Declared | None = None,
                min_rows: int = MIN_ROWS, analyze_min_rows: int = 1_000,
-               values: dict[str, tuple] | None = None) -> FixPlan:
+               values: dict[str, tuple] | None = None, budget_bytes: int | None = None) -> FixPlan:
     """The fixes for this database, with the probes (statements the kit wrote) their verification
     needs; ``values`` (statement key -> its parameter values, as measured) make the advisor plan each
-    statement as the workload runs it."""
+    statement as the workload runs it; ``budget_bytes`` caps the new indexes' estimated size (None:
+    half the size of the tables they are on)."""
     declared = declared or Declared((), "none")
     values = values or {}
     targets = workload.targets
@@ -325,17 +333,40 @@ def plan_fixes(engine: Engine, workload: Workload, *, declared: Declared | None 
     fks = [r for r in _rows(engine, lambda c: unindexed_foreign_keys(c, min_rows=min_rows)) if r["rows"] >= min_rows]
     dups = _rows(engine, duplicate_indexes)
     stale = _rows(engine, lambda c: vacuum_staleness(c, min_rows=analyze_min_rows))
-    advice = advise(engine, queries=[s.text for s in targets], values=[values.get(s.key) for s in targets])
     with sessions.connect(url, app="dbperf-kit-plan") as conn:
+        conn.prepare_threshold = None  # psycopg's own prepared statements would mix with the advisor's
         uses = _uses(conn, targets)
         taken = {r[0] for r in conn.execute(LIVE_NAMES)}
+        selection = _select(conn, workload, values, budget_bytes)
     cands: dict = {}
     probes: list[Statement] = []
-    notes = [f"advisor: {advice.message}"]
-    _advised(cands, advice, targets)
+    notes = [f"advisor: {n}" for n in selection.notes]
+    _selected(cands, selection)
     _foreign_keys(cands, fks, targets, uses, probes)
     _declared(cands, declared, engine, targets, uses, probes)
     _whatif(url, list(cands.values()), targets, probes, values)
+    creates = _creates(list(cands.values()), taken)
+    with sessions.connect(url, app="dbperf-kit-plan") as conn:
+        creates = [_with_write_cost(conn, f, _statements(workload, values)) for f in creates]
     fixes = [*_analyzes(stale, targets, uses, notes, min_rows=analyze_min_rows),
-             *_creates(list(cands.values()), taken), *_drops(dups, declared, targets, uses, notes, probes)]
-    return FixPlan(tuple(fixes), tuple(notes), tuple(probes))
+             *creates, *_drops(dups, declared, targets, uses, notes, probes)]
+    return FixPlan(tuple(fixes), tuple(notes), tuple(probes), budget_bytes=selection.budget_bytes)
+
+
+def _select(conn: psycopg.Connection, workload: Workload, values: dict[str, tuple],
+            budget_bytes: int | None) -> Selection:
+    """The workload-wide choice of new indexes; unavailable without hypopg (and says how to enable it)."""
+    if not extensions.usable(conn, "hypopg"):
+        return Selection("unavailable", (), budget_bytes, 0, (f"hypopg is not usable here: {extensions.ENABLE['hypopg']}",))
+    return select_indexes(conn, _statements(workload, values), budget_bytes=budget_bytes)
+
+
+def _statements(workload: Workload, values: dict[str, tuple]) -> list[SelectStatement]:
+    return [SelectStatement(s.key, s.text, values.get(s.key), s.total_ms, s.rows) for s in workload.targets]
+
+
+def _with_write_cost(conn: psycopg.Connection, fix: Fix, statements: list[SelectStatement]) -> Fix:
+    """A new index with the rows the workload wrote to its table and the estimated cost to those writes."""
+    spec = parse_index_sql(fix.index_def, source="kit")[0]
+    written, write_ms = write_cost(conn, statements, fix.schema, fix.table, spec.columns)
+    return fix.but(rows_written=written, write_ms=write_ms)

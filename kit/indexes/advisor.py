@@ -1,12 +1,14 @@
-"""What-if index advice with hypopg: for the top statements, try one- and two-column
-hypothetical indexes on the user tables they filter, join or sort on, and keep those that cut
-the planner's cost by half (talks to PostgreSQL; creates no real index, and every hypothetical
-one is dropped in a finally).
+"""What-if index advice with hypopg: for the top statements, try hypothetical indexes on the user
+tables they filter, join or sort on — each column, the equality columns together then with a
+range column or the sort key (up to three), pairs of columns (:func:`candidate_keys`) — and keep
+those that cut the planner's cost by half (talks to PostgreSQL; creates no real index, and every
+hypothetical one is dropped in a finally). Each statement is planned on the values it was measured
+on when given (a custom plan, as the workload runs it), else generically.
 
-Only user tables are tried (not a view, not a catalog); a column that already leads a valid
-index is not tried again as a leading column. The advisor's own statements (PREPARE, EXPLAIN
-EXECUTE, DEALLOCATE, SET) carry ``/* kit */``, so pg_stat_statements never counts them as the
-workload.
+Only user tables are tried (not a view, not a catalog); a candidate that a valid index already
+starts with is not tried. The advisor's own statements (PREPARE, EXPLAIN EXECUTE, DEALLOCATE,
+set_config) carry ``/* kit */``, so pg_stat_statements never counts them as the workload. The
+set of indexes the loop builds is chosen over the whole workload (:mod:`kit.indexes.select`).
 """
 
 from __future__ import annotations
@@ -25,10 +27,13 @@ from kit.db import extensions
 from kit.indexes.verify import plan_indexes
 from kit.safety import sessions
 from kit.sqltext import redact
-from kit.sqltext.refs import Relation, references
+from kit.sqltext.refs import ColumnUse, References, Relation, references
 
 MIN_DROP = 0.5
 _MAX_CANDIDATES = 12
+MAX_KEYS = 3  # key columns of a candidate index
+_EQUALITY = {"=", "in", "any", "null"}
+_RANGE = {"<", ">", "<=", ">=", "between", "like"}
 _ADVISED_KINDS = {"select", "with", "update", "delete"}
 _OP_ORDER = {"=": 0, "in": 0, "any": 0, "null": 1, "join": 1, "between": 2, "<": 2, ">": 2, "<=": 2, ">=": 2,
              "like": 3, "order": 4}
@@ -67,10 +72,7 @@ def candidate_columns(query: str) -> dict[str, list[str]]:
 TABLE_INFO = """/* kit */
 SELECT c.oid, n.nspname, c.relname, c.relkind IN ('r', 'p', 'm')
        AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%',
-       ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped),
-       ARRAY(SELECT DISTINCT a.attname::text FROM pg_index x
-             JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0]
-             WHERE x.indrelid = c.oid AND x.indisvalid AND x.indpred IS NULL)
+       ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)"""
 
 
@@ -80,7 +82,6 @@ class TableInfo:
     name: str
     user_table: bool
     columns: frozenset[str]
-    led: frozenset[str]  # columns that lead a valid, non-partial index
 
 
 def table_info(conn: psycopg.Connection, rel: Relation, cache: dict) -> TableInfo | None:
@@ -88,29 +89,65 @@ def table_info(conn: psycopg.Connection, rel: Relation, cache: dict) -> TableInf
     if key not in cache:
         name = sql.Identifier(*([rel.schema] if rel.schema else []), rel.name).as_string(conn)
         row = conn.execute(TABLE_INFO, [name]).fetchone()
-        cache[key] = None if row is None else TableInfo(row[1], row[2], bool(row[3]), frozenset(row[4]),
-                                                     frozenset(row[5]))
+        cache[key] = None if row is None else TableInfo(row[1], row[2], bool(row[3]), frozenset(row[4]))
     return cache[key]
 
 
-def table_columns(conn: psycopg.Connection, query: str, cache: dict | None = None) -> dict[TableInfo, list[str]]:
-    """{table: columns} of ``query`` resolved in the database: unqualified columns go to the one
-    table that has them; names that are not tables (CTEs, views) come back with ``user_table`` False."""
-    refs = references(query)
-    cache = {} if cache is None else cache
-    if refs is None:
-        return {}
-    out: dict[TableInfo, list[str]] = {}
-    for use in sorted(refs.columns, key=lambda u: _OP_ORDER.get(u.op, 3)):
+def table_uses(conn: psycopg.Connection, refs: References, cache: dict) -> dict[TableInfo, list[ColumnUse]]:
+    """The column uses of a parsed statement per table, resolved in the database: an unqualified
+    column goes to the one table that has it; names that are not tables (CTEs, views) come back
+    with ``user_table`` False."""
+    out: dict[TableInfo, list[ColumnUse]] = {}
+    for use in refs.columns:
         rel = refs.relation(use.qualifier)
         candidates = [rel] if rel is not None else (list(refs.relations) if use.qualifier is None else [])
         tables = [t for t in (table_info(conn, r, cache) for r in candidates) if t is not None]
         owners = [t for t in tables if use.column in t.columns] if len(tables) > 1 else tables
         if len(owners) == 1 and use.column in owners[0].columns:
-            cols = out.setdefault(owners[0], [])
-            if use.column not in cols:
-                cols.append(use.column)
+            out.setdefault(owners[0], []).append(use)
     return out
+
+
+def table_columns(conn: psycopg.Connection, query: str, cache: dict | None = None) -> dict[TableInfo, list[str]]:
+    """{table: columns} of ``query`` (:func:`table_uses`), compared ones first, then joined, then sorted."""
+    refs = references(query)
+    if refs is None:
+        return {}
+    return {table: list(dict.fromkeys(u.column for u in sorted(uses, key=lambda u: _OP_ORDER.get(u.op, 3))))
+            for table, uses in table_uses(conn, refs, {} if cache is None else cache).items()}
+
+
+def candidate_keys(uses: Sequence[ColumnUse], *, limit: int = 16) -> list[tuple[str, ...]]:
+    """Key column tuples for one table of one statement, most promising first (pure)."""
+    ordered = list(dict.fromkeys(u.column for u in uses))
+    eq = list(dict.fromkeys(u.column for u in uses if u.op in _EQUALITY or u.op == "join"))
+    rng = list(dict.fromkeys(u.column for u in uses if u.op in _RANGE and u.column not in eq))
+    order = list(dict.fromkeys(u.column for u in uses if u.op == "order" and u.column not in eq))
+    found: list[tuple[str, ...]] = []
+    if eq:
+        found.append(tuple(eq[:MAX_KEYS]))
+        found += [tuple(eq[:MAX_KEYS - 1]) + (c,) for c in (rng[:1] + order[:1])]
+    found += [(c,) for c in ordered]
+    found += list(itertools.permutations(ordered, 2))
+    return list(dict.fromkeys(k for k in found if k))[:limit]
+
+
+def covered(keys: tuple[str, ...], existing: frozenset[tuple[str, ...]]) -> bool:
+    """Whether a valid index already starts with ``keys`` (it serves whatever they would)."""
+    return any(index[:len(keys)] == keys for index in existing)
+
+
+EXISTING = """/* kit */
+SELECT ARRAY(SELECT a.attname::text FROM unnest(x.indkey) WITH ORDINALITY k(attnum, n)
+             JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum ORDER BY k.n)
+FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_am m ON m.oid = i.relam
+WHERE x.indrelid = to_regclass(format('%%I.%%I', %s::text, %s::text)) AND x.indisvalid AND x.indpred IS NULL
+  AND m.amname = 'btree' AND 0 <> ALL (x.indkey)"""
+
+
+def existing_keys(conn: psycopg.Connection, table: TableInfo) -> frozenset[tuple[str, ...]]:
+    """The key columns of every valid, plain btree index of ``table`` (no predicate, no expression)."""
+    return frozenset(tuple(r[0]) for r in conn.execute(EXISTING, [table.schema, table.name]).fetchall())
 
 
 def _deallocate(conn: psycopg.Connection) -> None:
@@ -210,14 +247,14 @@ def advise_statement(conn: psycopg.Connection, n: int, query: str, cache: dict,
     except psycopg.Error as exc:
         return [_note(n, query, "skipped", str(exc).strip().splitlines()[0])]
     rows: list[dict] = []
-    for table, cols in table_columns(conn, query, cache).items():
+    for table, uses in table_uses(conn, refs, cache).items():
         if not table.user_table:
             rows.append(_note(n, query, "skipped", f"{table.schema}.{table.name} is not a user table", table))
             continue
-        combos = [(c,) for c in cols] + list(itertools.permutations(cols, 2))
-        combos = [c for c in combos if c[0] not in table.led]
+        existing = existing_keys(conn, table)
+        combos = [c for c in candidate_keys(uses) if not covered(c, existing)]
         if not combos:
-            rows.append(_note(n, query, "skipped", f"every column it uses already leads an index on {table.name}",
+            rows.append(_note(n, query, "skipped", f"an index on {table.name} already starts with every candidate",
                               table))
         for columns in combos[:_MAX_CANDIDATES]:
             try:

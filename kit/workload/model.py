@@ -52,6 +52,7 @@ class Workload:
     total_ms: float  # every statement of the window, not only the top
     calls: int
     reset: str | None = None  # when pg_stat_statements was last reset (ISO), to match the next run
+    window_s: float | None = None  # how long the window lasted (None: unknown)
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame([{"key": s.key, "query": s.query, "kind": s.kind, "calls": s.calls,

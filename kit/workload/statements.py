@@ -6,6 +6,8 @@ never reset).
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pandas as pd
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
@@ -55,18 +57,28 @@ def read_workload(engine: Engine, *, previous: dict | None = None, top: int = 10
         return Workload("unavailable", f"pg_stat_statements cannot be read: {first}", "", (), 0.0, 0)
     reset_iso = reset.isoformat() if reset else None
     before, basis = None, "since the statistics were reset"
+    since = reset
     if previous and previous.get("snapshot") and previous.get("reset") == reset_iso:
         before = pd.DataFrame(previous["snapshot"])
         basis = f"since run {previous.get('run', 'before')}"
+        since = _parsed(previous.get("created_at"))
     rows = window(now, before)
     statements = select(rows, top=top, min_calls=min_calls)
     if before is not None and not statements:  # nothing ran since: the whole history says more
         rows, basis = window(now, None), f"since the statistics were reset (nothing ran since run {previous.get('run')})"
-        statements = select(rows, top=top, min_calls=min_calls)
+        statements, since = select(rows, top=top, min_calls=min_calls), reset
     message = (f"{len(statements)} top statements with {min_calls}+ calls of {len(rows)} statements, "
                f"{rows['total_ms'].sum() / 1000 if len(rows) else 0:.1f} s of execution time")
+    window_s = (datetime.now(timezone.utc) - since).total_seconds() if since is not None else None
     return Workload("ok", message, basis, statements, float(rows["total_ms"].sum()) if len(rows) else 0.0,
-                    int(rows["calls"].sum()) if len(rows) else 0, reset_iso)
+                    int(rows["calls"].sum()) if len(rows) else 0, reset_iso, window_s)
+
+
+def _parsed(stamp: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(stamp) if stamp else None
+    except ValueError:
+        return None
 
 
 def previous_window(engine: Engine, runs_dir: str = "runs") -> dict | None:
@@ -78,4 +90,4 @@ def previous_window(engine: Engine, runs_dir: str = "runs") -> dict | None:
                             before=current.name if current else "~")  # "~" sorts after every timestamp
     if not found or not found.get("statements"):
         return None
-    return {**found["statements"], "run": found["run"]}
+    return {**found["statements"], "run": found["run"], "created_at": found.get("created_at")}
