@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kit.fixes import CREATE, DROP, KEPT, REVERTED, Fix
-from kit.fixes.verify import judge, slower
+from kit.fixes.verify import judge, settle, slower
 from kit.workload.timing import ESTIMATED, MEASURED, Timing
 
 
@@ -68,3 +68,19 @@ def test_a_measurement_that_does_not_reproduce_the_workload_keeps_nothing():
     on_probe = judge(probe, {"q": _t(2.0, reproduced=False), "probe:fk": _t(8, 8, 8)}, fast)
     assert (on_probe.verdict, on_probe.speedup) == (KEPT, 8.0)
     assert judge(_create(declared=True), {"q": _t(2.0, reproduced=False)}, fast).verdict == KEPT
+
+
+def test_the_set_is_judged_as_a_whole():
+    """A kept index that another statement's plan now uses and that made it slower is reverted; a drop
+    that relied on a new index covering it goes with it."""
+    new = _create().but(verdict=KEPT, reason="plan uses it")
+    covered = Fix(DROP, "sql", "public.t", ("q",), "why", "expect", "covered by a new index", index="public.old",
+                  index_name="old", depends_on="ix", verdict=KEPT)
+    before = {"q": _t(1.0, 1.0, 1.0), "other": _t(1.0, 1.0, 1.0, 1.0, 1.0)}
+    fine = {"q": _t(0.1, 0.1, 0.1, indexes=["ix"]), "other": _t(1.0, 1.0, 1.0, 1.0, 1.0, indexes=["ix"])}
+    assert [f.verdict for f in settle([new, covered], before, fine)] == [KEPT, KEPT]
+    worse = {**fine, "other": _t(3.0, 3.1, 3.2, 3.0, 3.1, indexes=["ix"])}
+    settled = settle([new, covered], before, worse)
+    assert [f.verdict for f in settled] == [REVERTED, REVERTED]
+    assert settled[0].reason == "other got slower with it: 1.000 -> 3.100 ms"
+    assert settled[1].reason == "ix, the new index that covers it, was not kept"

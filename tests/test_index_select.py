@@ -100,3 +100,29 @@ def test_the_budget_caps_what_is_chosen(selection_db):
     roomy = _select(selection_db, statements, budget_bytes=2**30)
     assert len(roomy.chosen) == 2 and roomy.budget_bytes == 2**30
     assert sum(c.est_bytes for c in roomy.chosen) <= 2**30
+
+
+def test_an_existing_index_the_new_one_extends_is_dropped_with_it(selection_db):
+    """t2 has (a); the workload filters on a and b: the plan builds (a, b) and drops (a), the drop
+    kept only if (a, b) is."""
+    from kit.db.engine import make_engine
+    from kit.fixes import CREATE, DROP
+    from kit.fixes.plan import plan_fixes
+    from kit.workload.model import Statement as WorkStatement
+    from kit.workload.model import Workload
+
+    with psycopg.connect(libpq_url(selection_db), autocommit=True) as conn:
+        conn.execute("CREATE TABLE t2 AS SELECT * FROM t")
+        conn.execute("CREATE INDEX t2_a_idx ON t2 (a)")
+        conn.execute("ANALYZE t2")
+    text = "SELECT * FROM t2 WHERE a = $1 AND b = $2"
+    stmt = WorkStatement("k", 1, text, "select", calls=100, total_ms=900.0, rows=1400, share_pct=90.0)
+    engine = make_engine(selection_db)
+    try:
+        plan = plan_fixes(engine, Workload("ok", "", "", (stmt,), 1000.0, 100), values={"k": ("42", "3")})
+    finally:
+        engine.dispose()
+    create = next(f for f in plan.fixes if f.kind == CREATE and f.table == "t2")
+    drop = next(f for f in plan.fixes if f.kind == DROP and f.table == "t2")
+    assert create.index_name == "kit_t2_a_b_idx" and (drop.index_name, drop.depends_on) == ("t2_a_idx", "kit_t2_a_b_idx")
+    assert drop.source == "covered by a new index" and drop.statements[-1] == "probe:t2_a_idx"

@@ -21,7 +21,7 @@ from kit.fixes.apply import apply_fixes, undo
 from kit.fixes.model import APPLIED, CREATE, FAILED, KEPT, REVERTED, Fix, FixPlan, counts, fixes_frame
 from kit.fixes.plan import Declared, plan_fixes
 from kit.fixes.report import STATEMENT_COLUMNS
-from kit.fixes.verify import judge
+from kit.fixes.verify import judge, settle
 from kit.runs import records
 from kit.safety import sessions
 from kit.workload.measure import again, measure, targets_for
@@ -137,18 +137,19 @@ def _sizes(url: str, fixes: tuple[Fix, ...]) -> tuple[Fix, ...]:
 
 
 def run_loop(engine: Engine, workload: Workload, *, apply: bool = False, declared: Declared | None = None,
-             warmup: int = 1, repeats: int = 5, min_rows: int = 10_000,
+             warmup: int = 1, repeats: int = 5, min_rows: int = 10_000, budget_bytes: int | None = None,
              out: Callable[[str], None] | None = print) -> LoopResult:
     """Steps: 1. parameter values from the data, those that reproduce the workload measured before
     (writes only with ``apply``, rolled back); 2. plan on those values; 3. the probes the plan wrote,
     measured before; 4. apply (pre-flight first); 5. measure after, same values, fresh sessions;
-    6. keep or revert each fix."""
+    6. keep or revert each fix, then the set as a whole (:func:`kit.fixes.verify.settle`).
+    ``budget_bytes`` caps the new indexes' estimated size (None: half the size of their tables)."""
     started = time.monotonic()
     url = engine.url.render_as_string(hide_password=False)
     say = escape.lines_to(out)
     targets = targets_for(url, workload.targets)  # 1.
     before = measure(url, targets, warmup=warmup, repeats=repeats, writes=apply)
-    plan = plan_fixes(engine, workload, declared=declared, min_rows=min_rows,  # 2.
+    plan = plan_fixes(engine, workload, declared=declared, min_rows=min_rows, budget_bytes=budget_bytes,  # 2.
                       values={k: t.params for k, t in before.items() if t.params})
     probes = targets_for(url, plan.probes)  # 3.
     before |= measure(url, probes, warmup=warmup, repeats=repeats, writes=apply)
@@ -157,18 +158,14 @@ def run_loop(engine: Engine, workload: Workload, *, apply: bool = False, declare
     if apply and fixes:
         fixes = apply_fixes(engine, fixes, out=out)  # 4.
         after = measure(url, again(targets, before), warmup=warmup, repeats=repeats, writes=True)  # 5.
-        judged = []
-        for fix in fixes:  # 6.
-            if fix.verdict != APPLIED:
-                judged.append(fix)
-                continue
-            fix = judge(fix, before, after)
-            if fix.verdict == REVERTED:
+        applied = [fix.verdict == APPLIED for fix in fixes]  # 6.
+        judged = settle([judge(f, before, after) if ok else f for f, ok in zip(fixes, applied)], before, after)
+        for i, fix in enumerate(judged):
+            if applied[i] and fix.verdict == REVERTED:
                 why = undo(engine, fix, out=out)
                 say(f"reverted {fix.index or fix.target_table}: {fix.reason}")
                 if why:
-                    fix = fix.but(verdict=FAILED, reason=f"{fix.reason}; {why}")
-            judged.append(fix)
+                    judged[i] = fix.but(verdict=FAILED, reason=f"{fix.reason}; {why}")
         fixes = _sizes(url, tuple(judged))
     return LoopResult(target=target_key(url), workload=workload, plan=plan, fixes=tuple(fixes), before=before,
                       after=after, applied=bool(apply and plan.fixes), seconds=time.monotonic() - started,

@@ -44,6 +44,7 @@ class Fix:
     saved_ms: float | None = None
     rows_written: int | None = None
     write_ms: float | None = None
+    depends_on: str | None = None  # a drop of an index a new one covers: that new index's name
 
     def to_record(self) -> dict:
         """The fixes.json object: exactly :data:`RECORD_KEYS`."""

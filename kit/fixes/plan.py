@@ -8,7 +8,8 @@ change (talks to PostgreSQL, read-only; hypothetical indexes only):
 3. the indexes a migration declares that are missing — the user's own migrations (a file or a
    folder of ``.sql`` files), or the platform's on the demo database; a candidate such an index
    covers is folded into it;
-4. ``DROP INDEX`` for indexes another index covers (never one a migration declares);
+4. ``DROP INDEX`` for indexes another index covers (never one a migration declares) — one that
+   exists, or a new one of this plan (the drop is then kept only if that new index is);
 5. ``ANALYZE`` for tables whose statistics are missing or stale.
 """
 
@@ -297,6 +298,46 @@ def _drops(dups: list[dict], declared: Declared, targets, uses, notes: list[str]
     return out
 
 
+# plain btree indexes of a table (no predicate, expression, INCLUDE, sort order or collation of their
+# own, no constraint behind them): one a new index extends is covered by it
+PLAIN_INDEXES = """/* kit */
+SELECT i.relname, pg_get_indexdef(i.oid), pg_relation_size(i.oid),
+       ARRAY(SELECT a.attname::text FROM unnest(x.indkey) WITH ORDINALITY k(attnum, n)
+             JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum ORDER BY k.n)
+FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_am m ON m.oid = i.relam
+WHERE x.indrelid = to_regclass(format('%%I.%%I', %s::text, %s::text)) AND x.indisvalid AND NOT x.indisunique
+  AND x.indpred IS NULL AND x.indexprs IS NULL AND x.indnkeyatts = x.indnatts AND m.amname = 'btree'
+  AND 0 = ALL (x.indoption::int2[]) AND pg_get_indexdef(i.oid) NOT LIKE '%%COLLATE%%'
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)"""
+
+
+def _covered_by_new(conn: psycopg.Connection, creates: list[Fix], declared: Declared, targets, uses,
+                    probes: list[Statement]) -> list[Fix]:
+    """A drop for each existing index a new one extends ((a) by (a, b)), kept only if the new one is."""
+    out = []
+    for new in creates:
+        spec = parse_index_sql(new.index_def, source="kit")[0]
+        if new.declared or spec.predicate or len(spec.columns) < 2:
+            continue
+        for name, definition, size, columns in conn.execute(PLAIN_INDEXES, [new.schema, new.table]).fetchall():
+            columns = tuple(columns)
+            if name in declared.names or len(columns) >= len(spec.columns) or spec.columns[:len(columns)] != columns:
+                continue
+            probe = spec_probe(parse_indexdef(definition))
+            probes.append(probe)
+            out.append(Fix(kind=DROP, sql=sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
+                               sql.Identifier(new.schema, name)).as_string(None),
+                           target_table=new.target_table,
+                           statements=(*_touching(targets, uses, new.schema, new.table), probe.key),
+                           why=f"{new.schema}.{name} ({', '.join(columns)}) is covered by the new {new.index}",
+                           expect=f"frees {size / 2**20:.1f} MiB; writes to {new.table} maintain one index fewer; "
+                                  f"its reads use {new.index} (no statement may get slower)",
+                           source="covered by a new index", index=f"{new.schema}.{name}", index_def=definition,
+                           est_bytes=int(size), schema=new.schema, table=new.table, index_name=name,
+                           depends_on=new.index_name))
+    return out
+
+
 def _analyzes(stale: list[dict], targets, uses, notes: list[str], *, min_rows: int) -> list[Fix]:
     """ANALYZE for the stale tables the workload reads (the others are in the notes: no statement
     would show what it changes)."""
@@ -348,8 +389,9 @@ def plan_fixes(engine: Engine, workload: Workload, *, declared: Declared | None 
     creates = _creates(list(cands.values()), taken)
     with sessions.connect(url, app="dbperf-kit-plan") as conn:
         creates = [_with_write_cost(conn, f, _statements(workload, values)) for f in creates]
+        covered = _covered_by_new(conn, creates, declared, targets, uses, probes)
     fixes = [*_analyzes(stale, targets, uses, notes, min_rows=analyze_min_rows),
-             *creates, *_drops(dups, declared, targets, uses, notes, probes)]
+             *creates, *_drops(dups, declared, targets, uses, notes, probes), *covered]
     return FixPlan(tuple(fixes), tuple(notes), tuple(probes), budget_bytes=selection.budget_bytes)
 
 

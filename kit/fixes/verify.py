@@ -120,3 +120,22 @@ def judge_analyze(fix: Fix, before: dict[str, Timing], after: dict[str, Timing])
 
 def judge(fix: Fix, before: dict[str, Timing], after: dict[str, Timing]) -> Fix:
     return {CREATE: judge_create, DROP: judge_drop, ANALYZE: judge_analyze}[fix.kind](fix, before, after)
+
+
+def settle(fixes: list[Fix], before: dict[str, Timing], after: dict[str, Timing]) -> list[Fix]:
+    """The verdicts of the set as a whole: a new index that a workload statement's plan now uses and
+    that made it slower is reverted (the whole workload is checked, not only the fix's own
+    statements); a drop that relied on a new index covering it is reverted when that index was not kept."""
+    out = []
+    for fix in fixes:
+        if fix.kind == CREATE and fix.verdict == KEPT and not fix.declared:
+            worse = [k for k, t in after.items() if not k.startswith(PROBE) and fix.index_name in t.indexes
+                     and slower(before.get(k), t)]
+            if worse:
+                k = worse[0]
+                fix = fix.but(verdict=REVERTED, reason=f"{k} got slower with it: {before[k].median_ms:.3f} -> "
+                                                       f"{after[k].median_ms:.3f} ms")
+        out.append(fix)
+    kept = {f.index_name for f in out if f.kind == CREATE and f.verdict == KEPT}
+    return [f.but(verdict=REVERTED, reason=f"{f.depends_on}, the new index that covers it, was not kept")
+            if f.kind == DROP and f.depends_on and f.verdict == KEPT and f.depends_on not in kept else f for f in out]

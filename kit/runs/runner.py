@@ -51,7 +51,8 @@ PLATFORM_TAG = "platform"
 # nothing; the type check below only the type): inclusive numeric ranges, allowed choices.
 RANGES: dict[str, tuple[float, float]] = {"load_users": (1, 10_000), "load_seconds": (0.1, 3_600),
                                           "last_runs": (1, 10_000), "top_statements": (1, 500),
-                                          "repeats": (1, 1_000)}
+                                          "repeats": (1, 1_000), "min_calls": (1, 1_000_000_000),
+                                          "index_budget_mb": (0, 100_000_000)}
 CHOICES: dict[str, tuple[str, ...]] = {"scale": ("tiny", "demo", "large")}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
