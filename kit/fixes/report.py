@@ -18,7 +18,8 @@ from kit.fixes.model import CREATE, DROP, KEPT, RECORD_KEYS
 from kit.runs.records import artifact_path
 
 LOOP_JSON = "loop.json"
-FIX_COLUMNS = [*RECORD_KEYS, "index", "source", "declared", "est_bytes", "bytes_after", "why", "expect"]
+FIX_COLUMNS = [*RECORD_KEYS, "index", "source", "declared", "est_bytes", "bytes_after", "why", "expect", "saved_ms",
+               "rows_written", "write_ms"]
 STATEMENT_COLUMNS = ["key", "query", "kind", "calls", "total_ms", "share_pct", "mode", "reason", "reproduced",
                      "evidence", "values_from", "before_ms",
                      "before_lo", "before_hi", "after_ms", "after_lo", "after_hi", "speedup", "cost_before",
@@ -39,8 +40,8 @@ class LoopReport:
 
     def measured(self) -> pd.DataFrame:
         """Statements of the workload and probes with a median before (and after when applied)."""
-        cols = ["key", "query", "calls", "mode", "before_ms", "before_lo", "before_hi", "after_ms", "after_lo",
-                "after_hi", "speedup", "fixes"]
+        cols = ["key", "query", "calls", "mode", "reproduced", "evidence", "before_ms", "before_lo", "before_hi",
+                "after_ms", "after_lo", "after_hi", "speedup", "fixes"]
         if self.statements.empty:
             return pd.DataFrame(columns=cols)
         return self.statements[self.statements["before_ms"].notna()][cols].reset_index(drop=True)
