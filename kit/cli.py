@@ -151,6 +151,20 @@ def run_cmd(params, runs_dir: Path, notebooks_dir: Path | None, only: tuple[str,
         result.gate.raise_for_regressions()
 
 
+@cli.command("apply")
+@click.argument("run")
+@click.option("--runs-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("runs"), show_default=True)
+@click.option("-p", "--parameter", "params", nargs=2, multiple=True, metavar="NAME VALUE",
+              help="Another notebook parameter (repeatable).")
+def apply_cmd(run: str, runs_dir: Path, params) -> None:
+    """Apply the plan a dry run wrote (RUN: its folder, its name, latest or previous), each fix checked
+    again first; the same as kit run -p apply true -p plan RUN."""
+    from kit.runs import runner
+
+    result = runner.run(parameters={**dict(params), "apply": "true", "plan": run}, runs_dir=runs_dir)
+    _print_run(result)
+
+
 # -- history / compare / preflight ------------------------------------------------------
 
 

@@ -85,3 +85,24 @@ def test_the_owner_runs_the_whole_loop_with_apply(owned_shop, tmp_path, monkeypa
     bundle = json.loads(result.bundle_path.read_text())
     assert bundle["derived"]["findings_total"] == result.figures["audit.findings"]  # one snapshot per run
     assert bundle["indexes"] is None  # no migration given: none compared
+
+
+def test_apply_right_after_a_dry_run_and_the_reviewed_plan(owned_shop, tmp_path, monkeypatch):
+    """Right after a dry run nothing new ran: apply still plans on the history (never an empty plan
+    because the window is empty); and `kit apply RUN` applies exactly the plan that was reviewed,
+    each fix checked again — here all applied since, so each is left out and named."""
+    monkeypatch.setenv("KIT_DATABASE_URL", owned_shop["owner"])
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    runs = tmp_path / "runs"
+    dry = runner.run(runs_dir=runs, progress=False, parameters={"repeats": "2"})
+    planned = json.loads((dry.folder / "fixes.json").read_text())
+    assert len(planned) == 4 and "-- Dry run: nothing below was applied" in (dry.folder / "fixes.sql").read_text()
+    applied = runner.run(runs_dir=runs, progress=False, parameters={"apply": "true", "repeats": "3"})
+    done = json.loads((applied.folder / "fixes.json").read_text())
+    assert sorted(f["sql"] for f in done) == sorted(f["sql"] for f in planned)
+    assert [f["verdict"] for f in done].count(KEPT) == 4
+    again = runner.run(runs_dir=runs, progress=False, parameters={"apply": "true", "plan": dry.folder.name})
+    loop = json.loads((again.folder / "loop.json").read_text())
+    assert loop["fixes"] == [] and loop["applied"] is False
+    assert sum(n.startswith("left out ") for n in loop["notes"]) == 4, loop["notes"]
+    assert "-- Apply was asked for; the plan holds nothing to apply" in (again.folder / "fixes.sql").read_text()

@@ -8,6 +8,8 @@ from kit.fixes.apply import apply_fixes, undo
 from kit.fixes.loop import LoopResult, run_loop
 from kit.fixes.model import ANALYZE, CREATE, DROP, FAILED, KEPT, PLANNED, RECORD_KEYS, REVERTED, Fix, FixPlan
 from kit.fixes.plan import Declared, declared_specs, plan_fixes
+from kit.fixes.reviewed import reviewed_plan, what_to_fix
 
 __all__ = ["apply_fixes", "undo", "LoopResult", "run_loop", "ANALYZE", "CREATE", "DROP", "FAILED", "KEPT",
-           "PLANNED", "RECORD_KEYS", "REVERTED", "Fix", "FixPlan", "Declared", "declared_specs", "plan_fixes"]
+           "PLANNED", "RECORD_KEYS", "REVERTED", "Fix", "FixPlan", "Declared", "declared_specs", "plan_fixes",
+           "reviewed_plan", "what_to_fix"]

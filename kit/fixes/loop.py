@@ -98,9 +98,11 @@ class LoopResult:
         return {"target": self.target, "applied": self.applied, "seconds": round(self.seconds, 2),
                 "basis": self.workload.basis, "total_ms": self.workload.total_ms,
                 "statements": json.loads(frame.to_json(orient="records")),
-                "budget_bytes": self.plan.budget_bytes,
+                "budget_bytes": self.plan.budget_bytes, "notes": list(self.plan.notes),
+                "probes": [{"key": p.key, "text": p.text} for p in self.plan.probes],  # the kit's own statements
                 "fixes": [{**f.to_record(), "schema": f.schema, "table": f.table, "index_name": f.index_name,
                            "saved_ms": f.saved_ms, "rows_written": f.rows_written, "write_ms": f.write_ms,
+                           "depends_on": f.depends_on,
                            "index": f.index, "source": f.source, "declared": f.declared,
                            "est_bytes": f.est_bytes, "bytes_after": f.bytes_after, "why": f.why, "expect": f.expect}
                           for f in self.fixes]}
@@ -138,19 +140,21 @@ def _sizes(url: str, fixes: tuple[Fix, ...]) -> tuple[Fix, ...]:
 
 def run_loop(engine: Engine, workload: Workload, *, apply: bool = False, declared: Declared | None = None,
              warmup: int = 1, repeats: int = 5, min_rows: int = 10_000, budget_bytes: int | None = None,
-             out: Callable[[str], None] | None = print) -> LoopResult:
+             reviewed: FixPlan | None = None, out: Callable[[str], None] | None = print) -> LoopResult:
     """Steps: 1. parameter values from the data, those that reproduce the workload measured before
     (writes only with ``apply``, rolled back); 2. plan on those values; 3. the probes the plan wrote,
     measured before; 4. apply (pre-flight first); 5. measure after, same values, fresh sessions;
     6. keep or revert each fix, then the set as a whole (:func:`kit.fixes.verify.settle`).
-    ``budget_bytes`` caps the new indexes' estimated size (None: half the size of their tables)."""
+    ``budget_bytes`` caps the new indexes' estimated size (None: half the size of their tables);
+    ``reviewed`` is a plan reviewed in a dry run (:func:`kit.fixes.reviewed.reviewed_plan`): step 2 then
+    takes it as it is, and ``workload`` is the statements it names."""
     started = time.monotonic()
     url = engine.url.render_as_string(hide_password=False)
     say = escape.lines_to(out)
     targets = targets_for(url, workload.targets)  # 1.
     before = measure(url, targets, warmup=warmup, repeats=repeats, writes=apply)
-    plan = plan_fixes(engine, workload, declared=declared, min_rows=min_rows, budget_bytes=budget_bytes,  # 2.
-                      values={k: t.params for k, t in before.items() if t.params})
+    plan = reviewed or plan_fixes(engine, workload, declared=declared, min_rows=min_rows,  # 2.
+                                  budget_bytes=budget_bytes, values={k: t.params for k, t in before.items() if t.params})
     probes = targets_for(url, plan.probes)  # 3.
     before |= measure(url, probes, warmup=warmup, repeats=repeats, writes=apply)
     targets += probes

@@ -35,7 +35,7 @@ from kit.errors import ConfigError, KitError, NotebookFailed, ParameterError
 from kit.platform.schema import TABLES, platform_tables
 from kit.runs import bundle as bundles
 from kit.runs import gate
-from kit.runs.history import previous_bundle
+from kit.runs.history import previous_bundle, resolve_run
 from kit.runs.records import read_records
 from kit.safety import preflight
 
@@ -144,7 +144,8 @@ def _parse(name: str, raw: str, type_name: str) -> Any:
     return raw
 
 
-def validate_parameters(parameters: dict[str, Any], notebooks: list[Path]) -> dict[Path, dict[str, Any]]:
+def validate_parameters(parameters: dict[str, Any], notebooks: list[Path], *,
+                        runs_dir: Path = Path("runs")) -> dict[Path, dict[str, Any]]:
     """Per notebook, the parameters it declares, typed; an unknown or ill-typed one is an error."""
     declared = {nb: declared_parameters(nb) for nb in notebooks}
     known = {name: spec["type"] for params in declared.values() for name, spec in params.items()}
@@ -161,6 +162,8 @@ def validate_parameters(parameters: dict[str, Any], notebooks: list[Path]) -> di
     typed = {name: check_value(name, coerce(name, value, known[name])) for name, value in parameters.items()}
     if typed.get("migrations"):
         typed["migrations"] = _migrations_path(typed["migrations"])
+    if typed.get("plan"):
+        typed["plan"] = _plan_path(typed["plan"], runs_dir)
     return {nb: {k: v for k, v in typed.items() if k in params} for nb, params in declared.items()}
 
 
@@ -171,6 +174,19 @@ def _migrations_path(value: str) -> str:
         raise ParameterError(f"parameter migrations names {value}, which does not exist; "
                              "give a .sql file or a folder of .sql files")
     return str(path)
+
+
+def _plan_path(value: str, runs_dir: Path) -> str:
+    """The ``plan`` parameter as the absolute folder of a dry run that wrote a plan (``latest``,
+    ``previous``, a folder name under ``runs_dir`` or a path)."""
+    try:
+        folder = resolve_run(value, runs_dir=runs_dir)
+    except KitError as exc:
+        raise ParameterError(f"parameter plan: {exc}") from None
+    if not (folder / "loop.json").exists():
+        raise ParameterError(f"parameter plan names run {folder.name}, which planned no fixes (no loop.json); "
+                             "give the folder of a dry run of 02_apply_fixes")
+    return str(folder.resolve())
 
 
 def check_kernel(name: str) -> None:
@@ -215,7 +231,7 @@ def run(*, parameters: dict[str, Any] | None = None, runs_dir: Path = Path("runs
     if rules and not bundle:
         raise ConfigError("--fail-on needs the run's bundle; drop --no-bundle")
     paths = [Path(notebooks_dir) / name for name in notebooks]
-    per_notebook = validate_parameters(dict(parameters or {}), paths)
+    per_notebook = validate_parameters(dict(parameters or {}), paths, runs_dir=runs_dir)
     check_kernel(kernel_name)
     skip = () if _check_database(per_notebook) else (PLATFORM_TAG,)
     folder = new_run_folder(runs_dir)
