@@ -1,6 +1,12 @@
 """The general loop on any database: plan the fixes, measure their statements on real values,
 apply them safely (only with ``apply``), measure again in fresh sessions, keep or revert each,
 and leave ``fixes.sql`` and ``fixes.json`` in the run folder (talks to PostgreSQL).
+
+With ``apply`` the whole loop — from before the plan to the last verdict or revert — holds the
+database's apply lock (:mod:`kit.safety.applylock`): a second apply is refused before it plans
+(one planned while another builds would plan the same index again under another name). SIGTERM
+raises as Ctrl-C does meanwhile (:mod:`kit.safety.interrupts`). A dry run takes no lock: it
+changes nothing.
 """
 
 from __future__ import annotations
@@ -8,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +29,8 @@ from kit.fixes.plan import Declared, plan_fixes
 from kit.fixes.report import STATEMENT_COLUMNS
 from kit.fixes.verify import judge
 from kit.runs import records
-from kit.safety import sessions
+from kit.safety import applylock, interrupts, sessions
+from kit.safety.applylock import ApplyLock
 from kit.workload.measure import measure, targets_for
 from kit.workload.model import Statement, Workload
 from kit.workload.timing import Timing
@@ -118,31 +125,63 @@ def _sizes(url: str, fixes: tuple[Fix, ...]) -> tuple[Fix, ...]:
 def run_loop(engine: Engine, workload: Workload, *, apply: bool = False, declared: Declared | None = None,
              warmup: int = 1, repeats: int = 5, min_rows: int = 10_000,
              out: Callable[[str], None] | None = print) -> LoopResult:
-    """Steps: 1. plan; 2. parameter values from the data; 3. measure before (writes only with
-    ``apply``, rolled back); 4. apply (pre-flight first); 5. measure after, same values, fresh
-    sessions; 6. keep or revert each fix."""
+    """Steps: 0. with ``apply``, the database's apply lock (ApplyInProgress at once when another session
+    holds it), held to the end; 1. plan; 2. parameter values from the data; 3. measure before (writes only with ``apply``,
+    rolled back); 4. apply (pre-flight first); 5. measure after, same values, fresh sessions;
+    6. keep or revert each fix."""
+    if not apply:
+        return _loop(engine, workload, lock=None, declared=declared, warmup=warmup, repeats=repeats,
+                     min_rows=min_rows, out=out)
+    with interrupts.sigterm_raises(), applylock.hold(engine.url.render_as_string(hide_password=False)) as lock:  # 0.
+        return _loop(engine, workload, lock=lock, declared=declared, warmup=warmup, repeats=repeats,
+                     min_rows=min_rows, out=out)
+
+
+def _loop(engine: Engine, workload: Workload, *, lock: ApplyLock | None, declared: Declared | None, warmup: int,
+          repeats: int, min_rows: int, out: Callable[[str], None] | None) -> LoopResult:
     started = time.monotonic()
     url = engine.url.render_as_string(hide_password=False)
     say = escape.lines_to(out)
+    apply = lock is not None
     plan = plan_fixes(engine, workload, declared=declared, min_rows=min_rows)  # 1.
+    if not apply:
+        plan = _note_apply_in_progress(url, plan, say)
     targets = targets_for(url, [*workload.targets, *plan.probes])  # 2.
     before = measure(url, targets, warmup=warmup, repeats=repeats, writes=apply)  # 3.
     fixes, after = plan.fixes, {}
     if apply and fixes:
-        fixes = apply_fixes(engine, fixes, out=out)  # 4.
+        fixes = apply_fixes(engine, fixes, lock=lock, out=out)  # 4.
         after = measure(url, targets, warmup=warmup, repeats=repeats, writes=True)  # 5.
-        judged = []
-        for fix in fixes:  # 6.
-            if fix.verdict != APPLIED:
-                judged.append(fix)
-                continue
-            fix = judge(fix, before, after)
-            if fix.verdict == REVERTED:
-                why = undo(engine, fix, out=out)
-                say(f"reverted {fix.index or fix.target_table}: {fix.reason}")
-                if why:
-                    fix = fix.but(verdict=FAILED, reason=f"{fix.reason}; {why}")
-            judged.append(fix)
-        fixes = _sizes(url, tuple(judged))
+        fixes = _sizes(url, _verdicts(engine, fixes, before, after, lock=lock, say=say, out=out))  # 6.
     return LoopResult(target=target_key(url), workload=workload, plan=plan, fixes=tuple(fixes), before=before,
                       after=after, applied=bool(apply and plan.fixes), seconds=time.monotonic() - started)
+
+
+def _verdicts(engine: Engine, fixes: tuple[Fix, ...], before: dict, after: dict, *, lock: ApplyLock, say,
+              out) -> tuple[Fix, ...]:
+    """Keep or revert each applied fix (a revert under the loop's lock)."""
+    judged = []
+    for fix in fixes:
+        if fix.verdict != APPLIED:
+            judged.append(fix)
+            continue
+        fix = judge(fix, before, after)
+        if fix.verdict == REVERTED:
+            why = undo(engine, fix, lock=lock, out=out)
+            say(f"reverted {fix.index or fix.target_table}: {fix.reason}")
+            if why:
+                fix = fix.but(verdict=FAILED, reason=f"{fix.reason}; {why}")
+        judged.append(fix)
+    return tuple(judged)
+
+
+def _note_apply_in_progress(url: str, plan: FixPlan, say) -> FixPlan:
+    """A dry run while an apply holds the lock: say so in the plan (what it builds may change it)."""
+    with sessions.connect(url, app="dbperf-kit-plan") as conn:
+        found = applylock.holder(conn)
+    if found is None:
+        return plan
+    note = (f"an apply was running while this plan was made ({found.describe()}): what it changes may "
+            "change the plan — plan again once it has finished")
+    say(f"note: {note}")
+    return replace(plan, notes=(*plan.notes, note))
