@@ -63,35 +63,11 @@ def test_apply_builds_all_23_then_does_nothing(schema_engine):
     assert (len(second.names("unchanged")), second.names("applied")) == (23, [])
 
 
-def test_terminated_concurrent_build_is_repaired(schema_engine):
-    dsn = _dsn(schema_engine)
+def test_terminated_concurrent_build_is_repaired(schema_engine, waiting_build):
     spec = parse_index_sql("CREATE INDEX idx_users_email_lower ON users (lower(email))")
-    blocker = psycopg.connect(dsn)  # an old snapshot: the build waits for it at its last phase
-    blocker.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-    blocker.execute("SELECT count(*) FROM users")
-    pid: list[int] = []
-
-    def build() -> None:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            pid.append(conn.info.backend_pid)
-            try:
-                conn.execute(spec[0].create_sql)
-            except psycopg.Error:
-                pass  # terminated below
-
-    thread = threading.Thread(target=build)
-    thread.start()
-    with psycopg.connect(dsn, autocommit=True) as admin:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            row = admin.execute("SELECT phase FROM pg_stat_progress_create_index").fetchone()
-            if row and "old snapshots" in row[0]:
-                break
-            time.sleep(0.05)
-        assert row[0] == "waiting for old snapshots"
-        assert admin.execute("SELECT pg_terminate_backend(%s)", pid).fetchone()[0] is True
-    thread.join(10)
-    blocker.close()
+    build = waiting_build(_dsn(schema_engine), spec[0].create_sql)  # waits for an old snapshot at its last phase
+    assert build.phase == "waiting for old snapshots"
+    build.fail()
     assert index_status(schema_engine, spec).state_of("idx_users_email_lower") == "invalid"
     result = apply_indexes(schema_engine, spec, apply=True, **FAST)
     assert (result.steps[0].action, result.steps[0].status) == ("rebuild", "applied")

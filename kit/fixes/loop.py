@@ -4,9 +4,16 @@ and leave ``fixes.sql`` and ``fixes.json`` in the run folder (talks to PostgreSQ
 
 With ``apply`` the whole loop — from before the plan to the last verdict or revert — holds the
 database's apply lock (:mod:`kit.safety.applylock`): a second apply is refused before it plans
-(one planned while another builds would plan the same index again under another name). SIGTERM
-raises as Ctrl-C does meanwhile (:mod:`kit.safety.interrupts`). A dry run takes no lock: it
-changes nothing.
+(one planned while another builds would plan the same index again under another name), and the
+INVALID indexes the kit's interrupted builds left are dropped before the plan
+(:mod:`kit.fixes.leftovers`). SIGTERM raises as Ctrl-C does meanwhile (:mod:`kit.safety.interrupts`).
+
+A dry run takes no lock: it changes nothing, and must not wait for an apply of an hour. Planned
+while an apply builds, it would plan the index being built a second time, under ``..._idx_2``
+(the builder's name is taken): the index a concurrent build is working on is left out of the plan
+with a note (:func:`kit.fixes.plan.plan_fixes`), and a note says which session applies meanwhile.
+Indexes the apply will build later get their usual names, and ``fixes.sql``'s
+``IF NOT EXISTS`` skips them once built.
 """
 
 from __future__ import annotations
@@ -22,9 +29,10 @@ from sqlalchemy import Engine
 
 from kit import escape
 from kit.config import target_key
+from kit.fixes import leftovers as invalid
 from kit.fixes import sqlfile
 from kit.fixes.apply import apply_fixes, undo
-from kit.fixes.model import APPLIED, CREATE, FAILED, KEPT, REVERTED, Fix, FixPlan, counts, fixes_frame
+from kit.fixes.model import APPLIED, CREATE, FAILED, KEPT, REVERTED, Fix, FixPlan, Leftover, counts, fixes_frame
 from kit.fixes.plan import Declared, plan_fixes
 from kit.fixes.report import STATEMENT_COLUMNS
 from kit.fixes.verify import judge
@@ -50,6 +58,7 @@ class LoopResult:
     after: dict[str, Timing]
     applied: bool
     seconds: float
+    leftovers: tuple[Leftover, ...] = ()  # INVALID indexes found before the plan, and what was done
 
     def to_frame(self) -> pd.DataFrame:
         return fixes_frame(self.fixes)
@@ -90,14 +99,16 @@ class LoopResult:
                 "statements": json.loads(frame.to_json(orient="records")),
                 "fixes": [{**f.to_record(), "index": f.index, "source": f.source, "declared": f.declared,
                            "est_bytes": f.est_bytes, "bytes_after": f.bytes_after, "why": f.why, "expect": f.expect}
-                          for f in self.fixes]}
+                          for f in self.fixes],
+                "leftovers": [f.to_record() for f in self.leftovers]}
 
     def save(self, folder: str | Path | None = None) -> dict[str, Path]:
         """fixes.sql, fixes.json (exactly the keys of :data:`kit.fixes.model.RECORD_KEYS`) and
         loop.json into ``folder`` (default: the run folder, else ``.kit/artifacts``)."""
         folder = Path(folder) if folder else records.artifact_path(FIXES_JSON).parent
         texts = {s.key: s.text for s in self.statements()}
-        paths = {"sql": sqlfile.write(folder, self.fixes, target=self.target, applied=self.applied, statements=texts),
+        paths = {"sql": sqlfile.write(folder, self.fixes, target=self.target, applied=self.applied, statements=texts,
+                                      leftovers=self.leftovers),
                  "json": folder / FIXES_JSON, "loop": folder / LOOP_JSON}
         paths["json"].write_text(json.dumps([f.to_record() for f in self.fixes], indent=1), encoding="utf-8")
         paths["loop"].write_text(json.dumps(self.to_json(), indent=1, default=str), encoding="utf-8")
@@ -126,7 +137,8 @@ def run_loop(engine: Engine, workload: Workload, *, apply: bool = False, declare
              warmup: int = 1, repeats: int = 5, min_rows: int = 10_000,
              out: Callable[[str], None] | None = print) -> LoopResult:
     """Steps: 0. with ``apply``, the database's apply lock (ApplyInProgress at once when another session
-    holds it), held to the end; 1. plan; 2. parameter values from the data; 3. measure before (writes only with ``apply``,
+    holds it), held to the end, and the kit's INVALID leftovers dropped (a dry run lists them);
+    1. plan; 2. parameter values from the data; 3. measure before (writes only with ``apply``,
     rolled back); 4. apply (pre-flight first); 5. measure after, same values, fresh sessions;
     6. keep or revert each fix."""
     if not apply:
@@ -143,7 +155,9 @@ def _loop(engine: Engine, workload: Workload, *, lock: ApplyLock | None, declare
     url = engine.url.render_as_string(hide_password=False)
     say = escape.lines_to(out)
     apply = lock is not None
-    plan = plan_fixes(engine, workload, declared=declared, min_rows=min_rows)  # 1.
+    left = invalid.repair(engine, lock=lock, out=say) if apply else invalid.review(engine, out=say)  # 0.
+    reuse = {f.name for f in left if f.action == "would drop"}  # dropped ones are free already
+    plan = plan_fixes(engine, workload, declared=declared, min_rows=min_rows, reuse=reuse)  # 1.
     if not apply:
         plan = _note_apply_in_progress(url, plan, say)
     targets = targets_for(url, [*workload.targets, *plan.probes])  # 2.
@@ -154,7 +168,8 @@ def _loop(engine: Engine, workload: Workload, *, lock: ApplyLock | None, declare
         after = measure(url, targets, warmup=warmup, repeats=repeats, writes=True)  # 5.
         fixes = _sizes(url, _verdicts(engine, fixes, before, after, lock=lock, say=say, out=out))  # 6.
     return LoopResult(target=target_key(url), workload=workload, plan=plan, fixes=tuple(fixes), before=before,
-                      after=after, applied=bool(apply and plan.fixes), seconds=time.monotonic() - started)
+                      after=after, applied=bool(apply and plan.fixes), seconds=time.monotonic() - started,
+                      leftovers=left)
 
 
 def _verdicts(engine: Engine, fixes: tuple[Fix, ...], before: dict, after: dict, *, lock: ApplyLock, say,
@@ -181,7 +196,7 @@ def _note_apply_in_progress(url: str, plan: FixPlan, say) -> FixPlan:
         found = applylock.holder(conn)
     if found is None:
         return plan
-    note = (f"an apply was running while this plan was made ({found.describe()}): what it changes may "
-            "change the plan — plan again once it has finished")
+    note = (f"an apply was running while this plan was made ({found.describe()}): indexes it was building "
+            "are left out, and what it changes may change the plan — plan again once it has finished")
     say(f"note: {note}")
     return replace(plan, notes=(*plan.notes, note))

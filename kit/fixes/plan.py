@@ -246,6 +246,26 @@ def re_hypothetical(cand: _Candidate) -> str:
 
 
 LIVE_NAMES = "/* kit */ SELECT relname FROM pg_class WHERE relkind = 'i'"
+# the table and key columns of every index a concurrent build is working on right now
+BUILDING = """/* kit */
+SELECT n.nspname, t.relname,
+       ARRAY(SELECT a.attname::text FROM unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+             JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum ORDER BY k.ord),
+       p.pid
+FROM pg_stat_progress_create_index p JOIN pg_index x ON x.indexrelid = p.index_relid
+JOIN pg_class t ON t.oid = x.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace"""
+
+
+def _not_building(cands: dict, building: dict[tuple, int], notes: list[str]) -> None:
+    """Leave out a candidate whose index a build is making right now — an apply running meanwhile
+    (this plan is a dry run's, or the build an orphan): planned again under another name, the
+    index would be built twice. The build's own name stays taken."""
+    for key, cand in list(cands.items()):
+        pid = building.get((cand.schema, cand.table, tuple(cand.columns)))
+        if pid is not None:
+            del cands[key]
+            notes.append(f"an index on {cand.schema}.{cand.table} ({', '.join(cand.columns)}) is being built right "
+                         f"now (session {pid}): left out of this plan; plan again once that build has ended")
 
 
 def _creates(cands: list[_Candidate], taken: set[str]) -> list[Fix]:
@@ -312,8 +332,11 @@ def _analyzes(stale: list[dict], targets, uses, notes: list[str], *, min_rows: i
 
 
 def plan_fixes(engine: Engine, workload: Workload, *, declared: Declared | None = None,
-               min_rows: int = MIN_ROWS, analyze_min_rows: int = 1_000) -> FixPlan:
-    """The fixes for this database, with the probes (statements the kit wrote) their verification needs."""
+               min_rows: int = MIN_ROWS, analyze_min_rows: int = 1_000,
+               reuse: frozenset[str] | set[str] = frozenset()) -> FixPlan:
+    """The fixes for this database, with the probes (statements the kit wrote) their verification needs.
+    ``reuse``: names of INVALID leftovers of the kit that go before the plan (kit.fixes.leftovers),
+    free for its new indexes again."""
     declared = declared or Declared((), "none")
     targets = workload.targets
     url = engine.url.render_as_string(hide_password=False)
@@ -323,13 +346,15 @@ def plan_fixes(engine: Engine, workload: Workload, *, declared: Declared | None 
     advice = advise(engine, queries=[s.text for s in targets])
     with sessions.connect(url, app="dbperf-kit-plan") as conn:
         uses = _uses(conn, targets)
-        taken = {r[0] for r in conn.execute(LIVE_NAMES)}
+        taken = {r[0] for r in conn.execute(LIVE_NAMES)} - set(reuse)
+        building = {(s, t, tuple(cols)): pid for s, t, cols, pid in conn.execute(BUILDING)}
     cands: dict = {}
     probes: list[Statement] = []
     notes = [f"advisor: {advice.message}"]
     _advised(cands, advice, targets)
     _foreign_keys(cands, fks, targets, uses, probes)
     _declared(cands, declared, engine, targets, uses, probes)
+    _not_building(cands, building, notes)
     _whatif(url, list(cands.values()), targets, probes)
     fixes = [*_analyzes(stale, targets, uses, notes, min_rows=analyze_min_rows),
              *_creates(list(cands.values()), taken), *_drops(dups, declared, targets, uses, notes, probes)]
