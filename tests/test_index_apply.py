@@ -281,8 +281,8 @@ def test_ctrl_c_during_a_build_cancels_its_backend_and_drops_what_it_left(schema
     seen: list = []
     watcher = _when_waiting(dsn, seen, lambda: os.kill(os.getpid(), signal.SIGINT))  # as a terminal's Ctrl-C
     try:
-        with pytest.raises(KeyboardInterrupt):
-            apply_indexes(schema_engine, spec, apply=True, **FAST)
+        with pytest.raises(KeyboardInterrupt):  # a long lock_timeout: the build cannot give up by itself
+            apply_indexes(schema_engine, spec, apply=True, lock_timeout_ms=30_000, **FAST)
             time.sleep(30)  # (the signal may land just after: never here)
     finally:
         watcher.join(10)
@@ -298,7 +298,8 @@ def test_sigterm_during_a_build_cancels_it_and_drops_what_it_left_before_the_pro
     code = ("from kit.db.engine import make_engine\nfrom kit.indexes.apply import apply_indexes\n"
             "from kit.indexes.spec import parse_index_sql\n"
             "spec = parse_index_sql('CREATE INDEX idx_users_email_lower ON users (lower(email))')\n"
-            f"apply_indexes(make_engine({url!r}), spec, apply=True, sample_s=0, progress=None, out=None)\n"
+            f"apply_indexes(make_engine({url!r}), spec, apply=True, lock_timeout_ms=30_000, sample_s=0, progress=None,"
+            " out=None)\n"
             "print('not reached')\n")
     blocker = _old_snapshot(dsn)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

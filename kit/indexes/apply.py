@@ -3,19 +3,19 @@ autocommit session, lock/statement timeouts with retries, repair of failed build
 ANALYZE afterwards; idempotent (talks to PostgreSQL).
 
 A concurrent build that gives up on a lock leaves an INVALID index behind; this run drops each
-one it left (when the table lets it). Ctrl-C or SIGTERM during a build cancels the build's backend
-(which would go on in the server otherwise), drops what it left INVALID, then lets the exception
-go on. The build sessions ask the server to check that their client is still there
-(``client_connection_check_interval``): when the process is killed, its build stops within about
-a second instead of running on. Every index the kit builds carries a marker comment
-(:data:`MARKER`), written as soon as the index exists, by which a later apply knows an INVALID
-leftover of an interrupted build for its own (:mod:`kit.fixes.leftovers`).
-
-Every apply holds the database's apply lock (:mod:`kit.safety.applylock`) from its first look to
-its last statement; a caller that holds it already passes it down. When a session still blocks after the retries, the indexes
+one it left (when the table lets it). When a session still blocks after the retries, the indexes
 it would block next are not tried at all: a transaction holding a snapshot (a statement running
 in it) blocks every concurrent build, one holding a lock on a table blocks that table's. The
 step says which session (pid, state, statement) to end before running apply again.
+
+Every apply holds the database's apply lock (:mod:`kit.safety.applylock`) from its first look to
+its last statement; a caller that holds it already passes it down. Ctrl-C or SIGTERM during a
+build cancels the build's backend (which would go on in the server otherwise), drops what it left
+INVALID, then lets the exception go on. The build sessions ask the server to check that their
+client is still there (``client_connection_check_interval``): when the process is killed, its
+build stops within about a second instead of running on. Every index the kit builds carries a
+marker comment (:data:`MARKER`), written as soon as the index exists, by which a later apply knows
+an INVALID leftover of an interrupted build for its own (:mod:`kit.fixes.leftovers`).
 """
 
 from __future__ import annotations
@@ -177,21 +177,21 @@ def _mark(conn: psycopg.Connection, schema: str, name: str) -> bool:
     return True
 
 
-def _stop(box: dict, thread: threading.Thread, *, wait_s: float = CANCEL_WAIT_S) -> None:
+def _stop(box: dict, done: threading.Event, *, wait_s: float = CANCEL_WAIT_S) -> None:
     """Cancel the worker's statement and wait for the worker to end. The server goes on with a
     statement whose client stopped waiting — a concurrent build for minutes — so it is cancelled,
     again and again until the worker ends: the worker may be between connecting and sending its
     statement when the first cancel arrives (the server ignores a cancel for an idle session)."""
     box["stop"] = True
     deadline = time.monotonic() + wait_s
-    while thread.is_alive() and time.monotonic() < deadline:
+    while not done.is_set() and time.monotonic() < deadline:
         conn = box.get("conn")
         if conn is not None:
             try:
                 conn.cancel_safe(timeout=2.0)  # safe from another thread: its own connection to the server
             except Exception:  # noqa: BLE001 - closed meanwhile, or the cancel timed out: try again
                 pass
-        thread.join(0.2)
+        done.wait(0.2)
 
 
 def _run_statement(url: str, stmt: sql.Composable | str, *, timeouts: tuple[str, str],
@@ -203,6 +203,10 @@ def _run_statement(url: str, stmt: sql.Composable | str, *, timeouts: tuple[str,
     it builds as soon as that exists). Interrupted here (Ctrl-C, SIGTERM: the main thread), it
     cancels the statement before the exception goes on."""
     box: dict = {}
+    # Waited for with an Event, not Thread.join: a KeyboardInterrupt that lands inside join() makes
+    # CPython (3.11, bpo-45274's fix) release the running thread's state lock and mark it stopped,
+    # and is_alive() then says False while the statement runs on — it would never be cancelled.
+    done = threading.Event()
 
     def work() -> None:
         try:
@@ -215,14 +219,14 @@ def _run_statement(url: str, stmt: sql.Composable | str, *, timeouts: tuple[str,
                 conn.execute(stmt)
         except BaseException as exc:  # re-raised in the caller's thread
             box["error"] = exc
+        finally:
+            done.set()
 
     started, phases, marked = time.monotonic(), [], False
-    thread = threading.Thread(target=work, name=f"kit-build-{name}", daemon=True)
-    thread.start()
+    threading.Thread(target=work, name=f"kit-build-{name}", daemon=True).start()
     try:
-        while thread.is_alive():
-            thread.join(poll_s)
-            if monitor is None or "pid" not in box or not thread.is_alive():
+        while not done.wait(poll_s):
+            if monitor is None or "pid" not in box:
                 continue
             row = monitor.execute(PROGRESS, [box["pid"]]).fetchone()
             if blockers is not None:
@@ -234,7 +238,7 @@ def _run_statement(url: str, stmt: sql.Composable | str, *, timeouts: tuple[str,
                 if progress:
                     progress(Progress(name, *row[:5], elapsed_s=time.monotonic() - started))
     except BaseException:
-        _stop(box, thread)
+        _stop(box, done)
         raise
     if "error" in box:
         raise box["error"]
