@@ -21,6 +21,13 @@ Sections (goals in brackets):
   password-bearing utility statements in pg_stat_statements;
 * ``load`` {requests, failed, unreported_failures [0]}: loads whose requests fail in the warm-up
   and after it; the failures are counted independently of the load runner's report.
+* ``interrupted_apply`` {sigint, sigkill: backends_left [0], invalid_left_after_rerun [0],
+  suffixed_after_rerun [0], bundle_status [sigint: interrupted; sigkill: not ok], exit_code
+  [sigint: 130], rerun_exit_code [0], seconds_to_stop}: ``kit run -p apply true`` stopped by SIGINT,
+  or SIGKILL with an application transaction open, while a concurrent build of the kit runs, then
+  run again (:mod:`kit.benchmarks._applies`);
+* ``overlapping_applies`` {duplicate_indexes [0], errors [0], refused [2: one per pair],
+  exit_codes}: two ``kit run -p apply true`` on one database, started together and ~a build apart.
 
 Besides the sections: ``seconds`` (the whole bench) and ``section_seconds``, ``definitions`` and
 ``failures`` (every figure that missed its goal, and every bad input that missed one, by name).
@@ -45,7 +52,7 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import text
 
-from kit.benchmarks import _bad_inputs
+from kit.benchmarks import _applies, _bad_inputs
 from kit.cache.outage import run_outage
 from kit.config import libpq_url
 from kit.db.engine import make_engine
@@ -70,6 +77,8 @@ DEFINITIONS = {
     "bad_inputs": "each case runs the kit command once; one_line and exit_2 count the cases that met it",
     "secrets": "files of the run folder scanned for the URL password, its URL-encoded form and the "
                "canary planted in statement texts; hits = (file, secret) pairs found",
+    "interrupted_apply": _applies.DEFINITIONS["interrupted_apply"],
+    "overlapping_applies": _applies.DEFINITIONS["overlapping_applies"],
 }
 
 
@@ -101,6 +110,10 @@ def run(*, home: Path, seed: int = 42) -> dict[str, Any]:
             out["secrets"] = _secrets(fault_home, pg)
         with clock("load"):
             out["load"] = _load(pg)
+        with clock("interrupted_apply"):
+            out["interrupted_apply"] = _applies.interrupted_apply(pg, home=fault_home)
+        with clock("overlapping_applies"):
+            out["overlapping_applies"] = _applies.overlapping_applies(pg, home=fault_home)
     finally:
         local.down(home=fault_home, purge=True)
     out["seconds"] = round(time.monotonic() - started, 1)
@@ -141,9 +154,11 @@ def _failures(out: dict[str, Any]) -> list[str]:
              ("lock_idle_holder", "invalid_left", 0), ("lock_idle_holder", "blocking_pid_named", True),
              ("lock_active_holder", "invalid_left", 0), ("lock_active_holder", "blocking_pid_named", True),
              ("bad_inputs", "passwords_leaked", 0), ("bad_inputs", "tracebacks", 0),
-             ("secrets", "hits", 0), ("load", "unreported_failures", 0)]
+             ("secrets", "hits", 0), ("load", "unreported_failures", 0),
+             ("overlapping_applies", "duplicate_indexes", 0), ("overlapping_applies", "errors", 0)]
     missed = [f"{section}.{key} = {out[section][key]!r}, goal {goal!r}" for section, key, goal in goals
               if out[section][key] != goal]
+    missed += _applies.failures(out)  # interrupted_apply's goals per case (sigint, sigkill), refused
     if out["lock_active_holder"]["seconds"] > 120:
         missed.append(f"lock_active_holder.seconds = {out['lock_active_holder']['seconds']}, goal <= 120")
     bad = out["bad_inputs"]
