@@ -185,6 +185,9 @@ def history(runs_dir: Path, target: str | None) -> None:
         echo(f"{name}  ({len(group)} run(s))")
         echo(group.drop(columns="target").to_string(index=False))
         echo("")
+    if (runs["status"] != hist.OK).any():
+        echo("runs not ok (interrupted, failed, no bundle: not finished) are never a baseline: the gate, "
+             "the trends and the next run compare with the last run that finished ok")
 
 
 @cli.command()

@@ -10,10 +10,12 @@
     ├── DatabaseRefused           PostgreSQL refused a statement (privileges, read-only role)
     ├── QueryBudgetExceeded       more queries than a budget allows
     ├── IndexBuildError           an index could not be built or verified
+    │   └── ApplyInProgress       another session holds the database's apply lock
     ├── UnsafeOperation           a change refused on a database the kit did not create
     ├── LoadFailed                a Locust load process failed or never reported (exit code 1)
     ├── NotebookFailed            a notebook cell raised during ``kit run`` (exit code 1)
     ├── RegressionFound           a ``kit run --fail-on`` rule fired (exit code 3)
+    ├── Interrupted               ``kit run`` stopped by SIGINT / SIGTERM (exit code 130 / 143)
     └── FleetFailed               a target of ``kit fleet run`` could not be audited (exit code 1)
 
 The CLI prints ``str(exc)`` of a KitError on one line and exits with ``exc.exit_code``.
@@ -67,6 +69,11 @@ class IndexBuildError(KitError):
     """An index could not be built, repaired or verified."""
 
 
+class ApplyInProgress(IndexBuildError):
+    """Another session holds the database's apply lock (:mod:`kit.safety.applylock`): nothing was
+    planned or changed; the message names the holder."""
+
+
 class UnsafeOperation(KitError):
     """A change to a database was refused because it is not known to be safe."""
 
@@ -93,6 +100,17 @@ class RegressionFound(KitError):
     """A ``--fail-on`` rule fired: this run regressed against the previous run of its target."""
 
     exit_code = 3
+
+
+class Interrupted(KitError):
+    """``kit run`` was stopped by a signal: the kernel was interrupted so its cell cleaned up, the
+    run's bundle says ``interrupted``. Exit code 128 + the signal's number (130 SIGINT, 143 SIGTERM),
+    as a shell reports a process a signal ended."""
+
+    def __init__(self, message: str, *, signum: int):
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
 
 
 class FleetFailed(KitError):

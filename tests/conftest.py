@@ -5,6 +5,8 @@ Tests never skip for want of a server: when one cannot start, the fixture fails 
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -196,3 +198,60 @@ def shop_engine(shop_url) -> Iterator[Engine]:
     engine = make_engine(shop_url)
     yield engine
     engine.dispose()
+
+
+class WaitingBuild:
+    """A real ``CREATE INDEX CONCURRENTLY`` in a thread, waiting at its last phase for an old snapshot
+    (a REPEATABLE READ transaction of this process): a failed build is made by terminating it."""
+
+    def __init__(self, dsn: str, stmt: str, *, timeout_s: float = 20) -> None:
+        self.dsn, self.pid, self.phase = dsn, 0, ""
+        self._blocker = psycopg.connect(dsn)
+        self._blocker.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        self._blocker.execute("SELECT 1")
+        started = threading.Event()
+
+        def build() -> None:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                self.pid = conn.info.backend_pid
+                started.set()
+                try:
+                    conn.execute(stmt)
+                except psycopg.Error:
+                    pass  # terminated, as intended
+
+        self._thread = threading.Thread(target=build, daemon=True)
+        self._thread.start()
+        started.wait(10)
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            deadline = time.monotonic() + timeout_s
+            while "old snapshots" not in self.phase and time.monotonic() < deadline:
+                row = admin.execute("SELECT phase FROM pg_stat_progress_create_index WHERE pid = %s",
+                                    [self.pid]).fetchone()
+                self.phase = row[0] if row else self.phase
+                time.sleep(0.02)
+
+    def fail(self) -> None:
+        """Terminate the build (pg_terminate_backend): its index is left INVALID."""
+        with psycopg.connect(self.dsn, autocommit=True) as admin:
+            assert admin.execute("SELECT pg_terminate_backend(%s)", [self.pid]).fetchone()[0] is True
+        self.release()
+
+    def release(self) -> None:
+        """End the old snapshot: a build still alive finishes."""
+        self._blocker.close()
+        self._thread.join(20)
+
+
+@pytest.fixture
+def waiting_build() -> Iterator:
+    """``waiting_build(dsn, stmt)``: a :class:`WaitingBuild`; every one released at the end of the test."""
+    started: list[WaitingBuild] = []
+
+    def start(dsn: str, stmt: str) -> WaitingBuild:
+        started.append(WaitingBuild(dsn, stmt))
+        return started[-1]
+
+    yield start
+    for build in started:
+        build.release()

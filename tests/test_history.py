@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -11,10 +12,10 @@ from kit.runs import history
 A, B = "postgresql://u@h:5432/a", "postgresql://u@h:5432/b"
 
 
-def _write(runs, run, target, figures, findings=(), scale="tiny"):
+def _write(runs, run, target, figures, findings=(), scale="tiny", status="ok"):
     folder = runs / run
     folder.mkdir(parents=True)
-    bundle = {"run": run, "created_at": f"2026-01-0{run[-1]}T00:00:00+00:00", "status": "ok", "target": target,
+    bundle = {"run": run, "created_at": f"2026-01-0{run[-1]}T00:00:00+00:00", "status": status, "target": target,
               "parameters": {"scale": scale}, "notebooks": [{"name": "01_audit.ipynb", "status": "ok"}],
               "figures": figures, "derived": {},
               "findings": [{"kind": k, "subject": s, "severity": "high"} for k, s in findings]}
@@ -120,3 +121,23 @@ def test_locate_runs_dir_prefers_the_run_in_progress(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "nb")
     assert history.locate_runs_dir("runs") == (tmp_path / "runs").resolve()  # the parent's, as from notebooks/
     assert history.locate_runs_dir(tmp_path / "x") == tmp_path / "x"
+
+
+def test_interrupted_and_failed_runs_are_listed_and_never_a_baseline(runs, monkeypatch, capsys):
+    from kit.cli import main
+
+    _write(runs, "20260101T000000Z-5", A, {"p95_ms": 900.0}, [("missing_indexes", "idx_c")], status="interrupted")
+    _write(runs, "20260101T000000Z-6", A, {"p95_ms": 800.0}, status="failed")
+    listed = history.list_runs(runs)
+    assert listed["status"].tolist() == ["ok", "ok", "ok", "no bundle", "interrupted", "failed"]
+    assert history.previous_bundle(runs, target=A, before="20260101T000000Z-7")["run"] == "20260101T000000Z-3"
+    assert history.trend_frame(runs, target=A)["run"].unique().tolist() == ["20260101T000000Z-1", "20260101T000000Z-3"]
+    monkeypatch.setenv("KIT_DATABASE_URL", A)
+    found = history.trends(runs, last=10)
+    assert found.runs["status"].tolist() == ["ok", "ok", "interrupted", "failed"]  # listed
+    assert (found.last.a, found.last.b) == ("20260101T000000Z-1", "20260101T000000Z-3")  # compared: the ok ones
+    assert main(["history", "--runs-dir", str(runs)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"Z-5 +interrupted ", out) and re.search(r"Z-6 +failed ", out) and re.search(r"Z-4 +no bundle ", out)
+    assert out.rstrip().endswith("runs not ok (interrupted, failed, no bundle: not finished) are never a baseline: "
+                                 "the gate, the trends and the next run compare with the last run that finished ok")

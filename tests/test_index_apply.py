@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -15,7 +17,7 @@ from sqlalchemy import text
 
 from kit.config import libpq_url
 from kit.errors import IndexBuildError, UnsafeOperation
-from kit.indexes.apply import ADVISORY_KEY, apply_indexes
+from kit.indexes.apply import ADVISORY_KEY, MARKER, apply_indexes
 from kit.indexes.spec import MigrationError, parse_index_sql
 from kit.indexes.status import index_status
 from kit.platform.schema import create_schema
@@ -61,35 +63,11 @@ def test_apply_builds_all_23_then_does_nothing(schema_engine):
     assert (len(second.names("unchanged")), second.names("applied")) == (23, [])
 
 
-def test_terminated_concurrent_build_is_repaired(schema_engine):
-    dsn = _dsn(schema_engine)
+def test_terminated_concurrent_build_is_repaired(schema_engine, waiting_build):
     spec = parse_index_sql("CREATE INDEX idx_users_email_lower ON users (lower(email))")
-    blocker = psycopg.connect(dsn)  # an old snapshot: the build waits for it at its last phase
-    blocker.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-    blocker.execute("SELECT count(*) FROM users")
-    pid: list[int] = []
-
-    def build() -> None:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            pid.append(conn.info.backend_pid)
-            try:
-                conn.execute(spec[0].create_sql)
-            except psycopg.Error:
-                pass  # terminated below
-
-    thread = threading.Thread(target=build)
-    thread.start()
-    with psycopg.connect(dsn, autocommit=True) as admin:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            row = admin.execute("SELECT phase FROM pg_stat_progress_create_index").fetchone()
-            if row and "old snapshots" in row[0]:
-                break
-            time.sleep(0.05)
-        assert row[0] == "waiting for old snapshots"
-        assert admin.execute("SELECT pg_terminate_backend(%s)", pid).fetchone()[0] is True
-    thread.join(10)
-    blocker.close()
+    build = waiting_build(_dsn(schema_engine), spec[0].create_sql)  # waits for an old snapshot at its last phase
+    assert build.phase == "waiting for old snapshots"
+    build.fail()
     assert index_status(schema_engine, spec).state_of("idx_users_email_lower") == "invalid"
     result = apply_indexes(schema_engine, spec, apply=True, **FAST)
     assert (result.steps[0].action, result.steps[0].status) == ("rebuild", "applied")
@@ -245,3 +223,94 @@ def test_an_idle_holder_blocks_only_its_table(schema_engine):
     assert sum(s.attempts == 0 for s in failed.values()) == len(users) - 1  # the first one tried, the rest not
     with schema_engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM pg_index WHERE NOT indisvalid")).scalar_one() == 0
+
+
+KIT_BUILD = """SELECT p.pid, p.phase, obj_description(p.index_relid, 'pg_class') FROM pg_stat_progress_create_index p
+JOIN pg_stat_activity a ON a.pid = p.pid WHERE a.application_name = 'dbperf-kit-build'"""
+
+
+def _when_waiting(dsn: str, seen: list, then) -> threading.Thread:
+    """A thread that waits for the kit's build to wait for old snapshots with its index marked (10 s at
+    most), notes (pid, phase, comment), then calls ``then``."""
+    def watch() -> None:
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            deadline, row = time.monotonic() + 10, None
+            while time.monotonic() < deadline:
+                row = admin.execute(KIT_BUILD).fetchone() or row
+                if row and "old snapshots" in row[1] and row[2] is not None:
+                    break
+                time.sleep(0.02)
+            seen.append(row)
+            then()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def _left_behind(dsn: str, pid: int) -> tuple:
+    """(the build's backend still running a statement, INVALID indexes, idx_users_email_lower exists, apply lock held)"""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        deadline = time.monotonic() + 5
+        while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND state = 'active'",
+                           [pid]).fetchone()[0] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return (conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND state = 'active'",
+                             [pid]).fetchone()[0],
+                conn.execute("SELECT count(*) FROM pg_index WHERE NOT indisvalid").fetchone()[0],
+                conn.execute("SELECT to_regclass('idx_users_email_lower') IS NOT NULL").fetchone()[0],
+                conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()[0])
+
+
+def _old_snapshot(dsn: str) -> subprocess.Popen:
+    """Another process holds a snapshot (and no lock on a table): a concurrent build waits for it at its
+    last phase, as for an application's long transaction; the pre-flight lets it be (young, not ours)."""
+    code = ("import psycopg, time\n"
+            f"c = psycopg.connect({dsn!r})\n"
+            "c.execute('BEGIN ISOLATION LEVEL REPEATABLE READ')\nc.execute('SELECT 1')\n"
+            "print(c.info.backend_pid, flush=True)\ntime.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    proc.stdout.readline()
+    return proc
+
+
+def test_ctrl_c_during_a_build_cancels_its_backend_and_drops_what_it_left(schema_engine):
+    dsn = _dsn(schema_engine)
+    spec = parse_index_sql("CREATE INDEX idx_users_email_lower ON users (lower(email))")
+    blocker = _old_snapshot(dsn)
+    seen: list = []
+    watcher = _when_waiting(dsn, seen, lambda: os.kill(os.getpid(), signal.SIGINT))  # as a terminal's Ctrl-C
+    try:
+        with pytest.raises(KeyboardInterrupt):  # a long lock_timeout: the build cannot give up by itself
+            apply_indexes(schema_engine, spec, apply=True, lock_timeout_ms=30_000, **FAST)
+            time.sleep(30)  # (the signal may land just after: never here)
+    finally:
+        watcher.join(10)
+        blocker.kill()
+    (pid, phase, comment), = seen
+    assert comment.startswith(f"{MARKER} 20")  # marked as the kit's as soon as it existed
+    assert _left_behind(dsn, pid) == (0, 0, False, 0)  # cancelled, dropped although the blocker was still there
+
+
+def test_sigterm_during_a_build_cancels_it_and_drops_what_it_left_before_the_process_ends(schema_engine):
+    dsn = _dsn(schema_engine)
+    url = schema_engine.url.render_as_string(hide_password=False)
+    code = ("from kit.db.engine import make_engine\nfrom kit.indexes.apply import apply_indexes\n"
+            "from kit.indexes.spec import parse_index_sql\n"
+            "spec = parse_index_sql('CREATE INDEX idx_users_email_lower ON users (lower(email))')\n"
+            f"apply_indexes(make_engine({url!r}), spec, apply=True, lock_timeout_ms=30_000, sample_s=0, progress=None,"
+            " out=None)\n"
+            "print('not reached')\n")
+    blocker = _old_snapshot(dsn)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen: list = []
+    watcher = _when_waiting(dsn, seen, lambda: proc.send_signal(signal.SIGTERM))
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        watcher.join(10)
+        proc.kill()
+        blocker.kill()
+    assert (proc.returncode, out) == (-signal.SIGTERM, "")  # it ends as SIGTERM asked, after the cleanup
+    (pid, _phase, _comment), = seen
+    assert _left_behind(dsn, pid) == (0, 0, False, 0)

@@ -1,7 +1,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -10,6 +15,8 @@ from sqlalchemy import text
 
 from kit.errors import ConfigError, NotebookFailed, ParameterError
 from kit.runs import runner
+
+KIT = str(Path(sys.executable).parent / "kit")
 
 
 def _notebook(path, params: str, *cells: str) -> None:
@@ -169,3 +176,83 @@ def test_kit_run_finds_the_servers_of_services_up_without_any_environment(tmp_pa
         assert result.figures["rows_total"] == datagen.SCALES["tiny"].rows_total + meta
     finally:
         local.down(home=tmp_path / ".kit", purge=True)
+
+
+SLOW_CELL = ("import pathlib, time\nhere = pathlib.Path({folder!r})\n(here / 'started').write_text('1')\n"
+             "try:\n    time.sleep(120)\nexcept KeyboardInterrupt:\n    time.sleep(1)  # a cleanup that takes a while\n"
+             "    (here / 'cleaned').write_text('1')\n    raise\n")
+
+
+def _signalled_run(argv: list[str], folder: Path, signum: int, env: dict | None = None):
+    """``argv`` in a session of its own (as a shell starts a foreground job), ``signum`` to its process
+    group once the slow cell has started; (exit code, stderr)."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, **(env or {})})
+    try:
+        deadline = time.monotonic() + 120
+        while not (folder / "started").exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        os.killpg(proc.pid, signum)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return proc.returncode, err
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_interrupts_the_kernel_marks_the_run_and_exits_in_one_line(tmp_path, signum, code):
+    _notebook(tmp_path / "slow.ipynb", "x = 1", SLOW_CELL.format(folder=str(tmp_path)),
+              f"import pathlib\npathlib.Path({str(tmp_path)!r}, 'after').write_text('1')")
+    runs = tmp_path / "runs"
+    exit_code, err = _signalled_run([KIT, "run", "--notebooks-dir", str(tmp_path), "--notebook", "slow.ipynb",
+                                     "--runs-dir", str(runs)], tmp_path, signum)
+    (folder,) = runs.iterdir()
+    name = signal.Signals(signum).name
+    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("Executing")]  # not the progress bar
+    assert exit_code == code and lines == [
+        f"kit: error: interrupted by {name} during slow.ipynb: its kernel was interrupted so that the cell could "
+        "clean up (an apply cancels its builds and drops what they left INVALID); the run is kept at "
+        f"{folder}, marked interrupted (never a baseline) — run it again"], err
+    assert (tmp_path / "cleaned").exists() and not (tmp_path / "after").exists()  # its cleanup ran, then nothing
+    assert json.loads((folder / "bundle.json").read_text())["status"] == "interrupted"
+    assert [n["status"] for n in json.loads((folder / "summary.json").read_text())["notebooks"]] == ["interrupted"]
+    kept = nbformat.read(folder / "slow.ipynb", as_version=4)
+    assert "KeyboardInterrupt" in json.dumps([c.get("outputs", []) for c in kept.cells])
+    listed = subprocess.run([KIT, "history", "--runs-dir", str(runs)], capture_output=True, text=True, timeout=60)
+    assert re.search(rf"{folder.name} +interrupted ", listed.stdout), listed.stdout
+
+
+def test_a_cell_that_ignores_the_interrupt_is_stopped_after_the_grace_time(tmp_path):
+    stubborn = ("import pathlib, time\n(pathlib.Path({folder!r}) / 'started').write_text('1')\n"
+                "for _ in range(600):\n    try:\n        time.sleep(1)\n    except KeyboardInterrupt:\n        pass\n")
+    _notebook(tmp_path / "stubborn.ipynb", "x = 1", stubborn.format(folder=str(tmp_path)))
+    code = ("import sys\nfrom pathlib import Path\nfrom kit.errors import Interrupted\nfrom kit.runs import runner\n"
+            f"try:\n    runner.run(notebooks_dir=Path({str(tmp_path)!r}), notebooks=('stubborn.ipynb',), "
+            f"runs_dir=Path({str(tmp_path / 'runs')!r}), progress=False, interrupt_grace_s=2)\n"
+            "except Interrupted as exc:\n    print(exc, flush=True)\n    sys.exit(exc.exit_code)\n")
+    exit_code, _err = _signalled_run([sys.executable, "-c", code], tmp_path, signal.SIGINT)
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert exit_code == 130
+    assert json.loads((folder / "bundle.json").read_text())["status"] == "interrupted"
+
+
+def test_the_status_of_a_run(tmp_path):
+    ok, failed = {"status": "ok"}, {"status": "failed"}
+    assert runner.run_status([ok, ok], expected=2) == "ok"
+    assert runner.run_status([ok, failed], expected=3) == "failed"
+    assert runner.run_status([], expected=3) == "failed"  # nothing ran is not ok (it said "ok" before)
+
+
+def test_an_apply_run_is_refused_before_anything_runs_while_another_apply_holds_the_lock(shop_url, tmp_path,
+                                                                                         monkeypatch):
+    from kit.errors import ApplyInProgress
+    from kit.safety import applylock
+
+    monkeypatch.setenv("KIT_DATABASE_URL", shop_url)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    with applylock.hold(shop_url) as other:
+        with pytest.raises(ApplyInProgress, match=rf"^another session is applying indexes or fixes to this database: "
+                                                  rf"session {other.pid} \(dbperf-kit-apply, since "):
+            runner.run(parameters={"apply": "true"}, runs_dir=tmp_path / "runs", progress=False)
+    assert not (tmp_path / "runs").exists()  # no run folder: nothing ran

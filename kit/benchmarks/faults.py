@@ -31,7 +31,14 @@ Sections (goals in brackets):
   planted_escapes_in_output [0]}, ``data_values_in_files`` {hits [0], sampled_statements [> 0]} and
   ``least_privilege`` {tracebacks [0], exit_2, one_line and nothing_written [= cases]}: a database
   whose names try to be code and whose data must stay in it, audited and fixed through ``kit run``
-  (:mod:`kit.benchmarks._hostile`).
+  (:mod:`kit.benchmarks._hostile`);
+* ``interrupted_apply`` {sigint, sigkill: backends_left [0], invalid_left_after_rerun [0],
+  suffixed_after_rerun [0], bundle_status [sigint: interrupted; sigkill: not ok], exit_code
+  [sigint: 130], rerun_exit_code [0], seconds_to_stop}: ``kit run -p apply true`` stopped by SIGINT,
+  or SIGKILL with an application transaction open, while a concurrent build of the kit runs, then
+  run again (:mod:`kit.benchmarks._applies`);
+* ``overlapping_applies`` {duplicate_indexes [0], errors [0], refused [2: one per pair],
+  exit_codes}: two ``kit run -p apply true`` on one database, started together and ~a build apart.
 
 Besides the sections: ``seconds`` (the whole bench) and ``section_seconds``, ``definitions`` and
 ``failures`` (every figure that missed its goal, and every bad input that missed one, by name).
@@ -56,7 +63,7 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import text
 
-from kit.benchmarks import _bad_inputs, _hostile
+from kit.benchmarks import _applies, _bad_inputs, _hostile
 from kit.cache.outage import OutageResult, run_outage
 from kit.config import libpq_url
 from kit.db.engine import make_engine
@@ -94,6 +101,8 @@ DEFINITIONS = {
                             "password-looking alias, over both runs' files, plus their output; sampled_statements "
                             "= statements measured on values drawn from that column (the test is void at 0)",
     "least_privilege": "each case runs kit run once: exit 2, one line on stderr, no traceback, no run folder",
+    "interrupted_apply": _applies.DEFINITIONS["interrupted_apply"],
+    "overlapping_applies": _applies.DEFINITIONS["overlapping_applies"],
 }
 
 
@@ -130,6 +139,10 @@ def run(*, home: Path, seed: int = 42) -> dict[str, Any]:
         with clock("hostile"):
             out["hostile_names"], out["data_values_in_files"], out["least_privilege"] = _hostile.run_all(
                 pg, fault_home)
+        with clock("interrupted_apply"):
+            out["interrupted_apply"] = _applies.interrupted_apply(pg, home=fault_home)
+        with clock("overlapping_applies"):
+            out["overlapping_applies"] = _applies.overlapping_applies(pg, home=fault_home)
     finally:
         local.down(home=fault_home, purge=True)
     out["seconds"] = round(time.monotonic() - started, 1)
@@ -170,10 +183,12 @@ def _failures(out: dict[str, Any]) -> list[str]:
              ("lock_idle_holder", "invalid_left", 0), ("lock_idle_holder", "blocking_pid_named", True),
              ("lock_active_holder", "invalid_left", 0), ("lock_active_holder", "blocking_pid_named", True),
              ("bad_inputs", "passwords_leaked", 0), ("bad_inputs", "tracebacks", 0),
-             ("secrets", "hits", 0), ("load", "unreported_failures", 0)]
+             ("secrets", "hits", 0), ("load", "unreported_failures", 0),
+             ("overlapping_applies", "duplicate_indexes", 0), ("overlapping_applies", "errors", 0)]
     missed = [f"{section}.{key} = {out[section][key]!r}, goal {goal!r}" for section, key, goal in goals
               if out[section][key] != goal]
     missed += _partial_missed(out["redis_partial"])
+    missed += _applies.failures(out)  # interrupted_apply's goals per case (sigint, sigkill), refused
     if out["lock_active_holder"]["seconds"] > 120:
         missed.append(f"lock_active_holder.seconds = {out['lock_active_holder']['seconds']}, goal <= 120")
     missed += _hostile_failures(out)

@@ -5,11 +5,13 @@ plan touches (replica, read-only role, ownership, open transactions): ``ANALYZE`
 session with timeouts; new indexes through :func:`kit.indexes.apply_indexes` (CONCURRENTLY, one
 autocommit session each, lock/statement timeouts with retries, repair of invalid builds); drops
 through :func:`kit.indexes.drop_indexes`. A fix that fails is marked failed with the reason; the
-others go on.
+others go on. All of it under the database's apply lock (:mod:`kit.safety.applylock`): the
+caller's (``lock=``), else taken for the call.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import psycopg
@@ -19,7 +21,8 @@ from sqlalchemy import Engine
 from kit.fixes.model import ANALYZE, APPLIED, CREATE, DROP, FAILED, Fix
 from kit.indexes.apply import apply_indexes, drop_indexes
 from kit.indexes.spec import IndexSpec, parse_index_sql, parse_indexdef
-from kit.safety import preflight, sessions
+from kit.safety import applylock, interrupts, preflight, sessions
+from kit.safety.applylock import ApplyLock
 
 SET_TIMEOUTS = "/* kit */ SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)"
 
@@ -38,17 +41,18 @@ def _analyze(url: str, fix: Fix, *, lock_timeout_ms: int, statement_timeout_ms: 
     try:
         with sessions.connect(url, app="dbperf-kit-analyze") as conn:
             conn.execute(SET_TIMEOUTS, [f"{lock_timeout_ms}ms", f"{statement_timeout_ms}ms"])
+            sessions.watch_client(conn)
             conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(fix.schema, fix.table)))
     except psycopg.Error as exc:
         return fix.but(verdict=FAILED, reason=f"ANALYZE failed: {_first(exc)}")
     return fix.but(verdict=APPLIED)
 
 
-def _creates(engine: Engine, fixes: list[Fix], out) -> dict[str, Fix]:
+def _creates(engine: Engine, fixes: list[Fix], out, lock: ApplyLock) -> dict[str, Fix]:
     if not fixes:
         return {}
     specs = [spec_of(f) for f in fixes]
-    result = apply_indexes(engine, specs, apply=True, progress=None, out=out)
+    result = apply_indexes(engine, specs, apply=True, lock=lock, progress=None, out=out)
     steps = {s.name: s for s in result.steps}
     done = {}
     for fix, spec in zip(fixes, specs):
@@ -60,32 +64,42 @@ def _creates(engine: Engine, fixes: list[Fix], out) -> dict[str, Fix]:
     return done
 
 
-def _drop(engine: Engine, fix: Fix) -> Fix:
+def _drop(engine: Engine, fix: Fix, lock: ApplyLock) -> Fix:
     try:
-        drop_indexes(engine, [spec_of(fix)])
+        drop_indexes(engine, [spec_of(fix)], lock=lock)
     except psycopg.Error as exc:
         return fix.but(verdict=FAILED, reason=f"DROP INDEX failed: {_first(exc)}")
     return fix.but(verdict=APPLIED)
 
 
-def apply_fixes(engine: Engine, fixes: tuple[Fix, ...] | list[Fix], *, lock_timeout_ms: int = 2_000,
-                statement_timeout_ms: int = 3_600_000, out: Callable[[str], None] | None = print) -> tuple[Fix, ...]:
+def apply_fixes(engine: Engine, fixes: tuple[Fix, ...] | list[Fix], *, lock: ApplyLock | None = None,
+                lock_timeout_ms: int = 2_000, statement_timeout_ms: int = 3_600_000,
+                out: Callable[[str], None] | None = print) -> tuple[Fix, ...]:
     """Steps: 1. pre-flight (raises UnsafeOperation, nothing changed); 2. ANALYZE; 3. new indexes;
     4. drops. Each fix comes back ``applied`` or ``failed`` (with the reason)."""
     if not fixes:
         return ()
-    preflight.check(engine, tables=sorted({(f.schema, f.table) for f in fixes})).require_safe()  # 1.
     url = engine.url.render_as_string(hide_password=False)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(interrupts.sigterm_raises())
+        lock = lock or stack.enter_context(applylock.hold(url))
+        return _apply(engine, fixes, url=url, lock=lock, lock_timeout_ms=lock_timeout_ms,
+                      statement_timeout_ms=statement_timeout_ms, out=out)
+
+
+def _apply(engine: Engine, fixes, *, url: str, lock: ApplyLock, lock_timeout_ms: int, statement_timeout_ms: int,
+           out) -> tuple[Fix, ...]:
+    preflight.check(engine, tables=sorted({(f.schema, f.table) for f in fixes})).require_safe()  # 1.
     done: dict[int, Fix] = {}
     for i, fix in enumerate(fixes):  # 2.
         if fix.kind == ANALYZE:
             done[i] = _analyze(url, fix, lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms)
-    created = _creates(engine, [f for f in fixes if f.kind == CREATE], out)  # 3.
+    created = _creates(engine, [f for f in fixes if f.kind == CREATE], out, lock)  # 3.
     for i, fix in enumerate(fixes):
         if fix.kind == CREATE:
             done[i] = created[fix.index]
         elif fix.kind == DROP:  # 4.
-            done[i] = _drop(engine, fix)
+            done[i] = _drop(engine, fix, lock)
     return tuple(done[i] for i in range(len(fixes)))
 
 
@@ -102,14 +116,16 @@ def loop_created(engine: Engine) -> list[IndexSpec]:
         return [parse_indexdef(r[0]) for r in conn.execute(LOOP_CREATED).fetchall()]
 
 
-def undo(engine: Engine, fix: Fix, *, out: Callable[[str], None] | None = print) -> str | None:
+def undo(engine: Engine, fix: Fix, *, lock: ApplyLock | None = None,
+         out: Callable[[str], None] | None = print) -> str | None:
     """Revert one applied fix: drop an index it created, rebuild an index it dropped (ANALYZE cannot
-    be undone). Returns None when done, else why it could not be."""
+    be undone), under the apply lock (``lock``: the caller's). Returns None when done, else why it
+    could not be."""
     try:
         if fix.kind == CREATE:
-            drop_indexes(engine, [spec_of(fix)])
+            drop_indexes(engine, [spec_of(fix)], lock=lock)
         elif fix.kind == DROP:
-            result = apply_indexes(engine, [spec_of(fix)], apply=True, progress=None, out=out)
+            result = apply_indexes(engine, [spec_of(fix)], apply=True, lock=lock, progress=None, out=out)
             if result.failed:
                 return f"rebuilding {fix.index} failed: {result.steps[0].message}"
     except psycopg.Error as exc:

@@ -1,6 +1,19 @@
 """The general loop on any database: plan the fixes, measure their statements on real values,
 apply them safely (only with ``apply``), measure again in fresh sessions, keep or revert each,
 and leave ``fixes.sql`` and ``fixes.json`` in the run folder (talks to PostgreSQL).
+
+With ``apply`` the whole loop — from before the plan to the last verdict or revert — holds the
+database's apply lock (:mod:`kit.safety.applylock`): a second apply is refused before it plans
+(one planned while another builds would plan the same index again under another name), and the
+INVALID indexes the kit's interrupted builds left are dropped before the plan
+(:mod:`kit.fixes.leftovers`). SIGTERM raises as Ctrl-C does meanwhile (:mod:`kit.safety.interrupts`).
+
+A dry run takes no lock: it changes nothing, and must not wait for an apply of an hour. Planned
+while an apply builds, it would plan the index being built a second time, under ``..._idx_2``
+(the builder's name is taken): the index a concurrent build is working on is left out of the plan
+with a note (:func:`kit.fixes.plan.plan_fixes`), and a note says which session applies meanwhile.
+Indexes the apply will build later get their usual names, and ``fixes.sql``'s
+``IF NOT EXISTS`` skips them once built.
 """
 
 from __future__ import annotations
@@ -8,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -16,14 +29,16 @@ from sqlalchemy import Engine
 
 from kit import escape
 from kit.config import target_key
+from kit.fixes import leftovers as invalid
 from kit.fixes import sqlfile
 from kit.fixes.apply import apply_fixes, undo
-from kit.fixes.model import APPLIED, CREATE, FAILED, KEPT, REVERTED, Fix, FixPlan, counts, fixes_frame
+from kit.fixes.model import APPLIED, CREATE, FAILED, KEPT, REVERTED, Fix, FixPlan, Leftover, counts, fixes_frame
 from kit.fixes.plan import Declared, plan_fixes
 from kit.fixes.report import STATEMENT_COLUMNS
 from kit.fixes.verify import judge, settle
 from kit.runs import records
-from kit.safety import sessions
+from kit.safety import applylock, interrupts, sessions
+from kit.safety.applylock import ApplyLock
 from kit.workload.measure import again, measure, targets_for
 from kit.workload.model import Statement, Workload
 from kit.workload.timing import Timing
@@ -44,6 +59,7 @@ class LoopResult:
     applied: bool
     seconds: float
     apply_requested: bool = False  # apply was asked for (applied is False when there was nothing to apply)
+    leftovers: tuple[Leftover, ...] = ()  # INVALID indexes found before the plan, and what was done
 
     def to_frame(self) -> pd.DataFrame:
         return fixes_frame(self.fixes)
@@ -105,7 +121,8 @@ class LoopResult:
                            "depends_on": f.depends_on,
                            "index": f.index, "source": f.source, "declared": f.declared,
                            "est_bytes": f.est_bytes, "bytes_after": f.bytes_after, "why": f.why, "expect": f.expect}
-                          for f in self.fixes]}
+                          for f in self.fixes],
+                "leftovers": [f.to_record() for f in self.leftovers]}
 
     def save(self, folder: str | Path | None = None) -> dict[str, Path]:
         """fixes.sql, fixes.json (exactly the keys of :data:`kit.fixes.model.RECORD_KEYS`) and
@@ -113,7 +130,7 @@ class LoopResult:
         folder = Path(folder) if folder else records.artifact_path(FIXES_JSON).parent
         texts = {s.key: s.text for s in self.statements()}
         paths = {"sql": sqlfile.write(folder, self.fixes, target=self.target, mode=self.mode, statements=texts,
-                                      details=self.details()),
+                                      details=self.details(), leftovers=self.leftovers),
                  "json": folder / FIXES_JSON, "loop": folder / LOOP_JSON}
         paths["json"].write_text(json.dumps([f.to_record() for f in self.fixes], indent=1), encoding="utf-8")
         paths["loop"].write_text(json.dumps(self.to_json(), indent=1, default=str), encoding="utf-8")
@@ -141,36 +158,72 @@ def _sizes(url: str, fixes: tuple[Fix, ...]) -> tuple[Fix, ...]:
 def run_loop(engine: Engine, workload: Workload, *, apply: bool = False, declared: Declared | None = None,
              warmup: int = 1, repeats: int = 5, min_rows: int = 10_000, budget_bytes: int | None = None,
              reviewed: FixPlan | None = None, out: Callable[[str], None] | None = print) -> LoopResult:
-    """Steps: 1. parameter values from the data, those that reproduce the workload measured before
-    (writes only with ``apply``, rolled back); 2. plan on those values; 3. the probes the plan wrote,
-    measured before; 4. apply (pre-flight first); 5. measure after, same values, fresh sessions;
-    6. keep or revert each fix, then the set as a whole (:func:`kit.fixes.verify.settle`).
+    """Steps: 0. with ``apply``, the database's apply lock (ApplyInProgress at once when another session
+    holds it), held to the end, and the kit's INVALID leftovers dropped (a dry run lists them);
+    1. parameter values from the data, those that reproduce the workload measured before (writes only
+    with ``apply``, rolled back); 2. plan on those values; 3. the probes the plan wrote, measured
+    before; 4. apply (pre-flight first); 5. measure after, same values, fresh sessions; 6. keep or
+    revert each fix, then the set as a whole (:func:`kit.fixes.verify.settle`).
     ``budget_bytes`` caps the new indexes' estimated size (None: half the size of their tables);
     ``reviewed`` is a plan reviewed in a dry run (:func:`kit.fixes.reviewed.reviewed_plan`): step 2 then
     takes it as it is, and ``workload`` is the statements it names."""
+    options = dict(declared=declared, warmup=warmup, repeats=repeats, min_rows=min_rows, budget_bytes=budget_bytes,
+                   reviewed=reviewed, out=out)
+    if not apply:
+        return _loop(engine, workload, lock=None, **options)
+    with interrupts.sigterm_raises(), applylock.hold(engine.url.render_as_string(hide_password=False)) as lock:  # 0.
+        return _loop(engine, workload, lock=lock, **options)
+
+
+def _loop(engine: Engine, workload: Workload, *, lock: ApplyLock | None, declared: Declared | None, warmup: int,
+          repeats: int, min_rows: int, budget_bytes: int | None, reviewed: FixPlan | None,
+          out: Callable[[str], None] | None) -> LoopResult:
     started = time.monotonic()
     url = engine.url.render_as_string(hide_password=False)
     say = escape.lines_to(out)
+    apply = lock is not None
+    left = invalid.repair(engine, lock=lock, out=say) if apply else invalid.review(engine, out=say)  # 0.
+    reuse = {f.name for f in left if f.action == "would drop"}  # dropped ones are free already
     targets = targets_for(url, workload.targets)  # 1.
     before = measure(url, targets, warmup=warmup, repeats=repeats, writes=apply)
-    plan = reviewed or plan_fixes(engine, workload, declared=declared, min_rows=min_rows,  # 2.
+    plan = reviewed or plan_fixes(engine, workload, declared=declared, min_rows=min_rows, reuse=reuse,  # 2.
                                   budget_bytes=budget_bytes, values={k: t.params for k, t in before.items() if t.params})
+    if not apply:
+        plan = _note_apply_in_progress(url, plan, say)
     probes = targets_for(url, plan.probes)  # 3.
     before |= measure(url, probes, warmup=warmup, repeats=repeats, writes=apply)
     targets += probes
     fixes, after = plan.fixes, {}
     if apply and fixes:
-        fixes = apply_fixes(engine, fixes, out=out)  # 4.
+        fixes = apply_fixes(engine, fixes, lock=lock, out=out)  # 4.
         after = measure(url, again(targets, before), warmup=warmup, repeats=repeats, writes=True)  # 5.
-        applied = [fix.verdict == APPLIED for fix in fixes]  # 6.
-        judged = settle([judge(f, before, after) if ok else f for f, ok in zip(fixes, applied)], before, after)
-        for i, fix in enumerate(judged):
-            if applied[i] and fix.verdict == REVERTED:
-                why = undo(engine, fix, out=out)
-                say(f"reverted {fix.index or fix.target_table}: {fix.reason}")
-                if why:
-                    judged[i] = fix.but(verdict=FAILED, reason=f"{fix.reason}; {why}")
-        fixes = _sizes(url, tuple(judged))
+        fixes = _sizes(url, _verdicts(engine, fixes, before, after, lock=lock, say=say, out=out))  # 6.
     return LoopResult(target=target_key(url), workload=workload, plan=plan, fixes=tuple(fixes), before=before,
                       after=after, applied=bool(apply and plan.fixes), seconds=time.monotonic() - started,
-                      apply_requested=apply)
+                      apply_requested=apply, leftovers=left)
+
+
+def _verdicts(engine: Engine, fixes: tuple[Fix, ...], before: dict, after: dict, *, lock: ApplyLock, say,
+              out) -> tuple[Fix, ...]:
+    """Keep or revert each applied fix, then the set as a whole (a revert under the loop's lock)."""
+    applied = [fix.verdict == APPLIED for fix in fixes]
+    judged = settle([judge(f, before, after) if ok else f for f, ok in zip(fixes, applied)], before, after)
+    for i, fix in enumerate(judged):
+        if applied[i] and fix.verdict == REVERTED:
+            why = undo(engine, fix, lock=lock, out=out)
+            say(f"reverted {fix.index or fix.target_table}: {fix.reason}")
+            if why:
+                judged[i] = fix.but(verdict=FAILED, reason=f"{fix.reason}; {why}")
+    return tuple(judged)
+
+
+def _note_apply_in_progress(url: str, plan: FixPlan, say) -> FixPlan:
+    """A dry run while an apply holds the lock: say so in the plan (what it builds may change it)."""
+    with sessions.connect(url, app="dbperf-kit-plan") as conn:
+        found = applylock.holder(conn)
+    if found is None:
+        return plan
+    note = (f"an apply was running while this plan was made ({found.describe()}): indexes it was building "
+            "are left out, and what it changes may change the plan — plan again once it has finished")
+    say(f"note: {note}")
+    return replace(plan, notes=(*plan.notes, note))

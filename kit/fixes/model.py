@@ -77,6 +77,32 @@ class FixPlan:
         return tuple(f for f in self.fixes if f.kind == kind)
 
 
+@dataclass(frozen=True)
+class Leftover:
+    """An INVALID index found before planning (a concurrent build that did not finish), whether the kit
+    built it (:mod:`kit.fixes.leftovers` says how it tells), and what was done about it."""
+
+    schema: str
+    name: str
+    table: str
+    definition: str
+    kit: bool  # built by the kit: dropped before the plan (apply) or listed to drop (dry run)
+    why: str  # how it was recognised as the kit's, or why it is not
+    building_pid: int | None = None  # a build working on it at the time it was found
+    action: str = ""  # "dropped" | "would drop" | "drop failed: ..." | "left: ..."
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    def but(self, **changes) -> Leftover:
+        return replace(self, **changes)
+
+    def to_record(self) -> dict:
+        return {"index": self.qualified, "table": f"{self.schema}.{self.table}", "kit": self.kit, "why": self.why,
+                "action": self.action, "definition": self.definition}
+
+
 def fixes_frame(fixes: tuple[Fix, ...] | list[Fix]) -> pd.DataFrame:
     cols = ["kind", "target_table", "index", "source", "statements", "why", "expect", "verdict", "reason",
             "exec_ms_before", "exec_ms_after", "speedup", "sql"]

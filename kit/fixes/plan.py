@@ -254,6 +254,26 @@ def re_hypothetical(cand: _Candidate) -> str:
 
 
 LIVE_NAMES = "/* kit */ SELECT relname FROM pg_class WHERE relkind = 'i'"
+# the table and key columns of every index a concurrent build is working on right now
+BUILDING = """/* kit */
+SELECT n.nspname, t.relname,
+       ARRAY(SELECT a.attname::text FROM unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+             JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum ORDER BY k.ord),
+       p.pid
+FROM pg_stat_progress_create_index p JOIN pg_index x ON x.indexrelid = p.index_relid
+JOIN pg_class t ON t.oid = x.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace"""
+
+
+def _not_building(cands: dict, building: dict[tuple, int], notes: list[str]) -> None:
+    """Leave out a candidate whose index a build is making right now — an apply running meanwhile
+    (this plan is a dry run's, or the build an orphan): planned again under another name, the
+    index would be built twice. The build's own name stays taken."""
+    for key, cand in list(cands.items()):
+        pid = building.get((cand.schema, cand.table, tuple(cand.columns)))
+        if pid is not None:
+            del cands[key]
+            notes.append(f"an index on {cand.schema}.{cand.table} ({', '.join(cand.columns)}) is being built right "
+                         f"now (session {pid}): left out of this plan; plan again once that build has ended")
 
 
 def _creates(cands: list[_Candidate], taken: set[str]) -> list[Fix]:
@@ -362,11 +382,13 @@ def _analyzes(stale: list[dict], targets, uses, notes: list[str], *, min_rows: i
 
 def plan_fixes(engine: Engine, workload: Workload, *, declared: Declared | None = None,
                min_rows: int = MIN_ROWS, analyze_min_rows: int = 1_000,
-               values: dict[str, tuple] | None = None, budget_bytes: int | None = None) -> FixPlan:
+               values: dict[str, tuple] | None = None, budget_bytes: int | None = None,
+               reuse: frozenset[str] | set[str] = frozenset()) -> FixPlan:
     """The fixes for this database, with the probes (statements the kit wrote) their verification
     needs; ``values`` (statement key -> its parameter values, as measured) make the advisor plan each
     statement as the workload runs it; ``budget_bytes`` caps the new indexes' estimated size (None:
-    half the size of the tables they are on)."""
+    half the size of the tables they are on); ``reuse``: names of INVALID leftovers of the kit that go
+    before the plan (kit.fixes.leftovers), free for its new indexes again."""
     declared = declared or Declared((), "none")
     values = values or {}
     targets = workload.targets
@@ -377,7 +399,8 @@ def plan_fixes(engine: Engine, workload: Workload, *, declared: Declared | None 
     with sessions.connect(url, app="dbperf-kit-plan") as conn:
         conn.prepare_threshold = None  # psycopg's own prepared statements would mix with the advisor's
         uses = _uses(conn, targets)
-        taken = {r[0] for r in conn.execute(LIVE_NAMES)}
+        taken = {r[0] for r in conn.execute(LIVE_NAMES)} - set(reuse)
+        building = {(s, t, tuple(cols)): pid for s, t, cols, pid in conn.execute(BUILDING)}
         selection = _select(conn, workload, values, budget_bytes)
     cands: dict = {}
     probes: list[Statement] = []
@@ -385,6 +408,7 @@ def plan_fixes(engine: Engine, workload: Workload, *, declared: Declared | None 
     _selected(cands, selection)
     _foreign_keys(cands, fks, targets, uses, probes)
     _declared(cands, declared, engine, targets, uses, probes)
+    _not_building(cands, building, notes)
     _whatif(url, list(cands.values()), targets, probes, values)
     creates = _creates(list(cands.values()), taken)
     with sessions.connect(url, app="dbperf-kit-plan") as conn:

@@ -1,14 +1,18 @@
 """``fixes.sql``: the plan as a file a person reviews and psql runs — one statement per fix, each
 after a comment saying why, what it should change, which statements it should help (redacted)
-and, once applied, its verdict (pure: text only; psycopg's ``sql`` module quotes, nothing connects).
+and, once applied, its verdict (pure).
 
 Every comment line is written through :func:`kit.escape.sql_comment`: a table or constraint name,
 a statement text, an error message — anything from the database — cannot end its comment line and
 put a statement of its own on the next. The statements themselves quote every name (psycopg's
 ``sql.Identifier`` or pglast's deparser), so a name is an identifier there, never SQL, and one that
 holds a control character is written ``U&"..."`` (:func:`kit.escape.sql_statement`): one printable line.
-Before each new index, psql drops a leftover INVALID index of its name (``\\gset`` / ``\\if``), which
-``CREATE INDEX CONCURRENTLY IF NOT EXISTS`` would silently accept.
+
+A leftover INVALID index of a new index's name (a failed concurrent build) would make ``CREATE INDEX
+CONCURRENTLY IF NOT EXISTS`` skip the build and leave it invalid; so does an INVALID index the
+kit's interrupted builds left. Each gets a guarded drop first: psql builds the ``DROP INDEX
+CONCURRENTLY`` (``\\gexec``) only while the index is still INVALID — by the time the file is run,
+an apply may have built a valid index under that name again.
 """
 
 from __future__ import annotations
@@ -17,10 +21,8 @@ import re
 import textwrap
 from pathlib import Path
 
-from psycopg import sql
-
 from kit import escape
-from kit.fixes.model import CREATE, Fix
+from kit.fixes.model import CREATE, Fix, Leftover
 from kit.sqltext import redact
 
 FILE = "fixes.sql"
@@ -51,18 +53,38 @@ _HEADS = {
              "or failed.",
     NOTHING: "-- Apply was asked for; the plan holds nothing to apply, so nothing was changed.",
 }
-# A leftover INVALID index of the same name (a failed concurrent build) would make IF NOT EXISTS skip
-# the build and leave it invalid: psql drops it first (\gset and \if are psql's).
-_GUARD = sql.SQL("SELECT EXISTS (SELECT 1 FROM pg_index WHERE indexrelid = to_regclass(format('%I.%I', {}, {})) "
-                 "AND NOT indisvalid) AS {} \\gset")
+# psql runs the statement this query returns (\gexec): only while the index is INVALID
+GUARDED_DROP = """SELECT format('DROP INDEX CONCURRENTLY IF EXISTS %I.%I', n.nspname, c.relname)
+FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = {schema} AND c.relname = {name} AND NOT x.indisvalid \\gexec"""
 
 
-def _guard(n: int, schema: str, name: str) -> list[str]:
-    flag = f"kit_invalid_{n}"
-    drop = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(schema, name))
-    return [escape.sql_statement(_GUARD.format(sql.Literal(schema), sql.Literal(name),
-                                               sql.Identifier(flag)).as_string(None)),
-            f"\\if :{flag}", escape.sql_statement(drop.as_string(None)) + ";", "\\endif"]
+def _literal(text: str) -> str:
+    """``text`` as a string constant that means the same whatever ``standard_conforming_strings`` is:
+    an escape string, every quote doubled, every backslash and control character escaped."""
+    body = "".join("\\\\" if ch == "\\" else "''" if ch == "'" else
+                   (f"\\u{ord(ch):04x}" if not ch.isprintable() else ch) for ch in text)
+    return f"E'{body}'"
+
+
+def _guarded_drop(schema: str, name: str) -> str:
+    return GUARDED_DROP.format(schema=_literal(schema), name=_literal(name))
+
+
+def _leftovers(leftovers: tuple[Leftover, ...] | list[Leftover]) -> list[str]:
+    """Comments on every INVALID index found before the plan; a guarded drop for each of the kit's
+    that is still there (a dropped one's drop would do nothing)."""
+    if not leftovers:
+        return []
+    out = [_comment(f"INVALID indexes found before planning ({len(leftovers)}): failed concurrent builds"), ""]
+    for n, f in enumerate(leftovers, 1):
+        out.append(_comment(f"L{n}. {f.qualified} on {f.schema}.{f.table}"))
+        out += _wrapped("why", f.why)
+        out += _wrapped("state", f.action)
+        if f.kit and f.action != "dropped" and not f.building_pid:
+            out.append(_guarded_drop(f.schema, f.name))
+        out.append("")
+    return out
 
 
 def _cost(fix: Fix) -> list[str]:
@@ -78,11 +100,12 @@ def _cost(fix: Fix) -> list[str]:
     return _wrapped("cost", "; ".join(parts))
 
 
-def render(fixes: tuple[Fix, ...] | list[Fix], *, target: str, mode: str,
-           statements: dict[str, str] | None = None, details: dict[str, str] | None = None) -> str:
+def render(fixes: tuple[Fix, ...] | list[Fix], *, target: str, mode: str, statements: dict[str, str] | None = None,
+           details: dict[str, str] | None = None, leftovers: tuple[Leftover, ...] | list[Leftover] = ()) -> str:
     """The file's text; ``mode`` is :data:`DRY`, :data:`APPLIED` or :data:`NOTHING`; ``statements`` maps a
     statement key to its text (redacted here again), ``details`` to a line about it (its share of the
-    database's time, whether its measurement reproduced the workload)."""
+    database's time, whether its measurement reproduced the workload); ``leftovers``: the INVALID
+    indexes found before the plan."""
     statements, details = statements or {}, details or {}
     head = [
         _comment(f"dbperf kit fix plan for {target}"),
@@ -107,15 +130,17 @@ def render(fixes: tuple[Fix, ...] | list[Fix], *, target: str, mode: str,
         if fix.verdict != "planned" or fix.reason:
             body += _wrapped("verdict", fix.verdict + (f" ({fix.reason})" if fix.reason else ""))
         if fix.kind == CREATE and fix.index_name:
-            body += _guard(n, fix.schema, fix.index_name)
+            body.append(_guarded_drop(fix.schema, fix.index_name))
         body.append(escape.sql_statement(fix.sql.rstrip().rstrip(";")) + ";")
         body.append("")
-    return "\n".join(head + body)
+    return "\n".join(head + _leftovers(leftovers) + body)
 
 
 def write(folder: str | Path, fixes: tuple[Fix, ...] | list[Fix], *, target: str, mode: str,
-          statements: dict[str, str] | None = None, details: dict[str, str] | None = None) -> Path:
+          statements: dict[str, str] | None = None, details: dict[str, str] | None = None,
+          leftovers: tuple[Leftover, ...] | list[Leftover] = ()) -> Path:
     path = Path(folder) / FILE
-    path.write_text(render(fixes, target=target, mode=mode, statements=statements, details=details),
+    path.write_text(render(fixes, target=target, mode=mode, statements=statements, details=details,
+                           leftovers=leftovers),
                     encoding="utf-8")
     return path

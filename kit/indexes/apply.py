@@ -7,14 +7,25 @@ one it left (when the table lets it). When a session still blocks after the retr
 it would block next are not tried at all: a transaction holding a snapshot (a statement running
 in it) blocks every concurrent build, one holding a lock on a table blocks that table's. The
 step says which session (pid, state, statement) to end before running apply again.
+
+Every apply holds the database's apply lock (:mod:`kit.safety.applylock`) from its first look to
+its last statement; a caller that holds it already passes it down. Ctrl-C or SIGTERM during a
+build cancels the build's backend (which would go on in the server otherwise), drops what it left
+INVALID, then lets the exception go on. The build sessions ask the server to check that their
+client is still there (``client_connection_check_interval``): when the process is killed, its
+build stops within about a second instead of running on. Every index the kit builds carries a
+marker comment (:data:`MARKER`), written as soon as the index exists, by which a later apply knows
+an INVALID leftover of an interrupted build for its own (:mod:`kit.fixes.leftovers`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 
 import pandas as pd
 import psycopg
@@ -27,11 +38,15 @@ from kit.errors import IndexBuildError
 from kit.indexes.estimate import BuildEstimate, estimate
 from kit.indexes.spec import IndexSpec, MigrationError
 from kit.indexes.status import APPLIED, DIFFERS, INVALID, MISSING, NO_TABLE, default_specs, index_status
+from kit.safety import applylock, interrupts, sessions
 from kit.safety import preflight as safety
-from kit.safety import sessions
+from kit.safety.applylock import ApplyLock
 from kit.sqltext import redact
 
-ADVISORY_KEY = "dbperf-kit:apply-indexes"
+ADVISORY_KEY = applylock.KEY  # one lock for every apply of the kit
+BUILD_APP = "dbperf-kit-build"  # the application name of the sessions that run the kit's DDL
+MARKER = "dbperf-kit build"  # the comment on every index the kit builds, followed by the UTC time
+CANCEL_WAIT_S = 10.0  # how long an interrupted statement is cancelled and waited for
 
 
 @dataclass(frozen=True)
@@ -122,9 +137,15 @@ INDEX_VALID = """/* kit */
 SELECT x.indisvalid AND x.indisready FROM pg_index x
 JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_namespace n ON n.oid = i.relnamespace
 WHERE n.nspname = %s AND i.relname = %s"""
+# the build's progress, and its index (once the build has created it) and whether it has a comment yet
 PROGRESS = """/* kit */
-SELECT phase, blocks_done, blocks_total, tuples_done, tuples_total
-FROM pg_stat_progress_create_index WHERE pid = %s"""
+SELECT p.phase, p.blocks_done, p.blocks_total, p.tuples_done, p.tuples_total,
+       n.nspname, c.relname, obj_description(c.oid, 'pg_class') IS NOT NULL
+FROM pg_stat_progress_create_index p
+LEFT JOIN pg_class c ON c.oid = p.index_relid LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE p.pid = %s"""
+COMMENTED = """/* kit */
+SELECT obj_description(to_regclass(format('%%I.%%I', %s::text, %s::text)), 'pg_class') IS NOT NULL"""
 SET_TIMEOUTS = "/* kit */ SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)"
 BLOCKING = "/* kit */ SELECT pg_blocking_pids(%s)"
 # does session %(pid)s block a concurrent build on %(table)s: its snapshot blocks every build (the
@@ -142,36 +163,83 @@ def _index_state(conn: psycopg.Connection, spec: IndexSpec) -> str:
     return MISSING if row is None else (APPLIED if row[0] else INVALID)
 
 
+def _mark(conn: psycopg.Connection, schema: str, name: str) -> bool:
+    """Put the kit's marker on index ``schema.name``; False when it could not (yet): a short lock
+    timeout, so that the build's monitor never waits on it."""
+    text = f"{MARKER} {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ}"
+    stmt = sql.SQL("COMMENT ON INDEX {} IS {}").format(sql.Identifier(schema, name), sql.Literal(text))
+    try:
+        with conn.transaction():
+            conn.execute("/* kit */ SET LOCAL lock_timeout = '200ms'")
+            conn.execute(stmt)
+    except psycopg.Error:
+        return False
+    return True
+
+
+def _stop(box: dict, done: threading.Event, *, wait_s: float = CANCEL_WAIT_S) -> None:
+    """Cancel the worker's statement and wait for the worker to end. The server goes on with a
+    statement whose client stopped waiting — a concurrent build for minutes — so it is cancelled,
+    again and again until the worker ends: the worker may be between connecting and sending its
+    statement when the first cancel arrives (the server ignores a cancel for an idle session)."""
+    box["stop"] = True
+    deadline = time.monotonic() + wait_s
+    while not done.is_set() and time.monotonic() < deadline:
+        conn = box.get("conn")
+        if conn is not None:
+            try:
+                conn.cancel_safe(timeout=2.0)  # safe from another thread: its own connection to the server
+            except Exception:  # noqa: BLE001 - closed meanwhile, or the cancel timed out: try again
+                pass
+        done.wait(0.2)
+
+
 def _run_statement(url: str, stmt: sql.Composable | str, *, timeouts: tuple[str, str],
                    monitor: psycopg.Connection | None, name: str, poll_s: float,
-                   progress: Callable[[Progress], None] | None, blockers: set[int] | None = None) -> list[str]:
+                   progress: Callable[[Progress], None] | None, blockers: set[int] | None = None,
+                   mark: bool = False) -> list[str]:
     """Run one statement on its own autocommit session in a thread; poll its progress meanwhile
-    (and, given ``blockers``, add the pids it waits for)."""
+    (given ``blockers``, add the pids it waits for; with ``mark``, put the kit's marker on the index
+    it builds as soon as that exists). Interrupted here (Ctrl-C, SIGTERM: the main thread), it
+    cancels the statement before the exception goes on."""
     box: dict = {}
+    # Waited for with an Event, not Thread.join: a KeyboardInterrupt that lands inside join() makes
+    # CPython (3.11, bpo-45274's fix) release the running thread's state lock and mark it stopped,
+    # and is_alive() then says False while the statement runs on — it would never be cancelled.
+    done = threading.Event()
 
     def work() -> None:
         try:
-            with sessions.connect(url, app="dbperf-kit-build") as conn:
+            with sessions.connect(url, app=BUILD_APP) as conn:
                 conn.execute(SET_TIMEOUTS, list(timeouts))
-                box["pid"] = conn.info.backend_pid
+                sessions.watch_client(conn)  # a killed process's build stops in the server too
+                box["conn"], box["pid"] = conn, conn.info.backend_pid
+                if box.get("stop"):
+                    return  # interrupted while connecting
                 conn.execute(stmt)
         except BaseException as exc:  # re-raised in the caller's thread
             box["error"] = exc
+        finally:
+            done.set()
 
-    started, phases = time.monotonic(), []
-    thread = threading.Thread(target=work, name=f"kit-build-{name}", daemon=True)
-    thread.start()
-    while thread.is_alive():
-        thread.join(poll_s)
-        if monitor is None or "pid" not in box or not thread.is_alive():
-            continue
-        row = monitor.execute(PROGRESS, [box["pid"]]).fetchone()
-        if blockers is not None:
-            blockers.update(monitor.execute(BLOCKING, [box["pid"]]).fetchone()[0] or ())
-        if row and (not phases or phases[-1] != row[0]):
-            phases.append(row[0])
-            if progress:
-                progress(Progress(name, *row, elapsed_s=time.monotonic() - started))
+    started, phases, marked = time.monotonic(), [], False
+    threading.Thread(target=work, name=f"kit-build-{name}", daemon=True).start()
+    try:
+        while not done.wait(poll_s):
+            if monitor is None or "pid" not in box:
+                continue
+            row = monitor.execute(PROGRESS, [box["pid"]]).fetchone()
+            if blockers is not None:
+                blockers.update(monitor.execute(BLOCKING, [box["pid"]]).fetchone()[0] or ())
+            if mark and row and row[6] is not None and not marked:  # the build has created its index
+                marked = row[7] or _mark(monitor, row[5], row[6])
+            if row and (not phases or phases[-1] != row[0]):
+                phases.append(row[0])
+                if progress:
+                    progress(Progress(name, *row[:5], elapsed_s=time.monotonic() - started))
+    except BaseException:
+        _stop(box, done)
+        raise
     if "error" in box:
         raise box["error"]
     return phases
@@ -180,8 +248,9 @@ def _run_statement(url: str, stmt: sql.Composable | str, *, timeouts: tuple[str,
 def _build_one(url: str, spec: IndexSpec, step: Step, monitor: psycopg.Connection, *,
                timeouts: tuple[str, str], retries: int, backoff_s: float, poll_s: float,
                progress, sleep, waits: list[LockWait], tables: list[int]) -> Step:
-    """Steps: 1. drop a leftover invalid index; 2. create; 3. check it is valid. Retry on lock timeout;
-    after a failed attempt, drop the invalid index it left."""
+    """Steps: 1. drop a leftover invalid index; 2. create (marked as the kit's as soon as it exists);
+    3. check it is valid, and marked. Retry on lock timeout; after a failed attempt, drop the invalid
+    index it left; interrupted, drop it too, then let the interrupt go on."""
     started, phases, attempt = time.monotonic(), [], 0
     while True:
         attempt += 1
@@ -190,9 +259,11 @@ def _build_one(url: str, spec: IndexSpec, step: Step, monitor: psycopg.Connectio
             if _index_state(monitor, spec) == INVALID:  # 1. a failed build, ours or earlier
                 _drop(url, spec, timeouts=timeouts, poll_s=poll_s)
             phases += _run_statement(url, spec.create_sql, timeouts=timeouts, monitor=monitor,  # 2.
-                                     name=spec.name, poll_s=poll_s, progress=progress, blockers=seen)
+                                     name=spec.name, poll_s=poll_s, progress=progress, blockers=seen, mark=True)
             if _index_state(monitor, spec) != APPLIED:  # 3. IF NOT EXISTS accepts an invalid one
                 raise IndexBuildError(f"{spec.name} exists but is not valid after the build")
+            if not monitor.execute(COMMENTED, [spec.schema, spec.name]).fetchone()[0]:  # built before a look
+                _mark(monitor, spec.schema, spec.name)
             return replace(step, status="applied", attempts=attempt, phases=tuple(phases),
                            seconds=time.monotonic() - started)
         except pgerr.LockNotAvailable as exc:
@@ -212,11 +283,31 @@ def _build_one(url: str, spec: IndexSpec, step: Step, monitor: psycopg.Connectio
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             return replace(step, status="failed", attempts=attempt, seconds=time.monotonic() - started,
                            message=f"{type(exc).__name__}: {first}; run apply again to repair{left}")
+        except BaseException:  # Ctrl-C, SIGTERM: _run_statement cancelled the build; drop what it left
+            _drop_after_interrupt(url, spec, monitor, lock_timeout=timeouts[0], poll_s=poll_s)
+            raise
+
+
+def _drop_after_interrupt(url: str, spec: IndexSpec, monitor: psycopg.Connection, *, lock_timeout: str,
+                          poll_s: float) -> None:
+    """Best effort, with a short statement timeout: the process is on its way out. What is left
+    INVALID here (the drop waits for the same transactions the build waited for) is the kit's,
+    and the next apply drops it (kit.fixes.leftovers)."""
+    try:
+        _drop_left_invalid(url, spec, monitor, timeouts=(lock_timeout, "10s"), poll_s=poll_s)
+    except Exception:  # noqa: BLE001 - the monitor was interrupted too, the server is gone: nothing to add
+        pass
+
+
+def drop_index(url: str, schema: str, name: str, *, timeouts: tuple[str, str] = ("2s", "10min"),
+               poll_s: float = 0.2) -> None:
+    """DROP INDEX CONCURRENTLY IF EXISTS ``schema.name`` on a session of its own (cancelled when interrupted)."""
+    drop = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(schema, name))
+    _run_statement(url, drop, timeouts=timeouts, monitor=None, name=name, poll_s=poll_s, progress=None)
 
 
 def _drop(url: str, spec: IndexSpec, *, timeouts: tuple[str, str], poll_s: float) -> None:
-    drop = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(spec.schema, spec.name))
-    _run_statement(url, drop, timeouts=timeouts, monitor=None, name=spec.name, poll_s=poll_s, progress=None)
+    drop_index(url, spec.schema, spec.name, timeouts=timeouts, poll_s=poll_s)
 
 
 def _drop_left_invalid(url: str, spec: IndexSpec, monitor: psycopg.Connection, *, timeouts: tuple[str, str],
@@ -260,6 +351,7 @@ def apply_indexes(
     specs: tuple[IndexSpec, ...] | list[IndexSpec] | None = None,
     *,
     apply: bool = False,
+    lock: ApplyLock | None = None,
     lock_timeout_ms: int = 2_000,
     statement_timeout_ms: int = 3_600_000,
     retries: int = 3,
@@ -270,9 +362,26 @@ def apply_indexes(
     out: Callable[[str], None] | None = print,
     sleep: Callable[[float], None] = time.sleep,
 ) -> ApplyResult:
-    """Bring the database to the migration's indexes; with ``apply=False`` only print the plan."""
+    """Bring the database to the migration's indexes; with ``apply=False`` only print the plan.
+
+    With ``apply``, the database's apply lock is held from the first look to the last statement:
+    ``lock``, held by the caller, else taken here (ApplyInProgress at once when another session
+    holds it). SIGTERM raises as Ctrl-C does meanwhile (kit.safety.interrupts): either cancels the
+    running build and drops what it left INVALID before it goes on."""
     if lock_timeout_ms <= 0 or statement_timeout_ms <= 0 or retries < 0:
         raise ValueError("lock_timeout_ms and statement_timeout_ms must be > 0, retries >= 0")
+    with contextlib.ExitStack() as stack:
+        if apply:
+            stack.enter_context(interrupts.sigterm_raises())
+            lock = lock or stack.enter_context(applylock.hold(engine.url.render_as_string(hide_password=False)))
+        return _apply(engine, specs, apply=apply, lock=lock, lock_timeout_ms=lock_timeout_ms,
+                      statement_timeout_ms=statement_timeout_ms, retries=retries, backoff_s=backoff_s,
+                      sample_s=sample_s, poll_s=poll_s, progress=progress, out=out, sleep=sleep)
+
+
+def _apply(engine: Engine, specs, *, apply: bool, lock: ApplyLock | None, lock_timeout_ms: int,
+           statement_timeout_ms: int, retries: int, backoff_s: float, sample_s: float, poll_s: float,
+           progress, out, sleep) -> ApplyResult:
     started = time.monotonic()
     specs = tuple(specs) if specs is not None else default_specs()
     status = index_status(engine, specs)
@@ -298,48 +407,53 @@ def apply_indexes(
         for b in blockers:
             say(f"session {b.pid} ({b.application or b.user}, {b.state}) has a transaction open for "
                 f"{b.xact_age_s or 0:.0f}s: concurrent builds wait for it")
-        if not monitor.execute("/* kit */ SELECT pg_try_advisory_lock(hashtext(%s))", [ADVISORY_KEY]).fetchone()[0]:
-            raise IndexBuildError("another session is applying indexes (advisory lock held); "
-                                  "wait for it to finish, then run apply again")
-        waits: list[LockWait] = []
         timeouts = (f"{lock_timeout_ms}ms", f"{statement_timeout_ms}ms")
-        blocked_by: set[int] = set()  # sessions that outlasted every retry of an earlier index
-        try:
-            for i, step in enumerate(steps):
-                if step.action not in ("create", "rebuild"):
-                    continue
-                spec = by_name[step.name]
-                if still := _still_blocking(monitor, blocked_by, oids.get((spec.schema, spec.table))):
-                    steps[i] = replace(step, status="failed", message=_not_tried(still))
-                    say(f"not tried {step.name}: session {still[0][0]} still blocks it")
-                    continue
-                say(f"{step.action} {step.name}")
-                steps[i] = _build_one(url, spec, step, monitor, timeouts=timeouts,
-                                      retries=retries, backoff_s=backoff_s, poll_s=poll_s,
-                                      progress=progress, sleep=sleep, waits=waits, tables=list(oids.values()))
-                if steps[i].status == "failed" and waits and waits[-1].name == step.name:
-                    blocked_by.update(waits[-1].blocker_pids)
-            for schema, name in sorted({(by_name[s.name].schema, by_name[s.name].table) for s in steps
-                                        if s.status == "applied"}):
-                _run_statement(url, sql.SQL("ANALYZE {}").format(sql.Identifier(schema, name)),
-                               timeouts=timeouts, monitor=None, name=name, poll_s=poll_s, progress=None)
-        finally:
-            monitor.execute("/* kit */ SELECT pg_advisory_unlock(hashtext(%s))", [ADVISORY_KEY])
+        waits = _build_all(url, steps, by_name, monitor, lock=lock, oids=oids, timeouts=timeouts, retries=retries,
+                           backoff_s=backoff_s, poll_s=poll_s, progress=progress, sleep=sleep, say=say)
+        for schema, name in sorted({(by_name[s.name].schema, by_name[s.name].table) for s in steps
+                                    if s.status == "applied"}):
+            _run_statement(url, sql.SQL("ANALYZE {}").format(sql.Identifier(schema, name)),
+                           timeouts=timeouts, monitor=None, name=name, poll_s=poll_s, progress=None)
     return ApplyResult(True, tuple(steps), tuple(blockers), tuple(waits), time.monotonic() - started)
 
 
-def drop_indexes(engine: Engine, specs: tuple[IndexSpec, ...] | list[IndexSpec] | None = None) -> list[str]:
+def _build_all(url: str, steps: list[Step], by_name: dict[str, IndexSpec], monitor: psycopg.Connection, *,
+               lock: ApplyLock, oids: dict, timeouts: tuple[str, str], retries: int, backoff_s: float,
+               poll_s: float, progress, sleep, say) -> list[LockWait]:
+    """Build each planned index in order (``steps`` updated in place); the lock waits met."""
+    waits: list[LockWait] = []
+    blocked_by: set[int] = set()  # sessions that outlasted every retry of an earlier index
+    for i, step in enumerate(steps):
+        if step.action not in ("create", "rebuild"):
+            continue
+        spec = by_name[step.name]
+        lock.require(monitor)  # its session may have been ended since: then another apply may be running
+        if still := _still_blocking(monitor, blocked_by, oids.get((spec.schema, spec.table))):
+            steps[i] = replace(step, status="failed", message=_not_tried(still))
+            say(f"not tried {step.name}: session {still[0][0]} still blocks it")
+            continue
+        say(f"{step.action} {step.name}")
+        steps[i] = _build_one(url, spec, step, monitor, timeouts=timeouts, retries=retries, backoff_s=backoff_s,
+                              poll_s=poll_s, progress=progress, sleep=sleep, waits=waits, tables=list(oids.values()))
+        if steps[i].status == "failed" and waits and waits[-1].name == step.name:
+            blocked_by.update(waits[-1].blocker_pids)
+    return waits
+
+
+def drop_indexes(engine: Engine, specs: tuple[IndexSpec, ...] | list[IndexSpec] | None = None, *,
+                 lock: ApplyLock | None = None) -> list[str]:
     """Drop the migration's indexes that exist (concurrently, one autocommit session each) so a
     demo starts from the audit's "before" state; returns the names dropped. The caller checks
-    that the database is the kit's own."""
+    that the database is the kit's own. Under the apply lock, as any change (``lock``: the caller's)."""
     specs = tuple(specs) if specs is not None else default_specs()
-    live = {r.name for r in index_status(engine, specs).rows if r.state != MISSING}
     url = engine.url.render_as_string(hide_password=False)
-    dropped = []
-    for spec in specs:
-        if spec.name in live:
-            stmt = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(spec.schema, spec.name))
-            _run_statement(url, stmt, timeouts=("10s", "10min"), monitor=None, name=spec.name, poll_s=0.2,
-                           progress=None)
-            dropped.append(spec.name)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(interrupts.sigterm_raises())
+        lock = lock or stack.enter_context(applylock.hold(url))
+        live = {r.name for r in index_status(engine, specs).rows if r.state != MISSING}
+        dropped = []
+        for spec in specs:
+            if spec.name in live:
+                drop_index(url, spec.schema, spec.name, timeouts=("10s", "10min"))
+                dropped.append(spec.name)
     return dropped

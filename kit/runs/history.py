@@ -3,7 +3,13 @@ build trend frames, compare two runs (pure: reads the runs' ``bundle.json`` file
 
 A run folder is what ``kit run`` writes into ``runs/<UTC timestamp>/``; its ``bundle.json``
 (:mod:`kit.runs.bundle`) holds everything this module reads. A folder without a bundle (a run that
-crashed before the end, or an older kit) is listed with status ``no bundle`` and left out of trends.
+crashed or was killed before the end, or an older kit) is listed with status ``no bundle``.
+
+Only a run that finished ``ok`` is a baseline — the previous run the bundle's differences, the
+workload's window, the gate and the trends compare with. A run ``interrupted`` (Ctrl-C, SIGTERM:
+01 may be all it ran, an apply stopped half-way), ``failed`` (a notebook raised: its figures stop
+at that cell, and every finding of a later run would look "new") or without a bundle is listed,
+never compared with: the next run compares with the last run that finished.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from kit.errors import ConfigError
 from kit.sqltext.refs import CONTROL, kind_of
 
 BUNDLE_FILE = "bundle.json"
+OK, FAILED, INTERRUPTED = "ok", "failed", "interrupted"  # a bundle's status
 _CI_SUFFIXES = (("_lo", "_hi"), ("_ci_lo", "_ci_hi"))
 
 
@@ -87,8 +94,13 @@ def list_runs(runs_dir: str | Path = "runs") -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run", "target", "status", "notebooks", "figures", "findings", "scale"])
 
 
+def is_baseline(bundle: dict[str, Any]) -> bool:
+    """Whether a run may be compared with: it finished, and ``ok`` (pure)."""
+    return bundle.get("status") == OK
+
+
 def previous_bundle(runs_dir: str | Path, *, target: str, before: str) -> dict[str, Any] | None:
-    """The latest finished run of ``target`` whose name sorts before ``before`` (None: first run)."""
+    """The latest run of ``target`` that finished ok whose name sorts before ``before`` (None: first run)."""
     for folder in reversed(_folders(Path(runs_dir))):
         if folder.name >= before or not (folder / BUNDLE_FILE).exists():
             continue
@@ -96,9 +108,14 @@ def previous_bundle(runs_dir: str | Path, *, target: str, before: str) -> dict[s
             b = read_bundle(folder)
         except ValueError:
             continue
-        if b.get("target") == target:
+        if b.get("target") == target and is_baseline(b):
             return b
     return None
+
+
+def _baselines(runs_dir: Path) -> list[dict[str, Any]]:
+    """The bundles of the runs that finished ok, oldest first."""
+    return [b for b in (read_bundle(f) for f in _folders(runs_dir) if (f / BUNDLE_FILE).exists()) if is_baseline(b)]
 
 
 def numeric_figures(bundle: dict[str, Any]) -> dict[str, float]:
@@ -125,10 +142,10 @@ def _is_ci_companion(name: str, figures: dict[str, float]) -> bool:
 
 
 def trend_frame(runs_dir: str | Path = "runs", *, target: str | None = None, last: int = 10) -> pd.DataFrame:
-    """Long frame of the last ``last`` finished runs of ``target`` (None: the latest run's target):
-    run, created_at, scale, figure, value, lo, hi — CI companions fold into lo/hi."""
+    """Long frame of the last ``last`` runs of ``target`` that finished ok (None: the latest such run's
+    target): run, created_at, scale, figure, value, lo, hi — CI companions fold into lo/hi."""
     cols = ["run", "created_at", "target", "scale", "figure", "value", "lo", "hi"]
-    bundles = [read_bundle(f) for f in _folders(Path(runs_dir)) if (f / BUNDLE_FILE).exists()]
+    bundles = _baselines(Path(runs_dir))
     if target is None and bundles:
         target = bundles[-1].get("target")
     bundles = [b for b in bundles if b.get("target") == target][-last:] if last > 0 else []
@@ -214,8 +231,7 @@ def statement_trend(runs_dir: str | Path = "runs", *, target: str | None, top: i
     measured before and after its apply (``loop.json``) where that run has them."""
     cols = ["run", "created_at", "statement", "queryid", "mean_ms", "calls", "before_ms", "after_ms"]
     folder = Path(runs_dir)
-    bundles = [b for b in (read_bundle(f) for f in _folders(folder) if (f / BUNDLE_FILE).exists())
-               if b.get("target") == target][-last:] if last > 0 else []
+    bundles = [b for b in _baselines(folder) if b.get("target") == target][-last:] if last > 0 else []
     windows = [(b, (b.get("statements") or {}).get("diff") or []) for b in bundles]
     if not windows or not windows[-1][1]:
         return pd.DataFrame(columns=cols)
@@ -263,7 +279,7 @@ class Trends:
     target: str | None
     runs: pd.DataFrame  # list_runs rows of the target
     trend: pd.DataFrame  # trend_frame rows
-    last: Comparison | None  # previous -> latest run of the target (None with fewer than two)
+    last: Comparison | None  # previous -> latest run of the target that finished ok (None: fewer than two)
 
     def to_frame(self) -> pd.DataFrame:
         return self.runs
@@ -294,6 +310,8 @@ def trends(runs_dir: str | Path = "runs", *, database_env: str = "KIT_DATABASE_U
     mine = runs[runs["target"] == target].tail(last).reset_index(drop=True) if last > 0 else runs.head(0)
     trend = trend_frame(folder, target=target, last=last) if len(mine) else trend_frame(folder, last=0)
     comparison = None
-    if len(mine) >= 2:
-        comparison = compare(read_bundle(folder / mine["run"].iloc[-2]), read_bundle(folder / mine["run"].iloc[-1]))
+    finished = mine[mine["status"] == OK]  # an interrupted or failed run is listed, never compared
+    if len(finished) >= 2:
+        comparison = compare(read_bundle(folder / finished["run"].iloc[-2]),
+                             read_bundle(folder / finished["run"].iloc[-1]))
     return Trends(runs_dir=folder, target=target, runs=mine, trend=trend, last=comparison)

@@ -5,11 +5,17 @@ notebook, export it to self-contained HTML, gather the recorded figures into ``s
 :mod:`kit.runs.bundle`) and, when ``fail_on`` rules are given, judge the run against the previous run of
 the same target (:mod:`kit.runs.gate`). A failing notebook's executed copy (and the bundle, with status
 ``failed``) is written before :class:`NotebookFailed` is raised.
+
+A run with ``apply`` holds the database's apply lock (:mod:`kit.safety.applylock`) from before its
+checks to its end: a second one is refused before anything runs (exit 2), and its kernels work
+under it. Ctrl-C or SIGTERM interrupts the kernel so its cell cleans up (:mod:`kit.runs.signals`);
+the run then stops with status ``interrupted`` (exit 130 / 143) and is never a baseline.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import os
 import re
@@ -31,18 +37,19 @@ from traitlets.config import Config
 
 from kit.config import DATABASE_ENV, HOME_ENV, RUN_DIR_ENV, kit_home, looks_secret, mask_url, url_from_env
 from kit.db.engine import make_engine, refused
-from kit.errors import ConfigError, KitError, NotebookFailed, ParameterError
+from kit.errors import ConfigError, Interrupted, KitError, NotebookFailed, ParameterError
 from kit.platform.schema import TABLES, platform_tables
 from kit.runs import bundle as bundles
-from kit.runs import gate
-from kit.runs.history import previous_bundle, resolve_run
+from kit.runs import gate, signals
+from kit.runs.history import FAILED, INTERRUPTED, OK, previous_bundle, resolve_run
 from kit.runs.records import read_records
-from kit.safety import preflight
+from kit.safety import applylock, preflight
 
 NOTEBOOKS = ("01_audit.ipynb", "02_apply_fixes.ipynb", "03_report.ipynb")
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 DEFAULT_TIMEOUT_S = 1800
 KERNEL_NAME = "python3"
+CONNECTION_FILE = "kernel.json"  # in the kernel's own sockets folder; signals.py finds the kernel by it
 # Cells that need the Reconciliation Platform's tables (its services, the migration's indexes,
 # load on its data) carry this tag; they are left out for any other database.
 PLATFORM_TAG = "platform"
@@ -69,7 +76,7 @@ class NotebookResult:
     output: str
     html: str | None
     seconds: float
-    status: str  # "ok" | "failed"
+    status: str  # "ok" | "failed" | "interrupted"
 
 
 @dataclass(frozen=True)
@@ -211,19 +218,22 @@ def check_value(name: str, value: Any) -> Any:
     return value
 
 
-def new_run_folder(runs_dir: Path) -> Path:
+def new_run_folder(runs_dir: Path, *, create: bool = True) -> Path:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     # absolute: the kernels run in the notebooks' folder and find it through the environment
     folder = Path(runs_dir).resolve() / stamp
-    folder.mkdir(parents=True, exist_ok=False)
+    if create:
+        folder.mkdir(parents=True, exist_ok=False)
     return folder
 
 
 def run(*, parameters: dict[str, Any] | None = None, runs_dir: Path = Path("runs"),
         notebooks_dir: Path = NOTEBOOKS_DIR, notebooks: tuple[str, ...] = NOTEBOOKS,
         kernel_name: str = KERNEL_NAME, timeout_s: int = DEFAULT_TIMEOUT_S,
-        progress: bool = True, bundle: bool = True, fail_on: tuple[str, ...] = ()) -> RunResult:
-    """Run ``notebooks`` in order; return where the outputs are. Raises NotebookFailed on a failing cell.
+        progress: bool = True, bundle: bool = True, fail_on: tuple[str, ...] = (),
+        interrupt_grace_s: float = signals.GRACE_S) -> RunResult:
+    """Run ``notebooks`` in order; return where the outputs are. Raises NotebookFailed on a failing cell,
+    Interrupted on SIGINT / SIGTERM (the kernel interrupted first, so that its cell cleans up).
 
     ``fail_on`` rules (kit.runs.gate's grammar) are parsed before anything runs and judged after the
     bundle is written; the verdicts are in ``RunResult.gate`` (the caller decides to raise)."""
@@ -233,8 +243,38 @@ def run(*, parameters: dict[str, Any] | None = None, runs_dir: Path = Path("runs
     paths = [Path(notebooks_dir) / name for name in notebooks]
     per_notebook = validate_parameters(dict(parameters or {}), paths, runs_dir=runs_dir)
     check_kernel(kernel_name)
-    skip = () if _check_database(per_notebook) else (PLATFORM_TAG,)
-    folder = new_run_folder(runs_dir)
+    with signals.forwarding(interrupt_grace_s) as caught:
+        try:
+            return _run(paths, per_notebook, parameters=parameters or {}, runs_dir=runs_dir, kernel_name=kernel_name,
+                        timeout_s=timeout_s, progress=progress, bundle=bundle, rules=rules, caught=caught)
+        except KeyboardInterrupt:  # before the first notebook, or asked twice
+            raise _interrupted(caught, None, None) from None
+
+
+def _run(paths: list[Path], per_notebook: dict[Path, dict[str, Any]], *, parameters: dict[str, Any], runs_dir: Path,
+         kernel_name: str, timeout_s: int, progress: bool, bundle: bool, rules, caught: signals.Caught) -> RunResult:
+    folder = new_run_folder(runs_dir, create=False)
+    with contextlib.ExitStack() as held:  # the apply lock, with apply: from before the checks to the end
+        lock_as = applylock.run_application(folder.name) if _applies(per_notebook) else None
+        skip = () if _check_database(per_notebook, lock_as=lock_as, held=held) else (PLATFORM_TAG,)
+        folder.mkdir(parents=True, exist_ok=False)
+        results, written = _notebooks(paths, per_notebook, folder, parameters=parameters, kernel_name=kernel_name,
+                                      timeout_s=timeout_s, progress=progress, bundle=bundle, skip=skip, caught=caught)
+    if caught.signum and (written.get("status") == INTERRUPTED or not bundle):  # came as the summary was written
+        raise _interrupted(caught, None, folder)
+    verdict = None
+    if rules:
+        before = previous_bundle(folder.parent, target=written["target"], before=folder.name) \
+            if written.get("target") else None
+        verdict = gate.evaluate(rules, written, before)
+    return RunResult(folder=folder, notebooks=results, figures=_figures(folder), gate=verdict)
+
+
+def _notebooks(paths: list[Path], per_notebook: dict[Path, dict[str, Any]], folder: Path, *,
+               parameters: dict[str, Any], kernel_name: str, timeout_s: int, progress: bool, bundle: bool,
+               skip: tuple[str, ...], caught: signals.Caught) -> tuple[list[NotebookResult], dict[str, Any]]:
+    """Execute each notebook into ``folder``; then (also when one fails or a signal stops the run) write
+    the summary and the bundle. Returns the notebooks' results and the bundle's content ({} without one)."""
     results: list[NotebookResult] = []
     written: dict[str, Any] = {}
     # Kernels inherit the environment: this is how kit.record finds the run folder.
@@ -247,41 +287,73 @@ def run(*, parameters: dict[str, Any] | None = None, runs_dir: Path = Path("runs
         for path in paths:
             try:
                 results.append(_execute(path, folder, per_notebook[path], kernel_name=kernel_name,
-                                        timeout_s=timeout_s, progress=progress, skip=skip))
+                                        timeout_s=timeout_s, progress=progress, skip=skip, caught=caught))
             except NotebookFailed as exc:
-                results.append(NotebookResult(path.name, exc.output, None, 0.0, "failed"))
+                results.append(NotebookResult(path.name, exc.output, None, 0.0,
+                                              INTERRUPTED if caught.signum else FAILED))
+                if caught.signum:  # the cell ended with the KeyboardInterrupt the kernel was sent
+                    raise _interrupted(caught, path.name, folder) from None
                 raise
+            except KeyboardInterrupt:
+                results.append(NotebookResult(path.name, str(folder / path.name), None, 0.0, INTERRUPTED))
+                raise _interrupted(caught, path.name, folder) from None
+            if caught.signum:  # it came as the notebook ended: stop before the next
+                raise _interrupted(caught, path.name, folder)
     finally:
+        caught.closing = True  # from here a signal is only recorded: the bundle must be written
         for name, value in previous.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        summary = _write_summary(folder, parameters or {}, results)
+        summary = _write_summary(folder, parameters, results)
         if bundle:
-            written = _write_bundle(folder, summary, database_env=_database_env(per_notebook))
-    verdict = None
-    if rules:
-        before = previous_bundle(folder.parent, target=written["target"], before=folder.name) \
-            if written.get("target") else None
-        verdict = gate.evaluate(rules, written, before)
-    return RunResult(folder=folder, notebooks=results, figures=_figures(folder), gate=verdict)
+            status = INTERRUPTED if caught.signum else run_status(summary["notebooks"], expected=len(paths))
+            written = _write_bundle(folder, summary, database_env=_database_env(per_notebook), status=status)
+    return results, written
 
 
-def _check_database(per_notebook: dict[Path, dict[str, Any]]) -> bool:
+def run_status(notebooks: list[dict[str, Any]], *, expected: int) -> str:
+    """``ok`` when every notebook asked for ran ok, else ``failed`` (pure; ``interrupted`` is the
+    caller's to say)."""
+    return OK if len(notebooks) == expected and all(n["status"] == OK for n in notebooks) else FAILED
+
+
+def _interrupted(caught: signals.Caught, notebook: str | None, folder: Path | None) -> Interrupted:
+    during = f" during {notebook}" if notebook else ""
+    if folder is None:
+        return Interrupted(f"interrupted by {caught.name}{during} before any notebook ran; nothing was written",
+                           signum=caught.signum or 2)
+    return Interrupted(
+        f"interrupted by {caught.name}{during}: its kernel was interrupted so that the cell could clean up (an "
+        f"apply cancels its builds and drops what they left INVALID); the run is kept at {folder}, marked "
+        "interrupted (never a baseline) — run it again", signum=caught.signum or 2)
+
+
+def _applies(per_notebook: dict[Path, dict[str, Any]]) -> bool:
+    return any(params.get("apply") is True for params in per_notebook.values())
+
+
+def _check_database(per_notebook: dict[Path, dict[str, Any]], *, lock_as: str | None = None,
+                    held: contextlib.ExitStack | None = None) -> bool:
     """Whether the audited database has the Reconciliation Platform's tables. Checked before
     anything is written, with the pre-flight's privilege gates — the role must see the tables it
     audits, and with ``apply`` be allowed to change them — so an unreachable database or a missing
     privilege is one clear error (exit 2), not a failed notebook. Notebooks that declare no
-    ``database_env`` use no database: nothing is checked or skipped."""
+    ``database_env`` use no database: nothing is checked or skipped. With ``lock_as`` (a run that
+    applies) the apply lock is taken first, into ``held``, under that application name: another
+    apply running is refused by name (exit 2), not mistaken for an open transaction."""
     if not any("database_env" in declared_parameters(path) for path in per_notebook):
         return True
 
-    engine = make_engine(url_from_env(_database_env(per_notebook)), pool_size=1)
+    url = url_from_env(_database_env(per_notebook))
+    engine = make_engine(url, pool_size=1)
     try:
+        if lock_as and held is not None:
+            held.enter_context(applylock.hold(url, app=lock_as, inherit=False))
         pre = preflight.check(engine)
         pre.require_readable()
-        if any(params.get("apply") is True for params in per_notebook.values()):
+        if _applies(per_notebook):
             pre.require_safe()
         with engine.connect() as conn:
             return len(platform_tables(conn)) == len(TABLES)
@@ -318,13 +390,12 @@ def _database_env(per_notebook: dict[Path, dict[str, Any]]) -> str:
     return DATABASE_ENV[0]
 
 
-def _write_bundle(folder: Path, summary: dict[str, Any], *, database_env: str) -> dict[str, Any]:
+def _write_bundle(folder: Path, summary: dict[str, Any], *, database_env: str, status: str) -> dict[str, Any]:
     """The evidence bundle of the run; without a reachable database it holds the files' part only."""
     try:
         url, why = url_from_env(database_env), None
     except KitError as exc:
         url, why = None, mask_url(str(exc))
-    status = "ok" if all(n["status"] == "ok" for n in summary["notebooks"]) else "failed"
     content = bundles.collect(folder, database_url=url, parameters=summary["parameters"],
                              notebooks=summary["notebooks"], status=status)
     if why:
@@ -334,14 +405,15 @@ def _write_bundle(folder: Path, summary: dict[str, Any], *, database_env: str) -
 
 
 def _execute(path: Path, folder: Path, params: dict[str, Any], *, kernel_name: str, timeout_s: int,
-             progress: bool, skip: tuple[str, ...] = ()) -> NotebookResult:
+             progress: bool, skip: tuple[str, ...] = (), caught: signals.Caught | None = None) -> NotebookResult:
     output = folder / path.name
     source = without_tagged_cells(path, folder / ".input" / path.name, skip) if skip else path
     started = time.perf_counter()
     try:
         # saved once at the end (also when a cell fails or the kernel dies), not twice per cell: the
         # notebooks embed plotly.js (5 MB), and the per-cell saves cost seconds per notebook
-        with tempfile.TemporaryDirectory(prefix="kit-kernel-") as sockets:
+        with tempfile.TemporaryDirectory(prefix="kit-kernel-") as sockets, \
+                (caught or signals.Caught()).kernel(Path(sockets) / CONNECTION_FILE):
             papermill.execute_notebook(str(source), str(output), parameters=params, kernel_name=kernel_name,
                                        execution_timeout=timeout_s, progress_bar=progress, cwd=str(path.parent),
                                        request_save_on_cell_execute=False, config=_unix_sockets(Path(sockets)))
@@ -364,7 +436,7 @@ def _unix_sockets(folder: Path) -> Config:
     binding and releasing them, and a run started at the same time (a fleet's targets, parallel
     tests) can take one before the kernel binds it — the kernel dies ("Address already in use")."""
     return Config({"KernelManager": {"transport": "ipc", "ip": str(folder / "kernel"),
-                                     "connection_file": str(folder / "kernel.json")}})
+                                     "connection_file": str(folder / CONNECTION_FILE)}})
 
 
 def export_html(notebook: Path) -> Path:

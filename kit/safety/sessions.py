@@ -18,6 +18,27 @@ def connect(url: str, *, app: str = "dbperf-kit-indexes") -> psycopg.Connection:
     return psycopg.connect(libpq_url(url), autocommit=True, application_name=app, connect_timeout=5)
 
 
+CLIENT_CHECK_MS = 1_000
+CLIENT_CHECK = "/* kit */ SELECT set_config('client_connection_check_interval', %s, false)"
+
+
+def watch_client(conn: psycopg.Connection, *, interval_ms: int = CLIENT_CHECK_MS) -> bool:
+    """Have the server check every ``interval_ms`` that this session's client is still there while a
+    statement runs (PostgreSQL 14+, a user setting). A backend notices a vanished client only when it
+    next reads or writes the socket: a concurrent build whose process was killed (SIGKILL, nothing
+    of it runs) would go on for minutes — waiting on the application's transactions, then building
+    an index nobody will check — and then leave it INVALID or, worse, VALID and unverified. With
+    the check it stops within about ``interval_ms``. False where the server cannot (older than 14,
+    or a platform without POLLRDHUP, where setting it is an error)."""
+    if conn.info.server_version < 140000:
+        return False
+    try:
+        conn.execute(CLIENT_CHECK, [f"{interval_ms}ms"])
+    except psycopg.Error:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Backend:
     """A server process of this database (one client session) as pg_stat_activity shows it."""
