@@ -19,6 +19,7 @@ from psycopg import sql
 from sqlalchemy import Engine
 
 from kit.fixes.model import ANALYZE, APPLIED, CREATE, DROP, FAILED, Fix
+from kit.indexes import partitioned
 from kit.indexes.apply import apply_indexes, drop_indexes
 from kit.indexes.spec import IndexSpec, parse_index_sql, parse_indexdef
 from kit.safety import applylock, interrupts, preflight, sessions
@@ -55,10 +56,12 @@ def _creates(engine: Engine, fixes: list[Fix], out, lock: ApplyLock) -> dict[str
     result = apply_indexes(engine, specs, apply=True, lock=lock, progress=None, out=out)
     steps = {s.name: s for s in result.steps}
     done = {}
+    url = engine.url.render_as_string(hide_password=False)
     for fix, spec in zip(fixes, specs):
         step = steps[spec.name]
         if step.status in ("applied", "unchanged"):
-            done[fix.index] = fix.but(verdict=APPLIED)
+            with sessions.connect(url) as conn:  # a partitioned table's: plans name its partitions' indexes
+                done[fix.index] = fix.but(verdict=APPLIED, parts=partitioned.attached(conn, spec.schema, spec.name))
         else:
             done[fix.index] = fix.but(verdict=FAILED, reason=step.message or f"build {step.status}")
     return done

@@ -45,7 +45,9 @@ from kit.workload.timing import Timing
 
 FIXES_JSON = "fixes.json"
 LOOP_JSON = "loop.json"  # the per-statement measurements and index sizes 03 charts
-INDEX_SIZE = "/* kit */ SELECT pg_relation_size(to_regclass(format('%%I.%%I', %s::text, %s::text)))"
+# an index's bytes; a partitioned table's index: its partitions' indexes together
+INDEX_SIZE = """/* kit */
+SELECT sum(pg_relation_size(relid)) FROM pg_partition_tree(to_regclass(format('%%I.%%I', %s::text, %s::text)))"""
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,12 @@ class Fix:
     rows_written: int | None = None
     write_ms: float | None = None
     depends_on: str | None = None  # a drop of an index a new one covers: that new index's name
+    parts: tuple[str, ...] = ()  # a new index on a partitioned table: its partitions' indexes (plans name those)
+
+    @property
+    def index_names(self) -> set[str]:
+        """The names a plan may give this fix's index: its own, and its partitions' ones."""
+        return {n for n in (self.index_name, *self.parts) if n}
 
     def to_record(self) -> dict:
         """The fixes.json object: exactly :data:`RECORD_KEYS`."""

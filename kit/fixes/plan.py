@@ -29,6 +29,7 @@ from kit.audit.base import CheckResult, run_check
 from kit.db import extensions
 from kit.fixes.model import ANALYZE, CREATE, DROP, Fix, FixPlan
 from kit.indexes.advisor import HYPO_CREATE, cost, table_columns
+from kit.indexes import partitioned
 from kit.indexes.select import Candidate, Selection, select_indexes, write_cost
 from kit.indexes.select import Statement as SelectStatement
 from kit.indexes.spec import IndexSpec, declared_in_migrations, parse_index_sql, parse_indexdef
@@ -412,7 +413,7 @@ def plan_fixes(engine: Engine, workload: Workload, *, declared: Declared | None 
     _whatif(url, list(cands.values()), targets, probes, values)
     creates = _creates(list(cands.values()), taken)
     with sessions.connect(url, app="dbperf-kit-plan") as conn:
-        creates = [_with_write_cost(conn, f, _statements(workload, values)) for f in creates]
+        creates = [_spelled_out(conn, _with_write_cost(conn, f, _statements(workload, values))) for f in creates]
         covered = _covered_by_new(conn, creates, declared, targets, uses, probes)
     fixes = [*_analyzes(stale, targets, uses, notes, min_rows=analyze_min_rows),
              *creates, *_drops(dups, declared, targets, uses, notes, probes), *covered]
@@ -429,6 +430,14 @@ def _select(conn: psycopg.Connection, workload: Workload, values: dict[str, tupl
 
 def _statements(workload: Workload, values: dict[str, tuple]) -> list[SelectStatement]:
     return [SelectStatement(s.key, s.text, values.get(s.key), s.total_ms, s.rows) for s in workload.targets]
+
+
+def _spelled_out(conn: psycopg.Connection, fix: Fix) -> Fix:
+    """A new index on a partitioned table: its sql spells out the steps of the safe path (kit.indexes.partitioned)."""
+    spec = parse_index_sql(fix.index_def, source="kit")[0]
+    if not partitioned.is_partitioned(conn, spec.schema, spec.table):
+        return fix
+    return fix.but(sql=";\n".join(partitioned.statements(conn, spec)))
 
 
 def _with_write_cost(conn: psycopg.Connection, fix: Fix, statements: list[SelectStatement]) -> Fix:

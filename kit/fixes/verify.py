@@ -57,7 +57,7 @@ def _with_times(fix: Fix, key: str | None, before: dict[str, Timing], after: dic
 
 
 def judge_create(fix: Fix, before: dict[str, Timing], after: dict[str, Timing]) -> Fix:
-    used = [k for k in fix.statements if k in after and fix.index_name in after[k].indexes]
+    used = [k for k in fix.statements if k in after and fix.index_names & set(after[k].indexes)]
     if not used:
         on = ", ".join(fix.statements) or "any statement"
         verdict, reason, key = REVERTED, f"the planner does not use it on {on}", _primary(fix, before)
@@ -129,7 +129,7 @@ def settle(fixes: list[Fix], before: dict[str, Timing], after: dict[str, Timing]
     out = []
     for fix in fixes:
         if fix.kind == CREATE and fix.verdict == KEPT and not fix.declared:
-            worse = [k for k, t in after.items() if not k.startswith(PROBE) and fix.index_name in t.indexes
+            worse = [k for k, t in after.items() if not k.startswith(PROBE) and fix.index_names & set(t.indexes)
                      and slower(before.get(k), t)]
             if worse:
                 k = worse[0]

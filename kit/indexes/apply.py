@@ -35,6 +35,7 @@ from sqlalchemy import Engine
 
 from kit import escape
 from kit.errors import IndexBuildError
+from kit.indexes import partitioned
 from kit.indexes.estimate import BuildEstimate, estimate
 from kit.indexes.spec import IndexSpec, MigrationError
 from kit.indexes.status import APPLIED, DIFFERS, INVALID, MISSING, NO_TABLE, default_specs, index_status
@@ -252,14 +253,21 @@ def _build_one(url: str, spec: IndexSpec, step: Step, monitor: psycopg.Connectio
     3. check it is valid, and marked. Retry on lock timeout; after a failed attempt, drop the invalid
     index it left; interrupted, drop it too, then let the interrupt go on."""
     started, phases, attempt = time.monotonic(), [], 0
+    args = dict(url=url, monitor=monitor, timeouts=timeouts, retries=retries, backoff_s=backoff_s, poll_s=poll_s,
+                progress=progress, sleep=sleep, waits=waits, tables=tables)
     while True:
         attempt += 1
         seen: set[int] = set()
         try:
             if _index_state(monitor, spec) == INVALID:  # 1. a failed build, ours or earlier
                 _drop(url, spec, timeouts=timeouts, poll_s=poll_s)
-            phases += _run_statement(url, spec.create_sql, timeouts=timeouts, monitor=monitor,  # 2.
-                                     name=spec.name, poll_s=poll_s, progress=progress, blockers=seen, mark=True)
+            if partitioned.is_partitioned(monitor, spec.schema, spec.table):  # 2. partition by partition
+                phases += partitioned.build(spec, monitor, build_child=lambda child: _child(child, args),
+                                            run=lambda stmt: _run_statement(url, stmt, timeouts=timeouts, monitor=None,
+                                                                            name=spec.name, poll_s=poll_s, progress=None))
+            else:
+                phases += _run_statement(url, spec.create_sql, timeouts=timeouts, monitor=monitor,
+                                         name=spec.name, poll_s=poll_s, progress=progress, blockers=seen, mark=True)
             if _index_state(monitor, spec) != APPLIED:  # 3. IF NOT EXISTS accepts an invalid one
                 raise IndexBuildError(f"{spec.name} exists but is not valid after the build")
             if not monitor.execute(COMMENTED, [spec.schema, spec.name]).fetchone()[0]:  # built before a look
@@ -288,6 +296,16 @@ def _build_one(url: str, spec: IndexSpec, step: Step, monitor: psycopg.Connectio
             raise
 
 
+def _child(child: IndexSpec, args: dict) -> list[str]:
+    """One partition's index of a partitioned one, built on the same safe path (retries included);
+    a failure stops the parent's sequence with its reason."""
+    step = _build_one(args["url"], child, Step(child.name, child.table, MISSING, "create", "planned"), args["monitor"],
+                      **{k: v for k, v in args.items() if k not in ("url", "monitor")})
+    if step.status != "applied":
+        raise IndexBuildError(f"the index of partition {child.table} ({child.name}): {step.message}")
+    return list(step.phases)
+
+
 def _drop_after_interrupt(url: str, spec: IndexSpec, monitor: psycopg.Connection, *, lock_timeout: str,
                           poll_s: float) -> None:
     """Best effort, with a short statement timeout: the process is on its way out. What is left
@@ -299,10 +317,19 @@ def _drop_after_interrupt(url: str, spec: IndexSpec, monitor: psycopg.Connection
         pass
 
 
+PARTITIONED_INDEX = """/* kit */
+SELECT relkind = 'I' FROM pg_class WHERE oid = to_regclass(format('%%I.%%I', %s::text, %s::text))"""
+
+
 def drop_index(url: str, schema: str, name: str, *, timeouts: tuple[str, str] = ("2s", "10min"),
                poll_s: float = 0.2) -> None:
-    """DROP INDEX CONCURRENTLY IF EXISTS ``schema.name`` on a session of its own (cancelled when interrupted)."""
-    drop = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(schema, name))
+    """DROP INDEX CONCURRENTLY IF EXISTS ``schema.name`` on a session of its own (cancelled when
+    interrupted); a partitioned table's index with a plain DROP INDEX (PostgreSQL refuses CONCURRENTLY
+    there), which drops its partitions' indexes too — under the lock timeout."""
+    with sessions.connect(url) as conn:
+        row = conn.execute(PARTITIONED_INDEX, [schema, name]).fetchone()
+    verb = "DROP INDEX IF EXISTS {}" if row and row[0] else "DROP INDEX CONCURRENTLY IF EXISTS {}"
+    drop = sql.SQL(verb).format(sql.Identifier(schema, name))
     _run_statement(url, drop, timeouts=timeouts, monitor=None, name=name, poll_s=poll_s, progress=None)
 
 

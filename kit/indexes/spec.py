@@ -243,6 +243,23 @@ def declared_in_migrations(path: str | Path) -> tuple[tuple[IndexSpec, ...], int
     return tuple(declared.values()), skipped
 
 
+def retarget(spec: IndexSpec, *, schema: str, table: str, name: str) -> IndexSpec:
+    """``spec`` built on another table (a partition of its own) under another name (pure)."""
+    (raw,) = parse_sql(spec.create_sql)
+    stmt = raw.stmt
+    stmt.relation.schemaname, stmt.relation.relname, stmt.idxname = schema, table, name
+    return _spec(stmt, source=spec.source, line=spec.line)
+
+
+def on_only_sql(spec: IndexSpec) -> str:
+    """``CREATE INDEX IF NOT EXISTS name ON ONLY table ...``: the partitioned parent's own index, made
+    at once and invalid until every partition's index is attached to it (pure)."""
+    (raw,) = parse_sql(spec.create_sql)
+    stmt = raw.stmt
+    stmt.concurrent, stmt.relation.inh = False, False
+    return _deparse(stmt)
+
+
 def parse_indexdef(indexdef: str) -> IndexSpec:
     """A spec from ``pg_get_indexdef()`` output, for comparison with a declared one."""
     (raw,) = parse_sql(indexdef)
