@@ -72,7 +72,7 @@ def test_advisor_tries_only_user_tables_and_columns_no_index_leads(small_engine)
     assert by.get_group(0)[["verdict", "reason"]].values.tolist() == [
         ["skipped", "public.pg_stat_statements is not a user table"]]
     assert by.get_group(1)[["verdict", "reason"]].values.tolist() == [
-        ["skipped", "every column it uses already leads an index on users"]]
+        ["skipped", "an index on users already starts with every candidate"]]
     update = by.get_group(2)
     assert update[update["verdict"] == "suggest"]["columns"].iloc[0].startswith("created_by")
     assert set(update["table"]) == {"reconciliation_jobs"}
