@@ -29,7 +29,7 @@ def _run(engine, check, **kwargs):
 def test_top_statements_of_every_kind_graded_by_share_of_time_with_enough_calls(fresh_engine):
     with _pg(fresh_engine) as c:
         c.execute("CREATE TABLE acct (id int PRIMARY KEY, balance int, note text)")
-        c.execute("INSERT INTO acct SELECT g, 0, 'n' FROM generate_series(1, 20000) g")
+        c.execute("INSERT INTO acct SELECT g, 0, 'n' FROM generate_series(1, 60000) g")
         c.execute("CREATE TABLE ledger (id serial PRIMARY KEY, acct int, amount int)")
         for i in range(60):  # many updates that each scan the table: most of the database's time, however busy the machine
             c.execute("UPDATE acct SET balance = balance + %s WHERE note = %s AND id %% 20000 = %s", [1, "n", i + 1])

@@ -218,7 +218,7 @@ def psql_clean(db: Hostile, fixes_sql: Path) -> dict[str, Any]:
 # -- reports in chromium ----------------------------------------------------------------------
 
 
-def scripts_executed(pages: list[Path], *, settle_ms: int = 1500) -> tuple[int, int]:
+def scripts_executed(pages: list[Path], *, settle_ms: int = 500) -> tuple[int, int]:
     """(dialogs opened, pages that show a hostile name escaped) over ``pages`` opened offline in
     chromium: every payload of :func:`build` calls ``alert``, so a dialog is a script that ran."""
     dialogs = shown = 0

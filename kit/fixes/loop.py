@@ -47,7 +47,8 @@ FIXES_JSON = "fixes.json"
 LOOP_JSON = "loop.json"  # the per-statement measurements and index sizes 03 charts
 # an index's bytes; a partitioned table's index: its partitions' indexes together
 INDEX_SIZE = """/* kit */
-SELECT sum(pg_relation_size(relid)) FROM pg_partition_tree(to_regclass(format('%%I.%%I', %s::text, %s::text)))"""
+SELECT coalesce((SELECT sum(pg_relation_size(relid)) FROM pg_partition_tree(x.r)), pg_relation_size(x.r))
+FROM (SELECT to_regclass(format('%%I.%%I', %s::text, %s::text)) AS r) x"""
 
 
 @dataclass(frozen=True)
