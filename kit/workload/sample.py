@@ -59,12 +59,14 @@ def column_stats(conn: psycopg.Connection, table: TableInfo, column: str) -> Col
 
 
 def _owner(conn, refs: References, slot: Slot, cache: dict) -> TableInfo | None:
-    """The table a slot's column belongs to (an unqualified column: the one table that has it)."""
-    rel = refs.relation(slot.qualifier)
-    candidates = [rel] if rel is not None else (list(refs.relations) if slot.qualifier is None else [])
-    tables = [t for t in (table_info(conn, r, cache) for r in candidates) if t is not None]
-    owners = [t for t in tables if slot.column in t.columns]
-    return owners[0] if len(owners) == 1 else None
+    """The table a slot's column belongs to: the nearest query level where exactly one table has it
+    (an unqualified column in a subquery may be the outer query's: a correlated reference)."""
+    for level in refs.levels(slot):
+        tables = list(dict.fromkeys(t for t in (table_info(conn, r, cache) for r in level) if t is not None))
+        owners = [t for t in tables if slot.column in t.columns]
+        if owners:
+            return owners[0] if len(owners) == 1 else None
+    return None
 
 
 def _row_values(conn, table: TableInfo, first: str, value: str, others: list[str]) -> dict[str, str | None]:
