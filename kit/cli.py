@@ -286,11 +286,13 @@ def demo(scale: str, seed_value: int, runs_dir: Path, users: int, seconds: float
 @click.option("--scale", default=None, help="tiny, demo (the default) or large; not for faults or fleet.")
 @click.option("--seed", "seed_value", type=int, default=42, show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the figures here.")
-def bench(name: str, scale: str | None, seed_value: int, json_path: Path | None) -> None:
-    """Run benchmark NAME (datagen, nplus1, indexes, cache, load, anydb, faults, fleet) on the kit's own servers."""
+@click.option("--sf", type=click.FloatRange(min=0.001, max=100), default=None,
+              help="TPC-H scale factor, for advisor only (default 0.1).")
+def bench(name: str, scale: str | None, seed_value: int, json_path: Path | None, sf: float | None) -> None:
+    """Run benchmark NAME (datagen, nplus1, indexes, cache, load, anydb, advisor, faults, fleet) on the kit's own servers."""
     from kit.benchmarks import bench as benches
 
-    figures = benches.run(name, scale=scale, seed=seed_value, home=kit_home())
+    figures = benches.run(name, scale=scale, seed=seed_value, home=kit_home(), sf=sf)
     text = json.dumps(figures, indent=2, default=str)
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -61,7 +61,12 @@ def test_parameters_come_from_the_data(shop_engine):
         row = conn.execute("SELECT count(*) FROM orders WHERE customer_id = %s AND status = %s",
                            list(pair.values)).fetchone()[0]
         assert row >= 1 and "the row of customer_id = $1" in pair.sources[1]
-        unknown = sample_parameters(conn, "SELECT $1::int + id FROM orders")
+        # no column: a value from the type and the part it plays, said to be a guess; a date no column
+        # bounds gets none (there is no range of the data to pick it from)
+        guessed = sample_parameters(conn, "SELECT $1::int + id, $2 - total FROM orders")
+        assert guessed.values == ("1", "1") and guessed.complete
+        assert guessed.sources == ("an integer in an expression: 1 guessed", "a numeric in an expression: 1 guessed")
+        unknown = sample_parameters(conn, "SELECT $1::date FROM orders")
         assert unknown.values == (None,) and not unknown.complete
 
 

@@ -4,7 +4,9 @@
 (``faults``, ``fleet``) start or build what they need themselves and take no scale. Every other
 NAME gets a fresh database seeded at ``scale`` (so benchmarks that change the database never touch
 the demo one) and calls ``kit.benchmarks.NAME.run``; a module with ``SEEDS_PLATFORM = False``
-(``anydb``) gets that database empty and builds its own schema, sized by the scale.
+(``anydb``, ``advisor``) gets that database empty and builds its own schema, sized by the scale; a
+module with ``TAKES_SF = True`` (``advisor``: TPC-H) takes a scale factor ``sf`` instead, and the
+others refuse one.
 """
 
 from __future__ import annotations
@@ -31,9 +33,13 @@ def available() -> list[str]:
     return ["datagen", *sorted(scaled), *STANDALONE]
 
 
-def run(name: str, *, scale: str | None, seed: int, home: Path) -> dict[str, Any]:
+def run(name: str, *, scale: str | None, seed: int, home: Path, sf: float | None = None) -> dict[str, Any]:
     if name not in available():
         raise ConfigError(f"unknown benchmark {name!r}; choose one of {', '.join(available())}")
+    module = importlib.import_module(f"kit.benchmarks.{name}") if name not in ("datagen", *STANDALONE) else None
+    takes_sf = getattr(module, "TAKES_SF", False)
+    if sf is not None and not takes_sf:
+        raise ConfigError(f"kit bench {name} has no TPC-H scale factor; drop --sf")
     if name in STANDALONE:
         if scale is not None:
             raise ConfigError(f"kit bench {name} builds what it needs itself; drop --scale")
@@ -43,7 +49,6 @@ def run(name: str, *, scale: str | None, seed: int, home: Path) -> dict[str, Any
         raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(datagen.SCALES)}")
     servers = local.up(home=home)
     url = local.create_database(servers["postgres"], f"bench_{name}_{scale}", replace=True)
-    module = importlib.import_module(f"kit.benchmarks.{name}") if name != "datagen" else None
     if getattr(module, "SEEDS_PLATFORM", True):
         engine = make_engine(url)
         try:
@@ -52,5 +57,6 @@ def run(name: str, *, scale: str | None, seed: int, home: Path) -> dict[str, Any
             engine.dispose()
         if module is None:
             return result.to_dict()
-    figures = module.run(database_url=url, redis_url=servers["redis"].url, scale=scale, seed=seed)
+    extra = {"sf": sf if sf is not None else module.DEFAULT_SF} if takes_sf else {}
+    figures = module.run(database_url=url, redis_url=servers["redis"].url, scale=scale, seed=seed, **extra)
     return {"benchmark": name, "scale": scale, "seed": seed, **figures}

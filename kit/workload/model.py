@@ -24,6 +24,8 @@ class Statement:
     total_ms: float = 0.0
     rows: int = 0
     share_pct: float = 0.0  # of the database's execution time over the window
+    # how pg_stat_statements' text was made preparable (kit.sqltext.retype; ``text`` is the result): no values
+    rewrites: tuple[str, ...] = ()
 
     @property
     def mean_ms(self) -> float:

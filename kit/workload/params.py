@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kit.sqltext.refs import Slot
+from kit.sqltext.retype import FIELD_GUESS
 
 PAGE = 10  # values in an array parameter (a page of ids)
 DEFAULT_LIMIT = "20"
@@ -176,3 +177,40 @@ def _sort_key(value: str) -> tuple:
         return (0, float(value), "")
     except ValueError:
         return (1, 0.0, value)
+
+
+_NUMBERS = {"smallint", "integer", "bigint", "numeric", "real", "double precision", "money"}
+_TEXTS = {"text", "character varying", "character", "bpchar", "varchar", "name", "unknown", "citext"}
+
+
+def _unit(cast: str | None) -> str | None:
+    """The unit of an interval with a qualifier (``interval month``: month), else None."""
+    words = (cast or "").split()
+    return words[1] if len(words) == 2 and words[0] == "interval" and words[1].isalpha() else None
+
+
+def by_type(type_name: str | None, *, role: str = "", cast: str | None = None) -> tuple[str, str] | None:
+    """(value, where it came from) for a parameter that no column describes, from its type (as
+    PostgreSQL infers it, else the cast the text gives it) and its part in an expression
+    (:func:`kit.sqltext.retype.contexts`); None when neither says enough. Every such value is a guess
+    and its source says so: the measurement that uses it is labelled by whether it reproduced the
+    workload's rows and time per call."""
+    kind = (type_name or cast or "").split("(")[0].strip().lower()
+    if role == "field":
+        return FIELD_GUESS, f"the field of extract: not in pg_stat_statements, '{FIELD_GUESS}' guessed"
+    if kind.startswith("interval"):
+        unit = _unit(cast) or _unit(type_name)
+        return ("1", f"an interval: 1 {unit} guessed") if unit else ("1 day", "an interval: 1 day guessed")
+    if kind in _NUMBERS:
+        if role == "offset":
+            return "0", f"a {kind} that moves a bound: 0 guessed (the bound alone)"
+        return "1", (f"{_article(kind)} {kind} in an expression: 1 guessed" if role else f"{_article(kind)} {kind} no column describes: 1 guessed")
+    if kind == "boolean":
+        return "true", "a boolean no column describes: true guessed"
+    if kind in _TEXTS:
+        return "", f"a {kind} no column describes: '' guessed"
+    return None
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"

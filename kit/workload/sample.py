@@ -14,11 +14,14 @@ from psycopg import sql
 
 from kit.indexes.advisor import TableInfo, table_info
 from kit.sqltext.refs import References, Slot, references
-from kit.workload.params import ColumnStats, choose, equality_options, from_sample, is_lower, is_upper, range_options
+from kit.sqltext.retype import contexts
+from kit.workload.params import (ColumnStats, by_type, choose, equality_options, from_sample, is_lower, is_upper,
+                                 range_options)
 
 STATS = """/* kit */
 SELECT most_common_vals::text::text[], most_common_freqs, histogram_bounds::text::text[], n_distinct, null_frac
 FROM pg_stats WHERE schemaname = %s AND tablename = %s AND attname = %s"""
+PARAM_TYPES = "/* kit */ SELECT parameter_types::text[] FROM pg_prepared_statements WHERE name = 'kit_sample'"
 _SAMPLE_ROWS = 200
 _EQUALITY = {"=", "set", "values"}
 
@@ -59,12 +62,14 @@ def column_stats(conn: psycopg.Connection, table: TableInfo, column: str) -> Col
 
 
 def _owner(conn, refs: References, slot: Slot, cache: dict) -> TableInfo | None:
-    """The table a slot's column belongs to (an unqualified column: the one table that has it)."""
-    rel = refs.relation(slot.qualifier)
-    candidates = [rel] if rel is not None else (list(refs.relations) if slot.qualifier is None else [])
-    tables = [t for t in (table_info(conn, r, cache) for r in candidates) if t is not None]
-    owners = [t for t in tables if slot.column in t.columns]
-    return owners[0] if len(owners) == 1 else None
+    """The table a slot's column belongs to: the nearest query level where exactly one table has it
+    (an unqualified column in a subquery may be the outer query's: a correlated reference)."""
+    for level in refs.levels(slot):
+        tables = list(dict.fromkeys(t for t in (table_info(conn, r, cache) for r in level) if t is not None))
+        owners = [t for t in tables if slot.column in t.columns]
+        if owners:
+            return owners[0] if len(owners) == 1 else None
+    return None
 
 
 def _row_values(conn, table: TableInfo, first: str, value: str, others: list[str]) -> dict[str, str | None]:
@@ -114,7 +119,38 @@ def _draw(conn: psycopg.Connection, query: str, cache: dict) -> _Drawn | None:
             drawn.sources[slot.number - 1] = (f"{owner.name}.{slot.column} ({col_stats.source}, {slot.op})" if owner
                                               else slot.op)
     _consistent_rows(conn, refs, drawn.values, drawn.sources, drawn.owners)
+    if None in drawn.values:
+        _by_type(conn, query, drawn)
     return drawn
+
+
+def param_types(conn: psycopg.Connection, query: str) -> list[str | None]:
+    """The type PostgreSQL infers for each ``$n`` of ``query`` (PREPARE, read, DEALLOCATE); [] when it
+    cannot be prepared."""
+    try:
+        conn.execute(sql.SQL("/* kit */ PREPARE kit_sample AS {}").format(sql.SQL(query)))
+    except psycopg.Error:
+        return []
+    try:
+        row = conn.execute(PARAM_TYPES).fetchone()
+        return list(row[0]) if row and row[0] else []
+    finally:
+        conn.execute("/* kit */ DEALLOCATE kit_sample")
+
+
+def _by_type(conn: psycopg.Connection, query: str, drawn: _Drawn) -> None:
+    """Values for the parameters no column describes (``$1 - l_discount``, ``interval $3 month``, the
+    field of ``extract``), from their type and their part in an expression — each a guess, said so."""
+    types, ctx = param_types(conn, query), contexts(query)
+    for i, value in enumerate(drawn.values):
+        if value is not None:
+            continue
+        n = i + 1
+        here = ctx.get(n)
+        found = by_type(types[i] if i < len(types) else None, role=here.role if here else "",
+                        cast=here.cast if here else None)
+        if found is not None:
+            drawn.values[i], drawn.sources[i] = found
 
 
 def sample_parameters(conn: psycopg.Connection, query: str, *, cache: dict | None = None) -> Parameters:
