@@ -58,3 +58,11 @@ def test_median_confidence_interval_from_order_statistics():
     assert median_ci(list(range(1, 31))) == (10, 21)
     t = Timing("k", MEASURED, exec_ms=(4.0, 1.0, 2.0, 3.0, 5.0), est_rows=100.0, actual_rows=10.0)
     assert (t.median_ms, t.ci_ms, t.estimate_error) == (3.0, (1.0, 5.0), 10.0)
+
+
+def test_a_slow_statement_is_timed_as_often_as_the_budget_allows():
+    from kit.workload.measure import runs_within
+
+    assert runs_within(2.0, warmup=1, repeats=5, budget_s=60) == (1, 5)  # fast: as asked
+    assert runs_within(25_000.0, warmup=1, repeats=5, budget_s=60) == (0, 2)  # 25 s: twice, no more warm-up
+    assert runs_within(90_000.0, warmup=1, repeats=5, budget_s=60) == (0, 1)  # once at least

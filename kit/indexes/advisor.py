@@ -99,12 +99,14 @@ def table_uses(conn: psycopg.Connection, refs: References, cache: dict) -> dict[
     with ``user_table`` False."""
     out: dict[TableInfo, list[ColumnUse]] = {}
     for use in refs.columns:
-        rel = refs.relation(use.qualifier)
-        candidates = [rel] if rel is not None else (list(refs.relations) if use.qualifier is None else [])
-        tables = [t for t in (table_info(conn, r, cache) for r in candidates) if t is not None]
-        owners = [t for t in tables if use.column in t.columns] if len(tables) > 1 else tables
-        if len(owners) == 1 and use.column in owners[0].columns:
-            out.setdefault(owners[0], []).append(use)
+        for level in refs.levels(use):  # the innermost query level where exactly one table has the column
+            tables = [t for t in (table_info(conn, r, cache) for r in level) if t is not None]
+            owners = [t for t in tables if use.column in t.columns]
+            if len(owners) == 1:
+                out.setdefault(owners[0], []).append(use)
+                break
+            if owners:
+                break  # ambiguous at this level: PostgreSQL would refuse it, the kit leaves it
     return out
 
 

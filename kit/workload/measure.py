@@ -108,20 +108,31 @@ def _by_estimate(conn: psycopg.Connection, target: Target) -> list[Parameters]:
     return [p for _d, _i, p in sorted(scored, key=lambda t: t[:2])] or complete
 
 
-def _nearest_executed(conn: psycopg.Connection, target: Target, ordered: list[Parameters]) -> Parameters:
+def _nearest_executed(conn: psycopg.Connection, target: Target, ordered: list[Parameters]) -> tuple[Parameters, float]:
     """Execute the best-estimated candidates (their first run is a warm-up anyway) until one
     reproduces the workload's rows and time per call; else the nearest of those tried (rows and
-    time: an aggregate returns one row whatever range it sums, its time tells the ranges apart)."""
+    time: an aggregate returns one row whatever range it sums, its time tells the ranges apart).
+    With it, how long its execution took."""
     if target.rows_per_call is None or target.mean_ms is None or len(ordered) < 2:
-        return ordered[0]
+        return ordered[0], float(_rolled_back(conn, ordered[0].values, analyze=True)["Execution Time"])
     tried = []
     for params in ordered[:_TRIES]:
         plan = _rolled_back(conn, params.values, analyze=True)
         rows, ms = returned_rows(plan["Plan"]), float(plan["Execution Time"])
-        tried.append((_distance(rows, target.rows_per_call) + _distance(ms, target.mean_ms), params))
+        tried.append((_distance(rows, target.rows_per_call) + _distance(ms, target.mean_ms), ms, params))
         if reproduction(rows, ms, target.rows_per_call, target.mean_ms)[0]:
             break
-    return min(tried, key=lambda t: t[0])[1]
+    _nearness, ms, params = min(tried, key=lambda t: t[0])
+    return params, ms
+
+
+def runs_within(first_ms: float, *, warmup: int, repeats: int, budget_s: float) -> tuple[int, int]:
+    """(warm-ups, repeats) that fit in ``budget_s`` for a statement whose execution took ``first_ms``
+    (that execution was a warm-up already): a 25 s statement is timed once or twice, not seven times (pure)."""
+    affordable = int(budget_s * 1000 // max(first_ms, 0.001))
+    if warmup + repeats <= affordable:
+        return warmup, repeats
+    return 0, max(1, min(repeats, affordable))
 
 
 def _buffers(node: dict) -> int:
@@ -161,8 +172,9 @@ def _first(exc: BaseException, target: Target | None = None) -> str:
 
 
 def time_target(url: str, target: Target, *, warmup: int = 2, repeats: int = 5, writes: bool = True,
-                statement_timeout_ms: int = 10_000, lock_timeout_ms: int = 500) -> Timing:
-    """Measure one statement in a new session (see the module docstring)."""
+                statement_timeout_ms: int = 120_000, lock_timeout_ms: int = 500, budget_s: float = 60.0) -> Timing:
+    """Measure one statement in a new session (see the module docstring); a slow one is repeated as
+    often as ``budget_s`` allows (once at least), and one over ``statement_timeout_ms`` is estimated only."""
     with sessions.connect(url, app="dbperf-kit-measure") as conn:
         conn.prepare_threshold = None
         conn.execute(SETTINGS, [f"{statement_timeout_ms}ms", f"{lock_timeout_ms}ms"])
@@ -178,7 +190,8 @@ def time_target(url: str, target: Target, *, warmup: int = 2, repeats: int = 5, 
             return _estimate(conn, target, f"{target.kind.upper()} is not executed without apply")
         times, plan = [], {}
         try:
-            params = _nearest_executed(conn, target, _by_estimate(conn, target))
+            params, first_ms = _nearest_executed(conn, target, _by_estimate(conn, target))
+            warmup, repeats = runs_within(first_ms, warmup=warmup, repeats=repeats, budget_s=budget_s)
             for i in range(warmup + repeats):
                 plan = _rolled_back(conn, params.values, analyze=True)  # it executes: keep nothing
                 if i >= warmup:
