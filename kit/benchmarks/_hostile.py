@@ -269,7 +269,7 @@ def hostile_names(state: dict[str, Any]) -> dict[str, Any]:
     fixes = [f for f in folders if (f / "fixes.sql").exists()]
     return {"runs": len(procs), "runs_ok": sum(p.returncode == 0 for p in procs),
             "run_errors": [p.stderr.strip().splitlines()[-1][:300] for p in procs if p.returncode and p.stderr.strip()],
-            "fixes_sql_files": len(fixes), **{k: v for k, v in state["psql"].items()},
+            "fixes_sql_files": len(fixes), **state["psql"],
             "html_pages": len(pages), "html_scripts_executed": dialogs, "pages_showing_hostile_names": shown,
             "planted_escapes_in_output": escapes}
 

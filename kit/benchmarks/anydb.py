@@ -268,8 +268,9 @@ def _reproduced(result) -> dict:
     frame = result.statements_frame()
     work = frame[~frame["key"].astype(str).str.startswith("probe:")]
     measured = work[work["mode"] == "measured"]
-    return {"statements": len(work), "measured": len(measured), "reproduced": int((measured["reproduced"] == True).sum()),  # noqa: E712
-            "not_reproduced": [r for r in measured.loc[measured["reproduced"] == False, "evidence"]]}  # noqa: E712
+    reproduced = measured["reproduced"].eq(True)
+    return {"statements": len(work), "measured": len(measured), "reproduced": int(reproduced.sum()),
+            "not_reproduced": list(measured.loc[measured["reproduced"].eq(False), "evidence"])}
 
 
 def _share(url: str, keys: set[str], before=None) -> tuple[float, object]:

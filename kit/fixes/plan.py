@@ -424,7 +424,8 @@ def _select(conn: psycopg.Connection, workload: Workload, values: dict[str, tupl
             budget_bytes: int | None) -> Selection:
     """The workload-wide choice of new indexes; unavailable without hypopg (and says how to enable it)."""
     if not extensions.usable(conn, "hypopg"):
-        return Selection("unavailable", (), budget_bytes, 0, (f"hypopg is not usable here: {extensions.ENABLE['hypopg']}",))
+        why = f"hypopg is not usable here: {extensions.ENABLE['hypopg']}"
+        return Selection("unavailable", (), budget_bytes, 0, (why,))
     return select_indexes(conn, _statements(workload, values), budget_bytes=budget_bytes)
 
 

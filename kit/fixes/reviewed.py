@@ -32,7 +32,8 @@ LOOP_JSON = "loop.json"
 _FIX_FIELDS = {f.name for f in fields(Fix)}
 # (schema, name) of a relation: does it exist, and for an index, is it valid
 RELATION = """/* kit */
-SELECT c.relkind::text, coalesce((SELECT x.indisvalid AND x.indisready FROM pg_index x WHERE x.indexrelid = c.oid), true),
+SELECT c.relkind::text,
+       coalesce((SELECT x.indisvalid AND x.indisready FROM pg_index x WHERE x.indexrelid = c.oid), true),
        coalesce(s.last_analyze, s.last_autoanalyze) IS NOT NULL AND s.n_mod_since_analyze <= 0.1 * s.n_live_tup
 FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
 WHERE c.oid = to_regclass(format('%%I.%%I', %s::text, %s::text))"""
@@ -101,7 +102,8 @@ def reviewed_plan(engine: Engine, folder: str | Path) -> tuple[FixPlan, Workload
     return plan, workload_of(engine, plan)
 
 
-def what_to_fix(engine: Engine, *, plan: str = "", top: int = 10, min_calls: int = 10) -> tuple[Workload, FixPlan | None]:
+def what_to_fix(engine: Engine, *, plan: str = "", top: int = 10,
+                min_calls: int = 10) -> tuple[Workload, FixPlan | None]:
     """What 02 works on: the plan reviewed in the run folder ``plan`` (and the statements it names), or
     without one, the workload since the previous run of this database (and no plan yet)."""
     if plan:

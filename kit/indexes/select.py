@@ -13,15 +13,16 @@ indexes only, every one dropped in a finally).
    candidate no plan uses is dropped.
 3. Greedy (as Extend grows its set, Schlosser et al.; goals in pganalyze's order): the set grows
    one candidate at a time — the one with the largest *net saving*, planned together with the
-   indexes already chosen (halving some statement's cost again, and saving :data:`MIN_SHARE` of the statements' time; an index that serves several statements outranks two that serve one
-   each); among those within :data:`NEAR` of the best, the smallest (a partial index over a
-   two-column one that saves as much); a chosen index that a later one extends ((a) by (a, b)) is
+   indexes already chosen (it must halve some statement's cost again and save :data:`MIN_SHARE` of
+   the statements' time as it will be; an index that serves several statements outranks two that
+   serve one each); among those within :data:`NEAR` of the best, the smallest (a partial index over
+   a two-column one that saves as much); a chosen index that a later one extends ((a) by (a, b)) is
    dropped from the set. The saving of a statement is its time over the window times its planner
    cost's relative drop; the write cost of an index is the rows the workload's INSERT, UPDATE and
    DELETE statements wrote to its table over the same window times :data:`ENTRY_MS` per index
    entry (and, when the index covers a column those UPDATEs set, their HOT updates lost — the
-   table's HOT share of its updates — each then writing an entry in every index of the table). It stops when nothing saves more than it
-   costs, the budget is spent, or :data:`MAX_INDEXES` are chosen.
+   table's HOT share of its updates — each then writing an entry in every index of the table). It
+   stops when nothing saves more than it costs, the budget is spent, or :data:`MAX_INDEXES` are chosen.
 
 The figures are estimates that plan a measurement: every chosen index is built, measured on its
 statements and kept or reverted on that (:mod:`kit.fixes`).
@@ -35,7 +36,8 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from kit.indexes.advisor import HYPO_CREATE, TableInfo, candidate_keys, cost, covered, existing_keys, table_info, table_uses
+from kit.indexes.advisor import (HYPO_CREATE, TableInfo, candidate_keys, cost, covered, existing_keys, table_info,
+                                 table_uses)
 from kit.indexes.verify import plan_indexes
 from kit.sqltext import redact
 from kit.sqltext.refs import ColumnUse, References, references
