@@ -110,7 +110,8 @@ REAL_WORLD_LOAD = (
        timestamptz '2024-01-01' + (g::float8 / %(events)s) * interval '180 days'
        FROM generate_series(1, %(events)s::bigint) g""",
     """INSERT INTO tickets SELECT g, CASE WHEN g %% 200 = 0 THEN 'open' WHEN g %% 3 = 0 THEN 'pending'
-       ELSE 'closed' END, g %% %(assignees)s, 'ticket ' || g FROM generate_series(1, %(tickets)s::bigint) g""",
+       ELSE 'closed' END, abs(hashint8(g)) %% %(assignees)s, 'ticket ' || g
+       FROM generate_series(1, %(tickets)s::bigint) g""",
     """INSERT INTO heartbeats SELECT g, timestamptz '2024-01-01', 'ok' FROM generate_series(1, %(devices)s) g""",
 )
 
@@ -127,8 +128,9 @@ LOOK_ALIKE = "public.customers_email_c_idx"  # (email COLLATE "C"): not a duplic
 PLANTED_REAL_WORLD = (
     ("one account's week of the partitioned events", CREATE, "public.events", "account_id"),
     ("one assignee's open tickets: a partial index", CREATE, "public.tickets", "assignee_id) WHERE"),
-    ("heartbeats' statistics stale from its writes", ANALYZE, "public.heartbeats", None),
 )
+# right, but not planted: whether autovacuum has analyzed heartbeats since its writes is its timing
+ACCEPTED = (("heartbeats' statistics stale from its writes", ANALYZE, "public.heartbeats", None),)
 TRAP = "public.heartbeats"  # write-heavy: no index pays for itself there
 
 
@@ -174,6 +176,7 @@ def _real_world(conn: psycopg.Connection, n: dict[str, int]) -> None:
     with conn.transaction():
         for stmt in REAL_WORLD_LOAD:
             conn.execute(stmt, n)
+    conn.execute(FLUSH)  # the row counts before the ANALYZEs (see build)
     conn.execute("ANALYZE events")
     conn.execute("ANALYZE tickets")
     conn.execute("ANALYZE heartbeats")
@@ -226,9 +229,9 @@ def _drive_real_world(conn: psycopg.Connection, n: dict[str, int], rnd: random.R
         conn.execute("SELECT count(*), max(created_at) FROM events WHERE account_id = %s AND created_at >= %s "
                      "AND created_at < %s", [rnd.randint(0, n["accounts"] - 1), week, week + timedelta(weeks=1)])
         calls += 1
-    for _ in range(lookups):
-        assignee = 200 * rnd.randint(0, max(n["assignees"] // 200, 1) - 1) % n["assignees"]
-        conn.execute("SELECT id, subject FROM tickets WHERE status = %s AND assignee_id = %s", ["open", assignee])
+    for _ in range(lookups):  # a few open tickets per assignee, hundreds of closed ones
+        conn.execute("SELECT id, subject FROM tickets WHERE status = %s AND assignee_id = %s",
+                     ["open", rnd.randint(0, n["assignees"] - 1)])
         calls += 1
     for i in range(lookups * 25):
         conn.execute("UPDATE heartbeats SET seen_at = now(), state = %s WHERE device_id = %s",
@@ -315,7 +318,7 @@ def run(*, database_url: str, redis_url: str, scale: str, seed: int, rows: int |
     kept = [f for f in fixes if f.kind == CREATE and f.verdict == KEPT and f.speedup]
     every = PLANTED + (PLANTED_REAL_WORLD if real_world else ())
     planted = _planted_found(fixes, every)
-    wrong = [f.to_record() for f in fixes if not _is_planted(f, every)]
+    wrong = [f.to_record() for f in fixes if not _is_planted(f, every + (ACCEPTED if real_world else ()))]
     look_alike_dropped = any(f.kind == DROP and f.index == LOOK_ALIKE for f in fixes)
     return {
         "rows": n, "workload_calls": calls, "build_seconds": round(build_s, 2),
