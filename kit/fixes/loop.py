@@ -35,7 +35,7 @@ from kit.fixes.apply import apply_fixes, undo
 from kit.fixes.model import APPLIED, CREATE, FAILED, KEPT, REVERTED, Fix, FixPlan, Leftover, counts, fixes_frame
 from kit.fixes.plan import Declared, plan_fixes
 from kit.fixes.report import STATEMENT_COLUMNS
-from kit.fixes.verify import judge, settle
+from kit.fixes.verify import judge, planned_evidence, settle
 from kit.runs import records
 from kit.safety import applylock, interrupts, sessions
 from kit.safety.applylock import ApplyLock
@@ -196,7 +196,7 @@ def _loop(engine: Engine, workload: Workload, *, lock: ApplyLock | None, declare
     probes = targets_for(url, plan.probes)  # 3.
     before |= measure(url, probes, warmup=warmup, repeats=repeats, writes=apply)
     targets += probes
-    fixes, after = plan.fixes, {}
+    fixes, after = tuple(planned_evidence(f, before) for f in plan.fixes), {}
     if apply and fixes:
         fixes = apply_fixes(engine, fixes, lock=lock, out=out)  # 4.
         after = measure(url, again(targets, before), warmup=warmup, repeats=repeats, writes=True)  # 5.

@@ -13,7 +13,7 @@ CREATE, DROP, ANALYZE = "create_index", "drop_index", "analyze"
 PLANNED, KEPT, REVERTED, FAILED = "planned", "kept", "reverted", "failed"
 APPLIED = "applied"  # between apply and verify only; never a final verdict
 RECORD_KEYS = ("kind", "sql", "target_table", "statements", "exec_ms_before", "exec_ms_after", "speedup",
-               "verdict", "reason")
+               "verdict", "reason", "evidence")
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class Fix:
     write_ms: float | None = None
     depends_on: str | None = None  # a drop of an index a new one covers: that new index's name
     parts: tuple[str, ...] = ()  # a new index on a partitioned table: its partitions' indexes (plans name those)
+    evidence: str = ""  # what the measurement of its deciding statement was: reproduced the workload or not, and why
 
     @property
     def index_names(self) -> set[str]:
@@ -57,7 +58,7 @@ class Fix:
         return {"kind": self.kind, "sql": self.sql, "target_table": self.target_table,
                 "statements": list(self.statements), "exec_ms_before": _round(self.exec_ms_before),
                 "exec_ms_after": _round(self.exec_ms_after), "speedup": _round(self.speedup, 2),
-                "verdict": self.verdict, "reason": self.reason}
+                "verdict": self.verdict, "reason": self.reason, "evidence": self.evidence}
 
     def but(self, **changes) -> Fix:
         return replace(self, **changes)

@@ -426,11 +426,11 @@ def _select(conn: psycopg.Connection, workload: Workload, values: dict[str, tupl
     if not extensions.usable(conn, "hypopg"):
         why = f"hypopg is not usable here: {extensions.ENABLE['hypopg']}"
         return Selection("unavailable", (), budget_bytes, 0, (why,))
-    return select_indexes(conn, _statements(workload, values), budget_bytes=budget_bytes)
+    return select_indexes(conn, _statements(workload, values), budget_bytes=budget_bytes, workload_ms=workload.total_ms)
 
 
 def _statements(workload: Workload, values: dict[str, tuple]) -> list[SelectStatement]:
-    return [SelectStatement(s.key, s.text, values.get(s.key), s.total_ms, s.rows) for s in workload.targets]
+    return [SelectStatement(s.key, s.text, values.get(s.key), s.total_ms, s.rows, s.calls) for s in workload.targets]
 
 
 def _spelled_out(conn: psycopg.Connection, fix: Fix) -> Fix:

@@ -53,7 +53,19 @@ def _primary(fix: Fix, before: dict[str, Timing]) -> str | None:
 
 def _with_times(fix: Fix, key: str | None, before: dict[str, Timing], after: dict[str, Timing]) -> Fix:
     b, a = (_ms(before.get(key)), _ms(after.get(key))) if key else (None, None)
-    return fix.but(exec_ms_before=b, exec_ms_after=a, speedup=b / a if b and a else None)
+    return fix.but(exec_ms_before=b, exec_ms_after=a, speedup=b / a if b and a else None,
+                   evidence=evidence_of(key, before))
+
+
+def evidence_of(key: str | None, before: dict[str, Timing]) -> str:
+    """``key: <its measurement's evidence>`` (fixes.json's ``evidence``): reproduced the workload or not."""
+    timing = before.get(key) if key else None
+    return f"{key}: {timing.evidence or timing.reason}" if timing is not None else ""
+
+
+def planned_evidence(fix: Fix, before: dict[str, Timing]) -> Fix:
+    """A planned fix with the evidence of its statement that took longest (a dry run judges nothing)."""
+    return fix.but(evidence=evidence_of(_primary(fix, before), before))
 
 
 def judge_create(fix: Fix, before: dict[str, Timing], after: dict[str, Timing]) -> Fix:
