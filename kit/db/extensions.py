@@ -17,13 +17,12 @@ ENABLE = {
 
 # pg_settings hides shared_preload_libraries from a role without pg_read_all_settings (NULL here,
 # where current_setting() would raise): then the view itself is probed.
-STATE = """/* kit */
-SELECT (SELECT extversion FROM pg_extension WHERE extname = %(name)s) AS installed,
+STATE = """SELECT /* kit */ (SELECT extversion FROM pg_extension WHERE extname = %(name)s) AS installed,
        EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = %(name)s) AS available,
        %(name)s = ANY(string_to_array(replace((SELECT setting FROM pg_settings
                                                WHERE name = 'shared_preload_libraries'), ' ', ''), ','))
            AS preloaded"""
-PROBE_STATEMENTS = "/* kit */ SELECT 1 FROM pg_stat_statements LIMIT 1"
+PROBE_STATEMENTS = "SELECT /* kit */ 1 FROM pg_stat_statements LIMIT 1"
 
 
 def _driver(conn: Connection | psycopg.Connection) -> psycopg.Connection:
