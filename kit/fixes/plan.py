@@ -421,8 +421,8 @@ def plan_fixes(engine: Engine, workload: Workload, *, declared: Declared | None 
 def _select(conn: psycopg.Connection, workload: Workload, values: dict[str, tuple],
             budget_bytes: int | None) -> Selection:
     """The workload-wide choice of new indexes; unavailable without hypopg (and says how to enable it)."""
-    if not extensions.usable(conn, "hypopg"):
-        return Selection("unavailable", (), budget_bytes, 0, (f"hypopg is not usable here: {extensions.ENABLE['hypopg']}",))
+    if why := extensions.missing(conn, "hypopg"):
+        return Selection("unavailable", (), budget_bytes, 0, (why,))
     return select_indexes(conn, _statements(workload, values), budget_bytes=budget_bytes)
 
 

@@ -274,8 +274,8 @@ def advise(engine: Engine, *, queries: list[str] | None = None, top: int = 5,
     url = engine.url.render_as_string(hide_password=False)
     with sessions.connect(url, app="dbperf-kit-advisor") as conn:
         conn.prepare_threshold = None  # psycopg's own prepared statements would mix with ours
-        if not extensions.usable(conn, "hypopg"):
-            return Advice("unavailable", f"hypopg is not usable here: {extensions.ENABLE['hypopg']}", ())
+        if why := extensions.missing(conn, "hypopg"):
+            return Advice("unavailable", why, ())
         rows: list[dict] = []
         cache: dict = {}
         try:
