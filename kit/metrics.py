@@ -185,8 +185,8 @@ class RequestMetricsStore:
 
 # -- Prometheus -------------------------------------------------------------------------------
 
-DB_CONNECTIONS = "/* kit */ SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-RUNNING_JOBS = "/* kit */ SELECT count(*) FROM reconciliation_jobs WHERE status = 'running'"
+DB_CONNECTIONS = "SELECT /* kit */ count(*) FROM pg_stat_activity WHERE datname = current_database()"
+RUNNING_JOBS = "SELECT /* kit */ count(*) FROM reconciliation_jobs WHERE status = 'running'"
 
 
 class _ProcessCollector(Collector):

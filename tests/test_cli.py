@@ -213,6 +213,8 @@ def test_seed_with_a_role_that_may_not_create_tables(capsys, read_only_url):
                                "(see `kit load --help`)"),
     (["services", "up", "--pg-port", "70000"], "kit: error: Invalid value for '--pg-port': 70000 is not in the "
                                                "range 1<=x<=65535."),
+    (["services", "up", "--pg-bindir", "/nonexistent/bin"], "kit: error: /nonexistent/bin is not a PostgreSQL bin "
+                                                           "directory (no initdb, pg_ctl, postgres)"),
     (["nosuch"], "kit: error: No such command 'nosuch'. (see `kit --help`)"),
 ])
 def test_bad_input_is_one_line_exit_2_and_no_password(capsys, tmp_path, argv, message):

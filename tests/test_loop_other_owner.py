@@ -69,13 +69,19 @@ def test_a_read_only_role_gets_the_plan_and_changes_nothing(owned_shop):
 
 
 def test_the_owner_runs_the_whole_loop_with_apply(owned_shop, tmp_path, monkeypatch):
+    check_the_owner_runs_the_whole_loop(owned_shop, tmp_path, monkeypatch, fixes=4)
+
+
+def check_the_owner_runs_the_whole_loop(owned_shop, tmp_path, monkeypatch, *, fixes: int):
+    """``kit run -p apply true`` as the tables' owner: the three notebooks ok, the ``fixes`` fixes
+    applied and kept, the report charted, one bundle."""
     monkeypatch.setenv("KIT_DATABASE_URL", owned_shop["owner"])
     monkeypatch.delenv("DATABASE_URL", raising=False)
     result = runner.run(runs_dir=tmp_path / "runs", progress=False, parameters={"apply": "true", "repeats": "3"})
     assert [nb.status for nb in result.notebooks] == ["ok", "ok", "ok"]
-    fixes = json.loads((result.folder / "fixes.json").read_text())
-    assert [f["verdict"] for f in fixes] == [KEPT] * 4
-    assert (result.figures["fixes.planned"], result.figures["fixes.kept"]) == (4, 4)
+    done = json.loads((result.folder / "fixes.json").read_text())
+    assert [f["verdict"] for f in done] == [KEPT] * fixes
+    assert (result.figures["fixes.planned"], result.figures["fixes.kept"]) == (fixes, fixes)
     assert "-- Applied by the kit" in (result.folder / "fixes.sql").read_text()
     live = _indexes(owned_shop["admin"])
     assert "kit_order_items_order_id_idx" in live and "products_sku_idx" not in live
@@ -85,6 +91,7 @@ def test_the_owner_runs_the_whole_loop_with_apply(owned_shop, tmp_path, monkeypa
     bundle = json.loads(result.bundle_path.read_text())
     assert bundle["derived"]["findings_total"] == result.figures["audit.findings"]  # one snapshot per run
     assert bundle["indexes"] is None  # no migration given: none compared
+    return result
 
 
 def test_apply_right_after_a_dry_run_and_the_reviewed_plan(owned_shop, tmp_path, monkeypatch):

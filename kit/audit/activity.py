@@ -11,8 +11,7 @@ from sqlalchemy import Connection, Engine, text
 from kit.audit.base import CheckResult, frame, result
 from kit.errors import ConfigError
 
-CONNECTIONS = """/* kit */
-SELECT coalesce(state, backend_type) AS state, count(*) AS sessions,
+CONNECTIONS = """SELECT /* kit */ coalesce(state, backend_type) AS state, count(*) AS sessions,
        max(extract(epoch FROM now() - state_change))::float8 AS longest_s,
        (SELECT setting::int FROM pg_settings WHERE name = 'max_connections') AS max_connections
 FROM pg_stat_activity WHERE datname = current_database() OR datname IS NULL
@@ -50,7 +49,7 @@ def explain(engine: Engine, query: str, *, analyze: bool = False, timeout_ms: in
     opts = "ANALYZE, BUFFERS, FORMAT JSON" if analyze else "FORMAT JSON"  # two constants
     with engine.connect() as conn:
         try:
-            conn.execute(text("/* kit */ SELECT set_config('statement_timeout', :t, true)"), {"t": f"{timeout_ms}ms"})
+            conn.execute(text("SELECT /* kit */ set_config('statement_timeout', :t, true)"), {"t": f"{timeout_ms}ms"})
             # SQLAlchemy always hands psycopg a parameter set, so a literal '%' must be doubled.
             body = stmt if params else stmt.replace("%", "%%")
             plan = conn.exec_driver_sql(f"EXPLAIN ({opts}) {body}", params or {}).scalar_one()

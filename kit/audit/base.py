@@ -57,8 +57,8 @@ def run_check(engine: Engine, fn: Callable[[Connection], CheckResult], *,
     try:
         with engine.connect() as conn:
             try:
-                conn.execute(text("/* kit */ SET TRANSACTION READ ONLY"))
-                conn.execute(text("/* kit */ SELECT set_config('statement_timeout', :t, true)"), {"t": f"{timeout_ms}ms"})
+                conn.execute(text("SET /* kit */ TRANSACTION READ ONLY"))
+                conn.execute(text("SELECT /* kit */ set_config('statement_timeout', :t, true)"), {"t": f"{timeout_ms}ms"})
                 return fn(conn)
             finally:
                 conn.rollback()

@@ -9,8 +9,7 @@ from sqlalchemy import Connection, text
 
 from kit.audit.base import CheckResult, frame, result
 
-UNUSED = """/* kit */
-SELECT s.schemaname AS schema, s.relname AS "table", s.indexrelname AS index,
+UNUSED = """SELECT /* kit */ s.schemaname AS schema, s.relname AS "table", s.indexrelname AS index,
        pg_relation_size(s.indexrelid) AS size_bytes, s.idx_scan,
        d.stats_reset, extract(epoch FROM now() - coalesce(d.stats_reset, pg_postmaster_start_time()))
            / 86400.0 AS stats_age_days
@@ -35,8 +34,7 @@ def unused_indexes(conn: Connection) -> CheckResult:
 
 # Everything that decides whether one index can stand in for another. indclass, indcollation and
 # indoption have one entry per key column (indnkeyatts); indkey's tail holds the INCLUDE columns.
-INDEX_DEFS = """/* kit */
-SELECT x.indexrelid::bigint AS oid, x.indrelid::bigint AS table_oid, n.nspname AS schema, t.relname AS "table",
+INDEX_DEFS = """SELECT /* kit */ x.indexrelid::bigint AS oid, x.indrelid::bigint AS table_oid, n.nspname AS schema, t.relname AS "table",
        i.relname AS index, am.amname AS method, x.indisunique AS is_unique, x.indisprimary AS is_primary,
        x.indisexclusion AS is_exclusion,
        EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid) AS is_constraint,
@@ -121,8 +119,7 @@ def duplicate_indexes(conn: Connection) -> CheckResult:
 
 # A foreign key is served by an index whose leading key columns are exactly its columns (in any
 # order), valid, not partial, with the default opclass (a text_pattern_ops index cannot check =).
-UNINDEXED_FKS = """/* kit */
-SELECT n.nspname AS schema, t.relname AS "table", c.conname AS "constraint",
+UNINDEXED_FKS = """SELECT /* kit */ n.nspname AS schema, t.relname AS "table", c.conname AS "constraint",
        array_agg(a.attname::text ORDER BY k.ord) AS columns, c.confrelid::regclass::text AS "references",
        greatest(t.reltuples, coalesce(s.n_live_tup, 0), 0)::bigint AS rows, pg_table_size(t.oid) AS table_bytes
 FROM pg_constraint c
@@ -167,8 +164,7 @@ def _qualified(schema: str, table: str) -> str:
     return psql.Identifier(schema, table).as_string(None)
 
 
-INVALID = """/* kit */
-SELECT n.nspname AS schema, t.relname AS "table", i.relname AS name, 'index' AS kind,
+INVALID = """SELECT /* kit */ n.nspname AS schema, t.relname AS "table", i.relname AS name, 'index' AS kind,
        pg_get_indexdef(i.oid) AS definition
 FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid
 JOIN pg_namespace n ON n.oid = t.relnamespace
@@ -193,8 +189,7 @@ def invalid_objects(conn: Connection) -> CheckResult:
 
 # A btree estimate in the spirit of PgHero's / ioguix's: expected leaf pages from row count and
 # column widths at 90% fill, compared with the actual pages.
-BLOAT = """/* kit */
-WITH ix AS (
+BLOAT = """WITH /* kit */ ix AS (
   SELECT n.nspname AS schema, t.relname AS "table", i.relname AS index, i.relpages, t.reltuples,
          current_setting('block_size')::int AS bs,
          (SELECT coalesce(sum(s.avg_width), 8 * x.indnatts) FROM pg_stats s

@@ -16,20 +16,17 @@ from kit.db import extensions
 from kit.sqltext import redact
 from kit.sqltext.refs import CONTROL, kind_of
 
-KIT_TAG = "/* kit */"
 # One row per statement (queryid), summed over the roles that ran it; top-level statements only
 # where PostgreSQL 14+ says which are (with pg_stat_statements.track = all, statements nested in
 # functions and in the kit's own EXPLAIN ANALYZE would otherwise count twice).
-STATEMENTS = """/* kit */
-SELECT s.queryid, min(left(s.query, :chars)) AS query, sum(s.calls)::bigint AS calls,
+STATEMENTS = """SELECT /* kit */ s.queryid, min(left(s.query, :chars)) AS query, sum(s.calls)::bigint AS calls,
        sum(s.total_exec_time)::float8 AS total_ms, sum(s.rows)::bigint AS rows,
        sum(s.shared_blks_hit)::bigint AS blks_hit, sum(s.shared_blks_read)::bigint AS blks_read
 FROM pg_stat_statements s
 WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND s.query NOT LIKE '%/* kit */%' {toplevel}
 GROUP BY s.queryid"""
-HAS_TOPLEVEL = """/* kit */
-SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'pg_stat_statements'::regclass
+HAS_TOPLEVEL = """SELECT /* kit */ EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'pg_stat_statements'::regclass
                AND attname = 'toplevel' AND NOT attisdropped)"""
 # The statements PostgreSQL itself runs for foreign keys (ri_triggers.c): not the application's.
 _INTERNAL = re.compile(r"^\s*SELECT 1 FROM ONLY .* OPERATOR\(pg_catalog\.=\)", re.S)

@@ -8,8 +8,7 @@ from sqlalchemy import Connection
 
 from kit.audit.base import CheckResult, frame, result
 
-SEQ_SCANS = """/* kit */
-SELECT s.schemaname AS schema, s.relname AS "table", s.seq_scan, s.seq_tup_read,
+SEQ_SCANS = """SELECT /* kit */ s.schemaname AS schema, s.relname AS "table", s.seq_scan, s.seq_tup_read,
        coalesce(s.idx_scan, 0) AS idx_scan, greatest(s.n_live_tup, c.reltuples, 0)::bigint AS live_rows,
        pg_table_size(s.relid) AS table_bytes,
        round(s.seq_tup_read::numeric / nullif(s.seq_scan, 0)) AS rows_per_scan,
@@ -49,8 +48,7 @@ def seq_scan_tables(conn: Connection, *, min_rows: int = 10_000, min_scans: int 
                   found="{n} tables are mostly read by sequential scans")
 
 
-CACHE_HIT = """/* kit */
-SELECT 'heap' AS kind, sum(heap_blks_hit) AS hits, sum(heap_blks_read) AS reads FROM pg_statio_user_tables
+CACHE_HIT = """SELECT /* kit */ 'heap' AS kind, sum(heap_blks_hit) AS hits, sum(heap_blks_read) AS reads FROM pg_statio_user_tables
 UNION ALL
 SELECT 'index', sum(idx_blks_hit), sum(idx_blks_read) FROM pg_statio_user_indexes"""
 
@@ -68,8 +66,7 @@ def cache_hit_rates(conn: Connection, *, target_pct: float = 99.0) -> CheckResul
                   found="{n} cache hit rates below target")
 
 
-STALENESS = """/* kit */
-SELECT schemaname AS schema, relname AS "table", n_live_tup AS live_rows, n_dead_tup AS dead_rows,
+STALENESS = """SELECT /* kit */ schemaname AS schema, relname AS "table", n_live_tup AS live_rows, n_dead_tup AS dead_rows,
        n_mod_since_analyze AS modified_since_analyze,
        greatest(last_vacuum, last_autovacuum) AS last_vacuum,
        greatest(last_analyze, last_autoanalyze) AS last_analyze
@@ -109,8 +106,7 @@ def vacuum_staleness(conn: Connection, *, dead_pct: float = 20.0, min_rows: int 
                   found="{n} tables need VACUUM or ANALYZE")
 
 
-WRAPAROUND = """/* kit */
-SELECT datname AS database, age(datfrozenxid) AS xid_age,
+WRAPAROUND = """SELECT /* kit */ datname AS database, age(datfrozenxid) AS xid_age,
        round(100.0 * age(datfrozenxid) / 2147483647, 2) AS pct_to_wraparound
 FROM pg_database ORDER BY 2 DESC"""
 
@@ -126,8 +122,7 @@ def xid_wraparound(conn: Connection) -> CheckResult:
                   found="{n} databases approach xid wraparound")
 
 
-SEQUENCES = """/* kit */
-SELECT schemaname AS schema, sequencename AS sequence, data_type::text AS data_type, last_value, max_value,
+SEQUENCES = """SELECT /* kit */ schemaname AS schema, sequencename AS sequence, data_type::text AS data_type, last_value, max_value,
        round(100.0 * coalesce(last_value, 0) / max_value, 4) AS used_pct
 FROM pg_sequences ORDER BY used_pct DESC"""
 

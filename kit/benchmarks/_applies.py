@@ -61,16 +61,13 @@ DEFINITIONS = {  # per figure of each section (kit bench faults' DEFINITIONS hol
     },
 }
 
-KIT_BUILDS = """/* kit */
-SELECT p.pid, p.phase FROM pg_stat_progress_create_index p JOIN pg_stat_activity a ON a.pid = p.pid
+KIT_BUILDS = """SELECT /* kit */ p.pid, p.phase FROM pg_stat_progress_create_index p JOIN pg_stat_activity a ON a.pid = p.pid
 WHERE a.application_name = 'dbperf-kit-build' AND a.datname = current_database()"""
-KIT_ACTIVE = """/* kit */
-SELECT count(*) FROM pg_stat_activity
+KIT_ACTIVE = """SELECT /* kit */ count(*) FROM pg_stat_activity
 WHERE datname = current_database() AND application_name LIKE 'dbperf-kit%' AND state = 'active'"""
-INVALID = "/* kit */ SELECT count(*) FROM pg_index WHERE NOT indisvalid"
-SUFFIXED = "/* kit */ SELECT count(*) FROM pg_class WHERE relkind = 'i' AND relname ~ '^kit_.*_idx_[0-9]+$'"
-DUPLICATES = """/* kit */
-SELECT count(*) - count(DISTINCT (x.indrelid, x.indkey::text, x.indcollation::text, x.indclass::text,
+INVALID = "SELECT /* kit */ count(*) FROM pg_index WHERE NOT indisvalid"
+SUFFIXED = "SELECT /* kit */ count(*) FROM pg_class WHERE relkind = 'i' AND relname ~ '^kit_.*_idx_[0-9]+$'"
+DUPLICATES = """SELECT /* kit */ count(*) - count(DISTINCT (x.indrelid, x.indkey::text, x.indcollation::text, x.indclass::text,
                                   x.indoption::text, coalesce(pg_get_expr(x.indexprs, x.indrelid), ''),
                                   coalesce(pg_get_expr(x.indpred, x.indrelid), '')))
 FROM pg_index x JOIN pg_class t ON t.oid = x.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace

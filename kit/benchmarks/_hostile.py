@@ -172,8 +172,7 @@ def _run_folders(runs_dir: Path) -> list[Path]:
 
 # -- psql on a copy ---------------------------------------------------------------------------
 
-NOT_INDEXES = """/* kit */
-SELECT c.relkind::text, n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+NOT_INDEXES = """SELECT /* kit */ c.relkind::text, n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind NOT IN ('i', 'I') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg\\_%'
 UNION ALL SELECT 'constraint', conrelid::regclass::text, conname FROM pg_constraint
@@ -181,8 +180,7 @@ UNION ALL SELECT 'constraint', conrelid::regclass::text, conname FROM pg_constra
 UNION ALL SELECT 'schema', '', nspname FROM pg_namespace
 UNION ALL SELECT 'role', '', rolname FROM pg_roles
 ORDER BY 1, 2, 3"""
-USER_TABLES = """/* kit */
-SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+USER_TABLES = """SELECT /* kit */ n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'"""
 
 

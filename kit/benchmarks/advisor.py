@@ -42,12 +42,11 @@ RUNS = 3  # timed runs per query and configuration, after one warm-up
 TIMEOUT_S = 60.0
 SLOWER = 1.2  # a query more than 20 % slower with the kit's indexes is a regression
 
-RESET = """/* kit */ SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database
+RESET = """SELECT /* kit */ pg_stat_statements_reset(0, (SELECT oid FROM pg_database
                                                       WHERE datname = current_database()), 0)"""
-QUERY_IDS = """/* kit */ SELECT queryid::text, query FROM pg_stat_statements
+QUERY_IDS = """SELECT /* kit */ queryid::text, query FROM pg_stat_statements
 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"""
-SECONDARY = """/* kit */
-SELECT format('%%I.%%I', n.nspname, c.relname), pg_relation_size(c.oid)
+SECONDARY = """SELECT /* kit */ format('%%I.%%I', n.nspname, c.relname), pg_relation_size(c.oid)
 FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_class t ON t.oid = x.indrelid
 WHERE NOT x.indisprimary AND t.relname = ANY(%s) AND n.nspname = 'public'

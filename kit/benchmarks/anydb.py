@@ -115,7 +115,7 @@ REAL_WORLD_LOAD = (
     """INSERT INTO heartbeats SELECT g, timestamptz '2024-01-01', 'ok' FROM generate_series(1, %(devices)s) g""",
 )
 
-FLUSH = "/* kit */ SELECT pg_stat_force_next_flush()"
+FLUSH = "SELECT /* kit */ pg_stat_force_next_flush()"
 
 # (what was planted, the fix that finds it: kind, table, index or leading column)
 PLANTED = (
@@ -187,7 +187,7 @@ def drive(url: str, *, rows: int, scans: int = 40, lookups: int = 200, seed: int
     """The application's workload through psycopg (bound parameters); returns the calls made."""
     n, rnd, calls = sizes(rows), random.Random(seed), 0
     with psycopg.connect(libpq_url(url), autocommit=True, application_name="shop-app") as conn:
-        recent, last = conn.execute("/* kit */ SELECT (max(paid_at) - interval '1 day')::text, max(id) "
+        recent, last = conn.execute("SELECT /* kit */ (max(paid_at) - interval '1 day')::text, max(id) "
                                     "FROM payments").fetchone()
         next_payment = last + 1
         for _ in range(scans):

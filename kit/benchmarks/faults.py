@@ -272,8 +272,8 @@ def _partial_missed(partial: dict[str, dict[str, Any]]) -> list[str]:
 
 # -- indexes ----------------------------------------------------------------------------------
 
-PHASE = "/* kit */ SELECT phase FROM pg_stat_progress_create_index"
-INVALID = "/* kit */ SELECT count(*) FROM pg_index WHERE NOT indisvalid"
+PHASE = "SELECT /* kit */ phase FROM pg_stat_progress_create_index"
+INVALID = "SELECT /* kit */ count(*) FROM pg_index WHERE NOT indisvalid"
 QUIET = dict(progress=None, out=None, sample_s=0)
 
 
@@ -291,7 +291,7 @@ def _cic_terminated(pg: local.Server) -> dict[str, int]:
     try:
         with psycopg.connect(dsn) as blocker, psycopg.connect(dsn, autocommit=True) as admin:
             blocker.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-            blocker.execute("/* kit */ SELECT 1")  # an old snapshot: the build waits for it at its end
+            blocker.execute("SELECT /* kit */ 1")  # an old snapshot: the build waits for it at its end
             pid: list[int] = []
             thread = threading.Thread(target=_build, args=(dsn, spec.create_sql, pid), daemon=True)
             thread.start()
@@ -301,7 +301,7 @@ def _cic_terminated(pg: local.Server) -> dict[str, int]:
                 if row and "old snapshots" in row[0]:
                     break
                 time.sleep(0.05)
-            admin.execute("/* kit */ SELECT pg_terminate_backend(%s)", pid)
+            admin.execute("SELECT /* kit */ pg_terminate_backend(%s)", pid)
             thread.join(10)
         if index_status(engine, (spec,)).state_of(spec.name) != "invalid":
             raise RuntimeError(f"the terminated build of {spec.name} did not leave an INVALID index")
@@ -450,7 +450,7 @@ def _secrets(home: Path, pg: local.Server) -> dict[str, int]:
 
 # -- load -------------------------------------------------------------------------------------
 
-TIMED_OUT = "/* kit */ SELECT set_config('statement_timeout', '700ms', true), pg_sleep(1.0)"
+TIMED_OUT = "SELECT /* kit */ set_config('statement_timeout', '700ms', true), pg_sleep(1.0)"
 
 
 def _load(pg: local.Server) -> dict[str, int]:
@@ -481,7 +481,7 @@ def _load(pg: local.Server) -> dict[str, int]:
     def hold(conn, rng) -> None:
         with lock:
             held[0] += 1
-        conn.execute(text("/* kit */ SELECT pg_sleep(0.4)"))
+        conn.execute(text("SELECT /* kit */ pg_sleep(0.4)"))
 
     try:
         second = run_load(engine, [Endpoint("hold", hold)], users=12, duration_s=2.0, warmup_s=1.0,

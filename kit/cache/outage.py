@@ -42,11 +42,11 @@ from kit.cache.tiered import LIVENESS_BOUND_S, CacheConfig, TieredCache
 from kit.config import libpq_url
 
 TABLE = "kit_fault_truth"
-CREATE = f"/* kit */ CREATE TABLE IF NOT EXISTS {TABLE} (k text PRIMARY KEY, v bigint NOT NULL)"
-RESET = f"/* kit */ INSERT INTO {TABLE} VALUES ('truth', 0) ON CONFLICT (k) DO UPDATE SET v = 0"
-READ = f"/* kit */ SELECT v FROM {TABLE} WHERE k = 'truth'"
-WRITE = f"/* kit */ UPDATE {TABLE} SET v = v + 1 WHERE k = 'truth' RETURNING v"
-DROP = f"/* kit */ DROP TABLE IF EXISTS {TABLE}"
+CREATE = f"CREATE /* kit */ TABLE IF NOT EXISTS {TABLE} (k text PRIMARY KEY, v bigint NOT NULL)"
+RESET = f"INSERT /* kit */ INTO {TABLE} VALUES ('truth', 0) ON CONFLICT (k) DO UPDATE SET v = 0"
+READ = f"SELECT /* kit */ v FROM {TABLE} WHERE k = 'truth'"
+WRITE = f"UPDATE /* kit */ {TABLE} SET v = v + 1 WHERE k = 'truth' RETURNING v"
+DROP = f"DROP /* kit */ TABLE IF EXISTS {TABLE}"
 KEY = "truth"
 TAG = table_tag(TABLE)  # what an after-commit invalidation of the table's writes sends
 FAULTS = ("hang", "kill", "write_pause", "oom")

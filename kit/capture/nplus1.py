@@ -120,11 +120,10 @@ def suggest_fix(sql: str) -> str:
     return "run it once for the whole unit of work instead of once per row"
 
 
-PG_STATS = """/* kit */
-SELECT s.query, s.calls, s.mean_exec_time
+PG_STATS = """SELECT /* kit */ s.query, s.calls, s.mean_exec_time
 FROM pg_stat_statements s
 JOIN pg_database d ON d.oid = s.dbid
-WHERE d.datname = current_database() AND s.query NOT LIKE '/* kit */%'
+WHERE d.datname = current_database() AND s.query NOT LIKE '%/* kit */%'
 """
 
 

@@ -38,9 +38,9 @@ from sqlalchemy import Connection, Engine, event
 
 from kit.sqltext import fingerprint as fp
 from kit.sqltext import redact as redaction
+from kit.sqltext.tag import is_kit
 
 DEFAULT_REDACT = r"pass(word)?|secret|token|api_?key|credential|email|ssn|iban|card"
-KIT_TAG = "/* kit */"
 _REDACTED = "***"
 _MAX_PARAM_SETS = 3  # executemany: keep the first few parameter sets only
 _KIT_DIR = Path(__file__).resolve().parents[1]
@@ -174,7 +174,7 @@ class QueryLog:
 
     def _build(self, statement: str, unit: _Unit | None, duration_s: float, rowcount: int,
                executemany: bool, site: tuple[CodeType, int] | None, params: Any) -> Statement | None:
-        if not self.include_kit and statement.lstrip().startswith(KIT_TAG):
+        if not self.include_kit and is_kit(statement):
             return None
         redacted, normalized, fingerprint = _shape(statement)
         return Statement(

@@ -29,7 +29,7 @@ def check_connection(engine: Engine) -> str:
     url = engine.url.render_as_string(hide_password=True)
     try:
         with engine.connect() as conn:
-            return conn.execute(text("/* kit */ SHOW server_version")).scalar_one()
+            return conn.execute(text("SHOW /* kit */ server_version")).scalar_one()
     except (OperationalError, DBAPIError) as exc:
         raise DatabaseUnavailable(describe_connect_error(url, exc.orig or exc)) from exc
 
@@ -54,7 +54,7 @@ def describe_connect_error(url: str, exc: BaseException) -> str:
 
 
 def server_version_num(conn) -> int:
-    return int(conn.execute(text("/* kit */ SHOW server_version_num")).scalar_one())
+    return int(conn.execute(text("SHOW /* kit */ server_version_num")).scalar_one())
 
 
 # SQLSTATE classes that say "use another role", not "the kit is broken"

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, text
 
 from kit.db.extensions import ENABLE, missing
 
-SERVER_SQL = """/* kit */ SELECT current_setting('server_version') AS version,
+SERVER_SQL = """SELECT /* kit */ current_setting('server_version') AS version,
        current_setting('server_version_num')::int AS version_num,
        current_database() AS database,
        pg_database_size(current_database()) AS database_bytes,
@@ -24,13 +24,13 @@ SERVER_SQL = """/* kit */ SELECT current_setting('server_version') AS version,
 # pg_settings hides superuser-only settings from other roles (current_setting() would raise):
 # '?' then means "not visible to this role".
 
-EXTENSIONS_SQL = """/* kit */ SELECT a.name, a.default_version, e.extversion AS installed_version
+EXTENSIONS_SQL = """SELECT /* kit */ a.name, a.default_version, e.extversion AS installed_version
 FROM pg_available_extensions a LEFT JOIN pg_extension e ON e.extname = a.name
 WHERE a.name = ANY(:names) ORDER BY a.name"""
 
 # reltuples is -1 until the first VACUUM/ANALYZE (PostgreSQL 14+), and 0 when a table was
 # analyzed empty: on a freshly loaded, never analyzed database the live count is the estimate.
-TABLES_SQL = """/* kit */ SELECT n.nspname AS schema, c.relname AS table,
+TABLES_SQL = """SELECT /* kit */ n.nspname AS schema, c.relname AS table,
        CASE WHEN c.reltuples < 0 OR (c.reltuples = 0 AND a.last_analyzed IS NULL) THEN coalesce(s.n_live_tup, 0)
             ELSE c.reltuples::bigint END AS rows_estimate,
        coalesce(s.n_live_tup, 0) AS live_rows,

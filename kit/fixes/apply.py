@@ -25,7 +25,7 @@ from kit.indexes.spec import IndexSpec, parse_index_sql, parse_indexdef
 from kit.safety import applylock, interrupts, preflight, sessions
 from kit.safety.applylock import ApplyLock
 
-SET_TIMEOUTS = "/* kit */ SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)"
+SET_TIMEOUTS = "SELECT /* kit */ set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)"
 
 
 def spec_of(fix: Fix) -> IndexSpec:
@@ -106,8 +106,7 @@ def _apply(engine: Engine, fixes, *, url: str, lock: ApplyLock, lock_timeout_ms:
     return tuple(done[i] for i in range(len(fixes)))
 
 
-LOOP_CREATED = """/* kit */
-SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+LOOP_CREATED = """SELECT /* kit */ pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
 WHERE c.relname LIKE 'kit\\_%' AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
 ORDER BY 1"""
 

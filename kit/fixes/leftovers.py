@@ -41,8 +41,7 @@ from kit.safety import preflight, sessions
 from kit.safety.applylock import ApplyLock
 
 _NAME_BYTES = 63
-INVALID = """/* kit */
-SELECT n.nspname, i.relname, t.relname, pg_get_indexdef(i.oid), obj_description(i.oid, 'pg_class'),
+INVALID = """SELECT /* kit */ n.nspname, i.relname, t.relname, pg_get_indexdef(i.oid), obj_description(i.oid, 'pg_class'),
        am.amname = 'btree' AND NOT x.indisunique AND x.indexprs IS NULL AND x.indpred IS NULL
            AND x.indnkeyatts = x.indnatts AS plain,
        ARRAY(SELECT a.attname::text FROM unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
@@ -57,7 +56,7 @@ WHERE NOT x.indisvalid AND i.relkind = 'i'
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'
   AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.oid)
 ORDER BY 1, 2"""
-CANCEL = "/* kit */ SELECT pg_cancel_backend(%s)"
+CANCEL = "SELECT /* kit */ pg_cancel_backend(%s)"
 
 
 def kit_named(name: str, table: str, columns: tuple[str, ...]) -> bool:
@@ -144,7 +143,7 @@ def _outwait(conn: psycopg.Connection, found: list[Leftover], *, wait_s: float, 
 
 
 def _application(conn: psycopg.Connection, pid: int) -> str | None:
-    row = conn.execute("/* kit */ SELECT application_name FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()
+    row = conn.execute("SELECT /* kit */ application_name FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()
     return row[0] if row else None
 
 

@@ -46,8 +46,7 @@ from kit.workload.timing import Timing
 FIXES_JSON = "fixes.json"
 LOOP_JSON = "loop.json"  # the per-statement measurements and index sizes 03 charts
 # an index's bytes; a partitioned table's index: its partitions' indexes together
-INDEX_SIZE = """/* kit */
-SELECT coalesce((SELECT sum(pg_relation_size(relid)) FROM pg_partition_tree(x.r)), pg_relation_size(x.r))
+INDEX_SIZE = """SELECT /* kit */ coalesce((SELECT sum(pg_relation_size(relid)) FROM pg_partition_tree(x.r)), pg_relation_size(x.r))
 FROM (SELECT to_regclass(format('%%I.%%I', %s::text, %s::text)) AS r) x"""
 
 

@@ -123,7 +123,7 @@ def fk_probe(schema: str, table: str, columns: list[str], constraint: str) -> St
     row (ri_triggers.c), without its row lock — so a read-only role can run it too."""
     where = sql.SQL(" AND ").join(sql.SQL("{} = ${}").format(sql.Identifier(c), sql.SQL(str(i + 1)))
                                   for i, c in enumerate(columns))
-    text = sql.SQL("/* kit */ SELECT 1 FROM ONLY {} x WHERE {}").format(sql.Identifier(schema, table), where)
+    text = sql.SQL("SELECT /* kit */ 1 FROM ONLY {} x WHERE {}").format(sql.Identifier(schema, table), where)
     return Statement(key=f"probe:fk:{constraint}", queryid=None, text=text.as_string(None), kind="select")
 
 
@@ -241,7 +241,7 @@ def _whatif(url: str, cands: list[_Candidate], targets: tuple[Statement, ...], p
                 except psycopg.Error:
                     continue
                 finally:
-                    conn.execute("/* kit */ SELECT hypopg_reset()")
+                    conn.execute("SELECT /* kit */ hypopg_reset()")
                 cand.est_bytes = max(cand.est_bytes or 0, int(size))
                 cand.expect.append(f"planner cost of {key} {base:.0f} -> {after:.0f}"
                                    + (f" (-{100 * (base - after) / base:.0f}%)" if base > 0 else ""))
@@ -254,10 +254,9 @@ def re_hypothetical(cand: _Candidate) -> str:
     return Candidate(cand.schema, cand.table, cand.columns, cand.where).create().as_string(None)
 
 
-LIVE_NAMES = "/* kit */ SELECT relname FROM pg_class WHERE relkind = 'i'"
+LIVE_NAMES = "SELECT /* kit */ relname FROM pg_class WHERE relkind = 'i'"
 # the table and key columns of every index a concurrent build is working on right now
-BUILDING = """/* kit */
-SELECT n.nspname, t.relname,
+BUILDING = """SELECT /* kit */ n.nspname, t.relname,
        ARRAY(SELECT a.attname::text FROM unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
              JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum ORDER BY k.ord),
        p.pid
@@ -321,8 +320,7 @@ def _drops(dups: list[dict], declared: Declared, targets, uses, notes: list[str]
 
 # plain btree indexes of a table (no predicate, expression, INCLUDE, sort order or collation of their
 # own, no constraint behind them): one a new index extends is covered by it
-PLAIN_INDEXES = """/* kit */
-SELECT i.relname, pg_get_indexdef(i.oid), pg_relation_size(i.oid),
+PLAIN_INDEXES = """SELECT /* kit */ i.relname, pg_get_indexdef(i.oid), pg_relation_size(i.oid),
        ARRAY(SELECT a.attname::text FROM unnest(x.indkey) WITH ORDINALITY k(attnum, n)
              JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum ORDER BY k.n)
 FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_am m ON m.oid = i.relam
@@ -423,8 +421,7 @@ def plan_fixes(engine: Engine, workload: Workload, *, declared: Declared | None 
 def _select(conn: psycopg.Connection, workload: Workload, values: dict[str, tuple],
             budget_bytes: int | None) -> Selection:
     """The workload-wide choice of new indexes; unavailable without hypopg (and says how to enable it)."""
-    if not extensions.usable(conn, "hypopg"):
-        why = f"hypopg is not usable here: {extensions.ENABLE['hypopg']}"
+    if why := extensions.missing(conn, "hypopg"):
         return Selection("unavailable", (), budget_bytes, 0, (why,))
     return select_indexes(conn, _statements(workload, values), budget_bytes=budget_bytes, workload_ms=workload.total_ms)
 

@@ -31,8 +31,7 @@ from kit.workload.statements import previous_window, read_workload, select
 LOOP_JSON = "loop.json"
 _FIX_FIELDS = {f.name for f in fields(Fix)}
 # (schema, name) of a relation: does it exist, and for an index, is it valid
-RELATION = """/* kit */
-SELECT c.relkind::text,
+RELATION = """SELECT /* kit */ c.relkind::text,
        coalesce((SELECT x.indisvalid AND x.indisready FROM pg_index x WHERE x.indexrelid = c.oid), true),
        coalesce(s.last_analyze, s.last_autoanalyze) IS NOT NULL AND s.n_mod_since_analyze <= 0.1 * s.n_live_tup
 FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid

@@ -152,7 +152,7 @@ def offline_check(html: str | None) -> dict[str, Any]:
 
 _TABLE = "CREATE TABLE {t} (id bigint PRIMARY KEY, owner_id int NOT NULL, label text)"
 _INDEX = "CREATE INDEX {i} ON {t} (owner_id)"
-_FILL = ("/* kit */ INSERT INTO {t} SELECT g, g %% 1000, 'label ' || g "
+_FILL = ("INSERT /* kit */ INTO {t} SELECT g, g %% 1000, 'label ' || g "
          "FROM generate_series(%s::bigint, %s::bigint) AS g")
 
 
@@ -203,7 +203,7 @@ def _fill(url: str, n: int, rows: int) -> None:
     with _connect(url) as conn:
         for i in range(n):
             t = sql.Identifier(f"t{i:04d}")
-            have = conn.execute(sql.SQL("/* kit */ SELECT count(*) FROM {t}").format(t=t)).fetchone()[0]
+            have = conn.execute(sql.SQL("SELECT /* kit */ count(*) FROM {t}").format(t=t)).fetchone()[0]
             if have < rows:
                 conn.execute(sql.SQL(_FILL).format(t=t), [have + 1, rows])
             conn.execute(sql.SQL("VACUUM (ANALYZE) {t}").format(t=t))  # autovacuum would run during the timing

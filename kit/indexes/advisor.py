@@ -69,8 +69,7 @@ def candidate_columns(query: str) -> dict[str, list[str]]:
     return {t: cols for t, cols in out.items() if cols}
 
 
-TABLE_INFO = """/* kit */
-SELECT c.oid, n.nspname, c.relname, c.relkind IN ('r', 'p', 'm')
+TABLE_INFO = """SELECT /* kit */ c.oid, n.nspname, c.relname, c.relkind IN ('r', 'p', 'm')
        AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%',
        ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)"""
@@ -139,8 +138,7 @@ def covered(keys: tuple[str, ...], existing: frozenset[tuple[str, ...]]) -> bool
     return any(index[:len(keys)] == keys for index in existing)
 
 
-EXISTING = """/* kit */
-SELECT ARRAY(SELECT a.attname::text FROM unnest(x.indkey) WITH ORDINALITY k(attnum, n)
+EXISTING = """SELECT /* kit */ ARRAY(SELECT a.attname::text FROM unnest(x.indkey) WITH ORDINALITY k(attnum, n)
              JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum ORDER BY k.n)
 FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_am m ON m.oid = i.relam
 WHERE x.indrelid = to_regclass(format('%%I.%%I', %s::text, %s::text)) AND x.indisvalid AND x.indpred IS NULL
@@ -153,8 +151,8 @@ def existing_keys(conn: psycopg.Connection, table: TableInfo) -> frozenset[tuple
 
 
 def _deallocate(conn: psycopg.Connection) -> None:
-    if conn.execute("/* kit */ SELECT 1 FROM pg_prepared_statements WHERE name = 'kit_advise'").fetchone():
-        conn.execute("/* kit */ DEALLOCATE kit_advise")
+    if conn.execute("SELECT /* kit */ 1 FROM pg_prepared_statements WHERE name = 'kit_advise'").fetchone():
+        conn.execute("DEALLOCATE /* kit */ kit_advise")
 
 
 def execute_prepared(name: str, values: tuple[str | None, ...] | list[str | None]) -> sql.Composable:
@@ -166,7 +164,7 @@ def execute_prepared(name: str, values: tuple[str | None, ...] | list[str | None
         sql.SQL("NULL") if v is None else sql.Literal(v) for v in values))
 
 
-PLAN_MODE = "/* kit */ SELECT set_config('plan_cache_mode', %s, false)"
+PLAN_MODE = "SELECT /* kit */ set_config('plan_cache_mode', %s, false)"
 
 
 def cost(conn: psycopg.Connection, stmt: str, nparams: int,
@@ -178,19 +176,19 @@ def cost(conn: psycopg.Connection, stmt: str, nparams: int,
     if nparams:
         # Prepared afresh each time: a cached generic plan would not see a new hypothetical index.
         _deallocate(conn)
-        conn.execute(sql.SQL("/* kit */ PREPARE kit_advise AS {}").format(sql.SQL(stmt)))
+        conn.execute(sql.SQL("PREPARE /* kit */ kit_advise AS {}").format(sql.SQL(stmt)))
         real = values is not None and len(values) == nparams
         conn.execute(PLAN_MODE, ["force_custom_plan" if real else "force_generic_plan"])
         args = values if real else (None,) * nparams
-        explain = sql.SQL("/* kit */ EXPLAIN (FORMAT JSON) {}").format(execute_prepared("kit_advise", args))
+        explain = sql.SQL("EXPLAIN /* kit */ (FORMAT JSON) {}").format(execute_prepared("kit_advise", args))
         plan = conn.execute(explain).fetchone()[0]
     else:
-        plan = conn.execute(sql.SQL("/* kit */ EXPLAIN (FORMAT JSON) {}").format(sql.SQL(stmt))).fetchone()[0]
+        plan = conn.execute(sql.SQL("EXPLAIN /* kit */ (FORMAT JSON) {}").format(sql.SQL(stmt))).fetchone()[0]
     top = plan[0]["Plan"]
     return float(top["Total Cost"]), plan_indexes(top)
 
 
-HYPO_CREATE = "/* kit */ SELECT indexrelid, hypopg_relation_size(indexrelid) FROM hypopg_create_index(%s)"
+HYPO_CREATE = "SELECT /* kit */ indexrelid, hypopg_relation_size(indexrelid) FROM hypopg_create_index(%s)"
 
 
 def hypothetical(conn, table: TableInfo, columns: tuple[str, ...]) -> str:
@@ -205,7 +203,7 @@ def _try(conn, n: int, query: str, nparams: int, table: TableInfo, columns: tupl
         _oid, size = conn.execute(HYPO_CREATE, [create]).fetchone()
         after, used = cost(conn, query, nparams, values)
     finally:
-        conn.execute("/* kit */ SELECT hypopg_reset()")
+        conn.execute("SELECT /* kit */ hypopg_reset()")
     drop = (base - after) / base if base > 0 else 0.0
     if not any("btree" in u and u.startswith("<") for u in used):
         verdict, reason = "rejected", "the planner did not use it"
@@ -276,8 +274,8 @@ def advise(engine: Engine, *, queries: list[str] | None = None, top: int = 5,
     url = engine.url.render_as_string(hide_password=False)
     with sessions.connect(url, app="dbperf-kit-advisor") as conn:
         conn.prepare_threshold = None  # psycopg's own prepared statements would mix with ours
-        if not extensions.usable(conn, "hypopg"):
-            return Advice("unavailable", f"hypopg is not usable here: {extensions.ENABLE['hypopg']}", ())
+        if why := extensions.missing(conn, "hypopg"):
+            return Advice("unavailable", why, ())
         rows: list[dict] = []
         cache: dict = {}
         try:

@@ -134,25 +134,21 @@ def plan(specs: tuple[IndexSpec, ...], states: dict[str, str]) -> list[Step]:
     return steps
 
 
-INDEX_VALID = """/* kit */
-SELECT x.indisvalid AND x.indisready FROM pg_index x
+INDEX_VALID = """SELECT /* kit */ x.indisvalid AND x.indisready FROM pg_index x
 JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_namespace n ON n.oid = i.relnamespace
 WHERE n.nspname = %s AND i.relname = %s"""
 # the build's progress, and its index (once the build has created it) and whether it has a comment yet
-PROGRESS = """/* kit */
-SELECT p.phase, p.blocks_done, p.blocks_total, p.tuples_done, p.tuples_total,
+PROGRESS = """SELECT /* kit */ p.phase, p.blocks_done, p.blocks_total, p.tuples_done, p.tuples_total,
        n.nspname, c.relname, obj_description(c.oid, 'pg_class') IS NOT NULL
 FROM pg_stat_progress_create_index p
 LEFT JOIN pg_class c ON c.oid = p.index_relid LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE p.pid = %s"""
-COMMENTED = """/* kit */
-SELECT obj_description(to_regclass(format('%%I.%%I', %s::text, %s::text)), 'pg_class') IS NOT NULL"""
-SET_TIMEOUTS = "/* kit */ SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)"
-BLOCKING = "/* kit */ SELECT pg_blocking_pids(%s)"
+COMMENTED = """SELECT /* kit */ obj_description(to_regclass(format('%%I.%%I', %s::text, %s::text)), 'pg_class') IS NOT NULL"""
+SET_TIMEOUTS = "SELECT /* kit */ set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)"
+BLOCKING = "SELECT /* kit */ pg_blocking_pids(%s)"
 # does session %(pid)s block a concurrent build on %(table)s: its snapshot blocks every build (the
 # build waits for older snapshots), a lock stronger than ROW SHARE on the table blocks that table's
-WOULD_BLOCK = """/* kit */
-SELECT a.pid, a.state, left(a.query, 120) AS query,
+WOULD_BLOCK = """SELECT /* kit */ a.pid, a.state, left(a.query, 120) AS query,
        a.backend_xmin IS NOT NULL OR EXISTS (
            SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.relation = %(table)s AND l.granted
              AND l.mode NOT IN ('AccessShareLock', 'RowShareLock')) AS blocks
@@ -171,7 +167,7 @@ def _mark(conn: psycopg.Connection, schema: str, name: str) -> bool:
     stmt = sql.SQL("COMMENT ON INDEX {} IS {}").format(sql.Identifier(schema, name), sql.Literal(text))
     try:
         with conn.transaction():
-            conn.execute("/* kit */ SET LOCAL lock_timeout = '200ms'")
+            conn.execute("SET /* kit */ LOCAL lock_timeout = '200ms'")
             conn.execute(stmt)
     except psycopg.Error:
         return False
@@ -317,8 +313,7 @@ def _drop_after_interrupt(url: str, spec: IndexSpec, monitor: psycopg.Connection
         pass
 
 
-PARTITIONED_INDEX = """/* kit */
-SELECT relkind = 'I' FROM pg_class WHERE oid = to_regclass(format('%%I.%%I', %s::text, %s::text))"""
+PARTITIONED_INDEX = """SELECT /* kit */ relkind = 'I' FROM pg_class WHERE oid = to_regclass(format('%%I.%%I', %s::text, %s::text))"""
 
 
 def drop_index(url: str, schema: str, name: str, *, timeouts: tuple[str, str] = ("2s", "10min"),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from kit.indexes.spec import IndexSpec, parse_index_sql
+from kit.sqltext.tag import tagged
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class Probe:
 
 def _p(index, definition, query, sample=(), sample_where=""):
     table = definition.split(" ", 1)[0]
-    return Probe(index=index, table=table, definition=definition, query="/* kit */ " + query,
+    return Probe(index=index, table=table, definition=definition, query=tagged(query),
                  sample=tuple(sample), sample_where=sample_where)
 
 

@@ -35,7 +35,7 @@ def hypothetical_sql(spec: IndexSpec) -> str:
     return re.sub(r"\s+CONCURRENTLY\s+IF NOT EXISTS\s+", " ", spec.create_sql, count=1)
 
 
-HYPO_SIZE = "/* kit */ SELECT hypopg_relation_size(indexrelid) FROM hypopg_create_index(%s)"
+HYPO_SIZE = "SELECT /* kit */ hypopg_relation_size(indexrelid) FROM hypopg_create_index(%s)"
 
 
 def hypopg_size(conn: psycopg.Connection, spec: IndexSpec) -> int:
@@ -43,11 +43,10 @@ def hypopg_size(conn: psycopg.Connection, spec: IndexSpec) -> int:
     try:
         return int(conn.execute(HYPO_SIZE, [hypothetical_sql(spec)]).fetchone()[0])
     finally:
-        conn.execute("/* kit */ SELECT hypopg_reset()")
+        conn.execute("SELECT /* kit */ hypopg_reset()")
 
 
-STATS_SIZE = """/* kit */
-SELECT greatest(c.reltuples, 0)::float8 AS tuples, pg_relation_size(c.oid) AS table_bytes,
+STATS_SIZE = """SELECT /* kit */ greatest(c.reltuples, 0)::float8 AS tuples, pg_relation_size(c.oid) AS table_bytes,
        coalesce((SELECT sum(s.avg_width) FROM pg_stats s
                  WHERE s.schemaname = %(schema)s AND s.tablename = %(table)s
                    AND s.attname = ANY(%(columns)s)), 8 * %(ncols)s)::float8 AS key_width
@@ -63,7 +62,7 @@ def stats_size(conn: psycopg.Connection, spec: IndexSpec) -> tuple[int, int]:
     return int(max(est, 8192)), int(table_bytes)
 
 
-DATA_DIR = "/* kit */ SELECT current_setting('data_directory', true)"
+DATA_DIR = "SELECT /* kit */ current_setting('data_directory', true)"
 
 
 def free_disk(conn: psycopg.Connection) -> int | None:
@@ -81,8 +80,7 @@ def free_disk(conn: psycopg.Connection) -> int | None:
         return None
 
 
-WRITES = """/* kit */
-SELECT relname, n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_user_tables
+WRITES = """SELECT /* kit */ relname, n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_user_tables
 WHERE schemaname = ANY(%(schemas)s)"""
 
 
@@ -93,7 +91,7 @@ def write_rates(conn: psycopg.Connection, *, schemas: list[str], sample_s: float
     if sample_s <= 0:
         return {t: 0.0 for t in first}
     sleep(sample_s)
-    conn.execute("/* kit */ SELECT pg_stat_clear_snapshot()")
+    conn.execute("SELECT /* kit */ pg_stat_clear_snapshot()")
     second = dict(conn.execute(WRITES, {"schemas": schemas}).fetchall())
     return {t: max(second.get(t, 0) - n, 0) / sample_s for t, n in first.items()}
 

@@ -31,15 +31,12 @@ from kit.indexes.spec import IndexSpec, on_only_sql, retarget
 
 _NAME_BYTES = 63
 _UNSAFE = re.compile(r"[^a-z0-9]+")
-PARTITIONS = """/* kit */
-SELECT n.nspname, c.relname, c.relkind = 'p' FROM pg_inherits i
+PARTITIONS = """SELECT /* kit */ n.nspname, c.relname, c.relkind = 'p' FROM pg_inherits i
 JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE i.inhparent = to_regclass(format('%%I.%%I', %s::text, %s::text)) ORDER BY 2"""
-IS_PARTITIONED = """/* kit */
-SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass(format('%%I.%%I', %s::text, %s::text))"""
+IS_PARTITIONED = """SELECT /* kit */ relkind = 'p' FROM pg_class WHERE oid = to_regclass(format('%%I.%%I', %s::text, %s::text))"""
 # the partition indexes attached to a partitioned index, at every level
-ATTACHED = """/* kit */
-WITH RECURSIVE tree(oid) AS (
+ATTACHED = """WITH /* kit */ RECURSIVE tree(oid) AS (
     SELECT inhrelid FROM pg_inherits WHERE inhparent = to_regclass(format('%%I.%%I', %s::text, %s::text))
     UNION ALL SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid)
 SELECT c.relname FROM tree JOIN pg_class c ON c.oid = tree.oid ORDER BY 1"""

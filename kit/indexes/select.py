@@ -120,15 +120,13 @@ class Selection:
 
 # -- 2. and 3. planning -----------------------------------------------------------------------
 
-TABLE_FIGURES = """/* kit */
-SELECT pg_total_relation_size(c.oid), coalesce(s.n_tup_hot_upd::float8 / nullif(s.n_tup_upd, 0), 0),
+TABLE_FIGURES = """SELECT /* kit */ pg_total_relation_size(c.oid), coalesce(s.n_tup_hot_upd::float8 / nullif(s.n_tup_upd, 0), 0),
        (SELECT count(*) FROM pg_index x WHERE x.indrelid = c.oid)
 FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
 WHERE c.oid = to_regclass(format('%%I.%%I', %s::text, %s::text))"""
-ENUM_LIKE = """/* kit */
-SELECT most_common_vals::text::text[], most_common_freqs, n_distinct FROM pg_stats
+ENUM_LIKE = """SELECT /* kit */ most_common_vals::text::text[], most_common_freqs, n_distinct FROM pg_stats
 WHERE schemaname = %s AND tablename = %s AND attname = %s"""
-HYPO_DROP = "/* kit */ SELECT hypopg_drop_index(%s)"
+HYPO_DROP = "SELECT /* kit */ hypopg_drop_index(%s)"
 
 
 @dataclass
@@ -240,7 +238,7 @@ def select_indexes(conn: psycopg.Connection, statements: Sequence[Statement], *,
     planner = _Planner(conn)
     unplanned: list[str] = []
     try:
-        conn.execute("/* kit */ SELECT hypopg_reset()")
+        conn.execute("SELECT /* kit */ hypopg_reset()")
         base = {}
         for key, stmt in list(by_key.items()):
             try:
@@ -256,7 +254,7 @@ def select_indexes(conn: psycopg.Connection, statements: Sequence[Statement], *,
         chosen = _greedy(planner, alone, by_key, parsed, base, tables, budget=budget, max_indexes=max_indexes,
                          rest_ms=rest_ms)
     finally:
-        conn.execute("/* kit */ SELECT hypopg_reset()")
+        conn.execute("SELECT /* kit */ hypopg_reset()")
     notes = (f"{len(pool)} candidates from {len(by_key)} statements, {len(alone)} used by a plan on their own, "
              f"{len(chosen)} chosen within {budget / 2**20:.1f} MiB",) + tuple(
         f"not planned, so no index is chosen for it: {why}" for why in unplanned)

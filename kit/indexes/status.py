@@ -45,8 +45,7 @@ class LiveIndex:
     idx_scan: int | None
 
 
-LIVE_INDEXES = """/* kit */
-SELECT n.nspname AS schema, t.relname AS "table", i.relname AS name,
+LIVE_INDEXES = """SELECT /* kit */ n.nspname AS schema, t.relname AS "table", i.relname AS name,
        pg_get_indexdef(i.oid) AS indexdef, x.indisvalid AND x.indisready AS valid,
        EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.oid) AS constraint,
        pg_relation_size(i.oid) AS size_bytes, s.idx_scan
@@ -65,8 +64,7 @@ def live_indexes(conn, *, schemas: list[str]) -> list[LiveIndex]:
     return [LiveIndex(**r) for r in rows]
 
 
-TABLES = """/* kit */
-SELECT n.nspname AS schema, c.relname AS "table"
+TABLES = """SELECT /* kit */ n.nspname AS schema, c.relname AS "table"
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY(:schemas)"""
 

@@ -31,7 +31,7 @@ def probe_for(spec: IndexSpec) -> tuple[Probe, sql.Composable]:
     key = spec.keys[0]
     # Expressions and predicates are pglast's deparse of the index's own DDL, not user input.
     lead = sql.Identifier(key.expression) if key.is_column else sql.SQL("(" + key.expression + ")")
-    query = sql.SQL("/* kit */ SELECT * FROM {t} WHERE {k} = %(k0)s").format(
+    query = sql.SQL("SELECT /* kit */ * FROM {t} WHERE {k} = %(k0)s").format(
         t=sql.Identifier(spec.schema, spec.table), k=lead)
     if spec.predicate:
         query = sql.SQL("{} AND ({})").format(query, sql.SQL(spec.predicate))
@@ -39,7 +39,7 @@ def probe_for(spec: IndexSpec) -> tuple[Probe, sql.Composable]:
                  query=query.as_string(None), sample=("k0",)), query
 
 
-HAS_ID = """/* kit */ SELECT EXISTS (SELECT 1 FROM pg_attribute
+HAS_ID = """SELECT /* kit */ EXISTS (SELECT 1 FROM pg_attribute
 WHERE attrelid = to_regclass(format('%%I.%%I', %s::text, %s::text)) AND attname = 'id' AND NOT attisdropped)"""
 
 
@@ -56,12 +56,12 @@ def sample_params(conn: psycopg.Connection, spec: IndexSpec, probe: Probe) -> di
         where = sql.SQL(probe.sample_where or "true")
     table = sql.Identifier(spec.schema, spec.table)
     if conn.execute(HAS_ID, [spec.schema, spec.table]).fetchone()[0]:
-        mid = sql.SQL("/* kit */ SELECT {c} FROM {t} WHERE {w} AND id >= (SELECT (min(id) + max(id)) / 2 "
+        mid = sql.SQL("SELECT /* kit */ {c} FROM {t} WHERE {w} AND id >= (SELECT (min(id) + max(id)) / 2 "
                       "FROM {t}) ORDER BY id LIMIT 1").format(c=cols, t=table, w=where)
         row = conn.execute(mid).fetchone()
         if row is not None:
             return dict(zip(probe.sample, row))
-    row = conn.execute(sql.SQL("/* kit */ SELECT {c} FROM {t} WHERE {w} LIMIT 1").format(
+    row = conn.execute(sql.SQL("SELECT /* kit */ {c} FROM {t} WHERE {w} LIMIT 1").format(
         c=cols, t=table, w=where)).fetchone()
     return dict(zip(probe.sample, row)) if row else {k: None for k in probe.sample}
 
@@ -107,7 +107,7 @@ class Timing:
 
 
 EXPLAIN = sql.SQL("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {}")
-TABLE_SIZE = """/* kit */ SELECT c.reltuples::float8, c.relpages FROM pg_class c
+TABLE_SIZE = """SELECT /* kit */ c.reltuples::float8, c.relpages FROM pg_class c
 WHERE c.oid = to_regclass(format('%%I.%%I', %s::text, %s::text))"""
 
 
@@ -116,7 +116,7 @@ def time_probe(url: str, spec: IndexSpec, *, params: dict | None = None, warmup:
     """Warm up, then EXPLAIN ANALYZE ``repeats`` times in a new session of its own."""
     probe, query = probe_for(spec)
     with sessions.connect(url, app="dbperf-kit-verify") as conn:
-        conn.execute("/* kit */ SELECT set_config('statement_timeout', %s, false)", [_STATEMENT_TIMEOUT])
+        conn.execute("SELECT /* kit */ set_config('statement_timeout', %s, false)", [_STATEMENT_TIMEOUT])
         if params is None:
             params = sample_params(conn, spec, probe)
         rows, pages = conn.execute(TABLE_SIZE, [spec.schema, spec.table]).fetchone()
@@ -157,12 +157,12 @@ def why_unused(url: str, spec: IndexSpec, after: Timing) -> str:
         return f"planner chose another index: {others[0]}"
     _probe, query = probe_for(spec)
     with sessions.connect(url, app="dbperf-kit-verify") as conn:
-        exists = conn.execute("/* kit */ SELECT to_regclass(format('%%I.%%I', %s::text, %s::text)) IS NOT NULL",
+        exists = conn.execute("SELECT /* kit */ to_regclass(format('%%I.%%I', %s::text, %s::text)) IS NOT NULL",
                               [spec.schema, spec.name]).fetchone()[0]
         if not exists:
             return "index does not exist (not applied)"
         chosen = conn.execute(FORCED.format(query), after.params).fetchone()[0][0]["Plan"]
-        conn.execute("/* kit */ SET enable_seqscan = off")
+        conn.execute("SET /* kit */ enable_seqscan = off")
         forced = conn.execute(FORCED.format(query), after.params).fetchone()[0][0]["Plan"]
     if spec.name not in plan_indexes(forced):
         return "the index cannot serve this query (its leading key is not constrained)"
@@ -216,7 +216,7 @@ def verify(engine: Engine, before: dict[str, Timing], after: dict[str, Timing],
     return VerifyResult(rows=tuple(rows))
 
 
-IDX_SCANS = "/* kit */ SELECT indexrelname, idx_scan FROM pg_stat_user_indexes WHERE indexrelname = ANY(%s)"
+IDX_SCANS = "SELECT /* kit */ indexrelname, idx_scan FROM pg_stat_user_indexes WHERE indexrelname = ANY(%s)"
 
 
 def idx_scans(url: str, names: list[str], *, settle_s: float = 2.0, expect: list[str] = (),

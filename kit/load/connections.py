@@ -64,7 +64,7 @@ def prewarm(engine: Engine, count: int) -> None:
             stack.enter_context(engine.connect())
 
 
-MAX_CONNECTIONS = "/* kit */ SELECT current_setting('max_connections')::int, current_setting('superuser_reserved_connections')::int"
+MAX_CONNECTIONS = "SELECT /* kit */ current_setting('max_connections')::int, current_setting('superuser_reserved_connections')::int"
 
 
 def server_connection_limit(engine: Engine, *, headroom: float = 0.2) -> int:

@@ -98,7 +98,7 @@ def _run(cmd: list[str], env: dict, *, timeout_s: float) -> tuple[int, str]:
 # a request killed at the end of the drain leaves its statement running on the server: cancel it,
 # or the next run (or the index build after the naive side) competes with the last one's backlog
 CANCEL_LEFTOVERS = text(
-    "/* kit */ SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity"
+    "SELECT /* kit */ count(pg_cancel_backend(pid)) FROM pg_stat_activity"
     " WHERE application_name = :app AND state = 'active' AND datname = current_database()")
 
 

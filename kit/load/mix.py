@@ -36,7 +36,7 @@ FLAVORS = ("naive", "batched", "cached")
 MIX = {"search_projects": 3.0, "list_users": 2.0, "get_project": 3.0, "get_reconciliation_jobs": 2.0}
 SEARCH_TERMS = ("Acme", "Globex", "Payroll", "Treasury", "EMEA", "Wonka", "Intercompany", "Hooli")
 HOT_SHARE, HOT_FRACTION = 0.8, 0.01  # 80 % of lookups go to the hottest 1 % of projects
-MAX_IDS = "/* kit */ SELECT coalesce((SELECT max(id) FROM projects), 1), coalesce((SELECT max(id) FROM users), 1)"
+MAX_IDS = "SELECT /* kit */ coalesce((SELECT max(id) FROM projects), 1), coalesce((SELECT max(id) FROM users), 1)"
 
 
 class EndpointSet(list):

@@ -168,7 +168,7 @@ def sweep_pool_sizes(url: str | Engine, endpoints: Sequence[Endpoint] | None = N
 
 # -- exhaustion --------------------------------------------------------------------------------
 
-HOLD = "/* kit */ SELECT pg_sleep(:s)"
+HOLD = "SELECT /* kit */ pg_sleep(:s)"
 
 
 def hold_endpoint(hold_s: float) -> Endpoint:

@@ -20,8 +20,8 @@ from kit.db.engine import make_engine
 from kit.services import batched
 from kit.services.cached import CachedServices
 
-FIRST_PROJECT = "/* kit */ SELECT min(id) FROM projects"
-PROJECT_IDS = "/* kit */ SELECT id FROM projects ORDER BY id LIMIT :n"
+FIRST_PROJECT = "SELECT /* kit */ min(id) FROM projects"
+PROJECT_IDS = "SELECT /* kit */ id FROM projects ORDER BY id LIMIT :n"
 
 
 def per_call_us(fn, *, n: int, trials: int = 5) -> float:

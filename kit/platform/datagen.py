@@ -180,7 +180,7 @@ def _render(conn: Connection, stmt: sql.Composable) -> str:
     return stmt.as_string(conn.connection.driver_connection)
 
 
-SET_LOCAL = "/* kit */ SELECT set_config(%(name)s, %(value)s, true)"
+SET_LOCAL = "SELECT /* kit */ set_config(%(name)s, %(value)s, true)"
 
 
 def _configure(conn: Connection, lock_timeout_ms: int) -> None:
@@ -200,13 +200,13 @@ def _configure(conn: Connection, lock_timeout_ms: int) -> None:
 
 
 def _truncate(conn: Connection) -> None:
-    stmt = sql.SQL("/* kit */ TRUNCATE {} RESTART IDENTITY CASCADE").format(
+    stmt = sql.SQL("TRUNCATE /* kit */ {} RESTART IDENTITY CASCADE").format(
         sql.SQL(", ").join(map(sql.Identifier, TABLES))
     )
     conn.exec_driver_sql(_render(conn, stmt))
 
 
-SET_IDENTITY = "/* kit */ SELECT setval(pg_get_serial_sequence(quote_ident(%(table)s), 'id'), %(last)s)"
+SET_IDENTITY = "SELECT /* kit */ setval(pg_get_serial_sequence(quote_ident(%(table)s), 'id'), %(last)s)"
 
 
 def _load_table(conn: Connection, table: str, scale: Scale, seed: int, bar: tqdm) -> TableLoad:
@@ -225,7 +225,7 @@ def _load_table(conn: Connection, table: str, scale: Scale, seed: int, bar: tqdm
 
 
 SAVE_META = """
-/* kit */ INSERT INTO kit_meta (key, value)
+INSERT /* kit */ INTO kit_meta (key, value)
 VALUES ('scale', %(scale)s), ('seed', %(seed)s)
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
 """
@@ -285,8 +285,8 @@ def seed(
     )
 
 
-READ_META = "/* kit */ SELECT key, value FROM kit_meta WHERE key IN ('scale', 'seed')"
-META_EXISTS = "/* kit */ SELECT to_regclass(quote_ident(%(table)s)) IS NOT NULL"
+READ_META = "SELECT /* kit */ key, value FROM kit_meta WHERE key IN ('scale', 'seed')"
+META_EXISTS = "SELECT /* kit */ to_regclass(quote_ident(%(table)s)) IS NOT NULL"
 
 
 def seeded_scale(conn: Connection) -> tuple[str, int] | None:

@@ -16,6 +16,8 @@ import pandas as pd
 from psycopg import sql
 from sqlalchemy import Connection
 
+from kit.sqltext.tag import tagged
+
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 SCHEMA_PATH = DATA_DIR / "schema.sql"
 MIGRATION_PATH = DATA_DIR / "migrations" / "20250102000000_add_performance_indexes.sql"
@@ -53,21 +55,21 @@ def create_schema(conn: Connection) -> None:
 
 def drop_schema(conn: Connection) -> None:
     """Drop the platform's tables and ``kit_meta`` (and whatever depends on them)."""
-    stmt = sql.SQL("/* kit */ DROP TABLE IF EXISTS {} CASCADE").format(
+    stmt = sql.SQL("DROP /* kit */ TABLE IF EXISTS {} CASCADE").format(
         sql.SQL(", ").join(sql.Identifier(t) for t in (*reversed(TABLES), META_TABLE))
     )
     conn.exec_driver_sql(_render(conn, stmt))
 
 
 EXISTING_TABLES = """
-/* kit */ SELECT t.name
+SELECT /* kit */ t.name
 FROM unnest(%(tables)s::text[]) WITH ORDINALITY AS t(name, ord)
 WHERE to_regclass(quote_ident(t.name)) IS NOT NULL
 ORDER BY t.ord
 """
 
 TABLE_SIZES = """
-/* kit */ SELECT t.name AS table,
+SELECT /* kit */ t.name AS table,
        greatest(c.reltuples, 0)::bigint AS rows,
        pg_total_relation_size(c.oid) AS total_bytes,
        pg_indexes_size(c.oid) AS index_bytes
@@ -86,12 +88,12 @@ def platform_tables(conn: Connection) -> list[str]:
 def _exact_counts(conn: Connection, tables: list[str]) -> dict[str, int]:
     # One round trip: SELECT 'users', count(*) FROM users UNION ALL SELECT ...
     parts = [
-        sql.SQL("SELECT {name}::text, count(*) FROM {table}").format(
+        sql.SQL("SELECT /* kit */ {name}::text, count(*) FROM {table}").format(
             name=sql.Literal(t), table=sql.Identifier(t)
         )
         for t in tables
     ]
-    stmt = sql.SQL("/* kit */ ") + sql.SQL(" UNION ALL ").join(parts)
+    stmt = sql.SQL(" UNION ALL ").join(parts)
     return {name: int(n) for name, n in conn.exec_driver_sql(_render(conn, stmt))}
 
 
@@ -121,7 +123,7 @@ def table_stats(conn: Connection, *, exact: bool = True) -> pd.DataFrame:
 # single inserts, and one anti-join validates a foreign key faster than a trigger per row.
 
 KEYS = """
-/* kit */ SELECT c.contype, t.relname, c.conname, pg_get_constraintdef(c.oid)
+SELECT /* kit */ c.contype, t.relname, c.conname, pg_get_constraintdef(c.oid)
 FROM pg_constraint AS c
 JOIN pg_class AS t ON t.oid = c.conrelid
 WHERE (c.contype = 'p' AND c.conrelid = ANY(%(tables)s::regclass[]))
@@ -131,7 +133,7 @@ ORDER BY c.contype, t.relname, c.conname
 """
 
 PLAIN_INDEXES = """
-/* kit */ SELECT n.nspname, ic.relname, pg_get_indexdef(i.indexrelid)
+SELECT /* kit */ n.nspname, ic.relname, pg_get_indexdef(i.indexrelid)
 FROM pg_index AS i
 JOIN pg_class AS ic ON ic.oid = i.indexrelid
 JOIN pg_namespace AS n ON n.oid = ic.relnamespace
@@ -166,14 +168,14 @@ def set_aside_keys(conn: Connection) -> SetAside:
     keys = conn.exec_driver_sql(KEYS, tables).all()  # foreign keys first ('f' < 'p')
     plain = conn.exec_driver_sql(PLAIN_INDEXES, tables).all()
     for _, table, name, _ in keys:
-        drop = sql.SQL("/* kit */ ALTER TABLE {} DROP CONSTRAINT {}")
+        drop = sql.SQL("ALTER /* kit */ TABLE {} DROP CONSTRAINT {}")
         conn.exec_driver_sql(_render(conn, drop.format(sql.Identifier(table), sql.Identifier(name))))
     for schema, name, _ in plain:
-        drop = sql.SQL("/* kit */ DROP INDEX {}").format(sql.Identifier(schema, name))
+        drop = sql.SQL("DROP /* kit */ INDEX {}").format(sql.Identifier(schema, name))
         conn.exec_driver_sql(_render(conn, drop))
 
     def add(contype: str) -> tuple[str, ...]:
-        stmt = sql.SQL("/* kit */ ALTER TABLE {} ADD CONSTRAINT {} {}")
+        stmt = sql.SQL("ALTER /* kit */ TABLE {} ADD CONSTRAINT {} {}")
         return tuple(
             _render(conn, stmt.format(sql.Identifier(t), sql.Identifier(n), sql.SQL(definition)))
             for kind, t, n, definition in keys
@@ -182,7 +184,7 @@ def set_aside_keys(conn: Connection) -> SetAside:
 
     return SetAside(
         primary_keys=add("p"),
-        indexes=tuple(f"/* kit */ {definition}" for _, _, definition in plain),
+        indexes=tuple(tagged(definition) for _, _, definition in plain),
         foreign_keys=add("f"),
     )
 
@@ -205,7 +207,7 @@ def restore_keys(conn: Connection, aside: SetAside, *, analyze: bool = True) -> 
 
 def analyze_tables(conn: Connection) -> None:
     """ANALYZE the platform's tables (allowed inside a transaction, unlike VACUUM)."""
-    stmt = sql.SQL("/* kit */ ANALYZE {}").format(
+    stmt = sql.SQL("ANALYZE /* kit */ {}").format(
         sql.SQL(", ").join(map(sql.Identifier, platform_tables(conn)))
     )
     conn.exec_driver_sql(_render(conn, stmt))

@@ -34,11 +34,10 @@ KEY = "dbperf-kit:apply"
 APP = "dbperf-kit-apply"  # the application name of a lock session of the kit's library calls
 RUN_APP = "dbperf-kit-run"  # ... and of a `kit run`'s, followed by the run folder's name
 
-TRY_LOCK = "/* kit */ SELECT pg_try_advisory_lock(hashtext(%s))"
-UNLOCK = "/* kit */ SELECT pg_advisory_unlock(hashtext(%s))"
+TRY_LOCK = "SELECT /* kit */ pg_try_advisory_lock(hashtext(%s))"
+UNLOCK = "SELECT /* kit */ pg_advisory_unlock(hashtext(%s))"
 # pg_locks shows a one-bigint advisory key as classid (high 32 bits) and objid (low), objsubid 1
-HOLDER = """/* kit */
-SELECT a.pid, a.application_name, a.backend_start
+HOLDER = """SELECT /* kit */ a.pid, a.application_name, a.backend_start
 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())

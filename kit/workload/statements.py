@@ -48,8 +48,7 @@ def select(rows: pd.DataFrame, *, top: int, min_calls: int) -> tuple[Statement, 
                  for r in picked.itertuples())
 
 
-COLUMN_TYPE = """/* kit */
-SELECT format_type(a.atttypid, NULL) FROM pg_attribute a
+COLUMN_TYPE = """SELECT /* kit */ format_type(a.atttypid, NULL) FROM pg_attribute a
 WHERE a.attrelid = to_regclass(CASE WHEN CAST(:schema AS text) IS NULL THEN format('%I', CAST(:name AS text))
                                     ELSE format('%I.%I', CAST(:schema AS text), CAST(:name AS text)) END)
   AND a.attname = :column AND a.attnum > 0 AND NOT a.attisdropped"""

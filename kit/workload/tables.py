@@ -11,16 +11,13 @@ from kit.audit.statements import statements_frame
 from kit.db import extensions
 from kit.workload.candidates import TableActivity, cache_candidates, n_plus_one
 
-FK_COLUMNS = """/* kit */
-SELECT t.relname, a.attname FROM pg_constraint c
+FK_COLUMNS = """SELECT /* kit */ t.relname, a.attname FROM pg_constraint c
 JOIN pg_class t ON t.oid IN (c.conrelid, c.confrelid)
 JOIN pg_attribute a ON a.attrelid = t.oid
  AND a.attnum = ANY(CASE WHEN t.oid = c.conrelid THEN c.conkey ELSE c.confkey END)
 WHERE c.contype = 'f'"""
-ACTIVITY = """/* kit */
-SELECT relname, n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_user_tables"""
-DISTINCT = """/* kit */
-SELECT s.tablename, s.attname,
+ACTIVITY = """SELECT /* kit */ relname, n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_user_tables"""
+DISTINCT = """SELECT /* kit */ s.tablename, s.attname,
        CASE WHEN s.n_distinct >= 0 THEN s.n_distinct ELSE -s.n_distinct * greatest(c.reltuples, 1) END
 FROM pg_stats s JOIN pg_namespace n ON n.nspname = s.schemaname
 JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.tablename
