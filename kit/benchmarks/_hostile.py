@@ -258,6 +258,7 @@ def hostile_runs(db: Hostile, home: Path, work: Path) -> dict[str, Any]:
 
 
 def hostile_names(state: dict[str, Any]) -> dict[str, Any]:
+    """Both runs ok, the dry run's fixes.sql clean under psql, no script in a report, no planted escape anywhere."""
     procs, folders = state["procs"], state["folders"]
     pages = [p for f in folders for p in sorted(f.glob("*.html"))]
     dialogs, shown = scripts_executed(pages)
@@ -272,10 +273,9 @@ def hostile_names(state: dict[str, Any]) -> dict[str, Any]:
             "planted_escapes_in_output": escapes}
 
 
-SAMPLED = "token"  # the canary column: its values are the parameters of the workload's lookups
-
-
 def data_values_in_files(state: dict[str, Any]) -> dict[str, Any]:
+    """The canary value and the password-looking alias in no file of either run, nor in their output; and
+    how many statements were measured on values drawn from the canary column (the check is void at 0)."""
     needles = [CANARY.encode(), IDENT_SECRET.encode()]
     files, hits = scan(state["runs_dir"], needles)
     output = "".join(p.stdout + p.stderr for p in state["procs"])
