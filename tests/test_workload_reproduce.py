@@ -12,7 +12,7 @@ from kit.config import libpq_url
 from kit.db.engine import make_engine
 from kit.indexes import advise
 from kit.workload import MEASURED, measure, read_workload, targets_for
-from kit.workload.params import ColumnStats, equality_options, range_options
+from kit.workload.params import ColumnStats, equality_options, like_options, range_options
 from kit.workload.timing import reproduction
 
 TICKETS = "SELECT id, body FROM tickets WHERE status = $1"
@@ -24,9 +24,16 @@ def test_range_windows_never_invert_and_come_in_several_widths():
     both = range_options(KEYS, lower=True, upper=True)
     assert both[:4] == [("099", "100"), ("050", "051"), ("095", "100"), ("048", "052")]
     assert all(lo < hi for lo, hi in both)
-    assert range_options(KEYS, lower=True, upper=False) == [("099", None), ("095", None), ("080", None), ("050", None)]
-    assert range_options(KEYS, lower=False, upper=True) == [(None, "001"), (None, "005"), (None, "020"), (None, "050")]
+    assert range_options(KEYS, lower=True, upper=False) == [("099", None), ("095", None), ("080", None), ("050", None),
+                                                           ("010", None)]
+    assert range_options(KEYS, lower=False, upper=True) == [(None, "001"), (None, "005"), (None, "020"), (None, "050"),
+                                                           (None, "090")]
     assert range_options(ColumnStats(), lower=True, upper=True) == []
+
+
+def test_like_patterns_are_made_of_a_values_words():
+    assert like_options("forest green metallic") == ["forest%", "%metallic", "%green%"]
+    assert like_options("BRASS") == ["BR%", "%ASS"] and like_options(None) == []
 
 
 def test_equality_options_spread_the_frequencies():
@@ -103,3 +110,11 @@ def test_the_advisor_plans_on_the_measured_values_not_on_nulls(skewed_url):
     best = max(on_values.suggestions, key=lambda r: r["drop_pct"])
     assert best["columns"].startswith("account_id") and best["drop_pct"] > 90
     assert on_nulls.suggestions == []  # every partition pruned at startup: no plan names an index
+
+
+def test_a_guessed_number_is_tried_at_other_magnitudes():
+    from kit.workload.params import MAGNITUDES, guessed_number
+
+    assert guessed_number("1", "an integer no column describes: 1 guessed")
+    assert not guessed_number("1", "orders.total (pg_stats, =)")  # drawn from the data: not a guess
+    assert not guessed_number("1 day", "an interval: 1 day guessed") and "0.0001" in MAGNITUDES

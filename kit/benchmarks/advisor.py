@@ -121,13 +121,16 @@ def _totals(config: dict, queries: list[str]) -> dict:
 def _regression(q: str, none: dict, kit: dict) -> dict:
     """A query slower with the kit's indexes; ``plan_changed``: its plan names another index than
     before, or its planned cost moved by more than 1 % (else the same plan ran: the difference is the
-    machine's noise between the two measurements, minutes apart, not the fix)."""
+    machine's noise between the two measurements, minutes apart, not the fix); ``kit_index``: that
+    plan uses one of the kit's new indexes (else the statistics the apply's ANALYZE sampled again
+    changed it)."""
     before, after = none["per_query_ms"][q], kit["per_query_ms"][q]
     cost_b, cost_a = none["per_query_cost"][q], kit["per_query_cost"][q]
     changed = none["per_query_indexes"][q] != kit["per_query_indexes"][q] or abs(cost_a - cost_b) > 0.01 * cost_b
     return {"query": q, "none_ms": before, "kit_ms": after,
             "slower_pct": round(100 * (after / before - 1), 1) if after is not None else None,
-            "plan_changed": changed, "kit_indexes_in_plan": kit["per_query_indexes"][q]}
+            "plan_changed": changed, "kit_indexes_in_plan": kit["per_query_indexes"][q],
+            "kit_index": any(i.startswith("kit_") for i in kit["per_query_indexes"][q])}
 
 
 def _labels(url: str) -> dict[str, str]:
@@ -158,6 +161,8 @@ def _loop_figures(result, labels: dict[str, str]) -> dict:
     return {"statements": len(targets), "timed_statements": len(timed),
             "reproduced_share": round(len(reproduced) / len(timed), 3) if timed else None,
             "reproduced": sorted(labels.get(s.key, s.key) for s in reproduced),
+            "not_reproduced": {labels.get(s.key, s.key): result.before[s.key].evidence for s in timed
+                               if result.before[s.key].reproduced is not True},
             "not_timed": untimed,
             "retyped": {labels.get(s.key, s.key): list(s.rewrites) for s in targets if s.rewrites}}
 
@@ -200,8 +205,10 @@ def run(*, database_url: str, redis_url: str, scale: str, seed: int, sf: float =
         "speedup_workload": round(none["workload_ms"] / kit["workload_ms"], 2) if kit["workload_ms"] else None,
         **_loop_figures(result, labels),
         "loop_seconds": round(loop_seconds, 2),
-        "regressions": [r for r in slower if r["plan_changed"]],
-        "slower_same_plan": [r for r in slower if not r["plan_changed"]],  # noise: listed, not counted
+        "regressions": [r for r in slower if r["plan_changed"] and r["kit_index"]],
+        # listed, not counted: the same plan (noise), or another plan that uses no kit index (new statistics)
+        "slower_same_plan": [r for r in slower if not r["plan_changed"]],
+        "slower_other_plan_no_kit_index": [r for r in slower if r["plan_changed"] and not r["kit_index"]],
         "fixes": [f.to_record() for f in result.fixes],
         "statement_queries": labels,  # the fixes' statements (queryids) by TPC-H query
     }

@@ -33,7 +33,11 @@ SETTINGS = """SELECT /* kit */ set_config('statement_timeout', %s, false), set_c
 PREPARED = "SELECT /* kit */ 1 FROM pg_prepared_statements WHERE name = 'kit_measure'"
 
 
-_TRIES = 3  # candidate values executed at most before the nearest is kept
+# candidate values executed, best-estimated first, until one reproduces the workload: at most _TRIES, and
+# no more once _SEARCH_MS (or 10 calls' mean time, at most _SEARCH_MAX_MS) were spent — a planned row count
+# under a LIMIT, or two ranges on columns the planner takes for independent, says little
+_TRIES = 24
+_SEARCH_MS, _SEARCH_MAX_MS = 500.0, 5_000.0
 
 
 @dataclass(frozen=True)
@@ -115,12 +119,14 @@ def _nearest_executed(conn: psycopg.Connection, target: Target, ordered: list[Pa
     With it, how long its execution took."""
     if target.rows_per_call is None or target.mean_ms is None or len(ordered) < 2:
         return ordered[0], float(_rolled_back(conn, ordered[0].values, analyze=True)["Execution Time"])
-    tried = []
+    tried, spent = [], 0.0
+    budget_ms = min(max(_SEARCH_MS, 10 * target.mean_ms), _SEARCH_MAX_MS)  # a fast statement can try them all
     for params in ordered[:_TRIES]:
         plan = _rolled_back(conn, params.values, analyze=True)
         rows, ms = returned_rows(plan["Plan"]), float(plan["Execution Time"])
         tried.append((_distance(rows, target.rows_per_call) + _distance(ms, target.mean_ms), ms, params))
-        if reproduction(rows, ms, target.rows_per_call, target.mean_ms)[0]:
+        spent += ms
+        if reproduction(rows, ms, target.rows_per_call, target.mean_ms)[0] or spent >= budget_ms:
             break
     _nearness, ms, params = min(tried, key=lambda t: t[0])
     return params, ms

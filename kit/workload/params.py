@@ -102,7 +102,7 @@ def choose(slot: Slot, stats: ColumnStats | None, *, position: int = 0) -> str |
     return typical(stats)
 
 
-WIDTHS = (0.01, 0.05, 0.2, 0.5)  # range windows, as shares of the column's values
+WIDTHS = (0.01, 0.05, 0.2, 0.5, 0.9)  # range windows, as shares of the column's values
 _LOWER = {">", ">=", "between_lo"}
 _UPPER = {"<", "<=", "between_hi"}
 
@@ -146,6 +146,18 @@ def range_options(stats: ColumnStats | None, *, lower: bool, upper: bool) -> lis
                 hi = max(at(start + width), min(lo + 1, last))
                 out.append((ordered[lo], ordered[hi]))
     return list(dict.fromkeys(out))
+
+
+def like_options(value: str | None) -> list[str]:
+    """LIKE patterns made of a value's words, as applications write them: its first word then
+    anything, anything then its last word, a middle word anywhere (a whole value is an equality)."""
+    words = (value or "").split()
+    if not words:
+        return []
+    if len(words) == 1:
+        half = max(1, len(words[0]) // 2)
+        return list(dict.fromkeys([f"{words[0][:half]}%", f"%{words[0][half:]}"]))
+    return list(dict.fromkeys([f"{words[0]}%", f"%{words[-1]}", f"%{words[len(words) // 2]}%"]))
 
 
 def is_lower(op: str) -> bool:
@@ -204,12 +216,28 @@ def by_type(type_name: str | None, *, role: str = "", cast: str | None = None) -
     if kind in _NUMBERS:
         if role == "offset":
             return "0", f"a {kind} that moves a bound: 0 guessed (the bound alone)"
-        return "1", (f"{_article(kind)} {kind} in an expression: 1 guessed" if role else f"{_article(kind)} {kind} no column describes: 1 guessed")
+        return "1", (f"{_article(kind)} {kind} in an expression: 1 guessed" if role
+                     else f"{_article(kind)} {kind} no column describes: 1 guessed")
     if kind == "boolean":
         return "true", "a boolean no column describes: true guessed"
     if kind in _TEXTS:
         return "", f"a {kind} no column describes: '' guessed"
     return None
+
+
+MAGNITUDES = ("0.0001", "0.001", "0.01", "0.1", "10", "100", "1000")  # a guessed number's other candidates
+
+
+def guessed_number(value: str | None, source: str) -> bool:
+    """Whether ``value`` is a number :func:`by_type` guessed (its source says so): one the measurement
+    may try at other magnitudes (a HAVING threshold, a fraction) to find the workload's rows."""
+    if value is None or not source.endswith("guessed"):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _article(word: str) -> str:

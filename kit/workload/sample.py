@@ -16,7 +16,7 @@ from kit.indexes.advisor import TableInfo, table_info
 from kit.sqltext.refs import References, Slot, references
 from kit.sqltext.retype import contexts
 from kit.workload.params import (ColumnStats, by_type, choose, equality_options, from_sample, is_lower, is_upper,
-                                 range_options)
+                                 MAGNITUDES, guessed_number, like_options, range_options)
 
 STATS = """SELECT /* kit */ most_common_vals::text::text[], most_common_freqs, histogram_bounds::text::text[], n_distinct, null_frac
 FROM pg_stats WHERE schemaname = %s AND tablename = %s AND attname = %s"""
@@ -163,24 +163,33 @@ def parameter_candidates(conn: psycopg.Connection, query: str, *, cache: dict | 
     """:func:`sample_parameters`' values first, then variants of them among which the measurement picks
     the one that looks like the workload: an equality on a column with most common values tries
     values of other frequencies (the table's other equalities from a row that has each), a range
-    tries windows of other widths (:func:`~kit.workload.params.range_options`)."""
+    tries windows of other widths (:func:`~kit.workload.params.range_options`), a LIKE patterns made of
+    its value's words. One decision varied at a time first, then several together, up to ``limit``."""
     drawn = _draw(conn, query, {} if cache is None else cache)
     if drawn is None:
         return (Parameters((), ()),)
     base = Parameters(tuple(drawn.values), tuple(drawn.sources))
-    decisions = _equality_decisions(conn, drawn) + _range_decisions(drawn)
+    decisions = (_equality_decisions(conn, drawn) + _range_decisions(drawn) + _like_decisions(drawn)
+                 + _magnitude_decisions(drawn))
     out = [base]
-    for choice in itertools.product(*[range(len(d)) for d in decisions]):
-        if len(out) >= limit:
-            break
-        if not any(choice):
-            continue  # the base itself
+    for choice in itertools.islice(_varied(decisions), limit - 1):
         values, sources = list(drawn.values), list(drawn.sources)
         for decision, pick in zip(decisions, choice):
             for number, value, source in decision[pick]:
                 values[number - 1], sources[number - 1] = value, source
         out.append(Parameters(tuple(values), tuple(sources)))
     return tuple(out)
+
+
+def _varied(decisions: list[_Decision]):
+    """Picks (one option per decision, 0 the base) that vary one decision, then two together, ..."""
+    for size in range(1, len(decisions) + 1):
+        for varied in itertools.combinations(range(len(decisions)), size):
+            for picks in itertools.product(*[range(1, len(decisions[i])) for i in varied]):
+                choice = [0] * len(decisions)
+                for i, pick in zip(varied, picks):
+                    choice[i] = pick
+                yield tuple(choice)
 
 
 # a decision: its options, each a list of (slot number, value, source); option 0 keeps the base values
@@ -231,6 +240,27 @@ def _range_decisions(drawn: _Drawn) -> list[_Decision]:
         for lo, hi in range_options(stats, lower=bool(lowers), upper=bool(uppers)):
             options.append([(s.number, lo, source) for s in lowers] + [(s.number, hi, source) for s in uppers])
         out.append(options)
+    return out
+
+
+def _like_decisions(drawn: _Drawn) -> list[_Decision]:
+    """Each LIKE on a column tried with patterns of its value's words (not the whole value, an equality)."""
+    out = []
+    for slot in drawn.refs.slots:
+        value = drawn.values[slot.number - 1] if slot.number <= len(drawn.values) else None
+        if slot.op != "like" or value is None or slot.number not in drawn.owners:
+            continue
+        source = f"{drawn.owners[slot.number].name}.{slot.column} (a pattern of the words of one of its values)"
+        out.append([[]] + [[(slot.number, pattern, source)] for pattern in like_options(value)])
+    return out
+
+
+def _magnitude_decisions(drawn: _Drawn) -> list[_Decision]:
+    """Each number guessed from its type (no column says what it is) tried at other magnitudes."""
+    out = []
+    for i, (value, source) in enumerate(zip(drawn.values, drawn.sources)):
+        if guessed_number(value, source):
+            out.append([[]] + [[(i + 1, other, f"{source}; {other} tried")] for other in MAGNITUDES if other != value])
     return out
 
 
