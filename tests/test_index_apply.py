@@ -274,35 +274,41 @@ def _old_snapshot(dsn: str) -> subprocess.Popen:
     return proc
 
 
-def test_ctrl_c_during_a_build_cancels_its_backend_and_drops_what_it_left(schema_engine):
-    dsn = _dsn(schema_engine)
-    spec = parse_index_sql("CREATE INDEX idx_users_email_lower ON users (lower(email))")
-    blocker = _old_snapshot(dsn)
-    seen: list = []
-    watcher = _when_waiting(dsn, seen, lambda: os.kill(os.getpid(), signal.SIGINT))  # as a terminal's Ctrl-C
-    try:
-        with pytest.raises(KeyboardInterrupt):  # a long lock_timeout: the build cannot give up by itself
-            apply_indexes(schema_engine, spec, apply=True, lock_timeout_ms=30_000, **FAST)
-            time.sleep(30)  # (the signal may land just after: never here)
-    finally:
-        watcher.join(10)
-        blocker.kill()
-    (pid, phase, comment), = seen
-    assert comment.startswith(f"{MARKER} 20")  # marked as the kit's as soon as it existed
-    assert _left_behind(dsn, pid) == (0, 0, False, 0)  # cancelled, dropped although the blocker was still there
-
-
-def test_sigterm_during_a_build_cancels_it_and_drops_what_it_left_before_the_process_ends(schema_engine):
-    dsn = _dsn(schema_engine)
-    url = schema_engine.url.render_as_string(hide_password=False)
+def _apply_in_a_process(url: str) -> subprocess.Popen:
+    """apply_indexes of idx_users_email_lower in a process of its own, with a lock_timeout too long
+    for the build to give up by itself (a signal sent to the test's own process could land outside
+    the code under test, and end the test session instead)."""
     code = ("from kit.db.engine import make_engine\nfrom kit.indexes.apply import apply_indexes\n"
             "from kit.indexes.spec import parse_index_sql\n"
             "spec = parse_index_sql('CREATE INDEX idx_users_email_lower ON users (lower(email))')\n"
             f"apply_indexes(make_engine({url!r}), spec, apply=True, lock_timeout_ms=30_000, sample_s=0, progress=None,"
             " out=None)\n"
             "print('not reached')\n")
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_ctrl_c_during_a_build_cancels_its_backend_and_drops_what_it_left(schema_engine):
+    dsn = _dsn(schema_engine)
     blocker = _old_snapshot(dsn)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _apply_in_a_process(schema_engine.url.render_as_string(hide_password=False))
+    seen: list = []
+    watcher = _when_waiting(dsn, seen, lambda: proc.send_signal(signal.SIGINT))  # as a terminal's Ctrl-C
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        watcher.join(10)
+        proc.kill()
+        blocker.kill()
+    assert out == "" and "KeyboardInterrupt" in err  # interrupted in the build, not after it
+    (pid, _phase, comment), = seen
+    assert comment.startswith(f"{MARKER} 20")  # marked as the kit's as soon as it existed
+    assert _left_behind(dsn, pid) == (0, 0, False, 0)  # cancelled, dropped although the blocker was still there
+
+
+def test_sigterm_during_a_build_cancels_it_and_drops_what_it_left_before_the_process_ends(schema_engine):
+    dsn = _dsn(schema_engine)
+    blocker = _old_snapshot(dsn)
+    proc = _apply_in_a_process(schema_engine.url.render_as_string(hide_password=False))
     seen: list = []
     watcher = _when_waiting(dsn, seen, lambda: proc.send_signal(signal.SIGTERM))
     try:
