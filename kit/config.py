@@ -29,7 +29,8 @@ _PG_SCHEMES = {"postgres", "postgresql", "postgresql+psycopg", "postgresql+psyco
 # (text after it may go with it — a mask never shows too little).
 _USERINFO = re.compile(
     r"(?<![a-z0-9+.\-])(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<user>[^:/@\s'\"]*):(?P<pw>(?:(?![a-z][a-z0-9+.\-]*://)[^'\"\n])*)@",
-    re.I)
+    re.I,
+)
 # user:password@host without a scheme (libpq and SQLAlchemy reject it, but users type it)
 _BARE_USERINFO = re.compile(r"(?<![\w/:@.%+-])(?P<user>[a-z_][\w.\-]*):(?!//)(?P<pw>[^\s'\"]+)@(?=[\w\[])", re.I)
 _DSN_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.I)
@@ -58,12 +59,9 @@ def normalize_database_url(url: str) -> str:
         hint = "it has no scheme; " if "://" not in str(url) else ""
         raise ConfigError(f"not a database URL: {mask_url(url)!r}; {hint}{expected}") from exc
     except ValueError as exc:  # a port that is not a number
-        raise ConfigError(f"not a database URL: {mask_url(url)!r} has a port that is not a number; "
-                          f"{expected}") from exc
+        raise ConfigError(f"not a database URL: {mask_url(url)!r} has a port that is not a number; {expected}") from exc
     if parsed.drivername not in _PG_SCHEMES:
-        raise ConfigError(
-            f"not a PostgreSQL URL: {mask_url(url)!r} (scheme {parsed.drivername!r}); {expected}"
-        )
+        raise ConfigError(f"not a PostgreSQL URL: {mask_url(url)!r} (scheme {parsed.drivername!r}); {expected}")
     if port is not None and not 0 < port < 65536:
         raise ConfigError(f"not a database URL: {mask_url(url)!r} has port {port}, outside 1-65535; {expected}")
     return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
@@ -71,9 +69,7 @@ def normalize_database_url(url: str) -> str:
 
 def libpq_url(url: str) -> str:
     """The same URL in the form libpq/psycopg accept (no SQLAlchemy driver suffix)."""
-    return make_url(normalize_database_url(url)).set(drivername="postgresql").render_as_string(
-        hide_password=False
-    )
+    return make_url(normalize_database_url(url)).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def _first_env(names: tuple[str, ...]) -> str | None:

@@ -66,12 +66,16 @@ def sql_statement(text: str) -> str:
         return text
     out, last = [], 0
     for tok in parser.scan(text):
-        quoted = text[tok.start:tok.end + 1]
+        quoted = text[tok.start : tok.end + 1]
         mark = quoted[:1]
         if tok.name in ("IDENT", "SCONST") and mark in ('"', "'") and any(_unsafe(ch) for ch in quoted):
             body = quoted[1:-1].replace("\\", "\\\\")  # the escape character itself, doubled
-            out += [text[last:tok.start], "U&" + mark, "".join(_unicode_escape(ch) if _unsafe(ch) else ch
-                                                               for ch in body), mark]
+            out += [
+                text[last : tok.start],
+                "U&" + mark,
+                "".join(_unicode_escape(ch) if _unsafe(ch) else ch for ch in body),
+                mark,
+            ]
             last = tok.end + 1
     return "".join(out) + text[last:]
 

@@ -56,8 +56,14 @@ class ResourceSummary:
     samples: pd.DataFrame = field(repr=False, compare=False)
 
     def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([{k: getattr(self, k) for k in
-                              ("rss_start_mb", "rss_peak_mb", "rss_end_mb", "cpu_mean_pct", "cpu_max_pct")}])
+        return pd.DataFrame(
+            [
+                {
+                    k: getattr(self, k)
+                    for k in ("rss_start_mb", "rss_peak_mb", "rss_end_mb", "cpu_mean_pct", "cpu_max_pct")
+                }
+            ]
+        )
 
 
 class ResourceSampler:
@@ -78,8 +84,7 @@ class ResourceSampler:
         self.summary: ResourceSummary | None = None
 
     def _sample(self, t0: float) -> None:
-        self._rows.append((time.perf_counter() - t0, self._proc.memory_info().rss / _MB,
-                           self._proc.cpu_percent(None)))
+        self._rows.append((time.perf_counter() - t0, self._proc.memory_info().rss / _MB, self._proc.cpu_percent(None)))
 
     def _run(self, t0: float) -> None:
         while not self._stop.wait(self._interval):
@@ -102,9 +107,13 @@ class ResourceSampler:
         frame = pd.DataFrame(self._rows, columns=["t_s", "rss_mb", "cpu_pct"])
         cpu = frame["cpu_pct"].iloc[1:] if len(frame) > 1 else frame["cpu_pct"]
         self.summary = ResourceSummary(
-            rss_start_mb=float(frame["rss_mb"].iloc[0]), rss_peak_mb=float(frame["rss_mb"].max()),
-            rss_end_mb=float(frame["rss_mb"].iloc[-1]), cpu_mean_pct=float(cpu.mean()),
-            cpu_max_pct=float(cpu.max()), samples=frame)
+            rss_start_mb=float(frame["rss_mb"].iloc[0]),
+            rss_peak_mb=float(frame["rss_mb"].max()),
+            rss_end_mb=float(frame["rss_mb"].iloc[-1]),
+            cpu_mean_pct=float(cpu.mean()),
+            cpu_max_pct=float(cpu.max()),
+            samples=frame,
+        )
         return self.summary
 
     def __enter__(self) -> ResourceSampler:
@@ -125,8 +134,9 @@ class RequestMetricsStore:
     every write and read. The clock is injected (``timer``) so expiry is tested without sleep.
     """
 
-    def __init__(self, *, max_per_endpoint: int = 1000, max_age_s: float = 300.0,
-                 timer: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, *, max_per_endpoint: int = 1000, max_age_s: float = 300.0, timer: Callable[[], float] = time.monotonic
+    ):
         if max_per_endpoint < 1 or max_age_s <= 0:
             raise ValueError("max_per_endpoint must be >= 1 and max_age_s > 0")
         self.max_per_endpoint = max_per_endpoint
@@ -178,9 +188,16 @@ class RequestMetricsStore:
             self._evict(self._timer())
             rows = [(name, d * 1000.0, s) for name, q in self._data.items() for _, d, s in q]
         frame = pd.DataFrame(rows, columns=["endpoint", "ms", "status"])
-        return frame.groupby("endpoint").agg(
-            count=("ms", "size"), p50_ms=("ms", "median"), p95_ms=("ms", lambda s: s.quantile(0.95)),
-            errors=("status", lambda s: int((s >= 500).sum()))).reset_index()
+        return (
+            frame.groupby("endpoint")
+            .agg(
+                count=("ms", "size"),
+                p50_ms=("ms", "median"),
+                p95_ms=("ms", lambda s: s.quantile(0.95)),
+                errors=("status", lambda s: int((s >= 500).sum())),
+            )
+            .reset_index()
+        )
 
 
 # -- Prometheus -------------------------------------------------------------------------------
@@ -198,10 +215,16 @@ class _ProcessCollector(Collector):
         self._proc.cpu_percent(None)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        yield GaugeMetricFamily("process_memory_usage_bytes", "Resident set size of this process (psutil)",
-                                value=self._proc.memory_info().rss)
-        yield GaugeMetricFamily("process_cpu_usage_percent", "CPU of this process since the last scrape, % of one core",
-                                value=self._proc.cpu_percent(None))
+        yield GaugeMetricFamily(
+            "process_memory_usage_bytes",
+            "Resident set size of this process (psutil)",
+            value=self._proc.memory_info().rss,
+        )
+        yield GaugeMetricFamily(
+            "process_cpu_usage_percent",
+            "CPU of this process since the last scrape, % of one core",
+            value=self._proc.cpu_percent(None),
+        )
         if self._engine is None:
             return
         pool = self._engine.pool
@@ -211,8 +234,11 @@ class _ProcessCollector(Collector):
         yield GaugeMetricFamily("db_pool_connections_in_use", "Pool connections checked out", value=used)
         yield GaugeMetricFamily("db_pool_capacity", "pool_size + max_overflow", value=capacity)
         yield GaugeMetricFamily("db_pool_utilization", "Checked out / capacity (0..1)", value=ratio)
-        yield GaugeMetricFamily("db_pool_utilization_alert", f"1 when utilization > {ALERT_UTILIZATION:.0%}",
-                                value=float(ratio > ALERT_UTILIZATION))
+        yield GaugeMetricFamily(
+            "db_pool_utilization_alert",
+            f"1 when utilization > {ALERT_UTILIZATION:.0%}",
+            value=float(ratio > ALERT_UTILIZATION),
+        )
 
 
 class _DatabaseCollector(Collector):
@@ -223,8 +249,10 @@ class _DatabaseCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         # a scrape must not fail because the database is down, or is not the platform's (no jobs table)
-        for name, doc, query in (("database_connections", "Server connections to this database", DB_CONNECTIONS),
-                                 ("reconciliation_jobs_active", "Jobs with status running", RUNNING_JOBS)):
+        for name, doc, query in (
+            ("database_connections", "Server connections to this database", DB_CONNECTIONS),
+            ("reconciliation_jobs_active", "Jobs with status running", RUNNING_JOBS),
+        ):
             with contextlib.suppress(Exception), self._engine.connect() as conn:
                 value = conn.execute(text(query)).scalar_one()
                 yield GaugeMetricFamily(name, doc, value=value)
@@ -241,14 +269,19 @@ class KitMetrics:
     connections from the pool it measures).
     """
 
-    def __init__(self, *, engine: Engine | None = None, cache_stats: CacheStats | None = None,
-                 database_gauges: bool = True):
+    def __init__(
+        self, *, engine: Engine | None = None, cache_stats: CacheStats | None = None, database_gauges: bool = True
+    ):
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.http_requests = Counter("http_requests_total", "HTTP requests", ["endpoint", "status"], registry=r)
-        self.http_duration = Histogram("http_request_duration_seconds", "Request latency", ["endpoint"],
-                                       buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10),
-                                       registry=r)
+        self.http_duration = Histogram(
+            "http_request_duration_seconds",
+            "Request latency",
+            ["endpoint"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
         self.active_connections = Gauge("active_connections", "Requests in flight", registry=r)
         if cache_stats is not None:  # the cache's own counters: cache_hits_total{level=...} etc.
             cache_stats.export_prometheus(r)
@@ -295,16 +328,24 @@ class MetricsServer:
         self._thread.join()
 
 
-def start_server(port: int = 0, *, metrics: KitMetrics | None = None, engine: Engine | None = None,
-                 registry: CollectorRegistry | None = None, addr: str = "127.0.0.1") -> MetricsServer:
+def start_server(
+    port: int = 0,
+    *,
+    metrics: KitMetrics | None = None,
+    engine: Engine | None = None,
+    registry: CollectorRegistry | None = None,
+    addr: str = "127.0.0.1",
+) -> MetricsServer:
     """Serve ``registry``, ``metrics`` or a new :class:`KitMetrics` on ``engine`` at ``addr:port``;
     0 picks a port."""
     metrics = metrics or KitMetrics(engine=engine)
     try:
         httpd, thread = start_http_server(port, addr=addr, registry=registry or metrics.registry)
     except OSError as exc:
-        raise ConfigError(f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}; choose another "
-                          "port with --port (0 picks a free one)") from None
+        raise ConfigError(
+            f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}; choose another "
+            "port with --port (0 picks a free one)"
+        ) from None
     return MetricsServer(metrics, httpd.server_port, httpd, thread)
 
 
@@ -372,8 +413,7 @@ class _PublishedCollector(Collector):
                 for sample in fam.samples:
                     out.add_sample(sample.name, {**sample.labels, "pid": pid}, sample.value)
         yield from merged.values()
-        yield GaugeMetricFamily("kit_publishing_processes", "Processes under load publishing their metrics",
-                                value=live)
+        yield GaugeMetricFamily("kit_publishing_processes", "Processes under load publishing their metrics", value=live)
 
 
 def exposition_registry(folder: Path, *, engine: Engine | None = None) -> CollectorRegistry:
@@ -390,8 +430,10 @@ def serve(port: int, *, folder: Path, database_url: str | None = None, addr: str
     """``kit metrics serve --port P``: serve ``/metrics`` until interrupted."""
     engine = make_engine(database_url) if database_url else None
     server = start_server(port, registry=exposition_registry(folder, engine=engine), addr=addr)
-    print(f"serving {server.url} (Ctrl-C to stop): the processes publishing in {folder} "
-          "(`kit load` does) and the database's counts")
+    print(
+        f"serving {server.url} (Ctrl-C to stop): the processes publishing in {folder} "
+        "(`kit load` does) and the database's counts"
+    )
     stop = threading.Event()
     # explicit handlers: a process started with SIGINT ignored (a background job, a test runner's
     # worker) would not stop on Ctrl-C, and a service manager stops with SIGTERM

@@ -19,8 +19,20 @@ from kit.audit.indexes import duplicate_indexes, index_bloat, invalid_objects, u
 from kit.audit.statements import diff, snapshot, top_queries
 from kit.audit.tables import cache_hit_rates, seq_scan_tables, sequence_exhaustion, vacuum_staleness, xid_wraparound
 
-CHECKS = (top_queries, unused_indexes, duplicate_indexes, unindexed_foreign_keys, invalid_objects, seq_scan_tables,
-          cache_hit_rates, connections, vacuum_staleness, xid_wraparound, sequence_exhaustion, index_bloat)
+CHECKS = (
+    top_queries,
+    unused_indexes,
+    duplicate_indexes,
+    unindexed_foreign_keys,
+    invalid_objects,
+    seq_scan_tables,
+    cache_hit_rates,
+    connections,
+    vacuum_staleness,
+    xid_wraparound,
+    sequence_exhaustion,
+    index_bloat,
+)
 
 
 @dataclass(frozen=True)
@@ -29,9 +41,18 @@ class AuditReport:
 
     def to_frame(self) -> pd.DataFrame:
         """One row per check: status, worst severity, number of findings, message."""
-        return pd.DataFrame([{"check": r.check, "status": r.status, "worst": r.worst,
-                              "findings": int((r.rows["severity"] != "info").sum()) if not r.rows.empty else 0,
-                              "message": r.message} for r in self.results])
+        return pd.DataFrame(
+            [
+                {
+                    "check": r.check,
+                    "status": r.status,
+                    "worst": r.worst,
+                    "findings": int((r.rows["severity"] != "info").sum()) if not r.rows.empty else 0,
+                    "message": r.message,
+                }
+                for r in self.results
+            ]
+        )
 
     def findings(self) -> pd.DataFrame:
         """Every row above info severity, from every check, most severe first: check, severity,
@@ -44,10 +65,17 @@ class AuditReport:
             hit = r.rows[r.rows["severity"] != "info"]
             if not hit.empty:
                 subject = next((hit[c] for c in ("index", "constraint", "table", "query", "name") if c in hit), None)
-                parts.append(pd.DataFrame({"check": r.check, "severity": hit["severity"],
-                                           "subject": subject.astype(str) if subject is not None else "",
-                                           "detail": hit["detail"].astype(str) if "detail" in hit else "",
-                                           "remediation": hit["remediation"]}))
+                parts.append(
+                    pd.DataFrame(
+                        {
+                            "check": r.check,
+                            "severity": hit["severity"],
+                            "subject": subject.astype(str) if subject is not None else "",
+                            "detail": hit["detail"].astype(str) if "detail" in hit else "",
+                            "remediation": hit["remediation"],
+                        }
+                    )
+                )
         if not parts:
             return pd.DataFrame(columns=["check", "severity", "subject", "detail", "remediation"])
         out = pd.concat(parts, ignore_index=True)

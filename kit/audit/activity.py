@@ -21,12 +21,22 @@ GROUP BY 1 ORDER BY 2 DESC"""
 def connections(conn: Connection, *, idle_tx_s: float = 60.0) -> CheckResult:
     """Sessions by state; idle-in-transaction for more than ``idle_tx_s`` is a finding."""
     rows = frame(conn, CONNECTIONS)
-    rows["severity"] = ["high" if str(s).startswith("idle in transaction") and (x or 0) >= idle_tx_s else "info"
-                        for s, x in zip(rows["state"], rows["longest_s"])]
-    rows["remediation"] = ["SET idle_in_transaction_session_timeout = '5min'; and fix the code that leaves "
-                           "transactions open" if s != "info" else "" for s in rows["severity"]]
-    return result("connections", rows, ok=f"no session idle in transaction for {idle_tx_s:.0f}s or more",
-                  found="{n} states with sessions idle in transaction too long")
+    rows["severity"] = [
+        "high" if str(s).startswith("idle in transaction") and (x or 0) >= idle_tx_s else "info"
+        for s, x in zip(rows["state"], rows["longest_s"], strict=False)
+    ]
+    rows["remediation"] = [
+        "SET idle_in_transaction_session_timeout = '5min'; and fix the code that leaves transactions open"
+        if s != "info"
+        else ""
+        for s in rows["severity"]
+    ]
+    return result(
+        "connections",
+        rows,
+        ok=f"no session idle in transaction for {idle_tx_s:.0f}s or more",
+        found="{n} states with sessions idle in transaction too long",
+    )
 
 
 def _one_statement(query: str) -> str:
@@ -39,8 +49,9 @@ def _one_statement(query: str) -> str:
     return query.strip().rstrip(";")
 
 
-def explain(engine: Engine, query: str, *, analyze: bool = False, timeout_ms: int = 5_000,
-            params: dict | None = None) -> pd.DataFrame:
+def explain(
+    engine: Engine, query: str, *, analyze: bool = False, timeout_ms: int = 5_000, params: dict | None = None
+) -> pd.DataFrame:
     """EXPLAIN (optionally ANALYZE) one statement inside a transaction that is rolled back.
 
     Returns one row per plan node: depth, node, relation, index, rows, cost (and actual time).
@@ -58,9 +69,17 @@ def explain(engine: Engine, query: str, *, analyze: bool = False, timeout_ms: in
     out: list[dict] = []
 
     def walk(node: dict, depth: int) -> None:
-        out.append({"depth": depth, "node": node["Node Type"], "relation": node.get("Relation Name"),
-                    "index": node.get("Index Name"), "plan_rows": node.get("Plan Rows"),
-                    "total_cost": node.get("Total Cost"), "actual_ms": node.get("Actual Total Time")})
+        out.append(
+            {
+                "depth": depth,
+                "node": node["Node Type"],
+                "relation": node.get("Relation Name"),
+                "index": node.get("Index Name"),
+                "plan_rows": node.get("Plan Rows"),
+                "total_cost": node.get("Total Cost"),
+                "actual_ms": node.get("Actual Total Time"),
+            }
+        )
         for child in node.get("Plans", ()):
             walk(child, depth + 1)
 

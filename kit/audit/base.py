@@ -50,19 +50,21 @@ def unavailable(check: str, why: str) -> CheckResult:
     return CheckResult(check, UNAVAILABLE, why, pd.DataFrame(columns=["severity", "remediation"]))
 
 
-def run_check(engine: Engine, fn: Callable[[Connection], CheckResult], *,
-              timeout_ms: int = _TIMEOUT_MS) -> CheckResult:
+def run_check(engine: Engine, fn: Callable[[Connection], CheckResult], *, timeout_ms: int = _TIMEOUT_MS) -> CheckResult:
     """Run one check in a read-only transaction that is always rolled back."""
     name = getattr(fn, "__name__", "check")
     try:
         with engine.connect() as conn:
             try:
                 conn.execute(text("SET /* kit */ TRANSACTION READ ONLY"))
-                conn.execute(text("SELECT /* kit */ set_config('statement_timeout', :t, true)"), {"t": f"{timeout_ms}ms"})
+                conn.execute(
+                    text("SELECT /* kit */ set_config('statement_timeout', :t, true)"), {"t": f"{timeout_ms}ms"}
+                )
                 return fn(conn)
             finally:
                 conn.rollback()
     except DBAPIError as exc:
         first = str(exc.orig or exc).strip().splitlines()[0]
-        return CheckResult(name, ERROR, f"{name} could not run: {first}",
-                           pd.DataFrame(columns=["severity", "remediation"]))
+        return CheckResult(
+            name, ERROR, f"{name} could not run: {first}", pd.DataFrame(columns=["severity", "remediation"])
+        )

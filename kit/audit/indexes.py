@@ -24,12 +24,20 @@ ORDER BY pg_relation_size(s.indexrelid) DESC"""
 def unused_indexes(conn: Connection) -> CheckResult:
     """Indexes never scanned since the statistics began (their age is given: young stats prove little)."""
     rows = frame(conn, UNUSED)
-    rows["severity"] = ["medium" if age >= 7 and size >= 1 << 20 else "low" if age >= 7 else "info"
-                        for age, size in zip(rows["stats_age_days"], rows["size_bytes"])]
-    rows["remediation"] = [f"DROP INDEX CONCURRENTLY {s}.{i};  -- after checking replicas and rare jobs"
-                           for s, i in zip(rows["schema"], rows["index"])]
-    return result("unused_indexes", rows, ok="no index unused over 7+ days of statistics",
-                  found="{n} indexes unused over 7+ days of statistics")
+    rows["severity"] = [
+        "medium" if age >= 7 and size >= 1 << 20 else "low" if age >= 7 else "info"
+        for age, size in zip(rows["stats_age_days"], rows["size_bytes"], strict=False)
+    ]
+    rows["remediation"] = [
+        f"DROP INDEX CONCURRENTLY {s}.{i};  -- after checking replicas and rare jobs"
+        for s, i in zip(rows["schema"], rows["index"], strict=False)
+    ]
+    return result(
+        "unused_indexes",
+        rows,
+        ok="no index unused over 7+ days of statistics",
+        found="{n} indexes unused over 7+ days of statistics",
+    )
 
 
 # Everything that decides whether one index can stand in for another. indclass, indcollation and
@@ -103,18 +111,33 @@ def duplicate_indexes(conn: Connection) -> CheckResult:
     named in full, and a unique or constraint index is the one kept."""
     defs = [dict(r) for r in conn.execute(text(INDEX_DEFS)).mappings()]
     pairs = redundant(defs)
-    rows = pd.DataFrame([{
-        "schema": a["schema"], "table": a["table"], "index": a["index"],
-        "covered_by": f"{b['schema']}.{b['index']}", "size_bytes": a["size_bytes"],
-        "definition": a["definition"], "covering_definition": b["definition"],
-        "detail": f"covered by {b['schema']}.{b['index']}: {b['definition']}",
-    } for a, b in pairs], columns=["schema", "table", "index", "covered_by", "size_bytes", "definition",
-                                   "covering_definition", "detail"])
+    rows = pd.DataFrame(
+        [
+            {
+                "schema": a["schema"],
+                "table": a["table"],
+                "index": a["index"],
+                "covered_by": f"{b['schema']}.{b['index']}",
+                "size_bytes": a["size_bytes"],
+                "definition": a["definition"],
+                "covering_definition": b["definition"],
+                "detail": f"covered by {b['schema']}.{b['index']}: {b['definition']}",
+            }
+            for a, b in pairs
+        ],
+        columns=["schema", "table", "index", "covered_by", "size_bytes", "definition", "covering_definition", "detail"],
+    )
     rows["severity"] = "medium"
-    rows["remediation"] = [f"DROP INDEX CONCURRENTLY {s}.{i};  -- covered by {c}"
-                           for s, i, c in zip(rows["schema"], rows["index"], rows["covered_by"])]
-    return result("duplicate_indexes", rows, ok="no duplicate or prefix-covered index",
-                  found="{n} indexes are covered by another index")
+    rows["remediation"] = [
+        f"DROP INDEX CONCURRENTLY {s}.{i};  -- covered by {c}"
+        for s, i, c in zip(rows["schema"], rows["index"], rows["covered_by"], strict=False)
+    ]
+    return result(
+        "duplicate_indexes",
+        rows,
+        ok="no duplicate or prefix-covered index",
+        found="{n} indexes are covered by another index",
+    )
 
 
 # A foreign key is served by an index whose leading key columns are exactly its columns (in any
@@ -148,12 +171,19 @@ def unindexed_foreign_keys(conn: Connection, *, min_rows: int = 10_000, high_row
     rows = frame(conn, UNINDEXED_FKS)
     rows["columns"] = rows["columns"].map(list)
     rows["severity"] = ["high" if r >= high_rows else "medium" if r >= min_rows else "info" for r in rows["rows"]]
-    rows["detail"] = [f"{', '.join(c)} references {ref}" for c, ref in zip(rows["columns"], rows["references"])]
+    rows["detail"] = [
+        f"{', '.join(c)} references {ref}" for c, ref in zip(rows["columns"], rows["references"], strict=False)
+    ]
     rows["remediation"] = [
         f"CREATE INDEX CONCURRENTLY ON {_qualified(s, t)} ({', '.join(_ident(c) for c in cols)});"
-        for s, t, cols in zip(rows["schema"], rows["table"], rows["columns"])]
-    return result("unindexed_foreign_keys", rows, ok=f"every foreign key of a {min_rows}+ row table is indexed",
-                  found="{n} foreign keys have no index on their referencing columns")
+        for s, t, cols in zip(rows["schema"], rows["table"], rows["columns"], strict=False)
+    ]
+    return result(
+        "unindexed_foreign_keys",
+        rows,
+        ok=f"every foreign key of a {min_rows}+ row table is indexed",
+        found="{n} foreign keys have no index on their referencing columns",
+    )
 
 
 def _ident(name: str) -> str:
@@ -181,10 +211,13 @@ def invalid_objects(conn: Connection) -> CheckResult:
     rows["severity"] = ["high" if k == "index" else "medium" for k in rows["kind"]]
     rows["remediation"] = [
         f"DROP INDEX CONCURRENTLY {s}.{n}; then recreate it (kit.indexes.apply_indexes repairs declared ones)"
-        if k == "index" else f"ALTER TABLE {s}.{t} VALIDATE CONSTRAINT {n};"
-        for s, t, n, k in zip(rows["schema"], rows["table"], rows["name"], rows["kind"])]
-    return result("invalid_objects", rows, ok="no invalid index or constraint",
-                  found="{n} invalid indexes or constraints")
+        if k == "index"
+        else f"ALTER TABLE {s}.{t} VALIDATE CONSTRAINT {n};"
+        for s, t, n, k in zip(rows["schema"], rows["table"], rows["name"], rows["kind"], strict=False)
+    ]
+    return result(
+        "invalid_objects", rows, ok="no invalid index or constraint", found="{n} invalid indexes or constraints"
+    )
 
 
 # A btree estimate in the spirit of PgHero's / ioguix's: expected leaf pages from row count and
@@ -209,9 +242,14 @@ def index_bloat(conn: Connection, *, min_bytes: int = 10 << 20) -> CheckResult:
     """Estimated wasted space per btree index (an estimate: REINDEX CONCURRENTLY reclaims it)."""
     rows = frame(conn, BLOAT)
     rows["bloat_pct"] = (100 * rows["bloat_bytes"] / rows["size_bytes"].where(rows["size_bytes"] > 0)).round(1)
-    rows["severity"] = ["medium" if b >= min_bytes and p >= 50 else "info"
-                        for b, p in zip(rows["bloat_bytes"], rows["bloat_pct"].fillna(0))]
-    rows["remediation"] = [f"REINDEX INDEX CONCURRENTLY {s}.{i};" if sev != "info" else ""
-                           for s, i, sev in zip(rows["schema"], rows["index"], rows["severity"])]
-    return result("index_bloat", rows, ok="no index with 10 MB and 50% or more estimated bloat",
-                  found="{n} indexes look bloated")
+    rows["severity"] = [
+        "medium" if b >= min_bytes and p >= 50 else "info"
+        for b, p in zip(rows["bloat_bytes"], rows["bloat_pct"].fillna(0), strict=False)
+    ]
+    rows["remediation"] = [
+        f"REINDEX INDEX CONCURRENTLY {s}.{i};" if sev != "info" else ""
+        for s, i, sev in zip(rows["schema"], rows["index"], rows["severity"], strict=False)
+    ]
+    return result(
+        "index_bloat", rows, ok="no index with 10 MB and 50% or more estimated bloat", found="{n} indexes look bloated"
+    )

@@ -32,16 +32,20 @@ HAS_TOPLEVEL = """SELECT /* kit */ EXISTS (SELECT 1 FROM pg_attribute WHERE attr
 _INTERNAL = re.compile(r"^\s*SELECT 1 FROM ONLY .* OPERATOR\(pg_catalog\.=\)", re.S)
 # What drivers send on their own when they connect or look up a type (SQLAlchemy's dialect, psycopg's
 # TypeInfo): no index or ANALYZE changes them, and the kit's own sessions send them untagged.
-_DRIVER = re.compile(r"^\s*(?:select pg_catalog\.version\(\)|select current_schema\(\)"
-                     r"|show (?:standard_conforming_strings|transaction isolation level)"
-                     r"|SELECT\s+typname AS name, oid, typarray AS array_oid)", re.S | re.I)
+_DRIVER = re.compile(
+    r"^\s*(?:select pg_catalog\.version\(\)|select current_schema\(\)"
+    r"|show (?:standard_conforming_strings|transaction isolation level)"
+    r"|SELECT\s+typname AS name, oid, typarray AS array_oid)",
+    re.S | re.I,
+)
+
+
 def statements_frame(conn: Connection, *, chars: int = 300) -> pd.DataFrame:
     """Every statement of this database in pg_stat_statements but the kit's own: queryid, query
     (up to ``chars`` characters, *not* redacted: callers redact before writing), kind, calls,
     total_ms, mean_ms, rows, rows_per_call, hit_pct. Raises when the view is unusable."""
     toplevel = bool(conn.execute(text(HAS_TOPLEVEL)).scalar_one())
-    rows = frame(conn, STATEMENTS.format(toplevel="AND s.toplevel" if toplevel else ""),
-                 {"chars": chars})
+    rows = frame(conn, STATEMENTS.format(toplevel="AND s.toplevel" if toplevel else ""), {"chars": chars})
     rows = rows[~rows["query"].map(lambda q: bool(_INTERNAL.match(q or "") or _DRIVER.match(q or "")))].copy()
     rows["kind"] = rows["query"].map(kind_of)
     rows["mean_ms"] = rows["total_ms"] / rows["calls"].where(rows["calls"] > 0)
@@ -51,8 +55,15 @@ def statements_frame(conn: Connection, *, chars: int = 300) -> pd.DataFrame:
     return rows.sort_values("total_ms", ascending=False).reset_index(drop=True)
 
 
-def grade(rows: pd.DataFrame, *, min_calls: int = 20, min_total_ms: float = 100.0, high_pct: float = 20.0,
-          medium_pct: float = 5.0, slow_ms: float = 500.0) -> pd.DataFrame:
+def grade(
+    rows: pd.DataFrame,
+    *,
+    min_calls: int = 20,
+    min_total_ms: float = 100.0,
+    high_pct: float = 20.0,
+    medium_pct: float = 5.0,
+    slow_ms: float = 500.0,
+) -> pd.DataFrame:
     """Share of total time, severity and remediation per statement (pure).
 
     A statement is a finding only with ``min_calls`` calls and ``min_total_ms`` of total time:
@@ -72,13 +83,28 @@ def grade(rows: pd.DataFrame, *, min_calls: int = 20, min_total_ms: float = 100.
         else:
             sev.append("info")
     out["severity"] = sev
-    out["remediation"] = ["kit.fixes.plan_fixes(engine, workload) measures it on real values and proposes indexes "
-                          "or ANALYZE" if s != "info" else "" for s in sev]
+    out["remediation"] = [
+        "kit.fixes.plan_fixes(engine, workload) measures it on real values and proposes indexes or ANALYZE"
+        if s != "info"
+        else ""
+        for s in sev
+    ]
     return out
 
 
-_SHOWN = ["queryid", "query", "kind", "calls", "mean_ms", "rows_per_call", "total_ms", "share_pct", "hit_pct",
-          "severity", "remediation"]
+_SHOWN = [
+    "queryid",
+    "query",
+    "kind",
+    "calls",
+    "mean_ms",
+    "rows_per_call",
+    "total_ms",
+    "share_pct",
+    "hit_pct",
+    "severity",
+    "remediation",
+]
 
 
 def top_queries(conn: Connection, *, limit: int = 10, min_calls: int = 20, min_total_ms: float = 100.0) -> CheckResult:
@@ -89,13 +115,17 @@ def top_queries(conn: Connection, *, limit: int = 10, min_calls: int = 20, min_t
         return unavailable("top_queries", why)
     rows = grade(statements_frame(conn), min_calls=min_calls, min_total_ms=min_total_ms).head(limit)
     rows["query"] = rows["query"].map(redact.statement)
-    return result("top_queries", rows[_SHOWN].reset_index(drop=True),
-                  ok=f"no statement with {min_calls}+ calls takes a large share of the database's time",
-                  found="{n} statements take a large share of the database's time")
+    return result(
+        "top_queries",
+        rows[_SHOWN].reset_index(drop=True),
+        ok=f"no statement with {min_calls}+ calls takes a large share of the database's time",
+        found="{n} statements take a large share of the database's time",
+    )
 
 
 def snapshot(engine: Engine) -> pd.DataFrame:
     """The counters of every statement now, texts redacted (empty frame when pg_stat_statements is unusable)."""
+
     def take(conn: Connection) -> CheckResult:
         why = extensions.missing(conn, "pg_stat_statements")
         if why:
@@ -114,14 +144,18 @@ def diff(before: pd.DataFrame, after: pd.DataFrame, *, limit: int | None = 20) -
     cols = ["queryid", "query", "calls", "total_ms", "mean_ms", "rows"]
     if after.empty:
         return pd.DataFrame(columns=cols)
-    merged = after.merge(before[["queryid", "calls", "total_ms", "rows"]], on="queryid", how="left",
-                         suffixes=("", "_before")).fillna({"calls_before": 0, "total_ms_before": 0, "rows_before": 0})
-    out = pd.DataFrame({
-        "queryid": merged["queryid"], "query": merged["query"],
-        "calls": merged["calls"] - merged["calls_before"],
-        "total_ms": merged["total_ms"] - merged["total_ms_before"],
-        "rows": merged["rows"] - merged["rows_before"],
-    })
+    merged = after.merge(
+        before[["queryid", "calls", "total_ms", "rows"]], on="queryid", how="left", suffixes=("", "_before")
+    ).fillna({"calls_before": 0, "total_ms_before": 0, "rows_before": 0})
+    out = pd.DataFrame(
+        {
+            "queryid": merged["queryid"],
+            "query": merged["query"],
+            "calls": merged["calls"] - merged["calls_before"],
+            "total_ms": merged["total_ms"] - merged["total_ms_before"],
+            "rows": merged["rows"] - merged["rows_before"],
+        }
+    )
     out = out[out["calls"] > 0].copy()
     out["mean_ms"] = out["total_ms"] / out["calls"]
     out = out.sort_values("total_ms", ascending=False)

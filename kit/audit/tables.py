@@ -40,12 +40,18 @@ def seq_scan_tables(conn: Connection, *, min_rows: int = 10_000, min_scans: int 
     (one scan of a big table, say a nightly export, is no finding)."""
     rows = frame(conn, SEQ_SCANS)
     rows["severity"] = grade_seq_scans(rows, min_scans=min_scans, min_rows=min_rows)
-    rows["remediation"] = ["kit.fixes.plan_fixes(engine, workload): the statements scanning it, measured, with "
-                           f"index candidates for {t}" if s != "info" else ""
-                           for t, s in zip(rows["table"], rows["severity"])]
-    return result("seq_scan_tables", rows,
-                  ok=f"no table of {min_rows}+ rows is mostly read by {min_scans}+ sequential scans",
-                  found="{n} tables are mostly read by sequential scans")
+    rows["remediation"] = [
+        f"kit.fixes.plan_fixes(engine, workload): the statements scanning it, measured, with index candidates for {t}"
+        if s != "info"
+        else ""
+        for t, s in zip(rows["table"], rows["severity"], strict=False)
+    ]
+    return result(
+        "seq_scan_tables",
+        rows,
+        ok=f"no table of {min_rows}+ rows is mostly read by {min_scans}+ sequential scans",
+        found="{n} tables are mostly read by sequential scans",
+    )
 
 
 CACHE_HIT = """SELECT /* kit */ 'heap' AS kind, sum(heap_blks_hit) AS hits, sum(heap_blks_read) AS reads FROM pg_statio_user_tables
@@ -58,12 +64,20 @@ def cache_hit_rates(conn: Connection, *, target_pct: float = 99.0) -> CheckResul
     rows = frame(conn, CACHE_HIT)
     total = (rows["hits"].fillna(0) + rows["reads"].fillna(0)).astype(float)
     rows["hit_pct"] = (100 * rows["hits"].fillna(0).astype(float) / total.where(total > 0)).round(2)
-    rows["severity"] = ["medium" if t >= 10_000 and (h or 100) < target_pct else "info"
-                        for t, h in zip(total, rows["hit_pct"])]
-    rows["remediation"] = ["raise shared_buffers, or index the queries that read most blocks"
-                           if s != "info" else "" for s in rows["severity"]]
-    return result("cache_hit_rates", rows, ok=f"cache hit rates at or above {target_pct}% (or too few reads)",
-                  found="{n} cache hit rates below target")
+    rows["severity"] = [
+        "medium" if t >= 10_000 and (h or 100) < target_pct else "info"
+        for t, h in zip(total, rows["hit_pct"], strict=False)
+    ]
+    rows["remediation"] = [
+        "raise shared_buffers, or index the queries that read most blocks" if s != "info" else ""
+        for s in rows["severity"]
+    ]
+    return result(
+        "cache_hit_rates",
+        rows,
+        ok=f"cache hit rates at or above {target_pct}% (or too few reads)",
+        found="{n} cache hit rates below target",
+    )
 
 
 STALENESS = """SELECT /* kit */ schemaname AS schema, relname AS "table", n_live_tup AS live_rows, n_dead_tup AS dead_rows,
@@ -74,7 +88,7 @@ FROM pg_stat_user_tables ORDER BY n_dead_tup DESC"""
 
 
 def statistics_state(live_rows: int, modified: int, last_analyze, *, min_rows: int, stale_pct: float) -> str:
-    """"never analyzed", "stale" or "fresh" (pure): stale once ``stale_pct`` % of the rows (and at
+    """ "never analyzed", "stale" or "fresh" (pure): stale once ``stale_pct`` % of the rows (and at
     least ``min_rows``) changed since the last ANALYZE — twice what makes autovacuum analyze, so
     autovacuum is off, or not keeping up."""
     if last_analyze is None and live_rows >= min_rows:
@@ -84,26 +98,32 @@ def statistics_state(live_rows: int, modified: int, last_analyze, *, min_rows: i
     return "fresh"
 
 
-def vacuum_staleness(conn: Connection, *, dead_pct: float = 20.0, min_rows: int = 1_000,
-                     stale_pct: float = 20.0) -> CheckResult:
+def vacuum_staleness(
+    conn: Connection, *, dead_pct: float = 20.0, min_rows: int = 1_000, stale_pct: float = 20.0
+) -> CheckResult:
     """Tables with many dead rows, or whose statistics are missing or stale (see :func:`statistics_state`)."""
     rows = frame(conn, STALENESS)
     sev, fix, state = [], [], []
     for r in rows.itertuples():
         live = max(int(r.live_rows), 1)
-        stats = statistics_state(int(r.live_rows), int(r.modified_since_analyze), r.last_analyze,
-                                 min_rows=min_rows, stale_pct=stale_pct)
+        stats = statistics_state(
+            int(r.live_rows), int(r.modified_since_analyze), r.last_analyze, min_rows=min_rows, stale_pct=stale_pct
+        )
         state.append(stats)
         name = psql.Identifier(r.schema, r.table).as_string(None)
         if r.dead_rows >= min_rows and 100 * r.dead_rows / live >= dead_pct:
-            sev.append("medium"); fix.append(f"VACUUM (ANALYZE) {name};")
+            sev.append("medium")
+            fix.append(f"VACUUM (ANALYZE) {name};")
         elif stats != "fresh":
-            sev.append("medium"); fix.append(f"ANALYZE {name};")
+            sev.append("medium")
+            fix.append(f"ANALYZE {name};")
         else:
-            sev.append("info"); fix.append("")
+            sev.append("info")
+            fix.append("")
     rows["statistics"], rows["severity"], rows["remediation"] = state, sev, fix
-    return result("vacuum_staleness", rows, ok="dead rows and statistics are fresh",
-                  found="{n} tables need VACUUM or ANALYZE")
+    return result(
+        "vacuum_staleness", rows, ok="dead rows and statistics are fresh", found="{n} tables need VACUUM or ANALYZE"
+    )
 
 
 WRAPAROUND = """SELECT /* kit */ datname AS database, age(datfrozenxid) AS xid_age,
@@ -114,12 +134,19 @@ FROM pg_database ORDER BY 2 DESC"""
 def xid_wraparound(conn: Connection) -> CheckResult:
     """How far each database is from transaction-id wraparound."""
     rows = frame(conn, WRAPAROUND)
-    rows["severity"] = ["critical" if p >= 75 else "high" if p >= 50 else "info"
-                        for p in rows["pct_to_wraparound"].astype(float)]
-    rows["remediation"] = [f"VACUUM (FREEZE) in database {d}; look for long transactions blocking autovacuum"
-                           if s != "info" else "" for d, s in zip(rows["database"], rows["severity"])]
-    return result("xid_wraparound", rows, ok="every database is far from xid wraparound",
-                  found="{n} databases approach xid wraparound")
+    rows["severity"] = [
+        "critical" if p >= 75 else "high" if p >= 50 else "info" for p in rows["pct_to_wraparound"].astype(float)
+    ]
+    rows["remediation"] = [
+        f"VACUUM (FREEZE) in database {d}; look for long transactions blocking autovacuum" if s != "info" else ""
+        for d, s in zip(rows["database"], rows["severity"], strict=False)
+    ]
+    return result(
+        "xid_wraparound",
+        rows,
+        ok="every database is far from xid wraparound",
+        found="{n} databases approach xid wraparound",
+    )
 
 
 SEQUENCES = """SELECT /* kit */ schemaname AS schema, sequencename AS sequence, data_type::text AS data_type, last_value, max_value,
@@ -130,9 +157,16 @@ FROM pg_sequences ORDER BY used_pct DESC"""
 def sequence_exhaustion(conn: Connection, *, warn_pct: float = 50.0) -> CheckResult:
     """Sequences that have used a large part of their range (an int4 id column runs out first)."""
     rows = frame(conn, SEQUENCES)
-    rows["severity"] = ["critical" if p >= 90 else "high" if p >= warn_pct else "info"
-                        for p in rows["used_pct"].astype(float)]
-    rows["remediation"] = [f"ALTER SEQUENCE {s}.{q} AS bigint; and widen the column to bigint"
-                           if v != "info" else "" for s, q, v in zip(rows["schema"], rows["sequence"], rows["severity"])]
-    return result("sequence_exhaustion", rows, ok=f"no sequence has used {warn_pct}% of its range",
-                  found="{n} sequences near exhaustion")
+    rows["severity"] = [
+        "critical" if p >= 90 else "high" if p >= warn_pct else "info" for p in rows["used_pct"].astype(float)
+    ]
+    rows["remediation"] = [
+        f"ALTER SEQUENCE {s}.{q} AS bigint; and widen the column to bigint" if v != "info" else ""
+        for s, q, v in zip(rows["schema"], rows["sequence"], rows["severity"], strict=False)
+    ]
+    return result(
+        "sequence_exhaustion",
+        rows,
+        ok=f"no sequence has used {warn_pct}% of its range",
+        found="{n} sequences near exhaustion",
+    )

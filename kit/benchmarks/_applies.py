@@ -38,10 +38,10 @@ REFUSAL = "another session is applying indexes or fixes to this database"
 DEFINITIONS = {  # per figure of each section (kit bench faults' DEFINITIONS holds them)
     "interrupted_apply": {
         "setup": "per case a fresh copy of a 1.2 M-row shop, its workload driven; kit run -p apply true stopped "
-                 "while a concurrent build of the kit runs: SIGINT to its process group (sigint), or SIGKILL to it "
-                 "with an application transaction open that the build waits for (sigkill); then the same run again",
+        "while a concurrent build of the kit runs: SIGINT to its process group (sigint), or SIGKILL to it "
+        "with an application transaction open that the build waits for (sigkill); then the same run again",
         "backends_left": "backends of the kit (application_name dbperf-kit...) still running a statement in the "
-                         "database 2 s after the kit run process exited",
+        "database 2 s after the kit run process exited",
         "seconds_to_stop": "from the signal until no concurrent build of the kit runs in the server",
         "seconds_to_exit": "from the signal until the kit run process has exited",
         "invalid_after_interrupt": "INVALID indexes right after, before the rerun",
@@ -53,9 +53,9 @@ DEFINITIONS = {  # per figure of each section (kit bench faults' DEFINITIONS hol
     },
     "overlapping_applies": {
         "setup": "per case a fresh copy and two kit run -p apply true: started together (at_once), or the second "
-                 "once the first is building (apart)",
+        "once the first is building (apart)",
         "duplicate_indexes": "indexes with the same table, key columns, collations, operator classes, expressions "
-                             "and predicate as another, once both runs have ended",
+        "and predicate as another, once both runs have ended",
         "errors": "runs that ended otherwise than exit 0 or the one-line refusal naming the holder (exit 2)",
         "refused": "runs refused with that one line",
     },
@@ -87,14 +87,18 @@ def template(pg: local.Server, *, rows: int = ROWS) -> str:
 
 def interrupted_apply(pg: local.Server, *, home: Path, rows: int = ROWS) -> dict[str, Any]:
     shop = template(pg, rows=rows)
-    return {"sigint": _interrupted(pg, home, shop, rows=rows, sig=signal.SIGINT, app_transaction=False),
-            "sigkill": _interrupted(pg, home, shop, rows=rows, sig=signal.SIGKILL, app_transaction=True)}
+    return {
+        "sigint": _interrupted(pg, home, shop, rows=rows, sig=signal.SIGINT, app_transaction=False),
+        "sigkill": _interrupted(pg, home, shop, rows=rows, sig=signal.SIGKILL, app_transaction=True),
+    }
 
 
 def overlapping_applies(pg: local.Server, *, home: Path, rows: int = ROWS) -> dict[str, Any]:
     template_ = template(pg, rows=rows)
-    cases = {"at_once": _overlapping(pg, home, template_, rows=rows, apart=False),
-             "apart": _overlapping(pg, home, template_, rows=rows, apart=True)}
+    cases = {
+        "at_once": _overlapping(pg, home, template_, rows=rows, apart=False),
+        "apart": _overlapping(pg, home, template_, rows=rows, apart=True),
+    }
     total = {key: sum(c[key] for c in cases.values()) for key in ("duplicate_indexes", "errors", "refused")}
     return {**total, "exit_codes": {name: c["exit_codes"] for name, c in cases.items()}, "cases": cases}
 
@@ -105,8 +109,14 @@ def failures(out: dict[str, Any]) -> list[str]:
     missed = []
     for case in ("sigint", "sigkill"):
         got = out["interrupted_apply"][case]
-        goals = {"backends_left": 0, "invalid_left_after_rerun": 0, "suffixed_after_rerun": 0,
-                 "rerun_exit_code": 0, "rerun_compared_with_interrupted": False, "stderr_tracebacks": 0}
+        goals = {
+            "backends_left": 0,
+            "invalid_left_after_rerun": 0,
+            "suffixed_after_rerun": 0,
+            "rerun_exit_code": 0,
+            "rerun_compared_with_interrupted": False,
+            "stderr_tracebacks": 0,
+        }
         if case == "sigint":
             goals.update(bundle_status="interrupted", exit_code=130)
         missed += [f"interrupted_apply.{case}.{k} = {got[k]!r}, goal {v!r}" for k, v in goals.items() if got[k] != v]
@@ -129,8 +139,12 @@ def _copy(pg: local.Server, template: str, rows: int) -> str:
 
 def _env(url: str, home: Path) -> dict[str, str]:
     redis = local.status(home=home).get("redis")
-    return {**os.environ, "KIT_DATABASE_URL": url, "KIT_HOME": str(home),
-            **({"KIT_REDIS_URL": redis.url} if redis else {})}
+    return {
+        **os.environ,
+        "KIT_DATABASE_URL": url,
+        "KIT_HOME": str(home),
+        **({"KIT_REDIS_URL": redis.url} if redis else {}),
+    }
 
 
 def _start(url: str, home: Path, runs: Path) -> subprocess.Popen:
@@ -138,8 +152,13 @@ def _start(url: str, home: Path, runs: Path) -> subprocess.Popen:
     output into files next to ``runs`` (a pipe nobody reads while it runs could fill and block it)."""
     runs.parent.mkdir(parents=True, exist_ok=True)
     with open(runs.parent / f"{runs.name}.out", "w") as out, open(runs.parent / f"{runs.name}.err", "w") as err:
-        return subprocess.Popen([KIT, "run", "-p", "apply", "true", "-p", "repeats", "3", "--runs-dir", str(runs)],
-                                env=_env(url, home), stdout=out, stderr=err, start_new_session=True)
+        return subprocess.Popen(
+            [KIT, "run", "-p", "apply", "true", "-p", "repeats", "3", "--runs-dir", str(runs)],
+            env=_env(url, home),
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
 
 
 def _stderr(runs: Path) -> str:
@@ -150,8 +169,9 @@ def _scalar(conn: psycopg.Connection, query: str) -> Any:
     return conn.execute(query).fetchone()[0]
 
 
-def _wait_for_build(conn: psycopg.Connection, proc: subprocess.Popen, *, phase: str = "",
-                    timeout_s: float = 600) -> str:
+def _wait_for_build(
+    conn: psycopg.Connection, proc: subprocess.Popen, *, phase: str = "", timeout_s: float = 600
+) -> str:
     """Wait until a concurrent build of the kit is in progress (in ``phase``, when given); its phase."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -190,8 +210,9 @@ def _bundle(folder: Path | None) -> dict[str, Any] | None:
 
 
 def _history_status(url: str, home: Path, runs: Path, run: str) -> str | None:
-    proc = subprocess.run([KIT, "history", "--runs-dir", str(runs)], env=_env(url, home), capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [KIT, "history", "--runs-dir", str(runs)], env=_env(url, home), capture_output=True, text=True, timeout=120
+    )
     line = next((ln for ln in proc.stdout.splitlines() if ln.strip().startswith(run)), "")
     words = line.split()
     if len(words) < 2:
@@ -206,16 +227,19 @@ def _tracebacks(text: str) -> int:
 # -- interrupted apply ------------------------------------------------------------------------
 
 
-def _interrupted(pg: local.Server, home: Path, template: str, *, rows: int, sig: signal.Signals,
-                 app_transaction: bool) -> dict[str, Any]:
+def _interrupted(
+    pg: local.Server, home: Path, template: str, *, rows: int, sig: signal.Signals, app_transaction: bool
+) -> dict[str, Any]:
     """Steps: 1. kit run -p apply true; 2. wait for its build (with an application transaction open:
     until the build waits for it); 3. the signal to the run's process group; 4. when the build, then
     the process, stopped; 2 s later, the kit's backends still active; 5. the application transaction
     ends; 6. the same run again, and what it left."""
     url = _copy(pg, template, rows)
     dsn = libpq_url(url)
-    with tempfile.TemporaryDirectory(prefix="kit-applies-") as tmp, \
-            psycopg.connect(dsn, autocommit=True, application_name="bench-observer") as conn:
+    with (
+        tempfile.TemporaryDirectory(prefix="kit-applies-") as tmp,
+        psycopg.connect(dsn, autocommit=True, application_name="bench-observer") as conn,
+    ):
         runs = Path(tmp) / "runs"
         proc = _start(url, home, runs)  # 1.
         app = None
@@ -240,22 +264,37 @@ def _interrupted(pg: local.Server, home: Path, template: str, *, rows: int, sig:
         first = _run_of(runs)  # (the rerun's folder sorts after it)
         bundle = _bundle(first)
         history = _history_status(url, home, runs, first.name) if first else None
-        rerun = subprocess.run([KIT, "run", "-p", "apply", "true", "-p", "repeats", "3", "--runs-dir", str(runs)],
-                               env=_env(url, home), capture_output=True, text=True, timeout=RUN_TIMEOUT_S)  # 6.
+        rerun = subprocess.run(
+            [KIT, "run", "-p", "apply", "true", "-p", "repeats", "3", "--runs-dir", str(runs)],
+            env=_env(url, home),
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_S,
+        )  # 6.
         second = sorted(p for p in runs.iterdir() if p.is_dir())[-1]
         baseline = (_bundle(second) or {}).get("previous_run")
         loop = second / "loop.json"
-        dropped = [f["index"] for f in json.loads(loop.read_text()).get("leftovers", []) if f["action"] == "dropped"] \
-            if loop.exists() else []
+        dropped = (
+            [f["index"] for f in json.loads(loop.read_text()).get("leftovers", []) if f["action"] == "dropped"]
+            if loop.exists()
+            else []
+        )
         return {
-            "exit_code": proc.returncode, "seconds_to_stop": round(stopped, 2),
-            "seconds_to_exit": round(exited, 2), "backends_left": backends_left,
-            "invalid_after_interrupt": invalid_before, "bundle_status": bundle["status"] if bundle else "no bundle",
-            "history_status": history, "stderr_last_line": (err.strip().splitlines() or [""])[-1][:300],
-            "stderr_tracebacks": _tracebacks(err), "rerun_exit_code": rerun.returncode,
+            "exit_code": proc.returncode,
+            "seconds_to_stop": round(stopped, 2),
+            "seconds_to_exit": round(exited, 2),
+            "backends_left": backends_left,
+            "invalid_after_interrupt": invalid_before,
+            "bundle_status": bundle["status"] if bundle else "no bundle",
+            "history_status": history,
+            "stderr_last_line": (err.strip().splitlines() or [""])[-1][:300],
+            "stderr_tracebacks": _tracebacks(err),
+            "rerun_exit_code": rerun.returncode,
             "rerun_error": rerun.stderr.strip().splitlines()[-1][:300] if rerun.returncode else "",
-            "invalid_left_after_rerun": _scalar(conn, INVALID), "suffixed_after_rerun": _scalar(conn, SUFFIXED),
-            "rerun_dropped_leftovers": dropped, "rerun_baseline": baseline,
+            "invalid_left_after_rerun": _scalar(conn, INVALID),
+            "suffixed_after_rerun": _scalar(conn, SUFFIXED),
+            "rerun_dropped_leftovers": dropped,
+            "rerun_baseline": baseline,
             "rerun_compared_with_interrupted": bool(first and baseline == first.name),
         }
 
@@ -266,8 +305,10 @@ def _interrupted(pg: local.Server, home: Path, template: str, *, rows: int, sig:
 def _overlapping(pg: local.Server, home: Path, template: str, *, rows: int, apart: bool) -> dict[str, Any]:
     """Two runs: started together, or the second once the first is building."""
     url = _copy(pg, template, rows)
-    with tempfile.TemporaryDirectory(prefix="kit-applies-") as tmp, \
-            psycopg.connect(libpq_url(url), autocommit=True, application_name="bench-observer") as conn:
+    with (
+        tempfile.TemporaryDirectory(prefix="kit-applies-") as tmp,
+        psycopg.connect(libpq_url(url), autocommit=True, application_name="bench-observer") as conn,
+    ):
         started = time.monotonic()
         procs = [_start(url, home, Path(tmp) / "a")]
         if apart:
@@ -276,10 +317,17 @@ def _overlapping(pg: local.Server, home: Path, template: str, *, rows: int, apar
         procs.append(_start(url, home, Path(tmp) / "b"))
         codes = [p.wait(timeout=RUN_TIMEOUT_S) for p in procs]
         errs = [_stderr(Path(tmp) / name) for name in ("a", "b")]
-        refused = [code == 2 and len(err.strip().splitlines()) == 1 and REFUSAL in err
-                   for code, err in zip(codes, errs)]
+        refused = [
+            code == 2 and len(err.strip().splitlines()) == 1 and REFUSAL in err
+            for code, err in zip(codes, errs, strict=False)
+        ]
         lines = [err.strip().splitlines()[-1][:300] if err.strip() else "" for err in errs]
-        return {"delay_s": round(delay, 1), "exit_codes": codes, "refused": sum(refused),
-                "errors": sum(1 for code, ok in zip(codes, refused) if code != 0 and not ok),
-                "duplicate_indexes": _scalar(conn, DUPLICATES), "invalid_left": _scalar(conn, INVALID),
-                "stderr": [ln for ln in lines if ln]}
+        return {
+            "delay_s": round(delay, 1),
+            "exit_codes": codes,
+            "refused": sum(refused),
+            "errors": sum(1 for code, ok in zip(codes, refused, strict=False) if code != 0 and not ok),
+            "duplicate_indexes": _scalar(conn, DUPLICATES),
+            "invalid_left": _scalar(conn, INVALID),
+            "stderr": [ln for ln in lines if ln],
+        }

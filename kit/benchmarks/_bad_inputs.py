@@ -54,21 +54,31 @@ def cases(ctx: Context) -> list[Case]:
     nothing_started = _nothing_running
     return [
         Case("URL without a scheme", ("seed", "--database-url", f"auditor:{s}@db:5432/app")),
-        Case("password with a '/'", ("seed", "--apply", "--database-url", f"postgresql://u:pa/{s}@127.0.0.1:{unused}/x")),
-        Case("password with a space", ("seed", "--apply", "--database-url", f"postgresql://u:pa {s}@127.0.0.1:{unused}/x")),
+        Case(
+            "password with a '/'", ("seed", "--apply", "--database-url", f"postgresql://u:pa/{s}@127.0.0.1:{unused}/x")
+        ),
+        Case(
+            "password with a space",
+            ("seed", "--apply", "--database-url", f"postgresql://u:pa {s}@127.0.0.1:{unused}/x"),
+        ),
         Case("port not a number", ("seed", "--database-url", f"postgresql://u:{s}@db:five/app")),
         Case("port out of range in the URL", ("seed", "--database-url", f"postgresql://u:{s}@db:99999/app")),
         Case("not PostgreSQL", ("seed", "--database-url", f"mysql://root:{s}@db/app")),
         Case("not a URL", ("seed", "--database-url", "::::")),
         Case("database unreachable", ("seed", "--apply", "--database-url", down)),
         Case("wrong password", ("seed", "--apply", "--database-url", ctx.wrong_password_url)),
-        Case("database that does not exist",
-             ("seed", "--apply", "--database-url", f"postgresql://postgres:{s}@127.0.0.1:{ctx.pg_port}/no_such_db")),
+        Case(
+            "database that does not exist",
+            ("seed", "--apply", "--database-url", f"postgresql://postgres:{s}@127.0.0.1:{ctx.pg_port}/no_such_db"),
+        ),
         Case("unknown scale", ("seed", "--scale", "huge")),
         Case("seed not an integer", ("seed", "--seed", "x")),
         Case("unknown option", ("seed", "--colour", "red")),
-        Case("a database the kit did not create", ("seed", "--scale", "tiny", "--database-url", ctx.database_url),
-             env={"KIT_HOME": "{fresh}"}),
+        Case(
+            "a database the kit did not create",
+            ("seed", "--scale", "tiny", "--database-url", ctx.database_url),
+            env={"KIT_HOME": "{fresh}"},
+        ),
         Case("a role that may not write", ("seed", "--scale", "tiny", "--apply", "--database-url", ctx.read_only_url)),
         Case("unknown parameter", ("run", "-p", "colour", "red")),
         Case("not a boolean", ("run", "-p", "apply", "perhaps")),
@@ -77,8 +87,10 @@ def cases(ctx: Context) -> list[Case]:
         Case("zero users", ("run", "-p", "load_users", "0")),
         Case("seconds out of range", ("run", "-p", "load_seconds", "1e9")),
         Case("seconds not a number", ("run", "-p", "load_seconds", "abc")),
-        Case("a password as a parameter",
-             ("run", "--notebook", "04_trends.ipynb", "-p", "runs_dir", f"host=db password={s}")),
+        Case(
+            "a password as a parameter",
+            ("run", "--notebook", "04_trends.ipynb", "-p", "runs_dir", f"host=db password={s}"),
+        ),
         Case("a URL as a parameter", ("run", "-p", "database_env", f"postgresql://u:{s}@h/d")),
         Case("a variable name that is not one", ("run", "-p", "database_env", "not a name")),
         Case("a file that is not a notebook", ("run", "--notebook", "../README.md")),
@@ -89,16 +101,38 @@ def cases(ctx: Context) -> list[Case]:
         Case("run with a URL without a scheme", ("run", "--database-url", f"auditor:{s}@db/app")),
         Case("runs folder that is a file", ("history", "--runs-dir", "{file}")),
         Case("runs that do not exist", ("compare", "nope1", "nope2")),
-        Case("taken PostgreSQL port", ("services", "up", "--pg-port", "{taken}"), env={"KIT_HOME": "{fresh}"},
-             taken_port=True, after=nothing_started),
-        Case("taken Redis port", ("services", "up", "--redis-port", "{taken}"), env={"KIT_HOME": "{fresh}"},
-             taken_port=True, after=nothing_started),
-        Case("taken Redis port under cron's PATH", ("services", "up", "--redis-port", "{taken}"),
-             env={"KIT_HOME": "{fresh}", "PATH": "/usr/bin:/bin"}, taken_port=True, after=nothing_started),
-        Case("port out of range", ("services", "up", "--pg-port", "70000"), env={"KIT_HOME": "{fresh}"},
-             after=nothing_started),
-        Case("taken metrics port", ("metrics", "serve", "--port", "{taken}", "--database-url", ctx.database_url),
-             taken_port=True),
+        Case(
+            "taken PostgreSQL port",
+            ("services", "up", "--pg-port", "{taken}"),
+            env={"KIT_HOME": "{fresh}"},
+            taken_port=True,
+            after=nothing_started,
+        ),
+        Case(
+            "taken Redis port",
+            ("services", "up", "--redis-port", "{taken}"),
+            env={"KIT_HOME": "{fresh}"},
+            taken_port=True,
+            after=nothing_started,
+        ),
+        Case(
+            "taken Redis port under cron's PATH",
+            ("services", "up", "--redis-port", "{taken}"),
+            env={"KIT_HOME": "{fresh}", "PATH": "/usr/bin:/bin"},
+            taken_port=True,
+            after=nothing_started,
+        ),
+        Case(
+            "port out of range",
+            ("services", "up", "--pg-port", "70000"),
+            env={"KIT_HOME": "{fresh}"},
+            after=nothing_started,
+        ),
+        Case(
+            "taken metrics port",
+            ("metrics", "serve", "--port", "{taken}", "--database-url", ctx.database_url),
+            taken_port=True,
+        ),
         Case("metrics port out of range", ("metrics", "serve", "--port", "70000")),
         Case("metrics of a database that is down", ("metrics", "serve", "--port", "0", "--database-url", down)),
         Case("unknown benchmark", ("bench", "nope")),
@@ -144,16 +178,27 @@ def run_case(case: Case, ctx: Context, *, timeout: float = 180.0) -> dict[str, A
             env.pop(name, None)  # the kit's own servers of KIT_HOME, or the URL the case gives
         proc = subprocess.run([KIT, *argv], capture_output=True, text=True, env=env, timeout=timeout, cwd=work)
         problems = case.after(Path(env["KIT_HOME"])) if case.after else ""
-        written = sorted(str(p.relative_to(work)) for p in work.rglob("*")
-                         if p.is_file() and p != file and not p.is_relative_to(fresh))
-        leaked = SECRET in proc.stdout + proc.stderr or any(SECRET in (work / p).read_text(errors="replace")
-                                                            for p in written)
+        written = sorted(
+            str(p.relative_to(work))
+            for p in work.rglob("*")
+            if p.is_file() and p != file and not p.is_relative_to(fresh)
+        )
+        leaked = SECRET in proc.stdout + proc.stderr or any(
+            SECRET in (work / p).read_text(errors="replace") for p in written
+        )
         if runs.exists():
             problems += f" wrote {runs.name}/"
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    return {"case": case.name, "argv": " ".join(case.argv), "exit": proc.returncode, "lines": len(lines),
-            "traceback": "Traceback (most recent call last)" in proc.stderr + proc.stdout,
-            "leaked": leaked, "problems": problems.strip(), "stderr": lines[0][:200] if lines else ""}
+    return {
+        "case": case.name,
+        "argv": " ".join(case.argv),
+        "exit": proc.returncode,
+        "lines": len(lines),
+        "traceback": "Traceback (most recent call last)" in proc.stderr + proc.stdout,
+        "leaked": leaked,
+        "problems": problems.strip(),
+        "stderr": lines[0][:200] if lines else "",
+    }
 
 
 def run_all(ctx: Context, *, workers: int = 2) -> tuple[dict[str, int], list[dict[str, Any]]]:
@@ -161,7 +206,11 @@ def run_all(ctx: Context, *, workers: int = 2) -> tuple[dict[str, int], list[dic
     todo = cases(ctx)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         outcomes = list(pool.map(lambda c: run_case(c, ctx), todo))
-    figures = {"cases": len(outcomes), "one_line": sum(o["lines"] == 1 for o in outcomes),
-               "exit_2": sum(o["exit"] == 2 for o in outcomes), "passwords_leaked": sum(o["leaked"] for o in outcomes),
-               "tracebacks": sum(o["traceback"] for o in outcomes)}
+    figures = {
+        "cases": len(outcomes),
+        "one_line": sum(o["lines"] == 1 for o in outcomes),
+        "exit_2": sum(o["exit"] == 2 for o in outcomes),
+        "passwords_leaked": sum(o["leaked"] for o in outcomes),
+        "tracebacks": sum(o["traceback"] for o in outcomes),
+    }
     return figures, outcomes

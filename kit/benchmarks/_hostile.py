@@ -63,17 +63,32 @@ DUPLICATES = ("dup;\nDROP TABLE victim;--", "dup2 <b onmouseover=alert(4)>")
 # (schema, table, DDL of the columns after the name, the rows' SELECT list over g (:rows: their number),
 #  the column the workload looks rows up by)
 TABLES = (
-    ("Sales Ops", "Order", '("Id" bigint PRIMARY KEY, "CustomerId" bigint NOT NULL, "Status" text NOT NULL)',
-     "g, g % 5000, (ARRAY['open', 'closed', 'closed', 'closed'])[1 + g % 4]", '"CustomerId"'),
-    ("eu.west", "line items", '(id bigint PRIMARY KEY, "order id" bigint NOT NULL, qty int)',
-     "g, 1 + g % :rows, g % 7", '"order id"'),
+    (
+        "Sales Ops",
+        "Order",
+        '("Id" bigint PRIMARY KEY, "CustomerId" bigint NOT NULL, "Status" text NOT NULL)',
+        "g, g % 5000, (ARRAY['open', 'closed', 'closed', 'closed'])[1 + g % 4]",
+        '"CustomerId"',
+    ),
+    (
+        "eu.west",
+        "line items",
+        '(id bigint PRIMARY KEY, "order id" bigint NOT NULL, qty int)',
+        "g, 1 + g % :rows, g % 7",
+        '"order id"',
+    ),
     ("public", EVIL, "(id bigint PRIMARY KEY, k int, v text)", "g, g % 10000, 'v'", "k"),
     ("public", XSS, '(id bigint PRIMARY KEY, "we""ird" int, body text)', "g, g % 9000, 'b'", '"we""ird"'),
     ("public", IMG, '(id bigint PRIMARY KEY, "Grüße€" int)', "g, g % 7000", '"Grüße€"'),
     ("public", BREAKOUT, "(id bigint PRIMARY KEY, k int)", "g, g % 8000", "k"),
     ("public", ESCAPES, "(id bigint PRIMARY KEY, k int)", "g, g % 3000", "k"),
-    ('quoted"schema', "api_keys", "(id bigint PRIMARY KEY, token text NOT NULL, email text NOT NULL)",
-     f"g, 'tok_live_{CANARY}_' || md5(g::text), 'user' || g || '.{CANARY}@example.org'", "token"),
+    (
+        'quoted"schema',
+        "api_keys",
+        "(id bigint PRIMARY KEY, token text NOT NULL, email text NOT NULL)",
+        f"g, 'tok_live_{CANARY}_' || md5(g::text), 'user' || g || '.{CANARY}@example.org'",
+        "token",
+    ),
 )
 ROWS = 60_000
 
@@ -126,17 +141,27 @@ def build(pg: local.Server, database: str | None = None, *, rows: int = ROWS) ->
         for schema, table, columns, select, _key in TABLES:
             name = sql.Identifier(schema, table)
             conn.execute(sql.SQL("CREATE TABLE {} {}").format(name, sql.SQL(columns)))
-            conn.execute(sql.SQL("INSERT INTO {} SELECT {} FROM generate_series(1, {}) g").format(
-                name, sql.SQL(select.replace(":rows", str(int(rows)))), sql.Literal(rows)))
-        conn.execute(sql.SQL('ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ("order id") REFERENCES {}').format(
-            sql.Identifier("eu.west", "line items"), sql.Identifier(FK), sql.Identifier("Sales Ops", "Order")))
+            conn.execute(
+                sql.SQL("INSERT INTO {} SELECT {} FROM generate_series(1, {}) g").format(
+                    name, sql.SQL(select.replace(":rows", str(int(rows)))), sql.Literal(rows)
+                )
+            )
+        conn.execute(
+            sql.SQL('ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ("order id") REFERENCES {}').format(
+                sql.Identifier("eu.west", "line items"), sql.Identifier(FK), sql.Identifier("Sales Ops", "Order")
+            )
+        )
         for index in DUPLICATES:
-            conn.execute(sql.SQL("CREATE INDEX {} ON {} (k)").format(sql.Identifier(index),
-                                                                     sql.Identifier("public", ESCAPES)))
+            conn.execute(
+                sql.SQL("CREATE INDEX {} ON {} (k)").format(sql.Identifier(index), sql.Identifier("public", ESCAPES))
+            )
         conn.execute("ANALYZE")
         conn.execute("RESET ROLE")
-        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {}, {} TO {}").format(
-            sql.Identifier("eu.west"), sql.Identifier('quoted"schema'), monitor))
+        conn.execute(
+            sql.SQL("GRANT USAGE ON SCHEMA {}, {} TO {}").format(
+                sql.Identifier("eu.west"), sql.Identifier('quoted"schema'), monitor
+            )
+        )
     return db
 
 
@@ -147,12 +172,17 @@ def drive(url: str, *, calls: int = 40) -> int:
         for i in range(calls):
             for schema, table, _columns, _select, key in TABLES:
                 value = f"tok_live_{CANARY}_{i}" if key == "token" else i + 1
-                conn.execute(sql.SQL("SELECT * FROM {} WHERE {} = %s").format(sql.Identifier(schema, table),
-                                                                               sql.SQL(key)), [value])
+                conn.execute(
+                    sql.SQL("SELECT * FROM {} WHERE {} = %s").format(sql.Identifier(schema, table), sql.SQL(key)),
+                    [value],
+                )
                 done += 1
-            conn.execute(sql.SQL('SELECT id AS {} FROM {} WHERE token = %s').format(
-                sql.Identifier(f"password={IDENT_SECRET}"), sql.Identifier('quoted"schema', "api_keys")),
-                [f"tok_live_{CANARY}_{i}"])
+            conn.execute(
+                sql.SQL("SELECT id AS {} FROM {} WHERE token = %s").format(
+                    sql.Identifier(f"password={IDENT_SECRET}"), sql.Identifier('quoted"schema', "api_keys")
+                ),
+                [f"tok_live_{CANARY}_{i}"],
+            )
             done += 1
     return done
 
@@ -162,8 +192,9 @@ def kit_run(url: str, runs_dir: Path, *argv: str, home: Path) -> subprocess.Comp
     env = {**os.environ, "KIT_DATABASE_URL": url, "KIT_HOME": str(home)}
     env.pop("DATABASE_URL", None)
     env.pop("KIT_REDIS_URL", None)
-    return subprocess.run([KIT, "run", "--runs-dir", str(runs_dir), *argv], capture_output=True, text=True,
-                          env=env, timeout=900)
+    return subprocess.run(
+        [KIT, "run", "--runs-dir", str(runs_dir), *argv], capture_output=True, text=True, env=env, timeout=900
+    )
 
 
 def _run_folders(runs_dir: Path) -> list[Path]:
@@ -202,15 +233,23 @@ def psql_clean(db: Hostile, fixes_sql: Path) -> dict[str, Any]:
     as_owner = make_url(url).set(username=db.role(OWNER)).render_as_string(hide_password=False)
     try:
         before = catalog_state(url)
-        proc = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", libpq_url(as_owner),
-                               "-f", str(fixes_sql)], capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", libpq_url(as_owner), "-f", str(fixes_sql)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         after = catalog_state(url)
     finally:
         local.drop_database(db.server, copy)
     changed = before ^ after
-    return {"psql_exit": proc.returncode, "non_index_changes": len(changed),
-            "changes": sorted(repr(c) for c in changed)[:10], "psql_errors": proc.stderr.strip().splitlines()[:3],
-            "psql_clean": proc.returncode == 0 and not changed}
+    return {
+        "psql_exit": proc.returncode,
+        "non_index_changes": len(changed),
+        "changes": sorted(repr(c) for c in changed)[:10],
+        "psql_errors": proc.stderr.strip().splitlines()[:3],
+        "psql_clean": proc.returncode == 0 and not changed,
+    }
 
 
 # -- reports in chromium ----------------------------------------------------------------------
@@ -251,8 +290,11 @@ def hostile_runs(db: Hostile, home: Path, work: Path) -> dict[str, Any]:
     runs = work / "runs"
     dry = kit_run(owner, runs, home=home)
     dry_folder = _run_folders(runs)[-1] if _run_folders(runs) else None
-    psql = psql_clean(db, dry_folder / "fixes.sql") if dry_folder and (dry_folder / "fixes.sql").exists() \
+    psql = (
+        psql_clean(db, dry_folder / "fixes.sql")
+        if dry_folder and (dry_folder / "fixes.sql").exists()
         else {"psql_exit": None, "non_index_changes": None, "psql_clean": False, "changes": [], "psql_errors": []}
+    )
     applied = kit_run(owner, runs, "-p", "apply", "true", home=home)
     return {"calls": calls, "runs_dir": runs, "procs": [dry, applied], "folders": _run_folders(runs), "psql": psql}
 
@@ -266,11 +308,17 @@ def hostile_names(state: dict[str, Any]) -> dict[str, Any]:
     files = [p for f in folders for p in f.rglob("*") if p.is_file()]
     escapes = output.count(PLANTED_ESCAPE) + sum(p.read_bytes().count(PLANTED_ESCAPE.encode()) for p in files)
     fixes = [f for f in folders if (f / "fixes.sql").exists()]
-    return {"runs": len(procs), "runs_ok": sum(p.returncode == 0 for p in procs),
-            "run_errors": [p.stderr.strip().splitlines()[-1][:300] for p in procs if p.returncode and p.stderr.strip()],
-            "fixes_sql_files": len(fixes), **state["psql"],
-            "html_pages": len(pages), "html_scripts_executed": dialogs, "pages_showing_hostile_names": shown,
-            "planted_escapes_in_output": escapes}
+    return {
+        "runs": len(procs),
+        "runs_ok": sum(p.returncode == 0 for p in procs),
+        "run_errors": [p.stderr.strip().splitlines()[-1][:300] for p in procs if p.returncode and p.stderr.strip()],
+        "fixes_sql_files": len(fixes),
+        **state["psql"],
+        "html_pages": len(pages),
+        "html_scripts_executed": dialogs,
+        "pages_showing_hostile_names": shown,
+        "planted_escapes_in_output": escapes,
+    }
 
 
 def data_values_in_files(state: dict[str, Any]) -> dict[str, Any]:
@@ -286,19 +334,31 @@ def data_values_in_files(state: dict[str, Any]) -> dict[str, Any]:
         if loop.exists():
             statements = json.loads(loop.read_text(encoding="utf-8"))["statements"]
             sampled += sum(s["mode"] == "measured" and "api_keys" in (s["query"] or "") for s in statements)
-    return {"files_scanned": files, "hits": len(hits) + output_hits, "hit_files": sorted({f for f, _ in hits}),
-            "sampled_statements": sampled}
+    return {
+        "files_scanned": files,
+        "hits": len(hits) + output_hits,
+        "hit_files": sorted({f for f, _ in hits}),
+        "sampled_statements": sampled,
+    }
 
 
 def least_privilege(db: Hostile, home: Path, work: Path, *, reader_run: bool = True) -> dict[str, Any]:
     """Each case through ``kit run``: one line on stderr, exit 2, no traceback, no run folder; then
     (``reader_run``) the positive control: a reader's dry run works."""
-    cases = {"monitor without USAGE": (db.url(MONITOR), ()),
-             "apply by a reader": (db.url(READER), ("-p", "apply", "true")),
-             "apply by a read-only role": (db.url(READ_ONLY), ("-p", "apply", "true")),
-             "a role that may not connect": (db.url(NO_CONNECT), ())}
-    out: dict[str, Any] = {"cases": len(cases), "exit_2": 0, "one_line": 0, "tracebacks": 0, "nothing_written": 0,
-                           "outcomes": []}
+    cases = {
+        "monitor without USAGE": (db.url(MONITOR), ()),
+        "apply by a reader": (db.url(READER), ("-p", "apply", "true")),
+        "apply by a read-only role": (db.url(READ_ONLY), ("-p", "apply", "true")),
+        "a role that may not connect": (db.url(NO_CONNECT), ()),
+    }
+    out: dict[str, Any] = {
+        "cases": len(cases),
+        "exit_2": 0,
+        "one_line": 0,
+        "tracebacks": 0,
+        "nothing_written": 0,
+        "outcomes": [],
+    }
     for name, (url, argv) in cases.items():
         runs = work / f"lp-{uuid.uuid4().hex[:6]}"
         proc = kit_run(url, runs, *argv, home=home)
@@ -309,8 +369,16 @@ def least_privilege(db: Hostile, home: Path, work: Path, *, reader_run: bool = T
         out["one_line"] += len(lines) == 1
         out["tracebacks"] += traceback
         out["nothing_written"] += not written
-        out["outcomes"].append({"case": name, "exit": proc.returncode, "lines": len(lines),
-                                "first": lines[0][:300] if lines else "", "traceback": traceback, "written": written})
+        out["outcomes"].append(
+            {
+                "case": name,
+                "exit": proc.returncode,
+                "lines": len(lines),
+                "first": lines[0][:300] if lines else "",
+                "traceback": traceback,
+                "written": written,
+            }
+        )
     if reader_run:
         out["reader_dry_run_ok"] = kit_run(db.url(READER), work / "lp-reader", home=home).returncode == 0
     return out

@@ -58,12 +58,15 @@ def _extension() -> str:
     try:
         import duckdb_extension_tpch
     except ImportError:
-        raise ConfigError("TPC-H needs duckdb and duckdb-extension-tpch: pip install 'dbperf-kit[dev]' "
-                          "(make install does)") from None
+        raise ConfigError(
+            "TPC-H needs duckdb and duckdb-extension-tpch: pip install 'dbperf-kit[dev]' (make install does)"
+        ) from None
     found = glob.glob(str(Path(duckdb_extension_tpch.__file__).parent / "extensions" / "*" / "tpch.duckdb_extension"))
     if not found:
-        raise ConfigError("duckdb-extension-tpch has no tpch.duckdb_extension for this platform; "
-                          "reinstall it with the same version as duckdb")
+        raise ConfigError(
+            "duckdb-extension-tpch has no tpch.duckdb_extension for this platform; "
+            "reinstall it with the same version as duckdb"
+        )
     return found[0]
 
 
@@ -98,8 +101,10 @@ def load(url: str, *, sf: float) -> dict[str, int]:
                         while chunk := f.read(1 << 20):
                             cp.write(chunk)
             conn.execute("ANALYZE")
-            return {t: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t))).fetchone()[0]
-                    for t in TABLES}
+            return {
+                t: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t))).fetchone()[0]
+                for t in TABLES
+            }
 
 
 # -- the queries (TPC-H 2.18, section 2.4), PostgreSQL syntax; {name} is a substitution parameter
@@ -278,11 +283,13 @@ order by cntrycode""",
 }
 
 # qgen's word lists (TPC-H 4.2.2.13, 4.2.3)
-REGIONS = {"AFRICA": ("ALGERIA", "ETHIOPIA", "KENYA", "MOROCCO", "MOZAMBIQUE"),
-           "AMERICA": ("ARGENTINA", "BRAZIL", "CANADA", "PERU", "UNITED STATES"),
-           "ASIA": ("INDIA", "INDONESIA", "JAPAN", "CHINA", "VIETNAM"),
-           "EUROPE": ("FRANCE", "GERMANY", "ROMANIA", "RUSSIA", "UNITED KINGDOM"),
-           "MIDDLE EAST": ("EGYPT", "IRAN", "IRAQ", "JORDAN", "SAUDI ARABIA")}
+REGIONS = {
+    "AFRICA": ("ALGERIA", "ETHIOPIA", "KENYA", "MOROCCO", "MOZAMBIQUE"),
+    "AMERICA": ("ARGENTINA", "BRAZIL", "CANADA", "PERU", "UNITED STATES"),
+    "ASIA": ("INDIA", "INDONESIA", "JAPAN", "CHINA", "VIETNAM"),
+    "EUROPE": ("FRANCE", "GERMANY", "ROMANIA", "RUSSIA", "UNITED KINGDOM"),
+    "MIDDLE EAST": ("EGYPT", "IRAN", "IRAQ", "JORDAN", "SAUDI ARABIA"),
+}
 NATIONS = tuple(n for ns in REGIONS.values() for n in ns)
 SEGMENTS = ("AUTOMOBILE", "BUILDING", "FURNITURE", "MACHINERY", "HOUSEHOLD")
 TYPE1 = ("STANDARD", "SMALL", "MEDIUM", "LARGE", "ECONOMY", "PROMO")
@@ -290,15 +297,100 @@ TYPE2 = ("ANODIZED", "BURNISHED", "PLATED", "POLISHED", "BRUSHED")
 TYPE3 = ("TIN", "NICKEL", "BRASS", "STEEL", "COPPER")
 CONTAINER1 = ("SM", "LG", "MED", "JUMBO", "WRAP")
 CONTAINER2 = ("CASE", "BOX", "BAG", "JAR", "PKG", "PACK", "CAN", "DRUM")
-COLORS = ("almond", "antique", "aquamarine", "azure", "beige", "bisque", "black", "blanched", "blue", "blush",
-          "brown", "burlywood", "burnished", "chartreuse", "chiffon", "chocolate", "coral", "cornflower",
-          "cornsilk", "cream", "cyan", "dark", "deep", "dim", "dodger", "drab", "firebrick", "floral", "forest",
-          "frosted", "gainsboro", "ghost", "goldenrod", "green", "grey", "honeydew", "hot", "indian", "ivory",
-          "khaki", "lace", "lavender", "lawn", "lemon", "light", "lime", "linen", "magenta", "maroon", "medium",
-          "metallic", "midnight", "mint", "misty", "moccasin", "navajo", "navy", "olive", "orange", "orchid",
-          "pale", "papaya", "peach", "peru", "pink", "plum", "powder", "puff", "purple", "red", "rose", "rosy",
-          "royal", "saddle", "salmon", "sandy", "seashell", "sienna", "sky", "slate", "smoke", "snow", "spring",
-          "steel", "tan", "thistle", "tomato", "turquoise", "violet", "wheat", "white", "yellow")
+COLORS = (
+    "almond",
+    "antique",
+    "aquamarine",
+    "azure",
+    "beige",
+    "bisque",
+    "black",
+    "blanched",
+    "blue",
+    "blush",
+    "brown",
+    "burlywood",
+    "burnished",
+    "chartreuse",
+    "chiffon",
+    "chocolate",
+    "coral",
+    "cornflower",
+    "cornsilk",
+    "cream",
+    "cyan",
+    "dark",
+    "deep",
+    "dim",
+    "dodger",
+    "drab",
+    "firebrick",
+    "floral",
+    "forest",
+    "frosted",
+    "gainsboro",
+    "ghost",
+    "goldenrod",
+    "green",
+    "grey",
+    "honeydew",
+    "hot",
+    "indian",
+    "ivory",
+    "khaki",
+    "lace",
+    "lavender",
+    "lawn",
+    "lemon",
+    "light",
+    "lime",
+    "linen",
+    "magenta",
+    "maroon",
+    "medium",
+    "metallic",
+    "midnight",
+    "mint",
+    "misty",
+    "moccasin",
+    "navajo",
+    "navy",
+    "olive",
+    "orange",
+    "orchid",
+    "pale",
+    "papaya",
+    "peach",
+    "peru",
+    "pink",
+    "plum",
+    "powder",
+    "puff",
+    "purple",
+    "red",
+    "rose",
+    "rosy",
+    "royal",
+    "saddle",
+    "salmon",
+    "sandy",
+    "seashell",
+    "sienna",
+    "sky",
+    "slate",
+    "smoke",
+    "snow",
+    "spring",
+    "steel",
+    "tan",
+    "thistle",
+    "tomato",
+    "turquoise",
+    "violet",
+    "wheat",
+    "white",
+    "yellow",
+)
 SHIPMODES = ("REG AIR", "AIR", "RAIL", "SHIP", "TRUCK", "MAIL", "FOB")
 
 
@@ -332,8 +424,11 @@ def parameters(n: int, rnd: random.Random, *, sf: float) -> dict[str, object]:
         a, b = rnd.sample(NATIONS, 2)
         return {"nation1": a, "nation2": b}
     if n == 8:
-        return {"nation": rnd.choice(REGIONS[region]), "region": region,
-                "type": f"{rnd.choice(TYPE1)} {rnd.choice(TYPE2)} {rnd.choice(TYPE3)}"}
+        return {
+            "nation": rnd.choice(REGIONS[region]),
+            "region": region,
+            "type": f"{rnd.choice(TYPE1)} {rnd.choice(TYPE2)} {rnd.choice(TYPE3)}",
+        }
     if n == 9:
         return {"color": f"%{rnd.choice(COLORS)}%"}
     if n == 10:
@@ -344,21 +439,32 @@ def parameters(n: int, rnd: random.Random, *, sf: float) -> dict[str, object]:
         a, b = rnd.sample(SHIPMODES, 2)
         return {"shipmode1": a, "shipmode2": b, "date": year()}
     if n == 13:
-        return {"words": f"%{rnd.choice(('special', 'pending', 'unusual', 'express'))}%"
-                         f"{rnd.choice(('packages', 'requests', 'accounts', 'deposits'))}%"}
+        return {
+            "words": f"%{rnd.choice(('special', 'pending', 'unusual', 'express'))}%"
+            f"{rnd.choice(('packages', 'requests', 'accounts', 'deposits'))}%"
+        }
     if n == 14:
         return {"date": _month(rnd, (1993, 1), (1997, 12))}
     if n == 16:
         sizes = rnd.sample(range(1, 51), 8)
-        return {"brand": _brand(rnd), "type": f"{rnd.choice(TYPE1)} {rnd.choice(TYPE2)}%",
-                **{f"size{i + 1}": s for i, s in enumerate(sizes)}}
+        return {
+            "brand": _brand(rnd),
+            "type": f"{rnd.choice(TYPE1)} {rnd.choice(TYPE2)}%",
+            **{f"size{i + 1}": s for i, s in enumerate(sizes)},
+        }
     if n == 17:
         return {"brand": _brand(rnd), "container": f"{rnd.choice(CONTAINER1)} {rnd.choice(CONTAINER2)}"}
     if n == 18:
         return {"quantity": rnd.randint(312, 315)}
     if n == 19:
-        return {"brand1": _brand(rnd), "brand2": _brand(rnd), "brand3": _brand(rnd),
-                "quantity1": rnd.randint(1, 10), "quantity2": rnd.randint(10, 20), "quantity3": rnd.randint(20, 30)}
+        return {
+            "brand1": _brand(rnd),
+            "brand2": _brand(rnd),
+            "brand3": _brand(rnd),
+            "quantity1": rnd.randint(1, 10),
+            "quantity2": rnd.randint(10, 20),
+            "quantity3": rnd.randint(20, 30),
+        }
     if n == 20:
         return {"color": rnd.choice(COLORS) + "%", "date": year(), "nation": rnd.choice(NATIONS)}
     if n == 21:

@@ -105,17 +105,26 @@ def measure(url: str, workload: dict[int, list[dict]], *, runs: int, timeout_s: 
                 timed_out.append(f"q{n}")
             per_query[f"q{n}"] = round(statistics.median(times), 3) if times and len(times) == runs else None
         indexes = conn.execute(SECONDARY, [list(_tpch.TABLES)]).fetchall()
-    return {"indexes": [name for name, _size in indexes], "bytes": sum(size for _name, size in indexes),
-            "per_query_ms": per_query, "per_query_cost": costs, "per_query_indexes": used, "timed_out": timed_out}
+    return {
+        "indexes": [name for name, _size in indexes],
+        "bytes": sum(size for _name, size in indexes),
+        "per_query_ms": per_query,
+        "per_query_cost": costs,
+        "per_query_indexes": used,
+        "timed_out": timed_out,
+    }
 
 
 def _totals(config: dict, queries: list[str]) -> dict:
     """The config's sums over ``queries`` (those timed in both configurations)."""
-    return {**config, "est_cost": round(sum(config["per_query_cost"][q] for q in queries), 1),
-            "workload_ms": round(sum(config["per_query_ms"][q] or 0.0 for q in queries), 3),
-            "per_query_ms": {q: config["per_query_ms"][q] for q in queries},
-            "per_query_cost": {q: config["per_query_cost"][q] for q in queries},
-            "per_query_indexes": {q: config["per_query_indexes"][q] for q in queries}}
+    return {
+        **config,
+        "est_cost": round(sum(config["per_query_cost"][q] for q in queries), 1),
+        "workload_ms": round(sum(config["per_query_ms"][q] or 0.0 for q in queries), 3),
+        "per_query_ms": {q: config["per_query_ms"][q] for q in queries},
+        "per_query_cost": {q: config["per_query_cost"][q] for q in queries},
+        "per_query_indexes": {q: config["per_query_indexes"][q] for q in queries},
+    }
 
 
 def _regression(q: str, none: dict, kit: dict) -> dict:
@@ -127,10 +136,15 @@ def _regression(q: str, none: dict, kit: dict) -> dict:
     before, after = none["per_query_ms"][q], kit["per_query_ms"][q]
     cost_b, cost_a = none["per_query_cost"][q], kit["per_query_cost"][q]
     changed = none["per_query_indexes"][q] != kit["per_query_indexes"][q] or abs(cost_a - cost_b) > 0.01 * cost_b
-    return {"query": q, "none_ms": before, "kit_ms": after,
-            "slower_pct": round(100 * (after / before - 1), 1) if after is not None else None,
-            "plan_changed": changed, "kit_indexes_in_plan": kit["per_query_indexes"][q],
-            "kit_index": any(i.startswith("kit_") for i in kit["per_query_indexes"][q])}
+    return {
+        "query": q,
+        "none_ms": before,
+        "kit_ms": after,
+        "slower_pct": round(100 * (after / before - 1), 1) if after is not None else None,
+        "plan_changed": changed,
+        "kit_indexes_in_plan": kit["per_query_indexes"][q],
+        "kit_index": any(i.startswith("kit_") for i in kit["per_query_indexes"][q]),
+    }
 
 
 def _labels(url: str) -> dict[str, str]:
@@ -156,19 +170,40 @@ def _loop_figures(result, labels: dict[str, str]) -> dict:
     for s in targets:
         t = result.before.get(s.key)
         if t is None or t.mode != MEASURED:
-            untimed.append({"query": labels.get(s.key, s.key), "mode": t.mode if t else None,
-                            "prepared": bool(t) and t.mode != NOT_MEASURED, "reason": t.reason if t else "not measured"})
-    return {"statements": len(targets), "timed_statements": len(timed),
-            "reproduced_share": round(len(reproduced) / len(timed), 3) if timed else None,
-            "reproduced": sorted(labels.get(s.key, s.key) for s in reproduced),
-            "not_reproduced": {labels.get(s.key, s.key): result.before[s.key].evidence for s in timed
-                               if result.before[s.key].reproduced is not True},
-            "not_timed": untimed,
-            "retyped": {labels.get(s.key, s.key): list(s.rewrites) for s in targets if s.rewrites}}
+            untimed.append(
+                {
+                    "query": labels.get(s.key, s.key),
+                    "mode": t.mode if t else None,
+                    "prepared": bool(t) and t.mode != NOT_MEASURED,
+                    "reason": t.reason if t else "not measured",
+                }
+            )
+    return {
+        "statements": len(targets),
+        "timed_statements": len(timed),
+        "reproduced_share": round(len(reproduced) / len(timed), 3) if timed else None,
+        "reproduced": sorted(labels.get(s.key, s.key) for s in reproduced),
+        "not_reproduced": {
+            labels.get(s.key, s.key): result.before[s.key].evidence
+            for s in timed
+            if result.before[s.key].reproduced is not True
+        },
+        "not_timed": untimed,
+        "retyped": {labels.get(s.key, s.key): list(s.rewrites) for s in targets if s.rewrites},
+    }
 
 
-def run(*, database_url: str, redis_url: str, scale: str, seed: int, sf: float = DEFAULT_SF, sets: int = SETS,
-        runs: int = RUNS, timeout_s: float = TIMEOUT_S) -> dict:
+def run(
+    *,
+    database_url: str,
+    redis_url: str,
+    scale: str,
+    seed: int,
+    sf: float = DEFAULT_SF,
+    sets: int = SETS,
+    runs: int = RUNS,
+    timeout_s: float = TIMEOUT_S,
+) -> dict:
     """Build, drive, measure, loop with apply, measure again; the figures of issue 23."""
     del redis_url, scale
     built = time.monotonic()
@@ -194,11 +229,20 @@ def run(*, database_url: str, redis_url: str, scale: str, seed: int, sf: float =
     labels = _labels(database_url)
     names = [f"q{n}" for n in kept]
     none, kit = _totals(none, names), _totals(kit, names)
-    slower = [_regression(q, none, kit) for q in names if kit["per_query_ms"][q] is None
-              or kit["per_query_ms"][q] > SLOWER * none["per_query_ms"][q]]
+    slower = [
+        _regression(q, none, kit)
+        for q in names
+        if kit["per_query_ms"][q] is None or kit["per_query_ms"][q] > SLOWER * none["per_query_ms"][q]
+    ]
     return {
-        "sf": sf, "rows": rows, "build_seconds": round(build_s, 2), "sets": sets, "runs": runs,
-        "queries": [f"q{n}" for n in kept], "left_out": left_out, "calls": {f"q{n}": c for n, c in calls.items()},
+        "sf": sf,
+        "rows": rows,
+        "build_seconds": round(build_s, 2),
+        "sets": sets,
+        "runs": runs,
+        "queries": [f"q{n}" for n in kept],
+        "left_out": left_out,
+        "calls": {f"q{n}": c for n, c in calls.items()},
         "budget_bytes": _budget(),
         "configs": {"none": none, "kit": kit},
         "relative_cost_pct": round(100 * kit["est_cost"] / none["est_cost"], 1) if none["est_cost"] else None,

@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import hashlib
 import random
-from datetime import datetime, timedelta, timezone
 import statistics
 import time
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 
@@ -135,10 +135,18 @@ TRAP = "public.heartbeats"  # write-heavy: no index pays for itself there
 
 
 def sizes(rows: int) -> dict[str, int]:
-    return {"rows": rows, "orders": max(rows // 4, 10), "customers": max(rows // 12, 10),
-            "products": max(rows // 60, 10), "payments": max(rows // 3, 100), "events": rows,
-            "accounts": max(rows // 600, 10), "tickets": max(rows // 4, 1000), "assignees": max(rows // 4000, 10),
-            "devices": max(rows // 100, 100)}
+    return {
+        "rows": rows,
+        "orders": max(rows // 4, 10),
+        "customers": max(rows // 12, 10),
+        "products": max(rows // 60, 10),
+        "payments": max(rows // 3, 100),
+        "events": rows,
+        "accounts": max(rows // 600, 10),
+        "tickets": max(rows // 4, 1000),
+        "assignees": max(rows // 4000, 10),
+        "devices": max(rows // 100, 100),
+    }
 
 
 def build(url: str, *, rows: int, owner: str | None = None, real_world: bool = False) -> dict[str, int]:
@@ -170,9 +178,13 @@ def build(url: str, *, rows: int, owner: str | None = None, real_world: bool = F
 def _real_world(conn: psycopg.Connection, n: dict[str, int]) -> None:
     conn.execute(REAL_WORLD)
     for month in range(EVENTS_MONTHS):
-        conn.execute(psycopg.sql.SQL("CREATE TABLE {} PARTITION OF events FOR VALUES FROM ({}) TO ({})").format(
-            psycopg.sql.Identifier(f"events_m{month + 1}"),
-            psycopg.sql.Literal(f"2024-{month + 1:02d}-01"), psycopg.sql.Literal(f"2024-{month + 2:02d}-01")))
+        conn.execute(
+            psycopg.sql.SQL("CREATE TABLE {} PARTITION OF events FOR VALUES FROM ({}) TO ({})").format(
+                psycopg.sql.Identifier(f"events_m{month + 1}"),
+                psycopg.sql.Literal(f"2024-{month + 1:02d}-01"),
+                psycopg.sql.Literal(f"2024-{month + 2:02d}-01"),
+            )
+        )
     with conn.transaction():
         for stmt in REAL_WORLD_LOAD:
             conn.execute(stmt, n)
@@ -182,35 +194,45 @@ def _real_world(conn: psycopg.Connection, n: dict[str, int]) -> None:
     conn.execute("ANALYZE heartbeats")
 
 
-def drive(url: str, *, rows: int, scans: int = 40, lookups: int = 200, seed: int = 42,
-          real_world: bool = False) -> int:
+def drive(url: str, *, rows: int, scans: int = 40, lookups: int = 200, seed: int = 42, real_world: bool = False) -> int:
     """The application's workload through psycopg (bound parameters); returns the calls made."""
     n, rnd, calls = sizes(rows), random.Random(seed), 0
     with psycopg.connect(libpq_url(url), autocommit=True, application_name="shop-app") as conn:
-        recent, last = conn.execute("SELECT /* kit */ (max(paid_at) - interval '1 day')::text, max(id) "
-                                    "FROM payments").fetchone()
+        recent, last = conn.execute(
+            "SELECT /* kit */ (max(paid_at) - interval '1 day')::text, max(id) FROM payments"
+        ).fetchone()
         next_payment = last + 1
         for _ in range(scans):
             order = rnd.randint(1, n["orders"])
             conn.execute("SELECT product_id, qty, price FROM order_items WHERE order_id = %s", [order])
-            conn.execute("SELECT id, status, total FROM orders WHERE tracking_code = %s",
-                         [hashlib.md5(str(order).encode()).hexdigest()])
+            conn.execute(
+                "SELECT id, status, total FROM orders WHERE tracking_code = %s",
+                [hashlib.md5(str(order).encode()).hexdigest()],
+            )
             conn.execute("SELECT sum(amount) FROM payments WHERE paid_at >= %s", [recent])
             calls += 3
         for i in range(lookups):
-            customer, product, order = rnd.randint(1, n["customers"]), rnd.randint(1, n["products"]), \
-                rnd.randint(1, n["orders"])
+            customer, product, order = (
+                rnd.randint(1, n["customers"]),
+                rnd.randint(1, n["products"]),
+                rnd.randint(1, n["orders"]),
+            )
             conn.execute("SELECT id, name, price FROM products WHERE sku = %s", [f"SKU-{product:08d}"])
             conn.execute("SELECT id, name FROM customers WHERE email = %s", [f"user{customer}@example.org"])
-            conn.execute("SELECT id, total FROM orders WHERE customer_id = %s ORDER BY created_at DESC LIMIT 10",
-                         [customer])
+            conn.execute(
+                "SELECT id, total FROM orders WHERE customer_id = %s ORDER BY created_at DESC LIMIT 10", [customer]
+            )
             conn.execute("UPDATE orders SET status = %s WHERE id = %s", ["paid", order])
             calls += 4
             if i % 2 == 0:
-                conn.execute('SELECT id, email FROM customers WHERE email COLLATE "C" >= %s '
-                             'ORDER BY email COLLATE "C" LIMIT 10', [f"user{customer}"])
-                conn.execute("INSERT INTO payments (id, order_id, amount, method, paid_at) "
-                             "VALUES (%s, %s, %s, %s, now())", [next_payment, order, 10, "card"])
+                conn.execute(
+                    'SELECT id, email FROM customers WHERE email COLLATE "C" >= %s ORDER BY email COLLATE "C" LIMIT 10',
+                    [f"user{customer}"],
+                )
+                conn.execute(
+                    "INSERT INTO payments (id, order_id, amount, method, paid_at) VALUES (%s, %s, %s, %s, now())",
+                    [next_payment, order, 10, "card"],
+                )
                 next_payment += 1
                 calls += 2
         if real_world:
@@ -218,24 +240,32 @@ def drive(url: str, *, rows: int, scans: int = 40, lookups: int = 200, seed: int
     return calls
 
 
-def _drive_real_world(conn: psycopg.Connection, n: dict[str, int], rnd: random.Random, *, scans: int,
-                      lookups: int) -> int:
+def _drive_real_world(
+    conn: psycopg.Connection, n: dict[str, int], rnd: random.Random, *, scans: int, lookups: int
+) -> int:
     """One account's week of events; one assignee's open tickets; heartbeats written over and over and
     read now and then."""
     calls = 0
-    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
     for _ in range(scans):
         week = start + timedelta(weeks=rnd.randint(0, 20))
-        conn.execute("SELECT count(*), max(created_at) FROM events WHERE account_id = %s AND created_at >= %s "
-                     "AND created_at < %s", [rnd.randint(0, n["accounts"] - 1), week, week + timedelta(weeks=1)])
+        conn.execute(
+            "SELECT count(*), max(created_at) FROM events WHERE account_id = %s AND created_at >= %s "
+            "AND created_at < %s",
+            [rnd.randint(0, n["accounts"] - 1), week, week + timedelta(weeks=1)],
+        )
         calls += 1
     for _ in range(lookups):  # a few open tickets per assignee, hundreds of closed ones
-        conn.execute("SELECT id, subject FROM tickets WHERE status = %s AND assignee_id = %s",
-                     ["open", rnd.randint(0, n["assignees"] - 1)])
+        conn.execute(
+            "SELECT id, subject FROM tickets WHERE status = %s AND assignee_id = %s",
+            ["open", rnd.randint(0, n["assignees"] - 1)],
+        )
         calls += 1
     for i in range(lookups * 25):
-        conn.execute("UPDATE heartbeats SET seen_at = now(), state = %s WHERE device_id = %s",
-                     ["ok" if i % 7 else "late", 1 + i % n["devices"]])
+        conn.execute(
+            "UPDATE heartbeats SET seen_at = now(), state = %s WHERE device_id = %s",
+            ["ok" if i % 7 else "late", 1 + i % n["devices"]],
+        )
         calls += 1
     for _ in range(max(scans // 4, 10)):
         conn.execute("SELECT device_id FROM heartbeats WHERE seen_at > now() - %s::interval", ["1 second"])
@@ -257,8 +287,15 @@ def _planted_found(fixes, planted=PLANTED) -> list[dict]:
     out = []
     for problem, kind, table, what in planted:
         hit = next((f for f in fixes if _finds(f, kind, table, what)), None)
-        out.append({"problem": problem, "found": hit is not None, "fix": hit.sql if hit else None,
-                    "verdict": hit.verdict if hit else None, "speedup": hit.speedup if hit else None})
+        out.append(
+            {
+                "problem": problem,
+                "found": hit is not None,
+                "fix": hit.sql if hit else None,
+                "verdict": hit.verdict if hit else None,
+                "speedup": hit.speedup if hit else None,
+            }
+        )
     return out
 
 
@@ -272,8 +309,12 @@ def _reproduced(result) -> dict:
     work = frame[~frame["key"].astype(str).str.startswith("probe:")]
     measured = work[work["mode"] == "measured"]
     reproduced = measured["reproduced"].eq(True)
-    return {"statements": len(work), "measured": len(measured), "reproduced": int(reproduced.sum()),
-            "not_reproduced": list(measured.loc[measured["reproduced"].eq(False), "evidence"])}
+    return {
+        "statements": len(work),
+        "measured": len(measured),
+        "reproduced": int(reproduced.sum()),
+        "not_reproduced": list(measured.loc[measured["reproduced"].eq(False), "evidence"]),
+    }
 
 
 def _share(url: str, keys: set[str], before=None) -> tuple[float, object]:
@@ -285,16 +326,21 @@ def _share(url: str, keys: set[str], before=None) -> tuple[float, object]:
             conn.rollback()
     finally:
         engine.dispose()
-    frame = now if before is None else now.merge(before[["queryid", "total_ms"]], on="queryid", how="left",
-                                                 suffixes=("", "_b")).assign(
-        total_ms=lambda f: f["total_ms"] - f["total_ms_b"].fillna(0))
+    frame = (
+        now
+        if before is None
+        else now.merge(before[["queryid", "total_ms"]], on="queryid", how="left", suffixes=("", "_b")).assign(
+            total_ms=lambda f: f["total_ms"] - f["total_ms_b"].fillna(0)
+        )
+    )
     total = float(frame["total_ms"].sum())
     mine = float(frame[frame["queryid"].astype(str).isin(keys)]["total_ms"].sum())
     return (100 * mine / total if total > 0 else 0.0), now
 
 
-def run(*, database_url: str, redis_url: str, scale: str, seed: int, rows: int | None = None,
-        real_world: bool = True) -> dict:
+def run(
+    *, database_url: str, redis_url: str, scale: str, seed: int, rows: int | None = None, real_world: bool = True
+) -> dict:
     """Build, drive, run the loop with apply, drive again; the figures the issue asks for."""
     del redis_url
     rows = rows or ROWS[scale]
@@ -321,23 +367,37 @@ def run(*, database_url: str, redis_url: str, scale: str, seed: int, rows: int |
     wrong = [f.to_record() for f in fixes if not _is_planted(f, every + (ACCEPTED if real_world else ()))]
     look_alike_dropped = any(f.kind == DROP and f.index == LOOK_ALIKE for f in fixes)
     return {
-        "rows": n, "workload_calls": calls, "build_seconds": round(build_s, 2),
+        "rows": n,
+        "workload_calls": calls,
+        "build_seconds": round(build_s, 2),
         "planted": planted,
         "found": sum(p["found"] for p in planted) / len(planted),
-        "false_positives": len(wrong), "false_positive_fixes": wrong, "look_alike_dropped": look_alike_dropped,
+        "false_positives": len(wrong),
+        "false_positive_fixes": wrong,
+        "look_alike_dropped": look_alike_dropped,
         "fixes": [f.to_record() for f in fixes],
-        "write_overhead": [{"index": f.index, "rows_written": f.rows_written, "write_ms_estimate": f.write_ms,
-                            "saved_ms_estimate": f.saved_ms} for f in kept],
+        "write_overhead": [
+            {
+                "index": f.index,
+                "rows_written": f.rows_written,
+                "write_ms_estimate": f.write_ms,
+                "saved_ms_estimate": f.saved_ms,
+            }
+            for f in kept
+        ],
         "trap_indexed": any(f.target_table == TRAP and f.kind == CREATE for f in fixes),
         "reproduced": _reproduced(result),
         "median_speedup": statistics.median(f.speedup for f in kept) if kept else None,
         "min_kept_speedup": min((f.speedup for f in kept), default=None),
-        "db_time_share_before": round(share_before, 2), "db_time_share_after": round(share_after, 2),
+        "db_time_share_before": round(share_before, 2),
+        "db_time_share_after": round(share_after, 2),
         "db_time_share_statements": sorted(helped),
         "loop_seconds": round(loop_seconds, 2),
-        "goals": {"every_planted_found": all(p["found"] for p in planted), "no_false_positive": not wrong,
-                  "kept_indexes_10x": bool(kept) and all(f.speedup >= 10 for f in kept),
-                  "loop_within_60s": loop_seconds <= 60,
-                  "no_index_on_the_write_heavy_table": not any(f.target_table == TRAP and f.kind == CREATE
-                                                               for f in fixes)},
+        "goals": {
+            "every_planted_found": all(p["found"] for p in planted),
+            "no_false_positive": not wrong,
+            "kept_indexes_10x": bool(kept) and all(f.speedup >= 10 for f in kept),
+            "loop_within_60s": loop_seconds <= 60,
+            "no_index_on_the_write_heavy_table": not any(f.target_table == TRAP and f.kind == CREATE for f in fixes),
+        },
     }

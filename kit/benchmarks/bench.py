@@ -28,8 +28,11 @@ DEFAULT_SCALE = "demo"
 
 
 def available() -> list[str]:
-    scaled = (m.name for m in pkgutil.iter_modules(benchmarks.__path__)
-              if not m.name.startswith("_") and m.name not in STANDALONE)
+    scaled = (
+        m.name
+        for m in pkgutil.iter_modules(benchmarks.__path__)
+        if not m.name.startswith("_") and m.name not in STANDALONE
+    )
     return ["datagen", *sorted(scaled), *STANDALONE]
 
 

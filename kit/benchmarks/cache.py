@@ -46,14 +46,23 @@ def _levels(cache: TieredCache, engine: Any, n: int, redis_url: str) -> dict[str
         tiered_cache.get_or_load("k", lambda: value)
         tiered, _, tiered_ratio = paired_us(
             lambda: tiered_cache.get_or_load("k", lambda: value, ttl=600.0, tags=("project:1",)),
-            lambda: bare.get("k"), n=n // 10)
+            lambda: bare.get("k"),
+            n=n // 10,
+        )
         tiered_cache.clear()
     cache.l2.set("k2", value)
     raw_name = cache.l2.vkey("k2")
     l2, rg, l2_ratio = paired_us(lambda: cache.l2.get("k2"), lambda: cache.l2.client.get(raw_name), n=n // 100)
-    return {"l1_hit_us": l1, "cachetools_get_us": ct, "l1_overhead_ratio": l1_ratio,
-            "tiered_l1_hit_us": tiered, "tiered_l1_overhead_ratio": tiered_ratio,
-            "l2_hit_us": l2, "redis_get_us": rg, "l2_overhead_ratio": l2_ratio}
+    return {
+        "l1_hit_us": l1,
+        "cachetools_get_us": ct,
+        "l1_overhead_ratio": l1_ratio,
+        "tiered_l1_hit_us": tiered,
+        "tiered_l1_overhead_ratio": tiered_ratio,
+        "l2_hit_us": l2,
+        "redis_get_us": rg,
+        "l2_overhead_ratio": l2_ratio,
+    }
 
 
 def _list_projects(services: CachedServices, engine: Any, trials: int) -> dict[str, float]:
@@ -69,8 +78,7 @@ def _list_projects(services: CachedServices, engine: Any, trials: int) -> dict[s
         services.list_projects(conn, page=1, per_page=20)
         l1 = ms(lambda: services.list_projects(conn, page=1, per_page=20), trials * 100)
         l2 = ms(lambda: (services.cache.l1.clear(), services.list_projects(conn, page=1, per_page=20)), trials * 10)
-    return {"uncached_ms": uncached, "l1_ms": l1, "l2_ms": l2, "speedup": uncached / l1,
-            "l2_speedup": uncached / l2}
+    return {"uncached_ms": uncached, "l1_ms": l1, "l2_ms": l2, "speedup": uncached / l1, "l2_speedup": uncached / l2}
 
 
 def run(*, database_url: str, redis_url: str, scale: str, seed: int) -> dict[str, Any]:
@@ -87,11 +95,12 @@ def run(*, database_url: str, redis_url: str, scale: str, seed: int) -> dict[str
             buggy = CachedServices(seed_cache, engine, invalidate=False)
             broken = stale_reads_same_process(buggy, engine)
             seed_cache.clear()
-        out["stale_reads_same_process"] = {"with_invalidation": fixed["stale_reads"],
-                                           "without_invalidation": broken["stale_reads"],
-                                           "reads": fixed["reads"] + broken["reads"]}
-        out["stale_window_ms"] = stale_window_ms(services, engine, database_url=database_url,
-                                                 redis_url=redis_url)
+        out["stale_reads_same_process"] = {
+            "with_invalidation": fixed["stale_reads"],
+            "without_invalidation": broken["stale_reads"],
+            "reads": fixed["reads"] + broken["reads"],
+        }
+        out["stale_window_ms"] = stale_window_ms(services, engine, database_url=database_url, redis_url=redis_url)
         with engine.connect() as conn:
             for pid in range(1, 51):
                 services.get_project(conn, pid)

@@ -79,27 +79,27 @@ CANARY = "canary2b9f60d1"  # inside statement texts; an identifier, so it can st
 PW_ROLE, CANARY_ROLE, READER_ROLE = "kit_fault_pw", "kit_fault_canary", "kit_fault_reader"
 DEFINITIONS = {
     "stale_reads": "reads that returned a value older than one committed (and invalidated) more than "
-                   "window_ms before the read started; window_ms is the cache's liveness bound",
+    "window_ms before the read started; window_ms is the cache's liveness bound",
     "errors": "reads that raised; every read of the reader process is counted in requests",
     "invalidation_failures": "the writer's invalidations that invalidate() said were not delivered to Redis, "
-                             "counted by the writer; 0 means the fault did not bite",
+    "counted by the writer; 0 means the fault did not bite",
     "errors_reported": "of those, how many the writer's cache counted itself (its invalidation_failures "
-                       "counter; each is replayed later, and logged once per episode)",
+    "counter; each is replayed later, and logged once per episode)",
     "invalid_left": "INVALID indexes of the migration right after apply returned, the holder still there",
     "blocking_pid_named": "the holder's backend pid appears in the failed steps' messages",
     "unreported_failures": "failed requests counted by the endpoints and the pool minus the errors the "
-                           "load report gives; requests = every request started, warm-up included",
+    "load report gives; requests = every request started, warm-up included",
     "bad_inputs": "each case runs the kit command once; one_line and exit_2 count the cases that met it",
     "secrets": "files of the run folder scanned for the URL password, its URL-encoded form and the "
-               "canary planted in statement texts; hits = (file, secret) pairs found",
+    "canary planted in statement texts; hits = (file, secret) pairs found",
     "psql_clean": "the dry run's fixes.sql, run with psql -v ON_ERROR_STOP=1 as the owner on a copy of the "
-                  "database, exits 0 and changes no relation but indexes, no constraint, schema, role or row count",
+    "database, exits 0 and changes no relation but indexes, no constraint, schema, role or row count",
     "html_scripts_executed": "dialogs opened while every HTML report of both runs is open offline in chromium "
-                             "(each planted payload calls alert)",
+    "(each planted payload calls alert)",
     "planted_escapes_in_output": "occurrences of the planted terminal escape in the runs' output and files",
     "data_values_in_files": "hits = (file, needle) pairs for the canary in a sampled column's values and a "
-                            "password-looking alias, over both runs' files, plus their output; sampled_statements "
-                            "= statements measured on values drawn from that column (the test is void at 0)",
+    "password-looking alias, over both runs' files, plus their output; sampled_statements "
+    "= statements measured on values drawn from that column (the test is void at 0)",
     "least_privilege": "each case runs kit run once: exit 2, one line on stderr, no traceback, no run folder",
     "interrupted_apply": _applies.DEFINITIONS["interrupted_apply"],
     "overlapping_applies": _applies.DEFINITIONS["overlapping_applies"],
@@ -137,8 +137,7 @@ def run(*, home: Path, seed: int = 42) -> dict[str, Any]:
         with clock("load"):
             out["load"] = _load(pg)
         with clock("hostile"):
-            out["hostile_names"], out["data_values_in_files"], out["least_privilege"] = _hostile.run_all(
-                pg, fault_home)
+            out["hostile_names"], out["data_values_in_files"], out["least_privilege"] = _hostile.run_all(pg, fault_home)
         with clock("interrupted_apply"):
             out["interrupted_apply"] = _applies.interrupted_apply(pg, home=fault_home)
         with clock("overlapping_applies"):
@@ -148,11 +147,14 @@ def run(*, home: Path, seed: int = 42) -> dict[str, Any]:
     out["seconds"] = round(time.monotonic() - started, 1)
     out["section_seconds"] = clock.seconds
     out["definitions"] = DEFINITIONS
-    out["failures"] = _failures(out) + [f"bad input {o['case']!r}: exit {o['exit']}, {o['lines']} line(s)"
-                                        f"{', traceback' if o['traceback'] else ''}"
-                                        f"{', password leaked' if o['leaked'] else ''}"
-                                        f"{', ' + o['problems'] if o['problems'] else ''}"
-                                        for o in outcomes if _missed(o)]
+    out["failures"] = _failures(out) + [
+        f"bad input {o['case']!r}: exit {o['exit']}, {o['lines']} line(s)"
+        f"{', traceback' if o['traceback'] else ''}"
+        f"{', password leaked' if o['leaked'] else ''}"
+        f"{', ' + o['problems'] if o['problems'] else ''}"
+        for o in outcomes
+        if _missed(o)
+    ]
     return out
 
 
@@ -172,21 +174,40 @@ class _Sections:
 
 
 def _missed(outcome: dict[str, Any]) -> bool:
-    return (outcome["exit"] != 2 or outcome["lines"] != 1 or outcome["traceback"] or outcome["leaked"]
-            or bool(outcome["problems"]))
+    return (
+        outcome["exit"] != 2
+        or outcome["lines"] != 1
+        or outcome["traceback"]
+        or outcome["leaked"]
+        or bool(outcome["problems"])
+    )
 
 
 def _failures(out: dict[str, Any]) -> list[str]:
-    goals = [("redis_kill", "errors", 0), ("redis_kill", "stale_reads", 0), ("redis_kill", "l2_resumed", True),
-             ("redis_hang", "errors", 0), ("redis_hang", "stale_reads_beyond_window", 0),
-             ("cic_terminated", "invalid_after_repair", 0), ("cic_terminated", "second_apply_changes", 0),
-             ("lock_idle_holder", "invalid_left", 0), ("lock_idle_holder", "blocking_pid_named", True),
-             ("lock_active_holder", "invalid_left", 0), ("lock_active_holder", "blocking_pid_named", True),
-             ("bad_inputs", "passwords_leaked", 0), ("bad_inputs", "tracebacks", 0),
-             ("secrets", "hits", 0), ("load", "unreported_failures", 0),
-             ("overlapping_applies", "duplicate_indexes", 0), ("overlapping_applies", "errors", 0)]
-    missed = [f"{section}.{key} = {out[section][key]!r}, goal {goal!r}" for section, key, goal in goals
-              if out[section][key] != goal]
+    goals = [
+        ("redis_kill", "errors", 0),
+        ("redis_kill", "stale_reads", 0),
+        ("redis_kill", "l2_resumed", True),
+        ("redis_hang", "errors", 0),
+        ("redis_hang", "stale_reads_beyond_window", 0),
+        ("cic_terminated", "invalid_after_repair", 0),
+        ("cic_terminated", "second_apply_changes", 0),
+        ("lock_idle_holder", "invalid_left", 0),
+        ("lock_idle_holder", "blocking_pid_named", True),
+        ("lock_active_holder", "invalid_left", 0),
+        ("lock_active_holder", "blocking_pid_named", True),
+        ("bad_inputs", "passwords_leaked", 0),
+        ("bad_inputs", "tracebacks", 0),
+        ("secrets", "hits", 0),
+        ("load", "unreported_failures", 0),
+        ("overlapping_applies", "duplicate_indexes", 0),
+        ("overlapping_applies", "errors", 0),
+    ]
+    missed = [
+        f"{section}.{key} = {out[section][key]!r}, goal {goal!r}"
+        for section, key, goal in goals
+        if out[section][key] != goal
+    ]
     missed += _partial_missed(out["redis_partial"])
     missed += _applies.failures(out)  # interrupted_apply's goals per case (sigint, sigkill), refused
     if out["lock_active_holder"]["seconds"] > 120:
@@ -200,14 +221,18 @@ def _failures(out: dict[str, Any]) -> list[str]:
 
 def _hostile_failures(out: dict[str, Any]) -> list[str]:
     names, values, roles = out["hostile_names"], out["data_values_in_files"], out["least_privilege"]
-    checks = [("hostile_names.runs_ok", names["runs_ok"], names["runs"]),
-              ("hostile_names.psql_clean", names["psql_clean"], True),
-              ("hostile_names.html_scripts_executed", names["html_scripts_executed"], 0),
-              ("hostile_names.planted_escapes_in_output", names["planted_escapes_in_output"], 0),
-              ("data_values_in_files.hits", values["hits"], 0),
-              ("data_values_in_files.sampled_statements > 0", values["sampled_statements"] > 0, True),
-              ("least_privilege.tracebacks", roles["tracebacks"], 0)]
-    checks += [(f"least_privilege.{key}", roles[key], roles["cases"]) for key in ("exit_2", "one_line", "nothing_written")]
+    checks = [
+        ("hostile_names.runs_ok", names["runs_ok"], names["runs"]),
+        ("hostile_names.psql_clean", names["psql_clean"], True),
+        ("hostile_names.html_scripts_executed", names["html_scripts_executed"], 0),
+        ("hostile_names.planted_escapes_in_output", names["planted_escapes_in_output"], 0),
+        ("data_values_in_files.hits", values["hits"], 0),
+        ("data_values_in_files.sampled_statements > 0", values["sampled_statements"] > 0, True),
+        ("least_privilege.tracebacks", roles["tracebacks"], 0),
+    ]
+    checks += [
+        (f"least_privilege.{key}", roles[key], roles["cases"]) for key in ("exit_2", "one_line", "nothing_written")
+    ]
     checks.append(("least_privilege.reader_dry_run_ok", roles["reader_dry_run_ok"], True))
     return [f"{name} = {value!r}, goal {goal!r}" for name, value, goal in checks if value != goal]
 
@@ -227,14 +252,25 @@ def _admin(pg: local.Server, database: str | None = None) -> psycopg.Connection:
 def _redis(home: Path, pg: local.Server) -> tuple[dict[str, Any], dict[str, Any]]:
     url = _copy(pg)
     redis_srv = local.status(home=home)["redis"]
-    kill = run_outage(url, redis_srv.url, fault="kill", redis_pid=redis_srv.pid, outage_s=3.0,
-                      restart=lambda: local.up(home=home))
+    kill = run_outage(
+        url, redis_srv.url, fault="kill", redis_pid=redis_srv.pid, outage_s=3.0, restart=lambda: local.up(home=home)
+    )
     redis_srv = local.status(home=home)["redis"]  # the restarted one: same port, new pid
     hang = run_outage(url, redis_srv.url, fault="hang", redis_pid=redis_srv.pid, outage_s=3.0)
-    return ({"requests": kill.requests, "errors": kill.errors, "stale_reads": kill.stale_reads_beyond_window,
-             "l2_resumed": kill.l2_resumed},
-            {"requests": hang.requests, "errors": hang.errors,
-             "stale_reads_beyond_window": hang.stale_reads_beyond_window, "window_ms": hang.window_ms})
+    return (
+        {
+            "requests": kill.requests,
+            "errors": kill.errors,
+            "stale_reads": kill.stale_reads_beyond_window,
+            "l2_resumed": kill.l2_resumed,
+        },
+        {
+            "requests": hang.requests,
+            "errors": hang.errors,
+            "stale_reads_beyond_window": hang.stale_reads_beyond_window,
+            "window_ms": hang.window_ms,
+        },
+    )
 
 
 # -- Redis partial failures -----------------------------------------------------------------------
@@ -250,23 +286,32 @@ def _redis_partial(home: Path, pg: local.Server) -> dict[str, dict[str, Any]]:
 
 
 def _partial_figures(result: OutageResult) -> dict[str, Any]:
-    return {"requests": result.requests, "errors": result.errors,
-            "stale_reads_beyond_window": result.stale_reads_beyond_window,
-            "invalidation_failures": result.invalidation_failures, "errors_reported": result.failures_reported,
-            "window_ms": result.window_ms}
+    return {
+        "requests": result.requests,
+        "errors": result.errors,
+        "stale_reads_beyond_window": result.stale_reads_beyond_window,
+        "invalidation_failures": result.invalidation_failures,
+        "errors_reported": result.failures_reported,
+        "window_ms": result.window_ms,
+    }
 
 
 def _partial_missed(partial: dict[str, dict[str, Any]]) -> list[str]:
     missed = []
     for kind, figures in partial.items():
         name = f"redis_partial.{kind}"
-        missed += [f"{name}.{key} = {figures[key]}, goal 0" for key in ("errors", "stale_reads_beyond_window")
-                   if figures[key] != 0]
+        missed += [
+            f"{name}.{key} = {figures[key]}, goal 0"
+            for key in ("errors", "stale_reads_beyond_window")
+            if figures[key] != 0
+        ]
         if figures["invalidation_failures"] == 0:
             missed.append(f"{name}.invalidation_failures = 0, goal > 0 (the fault did not bite)")
         if figures["errors_reported"] != figures["invalidation_failures"]:
-            missed.append(f"{name}.errors_reported = {figures['errors_reported']}, goal "
-                          f"{figures['invalidation_failures']} (every invalidation failure)")
+            missed.append(
+                f"{name}.errors_reported = {figures['errors_reported']}, goal "
+                f"{figures['invalidation_failures']} (every invalidation failure)"
+            )
     return missed
 
 
@@ -322,11 +367,15 @@ def _build(dsn: str, stmt, pid: list[int]) -> None:
             pass  # terminated, as intended
 
 
-IDLE_HOLDER = ("c.execute('LOCK TABLE users IN SHARE MODE')\n"  # then idle in its transaction
-               "print(c.info.backend_pid, flush=True)\nimport time\ntime.sleep(600)\n")
-ACTIVE_HOLDER = ("c.execute('SELECT count(*) FROM users')\n"
-                 "print(c.info.backend_pid, flush=True)\n"
-                 "c.execute('SELECT pg_sleep(600)')\n")  # a statement running inside the transaction
+IDLE_HOLDER = (
+    "c.execute('LOCK TABLE users IN SHARE MODE')\n"  # then idle in its transaction
+    "print(c.info.backend_pid, flush=True)\nimport time\ntime.sleep(600)\n"
+)
+ACTIVE_HOLDER = (
+    "c.execute('SELECT count(*) FROM users')\n"
+    "print(c.info.backend_pid, flush=True)\n"
+    "c.execute('SELECT pg_sleep(600)')\n"
+)  # a statement running inside the transaction
 
 
 def _lock_case(pg: local.Server, holder_code: str) -> dict[str, Any]:
@@ -354,8 +403,9 @@ def _lock_case(pg: local.Server, holder_code: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _password_role(pg: local.Server, role: str, password: str, *, superuser: bool = False,
-                   databases: tuple[str, ...] = ()) -> Iterator[None]:
+def _password_role(
+    pg: local.Server, role: str, password: str, *, superuser: bool = False, databases: tuple[str, ...] = ()
+) -> Iterator[None]:
     """A role that must log in with ``password`` over TCP (the kit's server trusts everyone else);
     dropped afterwards with what it owns in ``databases``."""
     hba = Path(pg.data_dir) / "pg_hba.conf"
@@ -380,15 +430,20 @@ def _password_role(pg: local.Server, role: str, password: str, *, superuser: boo
 def _bad(home: Path, pg: local.Server) -> tuple[dict[str, int], list[dict[str, Any]]]:
     url = _copy(pg)
     database = url.rsplit("/", 1)[1]
-    with _password_role(pg, PW_ROLE, "right-" + PASSWORD, databases=(database,)), \
-            _password_role(pg, READER_ROLE, _bad_inputs.SECRET, databases=(database,)):
+    with (
+        _password_role(pg, PW_ROLE, "right-" + PASSWORD, databases=(database,)),
+        _password_role(pg, READER_ROLE, _bad_inputs.SECRET, databases=(database,)),
+    ):
         with _admin(pg, database) as conn:
             conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
         ctx = _bad_inputs.Context(
-            kit_home=home, database_url=url, pg_port=pg.port,
+            kit_home=home,
+            database_url=url,
+            pg_port=pg.port,
             wrong_password_url=f"postgresql://{PW_ROLE}:{_bad_inputs.SECRET}@127.0.0.1:{pg.port}/{database}",
             read_only_url=f"postgresql://{READER_ROLE}:{_bad_inputs.SECRET}@127.0.0.1:{pg.port}/{database}",
-            unused_port=local.free_port())
+            unused_port=local.free_port(),
+        )
         return _bad_inputs.run_all(ctx)
 
 
@@ -418,7 +473,9 @@ def plant_secrets(conn: psycopg.Connection, *, port: int, database: str) -> int:
 
 
 def remove_secrets(conn: psycopg.Connection) -> None:
-    conn.execute(sql.SQL("DROP USER MAPPING IF EXISTS FOR {} SERVER kit_canary_srv").format(sql.Identifier(CANARY_ROLE)))
+    conn.execute(
+        sql.SQL("DROP USER MAPPING IF EXISTS FOR {} SERVER kit_canary_srv").format(sql.Identifier(CANARY_ROLE))
+    )
     conn.execute("DROP SERVER IF EXISTS kit_canary_srv")
     conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(CANARY_ROLE)))
 
@@ -431,12 +488,20 @@ def _secrets(home: Path, pg: local.Server) -> dict[str, int]:
         with _admin(pg, database) as conn:
             if plant_secrets(conn, port=pg.port, database=database) < 4:
                 raise RuntimeError("pg_stat_statements did not keep the planted statements")
-        env = {"KIT_DATABASE_URL": f"postgresql://{PW_ROLE}:{PASSWORD}@127.0.0.1:{pg.port}/{database}",
-               "KIT_REDIS_URL": local.status(home=home)["redis"].url, "KIT_HOME": str(home)}
+        env = {
+            "KIT_DATABASE_URL": f"postgresql://{PW_ROLE}:{PASSWORD}@127.0.0.1:{pg.port}/{database}",
+            "KIT_REDIS_URL": local.status(home=home)["redis"].url,
+            "KIT_HOME": str(home),
+        }
         try:
             with tempfile.TemporaryDirectory(prefix="kit-secrets-") as tmp:
-                proc = subprocess.run([_bad_inputs.KIT, "run", "-p", "scale", "tiny", "--runs-dir", tmp],
-                                      capture_output=True, text=True, env={**os.environ, **env}, timeout=900)
+                proc = subprocess.run(
+                    [_bad_inputs.KIT, "run", "-p", "scale", "tiny", "--runs-dir", tmp],
+                    capture_output=True,
+                    text=True,
+                    env={**os.environ, **env},
+                    timeout=900,
+                )
                 if proc.returncode != 0:
                     raise RuntimeError(f"the secrets run failed: {proc.stderr.strip()[-300:]}")
                 needles = [PASSWORD.encode(), quote(PASSWORD).encode(), CANARY.encode()]
@@ -471,8 +536,16 @@ def _load(pg: local.Server) -> dict[str, int]:
 
     engine = make_pool_engine(url, PoolConfig("ample", pool_size=10, pool_timeout=30))
     try:
-        first = run_load(engine, [Endpoint("slow", slow)], users=8, duration_s=2.0, warmup_s=1.0,
-                         progress=False, n_boot=50, sample_resources=False)
+        first = run_load(
+            engine,
+            [Endpoint("slow", slow)],
+            users=8,
+            duration_s=2.0,
+            warmup_s=1.0,
+            progress=False,
+            n_boot=50,
+            sample_resources=False,
+        )
     finally:
         engine.dispose()
     engine = make_pool_engine(url, PoolConfig("tight", pool_size=2, pool_timeout=0.5))
@@ -484,8 +557,16 @@ def _load(pg: local.Server) -> dict[str, int]:
         conn.execute(text("SELECT /* kit */ pg_sleep(0.4)"))
 
     try:
-        second = run_load(engine, [Endpoint("hold", hold)], users=12, duration_s=2.0, warmup_s=1.0,
-                          progress=False, n_boot=50, sample_resources=False)
+        second = run_load(
+            engine,
+            [Endpoint("hold", hold)],
+            users=12,
+            duration_s=2.0,
+            warmup_s=1.0,
+            progress=False,
+            n_boot=50,
+            sample_resources=False,
+        )
     finally:
         engine.dispose()
     timeouts = sum(second.pool[phase]["timeouts"] for phase in ("warmup", "measure"))

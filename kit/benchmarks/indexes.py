@@ -24,11 +24,20 @@ def run(*, database_url: str, redis_url: str, scale: str, seed: int, warmup: int
         frame = verify(engine, before, after).to_frame()
     finally:
         engine.dispose()
-    entries = [{"name": r.name, "used": bool(r.used), "exec_ms_before": r.exec_ms_before,
-                "exec_ms_after": r.exec_ms_after, "speedup": r.speedup, "reason": r.reason,
-                "p95_ms_before": r.p95_ms_before, "p95_ms_after": r.p95_ms_after,
-                "idx_scan_delta": None if r.idx_scan_delta is None else int(r.idx_scan_delta)}
-               for r in frame.itertuples()]
+    entries = [
+        {
+            "name": r.name,
+            "used": bool(r.used),
+            "exec_ms_before": r.exec_ms_before,
+            "exec_ms_after": r.exec_ms_after,
+            "speedup": r.speedup,
+            "reason": r.reason,
+            "p95_ms_before": r.p95_ms_before,
+            "p95_ms_after": r.p95_ms_after,
+            "idx_scan_delta": None if r.idx_scan_delta is None else int(r.idx_scan_delta),
+        }
+        for r in frame.itertuples()
+    ]
     used = [e for e in entries if e["used"] and e["speedup"]]
     return {
         "scale": scale,
@@ -39,5 +48,6 @@ def run(*, database_url: str, redis_url: str, scale: str, seed: int, warmup: int
         "used_with_10x": sum(1 for e in used if e["speedup"] >= 10),
         "apply_seconds": round(apply_seconds, 3),
         "apply_failed": applied.failed,
-        "warmup": warmup, "repeats": repeats,
+        "warmup": warmup,
+        "repeats": repeats,
     }

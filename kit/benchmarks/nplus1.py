@@ -58,8 +58,15 @@ def _calls(impl: Any, query: str, per_page: int) -> dict[str, Callable[[Connecti
     }
 
 
-def measure_endpoints(engine: Engine, *, implementation: str = "naive", trials: int = 5,
-                      warmup: int = 1, per_page: int = 20, query: str | None = None) -> EndpointRuns:
+def measure_endpoints(
+    engine: Engine,
+    *,
+    implementation: str = "naive",
+    trials: int = 5,
+    warmup: int = 1,
+    per_page: int = 20,
+    query: str | None = None,
+) -> EndpointRuns:
     """Run each endpoint ``trials`` times under capture, one unit of work per request."""
     impl = IMPLEMENTATIONS[implementation]
     if trials < 1 or warmup < 0:
@@ -123,8 +130,9 @@ def measure_writes(engine: Engine, *, jobs: int = 50, trials: int = 3) -> dict[s
 PK_LOOKUP = text("SELECT id, email FROM users WHERE id = :id")
 
 
-def capture_overhead(engine: Engine, *, statements: int = 200, pairs: int = 61,
-                     call_sites: bool = False) -> dict[str, float]:
+def capture_overhead(
+    engine: Engine, *, statements: int = 200, pairs: int = 61, call_sites: bool = False
+) -> dict[str, float]:
     """Extra time per statement under capture, in percent of the same statements uncaptured
     (cheap primary-key lookups, so the overhead is not hidden behind server work), and the µs per
     statement spent later reading the log (the Statements are built then, not in the hook).
@@ -133,6 +141,7 @@ def capture_overhead(engine: Engine, *, statements: int = 200, pairs: int = 61,
     median of the pairs' ratios: a burst of load from another process then spoils a few pairs
     instead of deciding which side's one quiet trial is kept (the minimum of long trials swung
     from 7 % to 49 % between calls on a busy machine)."""
+
     def loop(conn: Connection) -> None:
         for i in range(statements):
             conn.execute(PK_LOOKUP, {"id": i % 100 + 1}).all()
@@ -144,7 +153,7 @@ def capture_overhead(engine: Engine, *, statements: int = 200, pairs: int = 61,
             loop(conn)
         for pair in range(pairs):
             times = {}
-            for side in (("plain", "captured") if pair % 2 else ("captured", "plain")):
+            for side in ("plain", "captured") if pair % 2 else ("captured", "plain"):
                 if side == "plain":
                     times[side] = _timed(conn, loop, 1)[0]
                     continue
@@ -155,29 +164,27 @@ def capture_overhead(engine: Engine, *, statements: int = 200, pairs: int = 61,
                 reads.append((time.perf_counter() - started) * 1e6 / statements)
             ratios.append(times["captured"] / times["plain"])
         conn.rollback()
-    return {"overhead_pct": (statistics.median(ratios) - 1) * 100,
-            "read_us_per_statement": statistics.median(reads)}
+    return {"overhead_pct": (statistics.median(ratios) - 1) * 100, "read_us_per_statement": statistics.median(reads)}
 
 
-def paired_speedup(engine: Engine, endpoint: str, *, pairs: int, warmup: int = 2, per_page: int = 20,
-                   query: str | None = None) -> dict[str, Any]:
+def paired_speedup(
+    engine: Engine, endpoint: str, *, pairs: int, warmup: int = 2, per_page: int = 20, query: str | None = None
+) -> dict[str, Any]:
     """Naive over batched latency of ``endpoint``: each pair runs both back to back on one
     connection (the order alternating), uncaptured, and the speedup is the median of the pairs'
     ratios, so a change of load on the machine hits both sides of a ratio alike."""
-    calls = {name: _calls(impl, query or DEFAULT_QUERY, per_page)[endpoint]
-             for name, impl in IMPLEMENTATIONS.items()}
+    calls = {name: _calls(impl, query or DEFAULT_QUERY, per_page)[endpoint] for name, impl in IMPLEMENTATIONS.items()}
     ms: dict[str, list[float]] = {name: [] for name in calls}
     ratios: list[float] = []
     with engine.connect() as conn:
         for call in calls.values():
             _timed(conn, call, warmup)
         for pair in range(pairs):
-            for name in (("naive", "batched") if pair % 2 else ("batched", "naive")):
+            for name in ("naive", "batched") if pair % 2 else ("batched", "naive"):
                 ms[name] += _timed(conn, calls[name], 1)
             ratios.append(ms["naive"][-1] / ms["batched"][-1])
         conn.rollback()
-    return {"p50_ms": {name: statistics.median(v) for name, v in ms.items()},
-            "speedup": statistics.median(ratios)}
+    return {"p50_ms": {name: statistics.median(v) for name, v in ms.items()}, "speedup": statistics.median(ratios)}
 
 
 def run(*, database_url: str, redis_url: str, scale: str, seed: int, trials: int | None = None) -> dict:
@@ -189,12 +196,13 @@ def run(*, database_url: str, redis_url: str, scale: str, seed: int, trials: int
     trials = trials or (21 if scale != "tiny" else 5)
     engine = make_engine(database_url)
     try:
-        runs = {name: measure_endpoints(engine, implementation=name, trials=1, warmup=1)
-                for name in IMPLEMENTATIONS}
+        runs = {name: measure_endpoints(engine, implementation=name, trials=1, warmup=1) for name in IMPLEMENTATIONS}
         out: dict[str, Any] = {"scale": scale, "seed": seed, "trials": trials}
         for endpoint in ("search_projects", "list_users"):
-            out[endpoint] = {"queries": {n: r.queries(endpoint) for n, r in runs.items()},
-                             **paired_speedup(engine, endpoint, pairs=trials)}
+            out[endpoint] = {
+                "queries": {n: r.queries(endpoint) for n, r in runs.items()},
+                **paired_speedup(engine, endpoint, pairs=trials),
+            }
         rates = measure_writes(engine)
         out["reconciliation_write"] = {"rows_per_s": rates, "speedup": rates["batched"] / rates["naive"]}
         default, with_sites = capture_overhead(engine), capture_overhead(engine, call_sites=True)

@@ -70,7 +70,7 @@ def describe(exc: BaseException, *, limit: int = 100) -> str:
     (a Redis error message may quote a script or a key)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-    text = text if len(text) <= limit else text[:limit - 3] + "..."
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

@@ -70,14 +70,26 @@ class InvalidationChannel:
     """Listens on ``channel`` in a daemon thread and beats in another; ``start()`` returns once up
     (or timed out)."""
 
-    def __init__(self, url: str, channel: str, *, origin: str,
-                 on_message: Callable[[list[str], list[str]], None],
-                 on_state: Callable[[bool], None], on_beat: Callable[[], object] | None = None,
-                 timeout: float = 0.25, retry_every: float = 0.2, heartbeat: float = 0.05, bound: float = 0.25,
-                 reconnect_after: float = 5.0, clock: Timer = time.monotonic) -> None:
+    def __init__(
+        self,
+        url: str,
+        channel: str,
+        *,
+        origin: str,
+        on_message: Callable[[list[str], list[str]], None],
+        on_state: Callable[[bool], None],
+        on_beat: Callable[[], object] | None = None,
+        timeout: float = 0.25,
+        retry_every: float = 0.2,
+        heartbeat: float = 0.05,
+        bound: float = 0.25,
+        reconnect_after: float = 5.0,
+        clock: Timer = time.monotonic,
+    ) -> None:
         if not 0 < heartbeat < bound <= reconnect_after:
-            raise ValueError(f"need 0 < heartbeat < bound <= reconnect_after, got {heartbeat}, {bound}, "
-                             f"{reconnect_after}")
+            raise ValueError(
+                f"need 0 < heartbeat < bound <= reconnect_after, got {heartbeat}, {bound}, {reconnect_after}"
+            )
         self.url, self.channel, self.origin = url, channel, origin
         namespace = channel.rsplit(":", 1)[0]
         self.beat_channel, self.beat_key = f"{namespace}:beat:{origin}", f"{namespace}:alive:{origin}"
@@ -106,8 +118,10 @@ class InvalidationChannel:
         return self._up.is_set() and self._clock() - self._proof < self.bound
 
     def start(self, *, wait: float = 2.0) -> bool:
-        self._threads = [threading.Thread(target=self._run, name=f"cache-inval-{self.channel}", daemon=True),
-                         threading.Thread(target=self._beat, name=f"cache-beat-{self.channel}", daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._run, name=f"cache-inval-{self.channel}", daemon=True),
+            threading.Thread(target=self._beat, name=f"cache-beat-{self.channel}", daemon=True),
+        ]
         for thread in self._threads:
             thread.start()
         return self._up.wait(wait)
@@ -138,7 +152,7 @@ class InvalidationChannel:
     def _after_beat(self) -> None:
         try:
             self._on_beat()
-        except Exception as exc:  # noqa: BLE001 - the beats must go on whatever the owner's hook does
+        except Exception as exc:
             log.warning("the heartbeat's hook failed (%s); beats go on", describe(exc))
 
     # -- the listener ---------------------------------------------------------------------------
@@ -197,14 +211,18 @@ class InvalidationChannel:
             self._set_state(True)
 
     def _unproven(self) -> str:
-        return (f"delivered no heartbeat within {self.bound * 1000:.0f} ms "
-                f"(last try: {self._beat_error or 'no reply yet'})")
+        return (
+            f"delivered no heartbeat within {self.bound * 1000:.0f} ms (last try: {self._beat_error or 'no reply yet'})"
+        )
 
     def _down(self, why: str) -> None:
         if self._up.is_set():
             self.last_loss = why
-            log.warning("Redis %s: L1 flushed and off, L2 not read, serving from the database only until "
-                        "a heartbeat gets through", why)
+            log.warning(
+                "Redis %s: L1 flushed and off, L2 not read, serving from the database only until "
+                "a heartbeat gets through",
+                why,
+            )
         self._set_state(False)
 
     def _set_state(self, up: bool) -> None:

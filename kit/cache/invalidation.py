@@ -75,8 +75,9 @@ class AfterCommit:
     def _pending(self, conn: Connection) -> tuple[set[str], set[str]]:
         return conn.info.setdefault(self._slot, (set(), set()))
 
-    def _on_execute(self, conn: Connection, cursor: Any, statement: str, parameters: Any,
-                    context: Any, executemany: bool) -> None:
+    def _on_execute(
+        self, conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> None:
         # under AUTOCOMMIT isolation SQLAlchemy still ends its transaction with commit(): the
         # invalidation runs then (later than the server's commit; use transactions for writes)
         tables = self.tables_of(statement)

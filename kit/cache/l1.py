@@ -33,7 +33,7 @@ class _Store(cachetools.TLRUCache):
         super().__init__(**kwargs)
         self._owner = owner
 
-    def popitem(self):  # noqa: ANN201 - cachetools signature
+    def popitem(self):
         key, entry = super().popitem()
         self._owner._forget(key, entry, event="evictions")
         return key, entry
@@ -44,8 +44,15 @@ class L1Cache:
 
     level = "l1"
 
-    def __init__(self, *, max_entries: int = 2000, max_bytes: int = 64 * 2**20, ttl: float = 300.0,
-                 timer: Timer = time.monotonic, stats: CacheStats | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_entries: int = 2000,
+        max_bytes: int = 64 * 2**20,
+        ttl: float = 300.0,
+        timer: Timer = time.monotonic,
+        stats: CacheStats | None = None,
+    ) -> None:
         if max_entries < 1 or max_bytes < 1:
             raise ValueError("max_entries and max_bytes must be >= 1")
         self.max_entries, self.max_bytes, self.default_ttl = max_entries, max_bytes, check_ttl(ttl)
@@ -54,8 +61,9 @@ class L1Cache:
         # the stats' lock guards the store too: a lookup and its hit/miss counter, one acquisition
         self._lock = self.stats.lock
         self._tags: dict[str, set[str]] = {}
-        self._store = _Store(owner=self, maxsize=max_bytes, ttu=self._ttu, timer=timer,
-                             getsizeof=lambda entry: entry.size)
+        self._store = _Store(
+            owner=self, maxsize=max_bytes, ttu=self._ttu, timer=timer, getsizeof=lambda entry: entry.size
+        )
 
     @staticmethod
     def _ttu(_key: str, entry: _Entry, now: float) -> float:
@@ -82,8 +90,7 @@ class L1Cache:
         data = dumps(value)
         return self.set_encoded(check_key(key), data, ttl=ttl, tags=tags)
 
-    def set_encoded(self, key: str, data: bytes, *, ttl: float | None = None,
-                    tags: Iterable[str] = ()) -> Any:
+    def set_encoded(self, key: str, data: bytes, *, ttl: float | None = None, tags: Iterable[str] = ()) -> Any:
         entry = _Entry(loads(data), check_ttl(ttl or self.default_ttl), len(data) + len(key), tuple(tags))
         if entry.size > self.max_bytes:
             return entry.value  # too big to ever fit: not cached, not an error

@@ -106,8 +106,13 @@ class BumpRefused(redis.ResponseError):
 
 def make_client(url: str, *, timeout: float = 0.25, max_connections: int = 50) -> redis.Redis:
     """A redis-py client with short timeouts and no retries: the breaker decides, not the client."""
-    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                retry=Retry(NoBackoff(), 0), max_connections=max_connections)
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        max_connections=max_connections,
+    )
 
 
 class L2Cache:
@@ -115,11 +120,22 @@ class L2Cache:
 
     level = "l2"
 
-    def __init__(self, url: str, *, namespace: str = "kit", ttl: float = 300.0, timeout: float = 0.25,
-                 cooldown: float = 1.0, timer: Timer = time.time, breaker_timer: Timer = time.monotonic,
-                 origin: str | None = None, stats: CacheStats | None = None,
-                 fallback: str = "the database", bump_on_trip: bool = True,
-                 undelivered: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str = "kit",
+        ttl: float = 300.0,
+        timeout: float = 0.25,
+        cooldown: float = 1.0,
+        timer: Timer = time.time,
+        breaker_timer: Timer = time.monotonic,
+        origin: str | None = None,
+        stats: CacheStats | None = None,
+        fallback: str = "the database",
+        bump_on_trip: bool = True,
+        undelivered: str | None = None,
+    ) -> None:
         """``fallback`` names what serves while the breaker is open and ``undelivered`` what serves
         while an invalidation waits for its replay (for the log lines); ``bump_on_trip=False``
         leaves outage detection to the owner (:meth:`mark_outage`)."""
@@ -138,8 +154,9 @@ class L2Cache:
         # one of them bumps the epoch and replays, the other finds nothing left to do
         self._recovering = threading.Lock()
         self.fallback, self._bump_on_trip, self._outage = fallback, bump_on_trip, False
-        self.undelivered = undelivered or (f"this cache reads nothing from Redis until it is replayed "
-                                           f"(retried after the {cooldown:.1f} s cooldown)")
+        self.undelivered = undelivered or (
+            f"this cache reads nothing from Redis until it is replayed (retried after the {cooldown:.1f} s cooldown)"
+        )
         self._store_if = self.client.register_script(_STORE_IF)
         self._set = self.client.register_script(_SET)
         self._invalidate = self.client.register_script(_INVALIDATE)
@@ -200,11 +217,13 @@ class L2Cache:
             replayed = self._replay_all()
             self._open_until = None
         if was_down:
-            log.warning("Redis at %s answers again: L2 resumed",
-                        self.client.connection_pool.connection_kwargs.get("host"))
+            log.warning(
+                "Redis at %s answers again: L2 resumed", self.client.connection_pool.connection_kwargs.get("host")
+            )
         if replayed:
-            log.warning("replayed %d undelivered invalidation(s): Redis has them all, the cache serves "
-                        "as usual again", replayed)
+            log.warning(
+                "replayed %d undelivered invalidation(s): Redis has them all, the cache serves as usual again", replayed
+            )
 
     def retry(self) -> bool:
         """Replay now, cooldown or not (for a thread that runs anyway, e.g. the heartbeat's): whether
@@ -241,8 +260,12 @@ class L2Cache:
             self._outage = True
         self._last_error = describe(exc)
         if self._open_until is None:
-            log.warning("Redis call failed (%s): L2 skipped for %.1f s, serving from %s", self._last_error,
-                        self.cooldown, self.fallback)
+            log.warning(
+                "Redis call failed (%s): L2 skipped for %.1f s, serving from %s",
+                self._last_error,
+                self.cooldown,
+                self.fallback,
+            )
         self._open_until = self._btimer() + self.cooldown
 
     # -- reads ----------------------------------------------------------------------------------
@@ -271,11 +294,12 @@ class L2Cache:
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         keys = list(keys)
         try:
-            *raws, epoch = self.call(lambda: self.client.mget([*(self.vkey(k) for k in keys), self.epoch_key])) \
-                if keys else [None]
+            *raws, epoch = (
+                self.call(lambda: self.client.mget([*(self.vkey(k) for k in keys), self.epoch_key])) if keys else [None]
+            )
         except RedisDown:
             return {}
-        found = {k: self._count(self._decode(r, epoch)) for k, r in zip(keys, raws)}
+        found = {k: self._count(self._decode(r, epoch)) for k, r in zip(keys, raws, strict=False)}
         return {k: loads(d) for k, d in found.items() if d is not None}
 
     def lookup(self, key: str, tags: Iterable[str]) -> tuple[bytes | None, tuple[str, ...]]:
@@ -296,12 +320,14 @@ class L2Cache:
 
         def run() -> None:
             pipe = self.client.pipeline(transaction=True)
-            self._set(keys=[self.epoch_key, self.vkey(check_key(key))], args=[self._expires(ttl), px, data],
-                      client=pipe)
+            self._set(
+                keys=[self.epoch_key, self.vkey(check_key(key))], args=[self._expires(ttl), px, data], client=pipe
+            )
             for tag in tags:
                 pipe.sadd(f"{self.ns}:tm:{tag}", key)
                 pipe.pexpire(f"{self.ns}:tm:{tag}", GEN_TTL_MS)
             pipe.execute()
+
         return self._write(run)
 
     def set_many(self, mapping: Mapping[str, Any], *, ttl: float | None = None) -> bool:
@@ -311,15 +337,20 @@ class L2Cache:
         datas = [dumps(v) for v in mapping.values()]
         if not names:
             return True
-        return self._write(lambda: self._set(keys=[self.epoch_key, *names],
-                                             args=[self._expires(ttl), int(ttl * 1000), *datas]))
+        return self._write(
+            lambda: self._set(keys=[self.epoch_key, *names], args=[self._expires(ttl), int(ttl * 1000), *datas])
+        )
 
-    def store_if(self, key: str, data: bytes, *, ttl: float, tags: tuple[str, ...],
-                 token: tuple[str, ...]) -> bool:
+    def store_if(self, key: str, data: bytes, *, ttl: float, tags: tuple[str, ...], token: tuple[str, ...]) -> bool:
         """Store unless the epoch changed or the key or a tag was invalidated since ``token`` was
         read (the refill race)."""
-        keys = [self.vkey(key), self.epoch_key, f"{self.ns}:g:{key}", *(f"{self.ns}:tg:{t}" for t in tags),
-                *(f"{self.ns}:tm:{t}" for t in tags)]
+        keys = [
+            self.vkey(key),
+            self.epoch_key,
+            f"{self.ns}:g:{key}",
+            *(f"{self.ns}:tg:{t}" for t in tags),
+            *(f"{self.ns}:tm:{t}" for t in tags),
+        ]
         args = [self._expires(ttl), int(ttl * 1000), len(tags), *token, key, data]
         try:
             stored = bool(self.call(lambda: self._store_if(keys=keys, args=args)))
@@ -365,8 +396,13 @@ class L2Cache:
             self._replay.append((keys, tags))  # sent first when Redis answers again
         self.stats.incr("l2", "invalidation_failures")
         if first:
-            log.warning("invalidation of %d key(s) and %d tag(s) not delivered to Redis (%s): %s", len(keys),
-                        len(tags), why, self.undelivered)
+            log.warning(
+                "invalidation of %d key(s) and %d tag(s) not delivered to Redis (%s): %s",
+                len(keys),
+                len(tags),
+                why,
+                self.undelivered,
+            )
 
     def _send_invalidation(self, keys: tuple[str, ...], tags: tuple[str, ...]) -> None:
         message = dumps({"o": self.origin, "k": list(keys), "t": list(tags)})
@@ -384,9 +420,11 @@ class L2Cache:
 
     def clear(self) -> int:
         """Delete every key of this namespace (SCAN, not KEYS: never blocks the server)."""
+
         def run() -> int:
             names = list(self.client.scan_iter(match=f"{self.ns}:*", count=1000))
             return self.client.delete(*names) if names else 0
+
         try:
             return self.call(run)
         except RedisDown:

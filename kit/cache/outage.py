@@ -94,8 +94,16 @@ class _Kept(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def _reader(database_url: str, redis_url: str, namespace: str, cache_kwargs: dict, tags: tuple[str, ...],
-            out: Any, stop: Any, restarted: Any) -> None:
+def _reader(
+    database_url: str,
+    redis_url: str,
+    namespace: str,
+    cache_kwargs: dict,
+    tags: tuple[str, ...],
+    out: Any,
+    stop: Any,
+    restarted: Any,
+) -> None:
     kept = _Kept()
     logging.getLogger("kit.cache").addHandler(kept)
     conn = psycopg.connect(libpq_url(database_url), autocommit=True)
@@ -109,13 +117,19 @@ def _reader(database_url: str, redis_url: str, namespace: str, cache_kwargs: dic
         t0 = time.time()
         try:
             value = cache.get_or_load(KEY, lambda: conn.execute(READ).fetchone()[0], tags=tags)
-        except Exception:  # noqa: BLE001 - a failed read is a measurement
+        except Exception:
             value = None
         reads.append((t0, value))
         time.sleep(0.0005)
     stored_again = sets_at_restart is not None and cache.stats.get("l2", "sets") > sets_at_restart
-    out.put({"reads": reads, "warnings": kept.messages, "stored_again": stored_again,
-             "up": bool(cache.channel.up and cache.l2.available)})
+    out.put(
+        {
+            "reads": reads,
+            "warnings": kept.messages,
+            "stored_again": stored_again,
+            "up": bool(cache.channel.up and cache.l2.available),
+        }
+    )
     cache.close()
     conn.close()
 
@@ -133,10 +147,21 @@ def staleness(reads: list[tuple[float, int | None]], commits: list[tuple[float, 
     return out
 
 
-def run_outage(database_url: str, redis_url: str, *, fault: str, redis_pid: int | None = None,
-               restart: Callable[[], None] | None = None, before_s: float = 1.0, outage_s: float = 3.0,
-               after_s: float = 2.0, write_every: float = 0.02, namespace: str | None = None,
-               cache_kwargs: dict | None = None, invalidate_by: str = "key") -> OutageResult:
+def run_outage(
+    database_url: str,
+    redis_url: str,
+    *,
+    fault: str,
+    redis_pid: int | None = None,
+    restart: Callable[[], None] | None = None,
+    before_s: float = 1.0,
+    outage_s: float = 3.0,
+    after_s: float = 2.0,
+    write_every: float = 0.02,
+    namespace: str | None = None,
+    cache_kwargs: dict | None = None,
+    invalidate_by: str = "key",
+) -> OutageResult:
     """Read from another process through ``fault`` of the Redis at ``redis_url`` (``redis_pid`` for
     ``hang`` and ``kill``; for ``kill``, ``restart()`` brings Redis back on the same URL when the
     outage ends). ``invalidate_by="tag"``: the reader's loads carry the table's tag and the writer
@@ -149,8 +174,9 @@ def run_outage(database_url: str, redis_url: str, *, fault: str, redis_pid: int 
         admin.execute(RESET)
     ctx = multiprocessing.get_context("spawn")
     out, stop, restarted = ctx.Queue(), ctx.Event(), ctx.Event()
-    proc = ctx.Process(target=_reader, daemon=True,
-                       args=(database_url, redis_url, namespace, cache_kwargs, tags, out, stop, restarted))
+    proc = ctx.Process(
+        target=_reader, daemon=True, args=(database_url, redis_url, namespace, cache_kwargs, tags, out, stop, restarted)
+    )
     proc.start()
     writer = TieredCache(redis_url=redis_url, namespace=namespace, config=CacheConfig(ttl=60, **cache_kwargs))
     kept = _Kept()
@@ -162,12 +188,14 @@ def run_outage(database_url: str, redis_url: str, *, fault: str, redis_pid: int 
         if _receive(out, proc) != "ready":
             raise RuntimeError("the reader process did not start")
         writing.set()
-        thread = threading.Thread(target=_write, daemon=True,
-                                  args=(database_url, writer, tags, commits, counts, writing, write_every))
+        thread = threading.Thread(
+            target=_write, daemon=True, args=(database_url, writer, tags, commits, counts, writing, write_every)
+        )
         thread.start()
         time.sleep(before_s)
-        with _fault(fault, redis_url=redis_url, redis_pid=redis_pid, restart=restart, outage_s=outage_s,
-                    prefix=namespace):
+        with _fault(
+            fault, redis_url=redis_url, redis_pid=redis_pid, restart=restart, outage_s=outage_s, prefix=namespace
+        ):
             time.sleep(outage_s)
         restarted.set()
         time.sleep(after_s)
@@ -191,13 +219,19 @@ def run_outage(database_url: str, redis_url: str, *, fault: str, redis_pid: int 
             admin.execute(DROP)
     reads = result["reads"]
     return OutageResult(
-        fault=fault, requests=len(reads), errors=sum(v is None for _, v in reads),
+        fault=fault,
+        requests=len(reads),
+        errors=sum(v is None for _, v in reads),
         window_ms=cache_kwargs.get("liveness_bound", LIVENESS_BOUND_S) * 1000.0,
         staleness_ms=tuple(staleness(reads, commits)),
         l2_resumed=bool(result["up"] and result["stored_again"] and probe_hit),
-        warnings=tuple(result["warnings"]), invalidations=counts["sent"], invalidation_failures=counts["failed"],
-        failures_reported=written["invalidation_failures"], replayed=written["invalidations_replayed"],
-        writer_warnings=tuple(kept.messages))
+        warnings=tuple(result["warnings"]),
+        invalidations=counts["sent"],
+        invalidation_failures=counts["failed"],
+        failures_reported=written["invalidation_failures"],
+        replayed=written["invalidations_replayed"],
+        writer_warnings=tuple(kept.messages),
+    )
 
 
 def _check(fault: str, redis_pid: int | None, restart: Callable[[], None] | None, invalidate_by: str) -> None:
@@ -225,8 +259,15 @@ def _probe(redis_url: str, namespace: str) -> bool:
 
 
 @contextlib.contextmanager
-def _fault(fault: str, *, redis_url: str, redis_pid: int | None, restart: Callable[[], None] | None,
-           outage_s: float, prefix: str) -> Iterator[None]:
+def _fault(
+    fault: str,
+    *,
+    redis_url: str,
+    redis_pid: int | None,
+    restart: Callable[[], None] | None,
+    outage_s: float,
+    prefix: str,
+) -> Iterator[None]:
     """Redis fails from the block's start to its end (then it is back, whatever the block raised)."""
     if fault in ("hang", "kill"):
         os.kill(redis_pid, signal.SIGSTOP if fault == "hang" else signal.SIGKILL)
@@ -293,8 +334,15 @@ def _receive(out: Any, proc: Any, timeout: float = 120.0) -> Any:
     raise RuntimeError(f"no word from the reader process in {timeout:.0f} s")
 
 
-def _write(database_url: str, cache: TieredCache, tags: tuple[str, ...], commits: list, counts: Counter,
-           writing: threading.Event, every: float) -> None:
+def _write(
+    database_url: str,
+    cache: TieredCache,
+    tags: tuple[str, ...],
+    commits: list,
+    counts: Counter,
+    writing: threading.Event,
+    every: float,
+) -> None:
     with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
         while writing.is_set():
             v = conn.execute(WRITE).fetchone()[0]

@@ -15,9 +15,19 @@ from prometheus_client.core import CounterMetricFamily
 
 LEVELS = ("l1", "l2", "db")
 EVENTS = (
-    "hits", "misses", "sets", "evictions", "expirations", "invalidations_sent",
-    "invalidations_received", "errors", "lock_waits", "stores_refused", "loads",
-    "invalidation_failures", "invalidations_replayed",  # undelivered to Redis; delivered later
+    "hits",
+    "misses",
+    "sets",
+    "evictions",
+    "expirations",
+    "invalidations_sent",
+    "invalidations_received",
+    "errors",
+    "lock_waits",
+    "stores_refused",
+    "loads",
+    "invalidation_failures",
+    "invalidations_replayed",  # undelivered to Redis; delivered later
 )
 # Prometheus names follow the seed's `cache_hits_total` / `cache_misses_total`, with a level label.
 _PROM_PREFIX = "cache_"
@@ -76,7 +86,7 @@ class CacheStats:
         stats = self
 
         class _Collector:
-            def collect(self):  # noqa: ANN202 - prometheus_client protocol
+            def collect(self):
                 snap = stats.snapshot()
                 for event in EVENTS:
                     fam = CounterMetricFamily(f"{_PROM_PREFIX}{event}", f"cache {event}", labels=["level"])

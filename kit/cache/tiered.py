@@ -72,14 +72,17 @@ def _serving_texts(c: CacheConfig) -> dict[str, str]:
     L2's log lines: they must say what really serves)."""
     beat = f"{c.heartbeat * 1000:.0f} ms"
     retried = f"every {beat}" if c.cross_process else f"after the {c.cooldown:.1f} s cooldown"
-    return {"fallback": (f"L1 while heartbeats prove that invalidations get through (every {beat}) and the "
-                         f"database") if c.cross_process else "L1 + database",
-            "undelivered": f"L1 off and Redis not read in this process, the database serves until it is "
-                           f"replayed (retried {retried})"}
+    return {
+        "fallback": (f"L1 while heartbeats prove that invalidations get through (every {beat}) and the database")
+        if c.cross_process
+        else "L1 + database",
+        "undelivered": f"L1 off and Redis not read in this process, the database serves until it is "
+        f"replayed (retried {retried})",
+    }
 
 
 class _Flight:
-    __slots__ = ("key", "tags", "epoch", "dirty", "done", "value", "error")
+    __slots__ = ("dirty", "done", "epoch", "error", "key", "tags", "value")
 
     def __init__(self, key: str, tags: tuple[str, ...], epoch: int) -> None:
         self.key, self.tags, self.epoch = key, tags, epoch
@@ -94,15 +97,26 @@ class TieredCache:
 
     level = "tiered"
 
-    def __init__(self, redis_url: str | None = None, namespace: str = "kit", config: CacheConfig = DEFAULT,
-                 *, timer: Timer | None = None) -> None:
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        namespace: str = "kit",
+        config: CacheConfig = DEFAULT,
+        *,
+        timer: Timer | None = None,
+    ) -> None:
         c = config
         self.stats = CacheStats()
         self.default_ttl, self.lock, self.lock_ttl, self.lock_poll = check_ttl(c.ttl), c.lock, c.lock_ttl, c.lock_poll
         self.origin = uuid.uuid4().hex
         self.use_l1 = c.use_l1
-        self.l1 = L1Cache(max_entries=c.l1_max_entries, max_bytes=c.l1_max_bytes, ttl=c.l1_ttl or c.ttl,
-                          stats=self.stats, **({"timer": timer} if timer else {}))
+        self.l1 = L1Cache(
+            max_entries=c.l1_max_entries,
+            max_bytes=c.l1_max_bytes,
+            ttl=c.l1_ttl or c.ttl,
+            stats=self.stats,
+            **({"timer": timer} if timer else {}),
+        )
         self.l2: L2Cache | None = None
         self.channel: InvalidationChannel | None = None
         self._lock = threading.Lock()
@@ -114,15 +128,31 @@ class TieredCache:
         if redis_url:
             # with the channel, L1 is governed by the heartbeats, not by the breaker: it serves while
             # they prove that invalidations get through, whatever one failed call did
-            self.l2 = L2Cache(redis_url, namespace=namespace, ttl=c.ttl, timeout=c.l2_timeout, cooldown=c.cooldown,
-                              origin=self.origin, stats=self.stats, bump_on_trip=not c.cross_process,
-                              **_serving_texts(c), **({"timer": timer} if timer else {}))
+            self.l2 = L2Cache(
+                redis_url,
+                namespace=namespace,
+                ttl=c.ttl,
+                timeout=c.l2_timeout,
+                cooldown=c.cooldown,
+                origin=self.origin,
+                stats=self.stats,
+                bump_on_trip=not c.cross_process,
+                **_serving_texts(c),
+                **({"timer": timer} if timer else {}),
+            )
             if c.cross_process:
-                self.channel = InvalidationChannel(redis_url, self.l2.channel, origin=self.origin,
-                                                   on_message=self._on_remote, on_state=self._on_channel,
-                                                   on_beat=self.l2.retry, timeout=c.l2_timeout,
-                                                   heartbeat=c.heartbeat, bound=c.liveness_bound,
-                                                   reconnect_after=max(5.0, 4 * c.liveness_bound))
+                self.channel = InvalidationChannel(
+                    redis_url,
+                    self.l2.channel,
+                    origin=self.origin,
+                    on_message=self._on_remote,
+                    on_state=self._on_channel,
+                    on_beat=self.l2.retry,
+                    timeout=c.l2_timeout,
+                    heartbeat=c.heartbeat,
+                    bound=c.liveness_bound,
+                    reconnect_after=max(5.0, 4 * c.liveness_bound),
+                )
                 self.channel.start()
 
     # -- reading --------------------------------------------------------------------------------
@@ -130,8 +160,9 @@ class TieredCache:
     def l1_serving(self) -> bool:
         """Whether L1 serves: not while an invalidation of this process waits for its replay, and
         with the channel only while heartbeats prove that invalidations get through."""
-        return (self.use_l1 and (self.l2 is None or not self.l2.pending)
-                and (self.channel is None or self.channel.proven))
+        return (
+            self.use_l1 and (self.l2 is None or not self.l2.pending) and (self.channel is None or self.channel.proven)
+        )
 
     @property
     def l2_serving(self) -> bool:
@@ -140,8 +171,15 @@ class TieredCache:
         invalidation should have deleted."""
         return self.l2 is not None and (self.channel is None or self.channel.proven)
 
-    def get_or_load(self, key: str, loader: Callable[[], Any], *, ttl: float | None = None,
-                    tags: Iterable[str] = (), reload: Callable[[], Any] | None = None) -> Any:
+    def get_or_load(
+        self,
+        key: str,
+        loader: Callable[[], Any],
+        *,
+        ttl: float | None = None,
+        tags: Iterable[str] = (),
+        reload: Callable[[], Any] | None = None,
+    ) -> Any:
         """The cached value of ``key``, or ``loader()``'s (stored unless invalidated meanwhile).
 
         ``reload`` is a loader that still works later (its own connection) for warming; by

@@ -26,9 +26,17 @@ class WarmResult:
     latency_ms: dict[str, float] = field(default_factory=dict)
 
     def to_frame(self) -> Any:
-        return pd.DataFrame([{"keys": len(self.keys), "loaded": self.loaded,
-                              "already_cached": self.already_cached, "seconds": self.seconds,
-                              **{f"{k}_ms": v for k, v in self.latency_ms.items()}}])
+        return pd.DataFrame(
+            [
+                {
+                    "keys": len(self.keys),
+                    "loaded": self.loaded,
+                    "already_cached": self.already_cached,
+                    "seconds": self.seconds,
+                    **{f"{k}_ms": v for k, v in self.latency_ms.items()},
+                }
+            ]
+        )
 
 
 def warm(cache: Any, *, keys: list[str] | None = None, top: int = 50) -> WarmResult:
@@ -56,6 +64,7 @@ def warm(cache: Any, *, keys: list[str] | None = None, top: int = 50) -> WarmRes
 
 def cold_vs_warm(cache: Any, keys: list[str], *, repeat: int = 3) -> dict[str, float]:
     """Median ms per ``get_or_load`` over ``keys`` right after a flush (cold) and after warming."""
+
     def one_pass() -> float:
         t0 = time.perf_counter()
         for key in keys:

@@ -50,8 +50,7 @@ def assert_num_queries(target: Engine | Connection, n: int) -> AbstractContextMa
     return assert_max_queries(target, n, exact=True)
 
 
-def budget_violation(log: QueryLog, n: int, *, max_repeats: int | None = None,
-                     exact: bool = False) -> str | None:
+def budget_violation(log: QueryLog, n: int, *, max_repeats: int | None = None, exact: bool = False) -> str | None:
     """The failure message for ``log`` against the budget, or None when it is kept."""
     done = len(log)
     top = log.top_fingerprints(_TOP)
@@ -60,12 +59,14 @@ def budget_violation(log: QueryLog, n: int, *, max_repeats: int | None = None,
     elif done > n:
         head = f"expected at most {n} queries, {done} were done"
     elif max_repeats is not None and top and top[0][1] > max_repeats:
-        head = (f"expected no statement repeated more than {max_repeats} times, "
-                f"one ran {top[0][1]} times")
+        head = f"expected no statement repeated more than {max_repeats} times, one ran {top[0][1]} times"
     else:
         return None
-    advice = ("; update the expected count" if done < n
-              else "; reduce the round trips (batch with = ANY(...)) or raise the budget")
+    advice = (
+        "; update the expected count"
+        if done < n
+        else "; reduce the round trips (batch with = ANY(...)) or raise the budget"
+    )
     lines = [head + advice]
     lines += [f"top fingerprint x{count}: {_one_line(text)}" for _fp, count, text in top if count > 1]
     lines.append("queries:")
@@ -87,6 +88,7 @@ def _check_budget(name: str, value: object, *, minimum: int) -> None:
 
 
 # -- pytest plugin (entry point pytest11) -------------------------------------------------------
+
 
 @pytest.fixture(name="assert_max_queries")
 def assert_max_queries_fixture() -> Callable[..., AbstractContextManager[QueryLog]]:

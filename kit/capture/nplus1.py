@@ -92,11 +92,19 @@ def find_n_plus_one(
         if total_ms < min_total_ms:
             continue
         first = next(iter(hits.values()))[0]
-        findings.append(Finding(
-            unit=unit, fingerprint=fingerprint, normalized=first.normalized,
-            repeats=max(len(ss) for ss in hits.values()), units=len(hits), total_ms=total_ms,
-            example=first.sql.strip(), call_site=first.call_site, suggestion=suggest_fix(first.sql),
-        ))
+        findings.append(
+            Finding(
+                unit=unit,
+                fingerprint=fingerprint,
+                normalized=first.normalized,
+                repeats=max(len(ss) for ss in hits.values()),
+                units=len(hits),
+                total_ms=total_ms,
+                example=first.sql.strip(),
+                call_site=first.call_site,
+                suggestion=suggest_fix(first.sql),
+            )
+        )
     findings.sort(key=lambda f: (-f.repeats, -f.total_ms, f.unit))
     n_units = len({s.unit_id for s in statements})
     return NPlusOneReport(findings=tuple(findings), statements=len(statements), units=n_units)
@@ -108,15 +116,19 @@ def suggest_fix(sql: str) -> str:
     key = shape.keyed_on[0] if shape.keyed_on else None
     table = ", ".join(sorted(shape.tables)) or "the table"
     if shape.kind == "select" and key and shape.aggregate:
-        return (f"fetch all {key}s of the page in one query with {key} = ANY(...) and "
-                f"GROUP BY {key} (or join it into the page's query)")
+        return (
+            f"fetch all {key}s of the page in one query with {key} = ANY(...) and "
+            f"GROUP BY {key} (or join it into the page's query)"
+        )
     if shape.kind == "select" and key:
         return f"load the rows of {table} for all {key}s at once with {key} = ANY(...) and map them in memory"
     if shape.kind == "insert":
         return f"insert the rows into {table} in one round trip: executemany (pipelined), multi-row VALUES or COPY"
     if shape.kind in ("update", "delete"):
-        return (f"{shape.kind} {table} in one statement with {key or 'id'} = ANY(...) "
-                "or UPDATE ... FROM (VALUES ...) for per-row values")
+        return (
+            f"{shape.kind} {table} in one statement with {key or 'id'} = ANY(...) "
+            "or UPDATE ... FROM (VALUES ...) for per-row values"
+        )
     return "run it once for the whole unit of work instead of once per row"
 
 

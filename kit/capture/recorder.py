@@ -166,14 +166,30 @@ class QueryLog:
 
         def after(conn, cursor, statement, parameters, context, executemany):
             ended = clock()
-            append((statement, unit(), ended - starts.pop(id(cursor), ended), _rowcount(cursor),
-                    executemany, _call_site(verdicts) if sites else None,
-                    params(parameters, executemany) if params else None))
+            append(
+                (
+                    statement,
+                    unit(),
+                    ended - starts.pop(id(cursor), ended),
+                    _rowcount(cursor),
+                    executemany,
+                    _call_site(verdicts) if sites else None,
+                    params(parameters, executemany) if params else None,
+                )
+            )
 
         return before, after
 
-    def _build(self, statement: str, unit: _Unit | None, duration_s: float, rowcount: int,
-               executemany: bool, site: tuple[CodeType, int] | None, params: Any) -> Statement | None:
+    def _build(
+        self,
+        statement: str,
+        unit: _Unit | None,
+        duration_s: float,
+        rowcount: int,
+        executemany: bool,
+        site: tuple[CodeType, int] | None,
+        params: Any,
+    ) -> Statement | None:
         if not self.include_kit and is_kit(statement):
             return None
         redacted, normalized, fingerprint = _shape(statement)
@@ -198,8 +214,7 @@ class QueryLog:
 
     def _redacted(self, params: Any) -> Any:
         if isinstance(params, Mapping):
-            return {k: (_REDACTED if self._redact and self._redact.search(str(k)) else v)
-                    for k, v in params.items()}
+            return {k: (_REDACTED if self._redact and self._redact.search(str(k)) else v) for k, v in params.items()}
         if isinstance(params, Sequence) and not isinstance(params, (str, bytes)):
             # positional values have no column name to judge them by: keep none of them
             return [_REDACTED] * len(params) if self._redact else list(params)
@@ -211,8 +226,7 @@ def _shape(statement: str) -> tuple[str, str, str]:
     """(redacted text, redacted normal form, fingerprint) of a statement text, once per process:
     an N+1 loop runs the same text with new parameters. The fingerprint ignores literals and
     comments, so it is taken from the text as sent; what is kept is redacted."""
-    return (redaction.statement(statement), redaction.statement(fp.normalize(statement)),
-            fp.fingerprint(statement))
+    return (redaction.statement(statement), redaction.statement(fp.normalize(statement)), fp.fingerprint(statement))
 
 
 def _call_site(verdicts: dict[str, bool]) -> tuple[CodeType, int] | None:
@@ -261,8 +275,7 @@ def capture(
             f"capture() needs a SQLAlchemy Engine or Connection, got {type(target).__name__}; "
             "pass the engine from kit.db.engine.make_engine() or a connection from engine.connect()"
         )
-    log = QueryLog(record_params=record_params, redact=redact, include_kit=include_kit,
-                   call_sites=call_sites)
+    log = QueryLog(record_params=record_params, redact=redact, include_kit=include_kit, call_sites=call_sites)
     before, after = log._listeners()
     event.listen(target, "before_cursor_execute", before, retval=True)
     event.listen(target, "after_cursor_execute", after)

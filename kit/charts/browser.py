@@ -105,17 +105,24 @@ class ChartCheck:
         """One line per chart that is not drawn, naming its cell (then the refused requests); with
         ``expected_cells`` (the cells that showed a figure, see :func:`figure_cells`) also the
         figures with no chart slot at all (a renderer the page cannot display)."""
-        lines = [f"{self.page}: chart {i + 1} of {len(self.charts)} (cell {c.cell}) is not drawn"
-                 for i, c in enumerate(self.charts) if not c.drawn]
+        lines = [
+            f"{self.page}: chart {i + 1} of {len(self.charts)} (cell {c.cell}) is not drawn"
+            for i, c in enumerate(self.charts)
+            if not c.drawn
+        ]
         if lines and self.blocked:  # the likely reason a chart is blank; harmless when all are drawn
-            lines.append(f"{self.page}: requests that would leave the machine were refused: "
-                         + ", ".join(sorted(set(self.blocked))[:5]))
+            lines.append(
+                f"{self.page}: requests that would leave the machine were refused: "
+                + ", ".join(sorted(set(self.blocked))[:5])
+            )
         if expected_cells is not None:
             slots = [c.cell for c in self.charts]
             for cell in sorted(set(expected_cells)):
                 if expected_cells.count(cell) > slots.count(cell):
-                    lines.append(f"{self.page}: cell {cell} showed {expected_cells.count(cell)} figure(s), "
-                                 f"the page has {slots.count(cell)} chart(s) there")
+                    lines.append(
+                        f"{self.page}: cell {cell} showed {expected_cells.count(cell)} figure(s), "
+                        f"the page has {slots.count(cell)} chart(s) there"
+                    )
         return lines
 
 
@@ -123,8 +130,13 @@ def figure_cells(notebook: Path) -> list[int]:
     """The index of the cell of every figure an executed notebook shows (a cell once per figure):
     outputs carrying plotly's mimetype or the ``plotly-graph-div`` of its HTML renderers."""
     nb = nbformat.read(str(notebook), as_version=4)
-    return [index for index, cell in enumerate(nb.cells) if cell.cell_type == "code"
-            for output in cell.get("outputs", ()) if _is_figure(output.get("data", {}))]
+    return [
+        index
+        for index, cell in enumerate(nb.cells)
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", ())
+        if _is_figure(output.get("data", {}))
+    ]
 
 
 def _is_figure(data: dict[str, Any]) -> bool:
@@ -138,7 +150,8 @@ def require_chromium() -> str:
     if path is None:
         raise BrowserUnavailable(
             f"chromium not found on PATH (looked for {', '.join(CHROMIUM_EXECUTABLES)}); install it with "
-            f"`apt-get install {CHROMIUM_PACKAGE}` (`make install` does it when run as root)")
+            f"`apt-get install {CHROMIUM_PACKAGE}` (`make install` does it when run as root)"
+        )
     return path
 
 
@@ -150,8 +163,9 @@ def launch(*, executable: str | None = None) -> Iterator[Any]:
         from playwright.sync_api import Error as PlaywrightError
         from playwright.sync_api import sync_playwright
     except ImportError as exc:
-        raise BrowserUnavailable("playwright is not installed; install the kit's dev extra: "
-                                 "pip install -e '.[dev]' (make install does it)") from exc
+        raise BrowserUnavailable(
+            "playwright is not installed; install the kit's dev extra: pip install -e '.[dev]' (make install does it)"
+        ) from exc
     with sync_playwright() as pw:
         try:
             browser = pw.chromium.launch(executable_path=path, args=list(CHROMIUM_ARGS))
@@ -164,8 +178,9 @@ def launch(*, executable: str | None = None) -> Iterator[Any]:
             browser.close()
 
 
-def offline_page(browser: Any, *, viewport: tuple[int, int] = (1280, 900),
-                 allowed_hosts: frozenset[str] = LOCAL_HOSTS) -> tuple[Any, list[str]]:
+def offline_page(
+    browser: Any, *, viewport: tuple[int, int] = (1280, 900), allowed_hosts: frozenset[str] = LOCAL_HOSTS
+) -> tuple[Any, list[str]]:
     """A new page whose requests to anything but files and ``allowed_hosts`` are refused (and listed
     in the returned list): what a reader without internet sees, without waiting on DNS timeouts."""
     context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
@@ -183,8 +198,9 @@ def offline_page(browser: Any, *, viewport: tuple[int, int] = (1280, 900),
     return context.new_page(), blocked
 
 
-def check_charts(page: Any, *, name: str, blocked: list[str] | tuple[str, ...] = (),
-                 settle_s: float = 15.0) -> ChartCheck:
+def check_charts(
+    page: Any, *, name: str, blocked: list[str] | tuple[str, ...] = (), settle_s: float = 15.0
+) -> ChartCheck:
     """The chart slots of ``page`` once every one is drawn, or after ``settle_s`` seconds."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
@@ -196,8 +212,7 @@ def check_charts(page: Any, *, name: str, blocked: list[str] | tuple[str, ...] =
     return ChartCheck(page=name, charts=tuple(Chart(**c) for c in found), blocked=tuple(blocked))
 
 
-def check_report(html: Path, browser: Any, *, screenshot: Path | None = None,
-                 settle_s: float = 15.0) -> ChartCheck:
+def check_report(html: Path, browser: Any, *, screenshot: Path | None = None, settle_s: float = 15.0) -> ChartCheck:
     """Open the self-contained HTML report ``html`` offline and check its charts; optionally keep a
     full-page screenshot."""
     page, blocked = offline_page(browser)

@@ -39,14 +39,16 @@ def notebook_figures(notebook: Path) -> list[Figure]:
     nb = nbformat.read(str(notebook), as_version=4)
     found = []
     for index, cell in enumerate(nb.cells):
-        specs = [out["data"][PLOTLY_MIMETYPE] for out in cell.get("outputs", ())
-                 if PLOTLY_MIMETYPE in out.get("data", {})]
+        specs = [
+            out["data"][PLOTLY_MIMETYPE] for out in cell.get("outputs", ()) if PLOTLY_MIMETYPE in out.get("data", {})
+        ]
         found += [Figure(Path(notebook).name, index, rank, spec) for rank, spec in enumerate(specs, start=1)]
     return found
 
 
-def write_pngs(notebooks: list[Path], folder: Path, *, width: int | None = None, height: int | None = None,
-               scale: float = 1.0) -> list[Path]:
+def write_pngs(
+    notebooks: list[Path], folder: Path, *, width: int | None = None, height: int | None = None, scale: float = 1.0
+) -> list[Path]:
     """One PNG per figure of ``notebooks`` in ``folder`` (``<notebook>_cell<NN>_<n>.png``); the figure's
     own size unless ``width``/``height`` are given. All or nothing: a failure leaves no image behind."""
     figures = [f for nb in notebooks for f in notebook_figures(nb)]
@@ -60,13 +62,21 @@ def write_pngs(notebooks: list[Path], folder: Path, *, width: int | None = None,
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
-        pio.write_images([f.spec for f in figures], [partial / f.filename for f in figures],
-                         format="png", width=width, height=height, scale=scale)
+        pio.write_images(
+            [f.spec for f in figures],
+            [partial / f.filename for f in figures],
+            format="png",
+            width=width,
+            height=height,
+            scale=scale,
+        )
     except Exception as exc:  # kaleido and choreographer raise assorted types when the browser fails
         shutil.rmtree(partial, ignore_errors=True)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BrowserUnavailable(f"kaleido could not draw the figures in a browser ({first}); it needs chromium "
-                                 f"or Chrome on PATH: apt-get install {CHROMIUM_PACKAGE}") from exc
+        raise BrowserUnavailable(
+            f"kaleido could not draw the figures in a browser ({first}); it needs chromium "
+            f"or Chrome on PATH: apt-get install {CHROMIUM_PACKAGE}"
+        ) from exc
     Path(folder).mkdir(parents=True, exist_ok=True)
     paths = []
     for figure in figures:

@@ -17,6 +17,11 @@ def inventory_figure(tables: pd.DataFrame, *, top: int = 15) -> go.Figure:
     fig.add_trace(go.Bar(y=labels, x=df["rows_estimate"], orientation="h", name="rows", marker_color="#4C78A8"), 1, 1)
     fig.add_trace(go.Bar(y=labels, x=df["table_bytes"] / 2**20, orientation="h", name="heap"), 1, 2)
     fig.add_trace(go.Bar(y=labels, x=df["index_bytes"] / 2**20, orientation="h", name="indexes"), 1, 2)
-    fig.update_layout(barmode="stack", height=120 + 28 * len(df), title="What is in the audited database",
-                      margin=dict(l=10, r=10, t=60, b=10), legend=dict(orientation="h"))
+    fig.update_layout(
+        barmode="stack",
+        height=120 + 28 * len(df),
+        title="What is in the audited database",
+        margin=dict(l=10, r=10, t=60, b=10),
+        legend=dict(orientation="h"),
+    )
     return fig

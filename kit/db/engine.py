@@ -17,8 +17,14 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5, check: b
     """A SQLAlchemy engine on ``url`` (psycopg 3), checked with one round trip unless ``check=False``."""
     connect_args = {"connect_timeout": _CONNECT_TIMEOUT_S, "application_name": "dbperf-kit"}
     connect_args.update(kwargs.pop("connect_args", {}))
-    engine = create_engine(normalize_database_url(url), pool_size=pool_size, max_overflow=max_overflow,
-                           pool_pre_ping=False, connect_args=connect_args, **kwargs)
+    engine = create_engine(
+        normalize_database_url(url),
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=False,
+        connect_args=connect_args,
+        **kwargs,
+    )
     if check:
         check_connection(engine)
     return engine
@@ -43,13 +49,16 @@ def describe_connect_error(url: str, exc: BaseException) -> str:
         return f"cannot log in to {url}: password authentication failed; check the user and password in the URL"
     if "connect privilege" in lowered or "permission denied for database" in lowered:
         user, database = make_url(url).username, make_url(url).database
-        return (f"cannot connect to {url}: role {user} may not connect to database {database} (no CONNECT "
-                f"privilege); GRANT CONNECT ON DATABASE {database} TO {user}, or use a role that may")
+        return (
+            f"cannot connect to {url}: role {user} may not connect to database {database} (no CONNECT "
+            f"privilege); GRANT CONNECT ON DATABASE {database} TO {user}, or use a role that may"
+        )
     if "does not exist" in lowered and "database" in lowered:
         return f"cannot connect to {url}: {msg}; create the database or fix its name in the URL"
     if isinstance(exc, psycopg.OperationalError) or "connection" in lowered:
-        return (f"cannot connect to {url}: {msg}; is PostgreSQL running there? "
-                "(start the kit's own with `kit services up`)")
+        return (
+            f"cannot connect to {url}: {msg}; is PostgreSQL running there? (start the kit's own with `kit services up`)"
+        )
     return f"cannot use {url}: {msg}"
 
 
@@ -67,6 +76,7 @@ def refused(exc: BaseException, *, doing: str) -> DatabaseRefused:
     state = getattr(orig, "sqlstate", None)
     first = mask_url(str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__)
     if state in _PRIVILEGE_STATES:
-        return DatabaseRefused(f"cannot {doing}: {first} ({_PRIVILEGE_STATES[state]}); "
-                               "use the URL of a role that owns the database")
+        return DatabaseRefused(
+            f"cannot {doing}: {first} ({_PRIVILEGE_STATES[state]}); use the URL of a role that owns the database"
+        )
     return DatabaseRefused(f"cannot {doing}: PostgreSQL said: {first}")

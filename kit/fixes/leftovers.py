@@ -64,7 +64,7 @@ def kit_named(name: str, table: str, columns: tuple[str, ...]) -> bool:
     without the suffix that keeps it unique (pure)."""
     base = index_name(table, columns, set())
     stem = base[: _NAME_BYTES - 3] + "_"
-    return name == base or (name.startswith(stem) and name[len(stem):].isdigit() and int(name[len(stem):]) >= 2)
+    return name == base or (name.startswith(stem) and name[len(stem) :].isdigit() and int(name[len(stem) :]) >= 2)
 
 
 def judge(name: str, table: str, columns: tuple[str, ...], *, plain: bool, comment: str | None) -> tuple[bool, str]:
@@ -72,9 +72,15 @@ def judge(name: str, table: str, columns: tuple[str, ...], *, plain: bool, comme
     if comment is not None and comment.startswith(MARKER):
         return True, "the kit's marker is on it"
     if comment is None and plain and columns and kit_named(name, table, columns):
-        return True, f"named as the kit names its index on {table} ({', '.join(columns)}): a build that ended before its marker"
+        return (
+            True,
+            f"named as the kit names its index on {table} ({', '.join(columns)}): a build that ended before its marker",
+        )
     if name.startswith("kit_"):
-        return False, "named kit_... but not the kit's (no marker, and not the name and shape the kit gives its indexes)"
+        return (
+            False,
+            "named kit_... but not the kit's (no marker, and not the name and shape the kit gives its indexes)",
+        )
     return False, "not the kit's (no marker)"
 
 
@@ -97,8 +103,15 @@ def review(engine: Engine, *, out: Callable[[str], None]) -> tuple[Leftover, ...
     return done
 
 
-def repair(engine: Engine, *, lock: ApplyLock, out: Callable[[str], None], wait_s: float = 15.0,
-           lock_timeout_ms: int = 2_000, sleep: Callable[[float], None] = time.sleep) -> tuple[Leftover, ...]:
+def repair(
+    engine: Engine,
+    *,
+    lock: ApplyLock,
+    out: Callable[[str], None],
+    wait_s: float = 15.0,
+    lock_timeout_ms: int = 2_000,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[Leftover, ...]:
     """Under the apply lock, before planning. Steps: 1. find the INVALID indexes; 2. wait for the
     builds still working on the kit's — under this lock, orphans of a process that died — for up
     to ``wait_s``, then cancel those that are the kit's; look again; 3. the pre-flight, when there is
@@ -169,5 +182,7 @@ def _line(f: Leftover) -> str:
         return f"INVALID leftover {f.qualified}: {f.action}"
     if f.kit:
         return f"INVALID leftover {f.qualified}: {f.action.removeprefix('left: ')}; not touched"
-    return (f"INVALID index {f.qualified} is {f.why}: not touched; it slows every write to {f.table} — "
-            f"drop it (DROP INDEX CONCURRENTLY) and build it again if it is wanted")
+    return (
+        f"INVALID index {f.qualified} is {f.why}: not touched; it slows every write to {f.table} — "
+        f"drop it (DROP INDEX CONCURRENTLY) and build it again if it is wanted"
+    )

@@ -98,42 +98,88 @@ class LoopResult:
         for s in self.statements():
             b, a = self.before.get(s.key), self.after.get(s.key)
             bm, am = (b.median_ms if b else None), (a.median_ms if a else None)
-            rows.append({
-                "key": s.key, "query": s.query, "kind": s.kind, "calls": s.calls, "total_ms": s.total_ms,
-                "share_pct": s.share_pct, "mode": b.mode if b else None, "reason": b.reason if b else "",
-                "reproduced": b.reproduced if b else None, "evidence": b.evidence if b else "",
-                "values_from": "; ".join(b.sources) if b else "",
-                "before_ms": bm, "before_lo": b.ci_ms[0] if b else None, "before_hi": b.ci_ms[1] if b else None,
-                "after_ms": am, "after_lo": a.ci_ms[0] if a else None, "after_hi": a.ci_ms[1] if a else None,
-                "speedup": bm / am if bm and am else None, "cost_before": b.cost if b else None,
-                "cost_after": a.cost if a else None, "plan_before": b.plan if b else "",
-                "plan_after": a.plan if a else "", "fixes": ", ".join(fixes_of.get(s.key, [])),
-            })
+            rows.append(
+                {
+                    "key": s.key,
+                    "query": s.query,
+                    "kind": s.kind,
+                    "calls": s.calls,
+                    "total_ms": s.total_ms,
+                    "share_pct": s.share_pct,
+                    "mode": b.mode if b else None,
+                    "reason": b.reason if b else "",
+                    "reproduced": b.reproduced if b else None,
+                    "evidence": b.evidence if b else "",
+                    "values_from": "; ".join(b.sources) if b else "",
+                    "before_ms": bm,
+                    "before_lo": b.ci_ms[0] if b else None,
+                    "before_hi": b.ci_ms[1] if b else None,
+                    "after_ms": am,
+                    "after_lo": a.ci_ms[0] if a else None,
+                    "after_hi": a.ci_ms[1] if a else None,
+                    "speedup": bm / am if bm and am else None,
+                    "cost_before": b.cost if b else None,
+                    "cost_after": a.cost if a else None,
+                    "plan_before": b.plan if b else "",
+                    "plan_after": a.plan if a else "",
+                    "fixes": ", ".join(fixes_of.get(s.key, [])),
+                }
+            )
         return pd.DataFrame(rows, columns=STATEMENT_COLUMNS)
 
     def to_json(self) -> dict:
         frame = self.statements_frame()
-        return {"target": self.target, "applied": self.applied, "seconds": round(self.seconds, 2),
-                "basis": self.workload.basis, "total_ms": self.workload.total_ms,
-                "statements": json.loads(frame.to_json(orient="records")),
-                "budget_bytes": self.plan.budget_bytes, "notes": list(self.plan.notes),
-                "probes": [{"key": p.key, "text": p.text} for p in self.plan.probes],  # the kit's own statements
-                "fixes": [{**f.to_record(), "schema": f.schema, "table": f.table, "index_name": f.index_name,
-                           "saved_ms": f.saved_ms, "rows_written": f.rows_written, "write_ms": f.write_ms,
-                           "depends_on": f.depends_on,
-                           "index": f.index, "source": f.source, "declared": f.declared,
-                           "est_bytes": f.est_bytes, "bytes_after": f.bytes_after, "why": f.why, "expect": f.expect}
-                          for f in self.fixes],
-                "leftovers": [f.to_record() for f in self.leftovers]}
+        return {
+            "target": self.target,
+            "applied": self.applied,
+            "seconds": round(self.seconds, 2),
+            "basis": self.workload.basis,
+            "total_ms": self.workload.total_ms,
+            "statements": json.loads(frame.to_json(orient="records")),
+            "budget_bytes": self.plan.budget_bytes,
+            "notes": list(self.plan.notes),
+            "probes": [{"key": p.key, "text": p.text} for p in self.plan.probes],  # the kit's own statements
+            "fixes": [
+                {
+                    **f.to_record(),
+                    "schema": f.schema,
+                    "table": f.table,
+                    "index_name": f.index_name,
+                    "saved_ms": f.saved_ms,
+                    "rows_written": f.rows_written,
+                    "write_ms": f.write_ms,
+                    "depends_on": f.depends_on,
+                    "index": f.index,
+                    "source": f.source,
+                    "declared": f.declared,
+                    "est_bytes": f.est_bytes,
+                    "bytes_after": f.bytes_after,
+                    "why": f.why,
+                    "expect": f.expect,
+                }
+                for f in self.fixes
+            ],
+            "leftovers": [f.to_record() for f in self.leftovers],
+        }
 
     def save(self, folder: str | Path | None = None) -> dict[str, Path]:
         """fixes.sql, fixes.json (exactly the keys of :data:`kit.fixes.model.RECORD_KEYS`) and
         loop.json into ``folder`` (default: the run folder, else ``.kit/artifacts``)."""
         folder = Path(folder) if folder else records.artifact_path(FIXES_JSON).parent
         texts = {s.key: s.text for s in self.statements()}
-        paths = {"sql": sqlfile.write(folder, self.fixes, target=self.target, mode=self.mode, statements=texts,
-                                      details=self.details(), leftovers=self.leftovers),
-                 "json": folder / FIXES_JSON, "loop": folder / LOOP_JSON}
+        paths = {
+            "sql": sqlfile.write(
+                folder,
+                self.fixes,
+                target=self.target,
+                mode=self.mode,
+                statements=texts,
+                details=self.details(),
+                leftovers=self.leftovers,
+            ),
+            "json": folder / FIXES_JSON,
+            "loop": folder / LOOP_JSON,
+        }
         paths["json"].write_text(json.dumps([f.to_record() for f in self.fixes], indent=1), encoding="utf-8")
         paths["loop"].write_text(json.dumps(self.to_json(), indent=1, default=str), encoding="utf-8")
         return paths
@@ -147,19 +193,35 @@ class LoopResult:
     def _repr_markdown_(self) -> str:
         f = self.figures
         what = "applied and verified" if self.applied else "dry run: planned only"
-        return (f"**{f['fixes.planned']} fixes** for {escape.markdown(self.target)} ({what}): {f['fixes.kept']} kept, "
-                f"{f['fixes.reverted']} reverted, {f['fixes.failed']} failed — {self.seconds:.1f} s")
+        return (
+            f"**{f['fixes.planned']} fixes** for {escape.markdown(self.target)} ({what}): {f['fixes.kept']} kept, "
+            f"{f['fixes.reverted']} reverted, {f['fixes.failed']} failed — {self.seconds:.1f} s"
+        )
 
 
 def _sizes(url: str, fixes: tuple[Fix, ...]) -> tuple[Fix, ...]:
     with sessions.connect(url) as conn:
-        return tuple(f.but(bytes_after=int(conn.execute(INDEX_SIZE, [f.schema, f.index_name]).fetchone()[0] or 0))
-                     if f.kind == CREATE and f.verdict == KEPT else f for f in fixes)
+        return tuple(
+            f.but(bytes_after=int(conn.execute(INDEX_SIZE, [f.schema, f.index_name]).fetchone()[0] or 0))
+            if f.kind == CREATE and f.verdict == KEPT
+            else f
+            for f in fixes
+        )
 
 
-def run_loop(engine: Engine, workload: Workload, *, apply: bool = False, declared: Declared | None = None,
-             warmup: int = 1, repeats: int = 5, min_rows: int = 10_000, budget_bytes: int | None = None,
-             reviewed: FixPlan | None = None, out: Callable[[str], None] | None = print) -> LoopResult:
+def run_loop(
+    engine: Engine,
+    workload: Workload,
+    *,
+    apply: bool = False,
+    declared: Declared | None = None,
+    warmup: int = 1,
+    repeats: int = 5,
+    min_rows: int = 10_000,
+    budget_bytes: int | None = None,
+    reviewed: FixPlan | None = None,
+    out: Callable[[str], None] | None = print,
+) -> LoopResult:
     """Steps: 0. with ``apply``, the database's apply lock (ApplyInProgress at once when another session
     holds it), held to the end, and the kit's INVALID leftovers dropped (a dry run lists them);
     1. parameter values from the data, those that reproduce the workload measured before (writes only
@@ -169,17 +231,34 @@ def run_loop(engine: Engine, workload: Workload, *, apply: bool = False, declare
     ``budget_bytes`` caps the new indexes' estimated size (None: half the size of their tables);
     ``reviewed`` is a plan reviewed in a dry run (:func:`kit.fixes.reviewed.reviewed_plan`): step 2 then
     takes it as it is, and ``workload`` is the statements it names."""
-    options = dict(declared=declared, warmup=warmup, repeats=repeats, min_rows=min_rows, budget_bytes=budget_bytes,
-                   reviewed=reviewed, out=out)
+    options = dict(
+        declared=declared,
+        warmup=warmup,
+        repeats=repeats,
+        min_rows=min_rows,
+        budget_bytes=budget_bytes,
+        reviewed=reviewed,
+        out=out,
+    )
     if not apply:
         return _loop(engine, workload, lock=None, **options)
     with interrupts.sigterm_raises(), applylock.hold(engine.url.render_as_string(hide_password=False)) as lock:  # 0.
         return _loop(engine, workload, lock=lock, **options)
 
 
-def _loop(engine: Engine, workload: Workload, *, lock: ApplyLock | None, declared: Declared | None, warmup: int,
-          repeats: int, min_rows: int, budget_bytes: int | None, reviewed: FixPlan | None,
-          out: Callable[[str], None] | None) -> LoopResult:
+def _loop(
+    engine: Engine,
+    workload: Workload,
+    *,
+    lock: ApplyLock | None,
+    declared: Declared | None,
+    warmup: int,
+    repeats: int,
+    min_rows: int,
+    budget_bytes: int | None,
+    reviewed: FixPlan | None,
+    out: Callable[[str], None] | None,
+) -> LoopResult:
     started = time.monotonic()
     url = engine.url.render_as_string(hide_password=False)
     say = escape.lines_to(out)
@@ -188,8 +267,15 @@ def _loop(engine: Engine, workload: Workload, *, lock: ApplyLock | None, declare
     reuse = {f.name for f in left if f.action == "would drop"}  # dropped ones are free already
     targets = targets_for(url, workload.targets)  # 1.
     before = measure(url, targets, warmup=warmup, repeats=repeats, writes=apply)
-    plan = reviewed or plan_fixes(engine, workload, declared=declared, min_rows=min_rows, reuse=reuse,  # 2.
-                                  budget_bytes=budget_bytes, values={k: t.params for k, t in before.items() if t.params})
+    plan = reviewed or plan_fixes(
+        engine,
+        workload,
+        declared=declared,
+        min_rows=min_rows,
+        reuse=reuse,  # 2.
+        budget_bytes=budget_bytes,
+        values={k: t.params for k, t in before.items() if t.params},
+    )
     if not apply:
         plan = _note_apply_in_progress(url, plan, say)
     probes = targets_for(url, plan.probes)  # 3.
@@ -200,16 +286,28 @@ def _loop(engine: Engine, workload: Workload, *, lock: ApplyLock | None, declare
         fixes = apply_fixes(engine, fixes, lock=lock, out=out)  # 4.
         after = measure(url, again(targets, before), warmup=warmup, repeats=repeats, writes=True)  # 5.
         fixes = _sizes(url, _verdicts(engine, fixes, before, after, lock=lock, say=say, out=out))  # 6.
-    return LoopResult(target=target_key(url), workload=workload, plan=plan, fixes=tuple(fixes), before=before,
-                      after=after, applied=bool(apply and plan.fixes), seconds=time.monotonic() - started,
-                      apply_requested=apply, leftovers=left)
+    return LoopResult(
+        target=target_key(url),
+        workload=workload,
+        plan=plan,
+        fixes=tuple(fixes),
+        before=before,
+        after=after,
+        applied=bool(apply and plan.fixes),
+        seconds=time.monotonic() - started,
+        apply_requested=apply,
+        leftovers=left,
+    )
 
 
-def _verdicts(engine: Engine, fixes: tuple[Fix, ...], before: dict, after: dict, *, lock: ApplyLock, say,
-              out) -> tuple[Fix, ...]:
+def _verdicts(
+    engine: Engine, fixes: tuple[Fix, ...], before: dict, after: dict, *, lock: ApplyLock, say, out
+) -> tuple[Fix, ...]:
     """Keep or revert each applied fix, then the set as a whole (a revert under the loop's lock)."""
     applied = [fix.verdict == APPLIED for fix in fixes]
-    judged = settle([judge(f, before, after) if ok else f for f, ok in zip(fixes, applied)], before, after)
+    judged = settle(
+        [judge(f, before, after) if ok else f for f, ok in zip(fixes, applied, strict=False)], before, after
+    )
     for i, fix in enumerate(judged):
         if applied[i] and fix.verdict == REVERTED:
             why = undo(engine, fix, lock=lock, out=out)
@@ -225,7 +323,9 @@ def _note_apply_in_progress(url: str, plan: FixPlan, say) -> FixPlan:
         found = applylock.holder(conn)
     if found is None:
         return plan
-    note = (f"an apply was running while this plan was made ({found.describe()}): indexes it was building "
-            "are left out, and what it changes may change the plan — plan again once it has finished")
+    note = (
+        f"an apply was running while this plan was made ({found.describe()}): indexes it was building "
+        "are left out, and what it changes may change the plan — plan again once it has finished"
+    )
     say(f"note: {note}")
     return replace(plan, notes=(*plan.notes, note))

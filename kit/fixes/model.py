@@ -12,8 +12,18 @@ from kit.workload.model import Statement
 CREATE, DROP, ANALYZE = "create_index", "drop_index", "analyze"
 PLANNED, KEPT, REVERTED, FAILED = "planned", "kept", "reverted", "failed"
 APPLIED = "applied"  # between apply and verify only; never a final verdict
-RECORD_KEYS = ("kind", "sql", "target_table", "statements", "exec_ms_before", "exec_ms_after", "speedup",
-               "verdict", "reason", "evidence")
+RECORD_KEYS = (
+    "kind",
+    "sql",
+    "target_table",
+    "statements",
+    "exec_ms_before",
+    "exec_ms_after",
+    "speedup",
+    "verdict",
+    "reason",
+    "evidence",
+)
 
 
 @dataclass(frozen=True)
@@ -55,10 +65,18 @@ class Fix:
 
     def to_record(self) -> dict:
         """The fixes.json object: exactly :data:`RECORD_KEYS`."""
-        return {"kind": self.kind, "sql": self.sql, "target_table": self.target_table,
-                "statements": list(self.statements), "exec_ms_before": _round(self.exec_ms_before),
-                "exec_ms_after": _round(self.exec_ms_after), "speedup": _round(self.speedup, 2),
-                "verdict": self.verdict, "reason": self.reason, "evidence": self.evidence}
+        return {
+            "kind": self.kind,
+            "sql": self.sql,
+            "target_table": self.target_table,
+            "statements": list(self.statements),
+            "exec_ms_before": _round(self.exec_ms_before),
+            "exec_ms_after": _round(self.exec_ms_after),
+            "speedup": _round(self.speedup, 2),
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "evidence": self.evidence,
+        }
 
     def but(self, **changes) -> Fix:
         return replace(self, **changes)
@@ -106,22 +124,62 @@ class Leftover:
         return replace(self, **changes)
 
     def to_record(self) -> dict:
-        return {"index": self.qualified, "table": f"{self.schema}.{self.table}", "kit": self.kit, "why": self.why,
-                "action": self.action, "definition": self.definition}
+        return {
+            "index": self.qualified,
+            "table": f"{self.schema}.{self.table}",
+            "kit": self.kit,
+            "why": self.why,
+            "action": self.action,
+            "definition": self.definition,
+        }
 
 
 def fixes_frame(fixes: tuple[Fix, ...] | list[Fix]) -> pd.DataFrame:
-    cols = ["kind", "target_table", "index", "source", "statements", "why", "expect", "verdict", "reason",
-            "exec_ms_before", "exec_ms_after", "speedup", "sql"]
-    return pd.DataFrame([{"kind": f.kind, "target_table": f.target_table, "index": f.index, "source": f.source,
-                          "statements": ", ".join(f.statements), "why": f.why, "expect": f.expect,
-                          "verdict": f.verdict, "reason": f.reason, "exec_ms_before": _round(f.exec_ms_before, 3),
-                          "exec_ms_after": _round(f.exec_ms_after, 3), "speedup": _round(f.speedup, 2),
-                          "sql": f.sql} for f in fixes], columns=cols)
+    cols = [
+        "kind",
+        "target_table",
+        "index",
+        "source",
+        "statements",
+        "why",
+        "expect",
+        "verdict",
+        "reason",
+        "exec_ms_before",
+        "exec_ms_after",
+        "speedup",
+        "sql",
+    ]
+    return pd.DataFrame(
+        [
+            {
+                "kind": f.kind,
+                "target_table": f.target_table,
+                "index": f.index,
+                "source": f.source,
+                "statements": ", ".join(f.statements),
+                "why": f.why,
+                "expect": f.expect,
+                "verdict": f.verdict,
+                "reason": f.reason,
+                "exec_ms_before": _round(f.exec_ms_before, 3),
+                "exec_ms_after": _round(f.exec_ms_after, 3),
+                "speedup": _round(f.speedup, 2),
+                "sql": f.sql,
+            }
+            for f in fixes
+        ],
+        columns=cols,
+    )
 
 
 def counts(fixes: tuple[Fix, ...] | list[Fix], *, applied: bool) -> dict[str, int]:
     """fixes.planned / applied / kept / reverted / failed as kit.record figures (pure)."""
     n = {v: sum(f.verdict == v for f in fixes) for v in (KEPT, REVERTED, FAILED)}
-    return {"fixes.planned": len(fixes), "fixes.applied": (n[KEPT] + n[REVERTED]) if applied else 0,
-            "fixes.kept": n[KEPT], "fixes.reverted": n[REVERTED], "fixes.failed": n[FAILED]}
+    return {
+        "fixes.planned": len(fixes),
+        "fixes.applied": (n[KEPT] + n[REVERTED]) if applied else 0,
+        "fixes.kept": n[KEPT],
+        "fixes.reverted": n[REVERTED],
+        "fixes.failed": n[FAILED],
+    }

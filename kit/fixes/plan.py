@@ -28,8 +28,8 @@ from kit.audit import duplicate_indexes, unindexed_foreign_keys, vacuum_stalenes
 from kit.audit.base import CheckResult, run_check
 from kit.db import extensions
 from kit.fixes.model import ANALYZE, CREATE, DROP, Fix, FixPlan
-from kit.indexes.advisor import HYPO_CREATE, cost, table_columns
 from kit.indexes import partitioned
+from kit.indexes.advisor import HYPO_CREATE, cost, table_columns
 from kit.indexes.select import Candidate, Selection, select_indexes, write_cost
 from kit.indexes.select import Statement as SelectStatement
 from kit.indexes.spec import IndexSpec, declared_in_migrations, parse_index_sql, parse_indexdef
@@ -108,10 +108,12 @@ def index_name(table: str, columns: tuple[str, ...], taken: set[str]) -> str:
     return name
 
 
-def _create_spec(schema: str, table: str, columns: tuple[str, ...], name: str,
-                 where: tuple[str, str] | None = None) -> IndexSpec:
+def _create_spec(
+    schema: str, table: str, columns: tuple[str, ...], name: str, where: tuple[str, str] | None = None
+) -> IndexSpec:
     stmt = sql.SQL("CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ({})").format(
-        sql.Identifier(name), sql.Identifier(schema, table), sql.SQL(", ").join(map(sql.Identifier, columns)))
+        sql.Identifier(name), sql.Identifier(schema, table), sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
     if where:
         stmt = sql.SQL("{} WHERE {} = {}").format(stmt, sql.Identifier(where[0]), sql.Literal(where[1]))
     (spec,) = parse_index_sql(stmt.as_string(None), source="kit")
@@ -121,8 +123,9 @@ def _create_spec(schema: str, table: str, columns: tuple[str, ...], name: str,
 def fk_probe(schema: str, table: str, columns: list[str], constraint: str) -> Statement:
     """What PostgreSQL runs on the referencing table for each DELETE or key UPDATE of the referenced
     row (ri_triggers.c), without its row lock — so a read-only role can run it too."""
-    where = sql.SQL(" AND ").join(sql.SQL("{} = ${}").format(sql.Identifier(c), sql.SQL(str(i + 1)))
-                                  for i, c in enumerate(columns))
+    where = sql.SQL(" AND ").join(
+        sql.SQL("{} = ${}").format(sql.Identifier(c), sql.SQL(str(i + 1))) for i, c in enumerate(columns)
+    )
     text = sql.SQL("SELECT /* kit */ 1 FROM ONLY {} x WHERE {}").format(sql.Identifier(schema, table), where)
     return Statement(key=f"probe:fk:{constraint}", queryid=None, text=text.as_string(None), kind="select")
 
@@ -141,8 +144,9 @@ def _rows(engine: Engine, check) -> list[dict]:
 def _uses(conn: psycopg.Connection, targets: tuple[Statement, ...]) -> dict[str, dict[tuple[str, str], list[str]]]:
     """{statement key: {(schema, table): columns it filters, joins or sorts on}}."""
     cache: dict = {}
-    return {s.key: {(t.schema, t.name): cols for t, cols in table_columns(conn, s.text, cache).items()}
-            for s in targets}
+    return {
+        s.key: {(t.schema, t.name): cols for t, cols in table_columns(conn, s.text, cache).items()} for s in targets
+    }
 
 
 def _touching(targets: tuple[Statement, ...], uses: dict, schema: str, table: str) -> list[str]:
@@ -160,34 +164,50 @@ def _selected(cands: dict, selection: Selection) -> None:
     """The indexes chosen over the workload, each with the statements its plan serves in the chosen set."""
     for chosen in selection.chosen:
         c = chosen.candidate
-        cand = cands.setdefault((c.schema, c.table, c.columns, c.where),
-                                _Candidate(c.schema, c.table, c.columns, where=c.where))
+        cand = cands.setdefault(
+            (c.schema, c.table, c.columns, c.where), _Candidate(c.schema, c.table, c.columns, where=c.where)
+        )
         keys = ", ".join(chosen.statements)
         partial = f", only the rows with the rare value of {c.where[0]} it asks for" if c.where else ""
-        cand.add(statements=chosen.statements, source="advisor",
-                 why=f"{keys} read {c.table} without an index on ({', '.join(c.columns)}){partial}",
-                 expect="; ".join(f"planner cost of {k} {b:.0f} -> {a:.0f}" + (f" (-{100 * (b - a) / b:.0f}%)" if b > 0
-                                                                              else "")
-                                  for k, (b, a) in chosen.costs.items()))
+        cand.add(
+            statements=chosen.statements,
+            source="advisor",
+            why=f"{keys} read {c.table} without an index on ({', '.join(c.columns)}){partial}",
+            expect="; ".join(
+                f"planner cost of {k} {b:.0f} -> {a:.0f}" + (f" (-{100 * (b - a) / b:.0f}%)" if b > 0 else "")
+                for k, (b, a) in chosen.costs.items()
+            ),
+        )
         cand.est_bytes, cand.saved_ms = chosen.est_bytes, chosen.saved_ms
 
 
 def _foreign_keys(cands: dict, fks: list[dict], targets, uses, probes: list[Statement]) -> None:
     for fk in fks:
         cols = tuple(fk["columns"])
-        same = next((c for c in cands.values() if (c.schema, c.table) == (fk["schema"], fk["table"])
-                     and c.where is None and set(c.columns[:len(cols)]) == set(cols)), None)
-        cand = same or cands.setdefault((fk["schema"], fk["table"], cols),
-                                        _Candidate(fk["schema"], fk["table"], cols))
+        same = next(
+            (
+                c
+                for c in cands.values()
+                if (c.schema, c.table) == (fk["schema"], fk["table"])
+                and c.where is None
+                and set(c.columns[: len(cols)]) == set(cols)
+            ),
+            None,
+        )
+        cand = same or cands.setdefault((fk["schema"], fk["table"], cols), _Candidate(fk["schema"], fk["table"], cols))
         probe = fk_probe(fk["schema"], fk["table"], list(cols), fk["constraint"])
         probes.append(probe)
-        using = [s.key for s in targets if any(c in uses.get(s.key, {}).get((fk["schema"], fk["table"]), [])
-                                                for c in cols)]
-        cand.add(statements=[*using, probe.key], source="foreign key",
-                 why=f"foreign key {fk['constraint']} ({', '.join(cols)}) -> {fk['references']} has no index "
-                     f"on {fk['rows']:,} rows",
-                 expect=f"joins and lookups on ({', '.join(cols)}), and the check on every DELETE of "
-                        f"{fk['references']}, use an index instead of reading {fk['table']}")
+        using = [
+            s.key for s in targets if any(c in uses.get(s.key, {}).get((fk["schema"], fk["table"]), []) for c in cols)
+        ]
+        cand.add(
+            statements=[*using, probe.key],
+            source="foreign key",
+            why=f"foreign key {fk['constraint']} ({', '.join(cols)}) -> {fk['references']} has no index "
+            f"on {fk['rows']:,} rows",
+            expect=f"joins and lookups on ({', '.join(cols)}), and the check on every DELETE of "
+            f"{fk['references']}, use an index instead of reading {fk['table']}",
+        )
 
 
 def _declared(cands: dict, declared: Declared, engine: Engine, targets, uses, probes: list[Statement]) -> None:
@@ -201,24 +221,36 @@ def _declared(cands: dict, declared: Declared, engine: Engine, targets, uses, pr
             continue
         cand = _Candidate(spec.schema, spec.table, spec.columns, spec=spec)
         for key, other in list(cands.items()):
-            if (other.schema, other.table) == (spec.schema, spec.table) and other.spec is None \
-                    and other.where is None and spec.columns and spec.columns[:len(other.columns)] == other.columns:
+            if (
+                (other.schema, other.table) == (spec.schema, spec.table)
+                and other.spec is None
+                and other.where is None
+                and spec.columns
+                and spec.columns[: len(other.columns)] == other.columns
+            ):
                 cand.add(statements=other.statements, why="; ".join(other.why), expect="; ".join(other.expect))
                 cand.sources += [s for s in other.sources if s not in cand.sources]
                 del cands[key]
         probe = spec_probe(spec)
         probes.append(probe)
-        using = [s.key for s in targets
-                 if set(spec.columns[:1]) & set(uses.get(s.key, {}).get((spec.schema, spec.table), []))]
+        using = [
+            s.key
+            for s in targets
+            if set(spec.columns[:1]) & set(uses.get(s.key, {}).get((spec.schema, spec.table), []))
+        ]
         where = f"{Path(spec.source).name}:{spec.line}"
-        cand.add(statements=[*using, probe.key], source=f"migration {where}",
-                 why=f"declared in {where} and {state} here",
-                 expect=f"{spec.definition} serves its representative query {probe.key}")
+        cand.add(
+            statements=[*using, probe.key],
+            source=f"migration {where}",
+            why=f"declared in {where} and {state} here",
+            expect=f"{spec.definition} serves its representative query {probe.key}",
+        )
         cands[(spec.schema, spec.table, ("declared", spec.name))] = cand
 
 
-def _whatif(url: str, cands: list[_Candidate], targets: tuple[Statement, ...], probes: list[Statement],
-            values: dict[str, tuple]) -> None:
+def _whatif(
+    url: str, cands: list[_Candidate], targets: tuple[Statement, ...], probes: list[Statement], values: dict[str, tuple]
+) -> None:
     """Expected cost change of each candidate without an advisor figure (hypopg), on its statements
     (planned on the values their measurement used, when there are)."""
     texts = {s.key: s.text for s in (*targets, *probes)}
@@ -236,15 +268,17 @@ def _whatif(url: str, cands: list[_Candidate], targets: tuple[Statement, ...], p
                     continue
                 try:
                     base, _ = cost(conn, texts[key], refs.nparams, values.get(key))
-                    oid, size = conn.execute(HYPO_CREATE, [create]).fetchone()
+                    _oid, size = conn.execute(HYPO_CREATE, [create]).fetchone()
                     after, _ = cost(conn, texts[key], refs.nparams, values.get(key))
                 except psycopg.Error:
                     continue
                 finally:
                     conn.execute("SELECT /* kit */ hypopg_reset()")
                 cand.est_bytes = max(cand.est_bytes or 0, int(size))
-                cand.expect.append(f"planner cost of {key} {base:.0f} -> {after:.0f}"
-                                   + (f" (-{100 * (base - after) / base:.0f}%)" if base > 0 else ""))
+                cand.expect.append(
+                    f"planner cost of {key} {base:.0f} -> {after:.0f}"
+                    + (f" (-{100 * (base - after) / base:.0f}%)" if base > 0 else "")
+                )
 
 
 def re_hypothetical(cand: _Candidate) -> str:
@@ -272,8 +306,10 @@ def _not_building(cands: dict, building: dict[tuple, int], notes: list[str]) -> 
         pid = building.get((cand.schema, cand.table, tuple(cand.columns)))
         if pid is not None:
             del cands[key]
-            notes.append(f"an index on {cand.schema}.{cand.table} ({', '.join(cand.columns)}) is being built right "
-                         f"now (session {pid}): left out of this plan; plan again once that build has ended")
+            notes.append(
+                f"an index on {cand.schema}.{cand.table} ({', '.join(cand.columns)}) is being built right "
+                f"now (session {pid}): left out of this plan; plan again once that build has ended"
+            )
 
 
 def _creates(cands: list[_Candidate], taken: set[str]) -> list[Fix]:
@@ -285,36 +321,60 @@ def _creates(cands: list[_Candidate], taken: set[str]) -> list[Fix]:
             name = index_name(cand.table, cand.columns + (("where", cand.where[0]) if cand.where else ()), taken)
             taken.add(name)
             spec, declared = _create_spec(cand.schema, cand.table, cand.columns, name, cand.where), False
-        out.append(Fix(kind=CREATE, sql=spec.create_sql, target_table=f"{cand.schema}.{cand.table}",
-                       statements=tuple(cand.statements), why="; ".join(cand.why),
-                       expect="; ".join(cand.expect), source=" + ".join(cand.sources),
-                       index=f"{spec.schema}.{spec.name}", index_def=spec.create_sql, est_bytes=cand.est_bytes,
-                       declared=declared, schema=cand.schema, table=cand.table, index_name=spec.name,
-                       saved_ms=cand.saved_ms))
+        out.append(
+            Fix(
+                kind=CREATE,
+                sql=spec.create_sql,
+                target_table=f"{cand.schema}.{cand.table}",
+                statements=tuple(cand.statements),
+                why="; ".join(cand.why),
+                expect="; ".join(cand.expect),
+                source=" + ".join(cand.sources),
+                index=f"{spec.schema}.{spec.name}",
+                index_def=spec.create_sql,
+                est_bytes=cand.est_bytes,
+                declared=declared,
+                schema=cand.schema,
+                table=cand.table,
+                index_name=spec.name,
+                saved_ms=cand.saved_ms,
+            )
+        )
     return out
 
 
-def _drops(dups: list[dict], declared: Declared, targets, uses, notes: list[str],
-           probes: list[Statement]) -> list[Fix]:
+def _drops(dups: list[dict], declared: Declared, targets, uses, notes: list[str], probes: list[Statement]) -> list[Fix]:
     """A drop names the statements on its table (none may get slower) and a lookup on the dropped
     index's leading key, which the covering index must now serve as well."""
     out = []
     for d in dups:
         if d["index"] in declared.names:
-            notes.append(f"{d['schema']}.{d['index']} is covered by {d['covered_by']} but declared in "
-                         f"{declared.source}: remove it from the migration rather than drop it here")
+            notes.append(
+                f"{d['schema']}.{d['index']} is covered by {d['covered_by']} but declared in "
+                f"{declared.source}: remove it from the migration rather than drop it here"
+            )
             continue
         name = sql.Identifier(d["schema"], d["index"]).as_string(None)
         probe = spec_probe(parse_indexdef(d["definition"]))
         probes.append(probe)
-        out.append(Fix(kind=DROP, sql=f"DROP INDEX CONCURRENTLY IF EXISTS {name}",
-                       target_table=f"{d['schema']}.{d['table']}",
-                       statements=(*_touching(targets, uses, d["schema"], d["table"]), probe.key),
-                       why=f"{d['schema']}.{d['index']} is {d['detail']}",
-                       expect=f"frees {d['size_bytes'] / 2**20:.1f} MiB; writes to {d['table']} maintain one index "
-                              f"fewer; its reads use {d['covered_by']} (no statement may get slower)",
-                       source="duplicate", index=f"{d['schema']}.{d['index']}", index_def=d["definition"],
-                       est_bytes=int(d["size_bytes"]), schema=d["schema"], table=d["table"], index_name=d["index"]))
+        out.append(
+            Fix(
+                kind=DROP,
+                sql=f"DROP INDEX CONCURRENTLY IF EXISTS {name}",
+                target_table=f"{d['schema']}.{d['table']}",
+                statements=(*_touching(targets, uses, d["schema"], d["table"]), probe.key),
+                why=f"{d['schema']}.{d['index']} is {d['detail']}",
+                expect=f"frees {d['size_bytes'] / 2**20:.1f} MiB; writes to {d['table']} maintain one index "
+                f"fewer; its reads use {d['covered_by']} (no statement may get slower)",
+                source="duplicate",
+                index=f"{d['schema']}.{d['index']}",
+                index_def=d["definition"],
+                est_bytes=int(d["size_bytes"]),
+                schema=d["schema"],
+                table=d["table"],
+                index_name=d["index"],
+            )
+        )
     return out
 
 
@@ -330,8 +390,9 @@ WHERE x.indrelid = to_regclass(format('%%I.%%I', %s::text, %s::text)) AND x.indi
   AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)"""
 
 
-def _covered_by_new(conn: psycopg.Connection, creates: list[Fix], declared: Declared, targets, uses,
-                    probes: list[Statement]) -> list[Fix]:
+def _covered_by_new(
+    conn: psycopg.Connection, creates: list[Fix], declared: Declared, targets, uses, probes: list[Statement]
+) -> list[Fix]:
     """A drop for each existing index a new one extends ((a) by (a, b)), kept only if the new one is."""
     out = []
     for new in creates:
@@ -340,20 +401,31 @@ def _covered_by_new(conn: psycopg.Connection, creates: list[Fix], declared: Decl
             continue
         for name, definition, size, columns in conn.execute(PLAIN_INDEXES, [new.schema, new.table]).fetchall():
             columns = tuple(columns)
-            if name in declared.names or len(columns) >= len(spec.columns) or spec.columns[:len(columns)] != columns:
+            if name in declared.names or len(columns) >= len(spec.columns) or spec.columns[: len(columns)] != columns:
                 continue
             probe = spec_probe(parse_indexdef(definition))
             probes.append(probe)
-            out.append(Fix(kind=DROP, sql=sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
-                               sql.Identifier(new.schema, name)).as_string(None),
-                           target_table=new.target_table,
-                           statements=(*_touching(targets, uses, new.schema, new.table), probe.key),
-                           why=f"{new.schema}.{name} ({', '.join(columns)}) is covered by the new {new.index}",
-                           expect=f"frees {size / 2**20:.1f} MiB; writes to {new.table} maintain one index fewer; "
-                                  f"its reads use {new.index} (no statement may get slower)",
-                           source="covered by a new index", index=f"{new.schema}.{name}", index_def=definition,
-                           est_bytes=int(size), schema=new.schema, table=new.table, index_name=name,
-                           depends_on=new.index_name))
+            out.append(
+                Fix(
+                    kind=DROP,
+                    sql=sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}")
+                    .format(sql.Identifier(new.schema, name))
+                    .as_string(None),
+                    target_table=new.target_table,
+                    statements=(*_touching(targets, uses, new.schema, new.table), probe.key),
+                    why=f"{new.schema}.{name} ({', '.join(columns)}) is covered by the new {new.index}",
+                    expect=f"frees {size / 2**20:.1f} MiB; writes to {new.table} maintain one index fewer; "
+                    f"its reads use {new.index} (no statement may get slower)",
+                    source="covered by a new index",
+                    index=f"{new.schema}.{name}",
+                    index_def=definition,
+                    est_bytes=int(size),
+                    schema=new.schema,
+                    table=new.table,
+                    index_name=name,
+                    depends_on=new.index_name,
+                )
+            )
     return out
 
 
@@ -365,24 +437,45 @@ def _analyzes(stale: list[dict], targets, uses, notes: list[str], *, min_rows: i
         if t["statistics"] == "fresh" or t["live_rows"] < min_rows:
             continue
         name = sql.Identifier(t["schema"], t["table"]).as_string(None)
-        since = "never analyzed" if t["last_analyze"] is None else \
-            f"{t['modified_since_analyze']:,} of {t['live_rows']:,} rows changed since the last ANALYZE"
+        since = (
+            "never analyzed"
+            if t["last_analyze"] is None
+            else f"{t['modified_since_analyze']:,} of {t['live_rows']:,} rows changed since the last ANALYZE"
+        )
         keys = _touching(targets, uses, t["schema"], t["table"])
         if not keys:
-            notes.append(f"{t['schema']}.{t['table']}: statistics {t['statistics']} ({since}), but no top statement "
-                         f"reads it: ANALYZE {name} when convenient")
+            notes.append(
+                f"{t['schema']}.{t['table']}: statistics {t['statistics']} ({since}), but no top statement "
+                f"reads it: ANALYZE {name} when convenient"
+            )
             continue
-        out.append(Fix(kind=ANALYZE, sql=f"ANALYZE {name}", target_table=f"{t['schema']}.{t['table']}",
-                       statements=tuple(keys), why=f"statistics {t['statistics']}: {since}",
-                       expect=f"the planner's row estimates follow the data again for {', '.join(keys)}",
-                       source="statistics", schema=t["schema"], table=t["table"]))
+        out.append(
+            Fix(
+                kind=ANALYZE,
+                sql=f"ANALYZE {name}",
+                target_table=f"{t['schema']}.{t['table']}",
+                statements=tuple(keys),
+                why=f"statistics {t['statistics']}: {since}",
+                expect=f"the planner's row estimates follow the data again for {', '.join(keys)}",
+                source="statistics",
+                schema=t["schema"],
+                table=t["table"],
+            )
+        )
     return out
 
 
-def plan_fixes(engine: Engine, workload: Workload, *, declared: Declared | None = None,
-               min_rows: int = MIN_ROWS, analyze_min_rows: int = 1_000,
-               values: dict[str, tuple] | None = None, budget_bytes: int | None = None,
-               reuse: frozenset[str] | set[str] = frozenset()) -> FixPlan:
+def plan_fixes(
+    engine: Engine,
+    workload: Workload,
+    *,
+    declared: Declared | None = None,
+    min_rows: int = MIN_ROWS,
+    analyze_min_rows: int = 1_000,
+    values: dict[str, tuple] | None = None,
+    budget_bytes: int | None = None,
+    reuse: frozenset[str] | set[str] = frozenset(),
+) -> FixPlan:
     """The fixes for this database, with the probes (statements the kit wrote) their verification
     needs; ``values`` (statement key -> its parameter values, as measured) make the advisor plan each
     statement as the workload runs it; ``budget_bytes`` caps the new indexes' estimated size (None:
@@ -413,13 +506,18 @@ def plan_fixes(engine: Engine, workload: Workload, *, declared: Declared | None 
     with sessions.connect(url, app="dbperf-kit-plan") as conn:
         creates = [_spelled_out(conn, _with_write_cost(conn, f, _statements(workload, values))) for f in creates]
         covered = _covered_by_new(conn, creates, declared, targets, uses, probes)
-    fixes = [*_analyzes(stale, targets, uses, notes, min_rows=analyze_min_rows),
-             *creates, *_drops(dups, declared, targets, uses, notes, probes), *covered]
+    fixes = [
+        *_analyzes(stale, targets, uses, notes, min_rows=analyze_min_rows),
+        *creates,
+        *_drops(dups, declared, targets, uses, notes, probes),
+        *covered,
+    ]
     return FixPlan(tuple(fixes), tuple(notes), tuple(probes), budget_bytes=selection.budget_bytes)
 
 
-def _select(conn: psycopg.Connection, workload: Workload, values: dict[str, tuple],
-            budget_bytes: int | None) -> Selection:
+def _select(
+    conn: psycopg.Connection, workload: Workload, values: dict[str, tuple], budget_bytes: int | None
+) -> Selection:
     """The workload-wide choice of new indexes; unavailable without hypopg (and says how to enable it)."""
     if why := extensions.missing(conn, "hypopg"):
         return Selection("unavailable", (), budget_bytes, 0, (why,))

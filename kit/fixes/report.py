@@ -18,12 +18,44 @@ from kit.fixes.model import CREATE, DROP, KEPT, RECORD_KEYS
 from kit.runs.records import artifact_path
 
 LOOP_JSON = "loop.json"
-FIX_COLUMNS = [*RECORD_KEYS, "index", "source", "declared", "est_bytes", "bytes_after", "why", "expect", "saved_ms",
-               "rows_written", "write_ms"]
-STATEMENT_COLUMNS = ["key", "query", "kind", "calls", "total_ms", "share_pct", "mode", "reason", "reproduced",
-                     "evidence", "values_from", "before_ms",
-                     "before_lo", "before_hi", "after_ms", "after_lo", "after_hi", "speedup", "cost_before",
-                     "cost_after", "plan_before", "plan_after", "fixes"]
+FIX_COLUMNS = [
+    *RECORD_KEYS,
+    "index",
+    "source",
+    "declared",
+    "est_bytes",
+    "bytes_after",
+    "why",
+    "expect",
+    "saved_ms",
+    "rows_written",
+    "write_ms",
+]
+STATEMENT_COLUMNS = [
+    "key",
+    "query",
+    "kind",
+    "calls",
+    "total_ms",
+    "share_pct",
+    "mode",
+    "reason",
+    "reproduced",
+    "evidence",
+    "values_from",
+    "before_ms",
+    "before_lo",
+    "before_hi",
+    "after_ms",
+    "after_lo",
+    "after_hi",
+    "speedup",
+    "cost_before",
+    "cost_after",
+    "plan_before",
+    "plan_after",
+    "fixes",
+]
 
 
 @dataclass(frozen=True)
@@ -40,8 +72,22 @@ class LoopReport:
 
     def measured(self) -> pd.DataFrame:
         """Statements of the workload and probes with a median before (and after when applied)."""
-        cols = ["key", "query", "calls", "mode", "reproduced", "evidence", "before_ms", "before_lo", "before_hi",
-                "after_ms", "after_lo", "after_hi", "speedup", "fixes"]
+        cols = [
+            "key",
+            "query",
+            "calls",
+            "mode",
+            "reproduced",
+            "evidence",
+            "before_ms",
+            "before_lo",
+            "before_hi",
+            "after_ms",
+            "after_lo",
+            "after_hi",
+            "speedup",
+            "fixes",
+        ]
         if self.statements.empty:
             return pd.DataFrame(columns=cols)
         return self.statements[self.statements["before_ms"].notna()][cols].reset_index(drop=True)
@@ -55,16 +101,32 @@ class LoopReport:
         after_total = work["total_ms"] * factor
         rest = max(self.total_ms - float(work["total_ms"].sum()), 0.0)
         total_after = rest + float(after_total.sum())
-        labels = [_label(k, q) for k, q in zip(work["key"], work["query"])]
-        rows = [{"statement": s, "phase": "before", "share_pct": 100 * t / self.total_ms, "total_ms": t}
-                for s, t in zip(labels, work["total_ms"])]
-        rows += [{"statement": "everything else", "phase": "before", "share_pct": 100 * rest / self.total_ms,
-                  "total_ms": rest}]
+        labels = [_label(k, q) for k, q in zip(work["key"], work["query"], strict=False)]
+        rows = [
+            {"statement": s, "phase": "before", "share_pct": 100 * t / self.total_ms, "total_ms": t}
+            for s, t in zip(labels, work["total_ms"], strict=False)
+        ]
+        rows += [
+            {
+                "statement": "everything else",
+                "phase": "before",
+                "share_pct": 100 * rest / self.total_ms,
+                "total_ms": rest,
+            }
+        ]
         if self.applied:
-            rows += [{"statement": s, "phase": "after (estimated)", "share_pct": 100 * t / total_after,
-                      "total_ms": t} for s, t in zip(labels, after_total)]
-            rows += [{"statement": "everything else", "phase": "after (estimated)",
-                      "share_pct": 100 * rest / total_after, "total_ms": rest}]
+            rows += [
+                {"statement": s, "phase": "after (estimated)", "share_pct": 100 * t / total_after, "total_ms": t}
+                for s, t in zip(labels, after_total, strict=False)
+            ]
+            rows += [
+                {
+                    "statement": "everything else",
+                    "phase": "after (estimated)",
+                    "share_pct": 100 * rest / total_after,
+                    "total_ms": rest,
+                }
+            ]
         return pd.DataFrame(rows)
 
     def index_bytes(self) -> pd.DataFrame:
@@ -73,18 +135,25 @@ class LoopReport:
         if self.fixes.empty:
             return pd.DataFrame(columns=cols)
         kept = self.fixes[self.fixes["verdict"] == KEPT]
-        rows = [{"index": r["index"], "kind": "added", "bytes": int(r["bytes_after"] or r["est_bytes"] or 0)}
-                for _, r in kept[kept["kind"] == CREATE].iterrows()]
-        rows += [{"index": r["index"], "kind": "freed", "bytes": -int(r["est_bytes"] or 0)}
-                 for _, r in kept[kept["kind"] == DROP].iterrows()]
+        rows = [
+            {"index": r["index"], "kind": "added", "bytes": int(r["bytes_after"] or r["est_bytes"] or 0)}
+            for _, r in kept[kept["kind"] == CREATE].iterrows()
+        ]
+        rows += [
+            {"index": r["index"], "kind": "freed", "bytes": -int(r["est_bytes"] or 0)}
+            for _, r in kept[kept["kind"] == DROP].iterrows()
+        ]
         return pd.DataFrame(rows, columns=cols)
 
     def kept_speedups(self) -> pd.Series:
         """Measured speedups of the new indexes kept that no migration declares (each must be 2x+)."""
         if self.fixes.empty:
             return pd.Series(dtype=float)
-        kept = self.fixes[(self.fixes["verdict"] == KEPT) & (self.fixes["kind"] == CREATE)
-                          & ~self.fixes["declared"].fillna(False).astype(bool)]
+        kept = self.fixes[
+            (self.fixes["verdict"] == KEPT)
+            & (self.fixes["kind"] == CREATE)
+            & ~self.fixes["declared"].fillna(False).astype(bool)
+        ]
         return kept["speedup"].dropna().astype(float)
 
     @property
@@ -94,7 +163,9 @@ class LoopReport:
         if share.empty:
             return 0.0, None
         fixed = set(self.statements.loc[self.statements["fixes"].astype(str).str.len() > 0, "key"])
-        labels = {_label(k, q) for k, q in zip(self.statements["key"], self.statements["query"]) if k in fixed}
+        labels = {
+            _label(k, q) for k, q in zip(self.statements["key"], self.statements["query"], strict=False) if k in fixed
+        }
         mine = share[share["statement"].isin(labels)].groupby("phase")["share_pct"].sum()
         return float(mine.get("before", 0.0)), (float(mine.get("after (estimated)", 0.0)) if self.applied else None)
 
@@ -110,7 +181,11 @@ def load_report(path: str | Path | None = None) -> LoopReport:
     if not path.exists():
         raise ConfigError(f"no {LOOP_JSON} in {path.parent}; run 02_apply_fixes first (kit run runs all in order)")
     data = json.loads(path.read_text(encoding="utf-8"))
-    return LoopReport(target=data["target"], applied=data["applied"], basis=data.get("basis", ""),
-                      total_ms=float(data.get("total_ms") or 0.0),
-                      statements=pd.DataFrame(data["statements"], columns=STATEMENT_COLUMNS),
-                      fixes=pd.DataFrame(data["fixes"], columns=FIX_COLUMNS))
+    return LoopReport(
+        target=data["target"],
+        applied=data["applied"],
+        basis=data.get("basis", ""),
+        total_ms=float(data.get("total_ms") or 0.0),
+        statements=pd.DataFrame(data["statements"], columns=STATEMENT_COLUMNS),
+        fixes=pd.DataFrame(data["fixes"], columns=FIX_COLUMNS),
+    )

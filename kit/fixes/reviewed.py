@@ -43,16 +43,29 @@ def load_plan(folder: str | Path, *, target: str) -> FixPlan:
     folder holds no plan, holds an applied one, or is another database's."""
     path = Path(folder) / LOOP_JSON
     if not path.exists():
-        raise ConfigError(f"no {LOOP_JSON} in {folder}: not a run of 02_apply_fixes; give the folder of a dry run "
-                          "(kit history lists them)")
+        raise ConfigError(
+            f"no {LOOP_JSON} in {folder}: not a run of 02_apply_fixes; give the folder of a dry run "
+            "(kit history lists them)"
+        )
     data = json.loads(path.read_text(encoding="utf-8"))
     if data.get("target") != target:
-        raise ConfigError(f"run {Path(folder).name} planned fixes for {data.get('target')}, not for {target}; "
-                          "give a dry run of this database")
+        raise ConfigError(
+            f"run {Path(folder).name} planned fixes for {data.get('target')}, not for {target}; "
+            "give a dry run of this database"
+        )
     if data.get("applied"):
         raise ConfigError(f"run {Path(folder).name} applied its plan already; give a dry run's folder")
-    fixes = tuple(Fix(**{**{k: v for k, v in f.items() if k in _FIX_FIELDS},
-                         "statements": tuple(f["statements"]), "verdict": PLANNED, "reason": ""}) for f in data["fixes"])
+    fixes = tuple(
+        Fix(
+            **{
+                **{k: v for k, v in f.items() if k in _FIX_FIELDS},
+                "statements": tuple(f["statements"]),
+                "verdict": PLANNED,
+                "reason": "",
+            }
+        )
+        for f in data["fixes"]
+    )
     probes = tuple(Statement(key=p["key"], queryid=None, text=p["text"], kind="select") for p in data.get("probes", ()))
     return FixPlan(fixes, (f"the plan reviewed in run {Path(folder).name}",), probes, data.get("budget_bytes"))
 
@@ -61,15 +74,23 @@ def recheck(engine: Engine, plan: FixPlan) -> FixPlan:
     """``plan`` without the fixes that no longer hold, each named in the notes."""
     kept, notes = [], list(plan.notes)
     with sessions.connect(engine.url.render_as_string(hide_password=False), app="dbperf-kit-plan") as conn:
+
         def state(schema: str, name: str | None) -> tuple | None:
             return conn.execute(RELATION, [schema, name]).fetchone() if name else None
 
         for fix in plan.fixes:
             table, index = state(fix.schema, fix.table), state(fix.schema, fix.index_name)
-            why = ("its table is gone" if table is None else
-                   "the index exists and is valid: applied since" if fix.kind == CREATE and index and index[1] else
-                   "the index is gone already" if fix.kind == DROP and index is None else
-                   "its statistics are fresh: analyzed since" if fix.kind == ANALYZE and table[2] else "")
+            why = (
+                "its table is gone"
+                if table is None
+                else "the index exists and is valid: applied since"
+                if fix.kind == CREATE and index and index[1]
+                else "the index is gone already"
+                if fix.kind == DROP and index is None
+                else "its statistics are fresh: analyzed since"
+                if fix.kind == ANALYZE and table[2]
+                else ""
+            )
             if why:
                 notes.append(f"left out {fix.index or fix.target_table}: {why}")
             else:
@@ -86,13 +107,22 @@ def workload_of(engine: Engine, plan: FixPlan, *, chars: int = 100_000) -> Workl
         conn.rollback()
     total = float(frame["total_ms"].sum()) if len(frame) else 0.0
     mine = frame[frame["queryid"].astype(str).isin(keys)]
-    found = tuple(replace(s, share_pct=100 * s.total_ms / total if total > 0 else 0.0)
-                  for s in select(mine, top=len(mine), min_calls=1))
+    found = tuple(
+        replace(s, share_pct=100 * s.total_ms / total if total > 0 else 0.0)
+        for s in select(mine, top=len(mine), min_calls=1)
+    )
     missing = sorted(keys - {s.key for s in found})
     message = f"{len(found)} statements the reviewed plan names" + (
-        f"; pg_stat_statements no longer has {', '.join(missing)}" if missing else "")
-    return Workload("ok", message, "the statements of the reviewed plan, over pg_stat_statements' history",
-                    found, total, int(frame["calls"].sum()) if len(frame) else 0)
+        f"; pg_stat_statements no longer has {', '.join(missing)}" if missing else ""
+    )
+    return Workload(
+        "ok",
+        message,
+        "the statements of the reviewed plan, over pg_stat_statements' history",
+        found,
+        total,
+        int(frame["calls"].sum()) if len(frame) else 0,
+    )
 
 
 def reviewed_plan(engine: Engine, folder: str | Path) -> tuple[FixPlan, Workload]:
@@ -101,8 +131,9 @@ def reviewed_plan(engine: Engine, folder: str | Path) -> tuple[FixPlan, Workload
     return plan, workload_of(engine, plan)
 
 
-def what_to_fix(engine: Engine, *, plan: str = "", top: int = 10,
-                min_calls: int = 10) -> tuple[Workload, FixPlan | None]:
+def what_to_fix(
+    engine: Engine, *, plan: str = "", top: int = 10, min_calls: int = 10
+) -> tuple[Workload, FixPlan | None]:
     """What 02 works on: the plan reviewed in the run folder ``plan`` (and the statements it names), or
     without one, the workload since the previous run of this database (and no plan yet)."""
     if plan:

@@ -50,7 +50,7 @@ DRY, APPLIED, NOTHING = "dry run", "applied", "nothing to apply"
 _HEADS = {
     DRY: "-- Dry run: nothing below was applied (kit run -p apply true applies it after a safety pre-flight).",
     APPLIED: "-- Applied by the kit, then verified: each verdict says whether it was kept, reverted (undone again) "
-             "or failed.",
+    "or failed.",
     NOTHING: "-- Apply was asked for; the plan holds nothing to apply, so nothing was changed.",
 }
 # psql runs the statement this query returns (\gexec): only while the index is INVALID
@@ -62,8 +62,10 @@ WHERE n.nspname = {schema} AND c.relname = {name} AND NOT x.indisvalid \\gexec""
 def _literal(text: str) -> str:
     """``text`` as a string constant that means the same whatever ``standard_conforming_strings`` is:
     an escape string, every quote doubled, every backslash and control character escaped."""
-    body = "".join("\\\\" if ch == "\\" else "''" if ch == "'" else
-                   (f"\\u{ord(ch):04x}" if not ch.isprintable() else ch) for ch in text)
+    body = "".join(
+        "\\\\" if ch == "\\" else "''" if ch == "'" else (f"\\u{ord(ch):04x}" if not ch.isprintable() else ch)
+        for ch in text
+    )
     return f"E'{body}'"
 
 
@@ -93,15 +95,24 @@ def _cost(fix: Fix) -> list[str]:
         return []
     parts = [f"~{fix.est_bytes / 2**20:.1f} MiB" if fix.est_bytes else "size unknown"]
     if fix.rows_written is not None:
-        parts.append(f"the workload wrote {fix.rows_written:,} rows to {fix.target_table} over its window: "
-                     f"~{fix.write_ms or 0:,.0f} ms more of index writes (estimate)")
+        parts.append(
+            f"the workload wrote {fix.rows_written:,} rows to {fix.target_table} over its window: "
+            f"~{fix.write_ms or 0:,.0f} ms more of index writes (estimate)"
+        )
     if fix.saved_ms is not None:
         parts.append(f"~{fix.saved_ms:,.0f} ms of its statements' time saved (estimate)")
     return _wrapped("cost", "; ".join(parts))
 
 
-def render(fixes: tuple[Fix, ...] | list[Fix], *, target: str, mode: str, statements: dict[str, str] | None = None,
-           details: dict[str, str] | None = None, leftovers: tuple[Leftover, ...] | list[Leftover] = ()) -> str:
+def render(
+    fixes: tuple[Fix, ...] | list[Fix],
+    *,
+    target: str,
+    mode: str,
+    statements: dict[str, str] | None = None,
+    details: dict[str, str] | None = None,
+    leftovers: tuple[Leftover, ...] | list[Leftover] = (),
+) -> str:
     """The file's text; ``mode`` is :data:`DRY`, :data:`APPLIED` or :data:`NOTHING`; ``statements`` maps a
     statement key to its text (redacted here again), ``details`` to a line about it (its share of the
     database's time, whether its measurement reproduced the workload); ``leftovers``: the INVALID
@@ -109,7 +120,7 @@ def render(fixes: tuple[Fix, ...] | list[Fix], *, target: str, mode: str, statem
     statements, details = statements or {}, details or {}
     head = [
         _comment(f"dbperf kit fix plan for {target}"),
-        "-- Review it, then run it with: psql \"$KIT_DATABASE_URL\" -v ON_ERROR_STOP=1 -f fixes.sql",
+        '-- Review it, then run it with: psql "$KIT_DATABASE_URL" -v ON_ERROR_STOP=1 -f fixes.sql',
         "-- (CREATE/DROP INDEX CONCURRENTLY cannot run in a transaction block: no --single-transaction)",
         _HEADS[mode],
         f"-- {len(fixes)} fix(es).",
@@ -136,11 +147,19 @@ def render(fixes: tuple[Fix, ...] | list[Fix], *, target: str, mode: str, statem
     return "\n".join(head + _leftovers(leftovers) + body)
 
 
-def write(folder: str | Path, fixes: tuple[Fix, ...] | list[Fix], *, target: str, mode: str,
-          statements: dict[str, str] | None = None, details: dict[str, str] | None = None,
-          leftovers: tuple[Leftover, ...] | list[Leftover] = ()) -> Path:
+def write(
+    folder: str | Path,
+    fixes: tuple[Fix, ...] | list[Fix],
+    *,
+    target: str,
+    mode: str,
+    statements: dict[str, str] | None = None,
+    details: dict[str, str] | None = None,
+    leftovers: tuple[Leftover, ...] | list[Leftover] = (),
+) -> Path:
     path = Path(folder) / FILE
-    path.write_text(render(fixes, target=target, mode=mode, statements=statements, details=details,
-                           leftovers=leftovers),
-                    encoding="utf-8")
+    path.write_text(
+        render(fixes, target=target, mode=mode, statements=statements, details=details, leftovers=leftovers),
+        encoding="utf-8",
+    )
     return path

@@ -53,8 +53,9 @@ def _primary(fix: Fix, before: dict[str, Timing]) -> str | None:
 
 def _with_times(fix: Fix, key: str | None, before: dict[str, Timing], after: dict[str, Timing]) -> Fix:
     b, a = (_ms(before.get(key)), _ms(after.get(key))) if key else (None, None)
-    return fix.but(exec_ms_before=b, exec_ms_after=a, speedup=b / a if b and a else None,
-                   evidence=evidence_of(key, before))
+    return fix.but(
+        exec_ms_before=b, exec_ms_after=a, speedup=b / a if b and a else None, evidence=evidence_of(key, before)
+    )
 
 
 def evidence_of(key: str | None, before: dict[str, Timing]) -> str:
@@ -82,23 +83,39 @@ def judge_create(fix: Fix, before: dict[str, Timing], after: dict[str, Timing]) 
         timed = [k for k in workload if k not in unlike] or [k for k in timed if k.startswith(PROBE)]
         if unlike and not timed:
             key = unlike[0]
-            verdict, reason = REVERTED, (f"not kept on this evidence: {key}'s measurement does not reproduce the "
-                                         f"workload ({before[key].evidence})")
+            verdict, reason = (
+                REVERTED,
+                (
+                    f"not kept on this evidence: {key}'s measurement does not reproduce the "
+                    f"workload ({before[key].evidence})"
+                ),
+            )
         elif timed:
             key = max(timed, key=lambda k: before[k].median_ms / after[k].median_ms)
             x = before[key].median_ms / after[key].median_ms
-            how = "a statement the kit wrote" if key.startswith(PROBE) else \
-                "as the workload runs it" if before[key].reproduced else "nothing to compare with"
+            how = (
+                "a statement the kit wrote"
+                if key.startswith(PROBE)
+                else "as the workload runs it"
+                if before[key].reproduced
+                else "nothing to compare with"
+            )
             shown = f"{key}: {before[key].median_ms:.3f} -> {after[key].median_ms:.3f} ms ({x:.1f}x, {how})"
-            verdict, reason = (KEPT, f"plan uses it; {shown}") if x >= MIN_SPEEDUP else \
-                (REVERTED, f"plan uses it but {shown} is less than {MIN_SPEEDUP:.0f}x")
+            verdict, reason = (
+                (KEPT, f"plan uses it; {shown}")
+                if x >= MIN_SPEEDUP
+                else (REVERTED, f"plan uses it but {shown} is less than {MIN_SPEEDUP:.0f}x")
+            )
         else:
             key = used[0]
             b, a = before.get(key), after[key]
             x = b.cost / a.cost if b is not None and b.cost and a.cost else None
             shown = f"estimated only: cost {b.cost:.0f} -> {a.cost:.0f}" if x else "estimated only"
-            verdict, reason = (KEPT, f"plan uses it; {shown}") if x and x >= MIN_SPEEDUP else \
-                (REVERTED, f"plan uses it; {shown} (less than {MIN_SPEEDUP:.0f}x)")
+            verdict, reason = (
+                (KEPT, f"plan uses it; {shown}")
+                if x and x >= MIN_SPEEDUP
+                else (REVERTED, f"plan uses it; {shown} (less than {MIN_SPEEDUP:.0f}x)")
+            )
     if fix.declared and verdict == REVERTED:
         verdict, reason = KEPT, f"declared in the migration, so kept; but {reason}"
     return _with_times(fix, key, before, after).but(verdict=verdict, reason=reason)
@@ -111,23 +128,27 @@ def judge_drop(fix: Fix, before: dict[str, Timing], after: dict[str, Timing]) ->
     if worse:
         k = worse[0]
         return _with_times(fix, k, before, after).but(
-            verdict=REVERTED, reason=f"{k} got slower: {before[k].median_ms:.3f} -> {after[k].median_ms:.3f} ms")
+            verdict=REVERTED, reason=f"{k} got slower: {before[k].median_ms:.3f} -> {after[k].median_ms:.3f} ms"
+        )
     n = sum(_measured(before.get(k)) and _measured(after.get(k)) for k in fix.statements)
     return _with_times(fix, key, before, after).but(
-        verdict=KEPT, reason=f"no top statement on {fix.target_table} got slower ({n} measured before and after)")
+        verdict=KEPT, reason=f"no top statement on {fix.target_table} got slower ({n} measured before and after)"
+    )
 
 
 def judge_analyze(fix: Fix, before: dict[str, Timing], after: dict[str, Timing]) -> Fix:
     key = _primary(fix, before)
     if key is None:
-        return fix.but(verdict=KEPT,
-                       reason="statistics refreshed (ANALYZE cannot be undone); no top statement reads it")
+        return fix.but(
+            verdict=KEPT, reason="statistics refreshed (ANALYZE cannot be undone); no top statement reads it"
+        )
     b, a = before.get(key), after.get(key)
     errors = ""
     if b is not None and a is not None and b.estimate_error and a.estimate_error:
         errors = f"; {key}: row estimate off {b.estimate_error:.1f}x before, {a.estimate_error:.1f}x after"
     return _with_times(fix, key, before, after).but(
-        verdict=KEPT, reason=f"statistics refreshed (ANALYZE cannot be undone){errors}")
+        verdict=KEPT, reason=f"statistics refreshed (ANALYZE cannot be undone){errors}"
+    )
 
 
 def judge(fix: Fix, before: dict[str, Timing], after: dict[str, Timing]) -> Fix:
@@ -141,13 +162,22 @@ def settle(fixes: list[Fix], before: dict[str, Timing], after: dict[str, Timing]
     out = []
     for fix in fixes:
         if fix.kind == CREATE and fix.verdict == KEPT and not fix.declared:
-            worse = [k for k, t in after.items() if not k.startswith(PROBE) and fix.index_names & set(t.indexes)
-                     and slower(before.get(k), t)]
+            worse = [
+                k
+                for k, t in after.items()
+                if not k.startswith(PROBE) and fix.index_names & set(t.indexes) and slower(before.get(k), t)
+            ]
             if worse:
                 k = worse[0]
-                fix = fix.but(verdict=REVERTED, reason=f"{k} got slower with it: {before[k].median_ms:.3f} -> "
-                                                       f"{after[k].median_ms:.3f} ms")
+                fix = fix.but(
+                    verdict=REVERTED,
+                    reason=f"{k} got slower with it: {before[k].median_ms:.3f} -> {after[k].median_ms:.3f} ms",
+                )
         out.append(fix)
     kept = {f.index_name for f in out if f.kind == CREATE and f.verdict == KEPT}
-    return [f.but(verdict=REVERTED, reason=f"{f.depends_on}, the new index that covers it, was not kept")
-            if f.kind == DROP and f.depends_on and f.verdict == KEPT and f.depends_on not in kept else f for f in out]
+    return [
+        f.but(verdict=REVERTED, reason=f"{f.depends_on}, the new index that covers it, was not kept")
+        if f.kind == DROP and f.depends_on and f.verdict == KEPT and f.depends_on not in kept
+        else f
+        for f in out
+    ]

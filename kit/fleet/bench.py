@@ -20,7 +20,7 @@ import re
 import statistics
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +44,9 @@ RULES = ("new_missing_indexes>0", "new_invalid_indexes>0", "new_duplicate_indexe
 _PLOTLY_SRC = re.compile(r"<script[^>]+src=[\"']https?://[^\"']*plotly", re.I)
 
 
-def run(*, seed: int, home: Path, targets: tuple[str, ...] = TARGETS, concurrency: int = 2,
-        repeats: int = 5) -> dict[str, Any]:
+def run(
+    *, seed: int, home: Path, targets: tuple[str, ...] = TARGETS, concurrency: int = 2, repeats: int = 5
+) -> dict[str, Any]:
     started = time.perf_counter()
     server = local.up(home=home)["postgres"]
     # 1. the template: tiny data, every declared index applied; the targets are copies of it
@@ -57,8 +58,12 @@ def run(*, seed: int, home: Path, targets: tuple[str, ...] = TARGETS, concurrenc
     finally:
         engine.dispose()
     work = Path(tempfile.mkdtemp(prefix="fleet-", dir=_bench_dir(home)))
-    env = {f"KIT_BENCH_FLEET_{name.upper()}_URL": local.create_database(
-        server, f"bench_fleet_{name}", replace=True, template="bench_fleet_template") for name in targets}
+    env = {
+        f"KIT_BENCH_FLEET_{name.upper()}_URL": local.create_database(
+            server, f"bench_fleet_{name}", replace=True, template="bench_fleet_template"
+        )
+        for name in targets
+    }
     fleet_file = work / "fleet.toml"
     fleet_file.write_text(_fleet_toml(targets, concurrency), encoding="utf-8")
     saved = {k: os.environ.get(k) for k in env}
@@ -80,20 +85,42 @@ def run(*, seed: int, home: Path, targets: tuple[str, ...] = TARGETS, concurrenc
             else:
                 os.environ[k] = v
     rounds = (first, second)
-    runs = [{"round": i + 1, "target": o.target, "status": o.status, "seconds": o.seconds, "run": o.run,
-             "message": o.message} for i, r in enumerate(rounds) for o in r.outcomes]
+    runs = [
+        {
+            "round": i + 1,
+            "target": o.target,
+            "status": o.status,
+            "seconds": o.seconds,
+            "run": o.run,
+            "message": o.message,
+        }
+        for i, r in enumerate(rounds)
+        for o in r.outcomes
+    ]
     ran = [r for r in runs if r["run"] and (Path(fleet.runs_dir) / r["target"] / r["run"] / "bundle.json").exists()]
     runs_ok = [r for r in ran if r["status"] in ("ok", "regression")]  # notebooks ran, bundle written
     failed = second.by_status("regression") + second.by_status("failed")
     offline = offline_check(second.report_html)
     figures = {
-        "benchmark": "fleet", "orchestrator": "dagster", "dagster_version": dagster.__version__,
-        "targets": len(targets), "concurrency": concurrency, "notebooks_per_target": list(fleet.targets[0].notebooks),
-        "rules": list(RULES), "rounds": len(rounds), "runs_total": len(runs), "runs_ok": len(runs_ok),
+        "benchmark": "fleet",
+        "orchestrator": "dagster",
+        "dagster_version": dagster.__version__,
+        "targets": len(targets),
+        "concurrency": concurrency,
+        "notebooks_per_target": list(fleet.targets[0].notebooks),
+        "rules": list(RULES),
+        "rounds": len(rounds),
+        "runs_total": len(runs),
+        "runs_ok": len(runs_ok),
         "runs": runs,
-        "regressions": {"planted": [PLANTED], "dropped_index": dropped, "failed_targets": sorted(failed),
-                        "round1_failed": sorted(first.by_status("regression") + first.by_status("failed"))},
-        "fleet_report": second.report_html, "fleet_report_error": second.report_error,
+        "regressions": {
+            "planted": [PLANTED],
+            "dropped_index": dropped,
+            "failed_targets": sorted(failed),
+            "round1_failed": sorted(first.by_status("regression") + first.by_status("failed")),
+        },
+        "fleet_report": second.report_html,
+        "fleet_report_error": second.report_error,
         "fleet_report_offline": offline,
         "round_seconds": [r.seconds for r in rounds],
         "target_seconds_median": statistics.median(r["seconds"] for r in runs_ok) if runs_ok else None,
@@ -118,10 +145,13 @@ def _bench_dir(home: Path) -> Path:
 
 def _fleet_toml(targets: tuple[str, ...], concurrency: int) -> str:
     rules = ", ".join(f'"{r}"' for r in RULES)
-    head = (f'[fleet]\nname = "bench"\nconcurrency = {concurrency}\nnotebooks = ["01_audit.ipynb"]\n'
-            f'fail_on = [{rules}]\n\n[fleet.parameters]\nload_users = 2\nload_seconds = 0.5\n')
-    return head + "".join(f'\n[[targets]]\nname = "{n}"\nurl_env = "KIT_BENCH_FLEET_{n.upper()}_URL"\n'
-                          for n in targets)
+    head = (
+        f'[fleet]\nname = "bench"\nconcurrency = {concurrency}\nnotebooks = ["01_audit.ipynb"]\n'
+        f"fail_on = [{rules}]\n\n[fleet.parameters]\nload_users = 2\nload_seconds = 0.5\n"
+    )
+    return head + "".join(
+        f'\n[[targets]]\nname = "{n}"\nurl_env = "KIT_BENCH_FLEET_{n.upper()}_URL"\n' for n in targets
+    )
 
 
 def offline_check(html: str | None) -> dict[str, Any]:
@@ -135,16 +165,24 @@ def offline_check(html: str | None) -> dict[str, Any]:
     embedded = "plotly.js v" in text
     plotly_cdn = len(_PLOTLY_SRC.findall(text))
     plots = text.count("Plotly.newPlot(")
-    out: dict[str, Any] = {"plotly_embedded": embedded, "plotly_from_network": plotly_cdn, "figures": plots,
-                           "bytes": len(text.encode("utf-8"))}
+    out: dict[str, Any] = {
+        "plotly_embedded": embedded,
+        "plotly_from_network": plotly_cdn,
+        "figures": plots,
+        "bytes": len(text.encode("utf-8")),
+    }
     if browser.find_chromium() is None:
         out.update(method="static (no chromium)", renders_offline=embedded and plotly_cdn == 0 and plots > 0)
         return out
     with browser.launch() as chromium:
         check = browser.check_report(Path(html), chromium)
-    out.update(method="chromium (kit.charts.browser), requests off the machine refused", charts=len(check.charts),
-               drawn=len(check.drawn), refused_requests=len(check.blocked),
-               renders_offline=embedded and plots > 0 and len(check.charts) == plots and not check.undrawn)
+    out.update(
+        method="chromium (kit.charts.browser), requests off the machine refused",
+        charts=len(check.charts),
+        drawn=len(check.drawn),
+        refused_requests=len(check.blocked),
+        renders_offline=embedded and plots > 0 and len(check.charts) == plots and not check.undrawn,
+    )
     return out
 
 
@@ -152,8 +190,7 @@ def offline_check(html: str | None) -> dict[str, Any]:
 
 _TABLE = "CREATE TABLE {t} (id bigint PRIMARY KEY, owner_id int NOT NULL, label text)"
 _INDEX = "CREATE INDEX {i} ON {t} (owner_id)"
-_FILL = ("INSERT /* kit */ INTO {t} SELECT g, g %% 1000, 'label ' || g "
-         "FROM generate_series(%s::bigint, %s::bigint) AS g")
+_FILL = "INSERT /* kit */ INTO {t} SELECT g, g %% 1000, 'label ' || g FROM generate_series(%s::bigint, %s::bigint) AS g"
 
 
 def per_target_cost(server: local.Server, *, repeats: int = 5) -> dict[str, Any]:
@@ -176,14 +213,23 @@ def per_target_cost(server: local.Server, *, repeats: int = 5) -> dict[str, Any]
             if i:
                 times[name].append(seconds)
     med = {name: round(statistics.median(t), 3) for name, t in times.items()}
-    rows = [{"database": name, "tables": shapes[name][0], "rows": shapes[name][0] * shapes[name][1],
-             "seconds": med[name], "spread": [round(min(times[name]), 3), round(max(times[name]), 3)]}
-            for name in shapes]
-    return {"measure": "kit.runs.bundle.collect (pre-flight, statements, index status, audit): median of "
-                       f"{repeats} interleaved rounds after a warm-up; the notebook kernel not included",
-            "databases": rows,
-            "data_ratio": round(med["rows_large"] / med["rows_small"], 2),  # 100x the rows
-            "catalog_ratio": round(med["tables_400"] / med["tables_20"], 2)}  # 20x the tables
+    rows = [
+        {
+            "database": name,
+            "tables": shapes[name][0],
+            "rows": shapes[name][0] * shapes[name][1],
+            "seconds": med[name],
+            "spread": [round(min(times[name]), 3), round(max(times[name]), 3)],
+        }
+        for name in shapes
+    ]
+    return {
+        "measure": "kit.runs.bundle.collect (pre-flight, statements, index status, audit): median of "
+        f"{repeats} interleaved rounds after a warm-up; the notebook kernel not included",
+        "databases": rows,
+        "data_ratio": round(med["rows_large"] / med["rows_small"], 2),  # 100x the rows
+        "catalog_ratio": round(med["tables_400"] / med["tables_20"], 2),
+    }  # 20x the tables
 
 
 def _connect(url: str) -> psycopg.Connection:
@@ -211,7 +257,7 @@ def _fill(url: str, n: int, rows: int) -> None:
 
 def _collect_seconds(url: str) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+        folder = Path(tmp) / datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         folder.mkdir()
         started = time.perf_counter()
         bundle.collect(folder, database_url=url, parameters={}, notebooks=[], status="ok")

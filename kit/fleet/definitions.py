@@ -31,18 +31,29 @@ AUDIT_ASSET, REPORT_ASSET = "target_audit", "fleet_report"
 AUDIT_JOB, REPORT_JOB = "fleet_audit", "fleet_report_job"
 SCHEDULE, SENSOR = "fleet_audit_schedule", "fleet_report_sensor"
 GROUP = "dbperf_fleet"
-_BUSY = (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-         dg.DagsterRunStatus.STARTED)
+_BUSY = (
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+)
 
 
 def build(fleet: Fleet) -> dg.Definitions:
     """The Dagster definitions of ``fleet``."""
     partitions = dg.StaticPartitionsDefinition(list(fleet.names))
 
-    @dg.asset(name=AUDIT_ASSET, partitions_def=partitions, group_name=GROUP, kinds={"postgres", "jupyter"},
-              description=f"kit run of one target of fleet {fleet.name} into runs/<target>/<UTC timestamp>/ "
-                          "with its regression gate; fails when the target regressed or could not be audited")
-    def target_audit(context) -> dg.MaterializeResult:  # context unannotated: Dagster cannot read postponed annotations of a nested function
+    @dg.asset(
+        name=AUDIT_ASSET,
+        partitions_def=partitions,
+        group_name=GROUP,
+        kinds={"postgres", "jupyter"},
+        description=f"kit run of one target of fleet {fleet.name} into runs/<target>/<UTC timestamp>/ "
+        "with its regression gate; fails when the target regressed or could not be audited",
+    )
+    def target_audit(
+        context,
+    ) -> dg.MaterializeResult:  # context unannotated: Dagster cannot read postponed annotations of a nested function
         spec = fleet.target(context.partition_key)
         round_id = context.run.tags.get(ROUND_TAG)
         try:
@@ -54,45 +65,73 @@ def build(fleet: Fleet) -> dg.Definitions:
             raise dg.Failure(description=outcome.message, metadata=metadata(outcome), allow_retries=False)
         return dg.MaterializeResult(metadata=metadata(outcome))
 
-    @dg.asset(name=REPORT_ASSET, deps=[target_audit], group_name=GROUP, kinds={"jupyter"},
-              description=f"notebooks/05_fleet.ipynb over every target of fleet {fleet.name}, as HTML")
+    @dg.asset(
+        name=REPORT_ASSET,
+        deps=[target_audit],
+        group_name=GROUP,
+        kinds={"jupyter"},
+        description=f"notebooks/05_fleet.ipynb over every target of fleet {fleet.name}, as HTML",
+    )
     def fleet_report() -> dg.MaterializeResult:
         result = report.execute(fleet)
         html = result.notebooks[0].html
-        return dg.MaterializeResult(metadata={"html": dg.MetadataValue.path(html),
-                                              "folder": dg.MetadataValue.path(str(result.folder)),
-                                              "targets": len(fleet.targets)})
+        return dg.MaterializeResult(
+            metadata={
+                "html": dg.MetadataValue.path(html),
+                "folder": dg.MetadataValue.path(str(result.folder)),
+                "targets": len(fleet.targets),
+            }
+        )
 
-    audit_job = dg.define_asset_job(AUDIT_JOB, selection=[target_audit],
-                                    tags={FLEET_TAG: fleet.name}, executor_def=dg.in_process_executor,
-                                    description="audit one target (partition); a round is one run per target")
-    report_job = dg.define_asset_job(REPORT_JOB, selection=[fleet_report], tags={FLEET_TAG: fleet.name},
-                                     executor_def=dg.in_process_executor)
+    audit_job = dg.define_asset_job(
+        AUDIT_JOB,
+        selection=[target_audit],
+        tags={FLEET_TAG: fleet.name},
+        executor_def=dg.in_process_executor,
+        description="audit one target (partition); a round is one run per target",
+    )
+    report_job = dg.define_asset_job(
+        REPORT_JOB, selection=[fleet_report], tags={FLEET_TAG: fleet.name}, executor_def=dg.in_process_executor
+    )
 
-    @dg.schedule(name=SCHEDULE, job=audit_job, cron_schedule=fleet.schedule, execution_timezone=fleet.timezone,
-                 default_status=dg.DefaultScheduleStatus.RUNNING)
+    @dg.schedule(
+        name=SCHEDULE,
+        job=audit_job,
+        cron_schedule=fleet.schedule,
+        execution_timezone=fleet.timezone,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
     def audit_schedule(context) -> list[dg.RunRequest]:
         return round_requests(fleet, context.scheduled_execution_time.isoformat())
 
-    @dg.sensor(name=SENSOR, job=report_job, minimum_interval_seconds=60,
-               default_status=dg.DefaultSensorStatus.RUNNING)
+    @dg.sensor(name=SENSOR, job=report_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
     def report_sensor(context):
         records = context.instance.get_run_records(
-            filters=dg.RunsFilter(job_name=AUDIT_JOB, tags={FLEET_TAG: fleet.name}), limit=max(100, 4 * len(fleet.targets)))
+            filters=dg.RunsFilter(job_name=AUDIT_JOB, tags={FLEET_TAG: fleet.name}),
+            limit=max(100, 4 * len(fleet.targets)),
+        )
         due = report_due([(r.dagster_run.status, r.end_time) for r in records], float(context.cursor or 0))
         if due is None:
             return dg.SkipReason("no finished round of the fleet since the last report, or audits still running")
         context.update_cursor(str(due))
         return dg.RunRequest(run_key=f"report-{due}")
 
-    return dg.Definitions(assets=[target_audit, fleet_report], jobs=[audit_job, report_job],
-                          schedules=[audit_schedule], sensors=[report_sensor])
+    return dg.Definitions(
+        assets=[target_audit, fleet_report],
+        jobs=[audit_job, report_job],
+        schedules=[audit_schedule],
+        sensors=[report_sensor],
+    )
 
 
 def round_requests(fleet: Fleet, round_id: str, names: tuple[str, ...] | None = None) -> list[dg.RunRequest]:
     """One run request per target of the round (the schedule's tick, or ``kit fleet run``)."""
-    return [dg.RunRequest(run_key=f"{round_id}/{t.name}", partition_key=t.name,
-                          tags={FLEET_TAG: fleet.name, ROUND_TAG: round_id}) for t in fleet.select(names)]
+    return [
+        dg.RunRequest(
+            run_key=f"{round_id}/{t.name}", partition_key=t.name, tags={FLEET_TAG: fleet.name, ROUND_TAG: round_id}
+        )
+        for t in fleet.select(names)
+    ]
 
 
 def report_due(runs: list[tuple[Any, float | None]], cursor: float) -> float | None:
@@ -107,8 +146,11 @@ def report_due(runs: list[tuple[Any, float | None]], cursor: float) -> float | N
 
 def metadata(outcome: target.Outcome) -> dict[str, Any]:
     """What the UI shows for one target's run: its status, message, run folder, gate and reports."""
-    out: dict[str, Any] = {"status": outcome.status, "message": outcome.message,
-                           "outcome": dg.MetadataValue.json(outcome.to_dict())}
+    out: dict[str, Any] = {
+        "status": outcome.status,
+        "message": outcome.message,
+        "outcome": dg.MetadataValue.json(outcome.to_dict()),
+    }
     if outcome.folder:
         out["run_folder"] = dg.MetadataValue.path(outcome.folder)
     if outcome.findings is not None:
@@ -124,13 +166,15 @@ def metadata(outcome: target.Outcome) -> dict[str, Any]:
 def instance_yaml(fleet: Fleet) -> str:
     """The ``dagster.yaml`` lines that make Dagster's run queue honour the fleet's concurrency:
     at most ``concurrency`` runs tagged with this fleet in progress at once."""
-    return ("# written by `kit fleet dev` from " + fleet.path.name + "\n"
-            "concurrency:\n"
-            "  runs:\n"
-            "    tag_concurrency_limits:\n"
-            f"      - key: \"{FLEET_TAG}\"\n"
-            f"        value: \"{fleet.name}\"\n"
-            f"        limit: {fleet.concurrency}\n")
+    return (
+        "# written by `kit fleet dev` from " + fleet.path.name + "\n"
+        "concurrency:\n"
+        "  runs:\n"
+        "    tag_concurrency_limits:\n"
+        f'      - key: "{FLEET_TAG}"\n'
+        f'        value: "{fleet.name}"\n'
+        f"        limit: {fleet.concurrency}\n"
+    )
 
 
 @dg.definitions

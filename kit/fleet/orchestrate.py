@@ -16,7 +16,7 @@ import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -66,20 +66,38 @@ class RoundResult:
         return peak
 
     def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([{"target": o.target, "status": o.status, "seconds": o.seconds, "run": o.run,
-                              "findings": o.findings, "message": o.message, "dagster_run": self.dagster_runs.get(o.target)}
-                             for o in self.outcomes],
-                            columns=["target", "status", "seconds", "run", "findings", "message", "dagster_run"])
+        return pd.DataFrame(
+            [
+                {
+                    "target": o.target,
+                    "status": o.status,
+                    "seconds": o.seconds,
+                    "run": o.run,
+                    "findings": o.findings,
+                    "message": o.message,
+                    "dagster_run": self.dagster_runs.get(o.target),
+                }
+                for o in self.outcomes
+            ],
+            columns=["target", "status", "seconds", "run", "findings", "message", "dagster_run"],
+        )
 
 
-def run_round(fleet: Fleet, *, targets: tuple[str, ...] | list[str] | None = None, report: bool = True,
-              round_id: str | None = None, dagster_home: Path | None = None, quiet: bool = True) -> RoundResult:
+def run_round(
+    fleet: Fleet,
+    *,
+    targets: tuple[str, ...] | list[str] | None = None,
+    report: bool = True,
+    round_id: str | None = None,
+    dagster_home: Path | None = None,
+    quiet: bool = True,
+) -> RoundResult:
     """Audit the fleet's targets (all, or those named) through the Dagster job, then its report.
 
     ``dagster_home``: record the runs in that Dagster instance (what ``dagster dev`` shows), else
     in a throwaway one. Never raises for a target's failure: each outcome says what happened."""
     started = time.perf_counter()
-    round_id = round_id or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    round_id = round_id or datetime.now(UTC).isoformat(timespec="seconds")
     requests = round_requests(fleet, round_id, tuple(targets or ()))
     workers = min(fleet.concurrency, len(requests))
     results: dict[str, tuple[Outcome, str]] = {}
@@ -92,9 +110,17 @@ def run_round(fleet: Fleet, *, targets: tuple[str, ...] | list[str] | None = Non
     else:
         ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no state inherited from the caller
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futures = {req.partition_key: pool.submit(_worker, str(fleet.path), req.partition_key, dict(req.tags),
-                                                      str(dagster_home) if dagster_home else None, quiet)
-                       for req in requests}
+            futures = {
+                req.partition_key: pool.submit(
+                    _worker,
+                    str(fleet.path),
+                    req.partition_key,
+                    dict(req.tags),
+                    str(dagster_home) if dagster_home else None,
+                    quiet,
+                )
+                for req in requests
+            }
             for name, future in futures.items():
                 outcome, run_id = future.result()
                 results[name] = (Outcome.from_dict(outcome), run_id)
@@ -102,9 +128,16 @@ def run_round(fleet: Fleet, *, targets: tuple[str, ...] | list[str] | None = Non
     if report:
         html, error = _report(fleet, round_id, _instance(dagster_home), quiet)
     ordered = [req.partition_key for req in requests]
-    return RoundResult(fleet=fleet.name, round_id=round_id, outcomes=tuple(results[n][0] for n in ordered),
-                       dagster_runs={n: results[n][1] for n in ordered}, report_html=html, report_error=error,
-                       seconds=round(time.perf_counter() - started, 2), concurrency=fleet.concurrency)
+    return RoundResult(
+        fleet=fleet.name,
+        round_id=round_id,
+        outcomes=tuple(results[n][0] for n in ordered),
+        dagster_runs={n: results[n][1] for n in ordered},
+        report_html=html,
+        report_error=error,
+        seconds=round(time.perf_counter() - started, 2),
+        concurrency=fleet.concurrency,
+    )
 
 
 def _prepare_home(fleet: Fleet, home: Path) -> None:
@@ -121,19 +154,22 @@ def _instance(dagster_home: Path | None):
     return dg.DagsterInstance.from_config(str(dagster_home))
 
 
-def _worker(fleet_path: str, name: str, tags: dict[str, str], dagster_home: str | None,
-            quiet: bool) -> tuple[dict[str, Any], str]:
+def _worker(
+    fleet_path: str, name: str, tags: dict[str, str], dagster_home: str | None, quiet: bool
+) -> tuple[dict[str, Any], str]:
     """One target's run in a worker process (arguments and result cross the process boundary as plain data)."""
     fleet = load(fleet_path, check_parameters=False)
-    outcome, run_id = _execute_partition(fleet, name, tags, _instance(Path(dagster_home) if dagster_home else None),
-                                         quiet)
+    outcome, run_id = _execute_partition(
+        fleet, name, tags, _instance(Path(dagster_home) if dagster_home else None), quiet
+    )
     return outcome.to_dict(), run_id
 
 
 def _execute_partition(fleet: Fleet, name: str, tags: dict[str, str], instance, quiet: bool) -> tuple[Outcome, str]:
     job = build(fleet).resolve_job_def(AUDIT_JOB)
-    result = job.execute_in_process(partition_key=name, tags=tags, instance=instance, raise_on_error=False,
-                                    run_config=QUIET if quiet else None)
+    result = job.execute_in_process(
+        partition_key=name, tags=tags, instance=instance, raise_on_error=False, run_config=QUIET if quiet else None
+    )
     return _outcome_of(result, name, tags), result.run_id
 
 
@@ -152,15 +188,27 @@ def _outcome_of(result, name: str, tags: dict[str, str]) -> Outcome:
         error = (data.error.cause or data.error) if data.error else None
         if error is not None:
             message = f"{error.cls_name}: {error.message.strip().splitlines()[0] if error.message.strip() else ''}"
-    return Outcome(target=name, status=FAILED, message=f"{name}: {mask_url(message)}", round_id=tags.get(ROUND_TAG),
-                   run=None, folder=None, started_at=datetime.now(timezone.utc).isoformat(), seconds=0.0)
+    return Outcome(
+        target=name,
+        status=FAILED,
+        message=f"{name}: {mask_url(message)}",
+        round_id=tags.get(ROUND_TAG),
+        run=None,
+        folder=None,
+        started_at=datetime.now(UTC).isoformat(),
+        seconds=0.0,
+    )
 
 
 def _report(fleet: Fleet, round_id: str, instance, quiet: bool) -> tuple[str | None, str | None]:
     """Run the ``fleet_report`` job; (html, None) or (None, one line)."""
     job = build(fleet).resolve_job_def(REPORT_JOB)
-    result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET if quiet else None,
-                                    tags={FLEET_TAG: fleet.name, ROUND_TAG: round_id})
+    result = job.execute_in_process(
+        instance=instance,
+        raise_on_error=False,
+        run_config=QUIET if quiet else None,
+        tags={FLEET_TAG: fleet.name, ROUND_TAG: round_id},
+    )
     for event in result.get_asset_materialization_events():
         meta = event.event_specific_data.materialization.metadata
         if "html" in meta:

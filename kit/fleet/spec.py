@@ -57,8 +57,17 @@ REPORT_DIR = "_fleet"  # runs/_fleet/<ts>/ holds the fleet reports; no target ca
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?LW#]+$")
-_FLEET_KEYS = ("name", "runs_dir", "concurrency", "schedule", "timezone", "notebooks", "fail_on",
-               "parameters", "timeout_s")
+_FLEET_KEYS = (
+    "name",
+    "runs_dir",
+    "concurrency",
+    "schedule",
+    "timezone",
+    "notebooks",
+    "fail_on",
+    "parameters",
+    "timeout_s",
+)
 _TARGET_KEYS = ("name", "url_env", "notebooks", "fail_on", "parameters")
 _URL_KEYS = ("url", "database_url", "dsn", "uri", "connection_string")
 _SECRET = re.compile(r"://|password\s*=", re.I)
@@ -114,9 +123,19 @@ class Fleet:
         return tuple(t for t in self.targets if t.name in wanted)
 
     def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([{"target": t.name, "url_env": t.url_env, "notebooks": ", ".join(t.notebooks),
-                              "fail_on": ", ".join(t.fail_on), "parameters": t.parameters} for t in self.targets],
-                            columns=["target", "url_env", "notebooks", "fail_on", "parameters"])
+        return pd.DataFrame(
+            [
+                {
+                    "target": t.name,
+                    "url_env": t.url_env,
+                    "notebooks": ", ".join(t.notebooks),
+                    "fail_on": ", ".join(t.fail_on),
+                    "parameters": t.parameters,
+                }
+                for t in self.targets
+            ],
+            columns=["target", "url_env", "notebooks", "fail_on", "parameters"],
+        )
 
 
 def load(path: str | Path, *, check_parameters: bool = True) -> Fleet:
@@ -146,8 +165,9 @@ def parse(raw: dict[str, Any], *, path: Path) -> Fleet:
     _known(top, _FLEET_KEYS, f"{where}: [fleet]")
     name = _str(top.get("name", _default_name(path)), f"{where}: [fleet] name")
     if not _NAME.match(name):
-        raise ConfigError(f"{where}: [fleet] name {name!r} must be lowercase letters, digits, '-' or '_' "
-                          "(it tags the Dagster runs)")
+        raise ConfigError(
+            f"{where}: [fleet] name {name!r} must be lowercase letters, digits, '-' or '_' (it tags the Dagster runs)"
+        )
     notebooks = _notebooks(top.get("notebooks", list(DEFAULT_NOTEBOOKS)), f"{where}: [fleet] notebooks")
     fail_on = _rules(top.get("fail_on", list(DEFAULT_FAIL_ON)), f"{where}: [fleet] fail_on")
     parameters = _parameters(top.get("parameters", {}), f"{where}: [fleet] parameters")
@@ -164,7 +184,8 @@ def parse(raw: dict[str, Any], *, path: Path) -> Fleet:
         seen.add(t.name)
     runs_dir = Path(_str(top.get("runs_dir", "runs"), f"{where}: [fleet] runs_dir"))
     return Fleet(
-        name=name, path=path,
+        name=name,
+        path=path,
         runs_dir=(runs_dir if runs_dir.is_absolute() else path.parent / runs_dir).resolve(),
         concurrency=_positive(top.get("concurrency", 1), f"{where}: [fleet] concurrency"),
         schedule=_cron(top.get("schedule", DEFAULT_SCHEDULE), f"{where}: [fleet] schedule"),
@@ -178,28 +199,36 @@ def _default_name(path: Path) -> str:
     return re.sub(r"[^a-z0-9_-]", "-", path.stem.lower()).strip("-") or "fleet"
 
 
-def _target(entry: Any, where: str, notebooks: tuple[str, ...], fail_on: tuple[str, ...],
-            parameters: dict[str, Any]) -> Target:
+def _target(
+    entry: Any, where: str, notebooks: tuple[str, ...], fail_on: tuple[str, ...], parameters: dict[str, Any]
+) -> Target:
     entry = _table(entry, where)
     name = entry.get("name")
     if isinstance(name, str) and name:
         where = f"{where} ({name})"
     for key in entry:
         if key.lower() in _URL_KEYS:
-            raise ConfigError(f"{where}: a URL never goes in the fleet file ({key} = ...); export it in an "
-                              "environment variable and name that variable with url_env")
+            raise ConfigError(
+                f"{where}: a URL never goes in the fleet file ({key} = ...); export it in an "
+                "environment variable and name that variable with url_env"
+            )
     _known(entry, _TARGET_KEYS, where)
     name = _str(name, f"{where}: name")
     if not _NAME.match(name):
-        raise ConfigError(f"{where}: name {name!r} must be 1-63 lowercase letters, digits, '-' or '_', starting "
-                          "with a letter or digit (it names the target's run folder and Dagster partition)")
+        raise ConfigError(
+            f"{where}: name {name!r} must be 1-63 lowercase letters, digits, '-' or '_', starting "
+            "with a letter or digit (it names the target's run folder and Dagster partition)"
+        )
     url_env = _str(entry.get("url_env"), f"{where}: url_env")
     if not _ENV_NAME.match(url_env):
-        raise ConfigError(f"{where}: url_env {url_env!r} is not an environment variable name; write e.g. "
-                          f"url_env = \"{name.upper().replace('-', '_')}_DATABASE_URL\"")
+        raise ConfigError(
+            f"{where}: url_env {url_env!r} is not an environment variable name; write e.g. "
+            f'url_env = "{name.upper().replace("-", "_")}_DATABASE_URL"'
+        )
     own = _parameters(entry.get("parameters", {}), f"{where}: parameters")
     return Target(
-        name=name, url_env=url_env,
+        name=name,
+        url_env=url_env,
         notebooks=_notebooks(entry["notebooks"], f"{where}: notebooks") if "notebooks" in entry else notebooks,
         fail_on=_rules(entry["fail_on"], f"{where}: fail_on") if "fail_on" in entry else fail_on,
         parameters={**parameters, **own},
@@ -215,8 +244,10 @@ def _no_secrets(value: Any, where: str, key: str = "") -> None:
         for i, v in enumerate(value):
             _no_secrets(v, where, f"{key}[{i}]")
     elif isinstance(value, str) and _SECRET.search(value):
-        raise ConfigError(f"{where}: {key} holds a URL or password ({mask_url(value)!r}); the fleet file names "
-                          "environment variables only: export the URL and write url_env = \"THAT_VARIABLE\"")
+        raise ConfigError(
+            f"{where}: {key} holds a URL or password ({mask_url(value)!r}); the fleet file names "
+            'environment variables only: export the URL and write url_env = "THAT_VARIABLE"'
+        )
 
 
 def _known(table: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
@@ -245,7 +276,7 @@ def _positive(value: Any, where: str) -> int:
 
 def _notebooks(value: Any, where: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{where} must be a non-empty list of notebook file names, e.g. [\"01_audit.ipynb\"]")
+        raise ConfigError(f'{where} must be a non-empty list of notebook file names, e.g. ["01_audit.ipynb"]')
     for name in value:
         if "/" in name or not (NOTEBOOKS_DIR / name).is_file():
             shipped = sorted(p.name for p in NOTEBOOKS_DIR.glob("0*.ipynb"))
@@ -255,7 +286,7 @@ def _notebooks(value: Any, where: str) -> tuple[str, ...]:
 
 def _rules(value: Any, where: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{where} must be a list of rules, e.g. [\"new_missing_indexes>0\"]")
+        raise ConfigError(f'{where} must be a list of rules, e.g. ["new_missing_indexes>0"]')
     for text in value:
         try:
             gate.parse_rule(text)
@@ -278,8 +309,9 @@ def _cron(value: Any, where: str) -> str:
     text = _str(value, where)
     fields = text.split()
     if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
-        raise ConfigError(f"{where} {text!r} is not a cron expression of 5 fields "
-                          "(minute hour day month weekday), e.g. \"0 2 * * *\"")
+        raise ConfigError(
+            f'{where} {text!r} is not a cron expression of 5 fields (minute hour day month weekday), e.g. "0 2 * * *"'
+        )
     return " ".join(fields)
 
 
@@ -288,7 +320,7 @@ def _zone(value: Any, where: str) -> str:
     try:
         zoneinfo.ZoneInfo(text)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"{where} {text!r} is not a time zone name, e.g. \"UTC\" or \"Europe/Berlin\"") from None
+        raise ConfigError(f'{where} {text!r} is not a time zone name, e.g. "UTC" or "Europe/Berlin"') from None
     return text
 
 

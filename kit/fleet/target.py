@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,15 +59,20 @@ class Outcome:
 def audit(fleet: Fleet, target: Target, *, round_id: str | None = None, progress: bool = False) -> Outcome:
     """Run ``target``'s notebooks with its parameters and rules; never raises a KitError (the
     outcome carries it as one line)."""
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     clock = time.perf_counter()
     folder: Path | None = None
     result = None
     try:
         required_url(target.url_env)  # unset: one line, and nothing is written
-        result = runner.run(parameters=target.run_parameters(), runs_dir=fleet.runs_dir / target.name,
-                            notebooks=target.notebooks, timeout_s=fleet.timeout_s, progress=progress,
-                            fail_on=target.fail_on)
+        result = runner.run(
+            parameters=target.run_parameters(),
+            runs_dir=fleet.runs_dir / target.name,
+            notebooks=target.notebooks,
+            timeout_s=fleet.timeout_s,
+            progress=progress,
+            fail_on=target.fail_on,
+        )
     except NotebookFailed as exc:
         folder = Path(exc.output).parent
         status, message = FAILED, _line(exc)
@@ -85,10 +90,16 @@ def audit(fleet: Fleet, target: Target, *, round_id: str | None = None, progress
             held = len(result.gate.verdicts) if result.gate is not None else 0
             message = f"ok: {len(result.notebooks)} notebook(s), {held} rule(s) checked"
     outcome = Outcome(
-        target=target.name, status=status, message=f"{target.name}: {mask_url(message)}", round_id=round_id,
-        run=folder.name if folder else None, folder=str(folder) if folder else None,
-        started_at=started.isoformat(), seconds=round(time.perf_counter() - clock, 2),
-        findings=_findings(folder), verdicts=_verdicts(result),
+        target=target.name,
+        status=status,
+        message=f"{target.name}: {mask_url(message)}",
+        round_id=round_id,
+        run=folder.name if folder else None,
+        folder=str(folder) if folder else None,
+        started_at=started.isoformat(),
+        seconds=round(time.perf_counter() - clock, 2),
+        findings=_findings(folder),
+        verdicts=_verdicts(result),
         html=[nb.html for nb in result.notebooks if nb.html] if result else [],
     )
     record(fleet, outcome)
@@ -97,10 +108,17 @@ def audit(fleet: Fleet, target: Target, *, round_id: str | None = None, progress
 
 def crashed(fleet: Fleet, target: Target, exc: BaseException, *, round_id: str | None = None) -> Outcome:
     """The outcome of an attempt that raised something other than a KitError (a bug), recorded."""
-    outcome = Outcome(target=target.name, status=FAILED, round_id=round_id, run=None, folder=None,
-                      message=f"{target.name}: internal error {type(exc).__name__}: {mask_url(_line(exc))} "
-                              "(a bug in the kit: the orchestrator's log has the traceback)",
-                      started_at=datetime.now(timezone.utc).isoformat(), seconds=0.0)
+    outcome = Outcome(
+        target=target.name,
+        status=FAILED,
+        round_id=round_id,
+        run=None,
+        folder=None,
+        message=f"{target.name}: internal error {type(exc).__name__}: {mask_url(_line(exc))} "
+        "(a bug in the kit: the orchestrator's log has the traceback)",
+        started_at=datetime.now(UTC).isoformat(),
+        seconds=0.0,
+    )
     record(fleet, outcome)
     return outcome
 
@@ -131,8 +149,9 @@ def record(fleet: Fleet, outcome: Outcome) -> None:
     with open(base / ATTEMPTS_FILE, "a", encoding="utf-8") as fh:
         fh.write(line + "\n")
     if outcome.folder and Path(outcome.folder).is_dir():
-        (Path(outcome.folder) / OUTCOME_FILE).write_text(json.dumps(outcome.to_dict(), indent=1, default=str),
-                                                         encoding="utf-8")
+        (Path(outcome.folder) / OUTCOME_FILE).write_text(
+            json.dumps(outcome.to_dict(), indent=1, default=str), encoding="utf-8"
+        )
 
 
 def attempts(runs_dir: str | Path, target: str) -> list[Outcome]:

@@ -25,8 +25,19 @@ NOT_RUN = "not run"
 FIX_STATES = ("planned", "applied", "kept", "reverted", "failed")
 FIXES_FILE = "fixes.json"  # left by the fix loop in the run folder: a list of fixes with a verdict
 TREND_FIGURES = ("findings_total", "statements_total_ms", "statements_calls", "indexes_missing", "fixes.kept")
-_STATUS_COLS = ["target", "status", "last_attempt", "attempts", "runs", "as_of", "findings", "new_findings",
-                "top_share_pct", "notebooks_ok", "message"]
+_STATUS_COLS = [
+    "target",
+    "status",
+    "last_attempt",
+    "attempts",
+    "runs",
+    "as_of",
+    "findings",
+    "new_findings",
+    "top_share_pct",
+    "notebooks_ok",
+    "message",
+]
 
 
 @dataclass(frozen=True)
@@ -65,7 +76,9 @@ class FleetView:
         return shown
 
 
-def fleet_view(runs_dir: str | Path = "runs", *, fleet_file: str | Path = "", last: int = 10, top: int = 5) -> FleetView:
+def fleet_view(
+    runs_dir: str | Path = "runs", *, fleet_file: str | Path = "", last: int = 10, top: int = 5
+) -> FleetView:
     """The fleet's targets (the fleet file's, else every folder with an attempts log) side by side."""
     folder = history.locate_runs_dir(runs_dir)
     names = _targets(folder, fleet_file)
@@ -78,8 +91,10 @@ def fleet_view(runs_dir: str | Path = "runs", *, fleet_file: str | Path = "", la
         if latest is not None:
             findings += _findings(name, latest)
             statements += _statements(name, latest, top=top)
-            indexes += [{"target": name, "state": s, "count": int(n)}
-                        for s, n in ((latest.get("indexes") or {}).get("counts") or {}).items()]
+            indexes += [
+                {"target": name, "state": s, "count": int(n)}
+                for s, n in ((latest.get("indexes") or {}).get("counts") or {}).items()
+            ]
         fixes.append(_fixes(name, folder / name / latest["run"] if latest else None, latest))
         trend.append(_trend(folder / name, name, last))
     frame = pd.DataFrame(status, columns=_STATUS_COLS)
@@ -87,7 +102,9 @@ def fleet_view(runs_dir: str | Path = "runs", *, fleet_file: str | Path = "", la
     for col in ("findings", "new_findings", "notebooks_ok"):
         frame[col] = pd.array(frame[col].tolist(), dtype="Int64")  # counts, <NA> where nothing ran
     return FleetView(
-        runs_dir=folder, targets=tuple(names), status=frame,
+        runs_dir=folder,
+        targets=tuple(names),
+        status=frame,
         findings=pd.DataFrame(findings, columns=["target", "kind", "severity", "count"]),
         statements=pd.DataFrame(statements, columns=["target", "rank", "query", "calls", "total_ms", "share_pct"]),
         indexes=pd.DataFrame(indexes, columns=["target", "state", "count"]),
@@ -101,8 +118,9 @@ def _targets(folder: Path, fleet_file: str | Path) -> list[str]:
         return list(load(fleet_file, check_parameters=False).names)
     if not folder.is_dir():
         return []
-    return sorted(p.name for p in folder.iterdir()
-                  if p.is_dir() and p.name != REPORT_DIR and (p / ATTEMPTS_FILE).exists())
+    return sorted(
+        p.name for p in folder.iterdir() if p.is_dir() and p.name != REPORT_DIR and (p / ATTEMPTS_FILE).exists()
+    )
 
 
 def _read(run_folder: Path) -> dict[str, Any] | None:
@@ -152,8 +170,16 @@ def _statements(name: str, bundle: dict[str, Any], *, top: int) -> list[dict[str
         share = r.get("share_pct")
         if share is None:
             share = 100.0 * float(r["total_ms"]) / total if total > 0 else 0.0
-        out.append({"target": name, "rank": rank, "query": " ".join(str(r.get("query", "")).split())[:120],
-                    "calls": r.get("calls"), "total_ms": float(r["total_ms"]), "share_pct": float(share)})
+        out.append(
+            {
+                "target": name,
+                "rank": rank,
+                "query": " ".join(str(r.get("query", "")).split())[:120],
+                "calls": r.get("calls"),
+                "total_ms": float(r["total_ms"]),
+                "share_pct": float(share),
+            }
+        )
     return out
 
 
@@ -180,9 +206,16 @@ def _fixes(name: str, run_folder: Path | None, bundle: dict[str, Any] | None) ->
             return row
         fixes = data.get("fixes", []) if isinstance(data, dict) else data
         verdicts = [str(f.get("verdict", "planned")) for f in fixes if isinstance(f, dict)]
-        row.update({"planned": float(len(verdicts)), "kept": float(verdicts.count("kept")),
-                    "reverted": float(verdicts.count("reverted")), "failed": float(verdicts.count("failed")),
-                    "applied": float(verdicts.count("kept") + verdicts.count("reverted")), "source": FIXES_FILE})
+        row.update(
+            {
+                "planned": float(len(verdicts)),
+                "kept": float(verdicts.count("kept")),
+                "reverted": float(verdicts.count("reverted")),
+                "failed": float(verdicts.count("failed")),
+                "applied": float(verdicts.count("kept") + verdicts.count("reverted")),
+                "source": FIXES_FILE,
+            }
+        )
     return row
 
 
@@ -194,6 +227,12 @@ def _trend(target_dir: Path, name: str, last: int) -> pd.DataFrame:
 
 
 def _empty_trend() -> pd.DataFrame:
-    return pd.DataFrame({"target": pd.Series(dtype=str), "run": pd.Series(dtype=str),
-                         "created_at": pd.Series(dtype="datetime64[ns, UTC]"), "figure": pd.Series(dtype=str),
-                         "value": pd.Series(dtype=float)})
+    return pd.DataFrame(
+        {
+            "target": pd.Series(dtype=str),
+            "run": pd.Series(dtype=str),
+            "created_at": pd.Series(dtype="datetime64[ns, UTC]"),
+            "figure": pd.Series(dtype=str),
+            "value": pd.Series(dtype=float),
+        }
+    )

@@ -10,6 +10,23 @@ from kit.indexes.spec import IndexSpec, MigrationError, parse_index_sql, parse_m
 from kit.indexes.status import IndexStatus, default_specs, index_status
 from kit.indexes.verify import VerifyResult, measure, verify
 
-__all__ = ["Advice", "advise", "ApplyResult", "apply_indexes", "drop_indexes", "EXPECTED", "compare_expected", "IndexSpec",
-           "MigrationError", "parse_index_sql", "parse_migration", "specs_frame", "IndexStatus", "default_specs",
-           "index_status", "VerifyResult", "measure", "verify"]
+__all__ = [
+    "EXPECTED",
+    "Advice",
+    "ApplyResult",
+    "IndexSpec",
+    "IndexStatus",
+    "MigrationError",
+    "VerifyResult",
+    "advise",
+    "apply_indexes",
+    "compare_expected",
+    "default_specs",
+    "drop_indexes",
+    "index_status",
+    "measure",
+    "parse_index_sql",
+    "parse_migration",
+    "specs_frame",
+    "verify",
+]

@@ -14,6 +14,7 @@ set of indexes the loop builds is chosen over the whole workload (:mod:`kit.inde
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -35,10 +36,34 @@ MAX_KEYS = 3  # key columns of a candidate index
 _EQUALITY = {"=", "in", "any", "null"}
 _RANGE = {"<", ">", "<=", ">=", "between", "like"}
 _ADVISED_KINDS = {"select", "with", "update", "delete"}
-_OP_ORDER = {"=": 0, "in": 0, "any": 0, "null": 1, "join": 1, "between": 2, "<": 2, ">": 2, "<=": 2, ">=": 2,
-             "like": 3, "order": 4}
-COLUMNS = ["statement", "query", "schema", "table", "columns", "base_cost", "cost", "drop_pct", "est_bytes",
-           "verdict", "reason", "create_sql"]
+_OP_ORDER = {
+    "=": 0,
+    "in": 0,
+    "any": 0,
+    "null": 1,
+    "join": 1,
+    "between": 2,
+    "<": 2,
+    ">": 2,
+    "<=": 2,
+    ">=": 2,
+    "like": 3,
+    "order": 4,
+}
+COLUMNS = [
+    "statement",
+    "query",
+    "schema",
+    "table",
+    "columns",
+    "base_cost",
+    "cost",
+    "drop_pct",
+    "est_bytes",
+    "verdict",
+    "reason",
+    "create_sql",
+]
 
 
 @dataclass(frozen=True)
@@ -114,8 +139,10 @@ def table_columns(conn: psycopg.Connection, query: str, cache: dict | None = Non
     refs = references(query)
     if refs is None:
         return {}
-    return {table: list(dict.fromkeys(u.column for u in sorted(uses, key=lambda u: _OP_ORDER.get(u.op, 3))))
-            for table, uses in table_uses(conn, refs, {} if cache is None else cache).items()}
+    return {
+        table: list(dict.fromkeys(u.column for u in sorted(uses, key=lambda u: _OP_ORDER.get(u.op, 3))))
+        for table, uses in table_uses(conn, refs, {} if cache is None else cache).items()
+    }
 
 
 def candidate_keys(uses: Sequence[ColumnUse], *, limit: int = 16) -> list[tuple[str, ...]]:
@@ -127,7 +154,7 @@ def candidate_keys(uses: Sequence[ColumnUse], *, limit: int = 16) -> list[tuple[
     found: list[tuple[str, ...]] = []
     if eq:
         found.append(tuple(eq[:MAX_KEYS]))
-        found += [tuple(eq[:MAX_KEYS - 1]) + (c,) for c in (rng[:1] + order[:1])]
+        found += [(*tuple(eq[: MAX_KEYS - 1]), c) for c in (rng[:1] + order[:1])]
     found += [(c,) for c in ordered]
     found += list(itertools.permutations(ordered, 2))
     return list(dict.fromkeys(k for k in found if k))[:limit]
@@ -135,7 +162,7 @@ def candidate_keys(uses: Sequence[ColumnUse], *, limit: int = 16) -> list[tuple[
 
 def covered(keys: tuple[str, ...], existing: frozenset[tuple[str, ...]]) -> bool:
     """Whether a valid index already starts with ``keys`` (it serves whatever they would)."""
-    return any(index[:len(keys)] == keys for index in existing)
+    return any(index[: len(keys)] == keys for index in existing)
 
 
 EXISTING = """SELECT /* kit */ ARRAY(SELECT a.attname::text FROM unnest(x.indkey) WITH ORDINALITY k(attnum, n)
@@ -160,15 +187,17 @@ def execute_prepared(name: str, values: tuple[str | None, ...] | list[str | None
     parameter's type), None as NULL."""
     if not values:
         return sql.SQL("EXECUTE {}").format(sql.Identifier(name))
-    return sql.SQL("EXECUTE {} ({})").format(sql.Identifier(name), sql.SQL(", ").join(
-        sql.SQL("NULL") if v is None else sql.Literal(v) for v in values))
+    return sql.SQL("EXECUTE {} ({})").format(
+        sql.Identifier(name), sql.SQL(", ").join(sql.SQL("NULL") if v is None else sql.Literal(v) for v in values)
+    )
 
 
 PLAN_MODE = "SELECT /* kit */ set_config('plan_cache_mode', %s, false)"
 
 
-def cost(conn: psycopg.Connection, stmt: str, nparams: int,
-         values: tuple[str | None, ...] | None = None) -> tuple[float, list[str]]:
+def cost(
+    conn: psycopg.Connection, stmt: str, nparams: int, values: tuple[str | None, ...] | None = None
+) -> tuple[float, list[str]]:
     """Planner cost and index names of ``stmt``: planned on ``values`` when given (a custom plan, as the
     workload runs it: a partitioned table is pruned to the partitions those values reach), else a
     generic plan. Planning with every parameter NULL would prune every partition at startup and
@@ -192,12 +221,23 @@ HYPO_CREATE = "SELECT /* kit */ indexrelid, hypopg_relation_size(indexrelid) FRO
 
 
 def hypothetical(conn, table: TableInfo, columns: tuple[str, ...]) -> str:
-    return sql.SQL("CREATE INDEX ON {} ({})").format(
-        sql.Identifier(table.schema, table.name), sql.SQL(", ").join(map(sql.Identifier, columns))).as_string(conn)
+    return (
+        sql.SQL("CREATE INDEX ON {} ({})")
+        .format(sql.Identifier(table.schema, table.name), sql.SQL(", ").join(map(sql.Identifier, columns)))
+        .as_string(conn)
+    )
 
 
-def _try(conn, n: int, query: str, nparams: int, table: TableInfo, columns: tuple[str, ...], base: float,
-         values: tuple[str | None, ...] | None = None) -> dict:
+def _try(
+    conn,
+    n: int,
+    query: str,
+    nparams: int,
+    table: TableInfo,
+    columns: tuple[str, ...],
+    base: float,
+    values: tuple[str | None, ...] | None = None,
+) -> dict:
     create = hypothetical(conn, table, columns)
     try:
         _oid, size = conn.execute(HYPO_CREATE, [create]).fetchone()
@@ -211,15 +251,31 @@ def _try(conn, n: int, query: str, nparams: int, table: TableInfo, columns: tupl
         verdict, reason = "suggest", f"cost drops {drop:.0%}"
     else:
         verdict, reason = "rejected", f"cost drops only {drop:.0%} (< {MIN_DROP:.0%})"
-    return {"statement": n, "query": redact.statement(query[:200]), "schema": table.schema, "table": table.name,
-            "columns": ", ".join(columns), "base_cost": round(base, 2), "cost": round(after, 2),
-            "drop_pct": round(100 * drop, 1), "est_bytes": int(size), "verdict": verdict, "reason": reason,
-            "create_sql": create.replace("CREATE INDEX", "CREATE INDEX CONCURRENTLY") if verdict == "suggest" else ""}
+    return {
+        "statement": n,
+        "query": redact.statement(query[:200]),
+        "schema": table.schema,
+        "table": table.name,
+        "columns": ", ".join(columns),
+        "base_cost": round(base, 2),
+        "cost": round(after, 2),
+        "drop_pct": round(100 * drop, 1),
+        "est_bytes": int(size),
+        "verdict": verdict,
+        "reason": reason,
+        "create_sql": create.replace("CREATE INDEX", "CREATE INDEX CONCURRENTLY") if verdict == "suggest" else "",
+    }
 
 
 def _note(n: int, query: str, verdict: str, reason: str, table: TableInfo | None = None) -> dict:
-    return {"statement": n, "query": redact.statement(query[:200]), "schema": table.schema if table else None,
-            "table": table.name if table else None, "verdict": verdict, "reason": reason}
+    return {
+        "statement": n,
+        "query": redact.statement(query[:200]),
+        "schema": table.schema if table else None,
+        "table": table.name if table else None,
+        "verdict": verdict,
+        "reason": reason,
+    }
 
 
 def top_statements(engine: Engine, top: int) -> list[str]:
@@ -233,8 +289,9 @@ def top_statements(engine: Engine, top: int) -> list[str]:
     return frame[frame["kind"].isin(_ADVISED_KINDS)]["query"].head(top).tolist()
 
 
-def advise_statement(conn: psycopg.Connection, n: int, query: str, cache: dict,
-                     values: tuple[str | None, ...] | None = None) -> list[dict]:
+def advise_statement(
+    conn: psycopg.Connection, n: int, query: str, cache: dict, values: tuple[str | None, ...] | None = None
+) -> list[dict]:
     """Every candidate of one statement, tried (planned on ``values`` when given); a statement that
     cannot be planned is one 'skipped' row."""
     refs = references(query)
@@ -254,19 +311,29 @@ def advise_statement(conn: psycopg.Connection, n: int, query: str, cache: dict,
         existing = existing_keys(conn, table)
         combos = [c for c in candidate_keys(uses) if not covered(c, existing)]
         if not combos:
-            rows.append(_note(n, query, "skipped", f"an index on {table.name} already starts with every candidate",
-                              table))
+            rows.append(
+                _note(n, query, "skipped", f"an index on {table.name} already starts with every candidate", table)
+            )
         for columns in combos[:_MAX_CANDIDATES]:
             try:
                 rows.append(_try(conn, n, query, refs.nparams, table, columns, base, values))
             except psycopg.Error as exc:
-                rows.append({**_note(n, query, "rejected", str(exc).strip().splitlines()[0], table),
-                             "columns": ", ".join(columns)})
+                rows.append(
+                    {
+                        **_note(n, query, "rejected", str(exc).strip().splitlines()[0], table),
+                        "columns": ", ".join(columns),
+                    }
+                )
     return rows
 
 
-def advise(engine: Engine, *, queries: list[str] | None = None, top: int = 5,
-           values: list[tuple[str | None, ...] | None] | None = None) -> Advice:
+def advise(
+    engine: Engine,
+    *,
+    queries: list[str] | None = None,
+    top: int = 5,
+    values: list[tuple[str | None, ...] | None] | None = None,
+) -> Advice:
     """Try hypothetical indexes for ``queries`` (default: the ``top`` statements by total time
     that an index could serve), each planned on its ``values`` when given (the values the workload's
     measurement chose; else a generic plan); each row's ``statement`` is the query's position."""
@@ -283,5 +350,6 @@ def advise(engine: Engine, *, queries: list[str] | None = None, top: int = 5,
                 rows += advise_statement(conn, n, query, cache, values[n] if values and n < len(values) else None)
         finally:
             _deallocate(conn)
-    return Advice("ok", f"{sum(r['verdict'] == 'suggest' for r in rows)} suggestions for {len(queries)} statements",
-                  tuple(rows))
+    return Advice(
+        "ok", f"{sum(r['verdict'] == 'suggest' for r in rows)} suggestions for {len(queries)} statements", tuple(rows)
+    )

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 import psycopg
@@ -105,13 +105,22 @@ class ApplyResult:
         rows = []
         for s in self.steps:
             p = s.estimate
-            rows.append({"name": s.name, "table": s.table, "before": s.state_before, "action": s.action,
-                         "status": s.status, "attempts": s.attempts, "seconds": round(s.seconds, 3),
-                         "est_mib": round(p.est_bytes / 2**20, 2) if p else None,
-                         "size_from": p.est_source if p else None,
-                         "free_gib": round(p.free_bytes / 2**30, 1) if p and p.free_bytes else None,
-                         "writes_per_s": round(p.writes_per_s, 1) if p else None,
-                         "note": "; ".join(x for x in (p.warning if p else "", s.message) if x)})
+            rows.append(
+                {
+                    "name": s.name,
+                    "table": s.table,
+                    "before": s.state_before,
+                    "action": s.action,
+                    "status": s.status,
+                    "attempts": s.attempts,
+                    "seconds": round(s.seconds, 3),
+                    "est_mib": round(p.est_bytes / 2**20, 2) if p else None,
+                    "size_from": p.est_source if p else None,
+                    "free_gib": round(p.free_bytes / 2**30, 1) if p and p.free_bytes else None,
+                    "writes_per_s": round(p.writes_per_s, 1) if p else None,
+                    "note": "; ".join(x for x in (p.warning if p else "", s.message) if x),
+                }
+            )
         return pd.DataFrame(rows)
 
     def names(self, status: str) -> list[str]:
@@ -124,9 +133,12 @@ class ApplyResult:
 
 def plan(specs: tuple[IndexSpec, ...], states: dict[str, str]) -> list[Step]:
     """What apply would do for each spec, given its current state."""
-    action = {APPLIED: ("none", "unchanged", ""), MISSING: ("create", "planned", ""),
-              INVALID: ("rebuild", "planned", "invalid (failed concurrent build): drop and rebuild"),
-              DIFFERS: ("leave", "left", "another definition under this name: not touched")}
+    action = {
+        APPLIED: ("none", "unchanged", ""),
+        MISSING: ("create", "planned", ""),
+        INVALID: ("rebuild", "planned", "invalid (failed concurrent build): drop and rebuild"),
+        DIFFERS: ("leave", "left", "another definition under this name: not touched"),
+    }
     steps = []
     for spec in specs:
         act, status, msg = action[states[spec.name]]
@@ -143,7 +155,9 @@ PROGRESS = """SELECT /* kit */ p.phase, p.blocks_done, p.blocks_total, p.tuples_
 FROM pg_stat_progress_create_index p
 LEFT JOIN pg_class c ON c.oid = p.index_relid LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE p.pid = %s"""
-COMMENTED = """SELECT /* kit */ obj_description(to_regclass(format('%%I.%%I', %s::text, %s::text)), 'pg_class') IS NOT NULL"""
+COMMENTED = (
+    """SELECT /* kit */ obj_description(to_regclass(format('%%I.%%I', %s::text, %s::text)), 'pg_class') IS NOT NULL"""
+)
 SET_TIMEOUTS = "SELECT /* kit */ set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)"
 BLOCKING = "SELECT /* kit */ pg_blocking_pids(%s)"
 # does session %(pid)s block a concurrent build on %(table)s: its snapshot blocks every build (the
@@ -163,7 +177,7 @@ def _index_state(conn: psycopg.Connection, spec: IndexSpec) -> str:
 def _mark(conn: psycopg.Connection, schema: str, name: str) -> bool:
     """Put the kit's marker on index ``schema.name``; False when it could not (yet): a short lock
     timeout, so that the build's monitor never waits on it."""
-    text = f"{MARKER} {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ}"
+    text = f"{MARKER} {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}"
     stmt = sql.SQL("COMMENT ON INDEX {} IS {}").format(sql.Identifier(schema, name), sql.Literal(text))
     try:
         with conn.transaction():
@@ -186,15 +200,23 @@ def _stop(box: dict, done: threading.Event, *, wait_s: float = CANCEL_WAIT_S) ->
         if conn is not None:
             try:
                 conn.cancel_safe(timeout=2.0)  # safe from another thread: its own connection to the server
-            except Exception:  # noqa: BLE001 - closed meanwhile, or the cancel timed out: try again
+            except Exception:
                 pass
         done.wait(0.2)
 
 
-def _run_statement(url: str, stmt: sql.Composable | str, *, timeouts: tuple[str, str],
-                   monitor: psycopg.Connection | None, name: str, poll_s: float,
-                   progress: Callable[[Progress], None] | None, blockers: set[int] | None = None,
-                   mark: bool = False) -> list[str]:
+def _run_statement(
+    url: str,
+    stmt: sql.Composable | str,
+    *,
+    timeouts: tuple[str, str],
+    monitor: psycopg.Connection | None,
+    name: str,
+    poll_s: float,
+    progress: Callable[[Progress], None] | None,
+    blockers: set[int] | None = None,
+    mark: bool = False,
+) -> list[str]:
     """Run one statement on its own autocommit session in a thread; poll its progress meanwhile
     (given ``blockers``, add the pids it waits for; with ``mark``, put the kit's marker on the index
     it builds as soon as that exists). Interrupted here (Ctrl-C, SIGTERM: the main thread), it
@@ -242,15 +264,37 @@ def _run_statement(url: str, stmt: sql.Composable | str, *, timeouts: tuple[str,
     return phases
 
 
-def _build_one(url: str, spec: IndexSpec, step: Step, monitor: psycopg.Connection, *,
-               timeouts: tuple[str, str], retries: int, backoff_s: float, poll_s: float,
-               progress, sleep, waits: list[LockWait], tables: list[int]) -> Step:
+def _build_one(
+    url: str,
+    spec: IndexSpec,
+    step: Step,
+    monitor: psycopg.Connection,
+    *,
+    timeouts: tuple[str, str],
+    retries: int,
+    backoff_s: float,
+    poll_s: float,
+    progress,
+    sleep,
+    waits: list[LockWait],
+    tables: list[int],
+) -> Step:
     """Steps: 1. drop a leftover invalid index; 2. create (marked as the kit's as soon as it exists);
     3. check it is valid, and marked. Retry on lock timeout; after a failed attempt, drop the invalid
     index it left; interrupted, drop it too, then let the interrupt go on."""
     started, phases, attempt = time.monotonic(), [], 0
-    args = dict(url=url, monitor=monitor, timeouts=timeouts, retries=retries, backoff_s=backoff_s, poll_s=poll_s,
-                progress=progress, sleep=sleep, waits=waits, tables=tables)
+    args = dict(
+        url=url,
+        monitor=monitor,
+        timeouts=timeouts,
+        retries=retries,
+        backoff_s=backoff_s,
+        poll_s=poll_s,
+        progress=progress,
+        sleep=sleep,
+        waits=waits,
+        tables=tables,
+    )
     while True:
         attempt += 1
         seen: set[int] = set()
@@ -258,35 +302,63 @@ def _build_one(url: str, spec: IndexSpec, step: Step, monitor: psycopg.Connectio
             if _index_state(monitor, spec) == INVALID:  # 1. a failed build, ours or earlier
                 _drop(url, spec, timeouts=timeouts, poll_s=poll_s)
             if partitioned.is_partitioned(monitor, spec.schema, spec.table):  # 2. partition by partition
-                phases += partitioned.build(spec, monitor, build_child=lambda child: _child(child, args),
-                                            run=lambda stmt: _run_statement(url, stmt, timeouts=timeouts, monitor=None,
-                                                                            name=spec.name, poll_s=poll_s, progress=None))
+                phases += partitioned.build(
+                    spec,
+                    monitor,
+                    build_child=lambda child: _child(child, args),
+                    run=lambda stmt: _run_statement(
+                        url, stmt, timeouts=timeouts, monitor=None, name=spec.name, poll_s=poll_s, progress=None
+                    ),
+                )
             else:
-                phases += _run_statement(url, spec.create_sql, timeouts=timeouts, monitor=monitor,
-                                         name=spec.name, poll_s=poll_s, progress=progress, blockers=seen, mark=True)
+                phases += _run_statement(
+                    url,
+                    spec.create_sql,
+                    timeouts=timeouts,
+                    monitor=monitor,
+                    name=spec.name,
+                    poll_s=poll_s,
+                    progress=progress,
+                    blockers=seen,
+                    mark=True,
+                )
             if _index_state(monitor, spec) != APPLIED:  # 3. IF NOT EXISTS accepts an invalid one
                 raise IndexBuildError(f"{spec.name} exists but is not valid after the build")
             if not monitor.execute(COMMENTED, [spec.schema, spec.name]).fetchone()[0]:  # built before a look
                 _mark(monitor, spec.schema, spec.name)
-            return replace(step, status="applied", attempts=attempt, phases=tuple(phases),
-                           seconds=time.monotonic() - started)
+            return replace(
+                step, status="applied", attempts=attempt, phases=tuple(phases), seconds=time.monotonic() - started
+            )
         except pgerr.LockNotAvailable as exc:
             left = _drop_left_invalid(url, spec, monitor, timeouts=timeouts, poll_s=poll_s)
             pids = tuple(sorted(seen)) or tuple(b.pid for b in sessions.open_transactions(monitor, tables=tables))
             wait = backoff_s * 2 ** (attempt - 1)
-            waits.append(LockWait(spec.name, attempt, str(exc).strip().splitlines()[0], pids,
-                                  wait if attempt <= retries else 0.0))
+            waits.append(
+                LockWait(
+                    spec.name, attempt, str(exc).strip().splitlines()[0], pids, wait if attempt <= retries else 0.0
+                )
+            )
             if attempt > retries:
                 named = ", ".join(map(str, pids)) or "none left"
-                return replace(step, status="failed", attempts=attempt, seconds=time.monotonic() - started,
-                               message=f"lock_timeout {attempt} times; blocking pids: {named}; "
-                                       f"end those transactions and run apply again{left}")
+                return replace(
+                    step,
+                    status="failed",
+                    attempts=attempt,
+                    seconds=time.monotonic() - started,
+                    message=f"lock_timeout {attempt} times; blocking pids: {named}; "
+                    f"end those transactions and run apply again{left}",
+                )
             sleep(wait)
         except (psycopg.Error, IndexBuildError) as exc:
             left = _drop_left_invalid(url, spec, monitor, timeouts=timeouts, poll_s=poll_s)
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            return replace(step, status="failed", attempts=attempt, seconds=time.monotonic() - started,
-                           message=f"{type(exc).__name__}: {first}; run apply again to repair{left}")
+            return replace(
+                step,
+                status="failed",
+                attempts=attempt,
+                seconds=time.monotonic() - started,
+                message=f"{type(exc).__name__}: {first}; run apply again to repair{left}",
+            )
         except BaseException:  # Ctrl-C, SIGTERM: _run_statement cancelled the build; drop what it left
             _drop_after_interrupt(url, spec, monitor, lock_timeout=timeouts[0], poll_s=poll_s)
             raise
@@ -295,29 +367,38 @@ def _build_one(url: str, spec: IndexSpec, step: Step, monitor: psycopg.Connectio
 def _child(child: IndexSpec, args: dict) -> list[str]:
     """One partition's index of a partitioned one, built on the same safe path (retries included);
     a failure stops the parent's sequence with its reason."""
-    step = _build_one(args["url"], child, Step(child.name, child.table, MISSING, "create", "planned"), args["monitor"],
-                      **{k: v for k, v in args.items() if k not in ("url", "monitor")})
+    step = _build_one(
+        args["url"],
+        child,
+        Step(child.name, child.table, MISSING, "create", "planned"),
+        args["monitor"],
+        **{k: v for k, v in args.items() if k not in ("url", "monitor")},
+    )
     if step.status != "applied":
         raise IndexBuildError(f"the index of partition {child.table} ({child.name}): {step.message}")
     return list(step.phases)
 
 
-def _drop_after_interrupt(url: str, spec: IndexSpec, monitor: psycopg.Connection, *, lock_timeout: str,
-                          poll_s: float) -> None:
+def _drop_after_interrupt(
+    url: str, spec: IndexSpec, monitor: psycopg.Connection, *, lock_timeout: str, poll_s: float
+) -> None:
     """Best effort, with a short statement timeout: the process is on its way out. What is left
     INVALID here (the drop waits for the same transactions the build waited for) is the kit's,
     and the next apply drops it (kit.fixes.leftovers)."""
     try:
         _drop_left_invalid(url, spec, monitor, timeouts=(lock_timeout, "10s"), poll_s=poll_s)
-    except Exception:  # noqa: BLE001 - the monitor was interrupted too, the server is gone: nothing to add
+    except Exception:
         pass
 
 
-PARTITIONED_INDEX = """SELECT /* kit */ relkind = 'I' FROM pg_class WHERE oid = to_regclass(format('%%I.%%I', %s::text, %s::text))"""
+PARTITIONED_INDEX = (
+    """SELECT /* kit */ relkind = 'I' FROM pg_class WHERE oid = to_regclass(format('%%I.%%I', %s::text, %s::text))"""
+)
 
 
-def drop_index(url: str, schema: str, name: str, *, timeouts: tuple[str, str] = ("2s", "10min"),
-               poll_s: float = 0.2) -> None:
+def drop_index(
+    url: str, schema: str, name: str, *, timeouts: tuple[str, str] = ("2s", "10min"), poll_s: float = 0.2
+) -> None:
     """DROP INDEX CONCURRENTLY IF EXISTS ``schema.name`` on a session of its own (cancelled when
     interrupted); a partitioned table's index with a plain DROP INDEX (PostgreSQL refuses CONCURRENTLY
     there), which drops its partitions' indexes too — under the lock timeout."""
@@ -332,8 +413,9 @@ def _drop(url: str, spec: IndexSpec, *, timeouts: tuple[str, str], poll_s: float
     drop_index(url, spec.schema, spec.name, timeouts=timeouts, poll_s=poll_s)
 
 
-def _drop_left_invalid(url: str, spec: IndexSpec, monitor: psycopg.Connection, *, timeouts: tuple[str, str],
-                       poll_s: float) -> str:
+def _drop_left_invalid(
+    url: str, spec: IndexSpec, monitor: psycopg.Connection, *, timeouts: tuple[str, str], poll_s: float
+) -> str:
     """Drop the INVALID index a failed attempt left; '' when none is left, else a note for the step."""
     if _index_state(monitor, spec) != INVALID:
         return ""
@@ -355,17 +437,21 @@ def _still_blocking(monitor: psycopg.Connection, pids: set[int], table: int | No
 
 def _not_tried(blocking: list[tuple[int, str, str]]) -> str:
     pid, state, query = blocking[0]
-    return (f"not tried: session {pid} ({state}: {query!r}) blocked the previous index through every retry "
-            f"and would block this one; end it (SELECT pg_terminate_backend({pid})) or wait for it, then run "
-            "apply again")
+    return (
+        f"not tried: session {pid} ({state}: {query!r}) blocked the previous index through every retry "
+        f"and would block this one; end it (SELECT pg_terminate_backend({pid})) or wait for it, then run "
+        "apply again"
+    )
 
 
 def _check_tables(specs: tuple[IndexSpec, ...], states: dict[str, str]) -> None:
     missing = [s for s in specs if states[s.name] == NO_TABLE]
     if missing:
         s = missing[0]
-        raise MigrationError(f"{s.source}:{s.line}: table {s.qualified_table} of index {s.name} does not "
-                             "exist; create the schema first or fix the migration — nothing was applied")
+        raise MigrationError(
+            f"{s.source}:{s.line}: table {s.qualified_table} of index {s.name} does not "
+            "exist; create the schema first or fix the migration — nothing was applied"
+        )
 
 
 def apply_indexes(
@@ -396,14 +482,39 @@ def apply_indexes(
         if apply:
             stack.enter_context(interrupts.sigterm_raises())
             lock = lock or stack.enter_context(applylock.hold(engine.url.render_as_string(hide_password=False)))
-        return _apply(engine, specs, apply=apply, lock=lock, lock_timeout_ms=lock_timeout_ms,
-                      statement_timeout_ms=statement_timeout_ms, retries=retries, backoff_s=backoff_s,
-                      sample_s=sample_s, poll_s=poll_s, progress=progress, out=out, sleep=sleep)
+        return _apply(
+            engine,
+            specs,
+            apply=apply,
+            lock=lock,
+            lock_timeout_ms=lock_timeout_ms,
+            statement_timeout_ms=statement_timeout_ms,
+            retries=retries,
+            backoff_s=backoff_s,
+            sample_s=sample_s,
+            poll_s=poll_s,
+            progress=progress,
+            out=out,
+            sleep=sleep,
+        )
 
 
-def _apply(engine: Engine, specs, *, apply: bool, lock: ApplyLock | None, lock_timeout_ms: int,
-           statement_timeout_ms: int, retries: int, backoff_s: float, sample_s: float, poll_s: float,
-           progress, out, sleep) -> ApplyResult:
+def _apply(
+    engine: Engine,
+    specs,
+    *,
+    apply: bool,
+    lock: ApplyLock | None,
+    lock_timeout_ms: int,
+    statement_timeout_ms: int,
+    retries: int,
+    backoff_s: float,
+    sample_s: float,
+    poll_s: float,
+    progress,
+    out,
+    sleep,
+) -> ApplyResult:
     started = time.monotonic()
     specs = tuple(specs) if specs is not None else default_specs()
     status = index_status(engine, specs)
@@ -422,26 +533,66 @@ def _apply(engine: Engine, specs, *, apply: bool, lock: ApplyLock | None, lock_t
         blockers = sessions.open_transactions(monitor, tables=list(oids.values())) if todo else []
         if not apply or not todo:
             for s in steps:
-                say(f"{'would ' if not apply and s.action != 'none' else ''}{s.action:8} {s.name}"
-                    + (f"  ({s.message})" if s.message else ""))
-            return ApplyResult(False if not apply else True, tuple(steps), tuple(blockers), (), time.monotonic() - started)
+                say(
+                    f"{'would ' if not apply and s.action != 'none' else ''}{s.action:8} {s.name}"
+                    + (f"  ({s.message})" if s.message else "")
+                )
+            return ApplyResult(
+                False if not apply else True, tuple(steps), tuple(blockers), (), time.monotonic() - started
+            )
         safety.check(engine, tables=tables).require_safe()  # the one gate: role, replica, open transactions
         for b in blockers:
-            say(f"session {b.pid} ({b.application or b.user}, {b.state}) has a transaction open for "
-                f"{b.xact_age_s or 0:.0f}s: concurrent builds wait for it")
+            say(
+                f"session {b.pid} ({b.application or b.user}, {b.state}) has a transaction open for "
+                f"{b.xact_age_s or 0:.0f}s: concurrent builds wait for it"
+            )
         timeouts = (f"{lock_timeout_ms}ms", f"{statement_timeout_ms}ms")
-        waits = _build_all(url, steps, by_name, monitor, lock=lock, oids=oids, timeouts=timeouts, retries=retries,
-                           backoff_s=backoff_s, poll_s=poll_s, progress=progress, sleep=sleep, say=say)
-        for schema, name in sorted({(by_name[s.name].schema, by_name[s.name].table) for s in steps
-                                    if s.status == "applied"}):
-            _run_statement(url, sql.SQL("ANALYZE {}").format(sql.Identifier(schema, name)),
-                           timeouts=timeouts, monitor=None, name=name, poll_s=poll_s, progress=None)
+        waits = _build_all(
+            url,
+            steps,
+            by_name,
+            monitor,
+            lock=lock,
+            oids=oids,
+            timeouts=timeouts,
+            retries=retries,
+            backoff_s=backoff_s,
+            poll_s=poll_s,
+            progress=progress,
+            sleep=sleep,
+            say=say,
+        )
+        for schema, name in sorted(
+            {(by_name[s.name].schema, by_name[s.name].table) for s in steps if s.status == "applied"}
+        ):
+            _run_statement(
+                url,
+                sql.SQL("ANALYZE {}").format(sql.Identifier(schema, name)),
+                timeouts=timeouts,
+                monitor=None,
+                name=name,
+                poll_s=poll_s,
+                progress=None,
+            )
     return ApplyResult(True, tuple(steps), tuple(blockers), tuple(waits), time.monotonic() - started)
 
 
-def _build_all(url: str, steps: list[Step], by_name: dict[str, IndexSpec], monitor: psycopg.Connection, *,
-               lock: ApplyLock, oids: dict, timeouts: tuple[str, str], retries: int, backoff_s: float,
-               poll_s: float, progress, sleep, say) -> list[LockWait]:
+def _build_all(
+    url: str,
+    steps: list[Step],
+    by_name: dict[str, IndexSpec],
+    monitor: psycopg.Connection,
+    *,
+    lock: ApplyLock,
+    oids: dict,
+    timeouts: tuple[str, str],
+    retries: int,
+    backoff_s: float,
+    poll_s: float,
+    progress,
+    sleep,
+    say,
+) -> list[LockWait]:
     """Build each planned index in order (``steps`` updated in place); the lock waits met."""
     waits: list[LockWait] = []
     blocked_by: set[int] = set()  # sessions that outlasted every retry of an earlier index
@@ -455,15 +606,28 @@ def _build_all(url: str, steps: list[Step], by_name: dict[str, IndexSpec], monit
             say(f"not tried {step.name}: session {still[0][0]} still blocks it")
             continue
         say(f"{step.action} {step.name}")
-        steps[i] = _build_one(url, spec, step, monitor, timeouts=timeouts, retries=retries, backoff_s=backoff_s,
-                              poll_s=poll_s, progress=progress, sleep=sleep, waits=waits, tables=list(oids.values()))
+        steps[i] = _build_one(
+            url,
+            spec,
+            step,
+            monitor,
+            timeouts=timeouts,
+            retries=retries,
+            backoff_s=backoff_s,
+            poll_s=poll_s,
+            progress=progress,
+            sleep=sleep,
+            waits=waits,
+            tables=list(oids.values()),
+        )
         if steps[i].status == "failed" and waits and waits[-1].name == step.name:
             blocked_by.update(waits[-1].blocker_pids)
     return waits
 
 
-def drop_indexes(engine: Engine, specs: tuple[IndexSpec, ...] | list[IndexSpec] | None = None, *,
-                 lock: ApplyLock | None = None) -> list[str]:
+def drop_indexes(
+    engine: Engine, specs: tuple[IndexSpec, ...] | list[IndexSpec] | None = None, *, lock: ApplyLock | None = None
+) -> list[str]:
     """Drop the migration's indexes that exist (concurrently, one autocommit session each) so a
     demo starts from the audit's "before" state; returns the names dropped. The caller checks
     that the database is the kit's own. Under the apply lock, as any change (``lock``: the caller's)."""

@@ -30,68 +30,154 @@ class Probe:
 
 def _p(index, definition, query, sample=(), sample_where=""):
     table = definition.split(" ", 1)[0]
-    return Probe(index=index, table=table, definition=definition, query=tagged(query),
-                 sample=tuple(sample), sample_where=sample_where)
+    return Probe(
+        index=index,
+        table=table,
+        definition=definition,
+        query=tagged(query),
+        sample=tuple(sample),
+        sample_where=sample_where,
+    )
 
 
 EXPECTED: tuple[Probe, ...] = (
-    _p("idx_reconciliation_jobs_project_status", "reconciliation_jobs (project_id, status)",
-       "SELECT count(*) FROM reconciliation_jobs WHERE project_id = %(project_id)s AND status = 'completed'",
-       ["project_id"]),
-    _p("idx_reconciliation_jobs_project_created", "reconciliation_jobs (project_id, created_at DESC)",
-       "SELECT * FROM reconciliation_jobs WHERE project_id = %(project_id)s ORDER BY created_at DESC LIMIT 20",
-       ["project_id"]),
-    _p("idx_reconciliation_jobs_status_created", "reconciliation_jobs (status, created_at DESC)",
-       "SELECT * FROM reconciliation_jobs WHERE status = 'pending' ORDER BY created_at DESC LIMIT 50"),
-    _p("idx_reconciliation_jobs_created_by", "reconciliation_jobs (created_by)",
-       "SELECT id, status FROM reconciliation_jobs WHERE created_by = %(created_by)s", ["created_by"]),
-    _p("idx_reconciliation_results_job_confidence", "reconciliation_results (job_id, confidence DESC)",
-       "SELECT * FROM reconciliation_results WHERE job_id = %(job_id)s ORDER BY confidence DESC LIMIT 100",
-       ["job_id"]),
-    _p("idx_reconciliation_results_job_status", "reconciliation_results (job_id, status)",
-       "SELECT * FROM reconciliation_results WHERE job_id = %(job_id)s AND status = 'review'", ["job_id"]),
-    _p("idx_reconciliation_results_job_created", "reconciliation_results (job_id, created_at DESC)",
-       "SELECT * FROM reconciliation_results WHERE job_id = %(job_id)s ORDER BY created_at DESC LIMIT 100",
-       ["job_id"]),
-    _p("idx_data_sources_project_active", "data_sources (project_id, is_active)",
-       "SELECT count(*) FROM data_sources WHERE project_id = %(project_id)s AND is_active", ["project_id"]),
-    _p("idx_data_sources_project_status", "data_sources (project_id, status)",
-       "SELECT * FROM data_sources WHERE project_id = %(project_id)s AND status = 'error'", ["project_id"]),
-    _p("idx_reconciliation_records_project_date", "reconciliation_records (project_id, transaction_date)",
-       "SELECT * FROM reconciliation_records WHERE project_id = %(project_id)s "
-       "AND transaction_date BETWEEN %(transaction_date)s AND %(transaction_date)s::date + 7",
-       ["project_id", "transaction_date"]),
-    _p("idx_reconciliation_records_project_status", "reconciliation_records (project_id, status)",
-       "SELECT * FROM reconciliation_records WHERE project_id = %(project_id)s AND status = 'unmatched'",
-       ["project_id"]),
-    _p("idx_reconciliation_records_source_system", "reconciliation_records (source_system)",
-       "SELECT * FROM reconciliation_records WHERE source_system = %(source_system)s",
-       ["source_system"], "source_system LIKE 'legacy%'"),
-    _p("idx_reconciliation_matches_project", "reconciliation_matches (project_id)",
-       "SELECT * FROM reconciliation_matches WHERE project_id = %(project_id)s", ["project_id"]),
-    _p("idx_reconciliation_matches_confidence", "reconciliation_matches (confidence)",
-       "SELECT * FROM reconciliation_matches WHERE confidence < 0.5 ORDER BY confidence LIMIT 100"),
-    _p("idx_users_email_lower", "users (lower(email))",
-       "SELECT * FROM users WHERE lower(email) = lower(%(email)s)", ["email"]),
-    _p("idx_users_active", "users (created_at DESC) WHERE is_active",
-       "SELECT * FROM users WHERE is_active ORDER BY created_at DESC LIMIT 20"),
-    _p("idx_projects_owner_id_active", "projects (owner_id, is_active)",
-       "SELECT count(*) FROM projects WHERE owner_id = %(owner_id)s AND is_active", ["owner_id"]),
-    _p("idx_projects_status", "projects (status, created_at DESC)",
-       "SELECT * FROM projects WHERE status = 'active' ORDER BY created_at DESC LIMIT 20"),
-    _p("idx_uploaded_files_project_status", "uploaded_files (project_id, status)",
-       "SELECT * FROM uploaded_files WHERE project_id = %(project_id)s AND status = 'failed'", ["project_id"]),
-    _p("idx_uploaded_files_uploaded_by", "uploaded_files (uploaded_by)",
-       "SELECT * FROM uploaded_files WHERE uploaded_by = %(uploaded_by)s", ["uploaded_by"]),
-    _p("idx_audit_logs_user_created", "audit_logs (user_id, created_at DESC)",
-       "SELECT * FROM audit_logs WHERE user_id = %(user_id)s ORDER BY created_at DESC LIMIT 50",
-       ["user_id"], "user_id IS NOT NULL"),
-    _p("idx_audit_logs_resource", "audit_logs (resource_type, resource_id)",
-       "SELECT * FROM audit_logs WHERE resource_type = %(resource_type)s AND resource_id = %(resource_id)s",
-       ["resource_type", "resource_id"]),
-    _p("idx_user_activity_logs_user_created", "user_activity_logs (user_id, created_at DESC)",
-       "SELECT * FROM user_activity_logs WHERE user_id = %(user_id)s ORDER BY created_at DESC LIMIT 50",
-       ["user_id"]),
+    _p(
+        "idx_reconciliation_jobs_project_status",
+        "reconciliation_jobs (project_id, status)",
+        "SELECT count(*) FROM reconciliation_jobs WHERE project_id = %(project_id)s AND status = 'completed'",
+        ["project_id"],
+    ),
+    _p(
+        "idx_reconciliation_jobs_project_created",
+        "reconciliation_jobs (project_id, created_at DESC)",
+        "SELECT * FROM reconciliation_jobs WHERE project_id = %(project_id)s ORDER BY created_at DESC LIMIT 20",
+        ["project_id"],
+    ),
+    _p(
+        "idx_reconciliation_jobs_status_created",
+        "reconciliation_jobs (status, created_at DESC)",
+        "SELECT * FROM reconciliation_jobs WHERE status = 'pending' ORDER BY created_at DESC LIMIT 50",
+    ),
+    _p(
+        "idx_reconciliation_jobs_created_by",
+        "reconciliation_jobs (created_by)",
+        "SELECT id, status FROM reconciliation_jobs WHERE created_by = %(created_by)s",
+        ["created_by"],
+    ),
+    _p(
+        "idx_reconciliation_results_job_confidence",
+        "reconciliation_results (job_id, confidence DESC)",
+        "SELECT * FROM reconciliation_results WHERE job_id = %(job_id)s ORDER BY confidence DESC LIMIT 100",
+        ["job_id"],
+    ),
+    _p(
+        "idx_reconciliation_results_job_status",
+        "reconciliation_results (job_id, status)",
+        "SELECT * FROM reconciliation_results WHERE job_id = %(job_id)s AND status = 'review'",
+        ["job_id"],
+    ),
+    _p(
+        "idx_reconciliation_results_job_created",
+        "reconciliation_results (job_id, created_at DESC)",
+        "SELECT * FROM reconciliation_results WHERE job_id = %(job_id)s ORDER BY created_at DESC LIMIT 100",
+        ["job_id"],
+    ),
+    _p(
+        "idx_data_sources_project_active",
+        "data_sources (project_id, is_active)",
+        "SELECT count(*) FROM data_sources WHERE project_id = %(project_id)s AND is_active",
+        ["project_id"],
+    ),
+    _p(
+        "idx_data_sources_project_status",
+        "data_sources (project_id, status)",
+        "SELECT * FROM data_sources WHERE project_id = %(project_id)s AND status = 'error'",
+        ["project_id"],
+    ),
+    _p(
+        "idx_reconciliation_records_project_date",
+        "reconciliation_records (project_id, transaction_date)",
+        "SELECT * FROM reconciliation_records WHERE project_id = %(project_id)s "
+        "AND transaction_date BETWEEN %(transaction_date)s AND %(transaction_date)s::date + 7",
+        ["project_id", "transaction_date"],
+    ),
+    _p(
+        "idx_reconciliation_records_project_status",
+        "reconciliation_records (project_id, status)",
+        "SELECT * FROM reconciliation_records WHERE project_id = %(project_id)s AND status = 'unmatched'",
+        ["project_id"],
+    ),
+    _p(
+        "idx_reconciliation_records_source_system",
+        "reconciliation_records (source_system)",
+        "SELECT * FROM reconciliation_records WHERE source_system = %(source_system)s",
+        ["source_system"],
+        "source_system LIKE 'legacy%'",
+    ),
+    _p(
+        "idx_reconciliation_matches_project",
+        "reconciliation_matches (project_id)",
+        "SELECT * FROM reconciliation_matches WHERE project_id = %(project_id)s",
+        ["project_id"],
+    ),
+    _p(
+        "idx_reconciliation_matches_confidence",
+        "reconciliation_matches (confidence)",
+        "SELECT * FROM reconciliation_matches WHERE confidence < 0.5 ORDER BY confidence LIMIT 100",
+    ),
+    _p(
+        "idx_users_email_lower",
+        "users (lower(email))",
+        "SELECT * FROM users WHERE lower(email) = lower(%(email)s)",
+        ["email"],
+    ),
+    _p(
+        "idx_users_active",
+        "users (created_at DESC) WHERE is_active",
+        "SELECT * FROM users WHERE is_active ORDER BY created_at DESC LIMIT 20",
+    ),
+    _p(
+        "idx_projects_owner_id_active",
+        "projects (owner_id, is_active)",
+        "SELECT count(*) FROM projects WHERE owner_id = %(owner_id)s AND is_active",
+        ["owner_id"],
+    ),
+    _p(
+        "idx_projects_status",
+        "projects (status, created_at DESC)",
+        "SELECT * FROM projects WHERE status = 'active' ORDER BY created_at DESC LIMIT 20",
+    ),
+    _p(
+        "idx_uploaded_files_project_status",
+        "uploaded_files (project_id, status)",
+        "SELECT * FROM uploaded_files WHERE project_id = %(project_id)s AND status = 'failed'",
+        ["project_id"],
+    ),
+    _p(
+        "idx_uploaded_files_uploaded_by",
+        "uploaded_files (uploaded_by)",
+        "SELECT * FROM uploaded_files WHERE uploaded_by = %(uploaded_by)s",
+        ["uploaded_by"],
+    ),
+    _p(
+        "idx_audit_logs_user_created",
+        "audit_logs (user_id, created_at DESC)",
+        "SELECT * FROM audit_logs WHERE user_id = %(user_id)s ORDER BY created_at DESC LIMIT 50",
+        ["user_id"],
+        "user_id IS NOT NULL",
+    ),
+    _p(
+        "idx_audit_logs_resource",
+        "audit_logs (resource_type, resource_id)",
+        "SELECT * FROM audit_logs WHERE resource_type = %(resource_type)s AND resource_id = %(resource_id)s",
+        ["resource_type", "resource_id"],
+    ),
+    _p(
+        "idx_user_activity_logs_user_created",
+        "user_activity_logs (user_id, created_at DESC)",
+        "SELECT * FROM user_activity_logs WHERE user_id = %(user_id)s ORDER BY created_at DESC LIMIT 50",
+        ["user_id"],
+    ),
 )
 
 
@@ -123,6 +209,12 @@ def compare_expected(specs: tuple[IndexSpec, ...] | list[IndexSpec]) -> pd.DataF
             verdict = "match" if m.signature() == k.signature() else "differs"
         else:
             verdict = "only in migration" if m else "only in kit"
-        rows.append({"name": name, "verdict": verdict,
-                     "migration": m.definition if m else None, "kit": k.definition if k else None})
+        rows.append(
+            {
+                "name": name,
+                "verdict": verdict,
+                "migration": m.definition if m else None,
+                "kit": k.definition if k else None,
+            }
+        )
     return pd.DataFrame(rows, columns=["name", "verdict", "migration", "kit"])

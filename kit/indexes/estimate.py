@@ -55,9 +55,9 @@ FROM pg_class c WHERE c.oid = to_regclass(format('%%I.%%I', %(schema)s::text, %(
 
 def stats_size(conn: psycopg.Connection, spec: IndexSpec) -> tuple[int, int]:
     """(estimated index bytes, table bytes) from reltuples and pg_stats widths."""
-    tuples, table_bytes, width = conn.execute(STATS_SIZE, {
-        "schema": spec.schema, "table": spec.table, "columns": list(spec.columns),
-        "ncols": len(spec.keys)}).fetchone()
+    tuples, table_bytes, width = conn.execute(
+        STATS_SIZE, {"schema": spec.schema, "table": spec.table, "columns": list(spec.columns), "ncols": len(spec.keys)}
+    ).fetchone()
     est = tuples * (width + _TUPLE_OVERHEAD) / _FILLFACTOR
     return int(max(est, 8192)), int(table_bytes)
 
@@ -84,8 +84,9 @@ WRITES = """SELECT /* kit */ relname, n_tup_ins + n_tup_upd + n_tup_del FROM pg_
 WHERE schemaname = ANY(%(schemas)s)"""
 
 
-def write_rates(conn: psycopg.Connection, *, schemas: list[str], sample_s: float,
-                sleep: Callable[[float], None] = time.sleep) -> dict[str, float]:
+def write_rates(
+    conn: psycopg.Connection, *, schemas: list[str], sample_s: float, sleep: Callable[[float], None] = time.sleep
+) -> dict[str, float]:
     """Rows written per second per table over a ``sample_s`` window (0 gives all zeros)."""
     first = dict(conn.execute(WRITES, {"schemas": schemas}).fetchall())
     if sample_s <= 0:
@@ -96,8 +97,13 @@ def write_rates(conn: psycopg.Connection, *, schemas: list[str], sample_s: float
     return {t: max(second.get(t, 0) - n, 0) / sample_s for t, n in first.items()}
 
 
-def estimate(conn: psycopg.Connection, specs: list[IndexSpec], *, sample_s: float = 0.5,
-              sleep: Callable[[float], None] = time.sleep) -> dict[str, BuildEstimate]:
+def estimate(
+    conn: psycopg.Connection,
+    specs: list[IndexSpec],
+    *,
+    sample_s: float = 0.5,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, BuildEstimate]:
     """One :class:`BuildEstimate` per spec; never creates a real index."""
     hypo = extensions.usable(conn, "hypopg")
     free = free_disk(conn)

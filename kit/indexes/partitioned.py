@@ -34,7 +34,9 @@ _UNSAFE = re.compile(r"[^a-z0-9]+")
 PARTITIONS = """SELECT /* kit */ n.nspname, c.relname, c.relkind = 'p' FROM pg_inherits i
 JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE i.inhparent = to_regclass(format('%%I.%%I', %s::text, %s::text)) ORDER BY 2"""
-IS_PARTITIONED = """SELECT /* kit */ relkind = 'p' FROM pg_class WHERE oid = to_regclass(format('%%I.%%I', %s::text, %s::text))"""
+IS_PARTITIONED = (
+    """SELECT /* kit */ relkind = 'p' FROM pg_class WHERE oid = to_regclass(format('%%I.%%I', %s::text, %s::text))"""
+)
 # the partition indexes attached to a partitioned index, at every level
 ATTACHED = """WITH /* kit */ RECURSIVE tree(oid) AS (
     SELECT inhrelid FROM pg_inherits WHERE inhparent = to_regclass(format('%%I.%%I', %s::text, %s::text))
@@ -68,8 +70,10 @@ def child_name(parent: str, partition: str) -> str:
 
 
 def _children(conn: psycopg.Connection, spec: IndexSpec) -> list[tuple[IndexSpec, bool]]:
-    return [(retarget(spec, schema=s, table=n, name=child_name(spec.name, n)), sub)
-            for s, n, sub in partitions(conn, spec.schema, spec.table)]
+    return [
+        (retarget(spec, schema=s, table=n, name=child_name(spec.name, n)), sub)
+        for s, n, sub in partitions(conn, spec.schema, spec.table)
+    ]
 
 
 def statements(conn: psycopg.Connection, spec: IndexSpec) -> list[str]:
@@ -84,11 +88,17 @@ def statements(conn: psycopg.Connection, spec: IndexSpec) -> list[str]:
 
 def _attach(parent: IndexSpec, child: IndexSpec) -> sql.Composable:
     return sql.SQL("ALTER INDEX {} ATTACH PARTITION {}").format(
-        sql.Identifier(parent.schema, parent.name), sql.Identifier(child.schema, child.name))
+        sql.Identifier(parent.schema, parent.name), sql.Identifier(child.schema, child.name)
+    )
 
 
-def build(spec: IndexSpec, monitor: psycopg.Connection, *, build_child: Callable[[IndexSpec], list[str]],
-          run: Callable[[sql.Composable | str], None]) -> list[str]:
+def build(
+    spec: IndexSpec,
+    monitor: psycopg.Connection,
+    *,
+    build_child: Callable[[IndexSpec], list[str]],
+    run: Callable[[sql.Composable | str], None],
+) -> list[str]:
     """Steps 1-3 of the module docstring; ``build_child`` builds one partition's index concurrently on
     the safe path (its phases come back), ``run`` runs one short statement on a session of its own.
     The caller checks that the parent's index is valid (step 4)."""

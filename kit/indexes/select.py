@@ -37,9 +37,16 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from kit.indexes.advisor import (HYPO_CREATE, TableInfo, candidate_keys, cost, covered, existing_keys, table_info,
-                                 table_uses)
-from kit.indexes.verify import plan_indexes
+from kit.indexes.advisor import (
+    HYPO_CREATE,
+    TableInfo,
+    candidate_keys,
+    cost,
+    covered,
+    existing_keys,
+    table_info,
+    table_uses,
+)
 from kit.sqltext import redact
 from kit.sqltext.refs import ColumnUse, References, references
 
@@ -72,7 +79,8 @@ class Candidate:
     def create(self) -> sql.Composable:
         """CREATE INDEX ON ... as hypopg takes it (no name, no CONCURRENTLY)."""
         stmt = sql.SQL("CREATE INDEX ON {} ({})").format(
-            sql.Identifier(self.schema, self.table), sql.SQL(", ").join(map(sql.Identifier, self.columns)))
+            sql.Identifier(self.schema, self.table), sql.SQL(", ").join(map(sql.Identifier, self.columns))
+        )
         if self.where:
             stmt = sql.SQL("{} WHERE {} = {}").format(stmt, sql.Identifier(self.where[0]), sql.Literal(self.where[1]))
         return stmt
@@ -210,8 +218,14 @@ class _Planner:
         return cost(self.conn, stmt.text, nparams, stmt.values)
 
 
-def select_indexes(conn: psycopg.Connection, statements: Sequence[Statement], *, budget_bytes: int | None = None,
-                   max_indexes: int = MAX_INDEXES, workload_ms: float | None = None) -> Selection:
+def select_indexes(
+    conn: psycopg.Connection,
+    statements: Sequence[Statement],
+    *,
+    budget_bytes: int | None = None,
+    max_indexes: int = MAX_INDEXES,
+    workload_ms: float | None = None,
+) -> Selection:
     """The indexes to build for ``statements`` — the workload's, its writes too (see the module
     docstring); ``budget_bytes`` caps their estimated size (None: half the size of the tables they are
     on); ``workload_ms`` is the time of every statement of the window (None: of ``statements``)."""
@@ -229,8 +243,9 @@ def select_indexes(conn: psycopg.Connection, statements: Sequence[Statement], *,
             if not info.user_table:
                 continue
             table = _table(conn, info, tables)
-            cands = [Candidate(info.schema, info.name, k) for k in candidate_keys(uses)
-                     if not covered(k, table.existing)]
+            cands = [
+                Candidate(info.schema, info.name, k) for k in candidate_keys(uses) if not covered(k, table.existing)
+            ]
             cands += _partials(refs, stmt.values, uses, info, conn)
             for cand in cands:
                 pool.setdefault(cand, set()).add(stmt.key)
@@ -251,24 +266,35 @@ def select_indexes(conn: psycopg.Connection, statements: Sequence[Statement], *,
         alone = _alone(planner, pool, by_key, parsed, base)
         budget = budget_bytes if budget_bytes is not None else sum(t.bytes for t in tables.values()) // 2
         rest_ms = max((workload_ms or 0.0) - sum(s.total_ms for s in by_key.values()), 0.0)  # no index serves it
-        chosen = _greedy(planner, alone, by_key, parsed, base, tables, budget=budget, max_indexes=max_indexes,
-                         rest_ms=rest_ms)
+        chosen = _greedy(
+            planner, alone, by_key, parsed, base, tables, budget=budget, max_indexes=max_indexes, rest_ms=rest_ms
+        )
     finally:
         conn.execute("SELECT /* kit */ hypopg_reset()")
-    notes = (f"{len(pool)} candidates from {len(by_key)} statements, {len(alone)} used by a plan on their own, "
-             f"{len(chosen)} chosen within {budget / 2**20:.1f} MiB",) + tuple(
-        f"not planned, so no index is chosen for it: {why}" for why in unplanned)
+    notes = (
+        f"{len(pool)} candidates from {len(by_key)} statements, {len(alone)} used by a plan on their own, "
+        f"{len(chosen)} chosen within {budget / 2**20:.1f} MiB",
+        *tuple(f"not planned, so no index is chosen for it: {why}" for why in unplanned),
+    )
     return Selection("ok", tuple(chosen), budget, len(pool), notes)
 
 
-def _alone(planner: _Planner, pool: dict[Candidate, set[str]], by_key: dict[str, Statement], parsed: dict,
-           base: dict[str, float]) -> dict[Candidate, set[str]]:
+def _alone(
+    planner: _Planner,
+    pool: dict[Candidate, set[str]],
+    by_key: dict[str, Statement],
+    parsed: dict,
+    base: dict[str, float],
+) -> dict[Candidate, set[str]]:
     """The candidates some plan uses on its own, cutting its cost by :data:`MIN_DROP` at least, with the
     statements on their table (any of them may gain from it with the others in place)."""
     out: dict[Candidate, set[str]] = {}
     for cand, keys in pool.items():
-        on_table = {k for k, (_refs, uses) in parsed.items() if k in by_key
-                    and any((t.schema, t.name) == (cand.schema, cand.table) for t in uses)}
+        on_table = {
+            k
+            for k, (_refs, uses) in parsed.items()
+            if k in by_key and any((t.schema, t.name) == (cand.schema, cand.table) for t in uses)
+        }
         try:
             oid, tag = planner.create(cand)
         except psycopg.Error:
@@ -286,8 +312,18 @@ def _alone(planner: _Planner, pool: dict[Candidate, set[str]], by_key: dict[str,
     return out
 
 
-def _greedy(planner: _Planner, pool: dict[Candidate, set[str]], by_key: dict[str, Statement], parsed: dict,
-            base: dict[str, float], tables: dict, *, budget: int, max_indexes: int, rest_ms: float) -> list[Chosen]:
+def _greedy(
+    planner: _Planner,
+    pool: dict[Candidate, set[str]],
+    by_key: dict[str, Statement],
+    parsed: dict,
+    base: dict[str, float],
+    tables: dict,
+    *,
+    budget: int,
+    max_indexes: int,
+    rest_ms: float,
+) -> list[Chosen]:
     """Step 3 of the module docstring; the chosen set stays created while the next one is sought."""
     chosen: list[tuple[Candidate, int]] = []  # (candidate, hypothetical oid)
     current = dict(base)
@@ -309,19 +345,23 @@ def _greedy(planner: _Planner, pool: dict[Candidate, set[str]], by_key: dict[str
                 continue
             finally:
                 planner.drop(oid)
-            if not any(k in worth and any(tag in u for u in used) and current[k] - c >= MIN_GAIN * current[k]
-                       for k, (c, used) in costs.items()):
+            if not any(
+                k in worth and any(tag in u for u in used) and current[k] - c >= MIN_GAIN * current[k]
+                for k, (c, used) in costs.items()
+            ):
                 continue  # unused, or a marginal gain on top of the chosen set
-            saved = sum(by_key[k].total_ms * max(current[k] - c, 0.0) / base[k] for k, (c, _u) in costs.items()
-                        if base[k] > 0)
+            saved = sum(
+                by_key[k].total_ms * max(current[k] - c, 0.0) / base[k] for k, (c, _u) in costs.items() if base[k] > 0
+            )
             net = saved - _write_ms(cand, tables)
             if net >= MIN_SHARE * remaining_ms and spent + planner.sizes[cand] <= budget:
                 found.append((net, cand, {k: c for k, (c, _u) in costs.items()}))
         if not found:
             break
         top = max(net for net, _c, _k in found)
-        _net, cand, costs = min((f for f in found if f[0] >= (1 - NEAR) * top),
-                                key=lambda f: (planner.sizes[f[1]], -f[0]))
+        _net, cand, costs = min(
+            (f for f in found if f[0] >= (1 - NEAR) * top), key=lambda f: (planner.sizes[f[1]], -f[0])
+        )
         for old in [(c, o) for c, o in chosen if _extends(cand, c)]:  # (a, b) makes (a) redundant
             planner.drop(old[1])
             chosen.remove(old)
@@ -335,12 +375,24 @@ def _greedy(planner: _Planner, pool: dict[Candidate, set[str]], by_key: dict[str
 
 def _extends(new: Candidate, old: Candidate) -> bool:
     """Whether ``new`` serves whatever ``old`` does: same table, no predicate, ``old``'s keys its prefix."""
-    return ((new.schema, new.table) == (old.schema, old.table) and new.where is None and old.where is None
-            and len(new.columns) > len(old.columns) and new.columns[:len(old.columns)] == old.columns)
+    return (
+        (new.schema, new.table) == (old.schema, old.table)
+        and new.where is None
+        and old.where is None
+        and len(new.columns) > len(old.columns)
+        and new.columns[: len(old.columns)] == old.columns
+    )
 
 
-def _final(planner: _Planner, chosen: list[tuple[Candidate, int]], pool: dict, by_key: dict, parsed: dict,
-           base: dict[str, float], tables: dict) -> list[Chosen]:
+def _final(
+    planner: _Planner,
+    chosen: list[tuple[Candidate, int]],
+    pool: dict,
+    by_key: dict,
+    parsed: dict,
+    base: dict[str, float],
+    tables: dict,
+) -> list[Chosen]:
     """With the whole chosen set in place: which statements each index serves, and the figures."""
     keys = sorted(set().union(*(pool[c] for c, _ in chosen))) if chosen else []
     plans = {k: planner.plan(by_key[k], parsed[k][0].nparams) for k in keys}
@@ -363,8 +415,9 @@ def _write_ms(cand: Candidate, tables: dict) -> float:
     return entries * ENTRY_MS
 
 
-def write_cost(conn: psycopg.Connection, statements: Sequence[Statement], schema: str, table: str,
-               columns: tuple[str, ...]) -> tuple[int, float]:
+def write_cost(
+    conn: psycopg.Connection, statements: Sequence[Statement], schema: str, table: str, columns: tuple[str, ...]
+) -> tuple[int, float]:
     """(rows the workload's ``statements`` wrote to ``schema.table``, estimated ms a new index on
     ``columns`` costs those writes) — for any new index (a foreign key's, a migration's too)."""
     tables: dict = {}

@@ -87,7 +87,10 @@ class IndexSpec:
     def signature(self) -> tuple:
         """What must match between a declared and a live index (names aside)."""
         return (
-            self.schema, self.table, self.method, self.unique,
+            self.schema,
+            self.table,
+            self.method,
+            self.unique,
             tuple((normalize_expression(k.expression), k.descending, _nulls(k)) for k in self.keys),
             normalize_expression(self.predicate or ""),
             tuple(self.include),
@@ -176,9 +179,7 @@ def parse_index_sql(text: str, *, source: str = "<text>") -> tuple[IndexSpec, ..
         if not stmt.idxname:
             raise MigrationError(f"{source}:{line}: CREATE INDEX without a name; name the index")
         if stmt.idxname in seen:
-            raise MigrationError(
-                f"{source}:{line}: index {stmt.idxname} already declared at line {seen[stmt.idxname]}"
-            )
+            raise MigrationError(f"{source}:{line}: index {stmt.idxname} already declared at line {seen[stmt.idxname]}")
         seen[stmt.idxname] = line
         specs.append(_spec(stmt, source=source, line=line))
     return tuple(specs)
@@ -199,8 +200,10 @@ def _parse_or_refuse(text: str, source: str):
         return parse_sql(text)
     except ParseError as exc:
         offset = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else 0
-        raise MigrationError(f"{source}:{text[:offset].count(chr(10)) + 1}: syntax error ({exc.args[0]}); "
-                             "fix the migration, nothing was applied") from exc
+        raise MigrationError(
+            f"{source}:{text[:offset].count(chr(10)) + 1}: syntax error ({exc.args[0]}); "
+            "fix the migration, nothing was applied"
+        ) from exc
 
 
 def _default_name(stmt: ast.IndexStmt) -> str:
@@ -269,7 +272,14 @@ def parse_indexdef(indexdef: str) -> IndexSpec:
 def specs_frame(specs: tuple[IndexSpec, ...] | list[IndexSpec]) -> pd.DataFrame:
     """One row per spec: name, table, definition, file:line."""
     return pd.DataFrame(
-        [{"name": s.name, "table": s.table, "definition": s.definition,
-          "declared_at": f"{Path(s.source).name}:{s.line}"} for s in specs],
+        [
+            {
+                "name": s.name,
+                "table": s.table,
+                "definition": s.definition,
+                "declared_at": f"{Path(s.source).name}:{s.line}",
+            }
+            for s in specs
+        ],
         columns=["name", "table", "definition", "declared_at"],
     )

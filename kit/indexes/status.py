@@ -12,8 +12,7 @@ from sqlalchemy import Engine, text
 from kit.indexes.spec import IndexSpec, parse_indexdef, parse_migration
 from kit.platform.schema import MIGRATION_PATH
 
-APPLIED, MISSING, INVALID, DIFFERS, EXTRA, NO_TABLE = (
-    "applied", "missing", "invalid", "differs", "extra", "no table")
+APPLIED, MISSING, INVALID, DIFFERS, EXTRA, NO_TABLE = ("applied", "missing", "invalid", "differs", "extra", "no table")
 _REMEDY = {
     MISSING: "kit.indexes.apply_indexes(engine, apply=True) creates it CONCURRENTLY",
     INVALID: "a failed concurrent build: apply_indexes(engine, apply=True) drops it CONCURRENTLY and rebuilds",
@@ -92,8 +91,7 @@ class IndexStatus:
     rows: tuple[StatusRow, ...]
 
     def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([r.__dict__ for r in self.rows],
-                            columns=list(StatusRow.__dataclass_fields__))
+        return pd.DataFrame([r.__dict__ for r in self.rows], columns=list(StatusRow.__dataclass_fields__))
 
     def counts(self) -> dict[str, int]:
         out = {s: 0 for s in (APPLIED, MISSING, INVALID, DIFFERS, NO_TABLE, EXTRA)}
@@ -134,16 +132,25 @@ def index_status(engine: Engine, specs: tuple[IndexSpec, ...] | list[IndexSpec] 
     for spec in specs:
         found = by_name.get((spec.schema, spec.name))
         state = classify(spec, found, table_exists=(spec.schema, spec.table) in tables)
-        rows.append(StatusRow(spec.name, spec.table, state, spec.definition,
-                              found.indexdef if found else None,
-                              found.size_bytes if found else None,
-                              found.idx_scan if found else None, _REMEDY[state]))
+        rows.append(
+            StatusRow(
+                spec.name,
+                spec.table,
+                state,
+                spec.definition,
+                found.indexdef if found else None,
+                found.size_bytes if found else None,
+                found.idx_scan if found else None,
+                _REMEDY[state],
+            )
+        )
     declared = {(s.schema, s.name) for s in specs}
     for idx in live:
         if (idx.schema, idx.name) in declared or idx.constraint:
             continue
         if (idx.schema, idx.table) not in declared_tables:
             continue  # only the tables the migration is about
-        rows.append(StatusRow(idx.name, idx.table, EXTRA, None, idx.indexdef, idx.size_bytes,
-                              idx.idx_scan, _REMEDY[EXTRA]))
+        rows.append(
+            StatusRow(idx.name, idx.table, EXTRA, None, idx.indexdef, idx.size_bytes, idx.idx_scan, _REMEDY[EXTRA])
+        )
     return IndexStatus(rows=tuple(rows))

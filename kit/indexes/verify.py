@@ -32,11 +32,13 @@ def probe_for(spec: IndexSpec) -> tuple[Probe, sql.Composable]:
     # Expressions and predicates are pglast's deparse of the index's own DDL, not user input.
     lead = sql.Identifier(key.expression) if key.is_column else sql.SQL("(" + key.expression + ")")
     query = sql.SQL("SELECT /* kit */ * FROM {t} WHERE {k} = %(k0)s").format(
-        t=sql.Identifier(spec.schema, spec.table), k=lead)
+        t=sql.Identifier(spec.schema, spec.table), k=lead
+    )
     if spec.predicate:
         query = sql.SQL("{} AND ({})").format(query, sql.SQL(spec.predicate))
-    return Probe(index=spec.name, table=spec.table, definition=spec.definition,
-                 query=query.as_string(None), sample=("k0",)), query
+    return Probe(
+        index=spec.name, table=spec.table, definition=spec.definition, query=query.as_string(None), sample=("k0",)
+    ), query
 
 
 HAS_ID = """SELECT /* kit */ EXISTS (SELECT 1 FROM pg_attribute
@@ -56,14 +58,17 @@ def sample_params(conn: psycopg.Connection, spec: IndexSpec, probe: Probe) -> di
         where = sql.SQL(probe.sample_where or "true")
     table = sql.Identifier(spec.schema, spec.table)
     if conn.execute(HAS_ID, [spec.schema, spec.table]).fetchone()[0]:
-        mid = sql.SQL("SELECT /* kit */ {c} FROM {t} WHERE {w} AND id >= (SELECT (min(id) + max(id)) / 2 "
-                      "FROM {t}) ORDER BY id LIMIT 1").format(c=cols, t=table, w=where)
+        mid = sql.SQL(
+            "SELECT /* kit */ {c} FROM {t} WHERE {w} AND id >= (SELECT (min(id) + max(id)) / 2 "
+            "FROM {t}) ORDER BY id LIMIT 1"
+        ).format(c=cols, t=table, w=where)
         row = conn.execute(mid).fetchone()
         if row is not None:
-            return dict(zip(probe.sample, row))
-    row = conn.execute(sql.SQL("SELECT /* kit */ {c} FROM {t} WHERE {w} LIMIT 1").format(
-        c=cols, t=table, w=where)).fetchone()
-    return dict(zip(probe.sample, row)) if row else {k: None for k in probe.sample}
+            return dict(zip(probe.sample, row, strict=False))
+    row = conn.execute(
+        sql.SQL("SELECT /* kit */ {c} FROM {t} WHERE {w} LIMIT 1").format(c=cols, t=table, w=where)
+    ).fetchone()
+    return dict(zip(probe.sample, row, strict=False)) if row else {k: None for k in probe.sample}
 
 
 def plan_indexes(node: dict) -> list[str]:
@@ -111,8 +116,7 @@ TABLE_SIZE = """SELECT /* kit */ c.reltuples::float8, c.relpages FROM pg_class c
 WHERE c.oid = to_regclass(format('%%I.%%I', %s::text, %s::text))"""
 
 
-def time_probe(url: str, spec: IndexSpec, *, params: dict | None = None, warmup: int = 2,
-               repeats: int = 5) -> Timing:
+def time_probe(url: str, spec: IndexSpec, *, params: dict | None = None, warmup: int = 2, repeats: int = 5) -> Timing:
     """Warm up, then EXPLAIN ANALYZE ``repeats`` times in a new session of its own."""
     probe, query = probe_for(spec)
     with sessions.connect(url, app="dbperf-kit-verify") as conn:
@@ -126,23 +130,47 @@ def time_probe(url: str, spec: IndexSpec, *, params: dict | None = None, warmup:
             if i >= warmup:
                 times.append(float(plan["Execution Time"]))
     top = plan["Plan"]
-    return Timing(spec.name, probe.query, params, tuple(times), tuple(plan_indexes(top)),
-                  " > ".join(plan_nodes(top)), float(top.get("Plan Rows", 0)), rows, pages)
+    return Timing(
+        spec.name,
+        probe.query,
+        params,
+        tuple(times),
+        tuple(plan_indexes(top)),
+        " > ".join(plan_nodes(top)),
+        float(top.get("Plan Rows", 0)),
+        rows,
+        pages,
+    )
 
 
-def measure(engine: Engine, specs: tuple[IndexSpec, ...] | list[IndexSpec] | None = None, *,
-            params: dict[str, Timing] | None = None, warmup: int = 2, repeats: int = 5,
-            settle_s: float = 2.0) -> dict[str, Timing]:
+def measure(
+    engine: Engine,
+    specs: tuple[IndexSpec, ...] | list[IndexSpec] | None = None,
+    *,
+    params: dict[str, Timing] | None = None,
+    warmup: int = 2,
+    repeats: int = 5,
+    settle_s: float = 2.0,
+) -> dict[str, Timing]:
     """One :class:`Timing` per spec; pass an earlier measurement as ``params`` to reuse its values."""
     specs = tuple(specs) if specs is not None else default_specs()
     url = engine.url.render_as_string(hide_password=False)
     names = [s.name for s in specs]
     first = idx_scans(url, names, settle_s=0)
-    out = {s.name: time_probe(url, s, params=params[s.name].params if params and s.name in params else None,
-                              warmup=warmup, repeats=repeats) for s in specs}
-    last = idx_scans(url, names, settle_s=settle_s, expect=[n for n, t in out.items() if n in t.indexes], baseline=first)
-    return {n: replace(t, idx_scan_delta=(last[n] - first.get(n, 0)) if n in last else None)
-            for n, t in out.items()}
+    out = {
+        s.name: time_probe(
+            url,
+            s,
+            params=params[s.name].params if params and s.name in params else None,
+            warmup=warmup,
+            repeats=repeats,
+        )
+        for s in specs
+    }
+    last = idx_scans(
+        url, names, settle_s=settle_s, expect=[n for n, t in out.items() if n in t.indexes], baseline=first
+    )
+    return {n: replace(t, idx_scan_delta=(last[n] - first.get(n, 0)) if n in last else None) for n, t in out.items()}
 
 
 FORCED = sql.SQL("EXPLAIN (FORMAT JSON) {}")
@@ -157,8 +185,9 @@ def why_unused(url: str, spec: IndexSpec, after: Timing) -> str:
         return f"planner chose another index: {others[0]}"
     _probe, query = probe_for(spec)
     with sessions.connect(url, app="dbperf-kit-verify") as conn:
-        exists = conn.execute("SELECT /* kit */ to_regclass(format('%%I.%%I', %s::text, %s::text)) IS NOT NULL",
-                              [spec.schema, spec.name]).fetchone()[0]
+        exists = conn.execute(
+            "SELECT /* kit */ to_regclass(format('%%I.%%I', %s::text, %s::text)) IS NOT NULL", [spec.schema, spec.name]
+        ).fetchone()[0]
         if not exists:
             return "index does not exist (not applied)"
         chosen = conn.execute(FORCED.format(query), after.params).fetchone()[0][0]["Plan"]
@@ -168,8 +197,10 @@ def why_unused(url: str, spec: IndexSpec, after: Timing) -> str:
         return "the index cannot serve this query (its leading key is not constrained)"
     costs = f"cost {forced['Total Cost']:.0f} with it vs {chosen['Total Cost']:.0f} without"
     if after.table_pages < SMALL_TABLE_PAGES:
-        return (f"table too small ({after.table_rows:.0f} rows, {after.table_pages} pages): "
-                f"a sequential scan is cheaper; {costs}")
+        return (
+            f"table too small ({after.table_rows:.0f} rows, {after.table_pages} pages): "
+            f"a sequential scan is cheaper; {costs}"
+        )
     share = after.est_rows / after.table_rows if after.table_rows else 1.0
     return f"low selectivity: ~{after.est_rows:.0f} of {after.table_rows:.0f} rows ({share:.0%}) match; {costs}"
 
@@ -195,8 +226,12 @@ class VerifyResult:
         return cls(rows=tuple(json.loads(Path(path).read_text())))
 
 
-def verify(engine: Engine, before: dict[str, Timing], after: dict[str, Timing],
-           specs: tuple[IndexSpec, ...] | list[IndexSpec] | None = None) -> VerifyResult:
+def verify(
+    engine: Engine,
+    before: dict[str, Timing],
+    after: dict[str, Timing],
+    specs: tuple[IndexSpec, ...] | list[IndexSpec] | None = None,
+) -> VerifyResult:
     """Join two measurements: used or not (and why), medians, p95s, speedup, idx_scan delta."""
     specs = tuple(specs) if specs is not None else default_specs()
     url = engine.url.render_as_string(hide_password=False)
@@ -204,23 +239,33 @@ def verify(engine: Engine, before: dict[str, Timing], after: dict[str, Timing],
     for spec in specs:
         b, a = before.get(spec.name), after[spec.name]
         used = spec.name in a.indexes
-        rows.append({
-            "name": spec.name, "table": spec.table, "used": used,
-            "exec_ms_before": round(b.median_ms, 3) if b else None, "exec_ms_after": round(a.median_ms, 3),
-            "p95_ms_before": round(b.p95_ms, 3) if b else None, "p95_ms_after": round(a.p95_ms, 3),
-            "speedup": round(b.median_ms / a.median_ms, 2) if b and a.median_ms > 0 else None,
-            "reason": "plan names the index" if used else why_unused(url, spec, a),
-            "plan_before": b.plan if b else None, "plan_after": a.plan,
-            "idx_scan_delta": a.idx_scan_delta, "table_rows": a.table_rows, "query": a.query,
-        })
+        rows.append(
+            {
+                "name": spec.name,
+                "table": spec.table,
+                "used": used,
+                "exec_ms_before": round(b.median_ms, 3) if b else None,
+                "exec_ms_after": round(a.median_ms, 3),
+                "p95_ms_before": round(b.p95_ms, 3) if b else None,
+                "p95_ms_after": round(a.p95_ms, 3),
+                "speedup": round(b.median_ms / a.median_ms, 2) if b and a.median_ms > 0 else None,
+                "reason": "plan names the index" if used else why_unused(url, spec, a),
+                "plan_before": b.plan if b else None,
+                "plan_after": a.plan,
+                "idx_scan_delta": a.idx_scan_delta,
+                "table_rows": a.table_rows,
+                "query": a.query,
+            }
+        )
     return VerifyResult(rows=tuple(rows))
 
 
 IDX_SCANS = "SELECT /* kit */ indexrelname, idx_scan FROM pg_stat_user_indexes WHERE indexrelname = ANY(%s)"
 
 
-def idx_scans(url: str, names: list[str], *, settle_s: float = 2.0, expect: list[str] = (),
-              baseline: dict[str, int] | None = None) -> dict[str, int]:
+def idx_scans(
+    url: str, names: list[str], *, settle_s: float = 2.0, expect: list[str] = (), baseline: dict[str, int] | None = None
+) -> dict[str, int]:
     """idx_scan per index. Sessions flush their statistics as they exit, a moment after we close
     them: poll up to ``settle_s`` until every index in ``expect`` shows a change."""
     deadline = time.monotonic() + settle_s
@@ -230,6 +275,6 @@ def idx_scans(url: str, names: list[str], *, settle_s: float = 2.0, expect: list
         while expect and time.monotonic() < deadline:
             time.sleep(0.1)
             current = dict(conn.execute(IDX_SCANS, [names]).fetchall())
-            if all(current.get(n, 0) > first.get(n, 0) for n in expect):  # noqa: SIM110
+            if all(current.get(n, 0) > first.get(n, 0) for n in expect):
                 break
     return current

@@ -9,5 +9,16 @@ from kit.load.mix import FLAVORS, MIX, Endpoint, EndpointSet, seed_endpoints
 from kit.load.stats import MODELS, QUANTILES, LoadResult, latency_summary
 from kit.load.threads import PoolMonitor, run_load
 
-__all__ = ["FLAVORS", "MIX", "MODELS", "QUANTILES", "Endpoint", "EndpointSet", "LoadResult", "PoolMonitor",
-           "latency_summary", "run_load", "seed_endpoints"]
+__all__ = [
+    "FLAVORS",
+    "MIX",
+    "MODELS",
+    "QUANTILES",
+    "Endpoint",
+    "EndpointSet",
+    "LoadResult",
+    "PoolMonitor",
+    "latency_summary",
+    "run_load",
+    "seed_endpoints",
+]

@@ -30,8 +30,7 @@ class PoolConfig:
         return self.pool_size + self.max_overflow
 
     def with_size(self, size: int, *, name: str | None = None) -> PoolConfig:
-        return replace(self, name=name or f"size {size}", pool_size=size,
-                       min_idle=min(self.min_idle, size))
+        return replace(self, name=name or f"size {size}", pool_size=size, min_idle=min(self.min_idle, size))
 
 
 # r2d2: max_size(20), min_idle(5), connection_timeout(30 s), test_on_check_out(true)
@@ -64,7 +63,9 @@ def prewarm(engine: Engine, count: int) -> None:
             stack.enter_context(engine.connect())
 
 
-MAX_CONNECTIONS = "SELECT /* kit */ current_setting('max_connections')::int, current_setting('superuser_reserved_connections')::int"
+MAX_CONNECTIONS = (
+    "SELECT /* kit */ current_setting('max_connections')::int, current_setting('superuser_reserved_connections')::int"
+)
 
 
 def server_connection_limit(engine: Engine, *, headroom: float = 0.2) -> int:

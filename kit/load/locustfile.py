@@ -75,11 +75,13 @@ class _Process:
         self._stack.callback(self.engine.dispose)
         redis_url = url_from_env(kind="redis") if options.kit_flavor == "cached" else None
         self.endpoints = self._stack.enter_context(
-            seed_endpoints(self.engine, flavor=options.kit_flavor, redis_url=redis_url))
+            seed_endpoints(self.engine, flavor=options.kit_flavor, redis_url=redis_url)
+        )
         self.cum = list(itertools.accumulate(e.weight for e in self.endpoints))
         cache = self.endpoints.cache
-        self.metrics = KitMetrics(engine=self.engine, database_gauges=False,
-                                  cache_stats=cache.stats if cache is not None else None)
+        self.metrics = KitMetrics(
+            engine=self.engine, database_gauges=False, cache_stats=cache.stats if cache is not None else None
+        )
         if options.kit_metrics:
             self._stack.enter_context(MetricsPublisher(self.metrics, options.kit_metrics))
         self.ids = itertools.count()
@@ -100,8 +102,9 @@ class _Process:
         proc = psutil.Process()
         proc.cpu_percent(None)
         while True:
-            self.resources.append((time.perf_counter() - self.t0, proc.memory_info().rss / 2**20,
-                                   proc.cpu_percent(None)))
+            self.resources.append(
+                (time.perf_counter() - self.t0, proc.memory_info().rss / 2**20, proc.cpu_percent(None))
+            )
             gevent.sleep(RESOURCE_INTERVAL_S)
 
     def pick(self, rng: random.Random) -> Endpoint:
@@ -123,18 +126,30 @@ class _Process:
         except Exception as exc:  # a failed request is a measurement, not a crash of the run
             error = classify(exc)
         latency = time.perf_counter() - start
-        events.request.fire(request_type="db", name=endpoint.name, response_time=latency * 1000.0,
-                            response_length=0, exception=error and RuntimeError(error), context={})
+        events.request.fire(
+            request_type="db",
+            name=endpoint.name,
+            response_time=latency * 1000.0,
+            response_length=0,
+            exception=error and RuntimeError(error),
+            context={},
+        )
         out.append(self.row(endpoint.name, start, latency, wait, error, queued))  # last: a kill never counts it twice
 
     def row(self, name, start, latency, wait, error, queued=False) -> list:
-        ms = (lambda s: None if s is None else round(s * 1000.0, 3))
+        def ms(s):
+            return None if s is None else round(s * 1000.0, 3)
+
         return [name, round(start - self.measure_start, 6), ms(latency), ms(wait), error, queued]
 
     def report(self) -> dict:
-        return {"pid": os.getpid(), "peak_in_use": self.peak_in_use, "capacity": self.config.capacity,
-                "open_connections": self.engine.pool.checkedin() + self.engine.pool.checkedout(),
-                "resources": self.resources}
+        return {
+            "pid": os.getpid(),
+            "peak_in_use": self.peak_in_use,
+            "capacity": self.config.capacity,
+            "open_connections": self.engine.pool.checkedin() + self.engine.pool.checkedout(),
+            "resources": self.resources,
+        }
 
     def close(self) -> None:
         self._sampler.kill()
@@ -194,8 +209,9 @@ class PlatformUser(User):
     def schedule(self) -> None:
         process: _Process | str = self.environment.kit
         if isinstance(process, str):  # the process could not set up: no request ran
-            self.environment.runner.send_message(SAMPLES, {"rows": [], "failed": process,
-                                                           "process": {"pid": os.getpid()}})
+            self.environment.runner.send_message(
+                SAMPLES, {"rows": [], "failed": process, "process": {"pid": os.getpid()}}
+            )
             raise StopUser()
         o = self.environment.parsed_options
         process.begin()

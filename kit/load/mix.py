@@ -28,7 +28,6 @@ class Endpoint:
     weight: float = 1.0
 
 
-
 # -- the seed's endpoints ------------------------------------------------------------------------
 
 FLAVORS = ("naive", "batched", "cached")
@@ -51,8 +50,9 @@ def _project_id(rng: random.Random, n: int) -> int:
 
 
 @contextlib.contextmanager
-def seed_endpoints(engine: Engine, *, flavor: str = "naive", redis_url: str | None = None,
-                   mix: dict[str, float] | None = None) -> Iterator[EndpointSet]:
+def seed_endpoints(
+    engine: Engine, *, flavor: str = "naive", redis_url: str | None = None, mix: dict[str, float] | None = None
+) -> Iterator[EndpointSet]:
     """The seed's endpoints over ``kit.services.<flavor>`` (``cached``: batched behind a
     TieredCache on ``redis_url``, L1 only without it; its search is batched, uncached).
 
@@ -73,7 +73,8 @@ def seed_endpoints(engine: Engine, *, flavor: str = "naive", redis_url: str | No
         "list_users": lambda c, r: svc.list_users(c, page=r.randint(1, 5), per_page=20),
         "get_project": lambda c, r: svc.get_project(c, _project_id(r, n_projects)),
         "get_reconciliation_jobs": lambda c, r: svc.get_reconciliation_jobs(
-            c, project_id=_project_id(r, n_projects), page=1, per_page=20),
+            c, project_id=_project_id(r, n_projects), page=1, per_page=20
+        ),
     }
     weights = mix or MIX
     unknown = set(weights) - set(calls)

@@ -82,8 +82,15 @@ def _run(url: str, config: PoolConfig, endpoints: Sequence[Endpoint] | None, **l
         engine.dispose()
 
 
-def seed_load(url: str | Engine, *, flavor: str = "naive", config: PoolConfig = PRODUCTION,
-              redis_url: str | None = None, publish_to: Path | None = None, **load) -> LoadResult:
+def seed_load(
+    url: str | Engine,
+    *,
+    flavor: str = "naive",
+    config: PoolConfig = PRODUCTION,
+    redis_url: str | None = None,
+    publish_to: Path | None = None,
+    **load,
+) -> LoadResult:
     """The seed's endpoint mix on ``flavor`` services, on Locust in processes of its own, each
     with a pool built from ``config`` (``url`` may be an engine: its URL is reused, its pool is not);
     ``load`` holds :func:`kit.load.engine.run_locust` keywords (model, rate_rps, users, processes...).
@@ -91,8 +98,13 @@ def seed_load(url: str | Engine, *, flavor: str = "naive", config: PoolConfig = 
     return run_locust(_url(url), flavor=flavor, config=config, redis_url=redis_url, publish_to=publish_to, **load)
 
 
-def compare_configs(url: str | Engine, endpoints: Sequence[Endpoint] | None = None, *,
-                    configs: Sequence[PoolConfig] = SEED_CONFIGS, **load) -> PoolComparison:
+def compare_configs(
+    url: str | Engine,
+    endpoints: Sequence[Endpoint] | None = None,
+    *,
+    configs: Sequence[PoolConfig] = SEED_CONFIGS,
+    **load,
+) -> PoolComparison:
     """Run the same load against each configuration, one engine each; ``load`` holds ``run_load``
     keywords, or ``run_locust``'s for the seed's mix when ``endpoints`` is None."""
     return PoolComparison(tuple(configs), tuple(_run(_url(url), c, endpoints, **load) for c in configs))
@@ -114,11 +126,19 @@ class PoolSweep:
         return self.rows.copy()
 
 
-def sweep_pool_sizes(url: str | Engine, endpoints: Sequence[Endpoint] | None = None, *,
-                     sizes: Sequence[int] = (5, 10, 20, 30, 50), base: PoolConfig = PRODUCTION,
-                     p95_target_ms: float | None = None, max_wait_target_ms: float = 1000.0,
-                     headroom: float = 0.2, instances: int = 1, min_throughput_share: float = 0.9,
-                     **load) -> PoolSweep:
+def sweep_pool_sizes(
+    url: str | Engine,
+    endpoints: Sequence[Endpoint] | None = None,
+    *,
+    sizes: Sequence[int] = (5, 10, 20, 30, 50),
+    base: PoolConfig = PRODUCTION,
+    p95_target_ms: float | None = None,
+    max_wait_target_ms: float = 1000.0,
+    headroom: float = 0.2,
+    instances: int = 1,
+    min_throughput_share: float = 0.9,
+    **load,
+) -> PoolSweep:
     """Run the same load at each pool size; recommend the smallest size whose p95 meets the target
     and whose longest pool wait stays under ``max_wait_target_ms``, while the connections it opens —
     ``size`` x load processes (``processes`` of the Locust run, 1 on threads) x ``instances`` —
@@ -142,23 +162,32 @@ def sweep_pool_sizes(url: str | Engine, endpoints: Sequence[Endpoint] | None = N
         fits = size * processes * instances <= limit
         r = _run(url, base.with_size(size), endpoints, **load) if fits else None
         m = r.pool["measure"] if r else {}
-        rows.append({"size": size, "connections": size * processes * instances, "fits_server": fits,
-                     "p95_ms": r.p95_ms if r else float("nan"),
-                     "p95_lo": r.latency_ms["p95"][1] if r else float("nan"),
-                     "p95_hi": r.latency_ms["p95"][2] if r else float("nan"),
-                     "throughput_rps": r.throughput_rps if r else float("nan"),
-                     "errors": r.errors if r else 0,
-                     "waits": m.get("waits", 0),
-                     "p99_ms": r.latency_ms["p99"][0] if r else float("nan"),
-                     "mean_wait_ms": 1000.0 * m.get("wait_s", 0.0) / max(m.get("checkouts", 0), 1),
-                     "p95_wait_ms": r.wait_quantile_ms(0.95) if r else float("nan"),
-                     "p99_wait_ms": r.wait_quantile_ms(0.99) if r else float("nan"),
-                     "max_wait_ms": r.max_wait_ms if r else float("nan"),
-                     "peak_in_use": m.get("peak_in_use", 0)})
+        rows.append(
+            {
+                "size": size,
+                "connections": size * processes * instances,
+                "fits_server": fits,
+                "p95_ms": r.p95_ms if r else float("nan"),
+                "p95_lo": r.latency_ms["p95"][1] if r else float("nan"),
+                "p95_hi": r.latency_ms["p95"][2] if r else float("nan"),
+                "throughput_rps": r.throughput_rps if r else float("nan"),
+                "errors": r.errors if r else 0,
+                "waits": m.get("waits", 0),
+                "p99_ms": r.latency_ms["p99"][0] if r else float("nan"),
+                "mean_wait_ms": 1000.0 * m.get("wait_s", 0.0) / max(m.get("checkouts", 0), 1),
+                "p95_wait_ms": r.wait_quantile_ms(0.95) if r else float("nan"),
+                "p99_wait_ms": r.wait_quantile_ms(0.99) if r else float("nan"),
+                "max_wait_ms": r.max_wait_ms if r else float("nan"),
+                "peak_in_use": m.get("peak_in_use", 0),
+            }
+        )
     frame = pd.DataFrame(rows)
     ran = frame[frame["fits_server"]]
-    eligible = ran[(ran["errors"] == 0) & (ran["max_wait_ms"] <= max_wait_target_ms)
-                   & (ran["throughput_rps"] >= min_throughput_share * ran["throughput_rps"].max())]
+    eligible = ran[
+        (ran["errors"] == 0)
+        & (ran["max_wait_ms"] <= max_wait_target_ms)
+        & (ran["throughput_rps"] >= min_throughput_share * ran["throughput_rps"].max())
+    ]
     target = p95_target_ms if p95_target_ms is not None else float(eligible["p95_ms"].min()) * 1.1
     ok = eligible[eligible["p95_ms"] <= target]
     best = int(ok["size"].min()) if len(ok) else None
@@ -191,18 +220,41 @@ class ExhaustionResult:
     recovery: LoadResult = field(repr=False)
 
     def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([{"pool_size": self.config.pool_size, "max_overflow": self.config.max_overflow,
-                              "pool_timeout_s": self.config.pool_timeout, "users": self.users,
-                              "requests": self.load.requests, "timeouts": self.timeouts,
-                              "other_errors": self.other_errors, "hung": self.hung, "recovered": self.recovered,
-                              "recovery_requests": self.recovery.requests, "recovery_errors": self.recovery.errors}])
+        return pd.DataFrame(
+            [
+                {
+                    "pool_size": self.config.pool_size,
+                    "max_overflow": self.config.max_overflow,
+                    "pool_timeout_s": self.config.pool_timeout,
+                    "users": self.users,
+                    "requests": self.load.requests,
+                    "timeouts": self.timeouts,
+                    "other_errors": self.other_errors,
+                    "hung": self.hung,
+                    "recovered": self.recovered,
+                    "recovery_requests": self.recovery.requests,
+                    "recovery_errors": self.recovery.errors,
+                }
+            ]
+        )
 
 
-def exhaustion(url: str | Engine, *, config: PoolConfig = PoolConfig("exhaustion", pool_size=4, max_overflow=2,
-                                                               pool_timeout=0.25),
-               users: int | None = None, hold_s: float = 0.5, duration_s: float = 2.0,
-               recovery_requests: int = 100, endpoints: Sequence[Endpoint] | None = None,
-               seed: int = 42, progress: bool = False) -> ExhaustionResult:
+# a small pool with a short timeout: exhausted within a second by a handful of users
+EXHAUSTION = PoolConfig("exhaustion", pool_size=4, max_overflow=2, pool_timeout=0.25)
+
+
+def exhaustion(
+    url: str | Engine,
+    *,
+    config: PoolConfig = EXHAUSTION,
+    users: int | None = None,
+    hold_s: float = 0.5,
+    duration_s: float = 2.0,
+    recovery_requests: int = 100,
+    endpoints: Sequence[Endpoint] | None = None,
+    seed: int = 42,
+    progress: bool = False,
+) -> ExhaustionResult:
     """Exhaust the pool (``users`` defaults to 4x its capacity, each request holding a connection
     ``hold_s`` > ``pool_timeout``), then run ``recovery_requests`` with as many users as
     connections on the same engine: recovered means no errors there and every connection back."""
@@ -211,14 +263,40 @@ def exhaustion(url: str | Engine, *, config: PoolConfig = PoolConfig("exhaustion
         raise ValueError(f"users ({users}) must exceed pool capacity ({config.capacity}) to exhaust it")
     engine = make_pool_engine(_url(url), config)
     try:
-        load = run_load(engine, endpoints or [hold_endpoint(hold_s)], users=users, duration_s=duration_s,
-                        warmup_s=0.0, seed=seed, label="exhaustion", progress=progress,
-                        join_timeout_s=config.pool_timeout + hold_s + 10.0, sample_resources=False)
-        recovery = run_load(engine, [hold_endpoint(0.0)], users=config.capacity, requests=recovery_requests,
-                            warmup_s=0.0, seed=seed, label="recovery", progress=progress, sample_resources=False)
+        load = run_load(
+            engine,
+            endpoints or [hold_endpoint(hold_s)],
+            users=users,
+            duration_s=duration_s,
+            warmup_s=0.0,
+            seed=seed,
+            label="exhaustion",
+            progress=progress,
+            join_timeout_s=config.pool_timeout + hold_s + 10.0,
+            sample_resources=False,
+        )
+        recovery = run_load(
+            engine,
+            [hold_endpoint(0.0)],
+            users=config.capacity,
+            requests=recovery_requests,
+            warmup_s=0.0,
+            seed=seed,
+            label="recovery",
+            progress=progress,
+            sample_resources=False,
+        )
         back = engine.pool.checkedout() == 0
     finally:
         engine.dispose()
     timeouts = load.error_kinds.get("pool_timeout", 0)
-    return ExhaustionResult(config, users, timeouts, load.errors - timeouts, load.hung or recovery.hung,
-                            recovery.errors == 0 and not recovery.hung and back, load, recovery)
+    return ExhaustionResult(
+        config,
+        users,
+        timeouts,
+        load.errors - timeouts,
+        load.hung or recovery.hung,
+        recovery.errors == 0 and not recovery.hung and back,
+        load,
+        recovery,
+    )

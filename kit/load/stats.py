@@ -24,8 +24,9 @@ MODELS = ("open", "closed")
 SAMPLE_COLUMNS = ["endpoint", "start_s", "latency_ms", "wait_ms", "error", "measured"]
 
 
-def latency_summary(latency_ms: np.ndarray, *, n_boot: int = 300, confidence: float = 0.95,
-                    seed: int = 0) -> dict[str, tuple[float, float, float]]:
+def latency_summary(
+    latency_ms: np.ndarray, *, n_boot: int = 300, confidence: float = 0.95, seed: int = 0
+) -> dict[str, tuple[float, float, float]]:
     """``{"p50": (value, lo, hi), ...}``: percentiles with percentile-bootstrap intervals."""
     lat = np.asarray(latency_ms, dtype=float)
     if lat.size == 0:
@@ -88,11 +89,21 @@ class LoadResult:
         return float(w.max()) if len(w) else float("nan")
 
     def to_frame(self) -> pd.DataFrame:
-        row = {"label": self.label, "engine": self.engine, "model": self.model, "users": self.users,
-               "workers": self.workers, "rate_rps": self.rate_rps, "think_s": self.think_s,
-               "requests": self.requests, "errors": self.errors, "started": self.started,
-               "warmup_requests": self.warmup_requests, "unfinished": self.unfinished,
-               "throughput_rps": self.throughput_rps}
+        row = {
+            "label": self.label,
+            "engine": self.engine,
+            "model": self.model,
+            "users": self.users,
+            "workers": self.workers,
+            "rate_rps": self.rate_rps,
+            "think_s": self.think_s,
+            "requests": self.requests,
+            "errors": self.errors,
+            "started": self.started,
+            "warmup_requests": self.warmup_requests,
+            "unfinished": self.unfinished,
+            "throughput_rps": self.throughput_rps,
+        }
         for k, (v, lo, hi) in self.latency_ms.items():
             row.update({f"{k}_ms": v, f"{k}_lo": lo, f"{k}_hi": hi})
         row.update({"p99_wait_ms": self.wait_quantile_ms(0.99), "max_wait_ms": self.max_wait_ms})
@@ -106,28 +117,59 @@ class LoadResult:
     def by_endpoint(self) -> pd.DataFrame:
         """Per endpoint: measured requests and their latency; every request started and every error."""
         f = self.samples
-        measured = f[f["measured"]].groupby("endpoint").agg(
-            requests=("latency_ms", "size"), p50_ms=("latency_ms", "median"),
-            p95_ms=("latency_ms", lambda s: s.quantile(0.95)), p95_wait_ms=("wait_ms", lambda s: s.quantile(0.95)))
-        everything = f.groupby("endpoint").agg(started=("error", "size"),
-                                               errors=("error", lambda s: int(s.notna().sum())))
+        measured = (
+            f[f["measured"]]
+            .groupby("endpoint")
+            .agg(
+                requests=("latency_ms", "size"),
+                p50_ms=("latency_ms", "median"),
+                p95_ms=("latency_ms", lambda s: s.quantile(0.95)),
+                p95_wait_ms=("wait_ms", lambda s: s.quantile(0.95)),
+            )
+        )
+        everything = f.groupby("endpoint").agg(
+            started=("error", "size"), errors=("error", lambda s: int(s.notna().sum()))
+        )
         out = everything.join(measured, how="left").fillna({"requests": 0}).astype({"requests": int})
         return out.reset_index()[["endpoint", "requests", "errors", "started", "p50_ms", "p95_ms", "p95_wait_ms"]]
 
 
-def summarize(frame: pd.DataFrame, *, label: str, users: int, duration_s: float, pool: dict, hung: bool,
-              resources: ResourceSummary | None, n_boot: int = 300, seed: int = 42, **run) -> LoadResult:
+def summarize(
+    frame: pd.DataFrame,
+    *,
+    label: str,
+    users: int,
+    duration_s: float,
+    pool: dict,
+    hung: bool,
+    resources: ResourceSummary | None,
+    n_boot: int = 300,
+    seed: int = 42,
+    **run,
+) -> LoadResult:
     """A :class:`LoadResult` from a frame of samples (see the module docstring); ``duration_s`` is the
     measured window, the throughput's basis; ``run`` holds the descriptive fields (model, rate_rps, ...)."""
     m = frame[frame["measured"]]
     ok = m[m["error"].isna()]
     kinds = {str(k): int(v) for k, v in frame["error"].value_counts().items()}
-    return LoadResult(label=label, users=users, requests=len(m), errors=int(frame["error"].notna().sum()),
-                      error_kinds=kinds, duration_s=duration_s, throughput_rps=len(ok) / max(duration_s, 1e-9),
-                      latency_ms=latency_summary(ok["latency_ms"].to_numpy(), n_boot=n_boot, seed=seed),
-                      pool=pool, hung=hung, resources=resources, samples=frame[SAMPLE_COLUMNS].reset_index(drop=True),
-                      started=len(frame), warmup_requests=int((frame["start_s"] < 0).sum()),
-                      unfinished=int((frame["error"] == "unfinished").sum()), **run)
+    return LoadResult(
+        label=label,
+        users=users,
+        requests=len(m),
+        errors=int(frame["error"].notna().sum()),
+        error_kinds=kinds,
+        duration_s=duration_s,
+        throughput_rps=len(ok) / max(duration_s, 1e-9),
+        latency_ms=latency_summary(ok["latency_ms"].to_numpy(), n_boot=n_boot, seed=seed),
+        pool=pool,
+        hung=hung,
+        resources=resources,
+        samples=frame[SAMPLE_COLUMNS].reset_index(drop=True),
+        started=len(frame),
+        warmup_requests=int((frame["start_s"] < 0).sum()),
+        unfinished=int((frame["error"] == "unfinished").sum()),
+        **run,
+    )
 
 
 def resource_summary(samples: pd.DataFrame) -> ResourceSummary | None:
@@ -136,9 +178,15 @@ def resource_summary(samples: pd.DataFrame) -> ResourceSummary | None:
     if samples is None or samples.empty:
         return None
     grid = samples.assign(t_s=(samples["t_s"] / 0.5).round() * 0.5)
-    total = (grid.groupby(["t_s", "pid"]).mean(numeric_only=True).groupby("t_s")[["rss_mb", "cpu_pct"]].sum()
-             .reset_index())
+    total = (
+        grid.groupby(["t_s", "pid"]).mean(numeric_only=True).groupby("t_s")[["rss_mb", "cpu_pct"]].sum().reset_index()
+    )
     cpu = total["cpu_pct"].iloc[1:] if len(total) > 1 else total["cpu_pct"]
-    return ResourceSummary(rss_start_mb=float(total["rss_mb"].iloc[0]), rss_peak_mb=float(total["rss_mb"].max()),
-                           rss_end_mb=float(total["rss_mb"].iloc[-1]), cpu_mean_pct=float(cpu.mean()),
-                           cpu_max_pct=float(cpu.max()), samples=total)
+    return ResourceSummary(
+        rss_start_mb=float(total["rss_mb"].iloc[0]),
+        rss_peak_mb=float(total["rss_mb"].max()),
+        rss_end_mb=float(total["rss_mb"].iloc[-1]),
+        cpu_mean_pct=float(cpu.mean()),
+        cpu_max_pct=float(cpu.max()),
+        samples=total,
+    )

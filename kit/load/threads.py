@@ -57,8 +57,16 @@ class PoolMonitor:
         event.listen(engine, "connect", self._on_connect)
 
     def _reset(self) -> None:
-        self._stats = {"checkouts": 0, "connects": 0, "waits": 0, "wait_s": 0.0, "max_wait_s": 0.0,
-                       "acquire_s": 0.0, "timeouts": 0, "peak_in_use": self._in_use}
+        self._stats = {
+            "checkouts": 0,
+            "connects": 0,
+            "waits": 0,
+            "wait_s": 0.0,
+            "max_wait_s": 0.0,
+            "acquire_s": 0.0,
+            "timeouts": 0,
+            "peak_in_use": self._in_use,
+        }
 
     def close(self) -> None:
         event.remove(self.engine, "checkout", self._on_checkout)
@@ -160,8 +168,18 @@ class _Run:
             return True
 
 
-def _user(i: int, run: _Run, monitor: PoolMonitor, endpoints: Sequence[Endpoint], cum: list[float],
-          seed: int, think_s: float, out: list, inflight: list, metrics: KitMetrics | None) -> None:
+def _user(
+    i: int,
+    run: _Run,
+    monitor: PoolMonitor,
+    endpoints: Sequence[Endpoint],
+    cum: list[float],
+    seed: int,
+    think_s: float,
+    out: list,
+    inflight: list,
+    metrics: KitMetrics | None,
+) -> None:
     rng = random.Random(seed * 1_000_003 + i)
     while not run.stop.is_set():
         if run.ticket() is False:
@@ -185,11 +203,23 @@ def _user(i: int, run: _Run, monitor: PoolMonitor, endpoints: Sequence[Endpoint]
             time.sleep(think_s)
 
 
-def run_load(engine: Engine, endpoints: Sequence[Endpoint], *, users: int = 100,
-             duration_s: float | None = None, requests: int | None = None, warmup_s: float = 1.0,
-             seed: int = 42, label: str = "load", think_s: float = 0.0, join_timeout_s: float = 60.0,
-             n_boot: int = 300, progress: bool = True, sample_resources: bool = True,
-             metrics: KitMetrics | None = None) -> LoadResult:
+def run_load(
+    engine: Engine,
+    endpoints: Sequence[Endpoint],
+    *,
+    users: int = 100,
+    duration_s: float | None = None,
+    requests: int | None = None,
+    warmup_s: float = 1.0,
+    seed: int = 42,
+    label: str = "load",
+    think_s: float = 0.0,
+    join_timeout_s: float = 60.0,
+    n_boot: int = 300,
+    progress: bool = True,
+    sample_resources: bool = True,
+    metrics: KitMetrics | None = None,
+) -> LoadResult:
     """Run ``users`` virtual users over ``endpoints`` and measure (see the module docstring);
     ``metrics`` also counts and times every request (for a :class:`kit.metrics.MetricsPublisher`)."""
     if users < 1 or not endpoints or (duration_s is None) == (requests is None):
@@ -198,12 +228,23 @@ def run_load(engine: Engine, endpoints: Sequence[Endpoint], *, users: int = 100,
     monitor, run = PoolMonitor(engine), _Run(requests)
     outs: list[list] = [[] for _ in range(users)]
     inflight: list[tuple[int, float] | None] = [None] * users
-    threads = [threading.Thread(target=_user, args=(i, run, monitor, endpoints, cum, seed, think_s, outs[i],
-                                                    inflight, metrics), daemon=True, name=f"kit-vu-{i}")
-               for i in range(users)]
+    threads = [
+        threading.Thread(
+            target=_user,
+            args=(i, run, monitor, endpoints, cum, seed, think_s, outs[i], inflight, metrics),
+            daemon=True,
+            name=f"kit-vu-{i}",
+        )
+        for i in range(users)
+    ]
     sampler = ResourceSampler().start() if sample_resources else None
-    bar = tqdm(total=requests or round(duration_s), unit="req" if requests else "s", desc=label,
-               disable=not progress, leave=False)
+    bar = tqdm(
+        total=requests or round(duration_s),
+        unit="req" if requests else "s",
+        desc=label,
+        disable=not progress,
+        leave=False,
+    )
     try:
         if warmup_s <= 0:  # no warm-up: the first requests are measured too
             pool = {"warmup": monitor.pop_stats()}
@@ -233,14 +274,30 @@ def run_load(engine: Engine, endpoints: Sequence[Endpoint], *, users: int = 100,
         bar.close()
         monitor.close()
         resources = sampler.stop() if sampler else None
-    unfinished = [(k, t0, float("nan"), float("nan"), "unfinished") for k, t0 in
-                  (slot for slot in list(inflight) if slot is not None)]
-    return _result(label, users, endpoints, outs, unfinished, run.measure_start, measure_end, requests, pool,
-                   hung, resources, n_boot, seed)
+    unfinished = [
+        (k, t0, float("nan"), float("nan"), "unfinished")
+        for k, t0 in (slot for slot in list(inflight) if slot is not None)
+    ]
+    return _result(
+        label,
+        users,
+        endpoints,
+        outs,
+        unfinished,
+        run.measure_start,
+        measure_end,
+        requests,
+        pool,
+        hung,
+        resources,
+        n_boot,
+        seed,
+    )
 
 
-def _result(label, users, endpoints, outs, unfinished, start, end, requests, pool, hung, resources, n_boot,
-            seed) -> LoadResult:
+def _result(
+    label, users, endpoints, outs, unfinished, start, end, requests, pool, hung, resources, n_boot, seed
+) -> LoadResult:
     rows = [r for out in outs for r in list(out)] + unfinished
     frame = pd.DataFrame(rows, columns=["k", "start", "latency_s", "wait_s", "error"])
     frame["endpoint"] = [endpoints[k].name for k in frame["k"]]
@@ -255,5 +312,14 @@ def _result(label, users, endpoints, outs, unfinished, start, end, requests, poo
         frame["measured"] &= frame["start_s"].where(frame["measured"]).rank(method="first") <= requests
     m = frame[frame["measured"]]
     window = max(float((m["start"] + m["latency_s"]).max() - start) if m["latency_s"].notna().any() else 0.0, 1e-9)
-    return summarize(frame, label=label, users=users, duration_s=window, pool=pool, hung=hung, resources=resources,
-                     n_boot=n_boot, seed=seed)
+    return summarize(
+        frame,
+        label=label,
+        users=users,
+        duration_s=window,
+        pool=pool,
+        hung=hung,
+        resources=resources,
+        n_boot=n_boot,
+        seed=seed,
+    )

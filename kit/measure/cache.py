@@ -48,7 +48,7 @@ def paired_us(a, b, *, n: int, trials: int = 31) -> tuple[float, float, float]:
     runs: dict[Any, list[float]] = {a: [], b: []}
     ratios = []
     for trial in range(trials):
-        for fn in ((a, b) if trial % 2 else (b, a)):
+        for fn in (a, b) if trial % 2 else (b, a):
             t0 = time.perf_counter()
             for _ in range(n):
                 fn()
@@ -69,8 +69,9 @@ def first_project(engine: Engine) -> int:
         return conn.execute(text(FIRST_PROJECT)).scalar_one()
 
 
-def zipf_hit_rate(services: Any, engine: Engine, *, requests: int = 5000, keys: int = 500,
-                  s: float = 1.1, seed: int = 42) -> dict[str, float]:
+def zipf_hit_rate(
+    services: Any, engine: Engine, *, requests: int = 5000, keys: int = 500, s: float = 1.1, seed: int = 42
+) -> dict[str, float]:
     """Hit rate per level of get_project under a Zipf(s) popularity over ``keys`` projects."""
     with engine.connect() as conn:
         ids = [r[0] for r in conn.execute(text(PROJECT_IDS), {"n": keys})]
@@ -84,13 +85,18 @@ def zipf_hit_rate(services: Any, engine: Engine, *, requests: int = 5000, keys: 
             conn.commit()
     snap = services.cache.stats.pop()
     served = snap["l1"]["hits"] + snap["l2"]["hits"] + snap["db"]["loads"]
-    return {"hit_rate": (snap["l1"]["hits"] + snap["l2"]["hits"]) / served,
-            "l1_hit_rate": snap["l1"]["hits"] / served, "l2_hit_rate": snap["l2"]["hits"] / served,
-            "requests": requests, "distinct_keys": len(set(picks))}
+    return {
+        "hit_rate": (snap["l1"]["hits"] + snap["l2"]["hits"]) / served,
+        "l1_hit_rate": snap["l1"]["hits"] / served,
+        "l2_hit_rate": snap["l2"]["hits"] / served,
+        "requests": requests,
+        "distinct_keys": len(set(picks)),
+    }
 
 
-def stale_reads_same_process(services: Any, engine: Engine, *, writes: int = 100, readers: int = 4,
-                             min_reads: int = 5000) -> dict[str, int]:
+def stale_reads_same_process(
+    services: Any, engine: Engine, *, writes: int = 100, readers: int = 4, min_reads: int = 5000
+) -> dict[str, int]:
     """Readers in threads, one writer: count reads that started after an update returned and saw
     an older version."""
     pid = first_project(engine)
@@ -146,8 +152,9 @@ def _remote_reader(database_url: str, redis_url: str, namespace: str, pid: int, 
     engine.dispose()
 
 
-def stale_window_ms(services: Any, engine: Engine, *, database_url: str, redis_url: str,
-                    writes: int = 50) -> dict[str, float]:
+def stale_window_ms(
+    services: Any, engine: Engine, *, database_url: str, redis_url: str, writes: int = 50
+) -> dict[str, float]:
     """Another process reads get_project in a loop through its own L1; for each update, the time
     from the update's return here to that process's first read of the new version."""
     pid, ctx = first_project(engine), multiprocessing.get_context("spawn")
@@ -171,8 +178,14 @@ def stale_window_ms(services: Any, engine: Engine, *, database_url: str, redis_u
     with engine.connect() as conn:
         services.update_project(conn, pid, name=original)
     windows = sorted(max(0.0, (result["seen"][v] - t) * 1000) for v, t in done.items() if v in result["seen"])
-    return {"p50": percentile(windows, 50), "p99": percentile(windows, 99), "max": windows[-1],
-            "versions_seen": len(windows), "writes": writes, "remote_l1_hits": result["l1_hits"]}
+    return {
+        "p50": percentile(windows, 50),
+        "p99": percentile(windows, 99),
+        "max": windows[-1],
+        "versions_seen": len(windows),
+        "writes": writes,
+        "remote_l1_hits": result["l1_hits"],
+    }
 
 
 def namespace() -> str:

@@ -57,8 +57,7 @@ class Scale:
         # every project owns data sources 2p-1 and 2p; records come in pairs (2k-1, 2k)
         if self.data_sources < 2 * self.projects or self.reconciliation_records % 2:
             raise ValueError(
-                f"scale {self.name!r}: needs data_sources >= 2 * projects and an even number of "
-                "reconciliation_records"
+                f"scale {self.name!r}: needs data_sources >= 2 * projects and an even number of reconciliation_records"
             )
 
     @property
@@ -154,9 +153,7 @@ def get_scale(scale: str) -> Scale:
     try:
         return SCALES[scale]
     except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown scale {scale!r}; expected one of {', '.join(map(repr, SCALES))}"
-        ) from None
+        raise ValueError(f"unknown scale {scale!r}; expected one of {', '.join(map(repr, SCALES))}") from None
 
 
 # The generation SQL lives in data/datagen/: helpers.sql (functions in pg_temp, gone with the
@@ -266,7 +263,10 @@ def seed(
             _truncate(conn)
             for table in TABLES:
                 with tqdm(
-                    total=spec.rows[table], desc=table, unit="rows", unit_scale=True,
+                    total=spec.rows[table],
+                    desc=table,
+                    unit="rows",
+                    unit_scale=True,
                     disable=not progress,
                 ) as bar:
                     loads[table] = _load_table(conn, table, spec, seed, bar)
@@ -280,9 +280,7 @@ def seed(
                 "Commit or close it, then seed again."
             ) from exc
         raise
-    return SeedResult(
-        scale=spec.name, seed=seed, seconds=time.perf_counter() - started, tables=loads
-    )
+    return SeedResult(scale=spec.name, seed=seed, seconds=time.perf_counter() - started, tables=loads)
 
 
 READ_META = "SELECT /* kit */ key, value FROM kit_meta WHERE key IN ('scale', 'seed')"

@@ -108,9 +108,7 @@ def table_stats(conn: Connection, *, exact: bool = True) -> pd.DataFrame:
     found = platform_tables(conn)
     if not found:
         return pd.DataFrame(columns=columns)
-    frame = pd.DataFrame(
-        [tuple(r) for r in conn.exec_driver_sql(TABLE_SIZES, {"tables": found})], columns=columns
-    )
+    frame = pd.DataFrame([tuple(r) for r in conn.exec_driver_sql(TABLE_SIZES, {"tables": found})], columns=columns)
     if exact:
         counts = _exact_counts(conn, found)
         frame["rows"] = frame["table"].map(counts)
@@ -207,7 +205,5 @@ def restore_keys(conn: Connection, aside: SetAside, *, analyze: bool = True) -> 
 
 def analyze_tables(conn: Connection) -> None:
     """ANALYZE the platform's tables (allowed inside a transaction, unlike VACUUM)."""
-    stmt = sql.SQL("ANALYZE /* kit */ {}").format(
-        sql.SQL(", ").join(map(sql.Identifier, platform_tables(conn)))
-    )
+    stmt = sql.SQL("ANALYZE /* kit */ {}").format(sql.SQL(", ").join(map(sql.Identifier, platform_tables(conn))))
     conn.exec_driver_sql(_render(conn, stmt))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import platform
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -91,8 +91,14 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return json.loads(frame.to_json(orient="records", date_format="iso"))
 
 
-def _database_sections(url: str, previous: dict[str, Any] | None, errors: dict[str, str], *,
-                       migrations: str | None = None, snapshot: bool = False) -> dict[str, Any]:
+def _database_sections(
+    url: str,
+    previous: dict[str, Any] | None,
+    errors: dict[str, str],
+    *,
+    migrations: str | None = None,
+    snapshot: bool = False,
+) -> dict[str, Any]:
     """Pre-flight, statements, indexes and (without the run's own snapshot) audit findings; a
     section that fails is named in ``errors``."""
     out: dict[str, Any] = {}
@@ -107,8 +113,9 @@ def _database_sections(url: str, previous: dict[str, Any] | None, errors: dict[s
     try:
         for section, collect in sections:
             try:
-                out[section] = collect(engine, previous, preflight=preflight, audit=audit, indexes=indexes,
-                                       migrations=migrations)
+                out[section] = collect(
+                    engine, previous, preflight=preflight, audit=audit, indexes=indexes, migrations=migrations
+                )
             except (KitError, SQLAlchemyError, psycopg.Error, OSError) as exc:
                 errors[section] = mask_url(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
     finally:
@@ -118,10 +125,14 @@ def _database_sections(url: str, previous: dict[str, Any] | None, errors: dict[s
 
 def _preflight(engine, previous, *, preflight, **_) -> dict[str, Any]:
     pf = preflight.check(engine)
-    return {"server_version": pf.server_version, "safe_to_apply": pf.safe_to_apply, "reasons": list(pf.reasons),
-            "warnings": list(pf.warnings),
-            "statements_reset": pf.statements_reset.isoformat() if pf.statements_reset else None,
-            "checks": _records(pf.to_frame())}
+    return {
+        "server_version": pf.server_version,
+        "safe_to_apply": pf.safe_to_apply,
+        "reasons": list(pf.reasons),
+        "warnings": list(pf.warnings),
+        "statements_reset": pf.statements_reset.isoformat() if pf.statements_reset else None,
+        "checks": _records(pf.to_frame()),
+    }
 
 
 def _statements(engine, previous, *, audit, **_) -> dict[str, Any]:
@@ -138,9 +149,14 @@ def _statements(engine, previous, *, audit, **_) -> dict[str, Any]:
         before = pd.DataFrame(prev["snapshot"])
         basis = f"since run {previous['run']}"
     diff = audit.diff(before, now)
-    return {"reset": reset_iso, "basis": basis, "snapshot": _records(now), "diff": _records(diff),
-            "calls": float(diff["calls"].sum()) if len(diff) else 0.0,
-            "total_ms": float(diff["total_ms"].sum()) if len(diff) else 0.0}
+    return {
+        "reset": reset_iso,
+        "basis": basis,
+        "snapshot": _records(now),
+        "diff": _records(diff),
+        "calls": float(diff["calls"].sum()) if len(diff) else 0.0,
+        "total_ms": float(diff["total_ms"].sum()) if len(diff) else 0.0,
+    }
 
 
 def _indexes(engine, previous, *, indexes, migrations=None, **_) -> dict[str, Any] | None:
@@ -159,14 +175,19 @@ def _audit_findings(engine, previous, *, audit, **_) -> list[dict[str, Any]]:
 
 def audit_findings(found: pd.DataFrame) -> list[dict[str, Any]]:
     """Findings of :meth:`kit.audit.AuditReport.findings` as bundle findings (pure)."""
-    return [{"kind": r["check"], "subject": r["subject"], "severity": r["severity"], "detail": r.get("detail") or None}
-            for r in _records(found)]
+    return [
+        {"kind": r["check"], "subject": r["subject"], "severity": r["severity"], "detail": r.get("detail") or None}
+        for r in _records(found)
+    ]
 
 
 def index_findings(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Declared indexes that are not applied, as findings (pure)."""
-    return [{"kind": f"{r['state']}_indexes", "subject": r["name"], "severity": "high", "detail": None}
-            for r in rows if r["state"] in _NOT_APPLIED]
+    return [
+        {"kind": f"{r['state']}_indexes", "subject": r["name"], "severity": "high", "detail": None}
+        for r in rows
+        if r["state"] in _NOT_APPLIED
+    ]
 
 
 def snapshot_findings(found: pd.DataFrame, index_rows: pd.DataFrame | None = None) -> list[dict[str, Any]]:
@@ -182,8 +203,9 @@ def snapshot_findings(found: pd.DataFrame, index_rows: pd.DataFrame | None = Non
     return out
 
 
-def collect(folder: Path, *, database_url: str | None, parameters: dict[str, Any],
-            notebooks: list[dict[str, Any]], status: str) -> dict[str, Any]:
+def collect(
+    folder: Path, *, database_url: str | None, parameters: dict[str, Any], notebooks: list[dict[str, Any]], status: str
+) -> dict[str, Any]:
     """Everything about the run in ``folder``; database sections only when ``database_url`` is given."""
     folder = Path(folder)
     figures = {r["name"]: r["value"] for r in read_records(folder)}
@@ -196,8 +218,13 @@ def collect(folder: Path, *, database_url: str | None, parameters: dict[str, Any
             errors["database"] = mask_url(str(exc))
     previous = previous_bundle(folder.parent, target=target, before=folder.name) if target else None
     snapshot = _read_snapshot(folder)
-    db = _database_sections(database_url, previous, errors, migrations=parameters.get("migrations"),
-                            snapshot=snapshot is not None) if target else {}
+    db = (
+        _database_sections(
+            database_url, previous, errors, migrations=parameters.get("migrations"), snapshot=snapshot is not None
+        )
+        if target
+        else {}
+    )
     if snapshot is not None:  # the audit notebook's one snapshot, plus findings figures recorded after it
         seen = {(f["kind"], str(f["subject"])) for f in snapshot}
         findings = snapshot + [f for f in figure_findings(figures) if (f["kind"], str(f["subject"])) not in seen]
@@ -205,12 +232,22 @@ def collect(folder: Path, *, database_url: str | None, parameters: dict[str, Any
         findings = figure_findings(figures) + db.get("audit_findings", [])
         findings += index_findings((db.get("indexes") or {}).get("rows", []))
     bundle: dict[str, Any] = {
-        "schema": SCHEMA_VERSION, "run": folder.name,
-        "created_at": datetime.now(timezone.utc).isoformat(), "status": status, "target": target,
+        "schema": SCHEMA_VERSION,
+        "run": folder.name,
+        "created_at": datetime.now(UTC).isoformat(),
+        "status": status,
+        "target": target,
         "previous_run": previous["run"] if previous else None,
-        "parameters": _masked(dict(parameters)), "versions": versions(), "notebooks": _masked(notebooks),
-        "preflight": db.get("preflight"), "statements": db.get("statements"), "indexes": db.get("indexes"),
-        "findings": findings, "figures": figures, "artifacts": artifacts(folder), "errors": errors,
+        "parameters": _masked(dict(parameters)),
+        "versions": versions(),
+        "notebooks": _masked(notebooks),
+        "preflight": db.get("preflight"),
+        "statements": db.get("statements"),
+        "indexes": db.get("indexes"),
+        "findings": findings,
+        "figures": figures,
+        "artifacts": artifacts(folder),
+        "errors": errors,
     }
     if bundle["preflight"]:
         bundle["versions"]["server"] = bundle["preflight"]["server_version"]

@@ -25,8 +25,9 @@ def _quiet(_line: str) -> None:
     pass
 
 
-def prepare(*, scale: str = "demo", seed: int = 42, home: Path | None = None,
-            say: Callable[[str], None] = _quiet) -> dict[str, Server]:
+def prepare(
+    *, scale: str = "demo", seed: int = 42, home: Path | None = None, say: Callable[[str], None] = _quiet
+) -> dict[str, Server]:
     """The kit's servers up, the demo database seeded at ``scale`` (unless it already is) and reset to
     its "before" state: none of the migration's 23 indexes, none the fixes loop created."""
     if scale not in datagen.SCALES:
@@ -53,9 +54,17 @@ def prepare(*, scale: str = "demo", seed: int = 42, home: Path | None = None,
     return servers
 
 
-def run(*, scale: str = "demo", seed: int = 42, runs_dir: Path = Path("runs"), users: int = 100,
-        seconds: float = 3.0, processes: int = 2, home: Path | None = None,
-        say: Callable[[str], None] = _quiet) -> runner.RunResult:
+def run(
+    *,
+    scale: str = "demo",
+    seed: int = 42,
+    runs_dir: Path = Path("runs"),
+    users: int = 100,
+    seconds: float = 3.0,
+    processes: int = 2,
+    home: Path | None = None,
+    say: Callable[[str], None] = _quiet,
+) -> runner.RunResult:
     """:func:`prepare`, then the three notebooks on the demo database with the fixes applied (the
     kit's own database: ``apply`` is on)."""
     servers = prepare(scale=scale, seed=seed, home=home, say=say)

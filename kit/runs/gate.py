@@ -33,8 +33,10 @@ from kit.errors import ConfigError, RegressionFound
 from kit.runs.history import numeric_figures
 
 _OPS = {">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne, ">": operator.gt, "<": operator.lt}
-_RULE = re.compile(r"^\s*(?P<name>[A-Za-z_][\w.:\-]*)\s*(?P<op>>=|<=|==|!=|>|<)\s*"
-                   r"(?P<sign>[+-])?(?P<num>\d+(?:\.\d+)?|\.\d+)(?P<pct>%)?\s*$")
+_RULE = re.compile(
+    r"^\s*(?P<name>[A-Za-z_][\w.:\-]*)\s*(?P<op>>=|<=|==|!=|>|<)\s*"
+    r"(?P<sign>[+-])?(?P<num>\d+(?:\.\d+)?|\.\d+)(?P<pct>%)?\s*$"
+)
 _BASELINE_ONLY = ("new_", "gone_")
 
 ABSOLUTE, CHANGE, RELATIVE = "absolute", "change", "relative"
@@ -54,12 +56,16 @@ def parse_rule(text: str) -> Rule:
     """Parse one rule; ConfigError with the grammar when it does not parse."""
     m = _RULE.match(text or "")
     if not m:
-        raise ConfigError(f"cannot parse --fail-on {text!r}; expected FIGURE OP THRESHOLD, e.g. 'p95_ms>+20%' "
-                          "(relative to the previous run), 'p95_ms>+5' (change) or 'new_n_plus_one>0' (absolute)")
+        raise ConfigError(
+            f"cannot parse --fail-on {text!r}; expected FIGURE OP THRESHOLD, e.g. 'p95_ms>+20%' "
+            "(relative to the previous run), 'p95_ms>+5' (change) or 'new_n_plus_one>0' (absolute)"
+        )
     value = float(m["num"]) * (-1 if m["sign"] == "-" else 1)
     if m["pct"] and not m["sign"]:
-        raise ConfigError(f"--fail-on {text!r}: a percentage is a change since the previous run and needs a "
-                          f"sign, e.g. '{m['name']}{m['op']}+{m['num']}%'")
+        raise ConfigError(
+            f"--fail-on {text!r}: a percentage is a change since the previous run and needs a "
+            f"sign, e.g. '{m['name']}{m['op']}+{m['num']}%'"
+        )
     mode = RELATIVE if m["pct"] else CHANGE if m["sign"] else ABSOLUTE
     return Rule(text=text.strip(), figure=m["name"], op=m["op"], threshold=value, mode=mode)
 
@@ -99,8 +105,9 @@ class GateResult:
     def raise_for_regressions(self) -> None:
         if self.failed:
             against = f"run {self.previous_run}" if self.previous_run else "no previous run"
-            raise RegressionFound(f"regression in run {self.run} (against {against}): "
-                                  + "; ".join(v.message for v in self.failed))
+            raise RegressionFound(
+                f"regression in run {self.run} (against {against}): " + "; ".join(v.message for v in self.failed)
+            )
 
 
 def _value(figures: dict[str, float], name: str, *, baseline: bool) -> float | None:
@@ -118,26 +125,56 @@ def evaluate_rule(rule: Rule, current: dict[str, float], previous: dict[str, flo
     prev = _value(previous, rule.figure, baseline=True) if has_base else None
     needs_base = rule.mode != ABSOLUTE or rule.figure.startswith(_BASELINE_ONLY)
     if needs_base and not has_base:
-        return Verdict(rule.text, rule.figure, cur, None, None, NO_BASELINE,
-                       f"{rule.text}: no previous run of this target to compare with")
+        return Verdict(
+            rule.text,
+            rule.figure,
+            cur,
+            None,
+            None,
+            NO_BASELINE,
+            f"{rule.text}: no previous run of this target to compare with",
+        )
     if cur is None:
-        return Verdict(rule.text, rule.figure, None, prev, None, MISSING,
-                       f"{rule.figure} was not recorded by this run (rule {rule.text!r}); "
-                       "check the name with `kit compare latest previous`")
+        return Verdict(
+            rule.text,
+            rule.figure,
+            None,
+            prev,
+            None,
+            MISSING,
+            f"{rule.figure} was not recorded by this run (rule {rule.text!r}); "
+            "check the name with `kit compare latest previous`",
+        )
     if rule.mode != ABSOLUTE and prev is None:
-        return Verdict(rule.text, rule.figure, cur, None, None, NO_BASELINE,
-                       f"{rule.text}: the previous run did not record {rule.figure}")
+        return Verdict(
+            rule.text,
+            rule.figure,
+            cur,
+            None,
+            None,
+            NO_BASELINE,
+            f"{rule.text}: the previous run did not record {rule.figure}",
+        )
     if rule.mode == ABSOLUTE:
         observed, shown = cur, f"{rule.figure} = {cur:g}"
     elif rule.mode == CHANGE:
         observed = cur - prev
         shown = f"{rule.figure} changed by {observed:+g} ({prev:g} -> {cur:g})"
     else:
-        observed = 100.0 * (cur - prev) / abs(prev) if prev else (0.0 if cur == prev else math.copysign(math.inf, cur - prev))
+        observed = (
+            100.0 * (cur - prev) / abs(prev) if prev else (0.0 if cur == prev else math.copysign(math.inf, cur - prev))
+        )
         shown = f"{rule.figure} changed by {observed:+.1f}% ({prev:g} -> {cur:g})"
     fired = _OPS[rule.op](observed, rule.threshold)
-    return Verdict(rule.text, rule.figure, cur, prev, observed, REGRESSION if fired else OK,
-                   f"{shown}, rule {rule.text!r}" + (" fired" if fired else " holds"))
+    return Verdict(
+        rule.text,
+        rule.figure,
+        cur,
+        prev,
+        observed,
+        REGRESSION if fired else OK,
+        f"{shown}, rule {rule.text!r}" + (" fired" if fired else " holds"),
+    )
 
 
 def evaluate(rules: Iterable[Rule | str], current: dict[str, Any], previous: dict[str, Any] | None) -> GateResult:
@@ -152,8 +189,12 @@ def evaluate(rules: Iterable[Rule | str], current: dict[str, Any], previous: dic
     for v in verdicts:
         if v.status == REGRESSION and v.figure.startswith("new_") and new_keys.get(v.figure[4:]):
             subjects = new_keys[v.figure[4:]]
-            v = Verdict(**{**v.__dict__, "message": v.message + ": " + ", ".join(subjects[:5])
-                           + (" ..." if len(subjects) > 5 else "")})
+            v = Verdict(
+                **{
+                    **v.__dict__,
+                    "message": v.message + ": " + ", ".join(subjects[:5]) + (" ..." if len(subjects) > 5 else ""),
+                }
+            )
         named.append(v)
     return GateResult(run=current.get("run", "?"), previous_run=(previous or {}).get("run"), verdicts=tuple(named))
 

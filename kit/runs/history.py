@@ -67,8 +67,9 @@ def resolve_run(run: str | Path, *, runs_dir: str | Path = "runs") -> Path:
     for candidate in (Path(run), Path(runs_dir) / str(run)):
         if (candidate / BUNDLE_FILE).exists():
             return candidate
-    raise ConfigError(f"run {run} not found (no {BUNDLE_FILE} there nor in {runs_dir}/{run}); "
-                      "list runs with `kit history`")
+    raise ConfigError(
+        f"run {run} not found (no {BUNDLE_FILE} there nor in {runs_dir}/{run}); list runs with `kit history`"
+    )
 
 
 def _folders(runs_dir: Path) -> list[Path]:
@@ -84,13 +85,29 @@ def list_runs(runs_dir: str | Path = "runs") -> pd.DataFrame:
         try:
             b = read_bundle(folder)
         except (ConfigError, ValueError):
-            rows.append({"run": folder.name, "target": None, "status": "no bundle", "notebooks": 0,
-                         "figures": 0, "findings": 0, "scale": None})
+            rows.append(
+                {
+                    "run": folder.name,
+                    "target": None,
+                    "status": "no bundle",
+                    "notebooks": 0,
+                    "figures": 0,
+                    "findings": 0,
+                    "scale": None,
+                }
+            )
             continue
-        rows.append({"run": b["run"], "target": b.get("target"), "status": b.get("status"),
-                     "notebooks": sum(n.get("status") == "ok" for n in b.get("notebooks", [])),
-                     "figures": len(b.get("figures", {})), "findings": len(b.get("findings", [])),
-                     "scale": b.get("parameters", {}).get("scale")})
+        rows.append(
+            {
+                "run": b["run"],
+                "target": b.get("target"),
+                "status": b.get("status"),
+                "notebooks": sum(n.get("status") == "ok" for n in b.get("notebooks", [])),
+                "figures": len(b.get("figures", {})),
+                "findings": len(b.get("findings", [])),
+                "scale": b.get("parameters", {}).get("scale"),
+            }
+        )
     return pd.DataFrame(rows, columns=["run", "target", "status", "notebooks", "figures", "findings", "scale"])
 
 
@@ -156,9 +173,18 @@ def trend_frame(runs_dir: str | Path = "runs", *, target: str | None = None, las
             if _is_ci_companion(name, figures):
                 continue
             lo, hi = _ci_of(name, figures)
-            rows.append({"run": b["run"], "created_at": b.get("created_at"), "target": b.get("target"),
-                         "scale": b.get("parameters", {}).get("scale"), "figure": name, "value": value,
-                         "lo": lo, "hi": hi})
+            rows.append(
+                {
+                    "run": b["run"],
+                    "created_at": b.get("created_at"),
+                    "target": b.get("target"),
+                    "scale": b.get("parameters", {}).get("scale"),
+                    "figure": name,
+                    "value": value,
+                    "lo": lo,
+                    "hi": hi,
+                }
+            )
     out = pd.DataFrame(rows, columns=cols)
     out["created_at"] = pd.to_datetime(out["created_at"], utc=True)
     return out
@@ -212,20 +238,32 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> Comparison:
         change = vb - va if va is not None and vb is not None else None
         pct = 100.0 * change / abs(va) if change is not None and va else None
         overlap = None if None in (alo, ahi, blo, bhi) else not (bhi < alo or blo > ahi)
-        rows.append({"figure": name, "a": va, "b": vb, "change": change, "change_pct": pct,
-                     "a_lo": alo, "a_hi": ahi, "b_lo": blo, "b_hi": bhi,
-                     "significant": None if overlap is None else not overlap})
-    figures = pd.DataFrame(rows, columns=["figure", "a", "b", "change", "change_pct", "a_lo", "a_hi",
-                                          "b_lo", "b_hi", "significant"])
+        rows.append(
+            {
+                "figure": name,
+                "a": va,
+                "b": vb,
+                "change": change,
+                "change_pct": pct,
+                "a_lo": alo,
+                "a_hi": ahi,
+                "b_lo": blo,
+                "b_hi": bhi,
+                "significant": None if overlap is None else not overlap,
+            }
+        )
+    figures = pd.DataFrame(
+        rows, columns=["figure", "a", "b", "change", "change_pct", "a_lo", "a_hi", "b_lo", "b_hi", "significant"]
+    )
     ka, kb = finding_keys(a), finding_keys(b)
     found = [{"kind": k, "subject": s, "change": "new"} for k, s in sorted(kb - ka)]
     found += [{"kind": k, "subject": s, "change": "gone"} for k, s in sorted(ka - kb)]
-    return Comparison(a=a["run"], b=b["run"], figures=figures,
-                      findings=pd.DataFrame(found, columns=["kind", "subject", "change"]))
+    return Comparison(
+        a=a["run"], b=b["run"], figures=figures, findings=pd.DataFrame(found, columns=["kind", "subject", "change"])
+    )
 
 
-def statement_trend(runs_dir: str | Path = "runs", *, target: str | None, top: int = 5,
-                    last: int = 10) -> pd.DataFrame:
+def statement_trend(runs_dir: str | Path = "runs", *, target: str | None, top: int = 5, last: int = 10) -> pd.DataFrame:
     """Mean time per call of the ``top`` statements of the latest run, in each of the last ``last``
     runs of ``target``: from each bundle's pg_stat_statements window, and the medians the loop
     measured before and after its apply (``loop.json``) where that run has them."""
@@ -245,9 +283,18 @@ def statement_trend(runs_dir: str | Path = "runs", *, target: str | None, top: i
             key = str(r["queryid"])
             if key in labels:
                 measured = loop.get(key, {})
-                rows.append({"run": b["run"], "created_at": b.get("created_at"), "statement": labels[key],
-                             "queryid": key, "mean_ms": r.get("mean_ms"), "calls": r.get("calls"),
-                             "before_ms": measured.get("before_ms"), "after_ms": measured.get("after_ms")})
+                rows.append(
+                    {
+                        "run": b["run"],
+                        "created_at": b.get("created_at"),
+                        "statement": labels[key],
+                        "queryid": key,
+                        "mean_ms": r.get("mean_ms"),
+                        "calls": r.get("calls"),
+                        "before_ms": measured.get("before_ms"),
+                        "after_ms": measured.get("after_ms"),
+                    }
+                )
     out = pd.DataFrame(rows, columns=cols)
     out["created_at"] = pd.to_datetime(out["created_at"], utc=True)
     return out
@@ -312,6 +359,7 @@ def trends(runs_dir: str | Path = "runs", *, database_env: str = "KIT_DATABASE_U
     comparison = None
     finished = mine[mine["status"] == OK]  # an interrupted or failed run is listed, never compared
     if len(finished) >= 2:
-        comparison = compare(read_bundle(folder / finished["run"].iloc[-2]),
-                             read_bundle(folder / finished["run"].iloc[-1]))
+        comparison = compare(
+            read_bundle(folder / finished["run"].iloc[-2]), read_bundle(folder / finished["run"].iloc[-1])
+        )
     return Trends(runs_dir=folder, target=target, runs=mine, trend=trend, last=comparison)

@@ -40,6 +40,7 @@ class Session:
 def escaped(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with every text cell through :func:`kit.escape.line` (pure): a name from the database
     that holds a control character, a line break or a right-to-left override shows as escapes."""
+
     def one(value: Any) -> Any:
         return escape.line(value) if isinstance(value, str) else value
 

@@ -92,8 +92,10 @@ class RunResults:
         if name not in self._values:
             path = self._path(name)
             if not path.exists():
-                raise ConfigError(f"no result {name} in {path.parent}; run 01_audit and 02_apply_fixes first "
-                                  "(kit run runs them in order)")
+                raise ConfigError(
+                    f"no result {name} in {path.parent}; run 01_audit and 02_apply_fixes first "
+                    "(kit run runs them in order)"
+                )
             if kinds[name] is pd.DataFrame:
                 self._values[name] = pd.read_json(io.StringIO(path.read_text(encoding="utf-8")), orient="table")
             elif kinds[name] is VerifyResult:

@@ -22,7 +22,7 @@ import re
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,17 +56,26 @@ PLATFORM_TAG = "platform"
 
 # What a value may be, by parameter name, in whichever notebook declares it (papermill checks
 # nothing; the type check below only the type): inclusive numeric ranges, allowed choices.
-RANGES: dict[str, tuple[float, float]] = {"load_users": (1, 10_000), "load_seconds": (0.1, 3_600),
-                                          "last_runs": (1, 10_000), "top_statements": (1, 500),
-                                          "repeats": (1, 1_000), "min_calls": (1, 1_000_000_000),
-                                          "index_budget_mb": (0, 100_000_000)}
+RANGES: dict[str, tuple[float, float]] = {
+    "load_users": (1, 10_000),
+    "load_seconds": (0.1, 3_600),
+    "last_runs": (1, 10_000),
+    "top_statements": (1, 500),
+    "repeats": (1, 1_000),
+    "min_calls": (1, 1_000_000_000),
+    "index_budget_mb": (0, 100_000_000),
+}
 CHOICES: dict[str, tuple[str, ...]] = {"scale": ("tiny", "demo", "large")}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # papermill's inferred type names -> the Python types a value may have
 _TYPES: dict[str, tuple[type, ...]] = {
-    "str": (str,), "bool": (bool,), "int": (int,), "float": (float, int),
-    "list": (list,), "dict": (dict,),
+    "str": (str,),
+    "bool": (bool,),
+    "int": (int,),
+    "float": (float, int),
+    "list": (list,),
+    "dict": (dict,),
 }
 
 
@@ -126,7 +135,7 @@ def coerce(name: str, value: Any, type_name: str) -> Any:
     allowed = _TYPES.get(type_name)
     if allowed is None:
         return value
-    if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
+    if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
         raise ParameterError(f"parameter {name} expects {type_name}, got {type(value).__name__} {value!r}")
     return value
 
@@ -151,8 +160,9 @@ def _parse(name: str, raw: str, type_name: str) -> Any:
     return raw
 
 
-def validate_parameters(parameters: dict[str, Any], notebooks: list[Path], *,
-                        runs_dir: Path = Path("runs")) -> dict[Path, dict[str, Any]]:
+def validate_parameters(
+    parameters: dict[str, Any], notebooks: list[Path], *, runs_dir: Path = Path("runs")
+) -> dict[Path, dict[str, Any]]:
     """Per notebook, the parameters it declares, typed; an unknown or ill-typed one is an error."""
     declared = {nb: declared_parameters(nb) for nb in notebooks}
     known = {name: spec["type"] for params in declared.values() for name, spec in params.items()}
@@ -161,11 +171,15 @@ def validate_parameters(parameters: dict[str, Any], notebooks: list[Path], *,
             raise ParameterError(f"unknown parameter {name!r}; the notebooks declare: {', '.join(sorted(known))}")
         text = json.dumps(value, default=str) if not isinstance(value, str) else value
         if looks_secret(text):  # parameter values are written into the executed notebooks
-            raise ParameterError(f"parameter {name} holds a password; secrets never travel as parameters: "
-                                 "put it in an environment variable and pass the variable's name instead")
+            raise ParameterError(
+                f"parameter {name} holds a password; secrets never travel as parameters: "
+                "put it in an environment variable and pass the variable's name instead"
+            )
         if "://" in text:
-            raise ParameterError(f"parameter {name} looks like a URL ({mask_url(text)}); pass URLs through "
-                                 "the environment (KIT_DATABASE_URL) and name the variable instead")
+            raise ParameterError(
+                f"parameter {name} looks like a URL ({mask_url(text)}); pass URLs through "
+                "the environment (KIT_DATABASE_URL) and name the variable instead"
+            )
     typed = {name: check_value(name, coerce(name, value, known[name])) for name, value in parameters.items()}
     if typed.get("migrations"):
         typed["migrations"] = _migrations_path(typed["migrations"])
@@ -178,8 +192,9 @@ def _migrations_path(value: str) -> str:
     """The ``migrations`` parameter as an absolute path (the kernels run in the notebooks' folder)."""
     path = Path(value).expanduser().resolve()
     if not path.exists():
-        raise ParameterError(f"parameter migrations names {value}, which does not exist; "
-                             "give a .sql file or a folder of .sql files")
+        raise ParameterError(
+            f"parameter migrations names {value}, which does not exist; give a .sql file or a folder of .sql files"
+        )
     return str(path)
 
 
@@ -191,8 +206,10 @@ def _plan_path(value: str, runs_dir: Path) -> str:
     except KitError as exc:
         raise ParameterError(f"parameter plan: {exc}") from None
     if not (folder / "loop.json").exists():
-        raise ParameterError(f"parameter plan names run {folder.name}, which planned no fixes (no loop.json); "
-                             "give the folder of a dry run of 02_apply_fixes")
+        raise ParameterError(
+            f"parameter plan names run {folder.name}, which planned no fixes (no loop.json); "
+            "give the folder of a dry run of 02_apply_fixes"
+        )
     return str(folder.resolve())
 
 
@@ -200,8 +217,10 @@ def check_kernel(name: str) -> None:
     """A ConfigError unless Jupyter knows a kernel called ``name`` (checked before anything runs)."""
     known = KernelSpecManager().find_kernel_specs()
     if name not in known:
-        raise ConfigError(f"no Jupyter kernel named {name!r}; installed: {', '.join(sorted(known)) or 'none'} "
-                          "(the kit's environment provides python3)")
+        raise ConfigError(
+            f"no Jupyter kernel named {name!r}; installed: {', '.join(sorted(known)) or 'none'} "
+            "(the kit's environment provides python3)"
+        )
 
 
 def check_value(name: str, value: Any) -> Any:
@@ -213,13 +232,12 @@ def check_value(name: str, value: Any) -> Any:
     if name in CHOICES and value not in CHOICES[name]:
         raise ParameterError(f"parameter {name} must be one of {', '.join(CHOICES[name])}, got {value!r}")
     if name.endswith("_env") and isinstance(value, str) and not _ENV_NAME.fullmatch(value):
-        raise ParameterError(f"parameter {name} names an environment variable (like KIT_DATABASE_URL), "
-                             f"got {value!r}")
+        raise ParameterError(f"parameter {name} names an environment variable (like KIT_DATABASE_URL), got {value!r}")
     return value
 
 
 def new_run_folder(runs_dir: Path, *, create: bool = True) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     # absolute: the kernels run in the notebooks' folder and find it through the environment
     folder = Path(runs_dir).resolve() / stamp
     if create:
@@ -227,11 +245,19 @@ def new_run_folder(runs_dir: Path, *, create: bool = True) -> Path:
     return folder
 
 
-def run(*, parameters: dict[str, Any] | None = None, runs_dir: Path = Path("runs"),
-        notebooks_dir: Path = NOTEBOOKS_DIR, notebooks: tuple[str, ...] = NOTEBOOKS,
-        kernel_name: str = KERNEL_NAME, timeout_s: int = DEFAULT_TIMEOUT_S,
-        progress: bool = True, bundle: bool = True, fail_on: tuple[str, ...] = (),
-        interrupt_grace_s: float = signals.GRACE_S) -> RunResult:
+def run(
+    *,
+    parameters: dict[str, Any] | None = None,
+    runs_dir: Path = Path("runs"),
+    notebooks_dir: Path = NOTEBOOKS_DIR,
+    notebooks: tuple[str, ...] = NOTEBOOKS,
+    kernel_name: str = KERNEL_NAME,
+    timeout_s: int = DEFAULT_TIMEOUT_S,
+    progress: bool = True,
+    bundle: bool = True,
+    fail_on: tuple[str, ...] = (),
+    interrupt_grace_s: float = signals.GRACE_S,
+) -> RunResult:
     """Run ``notebooks`` in order; return where the outputs are. Raises NotebookFailed on a failing cell,
     Interrupted on SIGINT / SIGTERM (the kernel interrupted first, so that its cell cleans up).
 
@@ -245,34 +271,78 @@ def run(*, parameters: dict[str, Any] | None = None, runs_dir: Path = Path("runs
     check_kernel(kernel_name)
     with signals.forwarding(interrupt_grace_s) as caught:
         try:
-            return _run(paths, per_notebook, parameters=parameters or {}, runs_dir=runs_dir, kernel_name=kernel_name,
-                        timeout_s=timeout_s, progress=progress, bundle=bundle, rules=rules, caught=caught)
+            return _run(
+                paths,
+                per_notebook,
+                parameters=parameters or {},
+                runs_dir=runs_dir,
+                kernel_name=kernel_name,
+                timeout_s=timeout_s,
+                progress=progress,
+                bundle=bundle,
+                rules=rules,
+                caught=caught,
+            )
         except KeyboardInterrupt:  # before the first notebook, or asked twice
             raise _interrupted(caught, None, None) from None
 
 
-def _run(paths: list[Path], per_notebook: dict[Path, dict[str, Any]], *, parameters: dict[str, Any], runs_dir: Path,
-         kernel_name: str, timeout_s: int, progress: bool, bundle: bool, rules, caught: signals.Caught) -> RunResult:
+def _run(
+    paths: list[Path],
+    per_notebook: dict[Path, dict[str, Any]],
+    *,
+    parameters: dict[str, Any],
+    runs_dir: Path,
+    kernel_name: str,
+    timeout_s: int,
+    progress: bool,
+    bundle: bool,
+    rules,
+    caught: signals.Caught,
+) -> RunResult:
     folder = new_run_folder(runs_dir, create=False)
     with contextlib.ExitStack() as held:  # the apply lock, with apply: from before the checks to the end
         lock_as = applylock.run_application(folder.name) if _applies(per_notebook) else None
         skip = () if _check_database(per_notebook, lock_as=lock_as, held=held) else (PLATFORM_TAG,)
         folder.mkdir(parents=True, exist_ok=False)
-        results, written = _notebooks(paths, per_notebook, folder, parameters=parameters, kernel_name=kernel_name,
-                                      timeout_s=timeout_s, progress=progress, bundle=bundle, skip=skip, caught=caught)
+        results, written = _notebooks(
+            paths,
+            per_notebook,
+            folder,
+            parameters=parameters,
+            kernel_name=kernel_name,
+            timeout_s=timeout_s,
+            progress=progress,
+            bundle=bundle,
+            skip=skip,
+            caught=caught,
+        )
     if caught.signum and (written.get("status") == INTERRUPTED or not bundle):  # came as the summary was written
         raise _interrupted(caught, None, folder)
     verdict = None
     if rules:
-        before = previous_bundle(folder.parent, target=written["target"], before=folder.name) \
-            if written.get("target") else None
+        before = (
+            previous_bundle(folder.parent, target=written["target"], before=folder.name)
+            if written.get("target")
+            else None
+        )
         verdict = gate.evaluate(rules, written, before)
     return RunResult(folder=folder, notebooks=results, figures=_figures(folder), gate=verdict)
 
 
-def _notebooks(paths: list[Path], per_notebook: dict[Path, dict[str, Any]], folder: Path, *,
-               parameters: dict[str, Any], kernel_name: str, timeout_s: int, progress: bool, bundle: bool,
-               skip: tuple[str, ...], caught: signals.Caught) -> tuple[list[NotebookResult], dict[str, Any]]:
+def _notebooks(
+    paths: list[Path],
+    per_notebook: dict[Path, dict[str, Any]],
+    folder: Path,
+    *,
+    parameters: dict[str, Any],
+    kernel_name: str,
+    timeout_s: int,
+    progress: bool,
+    bundle: bool,
+    skip: tuple[str, ...],
+    caught: signals.Caught,
+) -> tuple[list[NotebookResult], dict[str, Any]]:
     """Execute each notebook into ``folder``; then (also when one fails or a signal stops the run) write
     the summary and the bundle. Returns the notebooks' results and the bundle's content ({} without one)."""
     results: list[NotebookResult] = []
@@ -286,11 +356,22 @@ def _notebooks(paths: list[Path], per_notebook: dict[Path, dict[str, Any]], fold
     try:
         for path in paths:
             try:
-                results.append(_execute(path, folder, per_notebook[path], kernel_name=kernel_name,
-                                        timeout_s=timeout_s, progress=progress, skip=skip, caught=caught))
+                results.append(
+                    _execute(
+                        path,
+                        folder,
+                        per_notebook[path],
+                        kernel_name=kernel_name,
+                        timeout_s=timeout_s,
+                        progress=progress,
+                        skip=skip,
+                        caught=caught,
+                    )
+                )
             except NotebookFailed as exc:
-                results.append(NotebookResult(path.name, exc.output, None, 0.0,
-                                              INTERRUPTED if caught.signum else FAILED))
+                results.append(
+                    NotebookResult(path.name, exc.output, None, 0.0, INTERRUPTED if caught.signum else FAILED)
+                )
                 if caught.signum:  # the cell ended with the KeyboardInterrupt the kernel was sent
                     raise _interrupted(caught, path.name, folder) from None
                 raise
@@ -322,20 +403,25 @@ def run_status(notebooks: list[dict[str, Any]], *, expected: int) -> str:
 def _interrupted(caught: signals.Caught, notebook: str | None, folder: Path | None) -> Interrupted:
     during = f" during {notebook}" if notebook else ""
     if folder is None:
-        return Interrupted(f"interrupted by {caught.name}{during} before any notebook ran; nothing was written",
-                           signum=caught.signum or 2)
+        return Interrupted(
+            f"interrupted by {caught.name}{during} before any notebook ran; nothing was written",
+            signum=caught.signum or 2,
+        )
     return Interrupted(
         f"interrupted by {caught.name}{during}: its kernel was interrupted so that the cell could clean up (an "
         f"apply cancels its builds and drops what they left INVALID); the run is kept at {folder}, marked "
-        "interrupted (never a baseline) — run it again", signum=caught.signum or 2)
+        "interrupted (never a baseline) — run it again",
+        signum=caught.signum or 2,
+    )
 
 
 def _applies(per_notebook: dict[Path, dict[str, Any]]) -> bool:
     return any(params.get("apply") is True for params in per_notebook.values())
 
 
-def _check_database(per_notebook: dict[Path, dict[str, Any]], *, lock_as: str | None = None,
-                    held: contextlib.ExitStack | None = None) -> bool:
+def _check_database(
+    per_notebook: dict[Path, dict[str, Any]], *, lock_as: str | None = None, held: contextlib.ExitStack | None = None
+) -> bool:
     """Whether the audited database has the Reconciliation Platform's tables. Checked before
     anything is written, with the pre-flight's privilege gates — the role must see the tables it
     audits, and with ``apply`` be allowed to change them — so an unreachable database or a missing
@@ -373,9 +459,20 @@ def without_tagged_cells(path: Path, target: Path, tags: tuple[str, ...]) -> Pat
             f"*{len(nb.cells) - len(kept)} cells about the Reconciliation Platform's own services (N+1, cache, "
             "load, its migration's apply and verify) were left out: the audited database does not have the "
             "platform's tables. What follows applies to any database: the audit, the workload, the fix plan "
-            "(applied and verified only with `apply`) and its charts.*")
-        kept.insert(next((i for i, c in enumerate(kept) if c.cell_type == "code"
-                          and "parameters" not in c.metadata.get("tags", ())), len(kept)) + 1, note)
+            "(applied and verified only with `apply`) and its charts.*"
+        )
+        kept.insert(
+            next(
+                (
+                    i
+                    for i, c in enumerate(kept)
+                    if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", ())
+                ),
+                len(kept),
+            )
+            + 1,
+            note,
+        )
     nb.cells = kept
     target.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, str(target))
@@ -396,36 +493,61 @@ def _write_bundle(folder: Path, summary: dict[str, Any], *, database_env: str, s
         url, why = url_from_env(database_env), None
     except KitError as exc:
         url, why = None, mask_url(str(exc))
-    content = bundles.collect(folder, database_url=url, parameters=summary["parameters"],
-                             notebooks=summary["notebooks"], status=status)
+    content = bundles.collect(
+        folder, database_url=url, parameters=summary["parameters"], notebooks=summary["notebooks"], status=status
+    )
     if why:
         content["errors"]["database"] = why
     bundles.write(folder, content)
     return content
 
 
-def _execute(path: Path, folder: Path, params: dict[str, Any], *, kernel_name: str, timeout_s: int,
-             progress: bool, skip: tuple[str, ...] = (), caught: signals.Caught | None = None) -> NotebookResult:
+def _execute(
+    path: Path,
+    folder: Path,
+    params: dict[str, Any],
+    *,
+    kernel_name: str,
+    timeout_s: int,
+    progress: bool,
+    skip: tuple[str, ...] = (),
+    caught: signals.Caught | None = None,
+) -> NotebookResult:
     output = folder / path.name
     source = without_tagged_cells(path, folder / ".input" / path.name, skip) if skip else path
     started = time.perf_counter()
     try:
         # saved once at the end (also when a cell fails or the kernel dies), not twice per cell: the
         # notebooks embed plotly.js (5 MB), and the per-cell saves cost seconds per notebook
-        with tempfile.TemporaryDirectory(prefix="kit-kernel-") as sockets, \
-                (caught or signals.Caught()).kernel(Path(sockets) / CONNECTION_FILE):
-            papermill.execute_notebook(str(source), str(output), parameters=params, kernel_name=kernel_name,
-                                       execution_timeout=timeout_s, progress_bar=progress, cwd=str(path.parent),
-                                       request_save_on_cell_execute=False, config=_unix_sockets(Path(sockets)))
+        with (
+            tempfile.TemporaryDirectory(prefix="kit-kernel-") as sockets,
+            (caught or signals.Caught()).kernel(Path(sockets) / CONNECTION_FILE),
+        ):
+            papermill.execute_notebook(
+                str(source),
+                str(output),
+                parameters=params,
+                kernel_name=kernel_name,
+                execution_timeout=timeout_s,
+                progress_bar=progress,
+                cwd=str(path.parent),
+                request_save_on_cell_execute=False,
+                config=_unix_sockets(Path(sockets)),
+            )
     except PapermillExecutionError as exc:
         raise NotebookFailed(
             f"{path.name} failed in cell {exc.exec_count} ({exc.ename}: {mask_url(str(exc.evalue))[:300]}); "
             f"the executed notebook is kept at {output}",
-            notebook=path.name, output=str(output), cell=exc.exec_count,
+            notebook=path.name,
+            output=str(output),
+            cell=exc.exec_count,
         ) from exc
     except Exception as exc:  # kernel death, timeout: papermill raises assorted types
-        raise NotebookFailed(f"{path.name} did not finish ({type(exc).__name__}: {mask_url(str(exc))[:300]}); "
-                             f"output kept at {output}", notebook=path.name, output=str(output)) from exc
+        raise NotebookFailed(
+            f"{path.name} did not finish ({type(exc).__name__}: {mask_url(str(exc))[:300]}); output kept at {output}",
+            notebook=path.name,
+            output=str(output),
+        ) from exc
     seconds = time.perf_counter() - started
     html = export_html(output)
     return NotebookResult(path.name, str(output), str(html), seconds, "ok")
@@ -435,8 +557,15 @@ def _unix_sockets(folder: Path) -> Config:
     """The kernel talks over unix sockets in ``folder``, not TCP: jupyter_client picks TCP ports by
     binding and releasing them, and a run started at the same time (a fleet's targets, parallel
     tests) can take one before the kernel binds it — the kernel dies ("Address already in use")."""
-    return Config({"KernelManager": {"transport": "ipc", "ip": str(folder / "kernel"),
-                                     "connection_file": str(folder / CONNECTION_FILE)}})
+    return Config(
+        {
+            "KernelManager": {
+                "transport": "ipc",
+                "ip": str(folder / "kernel"),
+                "connection_file": str(folder / CONNECTION_FILE),
+            }
+        }
+    )
 
 
 def export_html(notebook: Path) -> Path:
@@ -455,9 +584,16 @@ def _write_summary(folder: Path, parameters: dict[str, Any], results: list[Noteb
     summary = {
         "run": folder.name,
         "parameters": {k: mask_url(v) if isinstance(v, str) else v for k, v in parameters.items()},
-        "notebooks": [{"name": r.name, "seconds": round(r.seconds, 2), "status": r.status,
-                       "output": Path(r.output).name, "html": Path(r.html).name if r.html else None}
-                      for r in results],
+        "notebooks": [
+            {
+                "name": r.name,
+                "seconds": round(r.seconds, 2),
+                "status": r.status,
+                "output": Path(r.output).name,
+                "html": Path(r.html).name if r.html else None,
+            }
+            for r in results
+        ],
         "figures": _figures(folder),
     }
     (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")

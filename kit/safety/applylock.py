@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import psycopg
 
@@ -56,9 +56,9 @@ class Holder:
         app = escape.line(self.application) if self.application else "no application name"
         if self.since is None:
             return f"session {self.pid} ({app})"
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         age = max(0.0, (now - self.since).total_seconds())
-        when = self.since.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        when = self.since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
         return f"session {self.pid} ({app}, since {when} UTC, {age:.0f} s ago)"
 
 
@@ -75,8 +75,10 @@ class ApplyLock:
         process killed) — another apply could be running by now."""
         found = holder(conn)
         if found is None or found.pid != self.pid:
-            raise IndexBuildError(f"the apply lock of session {self.pid} was lost (its session ended); stopped "
-                                  "before changing anything more — check what ran, then apply again")
+            raise IndexBuildError(
+                f"the apply lock of session {self.pid} was lost (its session ended); stopped "
+                "before changing anything more — check what ran, then apply again"
+            )
 
 
 def holder(conn: psycopg.Connection) -> Holder | None:
@@ -98,8 +100,10 @@ def _own_run() -> str | None:
 def refusal(found: Holder | None) -> str:
     who = found.describe() if found else "a session that has ended since"
     kill = f" (a session left over? end it: SELECT pg_terminate_backend({found.pid}))" if found else ""
-    return (f"another session is applying indexes or fixes to this database: {who} holds the kit's apply "
-            f"lock; nothing was planned or changed — wait for it to finish, then apply again{kill}")
+    return (
+        f"another session is applying indexes or fixes to this database: {who} holds the kit's apply "
+        f"lock; nothing was planned or changed — wait for it to finish, then apply again{kill}"
+    )
 
 
 @contextmanager

@@ -68,17 +68,29 @@ class Preflight:
             ("replica (in recovery)", self.is_replica, "unsafe" if self.is_replica else "ok"),
             ("role", self.role + (" (superuser)" if self.superuser else ""), "warning" if self.superuser else "ok"),
             ("read-only transactions", self.read_only, "unsafe" if self.read_only else "ok"),
-            ("may create indexes on", f"{self.tables_checked - len(self.tables_not_owned)} of "
-             f"{self.tables_checked} tables", "unsafe" if self.tables_not_owned else "ok"),
-            ("schemas without USAGE", len(self.schemas_without_usage),
-             "unsafe" if self.schemas_without_usage else "ok"),
+            (
+                "may create indexes on",
+                f"{self.tables_checked - len(self.tables_not_owned)} of {self.tables_checked} tables",
+                "unsafe" if self.tables_not_owned else "ok",
+            ),
+            (
+                "schemas without USAGE",
+                len(self.schemas_without_usage),
+                "unsafe" if self.schemas_without_usage else "ok",
+            ),
             ("statement_timeout", self.statement_timeout, "ok"),
             ("lock_timeout", self.lock_timeout, "ok"),
             ("idle_in_transaction_session_timeout", self.idle_in_transaction_session_timeout, "ok"),
-            ("statistics since", self.stats_reset or "server start",
-             "warning" if self.stats_age_s < _FRESH_STATS_S else "ok"),
-            ("statistics age (h)", round(self.stats_age_s / 3600, 2),
-             "warning" if self.stats_age_s < _FRESH_STATS_S else "ok"),
+            (
+                "statistics since",
+                self.stats_reset or "server start",
+                "warning" if self.stats_age_s < _FRESH_STATS_S else "ok",
+            ),
+            (
+                "statistics age (h)",
+                round(self.stats_age_s / 3600, 2),
+                "warning" if self.stats_age_s < _FRESH_STATS_S else "ok",
+            ),
             ("pg_stat_statements reset", self.statements_reset, "ok"),
             ("pg_stat_statements", self.pg_stat_statements, "ok" if self.pg_stat_statements else "warning"),
             ("hypopg", self.hypopg, "ok" if self.hypopg else "warning"),
@@ -94,8 +106,11 @@ class Preflight:
     def require_safe(self) -> None:
         """Raise UnsafeOperation naming every reason when applying changes would be unsafe."""
         if not self.safe_to_apply:
-            raise UnsafeOperation("pre-flight: unsafe to change this database: " + "; ".join(self.reasons)
-                                  + " — nothing was changed; fix these and re-run")
+            raise UnsafeOperation(
+                "pre-flight: unsafe to change this database: "
+                + "; ".join(self.reasons)
+                + " — nothing was changed; fix these and re-run"
+            )
 
     def require_readable(self) -> None:
         """Raise DatabaseRefused when the role may not look into a schema that holds user tables:
@@ -105,12 +120,16 @@ class Preflight:
             raise DatabaseRefused(
                 f"role {self.role} has no USAGE on {len(self.schemas_without_usage)} schema(s) with tables ({names}): "
                 f"the kit cannot see their tables; GRANT USAGE ON SCHEMA ... TO {self.role} (and SELECT, or "
-                "pg_read_all_data, to measure their statements), or run as a role that has it — nothing was run")
+                "pg_read_all_data, to measure their statements), or run as a role that has it — nothing was run"
+            )
 
     def _repr_markdown_(self) -> str:
         # reasons name tables and sessions: data from the database, escaped (never markup)
-        head = "**safe to apply**" if self.safe_to_apply else \
-            "**unsafe to apply**: " + escape.markdown("; ".join(self.reasons))
+        head = (
+            "**safe to apply**"
+            if self.safe_to_apply
+            else "**unsafe to apply**: " + escape.markdown("; ".join(self.reasons))
+        )
         return head + ("\n\n" + "\n".join(f"- {escape.markdown(w)}" for w in self.warnings) if self.warnings else "")
 
 
@@ -156,6 +175,7 @@ ORDER BY 2"""
 
 def _ownership(pg, tables: list[tuple[str, str]]) -> list[tuple[int, str, bool]]:
     """(OID, name as PostgreSQL prints it, may build) of ``tables`` (schema, name), else of every user table."""
+
     def owned(pairs: list[tuple[str, str]]) -> list:
         return pg.execute(OWNERSHIP, {"schemas": [s for s, _ in pairs], "names": [n for _, n in pairs]}).fetchall()
 
@@ -195,48 +215,79 @@ def check(engine: Engine, *, tables=None, long_tx_s: float = 60.0) -> Preflight:
     not_owned = tuple(t for _oid, t, ok in owned if not ok)
     reasons, warnings = judge(settings, not_owned, sessions, long_tx_s=long_tx_s, ext=ext, no_usage=no_usage)
     return Preflight(
-        server_version=settings["server_version"], is_replica=bool(settings["is_replica"]), role=settings["role"],
-        superuser=bool(settings["superuser"]), read_only=bool(settings["read_only"]),
-        tables_checked=len(owned), tables_not_owned=not_owned, schemas_without_usage=no_usage,
-        statement_timeout=settings["statement_timeout"], lock_timeout=settings["lock_timeout"],
+        server_version=settings["server_version"],
+        is_replica=bool(settings["is_replica"]),
+        role=settings["role"],
+        superuser=bool(settings["superuser"]),
+        read_only=bool(settings["read_only"]),
+        tables_checked=len(owned),
+        tables_not_owned=not_owned,
+        schemas_without_usage=no_usage,
+        statement_timeout=settings["statement_timeout"],
+        lock_timeout=settings["lock_timeout"],
         idle_in_transaction_session_timeout=settings["idle_in_transaction_session_timeout"],
-        stats_reset=settings["stats_reset"], stats_age_s=float(settings["stats_age_s"]),
-        statements_reset=reset, pg_stat_statements=bool(ext.get("pg_stat_statements")),
-        hypopg=bool(ext.get("hypopg")), sessions=sessions, long_tx_s=long_tx_s,
-        safe_to_apply=not reasons, reasons=tuple(reasons), warnings=tuple(warnings),
+        stats_reset=settings["stats_reset"],
+        stats_age_s=float(settings["stats_age_s"]),
+        statements_reset=reset,
+        pg_stat_statements=bool(ext.get("pg_stat_statements")),
+        hypopg=bool(ext.get("hypopg")),
+        sessions=sessions,
+        long_tx_s=long_tx_s,
+        safe_to_apply=not reasons,
+        reasons=tuple(reasons),
+        warnings=tuple(warnings),
     )
 
 
-def judge(settings: dict, not_owned: tuple[str, ...], sessions: tuple[Backend, ...], *,
-          long_tx_s: float, ext: dict, no_usage: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
+def judge(
+    settings: dict,
+    not_owned: tuple[str, ...],
+    sessions: tuple[Backend, ...],
+    *,
+    long_tx_s: float,
+    ext: dict,
+    no_usage: tuple[str, ...] = (),
+) -> tuple[list[str], list[str]]:
     """(reasons it is unsafe to apply, warnings worth showing) — pure."""
     reasons, warnings = [], []
     if no_usage:
-        reasons.append(f"role {settings['role']} has no USAGE on schema(s) {', '.join(no_usage[:3])}"
-                       + (" ..." if len(no_usage) > 3 else "") + "; it cannot see their tables")
+        reasons.append(
+            f"role {settings['role']} has no USAGE on schema(s) {', '.join(no_usage[:3])}"
+            + (" ..." if len(no_usage) > 3 else "")
+            + "; it cannot see their tables"
+        )
     if settings["is_replica"]:
         reasons.append("the server is a read-only standby (pg_is_in_recovery); connect to the primary")
     if settings["read_only"]:
         reasons.append(f"role {settings['role']} works in read-only transactions (default_transaction_read_only)")
     if not_owned:
         listed = ", ".join(not_owned[:3]) + (" ..." if len(not_owned) > 3 else "")
-        reasons.append(f"role {settings['role']} does not own {len(not_owned)} table(s) ({listed}); "
-                       "CREATE INDEX needs the owner's role")
+        reasons.append(
+            f"role {settings['role']} does not own {len(not_owned)} table(s) ({listed}); "
+            "CREATE INDEX needs the owner's role"
+        )
     mine = [s for s in sessions if s.own_process]
     if mine:
-        reasons.append(f"this process holds {len(mine)} open transaction(s) (pid "
-                       f"{', '.join(str(s.pid) for s in mine)}); commit or roll back first")
+        reasons.append(
+            f"this process holds {len(mine)} open transaction(s) (pid "
+            f"{', '.join(str(s.pid) for s in mine)}); commit or roll back first"
+        )
     old = [s for s in sessions if not s.own_process and (s.xact_age_s or 0) >= long_tx_s]
     if old:
         oldest = max(s.xact_age_s or 0 for s in old)
-        reasons.append(f"{len(old)} other transaction(s) open for {long_tx_s:.0f} s or more (oldest {oldest:.0f} s, "
-                       f"pid {old[0].pid}); a concurrent index build would wait for them")
+        reasons.append(
+            f"{len(old)} other transaction(s) open for {long_tx_s:.0f} s or more (oldest {oldest:.0f} s, "
+            f"pid {old[0].pid}); a concurrent index build would wait for them"
+        )
     if settings["superuser"]:
-        warnings.append(f"connected as superuser {settings['role']}: an audit needs only pg_monitor; "
-                        "apply needs the tables' owner")
+        warnings.append(
+            f"connected as superuser {settings['role']}: an audit needs only pg_monitor; apply needs the tables' owner"
+        )
     if float(settings["stats_age_s"]) < _FRESH_STATS_S:
-        warnings.append(f"statistics cover only {float(settings['stats_age_s']) / 60:.0f} min: unused-index and "
-                        "top-query findings are weak")
+        warnings.append(
+            f"statistics cover only {float(settings['stats_age_s']) / 60:.0f} min: unused-index and "
+            "top-query findings are weak"
+        )
     if settings["statement_timeout"] in {"0", "0ms"}:
         warnings.append("no statement_timeout for this role: the kit sets its own on every statement it runs")
     for name, usable in ext.items():

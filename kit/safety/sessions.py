@@ -83,8 +83,19 @@ def open_transactions(conn: psycopg.Connection, *, tables: list[int]) -> list[Ba
     rows = conn.execute(OPEN_TRANSACTIONS, {"tables": tables}).fetchall()
     out = []
     for pid, user, app, state, age, wait, query, addr, port, locks in rows:
-        out.append(Backend(pid, user, app, state, age, wait, redact.statement(query),
-                           own_process=(addr, port) in own, locks_table=bool(locks)))
+        out.append(
+            Backend(
+                pid,
+                user,
+                app,
+                state,
+                age,
+                wait,
+                redact.statement(query),
+                own_process=(addr, port) in own,
+                locks_table=bool(locks),
+            )
+        )
     return out
 
 

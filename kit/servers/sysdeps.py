@@ -55,8 +55,12 @@ def apt_install(packages: dict[str, str]) -> dict[str, str]:
     failed = {}
     for name, purpose in packages.items():
         print(f"installing {name} ({purpose}) ...", file=sys.stderr)
-        done = subprocess.run(["apt-get", *_APT_LOCK_WAIT, "install", "-y", "-qq", "--no-install-recommends", name],
-                              env=env, capture_output=True, text=True)
+        done = subprocess.run(
+            ["apt-get", *_APT_LOCK_WAIT, "install", "-y", "-qq", "--no-install-recommends", name],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         if done.returncode != 0:
             failed[name] = _last_line(done.stderr)
     return failed

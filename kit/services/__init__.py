@@ -10,8 +10,15 @@ from __future__ import annotations
 
 from kit.services import batched, naive
 
-ENDPOINTS = ("search_projects", "list_users", "list_projects", "get_project",
-             "get_reconciliation_jobs", "update_project", "run_reconciliation_job")
+ENDPOINTS = (
+    "search_projects",
+    "list_users",
+    "list_projects",
+    "get_project",
+    "get_reconciliation_jobs",
+    "update_project",
+    "run_reconciliation_job",
+)
 IMPLEMENTATIONS = {"naive": naive, "batched": batched}
 
 __all__ = ["ENDPOINTS", "IMPLEMENTATIONS", "batched", "naive"]

@@ -31,8 +31,7 @@ class CachedServices:
     """``get_project``, ``get_reconciliation_jobs``, ``list_users``, ``list_projects`` cached;
     ``update_project`` invalidating after its commit."""
 
-    def __init__(self, cache: TieredCache, engine: Engine, *, safety_net: bool = True,
-                 invalidate: bool = True) -> None:
+    def __init__(self, cache: TieredCache, engine: Engine, *, safety_net: bool = True, invalidate: bool = True) -> None:
         self.cache, self.engine, self.safety_net, self.invalidate = cache, engine, safety_net, invalidate
         # invalidate=False reproduces the seed's bug (no invalidation on update), for the notebook
         self.after_commit = AfterCommit(engine, cache, track_tables=safety_net) if invalidate else None
@@ -47,14 +46,23 @@ class CachedServices:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _cached(self, conn: Connection, key: str, load: Callable[[Connection], Any], *, ttl: float,
-                tags: tuple[str, ...], tables: tuple[str, ...]) -> Any:
+    def _cached(
+        self,
+        conn: Connection,
+        key: str,
+        load: Callable[[Connection], Any],
+        *,
+        ttl: float,
+        tags: tuple[str, ...],
+        tables: tuple[str, ...],
+    ) -> Any:
         if self.after_commit is not None and self.after_commit.has_pending(conn):
             return load(conn)
         if self.safety_net:
             tags += tuple(f"table:{t}" for t in tables)
-        return self.cache.get_or_load(key, lambda: load(conn), ttl=ttl, tags=tags,
-                                      reload=lambda: self._on_own_connection(load))
+        return self.cache.get_or_load(
+            key, lambda: load(conn), ttl=ttl, tags=tags, reload=lambda: self._on_own_connection(load)
+        )
 
     def _on_own_connection(self, load: Callable[[Connection], Any]) -> Any:
         with self.engine.connect() as conn:
@@ -62,26 +70,47 @@ class CachedServices:
 
     def get_project(self, conn: Connection, project_id: int) -> dict[str, Any] | None:
         pid = int(project_id)
-        return self._cached(conn, f"project:{pid}", lambda c: batched.get_project(c, pid),
-                            ttl=PROJECT_TTL, tags=(f"project:{pid}",), tables=("projects", "users"))
+        return self._cached(
+            conn,
+            f"project:{pid}",
+            lambda c: batched.get_project(c, pid),
+            ttl=PROJECT_TTL,
+            tags=(f"project:{pid}",),
+            tables=("projects", "users"),
+        )
 
-    def get_reconciliation_jobs(self, conn: Connection, *, project_id: int, page: int = 1,
-                                per_page: int = 20) -> dict[str, Any]:
+    def get_reconciliation_jobs(
+        self, conn: Connection, *, project_id: int, page: int = 1, per_page: int = 20
+    ) -> dict[str, Any]:
         pid = int(project_id)
         return self._cached(
-            conn, f"project:{pid}:jobs:{page}:{per_page}",
+            conn,
+            f"project:{pid}:jobs:{page}:{per_page}",
             lambda c: batched.get_reconciliation_jobs(c, project_id=pid, page=page, per_page=per_page),
-            ttl=JOBS_TTL, tags=(f"project:{pid}:jobs",), tables=("reconciliation_jobs",))
+            ttl=JOBS_TTL,
+            tags=(f"project:{pid}:jobs",),
+            tables=("reconciliation_jobs",),
+        )
 
     def list_users(self, conn: Connection, *, page: int = 1, per_page: int = 20) -> dict[str, Any]:
-        return self._cached(conn, f"users:list:{page}:{per_page}",
-                            lambda c: batched.list_users(c, page=page, per_page=per_page),
-                            ttl=USERS_TTL, tags=("users:list",), tables=("users", "projects"))
+        return self._cached(
+            conn,
+            f"users:list:{page}:{per_page}",
+            lambda c: batched.list_users(c, page=page, per_page=per_page),
+            ttl=USERS_TTL,
+            tags=("users:list",),
+            tables=("users", "projects"),
+        )
 
     def list_projects(self, conn: Connection, *, page: int = 1, per_page: int = 20) -> dict[str, Any]:
-        return self._cached(conn, f"projects:list:{page}:{per_page}",
-                            lambda c: batched.list_projects(c, page=page, per_page=per_page),
-                            ttl=PROJECTS_LIST_TTL, tags=("projects:list",), tables=("projects", "users"))
+        return self._cached(
+            conn,
+            f"projects:list:{page}:{per_page}",
+            lambda c: batched.list_projects(c, page=page, per_page=per_page),
+            ttl=PROJECTS_LIST_TTL,
+            tags=("projects:list",),
+            tables=("projects", "users"),
+        )
 
     def update_project(self, conn: Connection, project_id: int, **fields: Any) -> dict[str, Any] | None:
         """batched.update_project (which commits), invalidating the project and the lists after it."""

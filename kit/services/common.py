@@ -97,8 +97,7 @@ LIMIT :limit OFFSET :offset
 """)
 
 
-def get_reconciliation_jobs(conn: Connection, *, project_id: int, page: int = 1,
-                            per_page: int = 20) -> dict[str, Any]:
+def get_reconciliation_jobs(conn: Connection, *, project_id: int, page: int = 1, per_page: int = 20) -> dict[str, Any]:
     """A page of one project's reconciliation jobs, newest first."""
     limit, offset = check_page(page, per_page)
     rows = conn.execute(GET_JOBS, {"project_id": int(project_id), "limit": limit, "offset": offset})
@@ -110,8 +109,12 @@ def update_project(conn: Connection, project_id: int, **fields: Any) -> dict[str
     unknown = sorted(set(fields) - set(PROJECT_FIELDS))
     if unknown or not fields:
         raise ValueError(f"update_project takes some of {', '.join(PROJECT_FIELDS)}; got {unknown or 'nothing'}")
-    stmt = (update(_PROJECTS).where(_PROJECTS.c.id == int(project_id))
-            .values(**fields, updated_at=text("now()")).returning(_PROJECTS.c.id))
+    stmt = (
+        update(_PROJECTS)
+        .where(_PROJECTS.c.id == int(project_id))
+        .values(**fields, updated_at=text("now()"))
+        .returning(_PROJECTS.c.id)
+    )
     changed = conn.execute(stmt).first()
     conn.commit()
     return get_project(conn, project_id) if changed is not None else None
@@ -148,7 +151,9 @@ WHERE id = :job_id
 def load_job(conn: Connection, project_id: int, job_id: int) -> list[Any]:
     """The records a job reconciles; ValueError when the job is not in the project."""
     if conn.execute(JOB, {"job_id": int(job_id), "project_id": int(project_id)}).first() is None:
-        raise ValueError(f"no reconciliation job {job_id} in project {project_id}; list them with get_reconciliation_jobs")
+        raise ValueError(
+            f"no reconciliation job {job_id} in project {project_id}; list them with get_reconciliation_jobs"
+        )
     return list(conn.execute(RECORDS, {"project_id": int(project_id)}))
 
 
@@ -171,8 +176,10 @@ def match_records(records: list[Any], *, project_id: int, job_id: int) -> tuple[
     matches: list[dict] = []
     for rec in left:
         found, kind, confidence = None, None, Decimal("0")
-        for key, table_, k, c in (((rec.external_id, rec.amount, rec.currency), by_ext, "exact", "1.0"),
-                                  ((rec.amount, rec.currency, rec.transaction_date), by_rule, "rule", "0.9")):
+        for key, table_, k, c in (
+            ((rec.external_id, rec.amount, rec.currency), by_ext, "exact", "1.0"),
+            ((rec.amount, rec.currency, rec.transaction_date), by_rule, "rule", "0.9"),
+        ):
             found = next((r for r in table_.get(key, ()) if r.id not in used), None)
             if found is not None:
                 kind, confidence = k, Decimal(c)
@@ -189,12 +196,18 @@ def match_records(records: list[Any], *, project_id: int, job_id: int) -> tuple[
 
 def job_summary(project_id: int, job_id: int, results: list[dict], matches: list[dict]) -> dict[str, Any]:
     return {
-        "project_id": int(project_id), "job_id": int(job_id), "total_records": len(results),
-        "matched": len(matches), "unmatched": len(results) - len(matches),
-        "results_written": len(results), "matches_written": len(matches),
+        "project_id": int(project_id),
+        "job_id": int(job_id),
+        "total_records": len(results),
+        "matched": len(matches),
+        "unmatched": len(results) - len(matches),
+        "results_written": len(results),
+        "matches_written": len(matches),
     }
 
 
 def finish_job(conn: Connection, job_id: int, results: list[dict], matches: list[dict]) -> None:
-    conn.execute(FINISH_JOB, {"job_id": job_id, "total": len(results), "matched": len(matches),
-                              "unmatched": len(results) - len(matches)})
+    conn.execute(
+        FINISH_JOB,
+        {"job_id": job_id, "total": len(results), "matched": len(matches), "unmatched": len(results) - len(matches)},
+    )

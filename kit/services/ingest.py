@@ -28,8 +28,16 @@ from sqlalchemy import Engine
 from kit.metrics import KitMetrics
 
 TABLE = "reconciliation_records"
-COLUMNS = ("project_id", "data_source_id", "source_system", "external_id", "amount", "currency",
-           "transaction_date", "status")
+COLUMNS = (
+    "project_id",
+    "data_source_id",
+    "source_system",
+    "external_id",
+    "amount",
+    "currency",
+    "transaction_date",
+    "status",
+)
 CHUNK_SIZES = (8 * 1024, 64 * 1024, 1024 * 1024)  # the seed's 8 KB, its 64 KB buffer, 1 MB
 _SYSTEMS = ("sap", "oracle", "netsuite", "quickbooks", "xero", "stripe", "adyen", "plaid", "workday", "sage")
 _CURRENCIES = ("USD", "EUR", "GBP", "JPY", "CHF")
@@ -40,9 +48,16 @@ _LINE = re.compile(r"\bline (\d+)\b")
 # -- generator ----------------------------------------------------------------------------------
 
 
-def generate_csv(path: str | Path, *, rows: int | None = None, target_bytes: int | None = None,
-                 projects: int = 300, data_sources: int = 900, seed: int = 42,
-                 malformed_lines: Sequence[int] = ()) -> Path:
+def generate_csv(
+    path: str | Path,
+    *,
+    rows: int | None = None,
+    target_bytes: int | None = None,
+    projects: int = 300,
+    data_sources: int = 900,
+    seed: int = 42,
+    malformed_lines: Sequence[int] = (),
+) -> Path:
     """Write a CSV of reconciliation records (header + ``rows`` rows, or rows until ``target_bytes``).
 
     Same arguments, same bytes. ``projects``/``data_sources`` bound the foreign keys (ids
@@ -62,18 +77,34 @@ def generate_csv(path: str | Path, *, rows: int | None = None, target_bytes: int
             written += f.write(
                 f"{rng.randint(1, projects)},{rng.randint(1, data_sources)},{rng.choice(_SYSTEMS)},"
                 f"EXT-{seed}-{line:09d},{amount},{rng.choice(_CURRENCIES)},"
-                f"{start + timedelta(days=rng.randrange(366))},{rng.choice(_STATUSES)}\n")
+                f"{start + timedelta(days=rng.randrange(366))},{rng.choice(_STATUSES)}\n"
+            )
     return path
 
 
-def sample_files(directory: str | Path, *, files: int = 5, rows: int = 2000, projects: int = 300,
-                 data_sources: int = 900, seed: int = 42) -> list[Path]:
+def sample_files(
+    directory: str | Path,
+    *,
+    files: int = 5,
+    rows: int = 2000,
+    projects: int = 300,
+    data_sources: int = 900,
+    seed: int = 42,
+) -> list[Path]:
     """``files`` CSVs of ``rows`` rows each in ``directory`` (made once; same arguments, same files),
     for comparing chunk sizes and concurrency. ``projects``/``data_sources``: ids that exist."""
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
-    return [generate_csv(folder / f"records-{seed}-{rows}-{i}.csv", rows=rows, projects=projects,
-                         data_sources=data_sources, seed=seed + i) for i in range(files)]
+    return [
+        generate_csv(
+            folder / f"records-{seed}-{rows}-{i}.csv",
+            rows=rows,
+            projects=projects,
+            data_sources=data_sources,
+            seed=seed + i,
+        )
+        for i in range(files)
+    ]
 
 
 # -- ingest -------------------------------------------------------------------------------------
@@ -129,7 +160,8 @@ class IngestResult:
 
 def _copy_statement(table: str) -> sql.Composed:
     return sql.SQL("COPY {table} ({cols}) FROM STDIN WITH (FORMAT csv, HEADER true)").format(
-        table=sql.Identifier(table), cols=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)))
+        table=sql.Identifier(table), cols=sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
+    )
 
 
 def _describe(path: Path, exc: psycopg.Error) -> tuple[str, int | None]:
@@ -141,8 +173,9 @@ def _describe(path: Path, exc: psycopg.Error) -> tuple[str, int | None]:
     return f"{where}: {primary}; fix the row and load the file again (nothing of it was kept)", line
 
 
-def ingest_file(engine: Engine, path: str | Path, *, chunk_size: int = 64 * 1024, table: str = TABLE,
-                keep: bool = True) -> FileLoad:
+def ingest_file(
+    engine: Engine, path: str | Path, *, chunk_size: int = 64 * 1024, table: str = TABLE, keep: bool = True
+) -> FileLoad:
     """Stream one CSV into ``table`` in one transaction; ``keep=False`` rolls it back (benchmarks)."""
     if chunk_size < 1:
         raise ValueError("chunk_size must be >= 1")
@@ -166,9 +199,16 @@ def ingest_file(engine: Engine, path: str | Path, *, chunk_size: int = 64 * 1024
     return FileLoad(str(path), rows, read, time.perf_counter() - started)
 
 
-def ingest_files(engine: Engine, paths: Sequence[str | Path], *, chunk_size: int = 64 * 1024,
-                 concurrency: int = 5, table: str = TABLE, keep: bool = True,
-                 metrics: KitMetrics | None = None) -> IngestResult:
+def ingest_files(
+    engine: Engine,
+    paths: Sequence[str | Path],
+    *,
+    chunk_size: int = 64 * 1024,
+    concurrency: int = 5,
+    table: str = TABLE,
+    keep: bool = True,
+    metrics: KitMetrics | None = None,
+) -> IngestResult:
     """Load ``paths`` with at most ``concurrency`` files in flight, one connection each.
 
     The engine's pool should hold ``concurrency`` connections; ``metrics.file_uploads_active``
@@ -194,8 +234,14 @@ def ingest_files(engine: Engine, paths: Sequence[str | Path], *, chunk_size: int
     return IngestResult(files, chunk_size, concurrency, time.perf_counter() - started)
 
 
-def compare_ingest(engine: Engine, paths: Sequence[str | Path], *, chunk_sizes: Sequence[int] = CHUNK_SIZES,
-                   concurrencies: Sequence[int] = (1, 5), trials: int = 3) -> pd.DataFrame:
+def compare_ingest(
+    engine: Engine,
+    paths: Sequence[str | Path],
+    *,
+    chunk_sizes: Sequence[int] = CHUNK_SIZES,
+    concurrencies: Sequence[int] = (1, 5),
+    trials: int = 3,
+) -> pd.DataFrame:
     """Rows/s and MB/s for every chunk size x concurrency, median of ``trials`` (after one warm-up).
 
     Every load is rolled back (``keep=False``): the comparison leaves the table as it found it.
@@ -204,15 +250,24 @@ def compare_ingest(engine: Engine, paths: Sequence[str | Path], *, chunk_sizes: 
     rows = []
     for concurrency in concurrencies:
         for chunk in chunk_sizes:
-            runs = [ingest_files(engine, paths, chunk_size=chunk, concurrency=concurrency, keep=False)
-                    for _ in range(trials)]
+            runs = [
+                ingest_files(engine, paths, chunk_size=chunk, concurrency=concurrency, keep=False)
+                for _ in range(trials)
+            ]
             errors = sorted({e for r in runs for e in r.errors})
             if errors:
                 raise ValueError(f"cannot compare on malformed files: {errors[0]}")
-            rows.append({"chunk_size": chunk, "chunk": _human(chunk), "concurrency": concurrency,
-                         "rows": runs[0].rows, "seconds": float(pd.Series([r.seconds for r in runs]).median()),
-                         "rows_per_s": float(pd.Series([r.rows_per_s for r in runs]).median()),
-                         "mb_per_s": float(pd.Series([r.mb_per_s for r in runs]).median())})
+            rows.append(
+                {
+                    "chunk_size": chunk,
+                    "chunk": _human(chunk),
+                    "concurrency": concurrency,
+                    "rows": runs[0].rows,
+                    "seconds": float(pd.Series([r.seconds for r in runs]).median()),
+                    "rows_per_s": float(pd.Series([r.rows_per_s for r in runs]).median()),
+                    "mb_per_s": float(pd.Series([r.mb_per_s for r in runs]).median()),
+                }
+            )
     return pd.DataFrame(rows)
 
 

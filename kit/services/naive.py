@@ -32,8 +32,14 @@ from kit.services.common import (
 )
 
 __all__ = [
-    "search_projects", "list_users", "list_projects", "get_project", "get_reconciliation_jobs",
-    "update_project", "run_reconciliation_job", "write_job_rows",
+    "get_project",
+    "get_reconciliation_jobs",
+    "list_projects",
+    "list_users",
+    "run_reconciliation_job",
+    "search_projects",
+    "update_project",
+    "write_job_rows",
 ]
 
 SEARCH_PAGE = text("""

@@ -137,8 +137,12 @@ def shape(sql: str) -> Shape:
 
 
 _KINDS = {
-    ast.SelectStmt: "select", ast.InsertStmt: "insert", ast.UpdateStmt: "update",
-    ast.DeleteStmt: "delete", ast.MergeStmt: "merge", ast.CopyStmt: "copy",
+    ast.SelectStmt: "select",
+    ast.InsertStmt: "insert",
+    ast.UpdateStmt: "update",
+    ast.DeleteStmt: "delete",
+    ast.MergeStmt: "merge",
+    ast.CopyStmt: "copy",
     ast.TruncateStmt: "truncate",
 }
 _AGGREGATES = {"count", "sum", "avg", "min", "max", "bool_and", "bool_or", "array_agg", "string_agg"}

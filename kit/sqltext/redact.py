@@ -76,8 +76,11 @@ def _statements(tokens: list) -> list[list]:
 
 def _secret_spans(text: str, tokens: list) -> list[tuple[int, int, str]]:
     words = [t for t in tokens if t.name not in _COMMENT_TOKENS]
-    spans = [(t.start, t.end + 1, MASKED_COMMENT) for t in tokens
-             if t.name in _COMMENT_TOKENS and _SECRET.search(text[t.start:t.end + 1])]
+    spans = [
+        (t.start, t.end + 1, MASKED_COMMENT)
+        for t in tokens
+        if t.name in _COMMENT_TOKENS and _SECRET.search(text[t.start : t.end + 1])
+    ]
     if not words:
         return spans
     utility = words[0].name not in _PLANNABLE
@@ -86,11 +89,15 @@ def _secret_spans(text: str, tokens: list) -> list[tuple[int, int, str]]:
     insert_secret = words[0].name == "INSERT" and any(names)
     setting = _set_secret(text, words) if "SET" in values else None
     since_name = None  # tokens since the last secret-looking name
-    for tok, secret_name in zip(words, names):
-        literal, mask = text[tok.start:tok.end + 1], MASKED
+    for tok, secret_name in zip(words, names, strict=False):
+        literal, mask = text[tok.start : tok.end + 1], MASKED
         if tok.name in _STRING_TOKENS:
-            hide = (utility or insert_secret or _SECRET.search(literal) is not None
-                    or (since_name is not None and since_name <= _NEAR))
+            hide = (
+                utility
+                or insert_secret
+                or _SECRET.search(literal) is not None
+                or (since_name is not None and since_name <= _NEAR)
+            )
         elif tok.name == "IDENT" and literal.startswith('"') and _SECRET_IDENT.search(literal):
             hide, mask = True, MASKED_IDENT
         else:
@@ -106,16 +113,16 @@ def _is_secret_name(text: str, tok) -> bool:
     the value next to it is a secret."""
     if tok.name in ("ICONST", "FCONST"):
         return False
-    return _SECRET_NAME.search(text[tok.start:tok.end + 1]) is not None
+    return _SECRET_NAME.search(text[tok.start : tok.end + 1]) is not None
 
 
 def _set_secret(text: str, words: list) -> int | None:
     """For ``SET name = value`` / ``SET name TO value`` with a secret-looking name: the offset
     after which the tokens are the value; None otherwise."""
     start = next(i for i, t in enumerate(words) if t.name == "SET")
-    for tok in words[start + 1:]:
+    for tok in words[start + 1 :]:
         if tok.name in ("ASCII_61", "TO"):
-            name = text[words[start].end + 1:tok.start]
+            name = text[words[start].end + 1 : tok.start]
             return tok.end if _SECRET_NAME.search(name) else None
     return None
 
@@ -138,7 +145,7 @@ def _truncated(text: str) -> str:
     match = _FIRST_HIDING.search(text)
     if match is None:
         return MASKED
-    head = text[:match.start()]
+    head = text[: match.start()]
     try:
         parser.scan(head)
     except ParseError:
@@ -155,7 +162,8 @@ def values(text: str | None, drawn) -> str | None:
     values replaced by ``<value>``: they are the user's data and never reach a file or a message."""
     if not text:
         return text
-    for value in sorted({str(v) for v in drawn if v is not None and len(str(v)) >= _MIN_VALUE_CHARS},
-                        key=len, reverse=True):  # the longest first: one value may contain another
+    for value in sorted(
+        {str(v) for v in drawn if v is not None and len(str(v)) >= _MIN_VALUE_CHARS}, key=len, reverse=True
+    ):  # the longest first: one value may contain another
         text = text.replace(value, MASKED_VALUE)
     return text

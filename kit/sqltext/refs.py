@@ -26,8 +26,12 @@ from pglast.parser import ParseError
 
 # The operators that make a column a candidate for a btree index, and a parameter a value of it.
 _RANGE_OPS = {"=", "<", ">", "<=", ">=", "~~", "~~*", "<>", "!="}
-_BETWEEN = {A_Expr_Kind.AEXPR_BETWEEN, A_Expr_Kind.AEXPR_NOT_BETWEEN, A_Expr_Kind.AEXPR_BETWEEN_SYM,
-            A_Expr_Kind.AEXPR_NOT_BETWEEN_SYM}
+_BETWEEN = {
+    A_Expr_Kind.AEXPR_BETWEEN,
+    A_Expr_Kind.AEXPR_NOT_BETWEEN,
+    A_Expr_Kind.AEXPR_BETWEEN_SYM,
+    A_Expr_Kind.AEXPR_NOT_BETWEEN_SYM,
+}
 TABLE, CTE, SUBQUERY, FUNCTION = "table", "cte", "subquery", "function"
 
 
@@ -116,8 +120,24 @@ class References:
 
 _WORD = re.compile(r"^(?:\s+|--[^\n]*\n|/\*.*?\*/)*([A-Za-z]+)", re.S)
 # Transaction control and session settings: real time spent, nothing an index or ANALYZE changes.
-CONTROL = {"begin", "commit", "rollback", "end", "start", "savepoint", "release", "set", "reset", "show",
-           "discard", "deallocate", "listen", "unlisten", "notify", "abort"}
+CONTROL = {
+    "begin",
+    "commit",
+    "rollback",
+    "end",
+    "start",
+    "savepoint",
+    "release",
+    "set",
+    "reset",
+    "show",
+    "discard",
+    "deallocate",
+    "listen",
+    "unlisten",
+    "notify",
+    "abort",
+}
 WRITES = {"insert", "update", "delete", "merge"}
 
 
@@ -141,9 +161,14 @@ def references(query: str) -> References | None:
     walk = _Walk()
     stmt = stmts[0].stmt
     walk.statement(stmt)
-    return References(kind=_KINDS.get(type(stmt), "other"), relations=tuple(dict.fromkeys(walk.relations)),
-                      target=walk.target, columns=tuple(walk.columns), slots=tuple(walk.slots),
-                      nparams=walk.max_param)
+    return References(
+        kind=_KINDS.get(type(stmt), "other"),
+        relations=tuple(dict.fromkeys(walk.relations)),
+        target=walk.target,
+        columns=tuple(walk.columns),
+        slots=tuple(walk.slots),
+        nparams=walk.max_param,
+    )
 
 
 def _column(node) -> tuple[str | None, str] | None:
@@ -172,8 +197,13 @@ def _lead(node) -> int | None:
         node = node.arg
     if isinstance(node, ast.ParamRef):
         return node.number
-    if isinstance(node, ast.A_Expr) and node.kind == A_Expr_Kind.AEXPR_OP and _op_name(node) in ("+", "-") \
-            and node.lexpr is not None and not _has_column(node):
+    if (
+        isinstance(node, ast.A_Expr)
+        and node.kind == A_Expr_Kind.AEXPR_OP
+        and _op_name(node) in ("+", "-")
+        and node.lexpr is not None
+        and not _has_column(node)
+    ):
         return _lead(node.lexpr)
     return None
 
@@ -290,8 +320,9 @@ class _Walk:
             elif isinstance(select, ast.SelectStmt):
                 self._select(select, _Level(None, level.ctes))  # the SELECT does not see the target
 
-    def _select(self, stmt: ast.SelectStmt, parent: _Level | None,
-                ctes: dict[str, tuple[str, ...] | None] | None = None) -> None:
+    def _select(
+        self, stmt: ast.SelectStmt, parent: _Level | None, ctes: dict[str, tuple[str, ...] | None] | None = None
+    ) -> None:
         """One query level (``parent``: the level around it, for correlated references)."""
         level = _Level(parent, ctes)
         self._with(stmt.withClause, level)
@@ -340,8 +371,15 @@ class _Walk:
             self._select(item.subquery, level if item.lateral else level.parent, level.ctes)
             if item.alias is not None:
                 cols = tuple(c.sval for c in item.alias.colnames) if item.alias.colnames else None
-                level.entries.append(Relation(None, item.alias.aliasname, item.alias.aliasname, SUBQUERY,
-                                              cols or _output_columns(item.subquery)))
+                level.entries.append(
+                    Relation(
+                        None,
+                        item.alias.aliasname,
+                        item.alias.aliasname,
+                        SUBQUERY,
+                        cols or _output_columns(item.subquery),
+                    )
+                )
         elif isinstance(item, ast.RangeFunction) and item.alias is not None:
             cols = tuple(c.sval for c in item.alias.colnames) if item.alias.colnames else None
             name = item.alias.aliasname
@@ -368,8 +406,11 @@ class _Walk:
             self._compare(node, role, level)
         elif isinstance(node, ast.NullTest) and (col := _column(node.arg)) is not None:
             self._use(level, *col, role, "null")
-        elif isinstance(node, ast.SubLink) and node.subLinkType == SubLinkType.ANY_SUBLINK \
-                and (col := _column(node.testexpr)) is not None:
+        elif (
+            isinstance(node, ast.SubLink)
+            and node.subLinkType == SubLinkType.ANY_SUBLINK
+            and (col := _column(node.testexpr)) is not None
+        ):
             self._use(level, *col, role, "in")  # col IN (SELECT ...): a semi-join on col
 
     def _sublinks(self, node, level: _Level) -> None:
@@ -401,11 +442,17 @@ class _Walk:
             if (col := _column(node.lexpr)) is None:
                 return
             self._use(level, *col, role, "between")
-            for value, side in zip(node.rexpr or (), ("between_lo", "between_hi")):
+            for value, side in zip(node.rexpr or (), ("between_lo", "between_hi"), strict=False):
                 if (n := _lead(value)) is not None:
                     self._slot(level, n, col, side)
-        elif kind in (A_Expr_Kind.AEXPR_OP_ANY, A_Expr_Kind.AEXPR_OP, A_Expr_Kind.AEXPR_LIKE,
-                      A_Expr_Kind.AEXPR_ILIKE, A_Expr_Kind.AEXPR_DISTINCT, A_Expr_Kind.AEXPR_NOT_DISTINCT):
+        elif kind in (
+            A_Expr_Kind.AEXPR_OP_ANY,
+            A_Expr_Kind.AEXPR_OP,
+            A_Expr_Kind.AEXPR_LIKE,
+            A_Expr_Kind.AEXPR_ILIKE,
+            A_Expr_Kind.AEXPR_DISTINCT,
+            A_Expr_Kind.AEXPR_NOT_DISTINCT,
+        ):
             self._binary(node, role, kind, op, level)
 
     def _binary(self, node: ast.A_Expr, role: str, kind, op: str, level: _Level) -> None:
@@ -419,8 +466,13 @@ class _Walk:
         for col, other in ((left, node.rexpr), (right, node.lexpr)):
             if col is None:
                 continue
-            label = "any" if kind == A_Expr_Kind.AEXPR_OP_ANY else "like" if kind in (
-                A_Expr_Kind.AEXPR_LIKE, A_Expr_Kind.AEXPR_ILIKE) or op in ("~~", "~~*") else op
+            label = (
+                "any"
+                if kind == A_Expr_Kind.AEXPR_OP_ANY
+                else "like"
+                if kind in (A_Expr_Kind.AEXPR_LIKE, A_Expr_Kind.AEXPR_ILIKE) or op in ("~~", "~~*")
+                else op
+            )
             if col is right and label in _FLIPPED:  # $1 < col: the parameter is col's lower bound
                 label = _FLIPPED[label]
             self._use(level, *col, role, label)

@@ -172,7 +172,7 @@ class _Fixer:
         loc, param_loc = getattr(node, "location", None), getattr(node.arg, "location", None)
         if loc is None or loc < 0:
             return True
-        return param_loc is not None and loc < param_loc and not self.query[loc:loc + 4].lower() == "cast"
+        return param_loc is not None and loc < param_loc and not self.query[loc : loc + 4].lower() == "cast"
 
     def _compared(self, node: ast.A_Expr) -> None:
         """Arithmetic of parameters compared with a column takes the column's type."""
@@ -189,8 +189,14 @@ class _Fixer:
             type_name = (self.column_type(*col) if self.column_type else None) or "numeric"
             value = getattr(node, side)
             if isinstance(value, tuple):  # BETWEEN's two bounds
-                setattr(node, side, tuple(self._numbers(v, type_name, f"compared with {col[1]}")
-                                          if _is_arith(v) and _untyped(v) else v for v in value))
+                setattr(
+                    node,
+                    side,
+                    tuple(
+                        self._numbers(v, type_name, f"compared with {col[1]}") if _is_arith(v) and _untyped(v) else v
+                        for v in value
+                    ),
+                )
             elif _is_arith(value) and _untyped(value):
                 setattr(node, side, self._numbers(value, type_name, f"compared with {col[1]}"))
 
@@ -207,16 +213,22 @@ class _Fixer:
         return node
 
     def _extract(self, node: ast.FuncCall) -> None:
-        if _funcname(node) != "extract" or not node.args or _bare(node.args[0]) is None \
-                or node.funcformat != CoercionForm.COERCE_SQL_SYNTAX:
+        if (
+            _funcname(node) != "extract"
+            or not node.args
+            or _bare(node.args[0]) is None
+            or node.funcformat != CoercionForm.COERCE_SQL_SYNTAX
+        ):
             return
         n = node.args[0].number
         field = _cast(node.args[0], "text")
         self._made.add(id(field))
         node.args = (field, *node.args[1:])
         node.funcformat = CoercionForm.COERCE_EXPLICIT_CALL
-        self.changes.append(f"extract(${n} FROM ...) as the function pg_catalog.extract(CAST(${n} AS text), ...): "
-                            f"the field is not in pg_stat_statements ('{FIELD_GUESS}' assumed)")
+        self.changes.append(
+            f"extract(${n} FROM ...) as the function pg_catalog.extract(CAST(${n} AS text), ...): "
+            f"the field is not in pg_stat_statements ('{FIELD_GUESS}' assumed)"
+        )
 
     def _aggregate(self, node: ast.FuncCall) -> None:
         if _funcname(node) not in _NUMERIC_AGGREGATES or not node.args:
@@ -267,8 +279,13 @@ def _collect(node, parent, side: str, out: dict[int, ParamContext]) -> None:
 
 def _note(n: int, parent, side: str, out: dict[int, ParamContext]) -> None:
     role = ""
-    if isinstance(parent, ast.FuncCall) and _funcname(parent) in ("extract", "date_part") and side == "args" \
-            and parent.args and _param_number(parent.args[0]) == n:
+    if (
+        isinstance(parent, ast.FuncCall)
+        and _funcname(parent) in ("extract", "date_part")
+        and side == "args"
+        and parent.args
+        and _param_number(parent.args[0]) == n
+    ):
         role = "field"
     elif _is_arith(parent):
         op = _op(parent)

@@ -11,6 +11,21 @@ from kit.workload.statements import previous_window, read_workload
 from kit.workload.tables import candidates
 from kit.workload.timing import ESTIMATED, MEASURED, NOT_MEASURED, Timing, median_ci
 
-__all__ = ["Target", "measure", "targets_for", "time_target", "Parameters", "sample_parameters", "Statement",
-           "Workload", "previous_window", "read_workload", "ESTIMATED", "MEASURED", "NOT_MEASURED", "Timing",
-           "median_ci", "candidates"]
+__all__ = [
+    "ESTIMATED",
+    "MEASURED",
+    "NOT_MEASURED",
+    "Parameters",
+    "Statement",
+    "Target",
+    "Timing",
+    "Workload",
+    "candidates",
+    "measure",
+    "median_ci",
+    "previous_window",
+    "read_workload",
+    "sample_parameters",
+    "targets_for",
+    "time_target",
+]

@@ -75,8 +75,11 @@ def _to_any(node, column: str):
         col, other = node.lexpr, node.rexpr
         if isinstance(other, ast.ColumnRef):
             col, other = other, col
-        if isinstance(col, ast.ColumnRef) and getattr(col.fields[-1], "sval", None) == column \
-                and isinstance(other, (ast.ParamRef, ast.TypeCast)):
+        if (
+            isinstance(col, ast.ColumnRef)
+            and getattr(col.fields[-1], "sval", None) == column
+            and isinstance(other, (ast.ParamRef, ast.TypeCast))
+        ):
             return ast.A_Expr(kind=1, name=node.name, lexpr=col, rexpr=other)  # AEXPR_OP_ANY
         return None
     if isinstance(node, ast.BoolExpr):
@@ -89,8 +92,9 @@ def _to_any(node, column: str):
     return None
 
 
-def n_plus_one(statements: pd.DataFrame, fk_columns: set[tuple[str, str]], *, min_calls: int = 100,
-               max_rows_per_call: float = 1.5) -> pd.DataFrame:
+def n_plus_one(
+    statements: pd.DataFrame, fk_columns: set[tuple[str, str]], *, min_calls: int = 100, max_rows_per_call: float = 1.5
+) -> pd.DataFrame:
     """N+1 candidates among ``statements`` (queryid, query, calls, total_ms, rows), busiest first."""
     cols = ["queryid", "query", "calls", "rows_per_call", "mean_ms", "total_ms", "key", "batched"]
     rows = []
@@ -105,10 +109,18 @@ def n_plus_one(statements: pd.DataFrame, fk_columns: set[tuple[str, str]], *, mi
             continue
         table, column = keys[0]
         batched = batched_form(r.query, column)
-        rows.append({"queryid": r.queryid, "query": redact.statement(r.query[:300]), "calls": int(r.calls),
-                     "rows_per_call": round(per_call, 2), "mean_ms": round(r.total_ms / r.calls, 3),
-                     "total_ms": round(float(r.total_ms), 1), "key": f"{table}.{column}",
-                     "batched": redact.statement(batched) if batched else ""})
+        rows.append(
+            {
+                "queryid": r.queryid,
+                "query": redact.statement(r.query[:300]),
+                "calls": int(r.calls),
+                "rows_per_call": round(per_call, 2),
+                "mean_ms": round(r.total_ms / r.calls, 3),
+                "total_ms": round(float(r.total_ms), 1),
+                "key": f"{table}.{column}",
+                "batched": redact.statement(batched) if batched else "",
+            }
+        )
     out = pd.DataFrame(rows, columns=cols)
     return out.sort_values("total_ms", ascending=False).reset_index(drop=True)
 
@@ -121,9 +133,15 @@ def cache_hit_rate(calls: int, keys: int, invalidations: int) -> float:
     return max(0.0, 1.0 - (min(calls, keys) + min(calls, invalidations)) / calls)
 
 
-def cache_candidates(statements: pd.DataFrame, activity: dict[str, TableActivity],
-                     distinct: dict[tuple[str, str], float], *, min_calls: int = 100, min_hit_rate: float = 0.5,
-                     max_write_ratio: float = 0.1) -> pd.DataFrame:
+def cache_candidates(
+    statements: pd.DataFrame,
+    activity: dict[str, TableActivity],
+    distinct: dict[tuple[str, str], float],
+    *,
+    min_calls: int = 100,
+    min_hit_rate: float = 0.5,
+    max_write_ratio: float = 0.1,
+) -> pd.DataFrame:
     """Hot read-only statements on rarely written tables, with their estimated hit rate.
     ``distinct`` gives the number of distinct values of a (table, column) (pg_stats)."""
     cols = ["queryid", "query", "calls", "mean_ms", "tables", "writes", "keys", "est_hit_rate"]
@@ -148,8 +166,17 @@ def cache_candidates(statements: pd.DataFrame, activity: dict[str, TableActivity
         rate = cache_hit_rate(int(r.calls), keys, writes)
         if rate < min_hit_rate:
             continue
-        rows.append({"queryid": r.queryid, "query": redact.statement(r.query[:300]), "calls": int(r.calls),
-                     "mean_ms": round(r.total_ms / r.calls, 3), "tables": ", ".join(tables), "writes": writes,
-                     "keys": keys, "est_hit_rate": round(rate, 3)})
+        rows.append(
+            {
+                "queryid": r.queryid,
+                "query": redact.statement(r.query[:300]),
+                "calls": int(r.calls),
+                "mean_ms": round(r.total_ms / r.calls, 3),
+                "tables": ", ".join(tables),
+                "writes": writes,
+                "keys": keys,
+                "est_hit_rate": round(rate, 3),
+            }
+        )
     out = pd.DataFrame(rows, columns=cols)
     return out.sort_values(["est_hit_rate", "calls"], ascending=False).reset_index(drop=True)

@@ -160,12 +160,26 @@ def _estimate(conn: psycopg.Connection, target: Target, why: str) -> Timing:
     try:
         plan = _rolled_back(conn, params.values, analyze=False)["Plan"]
     except psycopg.Error as exc:
-        return Timing(target.key, NOT_MEASURED, reason=f"{why}; EXPLAIN failed too: {_first(exc, target)}",
-                      params=params.values, sources=params.sources)
+        return Timing(
+            target.key,
+            NOT_MEASURED,
+            reason=f"{why}; EXPLAIN failed too: {_first(exc, target)}",
+            params=params.values,
+            sources=params.sources,
+        )
     _, evidence = reproduction(None, None, target.rows_per_call, target.mean_ms)
-    return Timing(target.key, ESTIMATED, cost=float(plan["Total Cost"]), indexes=tuple(plan_indexes(plan)),
-                  plan=" > ".join(plan_nodes(plan)), est_rows=float(plan.get("Plan Rows", 0)), reason=why,
-                  params=params.values, sources=params.sources, evidence=evidence)
+    return Timing(
+        target.key,
+        ESTIMATED,
+        cost=float(plan["Total Cost"]),
+        indexes=tuple(plan_indexes(plan)),
+        plan=" > ".join(plan_nodes(plan)),
+        est_rows=float(plan.get("Plan Rows", 0)),
+        reason=why,
+        params=params.values,
+        sources=params.sources,
+        evidence=evidence,
+    )
 
 
 def _first(exc: BaseException, target: Target | None = None) -> str:
@@ -177,8 +191,17 @@ def _first(exc: BaseException, target: Target | None = None) -> str:
     return redact.values(first, [v for p in (target.params, *target.candidates) for v in p.values])
 
 
-def time_target(url: str, target: Target, *, warmup: int = 2, repeats: int = 5, writes: bool = True,
-                statement_timeout_ms: int = 120_000, lock_timeout_ms: int = 500, budget_s: float = 60.0) -> Timing:
+def time_target(
+    url: str,
+    target: Target,
+    *,
+    warmup: int = 2,
+    repeats: int = 5,
+    writes: bool = True,
+    statement_timeout_ms: int = 120_000,
+    lock_timeout_ms: int = 500,
+    budget_s: float = 60.0,
+) -> Timing:
     """Measure one statement in a new session (see the module docstring); a slow one is repeated as
     often as ``budget_s`` allows (once at least), and one over ``statement_timeout_ms`` is estimated only."""
     with sessions.connect(url, app="dbperf-kit-measure") as conn:
@@ -187,8 +210,9 @@ def time_target(url: str, target: Target, *, warmup: int = 2, repeats: int = 5, 
         try:
             conn.execute(sql.SQL("PREPARE /* kit */ kit_measure AS {}").format(sql.SQL(target.text)))
         except psycopg.Error as exc:
-            return Timing(target.key, NOT_MEASURED, reason=f"cannot prepare it: {_first(exc)}",
-                          params=target.params.values)
+            return Timing(
+                target.key, NOT_MEASURED, reason=f"cannot prepare it: {_first(exc)}", params=target.params.values
+            )
         if not target.params.complete:
             missing = ", ".join(f"${n}" for n in target.params.missing())
             return _estimate(conn, target, f"no value in the data for {missing}")
@@ -206,10 +230,20 @@ def time_target(url: str, target: Target, *, warmup: int = 2, repeats: int = 5, 
             return _estimate(conn, target, f"could not run it: {_first(exc, target)}")
     top = plan["Plan"]
     est, actual = worst_estimate(top) or (None, None)
-    timing = Timing(target.key, MEASURED, exec_ms=tuple(times), cost=float(top["Total Cost"]),
-                    indexes=tuple(plan_indexes(top)), plan=" > ".join(plan_nodes(top)), est_rows=est,
-                    actual_rows=actual, buffers=_buffers(top), rows=returned_rows(top), params=params.values,
-                    sources=params.sources)
+    timing = Timing(
+        target.key,
+        MEASURED,
+        exec_ms=tuple(times),
+        cost=float(top["Total Cost"]),
+        indexes=tuple(plan_indexes(top)),
+        plan=" > ".join(plan_nodes(top)),
+        est_rows=est,
+        actual_rows=actual,
+        buffers=_buffers(top),
+        rows=returned_rows(top),
+        params=params.values,
+        sources=params.sources,
+    )
     reproduced, evidence = reproduction(timing.rows, timing.median_ms, target.rows_per_call, target.mean_ms)
     return replace(timing, reproduced=reproduced, evidence=evidence)
 
@@ -223,18 +257,30 @@ def targets_for(url: str, statements: list[Statement] | tuple[Statement, ...]) -
         for s in statements:
             candidates = parameter_candidates(conn, s.text, cache=cache)
             calls = s.calls if s.queryid is not None and s.calls else None
-            out.append(Target(s.key, s.text, s.kind, candidates[0], candidates,
-                              rows_per_call=s.rows_per_call if calls else None, mean_ms=s.mean_ms if calls else None))
+            out.append(
+                Target(
+                    s.key,
+                    s.text,
+                    s.kind,
+                    candidates[0],
+                    candidates,
+                    rows_per_call=s.rows_per_call if calls else None,
+                    mean_ms=s.mean_ms if calls else None,
+                )
+            )
     return out
 
 
-def measure(url: str, targets: list[Target], *, warmup: int = 2, repeats: int = 5,
-            writes: bool = True) -> dict[str, Timing]:
+def measure(
+    url: str, targets: list[Target], *, warmup: int = 2, repeats: int = 5, writes: bool = True
+) -> dict[str, Timing]:
     """One :class:`Timing` per target, each in its own fresh session."""
     return {t.key: time_target(url, t, warmup=warmup, repeats=repeats, writes=writes) for t in targets}
 
 
 def again(targets: list[Target], before: dict[str, Timing]) -> list[Target]:
     """The targets on exactly the values ``before`` measured them on (the "after" of a fix)."""
-    return [t.on(Parameters(before[t.key].params, before[t.key].sources)) if t.key in before and
-            before[t.key].params else t for t in targets]
+    return [
+        t.on(Parameters(before[t.key].params, before[t.key].sources)) if t.key in before and before[t.key].params else t
+        for t in targets
+    ]

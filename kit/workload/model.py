@@ -57,12 +57,22 @@ class Workload:
     window_s: float | None = None  # how long the window lasted (None: unknown)
 
     def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([{"key": s.key, "query": s.query, "kind": s.kind, "calls": s.calls,
-                              "mean_ms": round(s.mean_ms, 3), "rows_per_call": round(s.rows_per_call, 2),
-                              "total_ms": round(s.total_ms, 1), "share_pct": round(s.share_pct, 1)}
-                             for s in self.statements],
-                            columns=["key", "query", "kind", "calls", "mean_ms", "rows_per_call", "total_ms",
-                                     "share_pct"])
+        return pd.DataFrame(
+            [
+                {
+                    "key": s.key,
+                    "query": s.query,
+                    "kind": s.kind,
+                    "calls": s.calls,
+                    "mean_ms": round(s.mean_ms, 3),
+                    "rows_per_call": round(s.rows_per_call, 2),
+                    "total_ms": round(s.total_ms, 1),
+                    "share_pct": round(s.share_pct, 1),
+                }
+                for s in self.statements
+            ],
+            columns=["key", "query", "kind", "calls", "mean_ms", "rows_per_call", "total_ms", "share_pct"],
+        )
 
     @property
     def targets(self) -> tuple[Statement, ...]:

@@ -216,8 +216,11 @@ def by_type(type_name: str | None, *, role: str = "", cast: str | None = None) -
     if kind in _NUMBERS:
         if role == "offset":
             return "0", f"a {kind} that moves a bound: 0 guessed (the bound alone)"
-        return "1", (f"{_article(kind)} {kind} in an expression: 1 guessed" if role
-                     else f"{_article(kind)} {kind} no column describes: 1 guessed")
+        return "1", (
+            f"{_article(kind)} {kind} in an expression: 1 guessed"
+            if role
+            else f"{_article(kind)} {kind} no column describes: 1 guessed"
+        )
     if kind == "boolean":
         return "true", "a boolean no column describes: true guessed"
     if kind in _TEXTS:

@@ -15,8 +15,19 @@ from psycopg import sql
 from kit.indexes.advisor import TableInfo, table_info
 from kit.sqltext.refs import References, Slot, references
 from kit.sqltext.retype import contexts
-from kit.workload.params import (ColumnStats, by_type, choose, equality_options, from_sample, is_lower, is_upper,
-                                 MAGNITUDES, guessed_number, like_options, range_options)
+from kit.workload.params import (
+    MAGNITUDES,
+    ColumnStats,
+    by_type,
+    choose,
+    equality_options,
+    from_sample,
+    guessed_number,
+    is_lower,
+    is_upper,
+    like_options,
+    range_options,
+)
 
 STATS = """SELECT /* kit */ most_common_vals::text::text[], most_common_freqs, histogram_bounds::text::text[], n_distinct, null_frac
 FROM pg_stats WHERE schemaname = %s AND tablename = %s AND attname = %s"""
@@ -50,10 +61,16 @@ def column_stats(conn: psycopg.Connection, table: TableInfo, column: str) -> Col
     except psycopg.Error:  # a type whose values do not cast to text[] cleanly
         row = None
     if row and (row[0] or row[2]):
-        return ColumnStats(mcv=tuple(row[0] or ()), mcf=tuple(row[1] or ()), histogram=tuple(row[2] or ()),
-                           n_distinct=row[3], null_frac=float(row[4] or 0.0))
+        return ColumnStats(
+            mcv=tuple(row[0] or ()),
+            mcf=tuple(row[1] or ()),
+            histogram=tuple(row[2] or ()),
+            n_distinct=row[3],
+            null_frac=float(row[4] or 0.0),
+        )
     query = sql.SQL("SELECT /* kit */ {c}::text FROM {t} WHERE {c} IS NOT NULL LIMIT {n}").format(
-        c=sql.Identifier(column), t=sql.Identifier(table.schema, table.name), n=sql.Literal(_SAMPLE_ROWS))
+        c=sql.Identifier(column), t=sql.Identifier(table.schema, table.name), n=sql.Literal(_SAMPLE_ROWS)
+    )
     try:
         return from_sample([r[0] for r in conn.execute(query).fetchall()])
     except psycopg.Error:
@@ -75,12 +92,14 @@ def _row_values(conn, table: TableInfo, first: str, value: str, others: list[str
     """Values of ``others`` in one row where ``first`` = ``value``: a combination that exists."""
     query = sql.SQL("SELECT /* kit */ {cols} FROM {t} WHERE {first} = %s LIMIT 1").format(
         cols=sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c)) for c in others),
-        t=sql.Identifier(table.schema, table.name), first=sql.Identifier(first))
+        t=sql.Identifier(table.schema, table.name),
+        first=sql.Identifier(first),
+    )
     try:
         row = conn.execute(query, [value]).fetchone()
     except psycopg.Error:
         return {}
-    return dict(zip(others, row)) if row else {}
+    return dict(zip(others, row, strict=False)) if row else {}
 
 
 @dataclass
@@ -115,8 +134,9 @@ def _draw(conn: psycopg.Connection, query: str, cache: dict) -> _Drawn | None:
         value = choose(slot, col_stats, position=rank)
         if value is not None and slot.number <= len(drawn.values):
             drawn.values[slot.number - 1] = value
-            drawn.sources[slot.number - 1] = (f"{owner.name}.{slot.column} ({col_stats.source}, {slot.op})" if owner
-                                              else slot.op)
+            drawn.sources[slot.number - 1] = (
+                f"{owner.name}.{slot.column} ({col_stats.source}, {slot.op})" if owner else slot.op
+            )
     _consistent_rows(conn, refs, drawn.values, drawn.sources, drawn.owners)
     if None in drawn.values:
         _by_type(conn, query, drawn)
@@ -146,8 +166,9 @@ def _by_type(conn: psycopg.Connection, query: str, drawn: _Drawn) -> None:
             continue
         n = i + 1
         here = ctx.get(n)
-        found = by_type(types[i] if i < len(types) else None, role=here.role if here else "",
-                        cast=here.cast if here else None)
+        found = by_type(
+            types[i] if i < len(types) else None, role=here.role if here else "", cast=here.cast if here else None
+        )
         if found is not None:
             drawn.values[i], drawn.sources[i] = found
 
@@ -158,8 +179,9 @@ def sample_parameters(conn: psycopg.Connection, query: str, *, cache: dict | Non
     return Parameters((), ()) if drawn is None else Parameters(tuple(drawn.values), tuple(drawn.sources))
 
 
-def parameter_candidates(conn: psycopg.Connection, query: str, *, cache: dict | None = None,
-                         limit: int = 24) -> tuple[Parameters, ...]:
+def parameter_candidates(
+    conn: psycopg.Connection, query: str, *, cache: dict | None = None, limit: int = 24
+) -> tuple[Parameters, ...]:
     """:func:`sample_parameters`' values first, then variants of them among which the measurement picks
     the one that looks like the workload: an equality on a column with most common values tries
     values of other frequencies (the table's other equalities from a row that has each), a range
@@ -169,12 +191,16 @@ def parameter_candidates(conn: psycopg.Connection, query: str, *, cache: dict | 
     if drawn is None:
         return (Parameters((), ()),)
     base = Parameters(tuple(drawn.values), tuple(drawn.sources))
-    decisions = (_equality_decisions(conn, drawn) + _range_decisions(drawn) + _like_decisions(drawn)
-                 + _magnitude_decisions(drawn))
+    decisions = (
+        _equality_decisions(conn, drawn)
+        + _range_decisions(drawn)
+        + _like_decisions(drawn)
+        + _magnitude_decisions(drawn)
+    )
     out = [base]
     for choice in itertools.islice(_varied(decisions), limit - 1):
         values, sources = list(drawn.values), list(drawn.sources)
-        for decision, pick in zip(decisions, choice):
+        for decision, pick in zip(decisions, choice, strict=False):
             for number, value, source in decision[pick]:
                 values[number - 1], sources[number - 1] = value, source
         out.append(Parameters(tuple(values), tuple(sources)))
@@ -187,7 +213,7 @@ def _varied(decisions: list[_Decision]):
         for varied in itertools.combinations(range(len(decisions)), size):
             for picks in itertools.product(*[range(1, len(decisions[i])) for i in varied]):
                 choice = [0] * len(decisions)
-                for i, pick in zip(varied, picks):
+                for i, pick in zip(varied, picks, strict=False):
                     choice[i] = pick
                 yield tuple(choice)
 
@@ -218,9 +244,17 @@ def _equality_decisions(conn: psycopg.Connection, drawn: _Drawn) -> list[_Decisi
             row = _row_values(conn, table, skewed.column, value, [s.column for s in others]) if others else {}
             if others and not all(row.get(s.column) is not None for s in others):
                 continue  # no row has this value with the others: the combination does not exist
-            options.append([(s.number, value, source) for s in slots if s.column == skewed.column]
-                           + [(s.number, row[s.column], f"{table.name}.{s.column} (the row of {skewed.column} = "
-                               f"${skewed.number})") for s in others])
+            options.append(
+                [(s.number, value, source) for s in slots if s.column == skewed.column]
+                + [
+                    (
+                        s.number,
+                        row[s.column],
+                        f"{table.name}.{s.column} (the row of {skewed.column} = ${skewed.number})",
+                    )
+                    for s in others
+                ]
+            )
         out.append(options)
     return out
 
@@ -258,7 +292,7 @@ def _like_decisions(drawn: _Drawn) -> list[_Decision]:
 def _magnitude_decisions(drawn: _Drawn) -> list[_Decision]:
     """Each number guessed from its type (no column says what it is) tried at other magnitudes."""
     out = []
-    for i, (value, source) in enumerate(zip(drawn.values, drawn.sources)):
+    for i, (value, source) in enumerate(zip(drawn.values, drawn.sources, strict=False)):
         if guessed_number(value, source):
             out.append([[]] + [[(i + 1, other, f"{source}; {other} tried")] for other in MAGNITUDES if other != value])
     return out
@@ -279,5 +313,4 @@ def _consistent_rows(conn, refs: References, values: list, sources: list, owners
         for s in rest:
             if found.get(s.column) is not None:
                 values[s.number - 1] = found[s.column]
-                sources[s.number - 1] = f"{table.name}.{s.column} (the row of {first.column} = $" \
-                                        f"{first.number})"
+                sources[s.number - 1] = f"{table.name}.{s.column} (the row of {first.column} = ${first.number})"

@@ -11,7 +11,7 @@ keeping their numbers; ``Statement.rewrites`` says what was changed.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 from sqlalchemy import Connection, Engine, text
@@ -42,10 +42,19 @@ def select(rows: pd.DataFrame, *, top: int, min_calls: int) -> tuple[Statement, 
     """The ``top`` statements by time with ``min_calls`` calls, transaction control left out (pure)."""
     total = float(rows["total_ms"].sum()) if len(rows) else 0.0
     picked = rows[(rows["calls"] >= min_calls) & ~rows["kind"].isin(CONTROL)].head(top)
-    return tuple(Statement(key=str(int(r.queryid)), queryid=int(r.queryid), text=r.query, kind=r.kind,
-                           calls=int(r.calls), total_ms=float(r.total_ms), rows=int(r.rows),
-                           share_pct=100 * float(r.total_ms) / total if total > 0 else 0.0)
-                 for r in picked.itertuples())
+    return tuple(
+        Statement(
+            key=str(int(r.queryid)),
+            queryid=int(r.queryid),
+            text=r.query,
+            kind=r.kind,
+            calls=int(r.calls),
+            total_ms=float(r.total_ms),
+            rows=int(r.rows),
+            share_pct=100 * float(r.total_ms) / total if total > 0 else 0.0,
+        )
+        for r in picked.itertuples()
+    )
 
 
 COLUMN_TYPE = """SELECT /* kit */ format_type(a.atttypid, NULL) FROM pg_attribute a
@@ -65,7 +74,7 @@ def _column_types(conn: Connection, query: str):
             return None
         rel = refs.relation(qualifier) if qualifier else None
         found = []
-        for r in ([rel] if rel else [] if qualifier else refs.relations):
+        for r in [rel] if rel else [] if qualifier else refs.relations:
             key = (r.schema, r.name, column)
             if key not in cache:
                 row = conn.execute(text(COLUMN_TYPE), {"schema": r.schema, "name": r.name, "column": column}).first()
@@ -110,8 +119,10 @@ def read_workload(engine: Engine, *, previous: dict | None = None, top: int = 10
             since = _parsed(previous.get("created_at")) if before is not None else reset
             statements = select(rows, top=top, min_calls=min_calls)
             if before is not None and not statements:  # nothing ran since: the whole history says more
-                rows, basis = window(now, None), f"since the statistics were reset (nothing ran since run " \
-                                                 f"{previous.get('run')})"
+                rows, basis = (
+                    window(now, None),
+                    f"since the statistics were reset (nothing ran since run {previous.get('run')})",
+                )
                 statements, since = select(rows, top=top, min_calls=min_calls), reset
             statements = preparable(conn, statements)
             conn.rollback()
@@ -119,11 +130,21 @@ def read_workload(engine: Engine, *, previous: dict | None = None, top: int = 10
         first = str(exc.orig or exc).strip().splitlines()[0]
         return Workload("unavailable", f"pg_stat_statements cannot be read: {first}", "", (), 0.0, 0)
     reset_iso = reset.isoformat() if reset else None
-    message = (f"{len(statements)} top statements with {min_calls}+ calls of {len(rows)} statements, "
-               f"{rows['total_ms'].sum() / 1000 if len(rows) else 0:.1f} s of execution time")
-    window_s = (datetime.now(timezone.utc) - since).total_seconds() if since is not None else None
-    return Workload("ok", message, basis, statements, float(rows["total_ms"].sum()) if len(rows) else 0.0,
-                    int(rows["calls"].sum()) if len(rows) else 0, reset_iso, window_s)
+    message = (
+        f"{len(statements)} top statements with {min_calls}+ calls of {len(rows)} statements, "
+        f"{rows['total_ms'].sum() / 1000 if len(rows) else 0:.1f} s of execution time"
+    )
+    window_s = (datetime.now(UTC) - since).total_seconds() if since is not None else None
+    return Workload(
+        "ok",
+        message,
+        basis,
+        statements,
+        float(rows["total_ms"].sum()) if len(rows) else 0.0,
+        int(rows["calls"].sum()) if len(rows) else 0,
+        reset_iso,
+        window_s,
+    )
 
 
 def _parsed(stamp: str | None) -> datetime | None:
@@ -138,8 +159,11 @@ def previous_window(engine: Engine, runs_dir: str = "runs") -> dict | None:
     name), for :func:`read_workload`; None on a first run."""
     folder = locate_runs_dir(runs_dir)
     current = run_dir()
-    found = previous_bundle(folder, target=target_key(engine.url.render_as_string(hide_password=False)),
-                            before=current.name if current else "~")  # "~" sorts after every timestamp
+    found = previous_bundle(
+        folder,
+        target=target_key(engine.url.render_as_string(hide_password=False)),
+        before=current.name if current else "~",
+    )  # "~" sorts after every timestamp
     if not found or not found.get("statements"):
         return None
     return {**found["statements"], "run": found["run"], "created_at": found.get("created_at")}

@@ -41,8 +41,14 @@ def candidates(engine: Engine, *, min_calls: int = 100) -> tuple[pd.DataFrame, p
         return n_plus_one(pd.DataFrame(), set()), _empty_cache(), f"cannot read the statistics: {first}"
     plus = n_plus_one(stmts, fks, min_calls=min_calls)
     cache = cache_candidates(stmts, activity, distinct, min_calls=min_calls)
-    return plus, cache, (f"from {len(stmts)} statements in pg_stat_statements (since its reset) and "
-                         "pg_stat_user_tables (since the statistics began): candidates, not proof")
+    return (
+        plus,
+        cache,
+        (
+            f"from {len(stmts)} statements in pg_stat_statements (since its reset) and "
+            "pg_stat_user_tables (since the statistics began): candidates, not proof"
+        ),
+    )
 
 
 def _empty_cache() -> pd.DataFrame:

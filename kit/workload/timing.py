@@ -24,8 +24,9 @@ def _factor(a: float, b: float, slack: float) -> float:
     return max(a, b) / min(a, b)
 
 
-def reproduction(rows: float | None, ms: float | None, rows_per_call: float | None,
-                 mean_ms: float | None) -> tuple[bool | None, str]:
+def reproduction(
+    rows: float | None, ms: float | None, rows_per_call: float | None, mean_ms: float | None
+) -> tuple[bool | None, str]:
     """(reproduced, why): whether a measurement of ``rows`` in ``ms`` looks like the workload's
     ``rows_per_call`` in ``mean_ms`` per call (None: nothing to compare with)."""
     if rows_per_call is None or mean_ms is None:
@@ -52,7 +53,7 @@ def median_ci(values: list[float] | tuple[float, ...], *, confidence: float = 0.
     alpha = 1.0 - confidence
     k = 1
     for j in range(1, n // 2 + 1):  # the largest k with P(B < k) <= alpha/2, B ~ Binomial(n, 1/2)
-        if sum(math.comb(n, i) for i in range(j)) / 2 ** n <= alpha / 2:
+        if sum(math.comb(n, i) for i in range(j)) / 2**n <= alpha / 2:
             k = j
     return (xs[k - 1], xs[n - k])
 
@@ -92,12 +93,29 @@ class Timing:
         """How far the planner's row estimate is from the rows returned, as a factor >= 1."""
         if self.est_rows is None or self.actual_rows is None:
             return None
-        return max(self.est_rows, 1.0) / max(self.actual_rows, 1.0) if self.est_rows >= self.actual_rows \
+        return (
+            max(self.est_rows, 1.0) / max(self.actual_rows, 1.0)
+            if self.est_rows >= self.actual_rows
             else max(self.actual_rows, 1.0) / max(self.est_rows, 1.0)
+        )
 
     def to_dict(self) -> dict:
         lo, hi = self.ci_ms
-        return {"key": self.key, "mode": self.mode, "median_ms": self.median_ms, "ci_lo_ms": lo, "ci_hi_ms": hi,
-                "repeats": len(self.exec_ms), "cost": self.cost, "indexes": list(self.indexes), "plan": self.plan,
-                "est_rows": self.est_rows, "actual_rows": self.actual_rows, "buffers": self.buffers,
-                "rows": self.rows, "reproduced": self.reproduced, "evidence": self.evidence, "reason": self.reason}
+        return {
+            "key": self.key,
+            "mode": self.mode,
+            "median_ms": self.median_ms,
+            "ci_lo_ms": lo,
+            "ci_hi_ms": hi,
+            "repeats": len(self.exec_ms),
+            "cost": self.cost,
+            "indexes": list(self.indexes),
+            "plan": self.plan,
+            "est_rows": self.est_rows,
+            "actual_rows": self.actual_rows,
+            "buffers": self.buffers,
+            "rows": self.rows,
+            "reproduced": self.reproduced,
+            "evidence": self.evidence,
+            "reason": self.reason,
+        }
