@@ -125,3 +125,10 @@ CREATE TABLE IF NOT EXISTS kit_meta (
     key   text PRIMARY KEY,
     value text NOT NULL
 );
+
+-- What the kit built here, for the kit's core, which knows no platform: the cells tagged `platform`
+-- run on a database that names one, and its index migration is the one declared (a file of
+-- data/migrations/, by name).
+INSERT INTO kit_meta (key, value)
+VALUES ('platform', 'reconciliation'), ('migration', '20250102000000_add_performance_indexes.sql')
+ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;

@@ -12,7 +12,7 @@ __all__ = ["__version__", "open_session", "record"]
 
 def __getattr__(name: str):
     if name == "record":
-        from kit.runs.records import record
+        from kit.store.records import record
 
         return record
     if name == "open_session":

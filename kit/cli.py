@@ -5,10 +5,13 @@ Every :class:`kit.errors.KitError` becomes one line on stderr and a non-zero exi
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import os
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import click
 
@@ -116,7 +119,7 @@ def seed(scale: str, seed_value: int, database_url: str | None, apply_: bool) ->
     from sqlalchemy.exc import DBAPIError
 
     from kit.db.engine import make_engine, refused
-    from kit.platform import datagen
+    from kit.demo import datagen
     from kit.servers import local
 
     if scale not in datagen.SCALES:
@@ -228,7 +231,7 @@ def apply_cmd(run: str, runs_dir: Path, params) -> None:
 @click.option("--target", default=None, help="Only the runs of this database (as listed).")
 def history(runs_dir: Path, target: str | None) -> None:
     """List the runs per target database, oldest first."""
-    from kit.runs import history as hist
+    from kit.store import history as hist
 
     runs = hist.list_runs(runs_dir)
     if target:
@@ -254,7 +257,7 @@ def history(runs_dir: Path, target: str | None) -> None:
 @click.option("--all", "show_all", is_flag=True, help="Also the figures that did not change.")
 def compare(run_a: str, run_b: str, runs_dir: Path, show_all: bool) -> None:
     """What changed from RUN_A to RUN_B (folder paths, names under --runs-dir, or latest/previous)."""
-    from kit.runs import history as hist
+    from kit.store import history as hist
 
     a = hist.read_bundle(hist.resolve_run(run_a, runs_dir=runs_dir))
     b = hist.read_bundle(hist.resolve_run(run_b, runs_dir=runs_dir))
@@ -281,7 +284,7 @@ def compare(run_a: str, run_b: str, runs_dir: Path, show_all: bool) -> None:
 def images(run: str, runs_dir: Path, width: int | None, height: int | None) -> None:
     """PNG images of RUN's figures into RUN/images/ (a folder, a name under --runs-dir, latest or previous)."""
     from kit.charts import images as kit_images
-    from kit.runs import history as hist
+    from kit.store import history as hist
 
     folder = hist.resolve_run(run, runs_dir=runs_dir)
     written = kit_images.write_pngs(sorted(folder.glob("*.ipynb")), folder / "images", width=width, height=height)
@@ -341,7 +344,7 @@ def _print_run(result) -> None:
 )
 def demo(scale: str, seed_value: int, runs_dir: Path, users: int, seconds: float, processes: int) -> None:
     """Start the throwaway servers, build the demo database, run the notebooks."""
-    from kit.runs import demo as kit_demo
+    kit_demo = _wing_module("kit.demo.run", "kit demo")
 
     result = kit_demo.run(
         scale=scale,
@@ -358,6 +361,52 @@ def demo(scale: str, seed_value: int, runs_dir: Path, users: int, seconds: float
 
 # -- bench ------------------------------------------------------------------------------
 
+# what the demo wing and the fleet need beyond the core (pyproject's extras of the same names)
+_EXTRAS = {"demo": ("locust", "prometheus_client"), "fleet": ("dagster",)}
+
+# kit bench NAME -> the module that runs it; those under kit.demo need the platform (the demo extra)
+BENCHMARKS = {
+    "datagen": "kit.demo.bench.datagen",
+    "nplus1": "kit.demo.bench.nplus1",
+    "indexes": "kit.demo.bench.indexes",
+    "cache": "kit.demo.bench.cache",
+    "load": "kit.demo.bench.load",
+    "anydb": "kit.benchmarks.anydb",
+    "advisor": "kit.benchmarks.advisor",
+    "faults": "kit.demo.bench.faults",
+    "fleet": "kit.demo.bench.fleet",
+}
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it (Locust's import patches the process)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # an import hook that refuses it
+        return False
+
+
+def _wing_module(name: str, doing: str) -> ModuleType:
+    """Import ``name``; a missing dependency of its extra (``demo``, ``fleet``) is one line naming the extra."""
+    needs = [*(_EXTRAS["demo"] if name.startswith("kit.demo.") else ()), *(_EXTRAS["fleet"] if "fleet" in name else ())]
+    missing = [module for module in needs if not _installed(module)]
+    if missing:
+        extra = "fleet" if set(missing) <= set(_EXTRAS["fleet"]) else "demo"
+        raise ConfigError(
+            f"{doing} needs {', '.join(missing)}, not installed here: pip install 'dbperf-kit[{extra}]' (make install does)"
+        )
+    return importlib.import_module(name)
+
+
+def run_benchmark(name: str, *, scale: str | None, seed: int, home: Path, sf: float | None = None) -> dict:
+    """The figures of ``kit bench NAME`` (see :mod:`kit.benchmarks.bench`)."""
+    from kit.benchmarks import bench as benches
+
+    if name not in BENCHMARKS:
+        raise ConfigError(f"unknown benchmark {name!r}; choose one of {', '.join(BENCHMARKS)}")
+    module = _wing_module(BENCHMARKS[name], f"kit bench {name}")
+    return benches.run(name, module, scale=scale, seed=seed, home=home, sf=sf)
+
 
 @cli.command()
 @click.argument("name")
@@ -372,9 +421,7 @@ def demo(scale: str, seed_value: int, runs_dir: Path, users: int, seconds: float
 )
 def bench(name: str, scale: str | None, seed_value: int, json_path: Path | None, sf: float | None) -> None:
     """Run benchmark NAME (datagen, nplus1, indexes, cache, load, anydb, advisor, faults, fleet) on the kit's own servers."""
-    from kit.benchmarks import bench as benches
-
-    figures = benches.run(name, scale=scale, seed=seed_value, home=kit_home(), sf=sf)
+    figures = run_benchmark(name, scale=scale, seed=seed_value, home=kit_home(), sf=sf)
     text = json.dumps(figures, indent=2, default=str)
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -586,7 +633,9 @@ def load_cmd(
 ) -> None:
     """The platform's endpoint mix on Locust: open or closed model, local, forked or on several machines."""
     from kit.config import metrics_dir, url_from_env
-    from kit.load import engine, pool
+
+    engine = _wing_module("kit.demo.load.engine", "kit load")
+    pool = _wing_module("kit.demo.load.pool", "kit load")
 
     url = _database_url(database_url)
     redis_url = url_from_env(kind="redis") if flavor == "cached" else None
@@ -629,8 +678,9 @@ def metrics() -> None:
 @click.option("--database-url", default=None, help="Default: $KIT_DATABASE_URL or the kit's own server.")
 def metrics_serve(port: int, database_url: str | None) -> None:
     """Serve /metrics until interrupted: what each process under load (`kit load`) publishes, by pid."""
-    from kit import metrics as kit_metrics
     from kit.config import metrics_dir
+
+    kit_metrics = _wing_module("kit.demo.metrics", "kit metrics serve")
 
     kit_metrics.serve(port, folder=metrics_dir(), database_url=_database_url(database_url))
 

@@ -98,6 +98,11 @@ def url_from_env(name: str | None = None, *, kind: str = "database") -> str:
     return default_url(kind, home=kit_home())  # the launcher's state file names the embedded servers
 
 
+def data_dir() -> Path:
+    """The repository's ``data/`` folder: the demo's schema and the index migrations the kit ships."""
+    return Path(__file__).resolve().parents[1] / "data"
+
+
 def kit_home() -> Path:
     """Where the kit keeps its state: ``$KIT_HOME``, else the nearest ``.kit/`` in this folder or
     a parent (a notebook's kernel runs in ``notebooks/`` and finds the project's), else ``./.kit``."""

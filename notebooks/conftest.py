@@ -16,7 +16,7 @@ import pytest
 
 from kit.db.engine import make_engine
 from kit.errors import KitError
-from kit.platform import datagen
+from kit.demo import datagen
 from kit.servers import local
 
 HERE = Path(__file__).parent

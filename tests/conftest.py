@@ -146,7 +146,7 @@ def fresh_engine(fresh_db_url) -> Iterator[Engine]:
 @pytest.fixture(scope="session")
 def tiny_template(pg_server) -> str:
     """A database seeded once per session at scale tiny, used as a template (never connected to by tests)."""
-    from kit.platform import datagen
+    from kit.demo import datagen
 
     name = "tiny_template"
     url = local.create_database(pg_server, name, replace=True)

@@ -11,7 +11,7 @@ from kit.audit.base import ERROR
 from kit.config import libpq_url
 from kit.db.engine import make_engine
 from kit.errors import ConfigError
-from kit.platform.schema import create_schema
+from kit.demo.schema import create_schema
 
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from kit.benchmarks import bench
+from kit.cli import run_benchmark
 from kit.errors import ConfigError
 
 KEYS = {"sf", "queries", "left_out", "budget_bytes", "configs", "relative_cost_pct", "speedup_workload",
@@ -14,7 +14,7 @@ CONFIG_KEYS = {"indexes", "bytes", "est_cost", "workload_ms", "per_query_ms"}
 
 
 def test_tpch_workload_is_timed_and_judged_by_the_loop(kit_home, pg_server):
-    figures = bench.run("advisor", scale=None, seed=7, home=kit_home, sf=0.01)
+    figures = run_benchmark("advisor", scale=None, seed=7, home=kit_home, sf=0.01)
     assert KEYS <= set(figures) and figures["sf"] == 0.01
     assert set(figures["configs"]) == {"none", "kit"}
     for config in figures["configs"].values():
@@ -33,4 +33,4 @@ def test_tpch_workload_is_timed_and_judged_by_the_loop(kit_home, pg_server):
 
 def test_only_the_tpch_benchmark_takes_a_scale_factor(kit_home):
     with pytest.raises(ConfigError, match="kit bench anydb has no TPC-H scale factor; drop --sf"):
-        bench.run("anydb", scale="tiny", seed=1, home=kit_home, sf=0.1)
+        run_benchmark("anydb", scale="tiny", seed=1, home=kit_home, sf=0.1)

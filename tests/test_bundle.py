@@ -10,9 +10,12 @@ import pytest
 
 from kit import indexes
 from kit.cli import main
-from kit.runs import bundle, history, runner
+from kit.demo.schema import MIGRATION_PATH
+from kit.indexes.spec import parse_migration
+from kit.runs import bundle, runner
+from kit.store import history
 
-SPEC = next(s for s in indexes.default_specs() if s.table == "users")
+SPEC = next(s for s in parse_migration(MIGRATION_PATH) if s.table == "users")
 
 
 def _notebook(path) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from kit.cache.outage import run_outage
+from kit.demo.outage import run_outage
 from kit.servers import local
 
 

@@ -10,8 +10,8 @@ from sqlalchemy import text
 
 from kit.cache import MISSING, AfterCommit, CacheConfig, TieredCache
 from kit.db.engine import make_engine
-from kit.services import batched
-from kit.services.cached import CachedServices
+from kit.demo.services import batched
+from kit.demo.services.cached import CachedServices
 
 
 @pytest.fixture(scope="module")

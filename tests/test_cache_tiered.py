@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from kit.cache import MISSING, CacheConfig, TieredCache
-from kit.cache.outage import out_of_memory, writes_paused
+from kit.demo.outage import out_of_memory, writes_paused
 from kit.servers.local import free_port
 
 

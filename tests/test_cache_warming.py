@@ -7,7 +7,7 @@ import uuid
 from prometheus_client import CollectorRegistry, generate_latest
 
 from kit.cache import CacheConfig, TieredCache, warm
-from kit.charts import cache as charts_cache
+from kit.demo.charts import cache as charts_cache
 
 
 def _cache(redis_url: str, ns: str | None = None) -> TieredCache:

@@ -1,4 +1,4 @@
-"""kit.platform.datagen on a real throwaway PostgreSQL: exact counts, determinism, the seed platform's shapes."""
+"""kit.demo.datagen on a real throwaway PostgreSQL: exact counts, determinism, the seed platform's shapes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy import Connection, Engine, create_engine
 
 from kit.db.engine import make_engine
 from kit.errors import KitError
-from kit.platform import datagen, schema
+from kit.demo import datagen, schema
 
 TINY = datagen.SCALES["tiny"]
 

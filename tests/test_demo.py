@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from kit.charts import browser
-from kit.runs import demo
+from kit.demo import run as demo
 
 KIT = str(Path(sys.executable).parent / "kit")
 

@@ -7,7 +7,7 @@ import pytest
 
 from kit.charts import trends as charts_trends
 from kit.errors import ConfigError
-from kit.runs import history
+from kit.store import history
 
 A, B = "postgresql://u@h:5432/a", "postgresql://u@h:5432/b"
 

@@ -1,7 +1,7 @@
 """Names from the database are data, never code; data values never leave the process; privilege
 problems are one line before anything runs — on a hostile database the kit did not create (its
 own roles, names with newlines + SQL, markup, quotes, dots, spaces, control characters, unicode),
-through ``kit run`` as a user runs it (:mod:`kit.benchmarks._hostile`)."""
+through ``kit run`` as a user runs it (:mod:`kit.demo.bench._hostile`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from pglast import ast, parse_sql
 
 from kit import escape
-from kit.benchmarks import _hostile
+from kit.demo.bench import _hostile
 from kit.config import libpq_url
 from kit.db.engine import make_engine
 from kit.errors import DatabaseRefused

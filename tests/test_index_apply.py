@@ -20,7 +20,7 @@ from kit.errors import IndexBuildError, UnsafeOperation
 from kit.indexes.apply import ADVISORY_KEY, MARKER, apply_indexes
 from kit.indexes.spec import MigrationError, parse_index_sql
 from kit.indexes.status import index_status
-from kit.platform.schema import create_schema
+from kit.demo.schema import create_schema
 
 FAST = dict(sample_s=0, poll_s=0.05, progress=None, out=None)
 

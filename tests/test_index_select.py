@@ -10,7 +10,7 @@ import pytest
 from kit.config import libpq_url
 from kit.indexes.advisor import candidate_keys, covered
 from kit.indexes.select import Statement, select_indexes
-from kit.safety import sessions
+from kit.db import sessions
 from kit.sqltext.refs import ColumnUse
 
 BY_A = "SELECT * FROM t WHERE a = $1"

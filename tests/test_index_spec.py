@@ -6,7 +6,7 @@ import pytest
 
 from kit.indexes.catalog import EXPECTED, compare_expected
 from kit.indexes.spec import MigrationError, parse_index_sql, parse_indexdef, parse_migration
-from kit.indexes.status import default_migration
+from kit.demo.schema import MIGRATION_PATH
 
 SEED_NAMES = [
     "idx_reconciliation_jobs_project_status", "idx_reconciliation_jobs_project_created",
@@ -23,7 +23,7 @@ SEED_NAMES = [
 
 
 def test_migration_has_the_seeds_23_indexes_in_order():
-    specs = parse_migration(default_migration())
+    specs = parse_migration(MIGRATION_PATH)
     assert [s.name for s in specs] == SEED_NAMES
     first = specs[0]
     assert (first.table, first.columns, first.line) == ("reconciliation_jobs", ("project_id", "status"), 12)
@@ -32,7 +32,7 @@ def test_migration_has_the_seeds_23_indexes_in_order():
 
 
 def test_expression_partial_and_descending_keys():
-    specs = {s.name: s for s in parse_migration(default_migration())}
+    specs = {s.name: s for s in parse_migration(MIGRATION_PATH)}
     email = specs["idx_users_email_lower"]
     assert (email.keys[0].expression, email.keys[0].is_column, email.columns) == ("lower(email)", False, ())
     active = specs["idx_users_active"]
@@ -73,7 +73,7 @@ def test_unnamed_and_duplicate_indexes_are_refused():
 
 
 def test_kit_list_matches_the_migration_and_drift_is_named():
-    specs = parse_migration(default_migration())
+    specs = parse_migration(MIGRATION_PATH)
     assert len(EXPECTED) == 23
     assert compare_expected(specs)["verdict"].tolist() == ["match"] * 23
     drifted = list(specs[1:])

@@ -9,7 +9,7 @@ from sqlalchemy import text
 from kit.config import libpq_url
 from kit.indexes.spec import parse_index_sql
 from kit.indexes.status import index_status
-from kit.platform.schema import create_schema
+from kit.demo.schema import create_schema
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from sqlalchemy import text
 from kit.indexes.advisor import advise
 from kit.indexes.apply import apply_indexes
 from kit.indexes.verify import measure, verify
-from kit.platform.schema import create_schema
+from kit.demo.schema import create_schema
 
 REASONS = ("plan names the index", "table too small", "table is empty", "low selectivity",
            "planner chose another index", "the index cannot serve")

@@ -1,4 +1,4 @@
-"""kit.services.ingest: COPY streaming into the throwaway PostgreSQL, malformed rows, concurrency."""
+"""kit.demo.services.ingest: COPY streaming into the throwaway PostgreSQL, malformed rows, concurrency."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import text
 
 from kit.db.engine import make_engine
-from kit.metrics import KitMetrics
-from kit.services.ingest import compare_ingest, generate_csv, ingest_file, ingest_files
+from kit.demo.metrics import KitMetrics
+from kit.demo.services.ingest import compare_ingest, generate_csv, ingest_file, ingest_files
 
 COUNT = text("SELECT count(*) FROM reconciliation_records")
 

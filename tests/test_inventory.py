@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 from kit.db import inventory
-from kit.platform import datagen
-from kit.platform.schema import TABLES
+from kit.demo import datagen
+from kit.demo.schema import TABLES
 
 
 def test_inventory_of_the_tiny_demo(tiny_engine):

@@ -1,4 +1,4 @@
-"""kit.load: the thread engine, the endpoint mix and latency summaries against the throwaway PostgreSQL."""
+"""kit.demo.load: the thread engine, the endpoint mix and latency summaries against the throwaway PostgreSQL."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import text
 
 from kit.db.engine import make_engine
-from kit.load import MIX, Endpoint, PoolMonitor, latency_summary, run_load, seed_endpoints
-from kit.load.pool import PoolConfig, seed_load
+from kit.demo.load import MIX, Endpoint, PoolMonitor, latency_summary, run_load, seed_endpoints
+from kit.demo.load.pool import PoolConfig, seed_load
 
 SERIES = text("SELECT count(*) FROM generate_series(1, :n)")
 
@@ -151,8 +151,8 @@ def test_pool_wait_is_recorded_per_request(fresh_engine):
 def test_charts_build_from_results(fresh_engine, fresh_db_url):
     import pandas as pd
 
-    from kit.charts.load import ingest_chart, latency_chart, pool_sweep_chart, resources_chart
-    from kit.load.pool import sweep_pool_sizes
+    from kit.demo.charts.load import ingest_chart, latency_chart, pool_sweep_chart, resources_chart
+    from kit.demo.load.pool import sweep_pool_sizes
 
     r = run_load(fresh_engine, _endpoints(), users=2, requests=20, warmup_s=0.0, progress=False, n_boot=10)
     assert [t.name for t in latency_chart(r.to_frame()).data] == ["load (closed, 2 users)"]
@@ -168,7 +168,7 @@ def test_charts_build_from_results(fresh_engine, fresh_db_url):
 
 def test_every_request_started_counts_once_with_its_outcome(fresh_db_url):
     """Requests started in the warm-up that then time out in the pool are failures too."""
-    from kit.load.pool import make_pool_engine
+    from kit.demo.load.pool import make_pool_engine
 
     engine = make_pool_engine(fresh_db_url, PoolConfig("tight", pool_size=1, pool_timeout=0.3))
     calls = []

@@ -1,4 +1,4 @@
-"""kit.load.engine: the platform's mix on Locust, in processes of its own, against the throwaway servers."""
+"""kit.demo.load.engine: the platform's mix on Locust, in processes of its own, against the throwaway servers."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import sys
 import pytest
 
 from kit.errors import LoadFailed
-from kit.load import MIX
-from kit.load.engine import master_command, run_locust, saturation, worker_command
-from kit.load.pool import PoolConfig
+from kit.demo.load import MIX
+from kit.demo.load.engine import master_command, run_locust, saturation, worker_command
+from kit.demo.load.pool import PoolConfig
 
 SMALL = PoolConfig("small", pool_size=3, pool_timeout=5.0, min_idle=1)
 

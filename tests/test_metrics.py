@@ -1,4 +1,4 @@
-"""kit.metrics: real RSS/CPU, the bounded request store, Prometheus scraped over HTTP."""
+"""kit.demo.metrics: real RSS/CPU, the bounded request store, Prometheus scraped over HTTP."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from kit.cache import CacheStats, ManualClock
-from kit.metrics import KitMetrics, RequestMetricsStore, ResourceSampler, start_server
+from kit.demo.metrics import KitMetrics, RequestMetricsStore, ResourceSampler, start_server
 
 SEED_NAMES = {"http_requests", "http_request_duration_seconds", "active_connections", "database_connections",
               "cache_hits", "cache_misses", "reconciliation_jobs_active", "file_uploads_active"}

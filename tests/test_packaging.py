@@ -16,7 +16,7 @@ def _name(requirement: str) -> str:
 def test_environment_yml_pip_dependencies_match_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    wanted = {_name(r): r for r in project["dependencies"] + extras["dev"] + extras["fleet"]}
+    wanted = {_name(r): r for r in project["dependencies"] + extras["dev"] + extras["demo"] + extras["fleet"]}
     lines = (ROOT / "environment.yml").read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.strip() == "- pip:")
     pip = [line.strip()[2:].strip().strip('"') for line in lines[start + 1:] if line.strip().startswith("- ")]

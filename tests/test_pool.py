@@ -1,12 +1,12 @@
-"""kit.load.pool: the seed's configurations, a size sweep, and pool exhaustion on the throwaway server."""
+"""kit.demo.load.pool: the seed's configurations, a size sweep, and pool exhaustion on the throwaway server."""
 
 from __future__ import annotations
 
 import pytest
 from sqlalchemy import text
 
-from kit.load import Endpoint
-from kit.load.pool import (OPTIMIZED, PRODUCTION, PoolConfig, compare_configs, exhaustion, make_pool_engine,
+from kit.demo.load import Endpoint
+from kit.demo.load.pool import (OPTIMIZED, PRODUCTION, PoolConfig, compare_configs, exhaustion, make_pool_engine,
                       server_connection_limit, sweep_pool_sizes)
 
 SERIES = text("SELECT count(*) FROM generate_series(1, 200)")
@@ -80,7 +80,7 @@ def test_exhaustion_needs_more_users_than_connections(fresh_db_url):
 
 
 def test_compare_and_sweep_default_to_the_seed_mix(fresh_engine):
-    from kit.platform import datagen
+    from kit.demo import datagen
 
     datagen.seed(fresh_engine, scale="tiny", progress=False)
     cmp = compare_configs(fresh_engine, configs=(PRODUCTION.with_size(2, name="p2"),), flavor="batched",

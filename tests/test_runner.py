@@ -72,7 +72,7 @@ def test_a_password_looking_value_is_refused_and_never_written(tmp_path, value):
 
 
 def test_the_ranges_name_only_declared_parameters_and_scales_match_the_data_generator():
-    from kit.platform import datagen
+    from kit.demo import datagen
 
     declared = {name for nb in runner.NOTEBOOKS + ("04_trends.ipynb",)
                 for name in runner.declared_parameters(runner.NOTEBOOKS_DIR / nb)}
@@ -157,7 +157,7 @@ def test_kit_run_finds_the_servers_of_services_up_without_any_environment(tmp_pa
     """`kit services up` then `kit run` in a project folder: the kernels (which run in notebooks/)
     must find the servers recorded in the project's .kit, with no URL in the environment."""
     from kit.db.engine import make_engine
-    from kit.platform import datagen
+    from kit.demo import datagen
     from kit.servers import local
 
     for name in ("KIT_HOME", "KIT_DATABASE_URL", "DATABASE_URL", "KIT_REDIS_URL", "REDIS_URL"):

@@ -1,4 +1,4 @@
-"""kit.platform.schema on a real throwaway PostgreSQL: the seed's tables, its 23 unapplied indexes, sizes."""
+"""kit.demo.schema on a real throwaway PostgreSQL: the seed's tables, its 23 unapplied indexes, sizes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 
 from sqlalchemy import Engine
 
-from kit.platform import schema
+from kit.demo import schema
 
 # Audit section 2.1, in the audit's order.
 SEED_INDEXES = [

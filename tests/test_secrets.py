@@ -11,7 +11,7 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
-from kit.benchmarks import faults
+from kit.demo.bench import faults
 from kit.runs import runner
 from kit.servers import local
 

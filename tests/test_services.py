@@ -10,7 +10,7 @@ from sqlalchemy import Engine, text
 
 from kit.capture.budget import assert_max_queries, assert_num_queries
 from kit.db.engine import make_engine
-from kit.services import ENDPOINTS, batched, naive
+from kit.demo.services import ENDPOINTS, batched, naive
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ from kit.fixes import run_loop
 from kit.indexes.verify import plan_indexes
 from kit.workload import MEASURED, NOT_MEASURED, read_workload
 
-SEEDS_PLATFORM = False  # kit.benchmarks.bench gives this benchmark an empty database
+SCALES = ("demo", "tiny", "large")  # accepted and ignored: the size is the TPC-H scale factor
 TAKES_SF = True  # kit bench advisor --sf
 DEFAULT_SF = 0.1
 SETS = 3  # parameter sets per query, as qgen would draw for several streams

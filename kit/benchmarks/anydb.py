@@ -47,6 +47,7 @@ from kit.workload import read_workload
 
 SEEDS_PLATFORM = False  # kit.benchmarks.bench gives this benchmark an empty database
 ROWS = {"tiny": 100_000, "demo": 1_200_000, "large": 5_000_000}
+SCALES = ("demo", "tiny", "large")  # kit bench anydb --scale: the first is the default
 
 SCHEMA = """
 CREATE TABLE customers (id bigint PRIMARY KEY, email text NOT NULL, name text, country text,

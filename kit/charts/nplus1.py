@@ -1,7 +1,7 @@
 """Plotly figures of the N+1 fix: statements per request and latency before/after, next to the
 seed audit's own expectations (pure: DataFrames in, figures out).
 
-Input frames are :meth:`kit.benchmarks.nplus1.EndpointRuns.to_frame` outputs, concatenated:
+Input frames are :meth:`kit.demo.bench.nplus1.EndpointRuns.to_frame` outputs, concatenated:
 columns ``implementation, endpoint, queries, ms``.
 """
 

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from kit import escape
-from kit.runs.history import Comparison
+from kit.store.history import Comparison
 
 
 def headline_figures(trend: pd.DataFrame, *, limit: int = 12) -> list[str]:

@@ -30,6 +30,11 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5, check: b
     return engine
 
 
+def url_of(engine: Engine | str) -> str:
+    """The URL of ``engine`` with its password: for the kit's own sessions and processes, never for output."""
+    return engine if isinstance(engine, str) else engine.url.render_as_string(hide_password=False)
+
+
 def check_connection(engine: Engine) -> str:
     """Connect once and return the server version; translate failures into one clear line."""
     url = engine.url.render_as_string(hide_password=True)

@@ -18,11 +18,13 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import Engine
 
+from kit.db import sessions
+from kit.db.engine import url_of
 from kit.fixes.model import ANALYZE, APPLIED, CREATE, DROP, FAILED, Fix
 from kit.indexes import partitioned
 from kit.indexes.apply import apply_indexes, drop_indexes
 from kit.indexes.spec import IndexSpec, parse_index_sql, parse_indexdef
-from kit.safety import applylock, interrupts, preflight, sessions
+from kit.safety import applylock, interrupts, preflight
 from kit.safety.applylock import ApplyLock
 
 SET_TIMEOUTS = "SELECT /* kit */ set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)"
@@ -56,7 +58,7 @@ def _creates(engine: Engine, fixes: list[Fix], out, lock: ApplyLock) -> dict[str
     result = apply_indexes(engine, specs, apply=True, lock=lock, progress=None, out=out)
     steps = {s.name: s for s in result.steps}
     done = {}
-    url = engine.url.render_as_string(hide_password=False)
+    url = url_of(engine)
     for fix, spec in zip(fixes, specs, strict=False):
         step = steps[spec.name]
         if step.status in ("applied", "unchanged"):
@@ -88,7 +90,7 @@ def apply_fixes(
     4. drops. Each fix comes back ``applied`` or ``failed`` (with the reason)."""
     if not fixes:
         return ()
-    url = engine.url.render_as_string(hide_password=False)
+    url = url_of(engine)
     with contextlib.ExitStack() as stack:
         stack.enter_context(interrupts.sigterm_raises())
         lock = lock or stack.enter_context(applylock.hold(url))
@@ -128,7 +130,7 @@ ORDER BY 1"""
 def loop_created(engine: Engine) -> list[IndexSpec]:
     """The indexes the loop creates (named ``kit_...``, backing no constraint): a demo that starts
     over drops them."""
-    with sessions.connect(engine.url.render_as_string(hide_password=False)) as conn:
+    with sessions.connect(engine) as conn:
         return [parse_indexdef(r[0]) for r in conn.execute(LOOP_CREATED).fetchall()]
 
 

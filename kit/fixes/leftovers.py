@@ -34,10 +34,12 @@ from collections.abc import Callable
 import psycopg
 from sqlalchemy import Engine
 
+from kit.db import sessions
+from kit.db.engine import url_of
 from kit.fixes.model import Leftover
 from kit.fixes.plan import index_name
 from kit.indexes.apply import BUILD_APP, MARKER, drop_index
-from kit.safety import preflight, sessions
+from kit.safety import preflight
 from kit.safety.applylock import ApplyLock
 
 _NAME_BYTES = 63
@@ -95,7 +97,7 @@ def find(conn: psycopg.Connection) -> list[Leftover]:
 
 def review(engine: Engine, *, out: Callable[[str], None]) -> tuple[Leftover, ...]:
     """What an apply would do with each INVALID index (a dry run: nothing is changed)."""
-    with sessions.connect(engine.url.render_as_string(hide_password=False), app="dbperf-kit-plan") as conn:
+    with sessions.connect(engine, app="dbperf-kit-plan") as conn:
         found = find(conn)
     done = tuple(_left(f) if f.building_pid or not f.kit else f.but(action="would drop") for f in found)
     for f in done:
@@ -116,7 +118,7 @@ def repair(
     builds still working on the kit's — under this lock, orphans of a process that died — for up
     to ``wait_s``, then cancel those that are the kit's; look again; 3. the pre-flight, when there is
     anything to drop; 4. drop each of the kit's concurrently, report every other."""
-    url = engine.url.render_as_string(hide_password=False)
+    url = url_of(engine)
     with sessions.connect(url, app="dbperf-kit-plan") as conn:
         lock.require(conn)
         found = find(conn)  # 1.

@@ -29,6 +29,8 @@ from sqlalchemy import Engine
 
 from kit import escape
 from kit.config import target_key
+from kit.db import sessions
+from kit.db.engine import url_of
 from kit.fixes import leftovers as invalid
 from kit.fixes import sqlfile
 from kit.fixes.apply import apply_fixes, undo
@@ -36,9 +38,9 @@ from kit.fixes.model import APPLIED, CREATE, FAILED, KEPT, REVERTED, Fix, FixPla
 from kit.fixes.plan import Declared, plan_fixes
 from kit.fixes.report import STATEMENT_COLUMNS
 from kit.fixes.verify import judge, planned_evidence, settle
-from kit.runs import records
-from kit.safety import applylock, interrupts, sessions
+from kit.safety import applylock, interrupts
 from kit.safety.applylock import ApplyLock
+from kit.store import records
 from kit.workload.measure import again, measure, targets_for
 from kit.workload.model import Statement, Workload
 from kit.workload.timing import Timing
@@ -242,7 +244,7 @@ def run_loop(
     )
     if not apply:
         return _loop(engine, workload, lock=None, **options)
-    with interrupts.sigterm_raises(), applylock.hold(engine.url.render_as_string(hide_password=False)) as lock:  # 0.
+    with interrupts.sigterm_raises(), applylock.hold(url_of(engine)) as lock:  # 0.
         return _loop(engine, workload, lock=lock, **options)
 
 
@@ -260,7 +262,7 @@ def _loop(
     out: Callable[[str], None] | None,
 ) -> LoopResult:
     started = time.monotonic()
-    url = engine.url.render_as_string(hide_password=False)
+    url = url_of(engine)
     say = escape.lines_to(out)
     apply = lock is not None
     left = invalid.repair(engine, lock=lock, out=say) if apply else invalid.review(engine, out=say)  # 0.

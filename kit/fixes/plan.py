@@ -26,17 +26,17 @@ from sqlalchemy import Engine
 
 from kit.audit import duplicate_indexes, unindexed_foreign_keys, vacuum_staleness
 from kit.audit.base import CheckResult, run_check
-from kit.db import extensions
+from kit.db import extensions, sessions
+from kit.db.engine import url_of
+from kit.db.seeded import seeded
 from kit.fixes.model import ANALYZE, CREATE, DROP, Fix, FixPlan
 from kit.indexes import partitioned
 from kit.indexes.advisor import HYPO_CREATE, cost, table_columns
 from kit.indexes.select import Candidate, Selection, select_indexes, write_cost
 from kit.indexes.select import Statement as SelectStatement
-from kit.indexes.spec import IndexSpec, declared_in_migrations, parse_index_sql, parse_indexdef
-from kit.indexes.status import APPLIED, DIFFERS, NO_TABLE, default_specs, index_status
+from kit.indexes.spec import IndexSpec, declared_in_migrations, parse_index_sql, parse_indexdef, parse_migration
+from kit.indexes.status import APPLIED, DIFFERS, NO_TABLE, index_status
 from kit.indexes.verify import probe_for
-from kit.platform.schema import TABLES, platform_tables
-from kit.safety import sessions
 from kit.sqltext.fingerprint import to_dollar_params
 from kit.sqltext.refs import references
 from kit.workload.model import Statement, Workload
@@ -66,9 +66,9 @@ def declared_specs(engine: Engine, migrations: str | Path | None = None) -> Decl
         specs, skipped = declared_in_migrations(migrations)
         return Declared(specs, f"your migrations {migrations}", skipped)
     with engine.connect() as conn:
-        platform = len(platform_tables(conn)) == len(TABLES)
+        migration = seeded(conn).migration
         conn.rollback()
-    return Declared(default_specs(), "the platform's migration") if platform else Declared((), "none")
+    return Declared(parse_migration(migration), "the platform's migration") if migration else Declared((), "none")
 
 
 @dataclass
@@ -484,7 +484,7 @@ def plan_fixes(
     declared = declared or Declared((), "none")
     values = values or {}
     targets = workload.targets
-    url = engine.url.render_as_string(hide_password=False)
+    url = url_of(engine)
     fks = [r for r in _rows(engine, lambda c: unindexed_foreign_keys(c, min_rows=min_rows)) if r["rows"] >= min_rows]
     dups = _rows(engine, duplicate_indexes)
     stale = _rows(engine, lambda c: vacuum_staleness(c, min_rows=analyze_min_rows))

@@ -15,7 +15,7 @@ import pandas as pd
 
 from kit.errors import ConfigError
 from kit.fixes.model import CREATE, DROP, KEPT, RECORD_KEYS
-from kit.runs.records import artifact_path
+from kit.store.records import artifact_path
 
 LOOP_JSON = "loop.json"
 FIX_COLUMNS = [

@@ -22,9 +22,10 @@ from sqlalchemy import Engine
 
 from kit.audit.statements import statements_frame
 from kit.config import target_key
+from kit.db import sessions
+from kit.db.engine import url_of
 from kit.errors import ConfigError
 from kit.fixes.model import ANALYZE, CREATE, DROP, PLANNED, Fix, FixPlan
-from kit.safety import sessions
 from kit.workload.model import Statement, Workload
 from kit.workload.statements import previous_window, read_workload, select
 
@@ -73,7 +74,7 @@ def load_plan(folder: str | Path, *, target: str) -> FixPlan:
 def recheck(engine: Engine, plan: FixPlan) -> FixPlan:
     """``plan`` without the fixes that no longer hold, each named in the notes."""
     kept, notes = [], list(plan.notes)
-    with sessions.connect(engine.url.render_as_string(hide_password=False), app="dbperf-kit-plan") as conn:
+    with sessions.connect(engine, app="dbperf-kit-plan") as conn:
 
         def state(schema: str, name: str | None) -> tuple | None:
             return conn.execute(RELATION, [schema, name]).fetchone() if name else None
@@ -127,7 +128,7 @@ def workload_of(engine: Engine, plan: FixPlan, *, chars: int = 100_000) -> Workl
 
 def reviewed_plan(engine: Engine, folder: str | Path) -> tuple[FixPlan, Workload]:
     """The plan of the dry run in ``folder``, checked again, and the statements it names."""
-    plan = recheck(engine, load_plan(folder, target=target_key(engine.url.render_as_string(hide_password=False))))
+    plan = recheck(engine, load_plan(folder, target=target_key(url_of(engine))))
     return plan, workload_of(engine, plan)
 
 

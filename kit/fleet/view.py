@@ -18,7 +18,7 @@ import pandas as pd
 
 from kit.fleet.spec import REPORT_DIR, load
 from kit.fleet.target import ATTEMPTS_FILE, attempts
-from kit.runs import history
+from kit.store import history
 
 NOT_RECORDED = "not recorded"
 NOT_RUN = "not run"

@@ -24,9 +24,9 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from kit.audit.statements import statements_frame
-from kit.db import extensions
+from kit.db import extensions, sessions
+from kit.db.engine import url_of
 from kit.indexes.verify import plan_indexes
-from kit.safety import sessions
 from kit.sqltext import redact
 from kit.sqltext.refs import ColumnUse, References, Relation, references
 
@@ -338,7 +338,7 @@ def advise(
     that an index could serve), each planned on its ``values`` when given (the values the workload's
     measurement chose; else a generic plan); each row's ``statement`` is the query's position."""
     queries = list(queries) if queries is not None else top_statements(engine, top)
-    url = engine.url.render_as_string(hide_password=False)
+    url = url_of(engine)
     with sessions.connect(url, app="dbperf-kit-advisor") as conn:
         conn.prepare_threshold = None  # psycopg's own prepared statements would mix with ours
         if why := extensions.missing(conn, "hypopg"):

@@ -34,12 +34,14 @@ from psycopg import sql
 from sqlalchemy import Engine
 
 from kit import escape
+from kit.db import sessions
+from kit.db.engine import url_of
 from kit.errors import IndexBuildError
 from kit.indexes import partitioned
 from kit.indexes.estimate import BuildEstimate, estimate
 from kit.indexes.spec import IndexSpec, MigrationError
 from kit.indexes.status import APPLIED, DIFFERS, INVALID, MISSING, NO_TABLE, default_specs, index_status
-from kit.safety import applylock, interrupts, sessions
+from kit.safety import applylock, interrupts
 from kit.safety import preflight as safety
 from kit.safety.applylock import ApplyLock
 from kit.sqltext import redact
@@ -481,7 +483,7 @@ def apply_indexes(
     with contextlib.ExitStack() as stack:
         if apply:
             stack.enter_context(interrupts.sigterm_raises())
-            lock = lock or stack.enter_context(applylock.hold(engine.url.render_as_string(hide_password=False)))
+            lock = lock or stack.enter_context(applylock.hold(url_of(engine)))
         return _apply(
             engine,
             specs,
@@ -516,7 +518,7 @@ def _apply(
     sleep,
 ) -> ApplyResult:
     started = time.monotonic()
-    specs = tuple(specs) if specs is not None else default_specs()
+    specs = tuple(specs) if specs is not None else default_specs(engine)
     status = index_status(engine, specs)
     states = {r.name: r.state for r in status.rows}
     _check_tables(specs, states)
@@ -524,7 +526,7 @@ def _apply(
     todo = [s for s in steps if s.action in ("create", "rebuild")]
     by_name = {s.name: s for s in specs}
     tables = sorted({(by_name[s.name].schema, by_name[s.name].table) for s in todo})
-    url = engine.url.render_as_string(hide_password=False)
+    url = url_of(engine)
     say = escape.lines_to(out)
     with sessions.connect(url) as monitor:
         estimates = estimate(monitor, [by_name[s.name] for s in todo], sample_s=sample_s if todo else 0, sleep=sleep)
@@ -631,8 +633,8 @@ def drop_indexes(
     """Drop the migration's indexes that exist (concurrently, one autocommit session each) so a
     demo starts from the audit's "before" state; returns the names dropped. The caller checks
     that the database is the kit's own. Under the apply lock, as any change (``lock``: the caller's)."""
-    specs = tuple(specs) if specs is not None else default_specs()
-    url = engine.url.render_as_string(hide_password=False)
+    specs = tuple(specs) if specs is not None else default_specs(engine)
+    url = url_of(engine)
     with contextlib.ExitStack() as stack:
         stack.enter_context(interrupts.sigterm_raises())
         lock = lock or stack.enter_context(applylock.hold(url))

@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import Engine, text
 
+from kit.db.seeded import seeded
+from kit.errors import ConfigError
 from kit.indexes.spec import IndexSpec, parse_indexdef, parse_migration
-from kit.platform.schema import MIGRATION_PATH
 
 APPLIED, MISSING, INVALID, DIFFERS, EXTRA, NO_TABLE = ("applied", "missing", "invalid", "differs", "extra", "no table")
 _REMEDY = {
@@ -23,13 +23,16 @@ _REMEDY = {
 }
 
 
-def default_migration() -> Path:
-    """The seed's migration file."""
-    return Path(MIGRATION_PATH)
-
-
-def default_specs() -> tuple[IndexSpec, ...]:
-    return parse_migration(default_migration())
+def default_specs(engine: Engine) -> tuple[IndexSpec, ...]:
+    """The indexes declared by the migration of the application the kit built into this database
+    (:mod:`kit.db.seeded`); any other database declares none the kit could know: pass its specs."""
+    with engine.connect() as conn:
+        migration = seeded(conn).migration
+    if migration is None:
+        raise ConfigError(
+            "this database declares no index migration the kit knows: pass the indexes (specs) or your migrations"
+        )
+    return parse_migration(migration)
 
 
 @dataclass(frozen=True)
@@ -119,8 +122,8 @@ def classify(spec: IndexSpec, live: LiveIndex | None, *, table_exists: bool) -> 
 
 
 def index_status(engine: Engine, specs: tuple[IndexSpec, ...] | list[IndexSpec] | None = None) -> IndexStatus:
-    """Compare ``specs`` (default: the seed's migration) with the live database, read-only."""
-    specs = tuple(specs) if specs is not None else default_specs()
+    """Compare ``specs`` (default: the migration the kit seeded, :func:`default_specs`) with the live database, read-only."""
+    specs = tuple(specs) if specs is not None else default_specs(engine)
     schemas = sorted({s.schema for s in specs}) or ["public"]
     with engine.connect() as conn:
         live = live_indexes(conn, schemas=schemas)

@@ -14,10 +14,11 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import Engine
 
+from kit.db import sessions
+from kit.db.engine import url_of
 from kit.indexes.catalog import Probe, kit_probe
 from kit.indexes.spec import IndexSpec
 from kit.indexes.status import default_specs
-from kit.safety import sessions
 
 SMALL_TABLE_PAGES = 1000  # ~8 MB: below this a sequential scan is often the cheaper plan
 _STATEMENT_TIMEOUT = "60s"
@@ -153,8 +154,8 @@ def measure(
     settle_s: float = 2.0,
 ) -> dict[str, Timing]:
     """One :class:`Timing` per spec; pass an earlier measurement as ``params`` to reuse its values."""
-    specs = tuple(specs) if specs is not None else default_specs()
-    url = engine.url.render_as_string(hide_password=False)
+    specs = tuple(specs) if specs is not None else default_specs(engine)
+    url = url_of(engine)
     names = [s.name for s in specs]
     first = idx_scans(url, names, settle_s=0)
     out = {
@@ -233,8 +234,8 @@ def verify(
     specs: tuple[IndexSpec, ...] | list[IndexSpec] | None = None,
 ) -> VerifyResult:
     """Join two measurements: used or not (and why), medians, p95s, speedup, idx_scan delta."""
-    specs = tuple(specs) if specs is not None else default_specs()
-    url = engine.url.render_as_string(hide_password=False)
+    specs = tuple(specs) if specs is not None else default_specs(engine)
+    url = url_of(engine)
     rows = []
     for spec in specs:
         b, a = before.get(spec.name), after[spec.name]

@@ -32,15 +32,15 @@ import pandas as pd
 import psycopg
 from sqlalchemy.exc import SQLAlchemyError
 
-from kit import __version__, audit, indexes
+from kit import audit, indexes
 from kit.config import mask_url, run_dir, target_key
 from kit.db.engine import make_engine
 from kit.errors import KitError
 from kit.fixes.plan import declared_specs
-from kit.runs.history import BUNDLE_FILE, finding_changes, previous_bundle
-from kit.runs.records import RECORDS_FILE, read_records, save_json
 from kit.safety import preflight
 from kit.safety.preflight import statements_reset
+from kit.store.history import BUNDLE_FILE, finding_changes, previous_bundle
+from kit.store.records import RECORDS_FILE, read_records, save_json
 
 SCHEMA_VERSION = 1
 _PACKAGES = ("papermill", "sqlalchemy", "psycopg", "pandas", "plotly", "redis")
@@ -66,7 +66,7 @@ def versions() -> dict[str, Any]:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             packages[name] = None
-    return {"kit": __version__, "python": platform.python_version(), "packages": packages}
+    return {"kit": metadata.version("dbperf-kit"), "python": platform.python_version(), "packages": packages}
 
 
 def artifacts(folder: Path) -> list[dict[str, Any]]:

@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 
 from kit.errors import ConfigError, RegressionFound
-from kit.runs.history import numeric_figures
+from kit.store.history import numeric_figures
 
 _OPS = {">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne, ">": operator.gt, "<": operator.lt}
 _RULE = re.compile(

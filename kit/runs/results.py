@@ -24,7 +24,7 @@ import pandas as pd
 
 from kit.errors import ConfigError
 from kit.indexes.verify import VerifyResult
-from kit.runs.records import artifact_path, jsonable
+from kit.store.records import artifact_path, jsonable
 
 
 @functools.cache

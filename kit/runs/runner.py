@@ -37,13 +37,13 @@ from traitlets.config import Config
 
 from kit.config import DATABASE_ENV, HOME_ENV, RUN_DIR_ENV, kit_home, looks_secret, mask_url, url_from_env
 from kit.db.engine import make_engine, refused
+from kit.db.seeded import seeded
 from kit.errors import ConfigError, Interrupted, KitError, NotebookFailed, ParameterError
-from kit.platform.schema import TABLES, platform_tables
 from kit.runs import bundle as bundles
 from kit.runs import gate, signals
-from kit.runs.history import FAILED, INTERRUPTED, OK, previous_bundle, resolve_run
-from kit.runs.records import read_records
 from kit.safety import applylock, preflight
+from kit.store.history import FAILED, INTERRUPTED, OK, previous_bundle, resolve_run
+from kit.store.records import read_records
 
 NOTEBOOKS = ("01_audit.ipynb", "02_apply_fixes.ipynb", "03_report.ipynb")
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
@@ -442,7 +442,7 @@ def _check_database(
         if _applies(per_notebook):
             pre.require_safe()
         with engine.connect() as conn:
-            return len(platform_tables(conn)) == len(TABLES)
+            return bool(seeded(conn).platform)
     except (DBAPIError, psycopg.Error) as exc:  # a statement of the checks refused: one line, nothing run
         raise refused(exc, doing="check the database before the run") from exc
     finally:

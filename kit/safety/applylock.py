@@ -27,8 +27,8 @@ import psycopg
 
 from kit import escape
 from kit.config import run_dir
+from kit.db import sessions
 from kit.errors import ApplyInProgress, IndexBuildError
-from kit.safety import sessions
 
 KEY = "dbperf-kit:apply"
 APP = "dbperf-kit-apply"  # the application name of a lock session of the kit's library calls

@@ -4,7 +4,7 @@ release its lock — before the process ends as the signal asked (pure: no datab
 
 Python's default for SIGTERM ends the process at once: no ``finally`` runs, and a concurrent build
 whose client vanished goes on in the server (only ``client_connection_check_interval`` stops it,
-see :func:`kit.safety.sessions.watch_client`).
+see :func:`kit.db.sessions.watch_client`).
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ from sqlalchemy.exc import DBAPIError
 
 from kit import escape
 from kit.db import extensions
+from kit.db.sessions import Backend, open_transactions, sessions_frame
 from kit.errors import DatabaseRefused, UnsafeOperation
-from kit.safety.sessions import Backend, open_transactions, sessions_frame
 
 _FRESH_STATS_S = 3600.0  # statistics younger than this say little about the workload
 

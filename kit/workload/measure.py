@@ -19,9 +19,9 @@ from dataclasses import dataclass, field, replace
 import psycopg
 from psycopg import sql
 
+from kit.db import sessions
 from kit.indexes.advisor import execute_prepared
 from kit.indexes.verify import plan_indexes, plan_nodes
-from kit.safety import sessions
 from kit.sqltext import redact
 from kit.sqltext.refs import WRITES
 from kit.workload.model import Statement

@@ -20,10 +20,11 @@ from sqlalchemy.exc import DBAPIError
 from kit.audit.statements import CONTROL, diff, statements_frame
 from kit.config import run_dir, target_key
 from kit.db import extensions
-from kit.runs.history import locate_runs_dir, previous_bundle
+from kit.db.engine import url_of
 from kit.safety.preflight import statements_reset
 from kit.sqltext.refs import references
 from kit.sqltext.retype import retype
+from kit.store.history import locate_runs_dir, previous_bundle
 from kit.workload.model import Statement, Workload
 
 _TEXT_CHARS = 100_000  # the whole text: it is executed, never written (only its redacted head is)
@@ -161,7 +162,7 @@ def previous_window(engine: Engine, runs_dir: str = "runs") -> dict | None:
     current = run_dir()
     found = previous_bundle(
         folder,
-        target=target_key(engine.url.render_as_string(hide_password=False)),
+        target=target_key(url_of(engine)),
         before=current.name if current else "~",
     )  # "~" sorts after every timestamp
     if not found or not found.get("statements"):
