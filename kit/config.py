@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,9 +99,16 @@ def url_from_env(name: str | None = None, *, kind: str = "database") -> str:
     return default_url(kind, home=kit_home())  # the launcher's state file names the embedded servers
 
 
+def shipped(folder: str) -> Path:
+    """A folder the kit ships beside its package (``notebooks``, ``data``): the repository's in a
+    checkout or an editable install, else the copy a wheel installs under ``<prefix>/share/dbperf-kit``."""
+    checkout = Path(__file__).resolve().parents[1] / folder
+    return checkout if checkout.is_dir() else Path(sys.prefix) / "share" / "dbperf-kit" / folder
+
+
 def data_dir() -> Path:
-    """The repository's ``data/`` folder: the demo's schema and the index migrations the kit ships."""
-    return Path(__file__).resolve().parents[1] / "data"
+    """The ``data/`` folder: the demo's schema and data generator, the index migrations the kit ships."""
+    return shipped("data")
 
 
 def kit_home() -> Path:

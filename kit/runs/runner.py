@@ -35,7 +35,7 @@ from papermill.exceptions import PapermillExecutionError
 from sqlalchemy.exc import DBAPIError
 from traitlets.config import Config
 
-from kit.config import DATABASE_ENV, HOME_ENV, RUN_DIR_ENV, kit_home, looks_secret, mask_url, url_from_env
+from kit.config import DATABASE_ENV, HOME_ENV, RUN_DIR_ENV, kit_home, looks_secret, mask_url, shipped, url_from_env
 from kit.db.engine import make_engine, refused
 from kit.db.seeded import seeded
 from kit.errors import ConfigError, Interrupted, KitError, NotebookFailed, ParameterError
@@ -46,7 +46,7 @@ from kit.store.history import FAILED, INTERRUPTED, OK, previous_bundle, resolve_
 from kit.store.records import read_records
 
 NOTEBOOKS = ("01_audit.ipynb", "02_apply_fixes.ipynb", "03_report.ipynb")
-NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+NOTEBOOKS_DIR = shipped("notebooks")
 DEFAULT_TIMEOUT_S = 1800
 KERNEL_NAME = "python3"
 CONNECTION_FILE = "kernel.json"  # in the kernel's own sockets folder; signals.py finds the kernel by it
