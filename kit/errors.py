@@ -20,7 +20,8 @@
 
 The CLI prints ``str(exc)`` of a KitError on one line and exits with ``exc.exit_code``.
 Messages say what happened, what was expected, and what to do next; URLs in them are
-masked with :func:`kit.config.mask_url`.
+masked with :func:`kit.config.mask_url`. A message that quotes another error quotes its
+:func:`first_line` (masked by the caller where it may hold a URL).
 """
 
 from __future__ import annotations
@@ -117,3 +118,10 @@ class FleetFailed(KitError):
     """One or more targets of a fleet round could not be audited (each target's line says why)."""
 
     exit_code = 1
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, or its class name when the message is empty. Masks
+    nothing: a caller quoting an error that may hold a URL or the user's data masks the result."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -10,6 +10,8 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from kit.errors import first_line
+
 OK, FINDINGS, UNAVAILABLE, ERROR = "ok", "findings", "unavailable", "error"
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 _TIMEOUT_MS = 10_000
@@ -64,7 +66,9 @@ def run_check(engine: Engine, fn: Callable[[Connection], CheckResult], *, timeou
             finally:
                 conn.rollback()
     except DBAPIError as exc:
-        first = str(exc.orig or exc).strip().splitlines()[0]
         return CheckResult(
-            name, ERROR, f"{name} could not run: {first}", pd.DataFrame(columns=["severity", "remediation"])
+            name,
+            ERROR,
+            f"{name} could not run: {first_line(exc.orig or exc)}",
+            pd.DataFrame(columns=["severity", "remediation"]),
         )

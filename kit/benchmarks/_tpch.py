@@ -20,6 +20,7 @@ import psycopg
 from psycopg import sql
 
 from kit.config import libpq_url
+from kit.db.engine import one_row
 from kit.errors import ConfigError
 
 TABLES = ("region", "nation", "part", "supplier", "partsupp", "customer", "orders", "lineitem")
@@ -102,7 +103,7 @@ def load(url: str, *, sf: float) -> dict[str, int]:
                             cp.write(chunk)
             conn.execute("ANALYZE")
             return {
-                t: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t))).fetchone()[0]
+                t: one_row(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t))))[0]
                 for t in TABLES
             }
 

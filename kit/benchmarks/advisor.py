@@ -29,7 +29,7 @@ from psycopg import sql
 
 from kit.benchmarks import _tpch
 from kit.config import libpq_url
-from kit.db.engine import make_engine
+from kit.db.engine import make_engine, one_row
 from kit.fixes import run_loop
 from kit.indexes.verify import plan_indexes
 from kit.workload import MEASURED, NOT_MEASURED, read_workload
@@ -91,7 +91,7 @@ def measure(url: str, workload: dict[int, list[dict]], *, runs: int, timeout_s: 
     with _session(url, timeout_s=timeout_s, track=False) as conn:
         for n, sets in workload.items():
             text = _text(n, sets[0])
-            plan = conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) {}").format(text)).fetchone()[0]
+            plan = one_row(conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) {}").format(text)))[0]
             costs[f"q{n}"] = round(float(plan[0]["Plan"]["Total Cost"]), 1)
             used[f"q{n}"] = sorted(set(plan_indexes(plan[0]["Plan"])))
             times = []

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import CodeType
+from types import CodeType, FrameType
 from typing import Any
 
 import pandas as pd
@@ -232,7 +232,7 @@ def _shape(statement: str) -> tuple[str, str, str]:
 def _call_site(verdicts: dict[str, bool]) -> tuple[CodeType, int] | None:
     """The first frame outside SQLAlchemy, the drivers, the standard library and the kit's own
     machinery (the kit's services and benchmarks count as application code), as (code, line)."""
-    frame = sys._getframe(2)  # the listener's caller: SQLAlchemy's dispatch
+    frame: FrameType | None = sys._getframe(2)  # the listener's caller: SQLAlchemy's dispatch
     while frame is not None:
         code = frame.f_code
         path = code.co_filename  # a str caches its hash; a code object hashes its contents each time

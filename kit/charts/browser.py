@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import nbformat
 
-from kit.errors import BrowserUnavailable
+from kit.errors import BrowserUnavailable, first_line
 from kit.servers.sysdeps import CHROMIUM_EXECUTABLES, CHROMIUM_PACKAGE, find_chromium
 
 # No sandbox: these machines run everything as root, where chromium refuses its sandbox. The rest
@@ -170,8 +170,7 @@ def launch(*, executable: str | None = None) -> Iterator[Any]:
         try:
             browser = pw.chromium.launch(executable_path=path, args=list(CHROMIUM_ARGS))
         except PlaywrightError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise BrowserUnavailable(f"chromium at {path} did not start: {first}") from exc
+            raise BrowserUnavailable(f"chromium at {path} did not start: {first_line(exc)}") from exc
         try:
             yield browser
         finally:

@@ -17,7 +17,7 @@ import nbformat
 import plotly.io as pio
 
 from kit.charts.browser import CHROMIUM_PACKAGE, PLOTLY_MIMETYPE
-from kit.errors import BrowserUnavailable, ConfigError
+from kit.errors import BrowserUnavailable, ConfigError, first_line
 
 
 @dataclass(frozen=True)
@@ -72,9 +72,8 @@ def write_pngs(
         )
     except Exception as exc:  # kaleido and choreographer raise assorted types when the browser fails
         shutil.rmtree(partial, ignore_errors=True)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BrowserUnavailable(
-            f"kaleido could not draw the figures in a browser ({first}); it needs chromium "
+            f"kaleido could not draw the figures in a browser ({first_line(exc)}); it needs chromium "
             f"or Chrome on PATH: apt-get install {CHROMIUM_PACKAGE}"
         ) from exc
     Path(folder).mkdir(parents=True, exist_ok=True)

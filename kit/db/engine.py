@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import psycopg
-from sqlalchemy import Engine, create_engine, text
+from psycopg.rows import Row
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from kit.config import mask_url, normalize_database_url
-from kit.errors import DatabaseRefused, DatabaseUnavailable
+from kit.errors import DatabaseRefused, DatabaseUnavailable, first_line
 
 _CONNECT_TIMEOUT_S = 5
 
@@ -33,6 +34,22 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5, check: b
 def url_of(engine: Engine | str) -> str:
     """The URL of ``engine`` with its password: for the kit's own sessions and processes, never for output."""
     return engine if isinstance(engine, str) else engine.url.render_as_string(hide_password=False)
+
+
+def driver(conn: Connection) -> psycopg.Connection:
+    """The psycopg connection under SQLAlchemy's ``conn``: the same session, psycopg's API."""
+    pg = conn.connection.driver_connection
+    if pg is None:  # SQLAlchemy gives None only for a connection returned to its pool
+        raise ValueError("the SQLAlchemy connection is closed: use it inside `with engine.connect() as conn`")
+    return pg
+
+
+def one_row(cursor: psycopg.Cursor[Row]) -> Row:
+    """The row of a statement that always returns exactly one (an aggregate, SHOW, a function call)."""
+    row = cursor.fetchone()
+    if row is None:
+        raise RuntimeError("a statement that always returns one row returned none")
+    return row
 
 
 def check_connection(engine: Engine) -> str:
@@ -79,7 +96,7 @@ def refused(exc: BaseException, *, doing: str) -> DatabaseRefused:
     """A :class:`DatabaseRefused` of one line for a statement PostgreSQL refused while ``doing``."""
     orig = getattr(exc, "orig", None) or exc
     state = getattr(orig, "sqlstate", None)
-    first = mask_url(str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__)
+    first = mask_url(first_line(orig))
     if state in _PRIVILEGE_STATES:
         return DatabaseRefused(
             f"cannot {doing}: {first} ({_PRIVILEGE_STATES[state]}); use the URL of a role that owns the database"

@@ -9,6 +9,8 @@ from __future__ import annotations
 import psycopg
 from sqlalchemy import Connection
 
+from kit.db.engine import driver, one_row
+
 ENABLE = {
     "pg_stat_statements": (
         "add pg_stat_statements to shared_preload_libraries in postgresql.conf, "
@@ -33,13 +35,13 @@ PROBE_STATEMENTS = "SELECT /* kit */ 1 FROM pg_stat_statements LIMIT 1"
 
 
 def _driver(conn: Connection | psycopg.Connection) -> psycopg.Connection:
-    return conn.connection.driver_connection if isinstance(conn, Connection) else conn
+    return driver(conn) if isinstance(conn, Connection) else conn
 
 
 def missing(conn: Connection | psycopg.Connection, name: str) -> str | None:
     """None when extension ``name`` is usable in this database, else why not and how to enable it."""
     pg = _driver(conn)
-    installed, available, preloaded = pg.execute(STATE, {"name": name}).fetchone()
+    installed, available, preloaded = one_row(pg.execute(STATE, {"name": name}))
     needs_preload = name == "pg_stat_statements"
     if needs_preload and installed and preloaded is None:  # hidden from this role: try the view
         try:

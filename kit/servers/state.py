@@ -164,15 +164,16 @@ def _recover_postgres(home: Path) -> Server | None:
         if engine == "system":
             url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/{DATABASE}"
         else:
-            from pgserver.utils import PostmasterInfo  # type: ignore[import-not-found]
+            from pgserver.utils import PostmasterInfo
 
-            url = (
-                PostmasterInfo.read_from_pgdata(data)
-                .get_uri(database=DATABASE)
-                .replace("postgresql://", "postgresql+psycopg://", 1)
-            )
-            port = None
-        return Server("postgres", engine, pid, proc.create_time(), port, url, str(data), RECOVERED)
+            info = PostmasterInfo.read_from_pgdata(data)
+            if info is None:  # its pid file went away since it was read: the server stopped
+                continue
+            url = info.get_uri(database=DATABASE).replace("postgresql://", "postgresql+psycopg://", 1)
+        socket_only = engine != "system"  # pgserver listens on a unix socket, no port
+        return Server(
+            "postgres", engine, pid, proc.create_time(), None if socket_only else port, url, str(data), RECOVERED
+        )
     return None
 
 

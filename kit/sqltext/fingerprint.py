@@ -148,7 +148,7 @@ _KINDS = {
 _AGGREGATES = {"count", "sum", "avg", "min", "max", "bool_and", "bool_or", "array_agg", "string_agg"}
 
 
-def _kind(stmt: ast.Node) -> str:
+def _kind(stmt: ast.Node | None) -> str:
     if isinstance(stmt, (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.SelectStmt)):
         # a data-modifying CTE around a SELECT still writes; the top-level verb names the kind
         return _KINDS[type(stmt)]
@@ -182,17 +182,19 @@ class _Walk:
         elif isinstance(node, ast.CommonTableExpr) and node.ctename:
             self.ctes.add(node.ctename)
         elif isinstance(node, (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt)):
-            self.written.add(node.relation.relname)
+            if node.relation is not None and node.relation.relname:
+                self.written.add(node.relation.relname)
         elif isinstance(node, ast.TruncateStmt):
-            self.written.update(rv.relname for rv in node.relations or ())
+            self.written.update(rv.relname for rv in node.relations or () if rv.relname)
         elif isinstance(node, ast.CopyStmt) and node.is_from and node.relation is not None:
-            self.written.add(node.relation.relname)
+            if node.relation.relname:
+                self.written.add(node.relation.relname)
         elif isinstance(node, ast.FuncCall):
             if node.funcname and getattr(node.funcname[-1], "sval", "") in _AGGREGATES:
                 self.aggregate = True
         elif isinstance(node, ast.A_Expr) and _is_eq(node):
             for col, other in ((node.lexpr, node.rexpr), (node.rexpr, node.lexpr)):
-                if isinstance(col, ast.ColumnRef) and isinstance(other, (ast.ParamRef, ast.A_Const)):
+                if isinstance(col, ast.ColumnRef) and col.fields and isinstance(other, (ast.ParamRef, ast.A_Const)):
                     self.keyed_on.append(getattr(col.fields[-1], "sval", "?"))
 
 

@@ -25,6 +25,7 @@ first quote or comment on.
 from __future__ import annotations
 
 import re
+from typing import overload
 
 from pglast import parser
 from pglast.parser import ParseError
@@ -47,6 +48,10 @@ _NEAR = 3  # a literal at most this many tokens after a secret name is its value
 _FIRST_HIDING = re.compile(r"""(?:[eEbBxXuU]&?)?'|\$[A-Za-z_0-9]*\$|/\*|--""")
 
 
+@overload
+def statement(text: str) -> str: ...
+@overload
+def statement(text: None) -> None: ...
 def statement(text: str | None) -> str | None:
     """``text`` with its secret-bearing constants and comments replaced by ``'***'``."""
     if not text:
@@ -63,7 +68,8 @@ def statement(text: str | None) -> str | None:
 
 def _statements(tokens: list) -> list[list]:
     """The tokens of each statement of a text (split at top-level ``;``)."""
-    parts, current = [], []
+    parts: list[list] = []
+    current: list = []
     for tok in tokens:
         if tok.name == "ASCII_59":
             parts.append(current)

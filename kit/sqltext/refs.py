@@ -177,10 +177,18 @@ def _column(node) -> tuple[str | None, str] | None:
         node = node.arg
     if not isinstance(node, ast.ColumnRef):
         return None
-    names = [f.sval for f in node.fields if isinstance(f, ast.String)]
-    if not names or len(names) != len(node.fields):  # a star
+    fields = node.fields or ()
+    names = [f.sval for f in fields if isinstance(f, ast.String) and f.sval is not None]
+    if not names or len(names) != len(fields):  # a star
         return None
     return (names[-2] if len(names) > 1 else None, names[-1])
+
+
+def _name(value: str | None) -> str:
+    """A name the grammar always gives (a table's, an alias's), which pglast's stubs type optional."""
+    if value is None:
+        raise ValueError("pglast gave a table or alias without its name")
+    return value
 
 
 def _param(node) -> int | None:
@@ -229,14 +237,14 @@ def _output_columns(stmt) -> tuple[str, ...] | None:
         stmt = stmt.larg
     if not isinstance(stmt, ast.SelectStmt):
         return None
-    if stmt.valuesLists:
-        return tuple(f"column{i + 1}" for i in range(len(stmt.valuesLists[0])))
+    if values := stmt.valuesLists:
+        return tuple(f"column{i + 1}" for i in range(len(values[0])))
     names = []
     for res in stmt.targetList or ():
         if res.name:
             names.append(res.name)
         elif isinstance(res.val, ast.ColumnRef):
-            last = res.val.fields[-1]
+            last = res.val.fields[-1] if res.val.fields else None
             if not isinstance(last, ast.String):
                 return None  # t.* or *
             names.append(last.sval)
@@ -251,11 +259,12 @@ class _Level:
     def __init__(self, parent: _Level | None, ctes: dict[str, tuple[str, ...] | None] | None = None) -> None:
         self.parent = parent
         self.entries: list[Relation] = []
-        self.ctes = dict(parent.ctes) if parent else {}
+        self.ctes: dict[str, tuple[str, ...] | None] = dict(parent.ctes) if parent else {}
         self.ctes.update(ctes or {})
 
     def scope(self) -> Scope:
-        out, level = [], self
+        out: list[tuple[Relation, ...]] = []
+        level: _Level | None = self
         while level is not None:
             out.append(tuple(level.entries))
             level = level.parent
@@ -328,7 +337,8 @@ class _Walk:
         self._with(stmt.withClause, level)
         if stmt.op and stmt.larg is not None:  # UNION / INTERSECT / EXCEPT: each branch a level
             self._select(stmt.larg, level)
-            self._select(stmt.rarg, level)
+            if stmt.rarg is not None:
+                self._select(stmt.rarg, level)
             self._limits(stmt, level)
             return
         for item in stmt.fromClause or ():
@@ -347,14 +357,15 @@ class _Walk:
                 self.slots.append(Slot(n, None, None, op, scope=level.scope()))
 
     def _range(self, rv: ast.RangeVar, level: _Level) -> Relation:
-        alias = rv.alias.aliasname if rv.alias else rv.relname
-        if rv.schemaname is None and rv.relname in level.ctes:  # a CTE, not a table
-            cols = level.ctes[rv.relname]
+        name = _name(rv.relname)
+        alias = _name(rv.alias.aliasname) if rv.alias else name
+        if rv.schemaname is None and name in level.ctes:  # a CTE, not a table
+            cols = level.ctes[name]
             if rv.alias and rv.alias.colnames:
                 cols = tuple(c.sval for c in rv.alias.colnames)
-            rel = Relation(None, rv.relname, alias, CTE, cols)
+            rel = Relation(None, name, alias, CTE, cols)
         else:
-            rel = Relation(rv.schemaname, rv.relname, alias)
+            rel = Relation(rv.schemaname, name, alias)
             self.relations.append(rel)
         level.entries.append(rel)
         return rel
@@ -371,18 +382,11 @@ class _Walk:
             self._select(item.subquery, level if item.lateral else level.parent, level.ctes)
             if item.alias is not None:
                 cols = tuple(c.sval for c in item.alias.colnames) if item.alias.colnames else None
-                level.entries.append(
-                    Relation(
-                        None,
-                        item.alias.aliasname,
-                        item.alias.aliasname,
-                        SUBQUERY,
-                        cols or _output_columns(item.subquery),
-                    )
-                )
+                name = _name(item.alias.aliasname)
+                level.entries.append(Relation(None, name, name, SUBQUERY, cols or _output_columns(item.subquery)))
         elif isinstance(item, ast.RangeFunction) and item.alias is not None:
             cols = tuple(c.sval for c in item.alias.colnames) if item.alias.colnames else None
-            name = item.alias.aliasname
+            name = _name(item.alias.aliasname)
             level.entries.append(Relation(None, name, name, FUNCTION, cols or (name,)))
 
     # -- expressions
@@ -400,7 +404,7 @@ class _Walk:
         if node is None:
             return
         if isinstance(node, ast.BoolExpr):
-            for arg in node.args:
+            for arg in node.args or ():
                 self._conditions(arg, role, level)
         elif isinstance(node, ast.A_Expr):
             self._compare(node, role, level)
@@ -489,7 +493,7 @@ class _Walk:
         if not isinstance(node, ast.Node):
             return
         if isinstance(node, ast.ParamRef):
-            self.max_param = max(self.max_param, node.number)
+            self.max_param = max(self.max_param, node.number or 0)
             return
         for name in _slots_of(type(node)):
             self._count_params(getattr(node, name, None))

@@ -121,7 +121,11 @@ def _cast(node: ast.ParamRef, type_name: str) -> ast.TypeCast:
 def _column(node) -> tuple[str | None, str] | None:
     while isinstance(node, ast.TypeCast):
         node = node.arg
-    if not isinstance(node, ast.ColumnRef) or not all(isinstance(f, ast.String) for f in node.fields):
+    if (
+        not isinstance(node, ast.ColumnRef)
+        or not node.fields
+        or not all(isinstance(f, ast.String) for f in node.fields)
+    ):
         return None
     names = [f.sval for f in node.fields]
     return (names[-2] if len(names) > 1 else None, names[-1])
@@ -237,10 +241,10 @@ class _Fixer:
         if isinstance(arg, ast.ParamRef):
             node.args = (self._numbers(arg, "numeric", f"in {_funcname(node)}()"), *node.args[1:])
         elif isinstance(arg, ast.CaseExpr):
-            results = [w.result for w in arg.args] + ([arg.defresult] if arg.defresult is not None else [])
+            results = [w.result for w in arg.args or ()] + ([arg.defresult] if arg.defresult is not None else [])
             if results and all(isinstance(r, ast.ParamRef) or _is_null(r) for r in results):
                 why = f"a CASE result in {_funcname(node)}()"
-                for w in arg.args:
+                for w in arg.args or ():
                     if isinstance(w.result, ast.ParamRef):
                         w.result = self._numbers(w.result, "numeric", why)
                 if isinstance(arg.defresult, ast.ParamRef):
@@ -265,13 +269,14 @@ def _collect(node, parent, side: str, out: dict[int, ParamContext]) -> None:
     if not isinstance(node, ast.Node):
         return
     if isinstance(node, ast.ParamRef):
-        _note(node.number, parent, side, out)
+        if node.number is not None:
+            _note(node.number, parent, side, out)
         return
     if isinstance(node, ast.TypeCast) and isinstance(node.arg, ast.ParamRef):
-        n = node.arg.number
-        found = out.get(n, ParamContext(n))
-        out[n] = ParamContext(n, found.cast or _cast_type(node), found.role)
-        _note(n, parent, side, out)
+        if (n := node.arg.number) is not None:
+            found = out.get(n, ParamContext(n))
+            out[n] = ParamContext(n, found.cast or _cast_type(node), found.role)
+            _note(n, parent, side, out)
         return
     for name in _slots_of(type(node)):
         _collect(getattr(node, name, None), node, name, out)
