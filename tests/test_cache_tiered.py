@@ -345,3 +345,29 @@ def test_each_process_hears_only_its_own_heartbeats(redis_url):
         assert [n for _, n in admin.pubsub_numsub(*beat_channels)] == [1, 1]
         assert admin.pubsub_numsub(f"{ns}:inval") == [(f"{ns}:inval".encode(), 2)]
         assert (a.channel.received, b.channel.received) == (0, 0)  # beats are not invalidations
+
+
+def _round_trips(cache: TieredCache, monkeypatch) -> list[int]:
+    """Connections taken from L2's pool, one per round trip (a pipeline or a script is one too)."""
+    pool, taken = cache.l2.client.connection_pool, []
+    get_connection = pool.get_connection
+    monkeypatch.setattr(pool, "get_connection", lambda *a, **k: taken.append(1) or get_connection(*a, **k))
+    return taken
+
+
+def test_an_l2_hit_is_one_round_trip_and_honours_the_epoch(redis_url, monkeypatch):
+    # no channel: its recovery PINGs on L2's client would count; the read path is the same
+    with TieredCache(redis_url=redis_url, namespace=_ns(), config=CacheConfig(ttl=60, cross_process=False)) as cache:
+        cache.get_or_load("k", lambda: {"v": 1}, tags=("t",))
+        cache.l1.clear()
+        taken = _round_trips(cache, monkeypatch)
+        assert (cache.l2.get("k"), len(taken)) == ({"v": 1}, 1)
+        assert (cache.get_or_load("k", lambda: {"v": 2}, tags=("t",)), len(taken)) == ({"v": 1}, 2)
+        assert cache.stats.get("l2", "hits") == 2
+        cache.l2.client.incr(cache.l2.epoch_key)  # what a process recovering from an outage does
+        cache.l1.clear()
+        assert (cache.l2.get("k"), cache.l2.get_many(["k"])) == (MISSING, {})
+        assert cache.get_or_load("k", lambda: {"v": 3}, tags=("t",)) == {"v": 3}  # stored under the new epoch
+        cache.l1.clear()
+        assert cache.l2.get("k") == {"v": 3}
+        cache.clear()

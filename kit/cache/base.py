@@ -48,7 +48,15 @@ def dumps(value: Any) -> bytes:
 
 
 def loads(data: bytes | str) -> Any:
-    return _DECODER.decode(data.decode() if isinstance(data, bytes) else data)
+    """The value of JSON text, as ``JSONDecoder.decode`` reads it, straight from its C scanner:
+    what ``dumps`` writes has no whitespace around it for ``JSONDecoder.decode`` to skip, and
+    that skipping is a third of an L2 hit's decoding (a value of a few hundred bytes)."""
+    text = data.decode() if isinstance(data, bytes) else data
+    try:
+        value, end = _DECODER.scan_once(text, 0)
+    except StopIteration:  # empty, or whitespace first: the full decoder reads it or says why not
+        return _DECODER.decode(text)
+    return value if end == len(text) else _DECODER.decode(text)
 
 
 def check_ttl(ttl: float) -> float:

@@ -220,14 +220,11 @@ class TieredCache:
             try:
                 data, token = self.l2.lookup(key, tags)
                 if data is not None:
-                    value = loads(data)
-                    self._fill_l1(flight, data, ttl)
-                    return value
+                    return self._fill_l1(flight, data, ttl)
                 if self.lock:
                     lock_token = self.l2.acquire(key, ttl=self.lock_ttl)
                     if lock_token is None and (data := self._wait_for(key)) is not None:
-                        self._fill_l1(flight, data, ttl)
-                        return loads(data)
+                        return self._fill_l1(flight, data, ttl)
             except RedisDown:
                 token = None
         try:
@@ -236,9 +233,7 @@ class TieredCache:
             stored = True
             if self.l2 is not None and token is not None:
                 stored = self.l2.store_if(key, data, ttl=ttl, tags=tags, token=token)
-            if stored:
-                self._fill_l1(flight, data, ttl)
-            return loads(data)
+            return self._fill_l1(flight, data, ttl) if stored else loads(data)
         finally:
             if lock_token is not None:
                 self.l2.release(key, lock_token)
@@ -254,13 +249,15 @@ class TieredCache:
                 return data
         return None
 
-    def _fill_l1(self, flight: _Flight, data: bytes, ttl: float) -> None:
+    def _fill_l1(self, flight: _Flight, data: bytes, ttl: float) -> Any:
+        """``data`` decoded, and stored in L1 unless the flight was invalidated: decoded once, the
+        object L1 holds is the one returned (as every later L1 hit returns it)."""
         # the dirty check and the store under one lock: an invalidation cannot slip between them
         with self._lock:
-            if flight.dirty or flight.epoch != self._epoch or not self.l1_serving:
-                self.stats.incr("l1", "stores_refused")
-                return
-            self.l1.set_encoded(flight.key, data, ttl=min(ttl, self.l1.default_ttl), tags=flight.tags)
+            if not (flight.dirty or flight.epoch != self._epoch or not self.l1_serving):
+                return self.l1.set_encoded(flight.key, data, ttl=min(ttl, self.l1.default_ttl), tags=flight.tags)
+            self.stats.incr("l1", "stores_refused")
+        return loads(data)
 
     def get(self, key: str) -> Any:
         if self.l1_serving and (value := self.l1.get(key)) is not MISSING:
