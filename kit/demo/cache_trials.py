@@ -133,7 +133,9 @@ def stale_reads_same_process(
 
 def _name(engine: Engine, pid: int) -> str:
     with engine.connect() as conn:
-        return batched.get_project(conn, pid)["name"]
+        project = batched.get_project(conn, pid)
+    assert project is not None  # pid is first_project's, and nothing here deletes projects
+    return project["name"]
 
 
 def _remote_reader(database_url: str, redis_url: str, namespace: str, pid: int, out: Any, stop: Any) -> None:
@@ -144,7 +146,9 @@ def _remote_reader(database_url: str, redis_url: str, namespace: str, pid: int, 
     out.put("ready")
     with engine.connect() as conn:
         while not stop.is_set():
-            v = int(services.get_project(conn, pid)["name"].rsplit("-", 1)[-1])
+            project = services.get_project(conn, pid)
+            assert project is not None  # pid is first_project's, and nothing here deletes projects
+            v = int(project["name"].rsplit("-", 1)[-1])
             conn.commit()
             seen.setdefault(v, time.time())
     out.put({"seen": seen, "l1_hits": cache.stats.get("l1", "hits")})

@@ -28,7 +28,7 @@ import pandas as pd
 from psycopg import sql
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
-from tqdm.auto import tqdm
+from tqdm.auto import tqdm  # type: ignore[import-untyped]  # no stubs: types-tqdm is not a dev dependency
 
 from kit.demo.schema import DATA_DIR, META_TABLE, TABLES, create_schema, restore_keys, set_aside_keys
 from kit.errors import KitError
@@ -291,7 +291,7 @@ def seeded_scale(conn: Connection) -> tuple[str, int] | None:
     """``(scale, seed)`` of the last :func:`seed`, or None when never seeded."""
     if not conn.exec_driver_sql(META_EXISTS, {"table": META_TABLE}).scalar_one():
         return None
-    meta = dict(conn.exec_driver_sql(READ_META).all())
+    meta: dict[str, str] = dict(conn.exec_driver_sql(READ_META).all())
     if "scale" not in meta or "seed" not in meta:
         return None
     return meta["scale"], int(meta["seed"])

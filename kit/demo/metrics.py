@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from wsgiref.simple_server import WSGIServer
 
 import pandas as pd
 import psutil
@@ -31,7 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, QueuePool, text
 
 from kit.cache import CacheStats
 from kit.db.engine import make_engine
@@ -39,6 +40,17 @@ from kit.errors import ConfigError
 
 ALERT_UTILIZATION = 0.8  # the seed warns above 80 % pool use and alerts on nothing
 _MB = 1024 * 1024
+
+
+def queue_pool(engine: Engine) -> QueuePool:
+    """The engine's pool, whose size and checkouts the load and its metrics read (a QueuePool's)."""
+    pool = engine.pool
+    if not isinstance(pool, QueuePool):
+        raise TypeError(
+            f"the pool's figures need a QueuePool (pool_size, max_overflow), this engine has a "
+            f"{type(pool).__name__}: make it with kit.db.engine.make_engine or kit.demo.load.pool.make_pool_engine"
+        )
+    return pool
 
 
 # -- process resources ------------------------------------------------------------------------
@@ -227,7 +239,7 @@ class _ProcessCollector(Collector):
         )
         if self._engine is None:
             return
-        pool = self._engine.pool
+        pool = queue_pool(self._engine)
         capacity = pool.size() + max(getattr(pool, "_max_overflow", 0), 0)
         used = pool.checkedout()
         ratio = used / capacity if capacity else 0.0
@@ -315,7 +327,7 @@ class MetricsServer:
 
     metrics: KitMetrics
     port: int
-    _httpd: object = field(repr=False)
+    _httpd: WSGIServer = field(repr=False)
     _thread: threading.Thread = field(repr=False)
 
     @property

@@ -108,6 +108,15 @@ def _reader(
     logging.getLogger("kit.cache").addHandler(kept)
     conn = psycopg.connect(libpq_url(database_url), autocommit=True)
     cache = TieredCache(redis_url=redis_url, namespace=namespace, config=CacheConfig(ttl=60, **cache_kwargs))
+    l2, channel = cache.l2, cache.channel
+    if l2 is None or channel is None:  # the reader reports both at the end: fail now, not after the run
+        raise ValueError("the reader needs Redis and the invalidation channel (cross_process=True)")
+
+    def load() -> int:
+        row = conn.execute(READ).fetchone()
+        assert row is not None  # run_outage inserted the row before starting this process
+        return row[0]
+
     reads: list[tuple[float, int | None]] = []
     out.put("ready")
     sets_at_restart = None
@@ -116,7 +125,7 @@ def _reader(
             sets_at_restart = cache.stats.get("l2", "sets")
         t0 = time.time()
         try:
-            value = cache.get_or_load(KEY, lambda: conn.execute(READ).fetchone()[0], tags=tags)
+            value = cache.get_or_load(KEY, load, tags=tags)
         except Exception:
             value = None
         reads.append((t0, value))
@@ -127,7 +136,7 @@ def _reader(
             "reads": reads,
             "warnings": kept.messages,
             "stored_again": stored_again,
-            "up": bool(cache.channel.up and cache.l2.available),
+            "up": bool(channel.up and l2.available),
         }
     )
     cache.close()
@@ -153,7 +162,7 @@ def run_outage(
     *,
     fault: str,
     redis_pid: int | None = None,
-    restart: Callable[[], None] | None = None,
+    restart: Callable[[], object] | None = None,
     before_s: float = 1.0,
     outage_s: float = 3.0,
     after_s: float = 2.0,
@@ -234,7 +243,7 @@ def run_outage(
     )
 
 
-def _check(fault: str, redis_pid: int | None, restart: Callable[[], None] | None, invalidate_by: str) -> None:
+def _check(fault: str, redis_pid: int | None, restart: Callable[[], object] | None, invalidate_by: str) -> None:
     if fault not in FAULTS:
         raise ValueError(f"fault must be one of {', '.join(FAULTS)}, got {fault!r}")
     if fault in ("hang", "kill") and redis_pid is None:
@@ -264,12 +273,13 @@ def _fault(
     *,
     redis_url: str,
     redis_pid: int | None,
-    restart: Callable[[], None] | None,
+    restart: Callable[[], object] | None,
     outage_s: float,
     prefix: str,
 ) -> Iterator[None]:
     """Redis fails from the block's start to its end (then it is back, whatever the block raised)."""
     if fault in ("hang", "kill"):
+        assert redis_pid is not None  # _check: a hang or a kill names the Redis process
         os.kill(redis_pid, signal.SIGSTOP if fault == "hang" else signal.SIGKILL)
         try:
             yield
@@ -277,6 +287,7 @@ def _fault(
             if fault == "hang":
                 os.kill(redis_pid, signal.SIGCONT)
             else:
+                assert restart is not None  # _check: a kill comes with restart()
                 restart()
         return
     admin = redis.Redis.from_url(redis_url, socket_timeout=5)
@@ -302,7 +313,11 @@ def out_of_memory(admin: redis.Redis, prefix: str) -> Iterator[None]:
     """``maxmemory`` below the memory in use by half the filler, ``noeviction``: Redis refuses every
     command that may need memory, and deleting the cache's few small values never frees enough to
     let writes through now and then."""
-    saved = {name: admin.config_get(name)[name] for name in ("maxmemory", "maxmemory-policy")}
+    saved: dict[str, str] = {}
+    for name in ("maxmemory", "maxmemory-policy"):
+        value = admin.config_get(name)[name]
+        assert value is not None  # redis-py types a reply's value as optional; a parameter Redis has is answered
+        saved[name] = value
     filler = [f"{prefix}:filler:{i}" for i in range(8)]
     try:
         for name in filler:
@@ -345,7 +360,9 @@ def _write(
 ) -> None:
     with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
         while writing.is_set():
-            v = conn.execute(WRITE).fetchone()[0]
+            row = conn.execute(WRITE).fetchone()
+            assert row is not None  # run_outage inserted the row, and nothing deletes it before the end
+            v = row[0]
             commits.append((time.time(), v))  # the commit returned: from now on v is the truth
             delivered = cache.invalidate(tags=tags) if tags else cache.invalidate(keys=[KEY])
             counts["sent"] += 1

@@ -166,8 +166,10 @@ def set_aside_keys(conn: Connection) -> SetAside:
     keys = conn.exec_driver_sql(KEYS, tables).all()  # foreign keys first ('f' < 'p')
     plain = conn.exec_driver_sql(PLAIN_INDEXES, tables).all()
     for _, table, name, _ in keys:
-        drop = sql.SQL("ALTER /* kit */ TABLE {} DROP CONSTRAINT {}")
-        conn.exec_driver_sql(_render(conn, drop.format(sql.Identifier(table), sql.Identifier(name))))
+        drop = sql.SQL("ALTER /* kit */ TABLE {} DROP CONSTRAINT {}").format(
+            sql.Identifier(table), sql.Identifier(name)
+        )
+        conn.exec_driver_sql(_render(conn, drop))
     for schema, name, _ in plain:
         drop = sql.SQL("DROP /* kit */ INDEX {}").format(sql.Identifier(schema, name))
         conn.exec_driver_sql(_render(conn, drop))

@@ -109,7 +109,7 @@ def failures(out: dict[str, Any]) -> list[str]:
     missed = []
     for case in ("sigint", "sigkill"):
         got = out["interrupted_apply"][case]
-        goals = {
+        goals: dict[str, object] = {
             "backends_left": 0,
             "invalid_left_after_rerun": 0,
             "suffixed_after_rerun": 0,
@@ -166,7 +166,9 @@ def _stderr(runs: Path) -> str:
 
 
 def _scalar(conn: psycopg.Connection, query: str) -> Any:
-    return conn.execute(query).fetchone()[0]
+    row = conn.execute(query).fetchone()
+    assert row is not None  # every query given is a count(*): one row
+    return row[0]
 
 
 def _wait_for_build(

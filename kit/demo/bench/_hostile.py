@@ -221,6 +221,7 @@ def catalog_state(url: str) -> set[tuple]:
         state = {tuple(r) for r in conn.execute(NOT_INDEXES).fetchall()}
         for schema, table in conn.execute(USER_TABLES).fetchall():
             count = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table))).fetchone()
+            assert count is not None  # count(*): one row
             state.add(("rows", schema, table, count[0]))
     return state
 

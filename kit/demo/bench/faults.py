@@ -61,7 +61,7 @@ from urllib.parse import quote
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from kit.config import libpq_url
 from kit.db.engine import make_engine
@@ -70,7 +70,7 @@ from kit.demo.bench import _applies, _bad_inputs, _hostile
 from kit.demo.load import Endpoint, run_load
 from kit.demo.load.pool import PoolConfig, make_pool_engine
 from kit.demo.outage import OutageResult, run_outage
-from kit.indexes import apply_indexes, default_specs, index_status
+from kit.indexes import ApplyResult, apply_indexes, default_specs, index_status
 from kit.servers import local
 
 TEMPLATE = "faults_tiny"
@@ -322,7 +322,10 @@ def _partial_missed(partial: dict[str, dict[str, Any]]) -> list[str]:
 
 PHASE = "SELECT /* kit */ phase FROM pg_stat_progress_create_index"
 INVALID = "SELECT /* kit */ count(*) FROM pg_index WHERE NOT indisvalid"
-QUIET = dict(progress=None, out=None, sample_s=0)
+
+
+def _apply_quietly(engine: Engine) -> ApplyResult:
+    return apply_indexes(engine, apply=True, progress=None, out=None, sample_s=0)
 
 
 def _invalid(engine) -> int:
@@ -354,9 +357,9 @@ def _cic_terminated(pg: local.Server) -> dict[str, int]:
             thread.join(10)
         if index_status(engine, (spec,)).state_of(spec.name) != "invalid":
             raise RuntimeError(f"the terminated build of {spec.name} did not leave an INVALID index")
-        apply_indexes(engine, apply=True, **QUIET)
+        _apply_quietly(engine)
         invalid = _invalid(engine)
-        second = apply_indexes(engine, apply=True, **QUIET)
+        second = _apply_quietly(engine)
         return {"invalid_after_repair": invalid, "second_apply_changes": len(second.names("applied"))}
     finally:
         engine.dispose()
@@ -389,10 +392,11 @@ def _lock_case(pg: local.Server, holder_code: str) -> dict[str, Any]:
     code = f"import psycopg\nc = psycopg.connect({libpq_url(url)!r})\n" + holder_code
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
+        assert holder.stdout is not None  # stdout=PIPE
         holder_pid = int(holder.stdout.readline())
         time.sleep(0.5)  # the holder's statement is running
         started = time.monotonic()
-        result = apply_indexes(engine, apply=True, **QUIET)
+        result = _apply_quietly(engine)
         seconds = time.monotonic() - started
         invalid = _invalid(engine)
     finally:
@@ -431,7 +435,18 @@ def _password_role(
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
+def _tcp_port(pg: local.Server) -> int:
+    """The server's port: the bad inputs and the secrets run log in over TCP with passwords."""
+    if pg.port is None:
+        raise RuntimeError(
+            f"kit bench faults logs in over TCP, and this PostgreSQL ({pg.engine}) listens on a unix socket "
+            "only: install PostgreSQL (apt-get install postgresql) so that the kit starts that one"
+        )
+    return pg.port
+
+
 def _bad(home: Path, pg: local.Server) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    port = _tcp_port(pg)
     url = _copy(pg)
     database = url.rsplit("/", 1)[1]
     with (
@@ -443,9 +458,9 @@ def _bad(home: Path, pg: local.Server) -> tuple[dict[str, int], list[dict[str, A
         ctx = _bad_inputs.Context(
             kit_home=home,
             database_url=url,
-            pg_port=pg.port,
-            wrong_password_url=f"postgresql://{PW_ROLE}:{_bad_inputs.SECRET}@127.0.0.1:{pg.port}/{database}",
-            read_only_url=f"postgresql://{READER_ROLE}:{_bad_inputs.SECRET}@127.0.0.1:{pg.port}/{database}",
+            pg_port=port,
+            wrong_password_url=f"postgresql://{PW_ROLE}:{_bad_inputs.SECRET}@127.0.0.1:{port}/{database}",
+            read_only_url=f"postgresql://{READER_ROLE}:{_bad_inputs.SECRET}@127.0.0.1:{port}/{database}",
             unused_port=local.free_port(),
         )
         return _bad_inputs.run_all(ctx)
@@ -473,7 +488,9 @@ def plant_secrets(conn: psycopg.Connection, *, port: int, database: str) -> int:
     with the canary in them."""
     for stmt in PLANTED:
         conn.execute(stmt.replace("{port}", str(port)).replace("{db}", database))
-    return conn.execute("SELECT count(*) FROM pg_stat_statements WHERE query LIKE %s", [f"%{CANARY}%"]).fetchone()[0]
+    kept = conn.execute("SELECT count(*) FROM pg_stat_statements WHERE query LIKE %s", [f"%{CANARY}%"]).fetchone()
+    assert kept is not None  # count(*): one row
+    return kept[0]
 
 
 def remove_secrets(conn: psycopg.Connection) -> None:
@@ -486,14 +503,15 @@ def remove_secrets(conn: psycopg.Connection) -> None:
 
 def _secrets(home: Path, pg: local.Server) -> dict[str, int]:
     """A full `kit run` (the console script) with a password in the URL and secrets in statement texts."""
+    port = _tcp_port(pg)
     url = _copy(pg)
     database = url.rsplit("/", 1)[1]
     with _password_role(pg, PW_ROLE, PASSWORD, superuser=True, databases=(database,)):
         with _admin(pg, database) as conn:
-            if plant_secrets(conn, port=pg.port, database=database) < 4:
+            if plant_secrets(conn, port=port, database=database) < 4:
                 raise RuntimeError("pg_stat_statements did not keep the planted statements")
         env = {
-            "KIT_DATABASE_URL": f"postgresql://{PW_ROLE}:{PASSWORD}@127.0.0.1:{pg.port}/{database}",
+            "KIT_DATABASE_URL": f"postgresql://{PW_ROLE}:{PASSWORD}@127.0.0.1:{port}/{database}",
             "KIT_REDIS_URL": local.status(home=home)["redis"].url,
             "KIT_HOME": str(home),
         }
@@ -573,7 +591,7 @@ def _load(pg: local.Server) -> dict[str, int]:
         )
     finally:
         engine.dispose()
-    timeouts = sum(second.pool[phase]["timeouts"] for phase in ("warmup", "measure"))
+    timeouts = int(sum(second.pool[phase]["timeouts"] for phase in ("warmup", "measure")))  # a count
     started = calls[0] + held[0] + timeouts  # a request either ran on a connection or timed out waiting
     failed = failures[0] + timeouts
     return {"requests": started, "failed": failed, "unreported_failures": failed - (first.errors + second.errors)}

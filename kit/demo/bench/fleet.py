@@ -88,7 +88,7 @@ def run(
             else:
                 os.environ[k] = v
     rounds = (first, second)
-    runs = [
+    runs: list[dict[str, Any]] = [
         {
             "round": i + 1,
             "target": o.target,
@@ -104,7 +104,7 @@ def run(
     runs_ok = [r for r in ran if r["status"] in ("ok", "regression")]  # notebooks ran, bundle written
     failed = second.by_status("regression") + second.by_status("failed")
     offline = offline_check(second.report_html)
-    figures = {
+    figures: dict[str, Any] = {
         "benchmark": "fleet",
         "orchestrator": "dagster",
         "dagster_version": dagster.__version__,
@@ -216,7 +216,7 @@ def per_target_cost(server: local.Server, *, repeats: int = 5) -> dict[str, Any]
             if i:
                 times[name].append(seconds)
     med = {name: round(statistics.median(t), 3) for name, t in times.items()}
-    rows = [
+    databases = [
         {
             "database": name,
             "tables": shapes[name][0],
@@ -229,7 +229,7 @@ def per_target_cost(server: local.Server, *, repeats: int = 5) -> dict[str, Any]
     return {
         "measure": "kit.runs.bundle.collect (pre-flight, statements, index status, audit): median of "
         f"{repeats} interleaved rounds after a warm-up; the notebook kernel not included",
-        "databases": rows,
+        "databases": databases,
         "data_ratio": round(med["rows_large"] / med["rows_small"], 2),  # 100x the rows
         "catalog_ratio": round(med["tables_400"] / med["tables_20"], 2),
     }  # 20x the tables
@@ -252,7 +252,9 @@ def _fill(url: str, n: int, rows: int) -> None:
     with _connect(url) as conn:
         for i in range(n):
             t = sql.Identifier(f"t{i:04d}")
-            have = conn.execute(sql.SQL("SELECT /* kit */ count(*) FROM {t}").format(t=t)).fetchone()[0]
+            count = conn.execute(sql.SQL("SELECT /* kit */ count(*) FROM {t}").format(t=t)).fetchone()
+            assert count is not None  # count(*): one row
+            have = count[0]
             if have < rows:
                 conn.execute(sql.SQL(_FILL).format(t=t), [have + 1, rows])
             conn.execute(sql.SQL("VACUUM (ANALYZE) {t}").format(t=t))  # autovacuum would run during the timing

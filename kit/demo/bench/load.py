@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TypedDict
 
 from kit.db.engine import make_engine
 from kit.demo import bench
 from kit.demo.load.engine import run_locust, saturation
-from kit.demo.load.pool import PRODUCTION, exhaustion, sweep_pool_sizes
+from kit.demo.load.pool import PRODUCTION, PoolConfig, exhaustion, sweep_pool_sizes
 from kit.demo.metrics import ResourceSampler
 from kit.demo.services.ingest import CHUNK_SIZES, compare_ingest, generate_csv, ingest_files
 from kit.indexes.apply import apply_indexes
@@ -32,18 +33,34 @@ INGEST_FILES, INGEST_ROWS = 5, {"tiny": 5_000, "demo": 60_000, "large": 60_000}
 BIG_FILE_BYTES = 110 * 2**20
 
 
+class _Common(TypedDict):
+    """The :func:`run_locust` keywords a side's run and its saturation steps share."""
+
+    flavor: str
+    redis_url: str | None
+    users: int
+    processes: int
+    config: PoolConfig
+    seed: int
+
+
 def _side(url: str, redis_url: str | None, flavor: str, scale: str, seed: int) -> tuple:
-    common = {
+    common: _Common = {
         "flavor": flavor,
         "redis_url": redis_url,
         "users": USERS,
         "processes": WORKERS,
         "config": PRODUCTION,
         "seed": seed,
-        "drain_s": DRAIN_S,
     }
     run = run_locust(
-        url, model=MODEL, rate_rps=RATE_RPS, duration_s=DURATION_S[scale], warmup_s=WARMUP_S[scale], **common
+        url,
+        model=MODEL,
+        rate_rps=RATE_RPS,
+        duration_s=DURATION_S[scale],
+        warmup_s=WARMUP_S[scale],
+        drain_s=DRAIN_S,
+        **common,
     )
     side = "naive" if flavor == "naive" else "fixed"
     knee = saturation(
@@ -53,7 +70,8 @@ def _side(url: str, redis_url: str | None, flavor: str, scale: str, seed: int) -
         warmup_s=STEP_S[scale] / 3,
         refine=REFINE,
         n_boot=50,
-        **{**common, "drain_s": 5.0},
+        drain_s=5.0,
+        **common,
     )
     return run, knee
 
@@ -181,6 +199,7 @@ def _ingest_block(url: str, scale: str, seed: int) -> dict:
             with ResourceSampler(interval_s=0.05) as sampler:
                 load = ingest_files(engine, [big], chunk_size=1024 * 1024, concurrency=1, keep=False)
             s = sampler.summary
+            assert s is not None  # set when the with block stopped the sampler
     finally:
         engine.dispose()
     by = {

@@ -361,7 +361,7 @@ class Saturation:
     met ``p95_target_ms`` with no error (0 when the first step already failed)."""
 
     label: str
-    p95_target_ms: float
+    p95_target_ms: float | None  # None only when no rate was given (no step ran, no knee to set it)
     saturation_rps: float
     steps: pd.DataFrame = field(repr=False)
 
@@ -418,10 +418,11 @@ def saturation(
             failed = rate
             break
         held = rate
-    for _ in range(refine if held and failed else 0):
-        middle = round((held * failed) ** 0.5, 1)
-        if step(middle):
-            held = middle
-        else:
-            failed = middle
+    if held and failed:
+        for _ in range(refine):
+            middle = round((held * failed) ** 0.5, 1)
+            if step(middle):
+                held = middle
+            else:
+                failed = middle
     return Saturation(label or run.get("flavor", "naive"), p95_target_ms, held, pd.DataFrame(rows))

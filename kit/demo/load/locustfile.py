@@ -30,7 +30,7 @@ import os
 import random
 import time
 
-import gevent
+import gevent  # type: ignore[import-untyped]  # no stubs: types-gevent is not a dev dependency
 import psutil
 from locust import User, constant, events, task
 from locust.exception import StopUser
@@ -39,7 +39,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from kit.config import url_from_env
 from kit.demo.load.connections import PRODUCTION, PoolConfig, make_pool_engine
 from kit.demo.load.mix import Endpoint, classify, seed_endpoints
-from kit.demo.metrics import KitMetrics, MetricsPublisher
+from kit.demo.metrics import KitMetrics, MetricsPublisher, queue_pool
 
 SAMPLES = "kit_samples"
 RESOURCE_INTERVAL_S = 0.25
@@ -88,7 +88,8 @@ class _Process:
         self.in_use = self.peak_in_use = 0
         self.resources: list[tuple[float, float, float]] = []
         self.t0 = time.perf_counter()
-        self.measure_start = self.end = None
+        self.measure_start: float | None = None
+        self.end: float | None = None
         self._sampler = gevent.spawn(self._sample)
 
     def begin(self) -> None:
@@ -143,11 +144,12 @@ class _Process:
         return [name, round(start - self.measure_start, 6), ms(latency), ms(wait), error, queued]
 
     def report(self) -> dict:
+        pool = queue_pool(self.engine)
         return {
             "pid": os.getpid(),
             "peak_in_use": self.peak_in_use,
             "capacity": self.config.capacity,
-            "open_connections": self.engine.pool.checkedin() + self.engine.pool.checkedout(),
+            "open_connections": pool.checkedin() + pool.checkedout(),
             "resources": self.resources,
         }
 
@@ -227,16 +229,18 @@ class PlatformUser(User):
     @staticmethod
     def _open(process: _Process, o, rng: random.Random, rows: list) -> None:
         gap = o.kit_users / o.kit_rate  # per user; the superposition of the users' arrivals is the rate
+        end = process.end
+        assert end is not None  # schedule() began the process's window
         t = time.perf_counter() + (rng.uniform(0.0, gap) if o.kit_arrivals == "constant" else 0.0)
         flights: list[tuple[gevent.Greenlet, str, float]] = []
         while True:
             t += rng.expovariate(1.0 / gap) if o.kit_arrivals == "poisson" else gap
-            if t >= process.end:
+            if t >= end:
                 break
             gevent.sleep(max(t - time.perf_counter(), 0.0))
             endpoint = process.pick(rng)
             flights.append((gevent.spawn(process.request, endpoint, rng, t, rows), endpoint.name, t))
-        gevent.joinall([g for g, _, _ in flights], timeout=max(process.end + o.kit_drain - time.perf_counter(), 0.0))
+        gevent.joinall([g for g, _, _ in flights], timeout=max(end + o.kit_drain - time.perf_counter(), 0.0))
         for g, name, start in flights:
             if not g.ready():  # killed before it wrote its row: counted here, once
                 g.kill(block=True, timeout=1.0)
@@ -244,7 +248,9 @@ class PlatformUser(User):
 
     @staticmethod
     def _closed(process: _Process, o, rng: random.Random, rows: list) -> None:
-        while time.perf_counter() < process.end:
+        end = process.end
+        assert end is not None  # schedule() began the process's window
+        while time.perf_counter() < end:
             process.request(process.pick(rng), rng, time.perf_counter(), rows)
             if o.kit_think > 0:
                 gevent.sleep(rng.uniform(0.5, 1.5) * o.kit_think)

@@ -7,6 +7,7 @@ import contextlib
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -38,6 +39,22 @@ HOT_SHARE, HOT_FRACTION = 0.8, 0.01  # 80 % of lookups go to the hottest 1 % of 
 MAX_IDS = "SELECT /* kit */ coalesce((SELECT max(id) FROM projects), 1), coalesce((SELECT max(id) FROM users), 1)"
 
 
+class _Reads(Protocol):
+    """The reads of the mix, as the services modules and :class:`CachedServices` offer them."""
+
+    def list_users(self, conn: Connection, *, page: int = ..., per_page: int = ...) -> dict[str, Any]: ...
+
+    def get_project(self, conn: Connection, project_id: int) -> dict[str, Any] | None: ...
+
+    def get_reconciliation_jobs(
+        self, conn: Connection, *, project_id: int, page: int = ..., per_page: int = ...
+    ) -> dict[str, Any]: ...
+
+
+class _Search(Protocol):
+    def __call__(self, conn: Connection, *, query: str, page: int = ..., per_page: int = ...) -> dict[str, Any]: ...
+
+
 class EndpointSet(list):
     """The endpoints of a mix (a list), with the cache behind them when there is one."""
 
@@ -62,12 +79,18 @@ def seed_endpoints(
         raise ValueError(f"unknown flavor {flavor!r}; expected one of {', '.join(FLAVORS)}")
     with engine.connect() as conn:
         n_projects, _ = conn.exec_driver_sql(MAX_IDS).one()
-    svc, search, cache, closer = (naive if flavor == "naive" else batched), None, None, None
+    svc: _Reads
+    search: _Search
+    cache: TieredCache | None = None
+    closer: CachedServices | None = None
     if flavor == "cached":
         cache = TieredCache(redis_url=redis_url, namespace=f"kit-load-{random.getrandbits(32):08x}")
         svc = closer = CachedServices(cache, engine)
         search = batched.search_projects
-    search = search or svc.search_projects
+    elif flavor == "naive":
+        svc, search = naive, naive.search_projects
+    else:
+        svc, search = batched, batched.search_projects
     calls = {
         "search_projects": lambda c, r: search(c, query=r.choice(SEARCH_TERMS), page=r.randint(1, 3), per_page=20),
         "list_users": lambda c, r: svc.list_users(c, page=r.randint(1, 5), per_page=20),

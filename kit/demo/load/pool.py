@@ -49,6 +49,7 @@ from kit.demo.load.engine import run_locust
 from kit.demo.load.mix import Endpoint
 from kit.demo.load.stats import LoadResult
 from kit.demo.load.threads import run_load
+from kit.demo.metrics import queue_pool
 
 # -- scenarios ---------------------------------------------------------------------------------
 
@@ -287,7 +288,7 @@ def exhaustion(
             progress=progress,
             sample_resources=False,
         )
-        back = engine.pool.checkedout() == 0
+        back = queue_pool(engine).checkedout() == 0
     finally:
         engine.dispose()
     timeouts = load.error_kinds.get("pool_timeout", 0)

@@ -24,11 +24,11 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from tqdm.auto import tqdm
+from tqdm.auto import tqdm  # type: ignore[import-untyped]  # no stubs: types-tqdm is not a dev dependency
 
 from kit.demo.load.mix import Endpoint, classify
 from kit.demo.load.stats import LoadResult, summarize
-from kit.demo.metrics import ALERT_UTILIZATION, KitMetrics, ResourceSampler
+from kit.demo.metrics import ALERT_UTILIZATION, KitMetrics, ResourceSampler, queue_pool
 
 QUANTILES = {"p50": 50.0, "p95": 95.0, "p99": 99.0}
 
@@ -45,7 +45,8 @@ class PoolMonitor:
 
     def __init__(self, engine: Engine, *, timer: Callable[[], float] = time.perf_counter):
         self.engine = engine
-        self.capacity = engine.pool.size() + max(getattr(engine.pool, "_max_overflow", 0), 0)
+        pool = queue_pool(engine)
+        self.capacity = pool.size() + max(getattr(pool, "_max_overflow", 0), 0)
         self._timer = timer
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -224,6 +225,8 @@ def run_load(
     ``metrics`` also counts and times every request (for a :class:`kit.demo.metrics.MetricsPublisher`)."""
     if users < 1 or not endpoints or (duration_s is None) == (requests is None):
         raise ValueError("need users >= 1, at least one endpoint, and exactly one of duration_s / requests")
+    if requests is not None and requests < 1:  # a run of no request would never end
+        raise ValueError(f"requests must be >= 1, got {requests}")
     cum = list(np.cumsum([e.weight for e in endpoints]))
     monitor, run = PoolMonitor(engine), _Run(requests)
     outs: list[list] = [[] for _ in range(users)]
@@ -239,7 +242,7 @@ def run_load(
     ]
     sampler = ResourceSampler().start() if sample_resources else None
     bar = tqdm(
-        total=requests or round(duration_s),
+        total=requests if duration_s is None else round(duration_s),
         unit="req" if requests else "s",
         desc=label,
         disable=not progress,

@@ -184,6 +184,7 @@ def ingest_file(
         # psycopg directly: SQLAlchemy has no COPY; its Connection has not begun a transaction,
         # so commit and rollback go to the driver connection too
         raw = conn.connection.driver_connection
+        assert raw is not None  # a connection just checked out is attached to its psycopg connection
         try:
             with raw.cursor() as cur:
                 with cur.copy(_copy_statement(table)) as copy:
