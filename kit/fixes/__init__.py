@@ -6,7 +6,20 @@ from __future__ import annotations
 
 from kit.fixes.apply import apply_fixes, undo
 from kit.fixes.loop import LoopResult, run_loop
-from kit.fixes.model import ANALYZE, CREATE, DROP, FAILED, KEPT, PLANNED, RECORD_KEYS, REVERTED, Fix, FixPlan
+from kit.fixes.model import (
+    ANALYZE,
+    CREATE,
+    DROP,
+    FAILED,
+    KEPT,
+    PLANNED,
+    RECORD_KEYS,
+    REVERTED,
+    Fix,
+    FixKind,
+    FixPlan,
+    Verdict,
+)
 from kit.fixes.plan import Declared, declared_specs, plan_fixes
 from kit.fixes.reviewed import reviewed_plan, what_to_fix
 
@@ -21,8 +34,10 @@ __all__ = [
     "REVERTED",
     "Declared",
     "Fix",
+    "FixKind",
     "FixPlan",
     "LoopResult",
+    "Verdict",
     "apply_fixes",
     "declared_specs",
     "plan_fixes",

@@ -32,7 +32,8 @@ SET_TIMEOUTS = "SELECT /* kit */ set_config('lock_timeout', %s, false), set_conf
 
 def spec_of(fix: Fix) -> IndexSpec:
     """The index a create or drop fix is about (for a drop: as it exists, to rebuild it)."""
-    return parse_index_sql(fix.index_def, source="kit")[0] if fix.kind == CREATE else parse_indexdef(fix.index_def)
+    definition = fix.index_definition()
+    return parse_index_sql(definition, source="kit")[0] if fix.kind == CREATE else parse_indexdef(definition)
 
 
 def _first(exc: BaseException) -> str:
@@ -51,13 +52,14 @@ def _analyze(url: str, fix: Fix, *, lock_timeout_ms: int, statement_timeout_ms: 
     return fix.but(verdict=APPLIED)
 
 
-def _creates(engine: Engine, fixes: list[Fix], out, lock: ApplyLock) -> dict[str, Fix]:
+def _creates(engine: Engine, fixes: list[Fix], out, lock: ApplyLock) -> dict[str | None, Fix]:
+    """Each create fix, applied or failed, by its ``index``."""
     if not fixes:
         return {}
     specs = [spec_of(f) for f in fixes]
     result = apply_indexes(engine, specs, apply=True, lock=lock, progress=None, out=out)
     steps = {s.name: s for s in result.steps}
-    done = {}
+    done: dict[str | None, Fix] = {}
     url = url_of(engine)
     for fix, spec in zip(fixes, specs, strict=False):
         step = steps[spec.name]

@@ -18,6 +18,7 @@ Indexes the apply will build later get their usual names, and ``fixes.sql``'s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
+import psycopg
 from sqlalchemy import Engine
 
 from kit import escape
@@ -69,7 +71,7 @@ class LoopResult:
         return fixes_frame(self.fixes)
 
     @property
-    def mode(self) -> str:
+    def mode(self) -> sqlfile.Mode:
         """What fixes.sql says was done: a dry run, applied, or nothing to apply."""
         return sqlfile.APPLIED if self.applied else sqlfile.NOTHING if self.apply_requested else sqlfile.DRY
 
@@ -204,11 +206,17 @@ class LoopResult:
 def _sizes(url: str, fixes: tuple[Fix, ...]) -> tuple[Fix, ...]:
     with sessions.connect(url) as conn:
         return tuple(
-            f.but(bytes_after=int(conn.execute(INDEX_SIZE, [f.schema, f.index_name]).fetchone()[0] or 0))
+            f.but(bytes_after=_index_size(conn, f.schema, f.index_name))
             if f.kind == CREATE and f.verdict == KEPT
             else f
             for f in fixes
         )
+
+
+def _index_size(conn: psycopg.Connection, schema: str, name: str | None) -> int:
+    row = conn.execute(INDEX_SIZE, [schema, name]).fetchone()
+    assert row is not None, "INDEX_SIZE returns one row"
+    return int(row[0] or 0)
 
 
 def run_loop(
@@ -233,19 +241,23 @@ def run_loop(
     ``budget_bytes`` caps the new indexes' estimated size (None: half the size of their tables);
     ``reviewed`` is a plan reviewed in a dry run (:func:`kit.fixes.reviewed.reviewed_plan`): step 2 then
     takes it as it is, and ``workload`` is the statements it names."""
-    options = dict(
-        declared=declared,
-        warmup=warmup,
-        repeats=repeats,
-        min_rows=min_rows,
-        budget_bytes=budget_bytes,
-        reviewed=reviewed,
-        out=out,
-    )
-    if not apply:
-        return _loop(engine, workload, lock=None, **options)
-    with interrupts.sigterm_raises(), applylock.hold(url_of(engine)) as lock:  # 0.
-        return _loop(engine, workload, lock=lock, **options)
+    with contextlib.ExitStack() as stack:
+        lock = None
+        if apply:  # 0.
+            stack.enter_context(interrupts.sigterm_raises())
+            lock = stack.enter_context(applylock.hold(url_of(engine)))
+        return _loop(
+            engine,
+            workload,
+            lock=lock,
+            declared=declared,
+            warmup=warmup,
+            repeats=repeats,
+            min_rows=min_rows,
+            budget_bytes=budget_bytes,
+            reviewed=reviewed,
+            out=out,
+        )
 
 
 def _loop(
@@ -265,7 +277,7 @@ def _loop(
     url = url_of(engine)
     say = escape.lines_to(out)
     apply = lock is not None
-    left = invalid.repair(engine, lock=lock, out=say) if apply else invalid.review(engine, out=say)  # 0.
+    left = invalid.repair(engine, lock=lock, out=say) if lock is not None else invalid.review(engine, out=say)  # 0.
     reuse = {f.name for f in left if f.action == "would drop"}  # dropped ones are free already
     targets = targets_for(url, workload.targets)  # 1.
     before = measure(url, targets, warmup=warmup, repeats=repeats, writes=apply)
@@ -284,7 +296,7 @@ def _loop(
     before |= measure(url, probes, warmup=warmup, repeats=repeats, writes=apply)
     targets += probes
     fixes, after = tuple(planned_evidence(f, before) for f in plan.fixes), {}
-    if apply and fixes:
+    if lock is not None and fixes:
         fixes = apply_fixes(engine, fixes, lock=lock, out=out)  # 4.
         after = measure(url, again(targets, before), warmup=warmup, repeats=repeats, writes=True)  # 5.
         fixes = _sizes(url, _verdicts(engine, fixes, before, after, lock=lock, say=say, out=out))  # 6.
@@ -303,7 +315,14 @@ def _loop(
 
 
 def _verdicts(
-    engine: Engine, fixes: tuple[Fix, ...], before: dict, after: dict, *, lock: ApplyLock, say, out
+    engine: Engine,
+    fixes: tuple[Fix, ...],
+    before: dict[str, Timing],
+    after: dict[str, Timing],
+    *,
+    lock: ApplyLock,
+    say: Callable[[str], None],
+    out: Callable[[str], None] | None,
 ) -> tuple[Fix, ...]:
     """Keep or revert each applied fix, then the set as a whole (a revert under the loop's lock)."""
     applied = [fix.verdict == APPLIED for fix in fixes]

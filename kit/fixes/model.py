@@ -4,14 +4,24 @@ should change, and — once applied and measured — whether it was kept (pure).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Final, Literal
 
 import pandas as pd
 
 from kit.workload.model import Statement
 
-CREATE, DROP, ANALYZE = "create_index", "drop_index", "analyze"
-PLANNED, KEPT, REVERTED, FAILED = "planned", "kept", "reverted", "failed"
-APPLIED = "applied"  # between apply and verify only; never a final verdict
+# Plain strings typed as literals: fixes.json, loop.json, fixes.sql and the notebooks hold these values.
+FixKind = Literal["create_index", "drop_index", "analyze"]
+Verdict = Literal["planned", "applied", "kept", "reverted", "failed"]
+
+CREATE: Final = "create_index"
+DROP: Final = "drop_index"
+ANALYZE: Final = "analyze"
+PLANNED: Final = "planned"
+APPLIED: Final = "applied"  # between apply and verify only; never a final verdict
+KEPT: Final = "kept"
+REVERTED: Final = "reverted"
+FAILED: Final = "failed"
 RECORD_KEYS = (
     "kind",
     "sql",
@@ -28,7 +38,7 @@ RECORD_KEYS = (
 
 @dataclass(frozen=True)
 class Fix:
-    kind: str  # CREATE | DROP | ANALYZE
+    kind: FixKind
     sql: str  # the statement as fixes.sql has it (CONCURRENTLY, schema-qualified)
     target_table: str  # schema.table
     statements: tuple[str, ...]  # keys (queryids, or probe:<name> for a statement the kit wrote)
@@ -39,7 +49,7 @@ class Fix:
     index_def: str | None = None  # CREATE INDEX of that index (for a drop: to rebuild it on revert)
     est_bytes: int | None = None  # bytes added (create, estimated) or freed (drop, actual)
     declared: bool = False  # in the user's migration: applied and measured, never reverted
-    verdict: str = PLANNED
+    verdict: Verdict = PLANNED
     reason: str = ""
     exec_ms_before: float | None = None
     exec_ms_after: float | None = None
@@ -57,6 +67,12 @@ class Fix:
     depends_on: str | None = None  # a drop of an index a new one covers: that new index's name
     parts: tuple[str, ...] = ()  # a new index on a partitioned table: its partitions' indexes (plans name those)
     evidence: str = ""  # what the measurement of its deciding statement was: reproduced the workload or not, and why
+
+    def index_definition(self) -> str:
+        """``index_def`` of a create or drop fix; ValueError for a fix that has none (an ANALYZE)."""
+        if self.index_def is None:
+            raise ValueError(f"the {self.kind} fix on {self.target_table} has no index definition")
+        return self.index_def
 
     @property
     def index_names(self) -> set[str]:
@@ -98,7 +114,7 @@ class FixPlan:
     def to_frame(self) -> pd.DataFrame:
         return fixes_frame(self.fixes)
 
-    def of_kind(self, kind: str) -> tuple[Fix, ...]:
+    def of_kind(self, kind: FixKind) -> tuple[Fix, ...]:
         return tuple(f for f in self.fixes if f.kind == kind)
 
 

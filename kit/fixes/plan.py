@@ -268,7 +268,9 @@ def _whatif(
                     continue
                 try:
                     base, _ = cost(conn, texts[key], refs.nparams, values.get(key))
-                    _oid, size = conn.execute(HYPO_CREATE, [create]).fetchone()
+                    made = conn.execute(HYPO_CREATE, [create]).fetchone()
+                    assert made is not None, "hypopg_create_index returns the index it made"
+                    _oid, size = made
                     after, _ = cost(conn, texts[key], refs.nparams, values.get(key))
                 except psycopg.Error:
                     continue
@@ -396,7 +398,7 @@ def _covered_by_new(
     """A drop for each existing index a new one extends ((a) by (a, b)), kept only if the new one is."""
     out = []
     for new in creates:
-        spec = parse_index_sql(new.index_def, source="kit")[0]
+        spec = parse_index_sql(new.index_definition(), source="kit")[0]
         if new.declared or spec.predicate or len(spec.columns) < 2:
             continue
         for name, definition, size, columns in conn.execute(PLAIN_INDEXES, [new.schema, new.table]).fetchall():
@@ -530,7 +532,7 @@ def _statements(workload: Workload, values: dict[str, tuple]) -> list[SelectStat
 
 def _spelled_out(conn: psycopg.Connection, fix: Fix) -> Fix:
     """A new index on a partitioned table: its sql spells out the steps of the safe path (kit.indexes.partitioned)."""
-    spec = parse_index_sql(fix.index_def, source="kit")[0]
+    spec = parse_index_sql(fix.index_definition(), source="kit")[0]
     if not partitioned.is_partitioned(conn, spec.schema, spec.table):
         return fix
     return fix.but(sql=";\n".join(partitioned.statements(conn, spec)))
@@ -538,6 +540,6 @@ def _spelled_out(conn: psycopg.Connection, fix: Fix) -> Fix:
 
 def _with_write_cost(conn: psycopg.Connection, fix: Fix, statements: list[SelectStatement]) -> Fix:
     """A new index with the rows the workload wrote to its table and the estimated cost to those writes."""
-    spec = parse_index_sql(fix.index_def, source="kit")[0]
+    spec = parse_index_sql(fix.index_definition(), source="kit")[0]
     written, write_ms = write_cost(conn, statements, fix.schema, fix.table, spec.columns)
     return fix.but(rows_written=written, write_ms=write_ms)

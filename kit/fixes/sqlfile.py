@@ -20,9 +20,10 @@ from __future__ import annotations
 import re
 import textwrap
 from pathlib import Path
+from typing import Final, Literal
 
 from kit import escape
-from kit.fixes.model import CREATE, Fix, Leftover
+from kit.fixes.model import CREATE, PLANNED, Fix, Leftover
 from kit.sqltext import redact
 
 FILE = "fixes.sql"
@@ -46,8 +47,11 @@ def _wrapped(label: str, text: str) -> list[str]:
     return [f"--    {label}: {lines[0]}"] + [f"--      {line}" for line in lines[1:]]
 
 
-DRY, APPLIED, NOTHING = "dry run", "applied", "nothing to apply"
-_HEADS = {
+Mode = Literal["dry run", "applied", "nothing to apply"]  # what the file says was done
+DRY: Final = "dry run"
+APPLIED: Final = "applied"
+NOTHING: Final = "nothing to apply"
+_HEADS: dict[Mode, str] = {
     DRY: "-- Dry run: nothing below was applied (kit run -p apply true applies it after a safety pre-flight).",
     APPLIED: "-- Applied by the kit, then verified: each verdict says whether it was kept, reverted (undone again) "
     "or failed.",
@@ -108,7 +112,7 @@ def render(
     fixes: tuple[Fix, ...] | list[Fix],
     *,
     target: str,
-    mode: str,
+    mode: Mode,
     statements: dict[str, str] | None = None,
     details: dict[str, str] | None = None,
     leftovers: tuple[Leftover, ...] | list[Leftover] = (),
@@ -138,7 +142,7 @@ def render(
             body.append(_comment(f"   helps {key}") + (f": {shown}" if shown else ""))
             if details.get(key):
                 body += _wrapped("  measured", details[key])
-        if fix.verdict != "planned" or fix.reason:
+        if fix.verdict != PLANNED or fix.reason:
             body += _wrapped("verdict", fix.verdict + (f" ({fix.reason})" if fix.reason else ""))
         if fix.kind == CREATE and fix.index_name:
             body.append(_guarded_drop(fix.schema, fix.index_name))
@@ -152,7 +156,7 @@ def write(
     fixes: tuple[Fix, ...] | list[Fix],
     *,
     target: str,
-    mode: str,
+    mode: Mode,
     statements: dict[str, str] | None = None,
     details: dict[str, str] | None = None,
     leftovers: tuple[Leftover, ...] | list[Leftover] = (),

@@ -14,7 +14,10 @@ migration declares is kept and the reason says what the measurement found.
 
 from __future__ import annotations
 
-from kit.fixes.model import ANALYZE, CREATE, DROP, KEPT, REVERTED, Fix
+from collections.abc import Callable
+from typing import TypeGuard
+
+from kit.fixes.model import ANALYZE, CREATE, DROP, KEPT, REVERTED, Fix, FixKind, Verdict
 from kit.workload.timing import MEASURED, Timing
 
 MIN_SPEEDUP = 2.0
@@ -23,7 +26,7 @@ SLOWER = 1.25  # a drop that makes a statement 25 % slower (beyond noise) is und
 _NOISE_MS = 0.05
 
 
-def _measured(t: Timing | None) -> bool:
+def _measured(t: Timing | None) -> TypeGuard[Timing]:
     return t is not None and t.mode == MEASURED and bool(t.exec_ms)
 
 
@@ -33,14 +36,22 @@ def slower(before: Timing | None, after: Timing | None) -> bool:
     With few repeats a median's interval is the whole range, so one sample slowed by a busy
     machine would keep the intervals from parting: the interval after is held against the median
     before, which one slow sample does not move."""
-    if not (_measured(before) and _measured(after)):
+    b, a = _ms(before), _ms(after)
+    if b is None or a is None or after is None:
         return False
-    b, a = before.median_ms, after.median_ms
-    return a > SLOWER * b and a - b > _NOISE_MS and after.ci_ms[0] > b
+    lo, _hi = after.ci_ms
+    return a > SLOWER * b and a - b > _NOISE_MS and lo is not None and lo > b
 
 
 def _ms(t: Timing | None) -> float | None:
+    """The median of a measured timing (a measured one has repeats), else None."""
     return t.median_ms if _measured(t) else None
+
+
+def _medians(before: Timing | None, after: Timing | None) -> tuple[float, float] | None:
+    """(median before, median after) of a statement measured both times, else None."""
+    b, a = _ms(before), _ms(after)
+    return (b, a) if b is not None and a is not None else None
 
 
 def _primary(fix: Fix, before: dict[str, Timing]) -> str | None:
@@ -71,11 +82,13 @@ def planned_evidence(fix: Fix, before: dict[str, Timing]) -> Fix:
 
 def judge_create(fix: Fix, before: dict[str, Timing], after: dict[str, Timing]) -> Fix:
     used = [k for k in fix.statements if k in after and fix.index_names & set(after[k].indexes)]
+    verdict: Verdict
     if not used:
         on = ", ".join(fix.statements) or "any statement"
         verdict, reason, key = REVERTED, f"the planner does not use it on {on}", _primary(fix, before)
     else:
-        timed = [k for k in used if _measured(before.get(k)) and _measured(after[k])]
+        medians = {k: m for k in used if (m := _medians(before.get(k), after[k])) is not None}
+        timed = list(medians)
         # the workload's own statements decide when one of them reproduced the workload; a probe the kit
         # wrote otherwise; a measurement that did not reproduce the workload is no evidence
         workload = [k for k in timed if not k.startswith(PROBE)]
@@ -91,8 +104,9 @@ def judge_create(fix: Fix, before: dict[str, Timing], after: dict[str, Timing]) 
                 ),
             )
         elif timed:
-            key = max(timed, key=lambda k: before[k].median_ms / after[k].median_ms)
-            x = before[key].median_ms / after[key].median_ms
+            key = max(timed, key=lambda k: medians[k][0] / medians[k][1])
+            b_ms, a_ms = medians[key]
+            x = b_ms / a_ms
             how = (
                 "a statement the kit wrote"
                 if key.startswith(PROBE)
@@ -100,7 +114,7 @@ def judge_create(fix: Fix, before: dict[str, Timing], after: dict[str, Timing]) 
                 if before[key].reproduced
                 else "nothing to compare with"
             )
-            shown = f"{key}: {before[key].median_ms:.3f} -> {after[key].median_ms:.3f} ms ({x:.1f}x, {how})"
+            shown = f"{key}: {b_ms:.3f} -> {a_ms:.3f} ms ({x:.1f}x, {how})"
             verdict, reason = (
                 (KEPT, f"plan uses it; {shown}")
                 if x >= MIN_SPEEDUP
@@ -109,11 +123,13 @@ def judge_create(fix: Fix, before: dict[str, Timing], after: dict[str, Timing]) 
         else:
             key = used[0]
             b, a = before.get(key), after[key]
-            x = b.cost / a.cost if b is not None and b.cost and a.cost else None
-            shown = f"estimated only: cost {b.cost:.0f} -> {a.cost:.0f}" if x else "estimated only"
+            ratio = b.cost / a.cost if b is not None and b.cost and a.cost else None
+            shown = (
+                f"estimated only: cost {b.cost:.0f} -> {a.cost:.0f}" if ratio and b is not None else "estimated only"
+            )
             verdict, reason = (
                 (KEPT, f"plan uses it; {shown}")
-                if x and x >= MIN_SPEEDUP
+                if ratio and ratio >= MIN_SPEEDUP
                 else (REVERTED, f"plan uses it; {shown} (less than {MIN_SPEEDUP:.0f}x)")
             )
     if fix.declared and verdict == REVERTED:
@@ -151,8 +167,12 @@ def judge_analyze(fix: Fix, before: dict[str, Timing], after: dict[str, Timing])
     )
 
 
+_Judge = Callable[[Fix, dict[str, Timing], dict[str, Timing]], Fix]
+_JUDGES: dict[FixKind, _Judge] = {CREATE: judge_create, DROP: judge_drop, ANALYZE: judge_analyze}
+
+
 def judge(fix: Fix, before: dict[str, Timing], after: dict[str, Timing]) -> Fix:
-    return {CREATE: judge_create, DROP: judge_drop, ANALYZE: judge_analyze}[fix.kind](fix, before, after)
+    return _JUDGES[fix.kind](fix, before, after)
 
 
 def settle(fixes: list[Fix], before: dict[str, Timing], after: dict[str, Timing]) -> list[Fix]:

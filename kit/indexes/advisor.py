@@ -206,14 +206,16 @@ def cost(
         # Prepared afresh each time: a cached generic plan would not see a new hypothetical index.
         _deallocate(conn)
         conn.execute(sql.SQL("PREPARE /* kit */ kit_advise AS {}").format(sql.SQL(stmt)))
-        real = values is not None and len(values) == nparams
-        conn.execute(PLAN_MODE, ["force_custom_plan" if real else "force_generic_plan"])
-        args = values if real else (None,) * nparams
-        explain = sql.SQL("EXPLAIN /* kit */ (FORMAT JSON) {}").format(execute_prepared("kit_advise", args))
-        plan = conn.execute(explain).fetchone()[0]
+        real = values if values is not None and len(values) == nparams else None
+        conn.execute(PLAN_MODE, ["force_custom_plan" if real is not None else "force_generic_plan"])
+        args = real if real is not None else (None,) * nparams
+        row = conn.execute(
+            sql.SQL("EXPLAIN /* kit */ (FORMAT JSON) {}").format(execute_prepared("kit_advise", args))
+        ).fetchone()
     else:
-        plan = conn.execute(sql.SQL("EXPLAIN /* kit */ (FORMAT JSON) {}").format(sql.SQL(stmt))).fetchone()[0]
-    top = plan[0]["Plan"]
+        row = conn.execute(sql.SQL("EXPLAIN /* kit */ (FORMAT JSON) {}").format(sql.SQL(stmt))).fetchone()
+    assert row is not None, "EXPLAIN returns one row"
+    top = row[0][0]["Plan"]
     return float(top["Total Cost"]), plan_indexes(top)
 
 

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Literal
 
 import pandas as pd
 import psycopg
@@ -40,7 +41,7 @@ from kit.errors import IndexBuildError
 from kit.indexes import partitioned
 from kit.indexes.estimate import BuildEstimate, estimate
 from kit.indexes.spec import IndexSpec, MigrationError
-from kit.indexes.status import APPLIED, DIFFERS, INVALID, MISSING, NO_TABLE, default_specs, index_status
+from kit.indexes.status import APPLIED, DIFFERS, INVALID, MISSING, NO_TABLE, IndexState, default_specs, index_status
 from kit.safety import applylock, interrupts
 from kit.safety import preflight as safety
 from kit.safety.applylock import ApplyLock
@@ -50,6 +51,9 @@ ADVISORY_KEY = applylock.KEY  # one lock for every apply of the kit
 BUILD_APP = "dbperf-kit-build"  # the application name of the sessions that run the kit's DDL
 MARKER = "dbperf-kit build"  # the comment on every index the kit builds, followed by the UTC time
 CANCEL_WAIT_S = 10.0  # how long an interrupted statement is cancelled and waited for
+# what apply does with an index: create it, drop the invalid one and create it, nothing, leave another definition
+Action = Literal["create", "rebuild", "none", "leave"]
+StepStatus = Literal["planned", "applied", "unchanged", "failed", "left"]
 
 
 @dataclass(frozen=True)
@@ -85,9 +89,9 @@ class LockWait:
 class Step:
     name: str
     table: str
-    state_before: str
-    action: str  # "create" | "rebuild" (drop the invalid one, create) | "none" | "leave"
-    status: str  # "planned" | "applied" | "unchanged" | "failed" | "left"
+    state_before: IndexState
+    action: Action
+    status: StepStatus
     estimate: BuildEstimate | None = None
     attempts: int = 0
     seconds: float = 0.0
@@ -125,7 +129,7 @@ class ApplyResult:
             )
         return pd.DataFrame(rows)
 
-    def names(self, status: str) -> list[str]:
+    def names(self, status: StepStatus) -> list[str]:
         return [s.name for s in self.steps if s.status == status]
 
     @property
@@ -133,9 +137,9 @@ class ApplyResult:
         return self.names("failed")
 
 
-def plan(specs: tuple[IndexSpec, ...], states: dict[str, str]) -> list[Step]:
+def plan(specs: tuple[IndexSpec, ...], states: dict[str, IndexState]) -> list[Step]:
     """What apply would do for each spec, given its current state."""
-    action = {
+    action: dict[IndexState, tuple[Action, StepStatus, str]] = {
         APPLIED: ("none", "unchanged", ""),
         MISSING: ("create", "planned", ""),
         INVALID: ("rebuild", "planned", "invalid (failed concurrent build): drop and rebuild"),
@@ -171,9 +175,22 @@ WOULD_BLOCK = """SELECT /* kit */ a.pid, a.state, left(a.query, 120) AS query,
 FROM pg_stat_activity a WHERE a.pid = ANY(%(pids)s) AND a.xact_start IS NOT NULL"""
 
 
-def _index_state(conn: psycopg.Connection, spec: IndexSpec) -> str:
+def _index_state(conn: psycopg.Connection, spec: IndexSpec) -> IndexState:
     row = conn.execute(INDEX_VALID, [spec.schema, spec.name]).fetchone()
     return MISSING if row is None else (APPLIED if row[0] else INVALID)
+
+
+def _blocking_pids(conn: psycopg.Connection, pid: int) -> list[int]:
+    row = conn.execute(BLOCKING, [pid]).fetchone()
+    assert row is not None, "BLOCKING returns one row"
+    return row[0] or []
+
+
+def _commented(conn: psycopg.Connection, spec: IndexSpec) -> bool:
+    """Whether index ``spec`` has a comment (the kit's marker, put there during the build)."""
+    row = conn.execute(COMMENTED, [spec.schema, spec.name]).fetchone()
+    assert row is not None, "COMMENTED returns one row"
+    return bool(row[0])
 
 
 def _mark(conn: psycopg.Connection, schema: str, name: str) -> bool:
@@ -209,7 +226,7 @@ def _stop(box: dict, done: threading.Event, *, wait_s: float = CANCEL_WAIT_S) ->
 
 def _run_statement(
     url: str,
-    stmt: sql.Composable | str,
+    stmt: str | sql.SQL | sql.Composed,
     *,
     timeouts: tuple[str, str],
     monitor: psycopg.Connection | None,
@@ -243,7 +260,8 @@ def _run_statement(
         finally:
             done.set()
 
-    started, phases, marked = time.monotonic(), [], False
+    started, marked = time.monotonic(), False
+    phases: list[str] = []
     threading.Thread(target=work, name=f"kit-build-{name}", daemon=True).start()
     try:
         while not done.wait(poll_s):
@@ -251,13 +269,15 @@ def _run_statement(
                 continue
             row = monitor.execute(PROGRESS, [box["pid"]]).fetchone()
             if blockers is not None:
-                blockers.update(monitor.execute(BLOCKING, [box["pid"]]).fetchone()[0] or ())
+                blockers.update(_blocking_pids(monitor, box["pid"]))
             if mark and row and row[6] is not None and not marked:  # the build has created its index
                 marked = row[7] or _mark(monitor, row[5], row[6])
             if row and (not phases or phases[-1] != row[0]):
                 phases.append(row[0])
                 if progress:
-                    progress(Progress(name, *row[:5], elapsed_s=time.monotonic() - started))
+                    phase, blocks_done, blocks_total, tuples_done, tuples_total = row[:5]
+                    elapsed_s = time.monotonic() - started
+                    progress(Progress(name, phase, blocks_done, blocks_total, tuples_done, tuples_total, elapsed_s))
     except BaseException:
         _stop(box, done)
         raise
@@ -326,7 +346,7 @@ def _build_one(
                 )
             if _index_state(monitor, spec) != APPLIED:  # 3. IF NOT EXISTS accepts an invalid one
                 raise IndexBuildError(f"{spec.name} exists but is not valid after the build")
-            if not monitor.execute(COMMENTED, [spec.schema, spec.name]).fetchone()[0]:  # built before a look
+            if not _commented(monitor, spec):  # built before a look
                 _mark(monitor, spec.schema, spec.name)
             return replace(
                 step, status="applied", attempts=attempt, phases=tuple(phases), seconds=time.monotonic() - started
@@ -446,7 +466,7 @@ def _not_tried(blocking: list[tuple[int, str, str]]) -> str:
     )
 
 
-def _check_tables(specs: tuple[IndexSpec, ...], states: dict[str, str]) -> None:
+def _check_tables(specs: tuple[IndexSpec, ...], states: dict[str, IndexState]) -> None:
     missing = [s for s in specs if states[s.name] == NO_TABLE]
     if missing:
         s = missing[0]
@@ -542,6 +562,7 @@ def _apply(
             return ApplyResult(
                 False if not apply else True, tuple(steps), tuple(blockers), (), time.monotonic() - started
             )
+        assert lock is not None, "apply_indexes holds the apply lock whenever it applies"
         safety.check(engine, tables=tables).require_safe()  # the one gate: role, replica, open transactions
         for b in blockers:
             say(

@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 
 from kit.db import extensions
+from kit.errors import IndexBuildError
 from kit.indexes.spec import IndexSpec
 
 _FILLFACTOR = 0.9
@@ -41,7 +42,9 @@ HYPO_SIZE = "SELECT /* kit */ hypopg_relation_size(indexrelid) FROM hypopg_creat
 def hypopg_size(conn: psycopg.Connection, spec: IndexSpec) -> int:
     """Size of ``spec`` as hypopg estimates it; the hypothetical index is dropped at once."""
     try:
-        return int(conn.execute(HYPO_SIZE, [hypothetical_sql(spec)]).fetchone()[0])
+        row = conn.execute(HYPO_SIZE, [hypothetical_sql(spec)]).fetchone()
+        assert row is not None, "hypopg_create_index returns the index it made"
+        return int(row[0])
     finally:
         conn.execute("SELECT /* kit */ hypopg_reset()")
 
@@ -55,9 +58,12 @@ FROM pg_class c WHERE c.oid = to_regclass(format('%%I.%%I', %(schema)s::text, %(
 
 def stats_size(conn: psycopg.Connection, spec: IndexSpec) -> tuple[int, int]:
     """(estimated index bytes, table bytes) from reltuples and pg_stats widths."""
-    tuples, table_bytes, width = conn.execute(
+    row = conn.execute(
         STATS_SIZE, {"schema": spec.schema, "table": spec.table, "columns": list(spec.columns), "ncols": len(spec.keys)}
     ).fetchone()
+    if row is None:  # dropped since the status was read
+        raise IndexBuildError(f"table {spec.qualified_table} of index {spec.name} does not exist; run apply again")
+    tuples, table_bytes, width = row
     est = tuples * (width + _TUPLE_OVERHEAD) / _FILLFACTOR
     return int(max(est, 8192)), int(table_bytes)
 
@@ -68,9 +74,11 @@ DATA_DIR = "SELECT /* kit */ current_setting('data_directory', true)"
 def free_disk(conn: psycopg.Connection) -> int | None:
     """Free bytes where the server keeps its data, when that directory is visible from here."""
     try:
-        data_dir = conn.execute(DATA_DIR).fetchone()[0]
+        row = conn.execute(DATA_DIR).fetchone()
     except psycopg.Error:
         return None  # needs pg_read_all_settings
+    assert row is not None, "DATA_DIR returns one row"
+    data_dir = row[0]
     host = conn.info.host
     if not data_dir or (host and host not in ("127.0.0.1", "localhost", "::1") and not host.startswith("/")):
         return None
@@ -88,12 +96,12 @@ def write_rates(
     conn: psycopg.Connection, *, schemas: list[str], sample_s: float, sleep: Callable[[float], None] = time.sleep
 ) -> dict[str, float]:
     """Rows written per second per table over a ``sample_s`` window (0 gives all zeros)."""
-    first = dict(conn.execute(WRITES, {"schemas": schemas}).fetchall())
+    first: dict[str, int] = dict(conn.execute(WRITES, {"schemas": schemas}).fetchall())
     if sample_s <= 0:
         return {t: 0.0 for t in first}
     sleep(sample_s)
     conn.execute("SELECT /* kit */ pg_stat_clear_snapshot()")
-    second = dict(conn.execute(WRITES, {"schemas": schemas}).fetchall())
+    second: dict[str, int] = dict(conn.execute(WRITES, {"schemas": schemas}).fetchall())
     return {t: max(second.get(t, 0) - n, 0) / sample_s for t, n in first.items()}
 
 

@@ -86,7 +86,7 @@ def statements(conn: psycopg.Connection, spec: IndexSpec) -> list[str]:
     return out
 
 
-def _attach(parent: IndexSpec, child: IndexSpec) -> sql.Composable:
+def _attach(parent: IndexSpec, child: IndexSpec) -> sql.Composed:
     return sql.SQL("ALTER INDEX {} ATTACH PARTITION {}").format(
         sql.Identifier(parent.schema, parent.name), sql.Identifier(child.schema, child.name)
     )
@@ -97,7 +97,7 @@ def build(
     monitor: psycopg.Connection,
     *,
     build_child: Callable[[IndexSpec], list[str]],
-    run: Callable[[sql.Composable | str], None],
+    run: Callable[[str | sql.Composed], object],
 ) -> list[str]:
     """Steps 1-3 of the module docstring; ``build_child`` builds one partition's index concurrently on
     the safe path (its phases come back), ``run`` runs one short statement on a session of its own.

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
+from kit.errors import KitError
 from kit.indexes.advisor import (
     HYPO_CREATE,
     TableInfo,
@@ -152,7 +153,10 @@ class _Table:
 def _table(conn: psycopg.Connection, info: TableInfo, tables: dict) -> _Table:
     key = (info.schema, info.name)
     if key not in tables:
-        size, hot_share, indexes = conn.execute(TABLE_FIGURES, [info.schema, info.name]).fetchone()
+        row = conn.execute(TABLE_FIGURES, [info.schema, info.name]).fetchone()
+        if row is None:  # dropped since table_info found it
+            raise KitError(f"table {info.schema}.{info.name} was dropped while its indexes were planned; plan again")
+        size, hot_share, indexes = row
         tables[key] = _Table(info, existing_keys(conn, info), int(size or 0), float(hot_share or 0.0), int(indexes))
     return tables[key]
 
@@ -207,7 +211,9 @@ class _Planner:
         self.sizes: dict[Candidate, int] = {}
 
     def create(self, cand: Candidate) -> tuple[int, str]:
-        oid, size = self.conn.execute(HYPO_CREATE, [cand.create().as_string(self.conn)]).fetchone()
+        row = self.conn.execute(HYPO_CREATE, [cand.create().as_string(self.conn)]).fetchone()
+        assert row is not None, "hypopg_create_index returns the index it made"
+        oid, size = row
         self.sizes[cand] = int(size)
         return oid, f"<{oid}>"
 
@@ -359,7 +365,7 @@ def _greedy(
         if not found:
             break
         top = max(net for net, _c, _k in found)
-        _net, cand, costs = min(
+        _net, cand, best_costs = min(
             (f for f in found if f[0] >= (1 - NEAR) * top), key=lambda f: (planner.sizes[f[1]], -f[0])
         )
         for old in [(c, o) for c, o in chosen if _extends(cand, c)]:  # (a, b) makes (a) redundant
@@ -369,7 +375,7 @@ def _greedy(
         oid, _tag = planner.create(cand)  # it stays: the next candidates are planned with it
         chosen.append((cand, oid))
         spent += planner.sizes[cand]
-        current.update({k: min(current[k], c) for k, c in costs.items()})
+        current.update({k: min(current[k], c) for k, c in best_costs.items()})
     return _final(planner, chosen, pool, by_key, parsed, base, tables)
 
 

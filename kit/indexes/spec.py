@@ -119,7 +119,10 @@ def _deparse(node) -> str:
 
 
 def _key(elem: ast.IndexElem) -> IndexKey:
-    nulls = {SortByNulls.SORTBY_NULLS_FIRST: "first", SortByNulls.SORTBY_NULLS_LAST: "last"}
+    nulls: dict[SortByNulls | None, str] = {
+        SortByNulls.SORTBY_NULLS_FIRST: "first",
+        SortByNulls.SORTBY_NULLS_LAST: "last",
+    }
     return IndexKey(
         expression=elem.name if elem.name else _deparse(elem.expr),
         is_column=bool(elem.name),
@@ -129,17 +132,21 @@ def _key(elem: ast.IndexElem) -> IndexKey:
 
 
 def _spec(stmt: ast.IndexStmt, *, source: str, line: int) -> IndexSpec:
-    schema = stmt.relation.schemaname or DEFAULT_SCHEMA
+    relation, name, params = stmt.relation, stmt.idxname, stmt.indexParams
+    # the grammar gives every CREATE INDEX a table and keys; the callers name an unnamed one
+    if relation is None or relation.relname is None or name is None or params is None:
+        raise MigrationError(f"{source}:{line}: a CREATE INDEX without a name, a table or keys; fix the migration")
+    schema = relation.schemaname or DEFAULT_SCHEMA
     # The statement the kit runs: always CONCURRENTLY IF NOT EXISTS, always schema-qualified,
     # deparsed from the parsed tree (so identifiers are quoted by pglast, not by us).
     stmt.concurrent = True
     stmt.if_not_exists = True
-    stmt.relation.schemaname = schema
+    relation.schemaname = schema
     return IndexSpec(
-        name=stmt.idxname,
-        table=stmt.relation.relname,
+        name=name,
+        table=relation.relname,
         schema=schema,
-        keys=tuple(_key(e) for e in stmt.indexParams),
+        keys=tuple(_key(e) for e in params),
         method=(stmt.accessMethod or "btree").lower(),
         predicate=_deparse(stmt.whereClause) if stmt.whereClause is not None else None,
         include=tuple(e.name for e in (stmt.indexIncludingParams or ())),
@@ -208,8 +215,9 @@ def _parse_or_refuse(text: str, source: str):
 
 def _default_name(stmt: ast.IndexStmt) -> str:
     """PostgreSQL's own name for an unnamed index: table_column(s)_idx (63 bytes at most)."""
-    parts = [e.name or "expr" for e in stmt.indexParams]
-    return f"{stmt.relation.relname}_{'_'.join(parts)}_idx"[:63]
+    parts = [e.name or "expr" for e in stmt.indexParams or ()]
+    table = stmt.relation.relname if stmt.relation is not None else ""  # none: _spec refuses the statement
+    return f"{table}_{'_'.join(parts)}_idx"[:63]
 
 
 def declared_in_migrations(path: str | Path) -> tuple[tuple[IndexSpec, ...], int]:
@@ -237,7 +245,7 @@ def declared_in_migrations(path: str | Path) -> tuple[tuple[IndexSpec, ...], int
                 spec = _spec(stmt, source=str(file), line=_line_of(data, raw.stmt_location or 0))
                 declared[(spec.schema, spec.name)] = spec
             elif isinstance(stmt, ast.DropStmt) and stmt.removeType == ObjectType.OBJECT_INDEX:
-                for obj in stmt.objects:
+                for obj in stmt.objects or ():
                     names = [n.sval for n in obj]
                     key = (names[0], names[1]) if len(names) == 2 else (DEFAULT_SCHEMA, names[-1])
                     declared.pop(key, None)
@@ -246,27 +254,34 @@ def declared_in_migrations(path: str | Path) -> tuple[tuple[IndexSpec, ...], int
     return tuple(declared.values()), skipped
 
 
+def _index_stmt(text: str, *, source: str) -> tuple[ast.IndexStmt, ast.RangeVar]:
+    """The one CREATE INDEX of ``text`` (a spec's own statement, or ``pg_get_indexdef()`` output) and its table."""
+    (raw,) = parse_sql(text)
+    stmt = raw.stmt
+    if not isinstance(stmt, ast.IndexStmt) or stmt.relation is None:
+        raise MigrationError(f"{source}: not a CREATE INDEX on a table: {text!r}")
+    return stmt, stmt.relation
+
+
 def retarget(spec: IndexSpec, *, schema: str, table: str, name: str) -> IndexSpec:
     """``spec`` built on another table (a partition of its own) under another name (pure)."""
-    (raw,) = parse_sql(spec.create_sql)
-    stmt = raw.stmt
-    stmt.relation.schemaname, stmt.relation.relname, stmt.idxname = schema, table, name
+    stmt, relation = _index_stmt(spec.create_sql, source=spec.source)
+    relation.schemaname, relation.relname, stmt.idxname = schema, table, name
     return _spec(stmt, source=spec.source, line=spec.line)
 
 
 def on_only_sql(spec: IndexSpec) -> str:
     """``CREATE INDEX IF NOT EXISTS name ON ONLY table ...``: the partitioned parent's own index, made
     at once and invalid until every partition's index is attached to it (pure)."""
-    (raw,) = parse_sql(spec.create_sql)
-    stmt = raw.stmt
-    stmt.concurrent, stmt.relation.inh = False, False
+    stmt, relation = _index_stmt(spec.create_sql, source=spec.source)
+    stmt.concurrent, relation.inh = False, False
     return _deparse(stmt)
 
 
 def parse_indexdef(indexdef: str) -> IndexSpec:
     """A spec from ``pg_get_indexdef()`` output, for comparison with a declared one."""
-    (raw,) = parse_sql(indexdef)
-    return _spec(raw.stmt, source="database", line=1)
+    stmt, _relation = _index_stmt(indexdef, source="database")
+    return _spec(stmt, source="database", line=1)
 
 
 def specs_frame(specs: tuple[IndexSpec, ...] | list[IndexSpec]) -> pd.DataFrame:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final, Literal
 
 import pandas as pd
 from sqlalchemy import Engine, text
@@ -12,8 +13,15 @@ from kit.db.seeded import seeded
 from kit.errors import ConfigError
 from kit.indexes.spec import IndexSpec, parse_indexdef, parse_migration
 
-APPLIED, MISSING, INVALID, DIFFERS, EXTRA, NO_TABLE = ("applied", "missing", "invalid", "differs", "extra", "no table")
-_REMEDY = {
+# Plain strings typed as literals: the bundle, the frames and the notebooks hold these values.
+IndexState = Literal["applied", "missing", "invalid", "differs", "extra", "no table"]
+APPLIED: Final = "applied"
+MISSING: Final = "missing"
+INVALID: Final = "invalid"
+DIFFERS: Final = "differs"
+EXTRA: Final = "extra"
+NO_TABLE: Final = "no table"
+_REMEDY: dict[IndexState, str] = {
     MISSING: "kit.indexes.apply_indexes(engine, apply=True) creates it CONCURRENTLY",
     INVALID: "a failed concurrent build: apply_indexes(engine, apply=True) drops it CONCURRENTLY and rebuilds",
     DIFFERS: "same name, other definition: DROP INDEX CONCURRENTLY it, then apply; or fix the migration",
@@ -79,7 +87,7 @@ def tables_in(conn, *, schemas: list[str]) -> set[tuple[str, str]]:
 class StatusRow:
     name: str
     table: str
-    state: str
+    state: IndexState
     expected: str | None
     live: str | None
     size_bytes: int | None
@@ -97,19 +105,19 @@ class IndexStatus:
         return pd.DataFrame([r.__dict__ for r in self.rows], columns=list(StatusRow.__dataclass_fields__))
 
     def counts(self) -> dict[str, int]:
-        out = {s: 0 for s in (APPLIED, MISSING, INVALID, DIFFERS, NO_TABLE, EXTRA)}
+        out: dict[str, int] = {s: 0 for s in (APPLIED, MISSING, INVALID, DIFFERS, NO_TABLE, EXTRA)}
         for r in self.rows:
             out[r.state] += 1
         return out
 
-    def names(self, *states: str) -> list[str]:
+    def names(self, *states: IndexState) -> list[str]:
         return [r.name for r in self.rows if r.state in states]
 
-    def state_of(self, name: str) -> str:
+    def state_of(self, name: str) -> IndexState:
         return next(r.state for r in self.rows if r.name == name)
 
 
-def classify(spec: IndexSpec, live: LiveIndex | None, *, table_exists: bool) -> str:
+def classify(spec: IndexSpec, live: LiveIndex | None, *, table_exists: bool) -> IndexState:
     """The state of one declared index given the live index of the same name (if any)."""
     if not table_exists:
         return NO_TABLE

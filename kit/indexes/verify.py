@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from sqlalchemy import Engine
 
 from kit.db import sessions
 from kit.db.engine import url_of
+from kit.errors import ConfigError
 from kit.indexes.catalog import Probe, kit_probe
 from kit.indexes.spec import IndexSpec
 from kit.indexes.status import default_specs
@@ -51,6 +53,7 @@ def sample_params(conn: psycopg.Connection, spec: IndexSpec, probe: Probe) -> di
     if not probe.sample:
         return {}
     key = spec.keys[0]
+    where: sql.Composable
     if kit_probe(spec) is None:  # derived: the leading key, as k0
         lead = sql.Identifier(key.expression) if key.is_column else sql.SQL("(" + key.expression + ")")
         cols, where = sql.SQL("{} AS k0").format(lead), sql.SQL("{} IS NOT NULL").format(lead)
@@ -58,7 +61,9 @@ def sample_params(conn: psycopg.Connection, spec: IndexSpec, probe: Probe) -> di
         cols = sql.SQL(", ").join(map(sql.Identifier, probe.sample))
         where = sql.SQL(probe.sample_where or "true")
     table = sql.Identifier(spec.schema, spec.table)
-    if conn.execute(HAS_ID, [spec.schema, spec.table]).fetchone()[0]:
+    has_id = conn.execute(HAS_ID, [spec.schema, spec.table]).fetchone()
+    assert has_id is not None, "HAS_ID returns one row"
+    if has_id[0]:
         mid = sql.SQL(
             "SELECT /* kit */ {c} FROM {t} WHERE {w} AND id >= (SELECT (min(id) + max(id)) / 2 "
             "FROM {t}) ORDER BY id LIMIT 1"
@@ -117,6 +122,13 @@ TABLE_SIZE = """SELECT /* kit */ c.reltuples::float8, c.relpages FROM pg_class c
 WHERE c.oid = to_regclass(format('%%I.%%I', %s::text, %s::text))"""
 
 
+def _explained(conn: psycopg.Connection, stmt: sql.Composed, params: dict) -> dict:
+    """The JSON plan an ``EXPLAIN (FORMAT JSON)`` returns."""
+    row = conn.execute(stmt, params).fetchone()
+    assert row is not None, "EXPLAIN returns one row"
+    return row[0][0]
+
+
 def time_probe(url: str, spec: IndexSpec, *, params: dict | None = None, warmup: int = 2, repeats: int = 5) -> Timing:
     """Warm up, then EXPLAIN ANALYZE ``repeats`` times in a new session of its own."""
     probe, query = probe_for(spec)
@@ -124,10 +136,13 @@ def time_probe(url: str, spec: IndexSpec, *, params: dict | None = None, warmup:
         conn.execute("SELECT /* kit */ set_config('statement_timeout', %s, false)", [_STATEMENT_TIMEOUT])
         if params is None:
             params = sample_params(conn, spec, probe)
-        rows, pages = conn.execute(TABLE_SIZE, [spec.schema, spec.table]).fetchone()
+        size = conn.execute(TABLE_SIZE, [spec.schema, spec.table]).fetchone()
+        if size is None:
+            raise ConfigError(f"table {spec.qualified_table} of index {spec.name} does not exist; create it first")
+        rows, pages = size
         times, plan = [], {}
         for i in range(warmup + repeats):
-            plan = conn.execute(EXPLAIN.format(query), params).fetchone()[0][0]
+            plan = _explained(conn, EXPLAIN.format(query), params)
             if i >= warmup:
                 times.append(float(plan["Execution Time"]))
     top = plan["Plan"]
@@ -188,12 +203,13 @@ def why_unused(url: str, spec: IndexSpec, after: Timing) -> str:
     with sessions.connect(url, app="dbperf-kit-verify") as conn:
         exists = conn.execute(
             "SELECT /* kit */ to_regclass(format('%%I.%%I', %s::text, %s::text)) IS NOT NULL", [spec.schema, spec.name]
-        ).fetchone()[0]
-        if not exists:
+        ).fetchone()
+        assert exists is not None, "a SELECT without FROM returns one row"
+        if not exists[0]:
             return "index does not exist (not applied)"
-        chosen = conn.execute(FORCED.format(query), after.params).fetchone()[0][0]["Plan"]
+        chosen = _explained(conn, FORCED.format(query), after.params)["Plan"]
         conn.execute("SET /* kit */ enable_seqscan = off")
-        forced = conn.execute(FORCED.format(query), after.params).fetchone()[0][0]["Plan"]
+        forced = _explained(conn, FORCED.format(query), after.params)["Plan"]
     if spec.name not in plan_indexes(forced):
         return "the index cannot serve this query (its leading key is not constrained)"
     costs = f"cost {forced['Total Cost']:.0f} with it vs {chosen['Total Cost']:.0f} without"
@@ -265,13 +281,18 @@ IDX_SCANS = "SELECT /* kit */ indexrelname, idx_scan FROM pg_stat_user_indexes W
 
 
 def idx_scans(
-    url: str, names: list[str], *, settle_s: float = 2.0, expect: list[str] = (), baseline: dict[str, int] | None = None
+    url: str,
+    names: list[str],
+    *,
+    settle_s: float = 2.0,
+    expect: Sequence[str] = (),
+    baseline: dict[str, int] | None = None,
 ) -> dict[str, int]:
     """idx_scan per index. Sessions flush their statistics as they exit, a moment after we close
     them: poll up to ``settle_s`` until every index in ``expect`` shows a change."""
     deadline = time.monotonic() + settle_s
     with sessions.connect(url) as conn:
-        current = dict(conn.execute(IDX_SCANS, [names]).fetchall())
+        current: dict[str, int] = dict(conn.execute(IDX_SCANS, [names]).fetchall())
         first = baseline or {}
         while expect and time.monotonic() < deadline:
             time.sleep(0.1)

@@ -64,7 +64,7 @@ def batched_form(query: str, column: str) -> str | None:
     stmt.whereClause = found
     if shape(query).aggregate and not stmt.groupClause:
         ref = ast.ColumnRef(fields=(ast.String(sval=column),))
-        stmt.targetList = (ast.ResTarget(val=ref), *stmt.targetList)
+        stmt.targetList = (ast.ResTarget(val=ref), *(stmt.targetList or ()))
         stmt.groupClause = (ast.ColumnRef(fields=(ast.String(sval=column),)),)
     return RawStream()(stmt)
 
@@ -77,13 +77,14 @@ def _to_any(node, column: str):
             col, other = other, col
         if (
             isinstance(col, ast.ColumnRef)
+            and col.fields
             and getattr(col.fields[-1], "sval", None) == column
             and isinstance(other, (ast.ParamRef, ast.TypeCast))
         ):
             return ast.A_Expr(kind=1, name=node.name, lexpr=col, rexpr=other)  # AEXPR_OP_ANY
         return None
     if isinstance(node, ast.BoolExpr):
-        args = list(node.args)
+        args = list(node.args or ())
         for i, arg in enumerate(args):
             new = _to_any(arg, column)
             if new is not None:

@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 
 from kit.db import sessions
-from kit.indexes.advisor import execute_prepared
+from kit.indexes.advisor import TableInfo, execute_prepared
 from kit.indexes.verify import plan_indexes, plan_nodes
 from kit.sqltext import redact
 from kit.sqltext.refs import WRITES
@@ -62,7 +62,9 @@ class Target:
 def _explain(conn: psycopg.Connection, values, *, analyze: bool) -> dict:
     opts = sql.SQL("ANALYZE, BUFFERS, FORMAT JSON" if analyze else "FORMAT JSON")
     stmt = sql.SQL("EXPLAIN /* kit */ ({}) {}").format(opts, execute_prepared("kit_measure", values))
-    return conn.execute(stmt).fetchone()[0][0]
+    row = conn.execute(stmt).fetchone()
+    assert row is not None, "EXPLAIN returns one row"
+    return row[0][0]
 
 
 def worst_estimate(node: dict) -> tuple[float, float] | None:
@@ -188,7 +190,8 @@ def _first(exc: BaseException, target: Target | None = None) -> str:
     first = text.splitlines()[0] if text else type(exc).__name__
     if target is None:
         return first
-    return redact.values(first, [v for p in (target.params, *target.candidates) for v in p.values])
+    masked = redact.values(first, [v for p in (target.params, *target.candidates) for v in p.values])
+    return first if masked is None else masked  # redact.values gives None only for None
 
 
 def time_target(
@@ -251,7 +254,8 @@ def time_target(
 def targets_for(url: str, statements: list[Statement] | tuple[Statement, ...]) -> list[Target]:
     """Each statement with candidate parameter values drawn from the data (one session, read-only) and,
     for the workload's own, its rows and mean time per call to match."""
-    out, cache = [], {}
+    out: list[Target] = []
+    cache: dict[str, TableInfo | None] = {}  # the tables the statements name, each looked up once
     with sessions.connect(url, app="dbperf-kit-sample") as conn:
         conn.execute("SELECT /* kit */ set_config('statement_timeout', '10s', false)")
         for s in statements:

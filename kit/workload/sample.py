@@ -88,6 +88,13 @@ def _owner(conn, refs: References, slot: Slot, cache: dict) -> TableInfo | None:
     return None
 
 
+def _column(slot: Slot) -> str:
+    """The column of a slot the data described: only a slot with a column has an owner and statistics."""
+    if slot.column is None:
+        raise ValueError(f"${slot.number} is compared with no column")
+    return slot.column
+
+
 def _row_values(conn, table: TableInfo, first: str, value: str, others: list[str]) -> dict[str, str | None]:
     """Values of ``others`` in one row where ``first`` = ``value``: a combination that exists."""
     query = sql.SQL("SELECT /* kit */ {cols} FROM {t} WHERE {first} = %s LIMIT 1").format(
@@ -122,21 +129,20 @@ def _draw(conn: psycopg.Connection, query: str, cache: dict) -> _Drawn | None:
     in_rank: dict[tuple, int] = {}
     for slot in refs.slots:
         owner = _owner(conn, refs, slot, cache) if slot.column else None
-        col_stats = None
-        if owner is not None:
+        col_stats, source = None, slot.op
+        if owner is not None and slot.column:  # an owner is found for a slot's column only
             drawn.owners[slot.number] = owner
             key = (owner.schema, owner.name, slot.column)
             if key not in by_column:
                 by_column[key] = column_stats(conn, owner, slot.column)
             col_stats = drawn.stats[slot.number] = by_column[key]
+            source = f"{owner.name}.{slot.column} ({col_stats.source}, {slot.op})"
         rank = in_rank.get((owner, slot.column), 0) if slot.op == "in" else 0
         in_rank[(owner, slot.column)] = rank + 1
         value = choose(slot, col_stats, position=rank)
         if value is not None and slot.number <= len(drawn.values):
             drawn.values[slot.number - 1] = value
-            drawn.sources[slot.number - 1] = (
-                f"{owner.name}.{slot.column} ({col_stats.source}, {slot.op})" if owner else slot.op
-            )
+            drawn.sources[slot.number - 1] = source
     _consistent_rows(conn, refs, drawn.values, drawn.sources, drawn.owners)
     if None in drawn.values:
         _by_type(conn, query, drawn)
@@ -235,25 +241,19 @@ def _equality_decisions(conn: psycopg.Connection, drawn: _Drawn) -> list[_Decisi
         if skewed is None:
             continue  # key-like columns only: any value finds about as many rows
         stats = drawn.stats[skewed.number]
-        source = f"{table.name}.{skewed.column} ({stats.source}, =, another frequency)"
-        others = [s for s in slots if s.column != skewed.column]
+        column = _column(skewed)
+        source = f"{table.name}.{column} ({stats.source}, =, another frequency)"
+        others = [(s, _column(s)) for s in slots if s.column != column]
         options: _Decision = [[]]
         for value in equality_options(stats):
             if value == drawn.values[skewed.number - 1]:
                 continue
-            row = _row_values(conn, table, skewed.column, value, [s.column for s in others]) if others else {}
-            if others and not all(row.get(s.column) is not None for s in others):
+            row = _row_values(conn, table, column, value, [c for _s, c in others]) if others else {}
+            if others and not all(row.get(c) is not None for _s, c in others):
                 continue  # no row has this value with the others: the combination does not exist
             options.append(
-                [(s.number, value, source) for s in slots if s.column == skewed.column]
-                + [
-                    (
-                        s.number,
-                        row[s.column],
-                        f"{table.name}.{s.column} (the row of {skewed.column} = ${skewed.number})",
-                    )
-                    for s in others
-                ]
+                [(s.number, value, source) for s in slots if s.column == column]
+                + [(s.number, row[c], f"{table.name}.{c} (the row of {column} = ${skewed.number})") for s, c in others]
             )
         out.append(options)
     return out
@@ -279,7 +279,7 @@ def _range_decisions(drawn: _Drawn) -> list[_Decision]:
 
 def _like_decisions(drawn: _Drawn) -> list[_Decision]:
     """Each LIKE on a column tried with patterns of its value's words (not the whole value, an equality)."""
-    out = []
+    out: list[_Decision] = []
     for slot in drawn.refs.slots:
         value = drawn.values[slot.number - 1] if slot.number <= len(drawn.values) else None
         if slot.op != "like" or value is None or slot.number not in drawn.owners:
@@ -291,7 +291,7 @@ def _like_decisions(drawn: _Drawn) -> list[_Decision]:
 
 def _magnitude_decisions(drawn: _Drawn) -> list[_Decision]:
     """Each number guessed from its type (no column says what it is) tried at other magnitudes."""
-    out = []
+    out: list[_Decision] = []
     for i, (value, source) in enumerate(zip(drawn.values, drawn.sources, strict=False)):
         if guessed_number(value, source):
             out.append([[]] + [[(i + 1, other, f"{source}; {other} tried")] for other in MAGNITUDES if other != value])
@@ -308,9 +308,10 @@ def _consistent_rows(conn, refs: References, values: list, sources: list, owners
         if len({s.column for s in slots}) < 2:
             continue
         slots.sort(key=lambda s: s.op != "=")  # a WHERE equality anchors the row, not a value being written
-        first, rest = slots[0], [s for s in slots[1:] if s.column != slots[0].column]
-        found = _row_values(conn, table, first.column, values[first.number - 1], [s.column for s in rest])
-        for s in rest:
-            if found.get(s.column) is not None:
-                values[s.number - 1] = found[s.column]
-                sources[s.number - 1] = f"{table.name}.{s.column} (the row of {first.column} = ${first.number})"
+        first, column = slots[0], _column(slots[0])
+        rest = [(s, _column(s)) for s in slots[1:] if s.column != column]
+        found = _row_values(conn, table, column, values[first.number - 1], [c for _s, c in rest])
+        for s, c in rest:
+            if found.get(c) is not None:
+                values[s.number - 1] = found[c]
+                sources[s.number - 1] = f"{table.name}.{c} (the row of {column} = ${first.number})"

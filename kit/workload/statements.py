@@ -97,12 +97,12 @@ def preparable(conn: Connection, statements: tuple[Statement, ...]) -> tuple[Sta
     return tuple(out)
 
 
-def _window(now: pd.DataFrame, previous: dict | None, reset) -> tuple[pd.DataFrame, pd.DataFrame | None, str]:
-    """(rows of the window, the previous snapshot or None, the basis) (pure)."""
+def _window(now: pd.DataFrame, previous: dict | None, reset) -> tuple[pd.DataFrame, dict | None, str]:
+    """(rows of the window, ``previous`` when the window starts at it else None, the basis) (pure)."""
     reset_iso = reset.isoformat() if reset else None
     if previous and previous.get("snapshot") and previous.get("reset") == reset_iso:
         before = pd.DataFrame(previous["snapshot"])
-        return window(now, before), before, f"since run {previous.get('run', 'before')}"
+        return window(now, before), previous, f"since run {previous.get('run', 'before')}"
     return window(now, None), None, "since the statistics were reset"
 
 
@@ -116,13 +116,13 @@ def read_workload(engine: Engine, *, previous: dict | None = None, top: int = 10
                 return Workload("unavailable", why, "", (), 0.0, 0)
             now = statements_frame(conn, chars=_TEXT_CHARS)
             reset = statements_reset(conn)
-            rows, before, basis = _window(now, previous, reset)
-            since = _parsed(previous.get("created_at")) if before is not None else reset
+            rows, since_run, basis = _window(now, previous, reset)
+            since = _parsed(since_run.get("created_at")) if since_run is not None else reset
             statements = select(rows, top=top, min_calls=min_calls)
-            if before is not None and not statements:  # nothing ran since: the whole history says more
+            if since_run is not None and not statements:  # nothing ran since: the whole history says more
                 rows, basis = (
                     window(now, None),
-                    f"since the statistics were reset (nothing ran since run {previous.get('run')})",
+                    f"since the statistics were reset (nothing ran since run {since_run.get('run')})",
                 )
                 statements, since = select(rows, top=top, min_calls=min_calls), reset
             statements = preparable(conn, statements)

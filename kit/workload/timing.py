@@ -12,8 +12,13 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, field
+from typing import Final, Literal
 
-MEASURED, ESTIMATED, NOT_MEASURED = "measured", "estimated only", "not measured"
+# how a statement was timed: plain strings typed as literals (loop.json and the frames hold them)
+TimingMode = Literal["measured", "estimated only", "not measured"]
+MEASURED: Final = "measured"
+ESTIMATED: Final = "estimated only"
+NOT_MEASURED: Final = "not measured"
 ROWS_FACTOR = 3.0  # measured rows within 3x of the workload's rows per call (each + 1: 0 and 1 are near)
 TIME_FACTOR = 5.0  # median time within 5x of the workload's mean (each + 0.05 ms: the timer's own noise)
 _ROWS_SLACK, _MS_SLACK = 1.0, 0.05
@@ -64,7 +69,7 @@ class Timing:
     parameter values, or only the planner's estimate when it could not (or must not) be executed."""
 
     key: str  # the statement's queryid, or "probe:<name>" for a statement the kit wrote
-    mode: str  # MEASURED | ESTIMATED | NOT_MEASURED
+    mode: TimingMode
     exec_ms: tuple[float, ...] = ()
     cost: float | None = None
     indexes: tuple[str, ...] = ()  # the indexes the (last) plan names
