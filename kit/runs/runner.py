@@ -1,11 +1,11 @@
 """``kit run``: execute the notebooks in order with papermill into ``runs/<UTC timestamp>/``.
 
 Stages kept apart, as papermill does: validate parameters (before anything runs:
-:mod:`kit.runs.parameters`), execute each
-notebook, export it to self-contained HTML, gather the recorded figures into ``summary.json``, write the evidence bundle (``bundle.json``,
-:mod:`kit.runs.bundle`) and, when ``fail_on`` rules are given, judge the run against the previous run of
-the same target (:mod:`kit.runs.gate`). A failing notebook's executed copy (and the bundle, with status
-``failed``) is written before :class:`NotebookFailed` is raised.
+:mod:`kit.runs.parameters`), execute each notebook, export it to self-contained HTML, gather the
+recorded figures into ``summary.json``, write the evidence bundle (``bundle.json``,
+:mod:`kit.runs.bundle`) and, when ``fail_on`` rules are given, judge the run against the previous
+run of the same target (:mod:`kit.runs.gate`). A failing notebook's executed copy (and the bundle,
+with status ``failed``) is written before :class:`NotebookFailed` is raised.
 
 A run with ``apply`` holds the database's apply lock (:mod:`kit.safety.applylock`) from before its
 checks to its end: a second one is refused before anything runs (exit 2), and its kernels work
@@ -20,7 +20,8 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,9 +41,11 @@ from kit.db.seeded import seeded
 from kit.errors import ConfigError, Interrupted, KitError, NotebookFailed
 from kit.runs import bundle as bundles
 from kit.runs import gate, signals
+from kit.runs.gate import GateResult
 from kit.runs.parameters import NOTEBOOKS, NOTEBOOKS_DIR, declared_parameters, validate_parameters
 from kit.safety import applylock, preflight
-from kit.store.history import FAILED, INTERRUPTED, OK, previous_bundle
+from kit.store.evidence import FAILED, INTERRUPTED, OK, Bundle, NotebookEntry, Status
+from kit.store.history import previous_bundle
 from kit.store.records import read_records
 
 DEFAULT_TIMEOUT_S = 1800
@@ -59,7 +62,17 @@ class NotebookResult:
     output: str
     html: str | None
     seconds: float
-    status: str  # "ok" | "failed" | "interrupted"
+    status: Status
+
+    def entry(self) -> NotebookEntry:
+        """How the summary and the bundle list it: file names, not paths."""
+        return NotebookEntry(
+            name=self.name,
+            status=self.status,
+            seconds=round(self.seconds, 2),
+            output=Path(self.output).name,
+            html=Path(self.html).name if self.html else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -67,7 +80,7 @@ class RunResult:
     folder: Path
     notebooks: list[NotebookResult]
     figures: dict[str, Any] = field(default_factory=dict)
-    gate: Any = None  # kit.runs.gate.GateResult when fail_on rules were given
+    gate: GateResult | None = None  # when fail_on rules were given
 
     @property
     def summary_path(self) -> Path:
@@ -149,7 +162,7 @@ def _run(
     timeout_s: int,
     progress: bool,
     bundle: bool,
-    rules,
+    rules: tuple[gate.Rule, ...],
     caught: signals.Caught,
 ) -> RunResult:
     folder = new_run_folder(runs_dir, create=False)
@@ -169,15 +182,11 @@ def _run(
             skip=skip,
             caught=caught,
         )
-    if caught.signum and (written.get("status") == INTERRUPTED or not bundle):  # came as the summary was written
+    if caught.signum and (written is None or written.status == INTERRUPTED):  # came as the summary was written
         raise _interrupted(caught, None, folder)
     verdict = None
-    if rules:
-        before = (
-            previous_bundle(folder.parent, target=written["target"], before=folder.name)
-            if written.get("target")
-            else None
-        )
+    if rules and written is not None:  # rules need the bundle: run() refused them without one
+        before = previous_bundle(folder.parent, target=written.target, before=folder.name) if written.target else None
         verdict = gate.evaluate(rules, written, before)
     return RunResult(folder=folder, notebooks=results, figures=_figures(folder), gate=verdict)
 
@@ -194,11 +203,11 @@ def _notebooks(
     bundle: bool,
     skip: tuple[str, ...],
     caught: signals.Caught,
-) -> tuple[list[NotebookResult], dict[str, Any]]:
+) -> tuple[list[NotebookResult], Bundle | None]:
     """Execute each notebook into ``folder``; then (also when one fails or a signal stops the run) write
-    the summary and the bundle. Returns the notebooks' results and the bundle's content ({} without one)."""
+    the summary and the bundle. Returns the notebooks' results and the bundle (None without one)."""
     results: list[NotebookResult] = []
-    written: dict[str, Any] = {}
+    written: Bundle | None = None
     # Kernels inherit the environment: this is how kit.record finds the run folder.
     # Kernels run in the notebooks' folder: they get this process's kit home (where its servers
     # are recorded) explicitly rather than searching from their own working directory.
@@ -239,16 +248,19 @@ def _notebooks(
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        summary = _write_summary(folder, parameters, results)
+        entries = [r.entry() for r in results]
+        _write_summary(folder, parameters, entries)
         if bundle:
-            status = INTERRUPTED if caught.signum else run_status(summary["notebooks"], expected=len(paths))
-            written = _write_bundle(folder, summary, database_env=_database_env(per_notebook), status=status)
+            status = INTERRUPTED if caught.signum else run_status([e.to_json() for e in entries], expected=len(paths))
+            written = _write_bundle(
+                folder, parameters, entries, database_env=_database_env(per_notebook), status=status
+            )
     return results, written
 
 
-def run_status(notebooks: list[dict[str, Any]], *, expected: int) -> str:
-    """``ok`` when every notebook asked for ran ok, else ``failed`` (pure; ``interrupted`` is the
-    caller's to say)."""
+def run_status(notebooks: Sequence[Mapping[str, Any]], *, expected: int) -> Status:
+    """``ok`` when every notebook asked for (the summary's ``notebooks``) ran ok, else ``failed``
+    (pure; ``interrupted`` is the caller's to say)."""
     return OK if len(notebooks) == expected and all(n["status"] == OK for n in notebooks) else FAILED
 
 
@@ -339,18 +351,18 @@ def _database_env(per_notebook: dict[Path, dict[str, Any]]) -> str:
     return DATABASE_ENV[0]
 
 
-def _write_bundle(folder: Path, summary: dict[str, Any], *, database_env: str, status: str) -> dict[str, Any]:
+def _write_bundle(
+    folder: Path, parameters: dict[str, Any], notebooks: list[NotebookEntry], *, database_env: str, status: Status
+) -> Bundle:
     """The evidence bundle of the run; without a reachable database it holds the files' part only."""
     try:
         url, why = url_from_env(database_env), None
     except KitError as exc:
         url, why = None, mask_url(str(exc))
-    content = bundles.collect(
-        folder, database_url=url, parameters=summary["parameters"], notebooks=summary["notebooks"], status=status
-    )
+    content = bundles.collect(folder, database_url=url, parameters=parameters, notebooks=notebooks, status=status)
     if why:
-        content["errors"]["database"] = why
-    bundles.write(folder, content)
+        content = replace(content, errors={**content.errors, "database": why})
+    content.write(folder)
     return content
 
 
@@ -432,21 +444,11 @@ def _figures(folder: Path) -> dict[str, Any]:
     return {rec["name"]: rec["value"] for rec in read_records(folder)}
 
 
-def _write_summary(folder: Path, parameters: dict[str, Any], results: list[NotebookResult]) -> dict[str, Any]:
+def _write_summary(folder: Path, parameters: dict[str, Any], notebooks: list[NotebookEntry]) -> None:
     summary = {
         "run": folder.name,
         "parameters": {k: mask_url(v) if isinstance(v, str) else v for k, v in parameters.items()},
-        "notebooks": [
-            {
-                "name": r.name,
-                "seconds": round(r.seconds, 2),
-                "status": r.status,
-                "output": Path(r.output).name,
-                "html": Path(r.html).name if r.html else None,
-            }
-            for r in results
-        ],
+        "notebooks": [n.to_json() for n in notebooks],
         "figures": _figures(folder),
     }
     (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
-    return summary
