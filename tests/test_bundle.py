@@ -14,8 +14,11 @@ from kit.demo.schema import MIGRATION_PATH
 from kit.indexes.spec import parse_migration
 from kit.runs import bundle, runner
 from kit.store import history
+from kit.store.evidence import SCHEMA_VERSION, Finding
 
 SPEC = next(s for s in parse_migration(MIGRATION_PATH) if s.table == "users")
+SCHEMA_1_KEYS = ["schema", "run", "created_at", "status", "target", "previous_run", "parameters", "versions", "notebooks",
+                 "preflight", "statements", "indexes", "findings", "figures", "artifacts", "errors", "derived"]
 
 
 def _notebook(path) -> None:
@@ -46,7 +49,8 @@ def test_two_runs_bundle_history_compare_trends_and_gate(setup, capsys):
     runs = tmp_path / "runs"
     first = runner.run(notebooks_dir=tmp_path, notebooks=("probe.ipynb",), runs_dir=runs, progress=False,
                        fail_on=("p95_ms>+20%",))
-    one = json.loads(first.bundle_path.read_text())
+    one = json.loads(first.bundle_path.read_text())  # the JSON keeps schema 1's keys; the schema says 2
+    assert (one["schema"], list(one)) == (SCHEMA_VERSION, SCHEMA_1_KEYS)
     assert one["target"] == bundle.target_key(url) and ":" not in one["target"].split("@")[0][len("postgresql://"):]
     assert (one["status"], one["previous_run"], one["errors"]) == ("ok", None, {})
     assert one["figures"]["p95_ms"] == 10.0 and one["findings"][0] == {"kind": "n_plus_one", "subject": "fp-a",
@@ -74,10 +78,11 @@ def test_two_runs_bundle_history_compare_trends_and_gate(setup, capsys):
     assert "regression gate" in out
 
     two = history.read_bundle(history.resolve_run("latest", runs_dir=runs))
-    assert two["previous_run"] == first.folder.name and two["parameters"] == {"p95": "13", "fps": '["fp-a", "fp-b"]'}
-    assert two["derived"]["new_missing_indexes"] == 1.0 and two["derived"]["gone_n_plus_one"] == 0.0
-    assert two["statements"]["basis"] == f"since run {first.folder.name}"
-    users = [s for s in two["statements"]["diff"] if "count(*) FROM users" in s["query"]]
+    assert two.previous_run == first.folder.name and two.parameters == {"p95": "13", "fps": '["fp-a", "fp-b"]'}
+    assert two.derived["new_missing_indexes"] == 1.0 and two.derived["gone_n_plus_one"] == 0.0
+    assert two.statements is not None and two.statements.basis == f"since run {first.folder.name}"
+    assert Finding(kind="missing_indexes", subject=SPEC.name, severity="high") in two.findings
+    users = [s for s in two.statements.diff if "count(*) FROM users" in s["query"]]
     assert [s["calls"] for s in users] == [1]  # one call since the previous run, not the cumulative count
 
     assert main(["history", "--runs-dir", str(runs)]) == 0
@@ -89,7 +94,7 @@ def test_two_runs_bundle_history_compare_trends_and_gate(setup, capsys):
     assert any(line.split()[:3] == ["p95_ms", "10.000", "13.000"] for line in out.splitlines())
 
     trends = history.trends(runs, last=10)
-    assert trends.runs["run"].tolist() == [first.folder.name, two["run"]]
+    assert trends.runs["run"].tolist() == [first.folder.name, two.run]
     assert trends.changes().set_index("figure").loc["p95_ms", "change_pct"] == pytest.approx(30.0)
     assert sorted(trends.findings()["subject"]) == sorted([SPEC.name, "fp-b"])
 

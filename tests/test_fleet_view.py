@@ -9,13 +9,15 @@ from pathlib import Path
 from kit.fleet import charts
 from kit.fleet.target import ATTEMPTS_FILE, Outcome
 from kit.fleet.view import NOT_RECORDED, NOT_RUN, fleet_view
+from kit.store.evidence import SCHEMA_VERSION
 
 
 def _bundle(runs: Path, target: str, run: str, **extra) -> Path:
     folder = runs / target / run
     folder.mkdir(parents=True)
-    content = {"schema": 1, "run": run, "created_at": f"2026-11-{run[6:8]}T02:00:00+00:00", "status": "ok",
-               "target": f"postgresql://kit@db:5432/{target}", "parameters": {}, "notebooks": [{"status": "ok"}],
+    content = {"schema": SCHEMA_VERSION, "run": run, "created_at": f"2026-11-{run[6:8]}T02:00:00+00:00",
+               "status": "ok", "target": f"postgresql://kit@db:5432/{target}", "parameters": {},
+               "notebooks": [{"name": "01_audit.ipynb", "status": "ok"}],
                "findings": [], "figures": {}, "derived": {}, **extra}
     (folder / "bundle.json").write_text(json.dumps(content), encoding="utf-8")
     return folder
@@ -36,7 +38,8 @@ def _fleet(tmp_path: Path) -> Path:
             findings=[{"kind": "missing_indexes", "subject": "ix_a", "severity": "high"},
                       {"kind": "missing_indexes", "subject": "ix_b", "severity": "high"},
                       {"kind": "n_plus_one", "subject": "SELECT 1", "severity": None}],
-            statements={"snapshot": [{"query": "SELECT a", "calls": 10, "total_ms": 60.0},
+            statements={"reset": None, "basis": "since the statistics were reset",
+                        "snapshot": [{"query": "SELECT a", "calls": 10, "total_ms": 60.0},
                                      {"query": "SELECT b", "calls": 5, "total_ms": 30.0},
                                      {"query": "SELECT c", "calls": 1, "total_ms": 10.0}]},
             indexes={"counts": {"applied": 21, "missing": 2}},

@@ -4,8 +4,12 @@ import math
 
 import pytest
 
+from dataclasses import replace
+from datetime import UTC, datetime
+
 from kit.errors import ConfigError, KitError
 from kit.runs import gate
+from kit.store.evidence import Bundle, Finding
 
 
 @pytest.mark.parametrize(
@@ -38,9 +42,9 @@ def test_parse_errors(text, message):
         gate.parse_rule(text)
 
 
-def _bundle(run: str, findings=(), **figures) -> dict:
-    return {"run": run, "figures": figures, "derived": {},
-            "findings": [{"kind": k, "subject": s, "severity": None} for k, s in findings]}
+def _bundle(run: str, findings=(), **figures) -> Bundle:
+    return Bundle(run=run, created_at=datetime(2026, 1, 1, tzinfo=UTC), status="ok", figures=figures,
+                  findings=tuple(Finding(kind=k, subject=s) for k, s in findings))
 
 
 def test_relative_change_fires_above_threshold_and_names_the_values():
@@ -82,7 +86,7 @@ def test_new_findings_are_counted_and_named():
     before = _bundle("r1", [("n_plus_one", "fp-a"), ("missing_indexes", "idx_a")])
     after = _bundle("r2", [("n_plus_one", "fp-a"), ("n_plus_one", "fp-b"), ("missing_indexes", "idx_a"),
                            ("missing_indexes", "idx_b")])
-    after["derived"] = {"new_n_plus_one": 1.0, "new_missing_indexes": 1.0}
+    after = replace(after, derived={"new_n_plus_one": 1.0, "new_missing_indexes": 1.0})
     result = gate.evaluate(["new_n_plus_one>0", "new_missing_indexes>0", "new_unused_indexes>0"], after, before)
     assert [v.status for v in result.verdicts] == ["regression", "regression", "ok"]
     assert result.verdicts[0].message == "new_n_plus_one = 1, rule 'new_n_plus_one>0' fired: fp-b"

@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 
 import pytest
 
 from kit.charts import trends as charts_trends
 from kit.errors import ConfigError
 from kit.store import history
+from kit.store.evidence import SCHEMA_VERSION, Bundle
 
 A, B = "postgresql://u@h:5432/a", "postgresql://u@h:5432/b"
 
@@ -15,7 +17,8 @@ A, B = "postgresql://u@h:5432/a", "postgresql://u@h:5432/b"
 def _write(runs, run, target, figures, findings=(), scale="tiny", status="ok"):
     folder = runs / run
     folder.mkdir(parents=True)
-    bundle = {"run": run, "created_at": f"2026-01-0{run[-1]}T00:00:00+00:00", "status": status, "target": target,
+    bundle = {"schema": SCHEMA_VERSION, "run": run, "created_at": f"2026-01-0{run[-1]}T00:00:00+00:00",
+              "status": status, "target": target,
               "parameters": {"scale": scale}, "notebooks": [{"name": "01_audit.ipynb", "status": "ok"}],
               "figures": figures, "derived": {},
               "findings": [{"kind": k, "subject": s, "severity": "high"} for k, s in findings]}
@@ -45,8 +48,8 @@ def test_list_runs_per_target(runs):
 
 
 def test_previous_bundle_is_the_same_targets(runs):
-    assert history.previous_bundle(runs, target=A, before="20260101T000000Z-3")["run"] == "20260101T000000Z-1"
-    assert history.previous_bundle(runs, target=B, before="20260101T000000Z-3")["run"] == "20260101T000000Z-2"
+    assert history.previous_bundle(runs, target=A, before="20260101T000000Z-3").run == "20260101T000000Z-1"
+    assert history.previous_bundle(runs, target=B, before="20260101T000000Z-3").run == "20260101T000000Z-2"
     assert history.previous_bundle(runs, target=A, before="20260101T000000Z-1") is None
 
 
@@ -76,8 +79,9 @@ def test_compare_with_confidence_intervals_and_findings(runs):
 
 
 def test_overlapping_intervals_are_not_significant():
-    a = {"run": "a", "figures": {"x": 10.0, "x_lo": 8.0, "x_hi": 12.0}}
-    b = {"run": "b", "figures": {"x": 11.0, "x_lo": 9.0, "x_hi": 13.0}}
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    a = Bundle(run="a", created_at=at, status="ok", figures={"x": 10.0, "x_lo": 8.0, "x_hi": 12.0})
+    b = Bundle(run="b", created_at=at, status="ok", figures={"x": 11.0, "x_lo": 9.0, "x_hi": 13.0})
     result = history.compare(a, b)
     assert result.figures["significant"].tolist() == [False]
     assert result.changed().empty
@@ -130,7 +134,7 @@ def test_interrupted_and_failed_runs_are_listed_and_never_a_baseline(runs, monke
     _write(runs, "20260101T000000Z-6", A, {"p95_ms": 800.0}, status="failed")
     listed = history.list_runs(runs)
     assert listed["status"].tolist() == ["ok", "ok", "ok", "no bundle", "interrupted", "failed"]
-    assert history.previous_bundle(runs, target=A, before="20260101T000000Z-7")["run"] == "20260101T000000Z-3"
+    assert history.previous_bundle(runs, target=A, before="20260101T000000Z-7").run == "20260101T000000Z-3"
     assert history.trend_frame(runs, target=A)["run"].unique().tolist() == ["20260101T000000Z-1", "20260101T000000Z-3"]
     monkeypatch.setenv("KIT_DATABASE_URL", A)
     found = history.trends(runs, last=10)

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from kit.errors import ConfigError, NotebookFailed, ParameterError
-from kit.runs import runner
+from kit.runs import parameters, runner
 
 KIT = str(Path(sys.executable).parent / "kit")
 
@@ -30,7 +30,7 @@ def _notebook(path, params: str, *cells: str) -> None:
 
 def test_declared_parameters_of_the_shipped_notebooks():
     for name in runner.NOTEBOOKS:
-        declared = runner.declared_parameters(runner.NOTEBOOKS_DIR / name)
+        declared = parameters.declared_parameters(runner.NOTEBOOKS_DIR / name)
         assert declared["database_env"] == {"type": "str", "default": '"KIT_DATABASE_URL"'}
         assert declared["scale"] == {"type": "str", "default": '"tiny"'}
         assert declared["apply"] == {"type": "bool", "default": "False"}
@@ -75,9 +75,9 @@ def test_the_ranges_name_only_declared_parameters_and_scales_match_the_data_gene
     from kit.demo import datagen
 
     declared = {name for nb in runner.NOTEBOOKS + ("04_trends.ipynb",)
-                for name in runner.declared_parameters(runner.NOTEBOOKS_DIR / nb)}
-    assert set(runner.RANGES) | set(runner.CHOICES) <= declared
-    assert runner.CHOICES["scale"] == tuple(datagen.SCALES)
+                for name in parameters.declared_parameters(runner.NOTEBOOKS_DIR / nb)}
+    assert set(parameters.RANGES) | set(parameters.CHOICES) <= declared
+    assert parameters.CHOICES["scale"] == tuple(datagen.SCALES)
 
 
 @pytest.mark.parametrize("name", ["../README.md", "../pyproject.toml"])
@@ -92,7 +92,7 @@ def test_a_file_that_is_not_a_notebook_is_one_clear_error(tmp_path, name):
 
 def test_cli_strings_are_typed():
     paths = [runner.NOTEBOOKS_DIR / n for n in runner.NOTEBOOKS]
-    typed = runner.validate_parameters({"apply": "true", "scale": "demo"}, paths)
+    typed = parameters.validate_parameters({"apply": "true", "scale": "demo"}, paths)
     assert typed[paths[1]] == {"apply": True, "scale": "demo"}
 
 
@@ -100,7 +100,7 @@ def test_migrations_are_given_to_the_kernels_as_an_absolute_path(tmp_path, monke
     (tmp_path / "db").mkdir()
     monkeypatch.chdir(tmp_path)
     paths = [runner.NOTEBOOKS_DIR / n for n in runner.NOTEBOOKS]
-    typed = runner.validate_parameters({"migrations": "db"}, paths)
+    typed = parameters.validate_parameters({"migrations": "db"}, paths)
     assert typed[paths[1]] == {"migrations": str(tmp_path / "db")}  # the kernels run in notebooks/
 
 

@@ -75,6 +75,8 @@ def build(fleet: Fleet) -> dg.Definitions:
     def fleet_report() -> dg.MaterializeResult:
         result = report.execute(fleet)
         html = result.notebooks[0].html
+        if html is None:  # report.execute raises when the notebook fails; an ok one is always exported
+            raise dg.Failure(description=f"fleet report: {result.folder} holds no HTML export", allow_retries=False)
         return dg.MaterializeResult(
             metadata={
                 "html": dg.MetadataValue.path(html),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -98,36 +99,32 @@ def run_round(
     in a throwaway one. Never raises for a target's failure: each outcome says what happened."""
     started = time.perf_counter()
     round_id = round_id or datetime.now(UTC).isoformat(timespec="seconds")
-    requests = round_requests(fleet, round_id, tuple(targets or ()))
+    requests = _partitions(round_requests(fleet, round_id, tuple(targets or ())))
     workers = min(fleet.concurrency, len(requests))
     results: dict[str, tuple[Outcome, str]] = {}
     if dagster_home is not None:
         _prepare_home(fleet, Path(dagster_home))  # before the workers: they would race to create its storage
     if workers <= 1:
         instance = _instance(dagster_home)
-        for req in requests:
-            results[req.partition_key] = _execute_partition(fleet, req.partition_key, req.tags, instance, quiet)
+        for name, tags in requests:
+            results[name] = _execute_partition(fleet, name, tags, instance, quiet)
     else:
         ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no state inherited from the caller
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             futures = {
-                req.partition_key: pool.submit(
-                    _worker,
-                    str(fleet.path),
-                    req.partition_key,
-                    dict(req.tags),
-                    str(dagster_home) if dagster_home else None,
-                    quiet,
+                name: pool.submit(
+                    _worker, str(fleet.path), name, tags, str(dagster_home) if dagster_home else None, quiet
                 )
-                for req in requests
+                for name, tags in requests
             }
             for name, future in futures.items():
                 outcome, run_id = future.result()
                 results[name] = (Outcome.from_dict(outcome), run_id)
-    html = error = None
+    html: str | None = None
+    error: str | None = None
     if report:
         html, error = _report(fleet, round_id, _instance(dagster_home), quiet)
-    ordered = [req.partition_key for req in requests]
+    ordered = [name for name, _ in requests]
     return RoundResult(
         fleet=fleet.name,
         round_id=round_id,
@@ -140,6 +137,16 @@ def run_round(
     )
 
 
+def _partitions(requests: list[dg.RunRequest]) -> list[tuple[str, dict[str, str]]]:
+    """(target, tags) of each run request of a round (round_requests gives every one a partition)."""
+    out = []
+    for req in requests:
+        if req.partition_key is None:
+            raise ValueError(f"run request {req.run_key} names no target (partition)")
+        out.append((req.partition_key, dict(req.tags)))
+    return out
+
+
 def _prepare_home(fleet: Fleet, home: Path) -> None:
     """A Dagster instance folder with its storage created (and, when new, the fleet's run limit)."""
     home.mkdir(parents=True, exist_ok=True)
@@ -148,7 +155,7 @@ def _prepare_home(fleet: Fleet, home: Path) -> None:
     _instance(home).dispose()
 
 
-def _instance(dagster_home: Path | None):
+def _instance(dagster_home: Path | None) -> dg.DagsterInstance:
     if dagster_home is None:
         return dg.DagsterInstance.ephemeral()
     return dg.DagsterInstance.from_config(str(dagster_home))
@@ -165,7 +172,9 @@ def _worker(
     return outcome.to_dict(), run_id
 
 
-def _execute_partition(fleet: Fleet, name: str, tags: dict[str, str], instance, quiet: bool) -> tuple[Outcome, str]:
+def _execute_partition(
+    fleet: Fleet, name: str, tags: dict[str, str], instance: dg.DagsterInstance, quiet: bool
+) -> tuple[Outcome, str]:
     job = build(fleet).resolve_job_def(AUDIT_JOB)
     result = job.execute_in_process(
         partition_key=name, tags=tags, instance=instance, raise_on_error=False, run_config=QUIET if quiet else None
@@ -173,18 +182,18 @@ def _execute_partition(fleet: Fleet, name: str, tags: dict[str, str], instance, 
     return _outcome_of(result, name, tags), result.run_id
 
 
-def _outcome_of(result, name: str, tags: dict[str, str]) -> Outcome:
+def _outcome_of(result: dg.ExecuteInProcessResult, name: str, tags: dict[str, str]) -> Outcome:
     """The target's outcome as its asset reported it (metadata ``outcome``), on success or failure."""
     for event in result.get_asset_materialization_events():
-        meta = event.event_specific_data.materialization.metadata
-        if "outcome" in meta:
-            return Outcome.from_dict(meta["outcome"].value)
+        recorded = _recorded(event.step_materialization_data.materialization.metadata)
+        if recorded is not None:
+            return recorded
     message = "the Dagster run ended without a step result"
     for event in result.get_step_failure_events():
         data = event.step_failure_data
-        user = data.user_failure_data
-        if user is not None and "outcome" in user.metadata:
-            return Outcome.from_dict(user.metadata["outcome"].value)
+        recorded = _recorded(data.user_failure_data.metadata) if data.user_failure_data is not None else None
+        if recorded is not None:
+            return recorded
         error = (data.error.cause or data.error) if data.error else None
         if error is not None:
             message = f"{error.cls_name}: {error.message.strip().splitlines()[0] if error.message.strip() else ''}"
@@ -200,7 +209,14 @@ def _outcome_of(result, name: str, tags: dict[str, str]) -> Outcome:
     )
 
 
-def _report(fleet: Fleet, round_id: str, instance, quiet: bool) -> tuple[str | None, str | None]:
+def _recorded(metadata: Mapping[str, dg.MetadataValue]) -> Outcome | None:
+    """The outcome the audit asset put in its metadata (``outcome``; None: it put none)."""
+    entry = metadata.get("outcome")
+    value = entry.value if entry is not None else None
+    return Outcome.from_dict(value) if isinstance(value, dict) else None
+
+
+def _report(fleet: Fleet, round_id: str, instance: dg.DagsterInstance, quiet: bool) -> tuple[str | None, str | None]:
     """Run the ``fleet_report`` job; (html, None) or (None, one line)."""
     job = build(fleet).resolve_job_def(REPORT_JOB)
     result = job.execute_in_process(
@@ -210,13 +226,13 @@ def _report(fleet: Fleet, round_id: str, instance, quiet: bool) -> tuple[str | N
         tags={FLEET_TAG: fleet.name, ROUND_TAG: round_id},
     )
     for event in result.get_asset_materialization_events():
-        meta = event.event_specific_data.materialization.metadata
+        meta = event.step_materialization_data.materialization.metadata
         if "html" in meta:
             return str(meta["html"].value), None
     for event in result.get_step_failure_events():
         error = event.step_failure_data.error
         error = (error.cause or error) if error else None
         if error is not None:
-            first = error.message.strip().splitlines()[0] if error.message.strip() else error.cls_name
+            first = error.message.strip().splitlines()[0] if error.message.strip() else str(error.cls_name)
             return None, f"fleet report: {mask_url(first)}"
     return None, "fleet report: the Dagster run ended without a result"

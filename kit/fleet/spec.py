@@ -47,7 +47,7 @@ import pandas as pd
 from kit.config import mask_url
 from kit.errors import ConfigError
 from kit.runs import gate
-from kit.runs.runner import NOTEBOOKS_DIR, validate_parameters
+from kit.runs.parameters import NOTEBOOKS_DIR, validate_parameters
 
 DEFAULT_NOTEBOOKS = ("01_audit.ipynb",)
 DEFAULT_FAIL_ON = ("new_missing_indexes>0", "new_invalid_indexes>0")

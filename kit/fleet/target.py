@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from kit.config import mask_url, required_url
-from kit.errors import KitError, NotebookFailed
+from kit.errors import ConfigError, KitError, NotebookFailed
 from kit.fleet.spec import Fleet, Target
 from kit.runs import runner
+from kit.store.history import read_bundle
 
 ATTEMPTS_FILE = "attempts.jsonl"
 OUTCOME_FILE = "fleet.json"
@@ -53,7 +54,9 @@ class Outcome:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Outcome:
-        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__ if k in data})
+        """The outcome in ``data`` (an attempts line, Dagster metadata); TypeError when a field is missing."""
+        known: dict[str, Any] = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
 
 
 def audit(fleet: Fleet, target: Target, *, round_id: str | None = None, progress: bool = False) -> Outcome:
@@ -62,7 +65,7 @@ def audit(fleet: Fleet, target: Target, *, round_id: str | None = None, progress
     started = datetime.now(UTC)
     clock = time.perf_counter()
     folder: Path | None = None
-    result = None
+    result: runner.RunResult | None = None
     try:
         required_url(target.url_env)  # unset: one line, and nothing is written
         result = runner.run(
@@ -80,11 +83,11 @@ def audit(fleet: Fleet, target: Target, *, round_id: str | None = None, progress
         status, message = FAILED, _line(exc)
     else:
         folder = result.folder
-        verdicts = result.gate.failed if result.gate is not None else ()
-        if verdicts:
+        judged = result.gate
+        if judged is not None and judged.failed:
             status = REGRESSION
-            against = f"run {result.gate.previous_run}" if result.gate.previous_run else "no previous run"
-            message = f"regression against {against}: " + "; ".join(v.message for v in verdicts)
+            against = f"run {judged.previous_run}" if judged.previous_run else "no previous run"
+            message = f"regression against {against}: " + "; ".join(v.message for v in judged.failed)
         else:
             status = OK
             held = len(result.gate.verdicts) if result.gate is not None else 0
@@ -129,13 +132,16 @@ def _line(exc: BaseException) -> str:
 
 
 def _findings(folder: Path | None) -> int | None:
-    path = folder / "bundle.json" if folder else None
-    if path is None or not path.exists():
+    """How many findings the run's bundle holds (None: no run, or it wrote no bundle)."""
+    if folder is None:
         return None
-    return len(json.loads(path.read_text(encoding="utf-8")).get("findings", []))
+    try:
+        return len(read_bundle(folder).findings)
+    except ConfigError:
+        return None
 
 
-def _verdicts(result) -> list[dict[str, Any]]:
+def _verdicts(result: runner.RunResult | None) -> list[dict[str, Any]]:
     if result is None or result.gate is None:
         return []
     return [{"rule": v.rule, "status": v.status, "message": v.message} for v in result.gate.verdicts]

@@ -2,9 +2,10 @@
 
 Per target: its last attempt (``attempts.jsonl``, also when nothing ran), its latest finished run's
 ``bundle.json`` (findings by kind and severity, the top statements' share of database time, index
-status, fixes) and the figures of its last runs. Everything is read generically: a section a run
-did not record is "not recorded" (NaN in numbers), never an error, so runs of older and newer kits
-sit in the same view. What ``notebooks/05_fleet.ipynb`` and ``kit fleet status`` show.
+status, fixes) and the figures of its last runs. A section a run did not record is "not recorded"
+(NaN in numbers), never an error; runs whose bundle another version of the kit wrote (``old
+bundle`` in ``kit history``) are left out, as they are of every comparison. What
+``notebooks/05_fleet.ipynb`` and ``kit fleet status`` show.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from typing import Any
 
 import pandas as pd
 
+from kit.errors import ConfigError
 from kit.fleet.spec import REPORT_DIR, load
 from kit.fleet.target import ATTEMPTS_FILE, attempts
 from kit.store import history
+from kit.store.evidence import OK, Bundle, Row
 
 NOT_RECORDED = "not recorded"
 NOT_RUN = "not run"
@@ -82,20 +85,22 @@ def fleet_view(
     """The fleet's targets (the fleet file's, else every folder with an attempts log) side by side."""
     folder = history.locate_runs_dir(runs_dir)
     names = _targets(folder, fleet_file)
-    status, findings, statements, indexes, fixes, trend = [], [], [], [], [], []
+    status: list[dict[str, Any]] = []
+    findings: list[dict[str, Any]] = []
+    statements: list[dict[str, Any]] = []
+    indexes: list[dict[str, Any]] = []
+    fixes: list[dict[str, Any]] = []
+    trend: list[pd.DataFrame] = []
     for name in names:
-        runs = history.list_runs(folder / name)  # read once: every bundle of the target
-        runs = runs[runs["status"] != "no bundle"]
+        runs = history.bundled(history.list_runs(folder / name))  # read once: every bundle of the target
         latest = _read(folder / name / runs["run"].iloc[-1]) if len(runs) else None
         status.append(_status_row(folder, name, latest, finished=len(runs)))
         if latest is not None:
             findings += _findings(name, latest)
             statements += _statements(name, latest, top=top)
-            indexes += [
-                {"target": name, "state": s, "count": int(n)}
-                for s, n in ((latest.get("indexes") or {}).get("counts") or {}).items()
-            ]
-        fixes.append(_fixes(name, folder / name / latest["run"] if latest else None, latest))
+            counts = latest.indexes.counts if latest.indexes else {}
+            indexes += [{"target": name, "state": s, "count": int(n)} for s, n in counts.items()]
+        fixes.append(_fixes(name, folder / name / latest.run if latest else None, latest))
         trend.append(_trend(folder / name, name, last))
     frame = pd.DataFrame(status, columns=_STATUS_COLS)
     frame["top_share_pct"] = pd.array([_top_share(statements, n) for n in names], dtype="Float64")
@@ -123,17 +128,17 @@ def _targets(folder: Path, fleet_file: str | Path) -> list[str]:
     )
 
 
-def _read(run_folder: Path) -> dict[str, Any] | None:
+def _read(run_folder: Path) -> Bundle | None:
     try:
         return history.read_bundle(run_folder)
-    except (ValueError, OSError):
+    except ConfigError:  # gone or rewritten since it was listed
         return None
 
 
-def _status_row(folder: Path, name: str, latest: dict[str, Any] | None, *, finished: int) -> dict[str, Any]:
+def _status_row(folder: Path, name: str, latest: Bundle | None, *, finished: int) -> dict[str, Any]:
     tried = attempts(folder, name)
     last = tried[-1] if tried else None
-    derived = (latest or {}).get("derived", {})
+    derived = latest.derived if latest else {}
     return {
         "target": name,
         "status": last.status if last else NOT_RUN,
@@ -141,35 +146,32 @@ def _status_row(folder: Path, name: str, latest: dict[str, Any] | None, *, finis
         "last_attempt": last.started_at if last else None,
         "attempts": len(tried),
         "runs": finished,
-        "as_of": latest["run"] if latest else None,
-        "findings": len(latest.get("findings", [])) if latest else None,
+        "as_of": latest.run if latest else None,
+        "findings": len(latest.findings) if latest else None,
         "new_findings": int(sum(v for k, v in derived.items() if k.startswith("new_"))) if latest else None,
         "top_share_pct": None,
-        "notebooks_ok": sum(n.get("status") == "ok" for n in latest.get("notebooks", [])) if latest else None,
+        "notebooks_ok": sum(n.status == OK for n in latest.notebooks) if latest else None,
     }
 
 
-def _findings(name: str, bundle: dict[str, Any]) -> list[dict[str, Any]]:
+def _findings(name: str, bundle: Bundle) -> list[dict[str, Any]]:
     counts: dict[tuple[str, str], int] = {}
-    for f in bundle.get("findings", []):
-        key = (str(f.get("kind")), str(f.get("severity") or "unrated"))
+    for f in bundle.findings:
+        key = (f.kind, f.severity or "unrated")
         counts[key] = counts.get(key, 0) + 1
     return [{"target": name, "kind": k, "severity": s, "count": n} for (k, s), n in sorted(counts.items())]
 
 
-def _statements(name: str, bundle: dict[str, Any], *, top: int) -> list[dict[str, Any]]:
+def _statements(name: str, bundle: Bundle, *, top: int) -> list[dict[str, Any]]:
     """The statements that took most of the database's time (pg_stat_statements since its reset,
     the kit's own left out), each with its share of the total."""
-    section = bundle.get("statements") or {}
-    rows = section.get("top") or section.get("snapshot") or []
-    rows = [r for r in rows if isinstance(r, dict) and r.get("total_ms") is not None]
+    snapshot: tuple[Row, ...] = bundle.statements.snapshot if bundle.statements else ()
+    rows = [r for r in snapshot if r.get("total_ms") is not None]
     total = sum(float(r["total_ms"]) for r in rows)
     rows = sorted(rows, key=lambda r: float(r["total_ms"]), reverse=True)[:top]
     out = []
     for rank, r in enumerate(rows, start=1):
-        share = r.get("share_pct")
-        if share is None:
-            share = 100.0 * float(r["total_ms"]) / total if total > 0 else 0.0
+        share = 100.0 * float(r["total_ms"]) / total if total > 0 else 0.0
         out.append(
             {
                 "target": name,
@@ -177,7 +179,7 @@ def _statements(name: str, bundle: dict[str, Any], *, top: int) -> list[dict[str
                 "query": " ".join(str(r.get("query", "")).split())[:120],
                 "calls": r.get("calls"),
                 "total_ms": float(r["total_ms"]),
-                "share_pct": float(share),
+                "share_pct": share,
             }
         )
     return out
@@ -188,11 +190,11 @@ def _top_share(statements: list[dict[str, Any]], name: str) -> float | None:
     return round(sum(shares), 1) if shares else None
 
 
-def _fixes(name: str, run_folder: Path | None, bundle: dict[str, Any] | None) -> dict[str, Any]:
+def _fixes(name: str, run_folder: Path | None, bundle: Bundle | None) -> dict[str, Any]:
     """Fixes planned/applied/kept/reverted/failed: the run's ``fixes.*`` figures, else its
     ``fixes.json``, else not recorded."""
     row: dict[str, Any] = {"target": name, **{s: float("nan") for s in FIX_STATES}, "source": NOT_RECORDED}
-    figures = (bundle or {}).get("figures", {})
+    figures = bundle.figures if bundle else {}
     recorded = {s: figures[f"fixes.{s}"] for s in FIX_STATES if isinstance(figures.get(f"fixes.{s}"), (int, float))}
     if recorded:
         row.update({s: float(v) for s, v in recorded.items()})

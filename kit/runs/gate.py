@@ -23,24 +23,39 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields, replace
+from typing import Final, Literal
 
 import pandas as pd
 
 from kit.errors import ConfigError, RegressionFound
-from kit.store.history import numeric_figures
+from kit.store.evidence import Bundle
+from kit.store.history import finding_keys, numeric_figures
 
-_OPS = {">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne, ">": operator.gt, "<": operator.lt}
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    "<": operator.lt,
+}
 _RULE = re.compile(
     r"^\s*(?P<name>[A-Za-z_][\w.:\-]*)\s*(?P<op>>=|<=|==|!=|>|<)\s*"
     r"(?P<sign>[+-])?(?P<num>\d+(?:\.\d+)?|\.\d+)(?P<pct>%)?\s*$"
 )
 _BASELINE_ONLY = ("new_", "gone_")
 
-ABSOLUTE, CHANGE, RELATIVE = "absolute", "change", "relative"
-REGRESSION, OK, NO_BASELINE, MISSING = "regression", "ok", "no baseline", "missing"
+Mode = Literal["absolute", "change", "relative"]
+ABSOLUTE: Final = "absolute"
+CHANGE: Final = "change"
+RELATIVE: Final = "relative"
+Status = Literal["regression", "ok", "no baseline", "missing"]  # a verdict's
+REGRESSION: Final = "regression"
+OK: Final = "ok"
+NO_BASELINE: Final = "no baseline"
+MISSING: Final = "missing"
 
 
 @dataclass(frozen=True)
@@ -49,7 +64,7 @@ class Rule:
     figure: str
     op: str
     threshold: float  # signed for change/relative rules
-    mode: str  # absolute | change | relative
+    mode: Mode
 
 
 def parse_rule(text: str) -> Rule:
@@ -66,7 +81,7 @@ def parse_rule(text: str) -> Rule:
             f"--fail-on {text!r}: a percentage is a change since the previous run and needs a "
             f"sign, e.g. '{m['name']}{m['op']}+{m['num']}%'"
         )
-    mode = RELATIVE if m["pct"] else CHANGE if m["sign"] else ABSOLUTE
+    mode: Mode = RELATIVE if m["pct"] else CHANGE if m["sign"] else ABSOLUTE
     return Rule(text=text.strip(), figure=m["name"], op=m["op"], threshold=value, mode=mode)
 
 
@@ -81,7 +96,7 @@ class Verdict:
     current: float | None
     previous: float | None
     observed: float | None  # the value compared: current, change or change in %
-    status: str  # regression | ok | no baseline | missing
+    status: Status
     message: str
 
 
@@ -100,7 +115,8 @@ class GateResult:
         return not self.failed
 
     def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([v.__dict__ for v in self.verdicts], columns=list(Verdict.__dataclass_fields__))
+        columns = [f.name for f in fields(Verdict)]
+        return pd.DataFrame([[getattr(v, c) for c in columns] for v in self.verdicts], columns=columns)
 
     def raise_for_regressions(self) -> None:
         if self.failed:
@@ -120,11 +136,10 @@ def _value(figures: dict[str, float], name: str, *, baseline: bool) -> float | N
 
 def evaluate_rule(rule: Rule, current: dict[str, float], previous: dict[str, float] | None) -> Verdict:
     """One rule against this run's figures and the previous run's (None: no previous run)."""
-    has_base = previous is not None
-    cur = _value(current, rule.figure, baseline=has_base)
-    prev = _value(previous, rule.figure, baseline=True) if has_base else None
+    cur = _value(current, rule.figure, baseline=previous is not None)
+    prev = _value(previous, rule.figure, baseline=True) if previous is not None else None
     needs_base = rule.mode != ABSOLUTE or rule.figure.startswith(_BASELINE_ONLY)
-    if needs_base and not has_base:
+    if needs_base and previous is None:
         return Verdict(
             rule.text,
             rule.figure,
@@ -145,7 +160,9 @@ def evaluate_rule(rule: Rule, current: dict[str, float], previous: dict[str, flo
             f"{rule.figure} was not recorded by this run (rule {rule.text!r}); "
             "check the name with `kit compare latest previous`",
         )
-    if rule.mode != ABSOLUTE and prev is None:
+    if rule.mode == ABSOLUTE:
+        observed, shown = cur, f"{rule.figure} = {cur:g}"
+    elif prev is None:
         return Verdict(
             rule.text,
             rule.figure,
@@ -155,8 +172,6 @@ def evaluate_rule(rule: Rule, current: dict[str, float], previous: dict[str, flo
             NO_BASELINE,
             f"{rule.text}: the previous run did not record {rule.figure}",
         )
-    if rule.mode == ABSOLUTE:
-        observed, shown = cur, f"{rule.figure} = {cur:g}"
     elif rule.mode == CHANGE:
         observed = cur - prev
         shown = f"{rule.figure} changed by {observed:+g} ({prev:g} -> {cur:g})"
@@ -177,7 +192,7 @@ def evaluate_rule(rule: Rule, current: dict[str, float], previous: dict[str, flo
     )
 
 
-def evaluate(rules: Iterable[Rule | str], current: dict[str, Any], previous: dict[str, Any] | None) -> GateResult:
+def evaluate(rules: Iterable[Rule | str], current: Bundle, previous: Bundle | None) -> GateResult:
     """Every rule against two bundles (``previous`` None on the first run of a target)."""
     parsed = [r if isinstance(r, Rule) else parse_rule(r) for r in rules]
     cur = numeric_figures(current)
@@ -189,22 +204,19 @@ def evaluate(rules: Iterable[Rule | str], current: dict[str, Any], previous: dic
     for v in verdicts:
         if v.status == REGRESSION and v.figure.startswith("new_") and new_keys.get(v.figure[4:]):
             subjects = new_keys[v.figure[4:]]
-            v = Verdict(
-                **{
-                    **v.__dict__,
-                    "message": v.message + ": " + ", ".join(subjects[:5]) + (" ..." if len(subjects) > 5 else ""),
-                }
-            )
+            v = replace(v, message=v.message + ": " + ", ".join(subjects[:5]) + (" ..." if len(subjects) > 5 else ""))
         named.append(v)
-    return GateResult(run=current.get("run", "?"), previous_run=(previous or {}).get("run"), verdicts=tuple(named))
+    return GateResult(
+        run=current.run, previous_run=previous.run if previous is not None else None, verdicts=tuple(named)
+    )
 
 
-def _new_subjects(current: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, list[str]]:
+def _new_subjects(current: Bundle, previous: Bundle | None) -> dict[str, list[str]]:
     if previous is None:
         return {}
-    before = {(f["kind"], str(f["subject"])) for f in previous.get("findings", [])}
+    before = finding_keys(previous)
     out: dict[str, list[str]] = {}
-    for f in current.get("findings", []):
-        if (f["kind"], str(f["subject"])) not in before:
-            out.setdefault(f["kind"], []).append(str(f["subject"]))
+    for f in current.findings:
+        if f.key not in before:
+            out.setdefault(f.kind, []).append(f.subject)
     return out

@@ -11,7 +11,6 @@ import pandas as pd
 import plotly.io as pio
 from IPython import get_ipython
 from sqlalchemy import Engine
-from tqdm import TqdmWarning
 
 from kit import escape
 from kit.config import mask_url, url_from_env
@@ -64,8 +63,9 @@ def open_session(database_env: str = "KIT_DATABASE_URL", redis_env: str = "KIT_R
     """Connect to the database named by the environment variable ``database_env``."""
     pio.renderers.default = PLOTLY_RENDERER
     show_frames_escaped()
-    # tqdm.auto falls back to text bars without ipywidgets; its warning would land in every report
-    warnings.filterwarnings("ignore", message="IProgress not found", category=TqdmWarning)
+    # tqdm.auto falls back to text bars without ipywidgets; its warning (a TqdmWarning) would land in
+    # every report. Matched by its text: tqdm ships no type information, and this is all we use of it.
+    warnings.filterwarnings("ignore", message="IProgress not found")
     url = url_from_env(database_env)
     engine = make_engine(url)
     try:

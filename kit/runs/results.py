@@ -53,13 +53,16 @@ class RunResults:
     pool_pick: dict  # {"p95_target_ms", "recommended_size"}
     ingest: pd.DataFrame
 
-    def __init__(self, folder: str | Path | None = None):
+    def __init__(self, folder: str | Path | None = None) -> None:
         self._folder = Path(folder) if folder is not None else None
         self._values: dict[str, Any] = {}
 
     @classmethod
     def fields(cls) -> dict[str, type]:
-        return _fields(cls)
+        # as a plain ``type``: mypy checks ``type[Self]`` against functools.cache's Hashable through
+        # the instances' __hash__ and refuses it, though every class is hashable
+        klass: type = cls
+        return _fields(klass)
 
     def _path(self, name: str) -> Path:
         if self._folder is not None:

@@ -1,10 +1,11 @@
 """``kit run``: execute the notebooks in order with papermill into ``runs/<UTC timestamp>/``.
 
-Stages kept apart, as papermill does: validate parameters (before anything runs), execute each
-notebook, export it to self-contained HTML, gather the recorded figures into ``summary.json``, write the evidence bundle (``bundle.json``,
-:mod:`kit.runs.bundle`) and, when ``fail_on`` rules are given, judge the run against the previous run of
-the same target (:mod:`kit.runs.gate`). A failing notebook's executed copy (and the bundle, with status
-``failed``) is written before :class:`NotebookFailed` is raised.
+Stages kept apart, as papermill does: validate parameters (before anything runs:
+:mod:`kit.runs.parameters`), execute each notebook, export it to self-contained HTML, gather the
+recorded figures into ``summary.json``, write the evidence bundle (``bundle.json``,
+:mod:`kit.runs.bundle`) and, when ``fail_on`` rules are given, judge the run against the previous
+run of the same target (:mod:`kit.runs.gate`). A failing notebook's executed copy (and the bundle,
+with status ``failed``) is written before :class:`NotebookFailed` is raised.
 
 A run with ``apply`` holds the database's apply lock (:mod:`kit.safety.applylock`) from before its
 checks to its end: a second one is refused before anything runs (exit 2), and its kernels work
@@ -14,14 +15,13 @@ the run then stops with status ``interrupted`` (exit 130 / 143) and is never a b
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import json
 import os
-import re
 import tempfile
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,48 +35,25 @@ from papermill.exceptions import PapermillExecutionError
 from sqlalchemy.exc import DBAPIError
 from traitlets.config import Config
 
-from kit.config import DATABASE_ENV, HOME_ENV, RUN_DIR_ENV, kit_home, looks_secret, mask_url, shipped, url_from_env
+from kit.config import DATABASE_ENV, HOME_ENV, RUN_DIR_ENV, kit_home, mask_url, url_from_env
 from kit.db.engine import make_engine, refused
 from kit.db.seeded import seeded
-from kit.errors import ConfigError, Interrupted, KitError, NotebookFailed, ParameterError
+from kit.errors import ConfigError, Interrupted, KitError, NotebookFailed
 from kit.runs import bundle as bundles
 from kit.runs import gate, signals
+from kit.runs.gate import GateResult
+from kit.runs.parameters import NOTEBOOKS, NOTEBOOKS_DIR, declared_parameters, validate_parameters
 from kit.safety import applylock, preflight
-from kit.store.history import FAILED, INTERRUPTED, OK, previous_bundle, resolve_run
+from kit.store.evidence import FAILED, INTERRUPTED, OK, Bundle, NotebookEntry, Status
+from kit.store.history import previous_bundle
 from kit.store.records import read_records
 
-NOTEBOOKS = ("01_audit.ipynb", "02_apply_fixes.ipynb", "03_report.ipynb")
-NOTEBOOKS_DIR = shipped("notebooks")
 DEFAULT_TIMEOUT_S = 1800
 KERNEL_NAME = "python3"
 CONNECTION_FILE = "kernel.json"  # in the kernel's own sockets folder; signals.py finds the kernel by it
 # Cells that need the Reconciliation Platform's tables (its services, the migration's indexes,
 # load on its data) carry this tag; they are left out for any other database.
 PLATFORM_TAG = "platform"
-
-# What a value may be, by parameter name, in whichever notebook declares it (papermill checks
-# nothing; the type check below only the type): inclusive numeric ranges, allowed choices.
-RANGES: dict[str, tuple[float, float]] = {
-    "load_users": (1, 10_000),
-    "load_seconds": (0.1, 3_600),
-    "last_runs": (1, 10_000),
-    "top_statements": (1, 500),
-    "repeats": (1, 1_000),
-    "min_calls": (1, 1_000_000_000),
-    "index_budget_mb": (0, 100_000_000),
-}
-CHOICES: dict[str, tuple[str, ...]] = {"scale": ("tiny", "demo", "large")}
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-# papermill's inferred type names -> the Python types a value may have
-_TYPES: dict[str, tuple[type, ...]] = {
-    "str": (str,),
-    "bool": (bool,),
-    "int": (int,),
-    "float": (float, int),
-    "list": (list,),
-    "dict": (dict,),
-}
 
 
 @dataclass(frozen=True)
@@ -85,7 +62,17 @@ class NotebookResult:
     output: str
     html: str | None
     seconds: float
-    status: str  # "ok" | "failed" | "interrupted"
+    status: Status
+
+    def entry(self) -> NotebookEntry:
+        """How the summary and the bundle list it: file names, not paths."""
+        return NotebookEntry(
+            name=self.name,
+            status=self.status,
+            seconds=round(self.seconds, 2),
+            output=Path(self.output).name,
+            html=Path(self.html).name if self.html else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -93,7 +80,7 @@ class RunResult:
     folder: Path
     notebooks: list[NotebookResult]
     figures: dict[str, Any] = field(default_factory=dict)
-    gate: Any = None  # kit.runs.gate.GateResult when fail_on rules were given
+    gate: GateResult | None = None  # when fail_on rules were given
 
     @property
     def summary_path(self) -> Path:
@@ -104,115 +91,6 @@ class RunResult:
         return self.folder / "bundle.json"
 
 
-def declared_parameters(path: Path) -> dict[str, dict[str, Any]]:
-    """The parameters a notebook declares in its ``parameters`` cell: name -> {type, default}."""
-    expected = f"expected one of {', '.join(NOTEBOOKS)} in {NOTEBOOKS_DIR}"
-    if Path(path).suffix != ".ipynb":
-        raise ConfigError(f"not a notebook: {path} (not an .ipynb file); {expected}")
-    if not Path(path).is_file():
-        raise ConfigError(f"notebook not found: {path}; {expected}")
-    try:
-        found = papermill.inspect_notebook(str(path))
-    except Exception as exc:  # nbformat/JSON errors of assorted types: the file is not a notebook
-        raise ConfigError(f"not a notebook: {path} cannot be read as one ({type(exc).__name__}); {expected}") from None
-    return {name: {"type": _type_name(p), "default": p["default"]} for name, p in found.items()}
-
-
-def _type_name(param: dict[str, Any]) -> str:
-    """The annotated type, else the type of the literal default (papermill infers only annotations)."""
-    if param["inferred_type_name"] not in {"None", None}:
-        return param["inferred_type_name"]
-    try:
-        return type(ast.literal_eval(param["default"])).__name__
-    except (ValueError, SyntaxError):
-        return "None"
-
-
-def coerce(name: str, value: Any, type_name: str) -> Any:
-    """``value`` as the declared type; strings from the command line are converted, others checked."""
-    if isinstance(value, str) and type_name != "str":
-        value = _parse(name, value, type_name)
-    allowed = _TYPES.get(type_name)
-    if allowed is None:
-        return value
-    if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
-        raise ParameterError(f"parameter {name} expects {type_name}, got {type(value).__name__} {value!r}")
-    return value
-
-
-def _parse(name: str, raw: str, type_name: str) -> Any:
-    try:
-        if type_name == "bool":
-            lowered = raw.strip().lower()
-            if lowered in {"true", "1", "yes", "on"}:
-                return True
-            if lowered in {"false", "0", "no", "off"}:
-                return False
-            raise ValueError(raw)
-        if type_name == "int":
-            return int(raw)
-        if type_name == "float":
-            return float(raw)
-        if type_name in {"list", "dict"}:
-            return json.loads(raw)
-    except ValueError:
-        raise ParameterError(f"parameter {name} expects {type_name}, got {raw!r}") from None
-    return raw
-
-
-def validate_parameters(
-    parameters: dict[str, Any], notebooks: list[Path], *, runs_dir: Path = Path("runs")
-) -> dict[Path, dict[str, Any]]:
-    """Per notebook, the parameters it declares, typed; an unknown or ill-typed one is an error."""
-    declared = {nb: declared_parameters(nb) for nb in notebooks}
-    known = {name: spec["type"] for params in declared.values() for name, spec in params.items()}
-    for name, value in parameters.items():
-        if name not in known:
-            raise ParameterError(f"unknown parameter {name!r}; the notebooks declare: {', '.join(sorted(known))}")
-        text = json.dumps(value, default=str) if not isinstance(value, str) else value
-        if looks_secret(text):  # parameter values are written into the executed notebooks
-            raise ParameterError(
-                f"parameter {name} holds a password; secrets never travel as parameters: "
-                "put it in an environment variable and pass the variable's name instead"
-            )
-        if "://" in text:
-            raise ParameterError(
-                f"parameter {name} looks like a URL ({mask_url(text)}); pass URLs through "
-                "the environment (KIT_DATABASE_URL) and name the variable instead"
-            )
-    typed = {name: check_value(name, coerce(name, value, known[name])) for name, value in parameters.items()}
-    if typed.get("migrations"):
-        typed["migrations"] = _migrations_path(typed["migrations"])
-    if typed.get("plan"):
-        typed["plan"] = _plan_path(typed["plan"], runs_dir)
-    return {nb: {k: v for k, v in typed.items() if k in params} for nb, params in declared.items()}
-
-
-def _migrations_path(value: str) -> str:
-    """The ``migrations`` parameter as an absolute path (the kernels run in the notebooks' folder)."""
-    path = Path(value).expanduser().resolve()
-    if not path.exists():
-        raise ParameterError(
-            f"parameter migrations names {value}, which does not exist; give a .sql file or a folder of .sql files"
-        )
-    return str(path)
-
-
-def _plan_path(value: str, runs_dir: Path) -> str:
-    """The ``plan`` parameter as the absolute folder of a dry run that wrote a plan (``latest``,
-    ``previous``, a folder name under ``runs_dir`` or a path)."""
-    try:
-        folder = resolve_run(value, runs_dir=runs_dir)
-    except KitError as exc:
-        raise ParameterError(f"parameter plan: {exc}") from None
-    if not (folder / "loop.json").exists():
-        raise ParameterError(
-            f"parameter plan names run {folder.name}, which planned no fixes (no loop.json); "
-            "give the folder of a dry run of 02_apply_fixes"
-        )
-    return str(folder.resolve())
-
-
 def check_kernel(name: str) -> None:
     """A ConfigError unless Jupyter knows a kernel called ``name`` (checked before anything runs)."""
     known = KernelSpecManager().find_kernel_specs()
@@ -221,19 +99,6 @@ def check_kernel(name: str) -> None:
             f"no Jupyter kernel named {name!r}; installed: {', '.join(sorted(known)) or 'none'} "
             "(the kit's environment provides python3)"
         )
-
-
-def check_value(name: str, value: Any) -> Any:
-    """``value`` if it is in the range or among the choices of parameter ``name`` (see RANGES, CHOICES)."""
-    if name in RANGES and isinstance(value, (int, float)) and not isinstance(value, bool):
-        low, high = RANGES[name]
-        if not low <= value <= high:
-            raise ParameterError(f"parameter {name} must be between {low:g} and {high:g}, got {value!r}")
-    if name in CHOICES and value not in CHOICES[name]:
-        raise ParameterError(f"parameter {name} must be one of {', '.join(CHOICES[name])}, got {value!r}")
-    if name.endswith("_env") and isinstance(value, str) and not _ENV_NAME.fullmatch(value):
-        raise ParameterError(f"parameter {name} names an environment variable (like KIT_DATABASE_URL), got {value!r}")
-    return value
 
 
 def new_run_folder(runs_dir: Path, *, create: bool = True) -> Path:
@@ -297,7 +162,7 @@ def _run(
     timeout_s: int,
     progress: bool,
     bundle: bool,
-    rules,
+    rules: tuple[gate.Rule, ...],
     caught: signals.Caught,
 ) -> RunResult:
     folder = new_run_folder(runs_dir, create=False)
@@ -317,15 +182,11 @@ def _run(
             skip=skip,
             caught=caught,
         )
-    if caught.signum and (written.get("status") == INTERRUPTED or not bundle):  # came as the summary was written
+    if caught.signum and (written is None or written.status == INTERRUPTED):  # came as the summary was written
         raise _interrupted(caught, None, folder)
     verdict = None
-    if rules:
-        before = (
-            previous_bundle(folder.parent, target=written["target"], before=folder.name)
-            if written.get("target")
-            else None
-        )
+    if rules and written is not None:  # rules need the bundle: run() refused them without one
+        before = previous_bundle(folder.parent, target=written.target, before=folder.name) if written.target else None
         verdict = gate.evaluate(rules, written, before)
     return RunResult(folder=folder, notebooks=results, figures=_figures(folder), gate=verdict)
 
@@ -342,11 +203,11 @@ def _notebooks(
     bundle: bool,
     skip: tuple[str, ...],
     caught: signals.Caught,
-) -> tuple[list[NotebookResult], dict[str, Any]]:
+) -> tuple[list[NotebookResult], Bundle | None]:
     """Execute each notebook into ``folder``; then (also when one fails or a signal stops the run) write
-    the summary and the bundle. Returns the notebooks' results and the bundle's content ({} without one)."""
+    the summary and the bundle. Returns the notebooks' results and the bundle (None without one)."""
     results: list[NotebookResult] = []
-    written: dict[str, Any] = {}
+    written: Bundle | None = None
     # Kernels inherit the environment: this is how kit.record finds the run folder.
     # Kernels run in the notebooks' folder: they get this process's kit home (where its servers
     # are recorded) explicitly rather than searching from their own working directory.
@@ -387,16 +248,19 @@ def _notebooks(
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        summary = _write_summary(folder, parameters, results)
+        entries = [r.entry() for r in results]
+        _write_summary(folder, parameters, entries)
         if bundle:
-            status = INTERRUPTED if caught.signum else run_status(summary["notebooks"], expected=len(paths))
-            written = _write_bundle(folder, summary, database_env=_database_env(per_notebook), status=status)
+            status = INTERRUPTED if caught.signum else run_status([e.to_json() for e in entries], expected=len(paths))
+            written = _write_bundle(
+                folder, parameters, entries, database_env=_database_env(per_notebook), status=status
+            )
     return results, written
 
 
-def run_status(notebooks: list[dict[str, Any]], *, expected: int) -> str:
-    """``ok`` when every notebook asked for ran ok, else ``failed`` (pure; ``interrupted`` is the
-    caller's to say)."""
+def run_status(notebooks: Sequence[Mapping[str, Any]], *, expected: int) -> Status:
+    """``ok`` when every notebook asked for (the summary's ``notebooks``) ran ok, else ``failed``
+    (pure; ``interrupted`` is the caller's to say)."""
     return OK if len(notebooks) == expected and all(n["status"] == OK for n in notebooks) else FAILED
 
 
@@ -487,18 +351,18 @@ def _database_env(per_notebook: dict[Path, dict[str, Any]]) -> str:
     return DATABASE_ENV[0]
 
 
-def _write_bundle(folder: Path, summary: dict[str, Any], *, database_env: str, status: str) -> dict[str, Any]:
+def _write_bundle(
+    folder: Path, parameters: dict[str, Any], notebooks: list[NotebookEntry], *, database_env: str, status: Status
+) -> Bundle:
     """The evidence bundle of the run; without a reachable database it holds the files' part only."""
     try:
         url, why = url_from_env(database_env), None
     except KitError as exc:
         url, why = None, mask_url(str(exc))
-    content = bundles.collect(
-        folder, database_url=url, parameters=summary["parameters"], notebooks=summary["notebooks"], status=status
-    )
+    content = bundles.collect(folder, database_url=url, parameters=parameters, notebooks=notebooks, status=status)
     if why:
-        content["errors"]["database"] = why
-    bundles.write(folder, content)
+        content = replace(content, errors={**content.errors, "database": why})
+    content.write(folder)
     return content
 
 
@@ -580,21 +444,11 @@ def _figures(folder: Path) -> dict[str, Any]:
     return {rec["name"]: rec["value"] for rec in read_records(folder)}
 
 
-def _write_summary(folder: Path, parameters: dict[str, Any], results: list[NotebookResult]) -> dict[str, Any]:
+def _write_summary(folder: Path, parameters: dict[str, Any], notebooks: list[NotebookEntry]) -> None:
     summary = {
         "run": folder.name,
         "parameters": {k: mask_url(v) if isinstance(v, str) else v for k, v in parameters.items()},
-        "notebooks": [
-            {
-                "name": r.name,
-                "seconds": round(r.seconds, 2),
-                "status": r.status,
-                "output": Path(r.output).name,
-                "html": Path(r.html).name if r.html else None,
-            }
-            for r in results
-        ],
+        "notebooks": [n.to_json() for n in notebooks],
         "figures": _figures(folder),
     }
     (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
-    return summary

@@ -2,8 +2,10 @@
 build trend frames, compare two runs (pure: reads the runs' ``bundle.json`` files, no database).
 
 A run folder is what ``kit run`` writes into ``runs/<UTC timestamp>/``; its ``bundle.json``
-(:mod:`kit.runs.bundle`) holds everything this module reads. A folder without a bundle (a run that
-crashed or was killed before the end, or an older kit) is listed with status ``no bundle``.
+(:class:`kit.store.evidence.Bundle`) holds everything this module reads. A folder without a bundle
+(a run that crashed or was killed before the end) is listed with status ``no bundle``; one whose
+bundle another version of the kit wrote (another schema) with status ``old bundle``: it is
+listed, never compared with, and ``kit compare`` on it says to re-run ``kit run``.
 
 Only a run that finished ``ok`` is a baseline — the previous run the bundle's differences, the
 workload's window, the gate and the trends compare with. A run ``interrupted`` (Ctrl-C, SIGTERM:
@@ -18,17 +20,21 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pandas as pd
 
 from kit.config import run_dir, target_key, url_from_env
 from kit.errors import ConfigError
 from kit.sqltext.refs import CONTROL, kind_of
+from kit.store.evidence import BUNDLE_FILE, OK, STATUSES, Bundle, of_other_schema
 
-BUNDLE_FILE = "bundle.json"
-OK, FAILED, INTERRUPTED = "ok", "failed", "interrupted"  # a bundle's status
+NO_BUNDLE: Final = "no bundle"  # a run folder's status in list_runs when it has no readable bundle
+OLD_BUNDLE: Final = "old bundle"  # ... when another version of the kit wrote its bundle
 _CI_SUFFIXES = (("_lo", "_hi"), ("_ci_lo", "_ci_hi"))
+_RUN_COLUMNS = ["run", "target", "status", "notebooks", "figures", "findings", "scale"]
+_FIGURE_COLUMNS = ["figure", "a", "b", "change", "change_pct", "a_lo", "a_hi", "b_lo", "b_hi", "significant"]
+_FINDING_COLUMNS = ["kind", "subject", "change"]
 
 
 def locate_runs_dir(runs_dir: str | Path = "runs") -> Path:
@@ -48,22 +54,20 @@ def locate_runs_dir(runs_dir: str | Path = "runs") -> Path:
     return (Path.cwd() / path).resolve()
 
 
-def read_bundle(folder: str | Path) -> dict[str, Any]:
-    """The bundle of one run folder; ConfigError when the folder has none."""
-    path = Path(folder) / BUNDLE_FILE
-    if not path.exists():
-        raise ConfigError(f"no {BUNDLE_FILE} in {folder}: not a finished kit run; list runs with `kit history`")
-    return json.loads(path.read_text(encoding="utf-8"))
+def read_bundle(folder: str | Path) -> Bundle:
+    """The bundle of one run folder; ConfigError (one line) when the folder has none or another
+    version of the kit wrote it."""
+    return Bundle.load(Path(folder) / BUNDLE_FILE)
 
 
 def resolve_run(run: str | Path, *, runs_dir: str | Path = "runs") -> Path:
     """A run folder from a path, a folder name under ``runs_dir``, or ``latest`` / ``previous``."""
     if str(run) in {"latest", "previous"}:
-        bundled = [f for f in _folders(Path(runs_dir)) if (f / BUNDLE_FILE).exists()]
+        with_bundle = [f for f in _folders(Path(runs_dir)) if (f / BUNDLE_FILE).exists()]
         index = -1 if str(run) == "latest" else -2
-        if len(bundled) < -index:
-            raise ConfigError(f"there is no {run} run in {runs_dir} ({len(bundled)} finished run(s))")
-        return bundled[index]
+        if len(with_bundle) < -index:
+            raise ConfigError(f"there is no {run} run in {runs_dir} ({len(with_bundle)} finished run(s))")
+        return with_bundle[index]
     for candidate in (Path(run), Path(runs_dir) / str(run)):
         if (candidate / BUNDLE_FILE).exists():
             return candidate
@@ -84,12 +88,13 @@ def list_runs(runs_dir: str | Path = "runs") -> pd.DataFrame:
     for folder in _folders(Path(runs_dir)):
         try:
             b = read_bundle(folder)
-        except (ConfigError, ValueError):
+        except ConfigError:
+            status = OLD_BUNDLE if of_other_schema(folder / BUNDLE_FILE) else NO_BUNDLE
             rows.append(
                 {
                     "run": folder.name,
                     "target": None,
-                    "status": "no bundle",
+                    "status": status,
                     "notebooks": 0,
                     "figures": 0,
                     "findings": 0,
@@ -99,46 +104,53 @@ def list_runs(runs_dir: str | Path = "runs") -> pd.DataFrame:
             continue
         rows.append(
             {
-                "run": b["run"],
-                "target": b.get("target"),
-                "status": b.get("status"),
-                "notebooks": sum(n.get("status") == "ok" for n in b.get("notebooks", [])),
-                "figures": len(b.get("figures", {})),
-                "findings": len(b.get("findings", [])),
-                "scale": b.get("parameters", {}).get("scale"),
+                "run": b.run,
+                "target": b.target,
+                "status": b.status,
+                "notebooks": sum(n.status == OK for n in b.notebooks),
+                "figures": len(b.figures),
+                "findings": len(b.findings),
+                "scale": b.parameters.get("scale"),
             }
         )
-    return pd.DataFrame(rows, columns=["run", "target", "status", "notebooks", "figures", "findings", "scale"])
+    return pd.DataFrame(rows, columns=_RUN_COLUMNS)
 
 
-def is_baseline(bundle: dict[str, Any]) -> bool:
-    """Whether a run may be compared with: it finished, and ``ok`` (pure)."""
-    return bundle.get("status") == OK
+def bundled(runs: pd.DataFrame) -> pd.DataFrame:
+    """The rows of :func:`list_runs` whose bundle this kit reads (ok, failed or interrupted)."""
+    return runs[runs["status"].isin(STATUSES)]
 
 
-def previous_bundle(runs_dir: str | Path, *, target: str, before: str) -> dict[str, Any] | None:
+def _readable(folder: Path) -> Bundle | None:
+    """The bundle of ``folder``, None when it has none this kit reads (never a baseline, so skipped)."""
+    if not (folder / BUNDLE_FILE).exists():
+        return None
+    try:
+        return read_bundle(folder)
+    except ConfigError:
+        return None
+
+
+def previous_bundle(runs_dir: str | Path, *, target: str, before: str) -> Bundle | None:
     """The latest run of ``target`` that finished ok whose name sorts before ``before`` (None: first run)."""
     for folder in reversed(_folders(Path(runs_dir))):
-        if folder.name >= before or not (folder / BUNDLE_FILE).exists():
+        if folder.name >= before:
             continue
-        try:
-            b = read_bundle(folder)
-        except ValueError:
-            continue
-        if b.get("target") == target and is_baseline(b):
+        b = _readable(folder)
+        if b is not None and b.target == target and b.is_baseline:
             return b
     return None
 
 
-def _baselines(runs_dir: Path) -> list[dict[str, Any]]:
+def _baselines(runs_dir: Path) -> list[Bundle]:
     """The bundles of the runs that finished ok, oldest first."""
-    return [b for b in (read_bundle(f) for f in _folders(runs_dir) if (f / BUNDLE_FILE).exists()) if is_baseline(b)]
+    return [b for b in map(_readable, _folders(runs_dir)) if b is not None and b.is_baseline]
 
 
-def numeric_figures(bundle: dict[str, Any]) -> dict[str, float]:
+def numeric_figures(bundle: Bundle) -> dict[str, float]:
     """Recorded and derived figures that are numbers (bools count as 0/1)."""
     out: dict[str, float] = {}
-    for source in (bundle.get("figures", {}), bundle.get("derived", {})):
+    for source in (bundle.figures, bundle.derived):
         for name, value in source.items():
             if isinstance(value, bool):
                 out[name] = float(value)
@@ -164,8 +176,8 @@ def trend_frame(runs_dir: str | Path = "runs", *, target: str | None = None, las
     cols = ["run", "created_at", "target", "scale", "figure", "value", "lo", "hi"]
     bundles = _baselines(Path(runs_dir))
     if target is None and bundles:
-        target = bundles[-1].get("target")
-    bundles = [b for b in bundles if b.get("target") == target][-last:] if last > 0 else []
+        target = bundles[-1].target
+    bundles = [b for b in bundles if b.target == target][-last:] if last > 0 else []
     rows = []
     for b in bundles:
         figures = numeric_figures(b)
@@ -175,10 +187,10 @@ def trend_frame(runs_dir: str | Path = "runs", *, target: str | None = None, las
             lo, hi = _ci_of(name, figures)
             rows.append(
                 {
-                    "run": b["run"],
-                    "created_at": b.get("created_at"),
-                    "target": b.get("target"),
-                    "scale": b.get("parameters", {}).get("scale"),
+                    "run": b.run,
+                    "created_at": b.created_at,
+                    "target": b.target,
+                    "scale": b.parameters.get("scale"),
                     "figure": name,
                     "value": value,
                     "lo": lo,
@@ -190,11 +202,11 @@ def trend_frame(runs_dir: str | Path = "runs", *, target: str | None = None, las
     return out
 
 
-def finding_keys(bundle: dict[str, Any]) -> set[tuple[str, str]]:
-    return {(f["kind"], str(f["subject"])) for f in bundle.get("findings", [])}
+def finding_keys(bundle: Bundle) -> set[tuple[str, str]]:
+    return {f.key for f in bundle.findings}
 
 
-def finding_changes(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, float]:
+def finding_changes(before: Bundle | None, after: Bundle) -> dict[str, float]:
     """``new_<kind>`` and ``gone_<kind>`` counts for every kind of finding in either run (empty
     without a previous run: nothing is "new" on a first run)."""
     if before is None:
@@ -226,7 +238,15 @@ class Comparison:
         return self.figures[moved & self.figures["significant"].fillna(True).astype(bool)]
 
 
-def compare(a: dict[str, Any], b: dict[str, Any]) -> Comparison:
+def _overlap(a: tuple[float | None, float | None], b: tuple[float | None, float | None]) -> bool | None:
+    """Whether two confidence intervals overlap (None: either run has none for the figure)."""
+    (alo, ahi), (blo, bhi) = a, b
+    if alo is None or ahi is None or blo is None or bhi is None:
+        return None
+    return not (bhi < alo or blo > ahi)
+
+
+def compare(a: Bundle, b: Bundle) -> Comparison:
     """Compare two bundles: every numeric figure side by side, and the findings that came or went."""
     fa, fb = numeric_figures(a), numeric_figures(b)
     rows = []
@@ -237,7 +257,7 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> Comparison:
         (alo, ahi), (blo, bhi) = _ci_of(name, fa), _ci_of(name, fb)
         change = vb - va if va is not None and vb is not None else None
         pct = 100.0 * change / abs(va) if change is not None and va else None
-        overlap = None if None in (alo, ahi, blo, bhi) else not (bhi < alo or blo > ahi)
+        overlap = _overlap((alo, ahi), (blo, bhi))
         rows.append(
             {
                 "figure": name,
@@ -252,14 +272,14 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> Comparison:
                 "significant": None if overlap is None else not overlap,
             }
         )
-    figures = pd.DataFrame(
-        rows, columns=["figure", "a", "b", "change", "change_pct", "a_lo", "a_hi", "b_lo", "b_hi", "significant"]
-    )
     ka, kb = finding_keys(a), finding_keys(b)
     found = [{"kind": k, "subject": s, "change": "new"} for k, s in sorted(kb - ka)]
     found += [{"kind": k, "subject": s, "change": "gone"} for k, s in sorted(ka - kb)]
     return Comparison(
-        a=a["run"], b=b["run"], figures=figures, findings=pd.DataFrame(found, columns=["kind", "subject", "change"])
+        a=a.run,
+        b=b.run,
+        figures=pd.DataFrame(rows, columns=_FIGURE_COLUMNS),
+        findings=pd.DataFrame(found, columns=_FINDING_COLUMNS),
     )
 
 
@@ -269,8 +289,8 @@ def statement_trend(runs_dir: str | Path = "runs", *, target: str | None, top: i
     measured before and after its apply (``loop.json``) where that run has them."""
     cols = ["run", "created_at", "statement", "queryid", "mean_ms", "calls", "before_ms", "after_ms"]
     folder = Path(runs_dir)
-    bundles = [b for b in _baselines(folder) if b.get("target") == target][-last:] if last > 0 else []
-    windows = [(b, (b.get("statements") or {}).get("diff") or []) for b in bundles]
+    bundles = [b for b in _baselines(folder) if b.target == target][-last:] if last > 0 else []
+    windows = [(b, b.statements.diff if b.statements else ()) for b in bundles]
     if not windows or not windows[-1][1]:
         return pd.DataFrame(columns=cols)
     statements = [r for r in windows[-1][1] if kind_of(str(r.get("query", ""))) not in CONTROL]
@@ -278,15 +298,15 @@ def statement_trend(runs_dir: str | Path = "runs", *, target: str | None, top: i
     labels = {str(r["queryid"]): f"{r['queryid']}: {' '.join(str(r.get('query', '')).split())[:50]}" for r in latest}
     rows = []
     for b, diff in windows:
-        loop = _loop_statements(folder / b["run"])
+        loop = _loop_statements(folder / b.run)
         for r in diff:
             key = str(r["queryid"])
             if key in labels:
                 measured = loop.get(key, {})
                 rows.append(
                     {
-                        "run": b["run"],
-                        "created_at": b.get("created_at"),
+                        "run": b.run,
+                        "created_at": b.created_at,
                         "statement": labels[key],
                         "queryid": key,
                         "mean_ms": r.get("mean_ms"),
@@ -300,7 +320,7 @@ def statement_trend(runs_dir: str | Path = "runs", *, target: str | None, top: i
     return out
 
 
-def _loop_statements(folder: Path) -> dict[str, dict]:
+def _loop_statements(folder: Path) -> dict[str, dict[str, Any]]:
     path = folder / "loop.json"
     if not path.exists():
         return {}
@@ -333,11 +353,11 @@ class Trends:
 
     def changes(self) -> pd.DataFrame:
         """Figures that moved from the previous to the latest run (empty with fewer than two runs)."""
-        return self.last.changed() if self.last else compare({"run": "-"}, {"run": "-"}).figures
+        return self.last.changed() if self.last else pd.DataFrame(columns=_FIGURE_COLUMNS)
 
     def findings(self) -> pd.DataFrame:
         """Findings new or gone in the latest run (empty with fewer than two runs)."""
-        return self.last.findings if self.last else compare({"run": "-"}, {"run": "-"}).findings
+        return self.last.findings if self.last else pd.DataFrame(columns=_FINDING_COLUMNS)
 
     @property
     def message(self) -> str:
@@ -349,8 +369,7 @@ class Trends:
 def trends(runs_dir: str | Path = "runs", *, database_env: str = "KIT_DATABASE_URL", last: int = 10) -> Trends:
     """The runs of the database ``database_env`` names (else of the latest run's database)."""
     folder = locate_runs_dir(runs_dir)
-    runs = list_runs(folder)
-    runs = runs[runs["status"] != "no bundle"]
+    runs = bundled(list_runs(folder))
     target = target_from_env(database_env)
     if target is None or target not in set(runs["target"]):
         target = runs["target"].iloc[-1] if len(runs) and target is None else target
