@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install system-deps demo test test-unit test-notebooks lab bench clean
+.PHONY: install system-deps demo lint test test-unit test-notebooks lab bench clean
 
 # uv compiles bytecode at install even when PYTHONDONTWRITEBYTECODE=1 is set (STACK-NOTES).
 $(STAMP): pyproject.toml
@@ -29,7 +29,13 @@ demo: install
 WORKERS ?= 4
 NBVAL   := -p nbval --nbval-lax --nbval-current-env
 
-test: install
+# ruff (lint and format) and mypy over the whole of kit/, configured in pyproject.toml
+lint: install
+	$(BIN)/ruff check -q kit
+	$(BIN)/ruff format --check -q kit
+	$(BIN)/mypy
+
+test: install lint
 	$(BIN)/pytest $(NBVAL) -n $(WORKERS) -q tests notebooks
 
 test-unit: install

@@ -28,7 +28,7 @@ import pandas as pd
 from psycopg import sql
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
-from tqdm.auto import tqdm  # type: ignore[import-untyped]  # no stubs: types-tqdm is not a dev dependency
+from tqdm.auto import tqdm
 
 from kit.demo.schema import DATA_DIR, META_TABLE, TABLES, create_schema, restore_keys, set_aside_keys
 from kit.errors import KitError

@@ -30,7 +30,7 @@ import os
 import random
 import time
 
-import gevent  # type: ignore[import-untyped]  # no stubs: types-gevent is not a dev dependency
+import gevent
 import psutil
 from locust import User, constant, events, task
 from locust.exception import StopUser

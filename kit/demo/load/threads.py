@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from tqdm.auto import tqdm  # type: ignore[import-untyped]  # no stubs: types-tqdm is not a dev dependency
+from tqdm.auto import tqdm
 
 from kit.demo.load.mix import Endpoint, classify
 from kit.demo.load.stats import LoadResult, summarize
@@ -241,8 +241,9 @@ def run_load(
         for i in range(users)
     ]
     sampler = ResourceSampler().start() if sample_resources else None
+    total = requests if duration_s is None else round(duration_s)
     bar = tqdm(
-        total=requests if duration_s is None else round(duration_s),
+        total=total,
         unit="req" if requests else "s",
         desc=label,
         disable=not progress,
@@ -262,7 +263,7 @@ def run_load(
         while not run.stop.is_set():
             time.sleep(0.1)
             elapsed = time.perf_counter() - run.measure_start
-            bar.n = min(run.done - done0, requests) if requests else min(round(elapsed), bar.total)
+            bar.n = min(run.done - done0, requests) if requests else min(round(elapsed), total or 0)
             bar.refresh()
             if (duration_s is not None and elapsed >= duration_s) or (requests and run.left == 0):
                 run.stop.set()
