@@ -261,8 +261,8 @@ def compare(run_a: str, run_b: str, runs_dir: Path, show_all: bool) -> None:
 
     a = hist.read_bundle(hist.resolve_run(run_a, runs_dir=runs_dir))
     b = hist.read_bundle(hist.resolve_run(run_b, runs_dir=runs_dir))
-    if a.get("target") != b.get("target"):
-        echo(f"note: different targets ({a.get('target')} vs {b.get('target')})")
+    if a.target != b.target:
+        echo(f"note: different targets ({a.target} vs {b.target})")
     result = hist.compare(a, b)
     figures = result.figures if show_all else result.changed()
     echo(f"figures {result.a} -> {result.b}: {len(result.changed())} changed of {len(result.figures)}")

@@ -430,14 +430,6 @@ class Bundle:
         path.write_text(json.dumps(self.to_json(), indent=1, default=str), encoding="utf-8")
         return path
 
-    # Transition only: kit/cli.py (compare) and kit/workload/statements.py still read a bundle by
-    # key. They get the JSON value, as before; once they use the attributes, these two go.
-    def __getitem__(self, key: str) -> Any:
-        return self.to_json()[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.to_json().get(key, default)
-
 
 def read_json(path: Path) -> Any:
     """The JSON value in ``path``; ConfigError, one line, when it cannot be read as JSON."""

@@ -165,6 +165,7 @@ def previous_window(engine: Engine, runs_dir: str = "runs") -> dict | None:
         target=target_key(url_of(engine)),
         before=current.name if current else "~",
     )  # "~" sorts after every timestamp
-    if not found or not found.get("statements"):
+    if found is None or found.statements is None:
         return None
-    return {**found["statements"], "run": found["run"], "created_at": found.get("created_at")}
+    shown = found.to_json()  # the window as bundle.json has it: read_workload reads that shape
+    return {**shown["statements"], "run": shown["run"], "created_at": shown["created_at"]}
