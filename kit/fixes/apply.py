@@ -23,17 +23,11 @@ from kit.db.engine import url_of
 from kit.fixes.model import ANALYZE, APPLIED, CREATE, DROP, FAILED, Fix
 from kit.indexes import partitioned
 from kit.indexes.apply import apply_indexes, drop_indexes
-from kit.indexes.spec import IndexSpec, parse_index_sql, parse_indexdef
+from kit.indexes.spec import IndexSpec, parse_indexdef
 from kit.safety import applylock, interrupts, preflight
 from kit.safety.applylock import ApplyLock
 
 SET_TIMEOUTS = "SELECT /* kit */ set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)"
-
-
-def spec_of(fix: Fix) -> IndexSpec:
-    """The index a create or drop fix is about (for a drop: as it exists, to rebuild it)."""
-    definition = fix.index_definition()
-    return parse_index_sql(definition, source="kit")[0] if fix.kind == CREATE else parse_indexdef(definition)
 
 
 def _first(exc: BaseException) -> str:
@@ -56,8 +50,8 @@ def _creates(engine: Engine, fixes: list[Fix], out, lock: ApplyLock) -> dict[str
     """Each create fix, applied or failed, by its ``index``."""
     if not fixes:
         return {}
-    specs = [spec_of(f) for f in fixes]
-    result = apply_indexes(engine, specs, apply=True, lock=lock, progress=None, out=out)
+    specs = [f.index_spec() for f in fixes]
+    result = apply_indexes(engine, specs, apply=True, lock=lock, checked=True, progress=None, out=out)
     steps = {s.name: s for s in result.steps}
     done: dict[str | None, Fix] = {}
     url = url_of(engine)
@@ -73,7 +67,7 @@ def _creates(engine: Engine, fixes: list[Fix], out, lock: ApplyLock) -> dict[str
 
 def _drop(engine: Engine, fix: Fix, lock: ApplyLock) -> Fix:
     try:
-        drop_indexes(engine, [spec_of(fix)], lock=lock)
+        drop_indexes(engine, [fix.index_spec()], lock=lock)
     except psycopg.Error as exc:
         return fix.but(verdict=FAILED, reason=f"DROP INDEX failed: {_first(exc)}")
     return fix.but(verdict=APPLIED)
@@ -144,9 +138,9 @@ def undo(
     could not be."""
     try:
         if fix.kind == CREATE:
-            drop_indexes(engine, [spec_of(fix)], lock=lock)
+            drop_indexes(engine, [fix.index_spec()], lock=lock)
         elif fix.kind == DROP:
-            result = apply_indexes(engine, [spec_of(fix)], apply=True, lock=lock, progress=None, out=out)
+            result = apply_indexes(engine, [fix.index_spec()], apply=True, lock=lock, progress=None, out=out)
             if result.failed:
                 return f"rebuilding {fix.index} failed: {result.steps[0].message}"
     except psycopg.Error as exc:

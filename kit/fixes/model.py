@@ -3,11 +3,12 @@ should change, and — once applied and measured — whether it was kept (pure).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
 import pandas as pd
 
+from kit.indexes.spec import IndexSpec, parse_index_sql, parse_indexdef
 from kit.workload.model import Statement
 
 # Plain strings typed as literals: fixes.json, loop.json, fixes.sql and the notebooks hold these values.
@@ -67,12 +68,21 @@ class Fix:
     depends_on: str | None = None  # a drop of an index a new one covers: that new index's name
     parts: tuple[str, ...] = ()  # a new index on a partitioned table: its partitions' indexes (plans name those)
     evidence: str = ""  # what the measurement of its deciding statement was: reproduced the workload or not, and why
+    # the index as the planner made it (a fix read back from a reviewed plan parses index_def once instead)
+    spec: IndexSpec | None = field(default=None, compare=False, repr=False)
 
     def index_definition(self) -> str:
         """``index_def`` of a create or drop fix; ValueError for a fix that has none (an ANALYZE)."""
         if self.index_def is None:
             raise ValueError(f"the {self.kind} fix on {self.target_table} has no index definition")
         return self.index_def
+
+    def index_spec(self) -> IndexSpec:
+        """The index a create or drop fix is about (for a drop: as it exists, to rebuild it on revert)."""
+        if self.spec is not None:
+            return self.spec
+        definition = self.index_definition()
+        return parse_index_sql(definition, source="kit")[0] if self.kind == CREATE else parse_indexdef(definition)
 
     @property
     def index_names(self) -> set[str]:

@@ -340,6 +340,7 @@ def _creates(cands: list[_Candidate], taken: set[str]) -> list[Fix]:
                 table=cand.table,
                 index_name=spec.name,
                 saved_ms=cand.saved_ms,
+                spec=spec,
             )
         )
     return out
@@ -357,7 +358,8 @@ def _drops(dups: list[dict], declared: Declared, targets, uses, notes: list[str]
             )
             continue
         name = sql.Identifier(d["schema"], d["index"]).as_string(None)
-        probe = spec_probe(parse_indexdef(d["definition"]))
+        existing = parse_indexdef(d["definition"])
+        probe = spec_probe(existing)
         probes.append(probe)
         out.append(
             Fix(
@@ -375,6 +377,7 @@ def _drops(dups: list[dict], declared: Declared, targets, uses, notes: list[str]
                 schema=d["schema"],
                 table=d["table"],
                 index_name=d["index"],
+                spec=existing,
             )
         )
     return out
@@ -398,14 +401,15 @@ def _covered_by_new(
     """A drop for each existing index a new one extends ((a) by (a, b)), kept only if the new one is."""
     out = []
     for new in creates:
-        spec = parse_index_sql(new.index_definition(), source="kit")[0]
+        spec = new.index_spec()
         if new.declared or spec.predicate or len(spec.columns) < 2:
             continue
         for name, definition, size, columns in conn.execute(PLAIN_INDEXES, [new.schema, new.table]).fetchall():
             columns = tuple(columns)
             if name in declared.names or len(columns) >= len(spec.columns) or spec.columns[: len(columns)] != columns:
                 continue
-            probe = spec_probe(parse_indexdef(definition))
+            existing = parse_indexdef(definition)
+            probe = spec_probe(existing)
             probes.append(probe)
             out.append(
                 Fix(
@@ -426,6 +430,7 @@ def _covered_by_new(
                     table=new.table,
                     index_name=name,
                     depends_on=new.index_name,
+                    spec=existing,
                 )
             )
     return out
@@ -532,7 +537,7 @@ def _statements(workload: Workload, values: dict[str, tuple]) -> list[SelectStat
 
 def _spelled_out(conn: psycopg.Connection, fix: Fix) -> Fix:
     """A new index on a partitioned table: its sql spells out the steps of the safe path (kit.indexes.partitioned)."""
-    spec = parse_index_sql(fix.index_definition(), source="kit")[0]
+    spec = fix.index_spec()
     if not partitioned.is_partitioned(conn, spec.schema, spec.table):
         return fix
     return fix.but(sql=";\n".join(partitioned.statements(conn, spec)))
@@ -540,6 +545,6 @@ def _spelled_out(conn: psycopg.Connection, fix: Fix) -> Fix:
 
 def _with_write_cost(conn: psycopg.Connection, fix: Fix, statements: list[SelectStatement]) -> Fix:
     """A new index with the rows the workload wrote to its table and the estimated cost to those writes."""
-    spec = parse_index_sql(fix.index_definition(), source="kit")[0]
+    spec = fix.index_spec()
     written, write_ms = write_cost(conn, statements, fix.schema, fix.table, spec.columns)
     return fix.but(rows_written=written, write_ms=write_ms)

@@ -482,6 +482,7 @@ def apply_indexes(
     *,
     apply: bool = False,
     lock: ApplyLock | None = None,
+    checked: bool = False,
     lock_timeout_ms: int = 2_000,
     statement_timeout_ms: int = 3_600_000,
     retries: int = 3,
@@ -497,7 +498,8 @@ def apply_indexes(
     With ``apply``, the database's apply lock is held from the first look to the last statement:
     ``lock``, held by the caller, else taken here (ApplyInProgress at once when another session
     holds it). SIGTERM raises as Ctrl-C does meanwhile (kit.safety.interrupts): either cancels the
-    running build and drops what it left INVALID before it goes on."""
+    running build and drops what it left INVALID before it goes on. ``checked``: the caller ran the
+    pre-flight on these tables under ``lock`` already (kit.fixes does, once for all its fixes)."""
     if lock_timeout_ms <= 0 or statement_timeout_ms <= 0 or retries < 0:
         raise ValueError("lock_timeout_ms and statement_timeout_ms must be > 0, retries >= 0")
     with contextlib.ExitStack() as stack:
@@ -509,6 +511,7 @@ def apply_indexes(
             specs,
             apply=apply,
             lock=lock,
+            checked=checked,
             lock_timeout_ms=lock_timeout_ms,
             statement_timeout_ms=statement_timeout_ms,
             retries=retries,
@@ -527,6 +530,7 @@ def _apply(
     *,
     apply: bool,
     lock: ApplyLock | None,
+    checked: bool,
     lock_timeout_ms: int,
     statement_timeout_ms: int,
     retries: int,
@@ -563,7 +567,8 @@ def _apply(
                 False if not apply else True, tuple(steps), tuple(blockers), (), time.monotonic() - started
             )
         assert lock is not None, "apply_indexes holds the apply lock whenever it applies"
-        safety.check(engine, tables=tables).require_safe()  # the one gate: role, replica, open transactions
+        if not checked:  # the one gate: role, replica, open transactions (a caller under ``lock`` may have run it)
+            safety.check(engine, tables=tables).require_safe()
         for b in blockers:
             say(
                 f"session {b.pid} ({b.application or b.user}, {b.state}) has a transaction open for "
