@@ -40,6 +40,9 @@ MISSING: Final = _Missing()
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 _DECODER = json.JSONDecoder()
+# JSONDecoder.__init__ sets ``scan_once`` (json/decoder.py: ``scanner.make_scanner(self)``, the C
+# scanner when built) but typeshed does not declare it; bound once here, typed as CPython calls it
+_SCAN_ONCE: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
 
 
 def dumps(value: Any) -> bytes:
@@ -53,7 +56,7 @@ def loads(data: bytes | str) -> Any:
     that skipping is a third of an L2 hit's decoding (a value of a few hundred bytes)."""
     text = data.decode() if isinstance(data, bytes) else data
     try:
-        value, end = _DECODER.scan_once(text, 0)
+        value, end = _SCAN_ONCE(text, 0)
     except StopIteration:  # empty, or whitespace first: the full decoder reads it or says why not
         return _DECODER.decode(text)
     return value if end == len(text) else _DECODER.decode(text)

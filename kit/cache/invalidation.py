@@ -15,11 +15,12 @@ before the commit are refused by the generation check (:mod:`kit.cache.l2`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import Connection, Engine, event
 
+from kit.errors import DatabaseUnavailable
 from kit.sqltext.fingerprint import tables_written
 
 _WRITE_VERBS = ("insert", "update", "delete", "merge", "with", "truncate", "copy")
@@ -38,7 +39,10 @@ class AfterCommit:
         self.engine, self.cache, self.track_tables = engine, cache, track_tables
         self._parsed: dict[str, frozenset[str]] = {}
         self._slot = f"{_PENDING}.{id(self)}"
-        self._listeners = [("commit", self._on_commit), ("rollback", self._on_rollback)]
+        self._listeners: list[tuple[str, Callable[..., None]]] = [
+            ("commit", self._on_commit),
+            ("rollback", self._on_rollback),
+        ]
         if track_tables:
             self._listeners.append(("before_cursor_execute", self._on_execute))
         for name, fn in self._listeners:
@@ -88,7 +92,13 @@ class AfterCommit:
         keys, tags = conn.info.pop(self._slot, (set(), set()))
         if not keys and not tags:
             return
-        conn.connection.dbapi_connection.commit()  # commit first, then invalidate (see module doc)
+        dbapi = conn.connection.dbapi_connection
+        if dbapi is None:  # the pool invalidated the connection: the transaction is lost, not committed
+            raise DatabaseUnavailable(
+                "the connection to PostgreSQL was lost before its transaction could commit: nothing was "
+                "committed and no cache entry invalidated; run the transaction again"
+            )
+        dbapi.commit()  # commit first, then invalidate (see module doc)
         self.cache.invalidate(keys=tuple(sorted(keys)), tags=tuple(sorted(tags)))
 
     def _on_rollback(self, conn: Connection) -> None:

@@ -141,8 +141,8 @@ class L1Cache:
 
     @property
     def currsize(self) -> int:
-        with self._lock:
-            return self._store.currsize
+        with self._lock:  # cachetools types sizes as float; ours are byte counts (int)
+            return int(self._store.currsize)
 
     def _forget(self, key: str, entry: _Entry, *, event: str | None) -> None:
         # called with the lock held (popitem runs inside set_encoded)

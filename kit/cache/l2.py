@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis.typing import EncodableT
 
 from kit.cache.base import MISSING, Timer, check_key, check_ttl, describe, dumps, loads
 from kit.cache.stats import CacheStats
@@ -129,7 +130,7 @@ class L2Cache:
         ttl: float = 300.0,
         timeout: float = 0.25,
         cooldown: float = 1.0,
-        timer: Timer = time.time,
+        timer: Timer | None = None,
         breaker_timer: Timer = time.monotonic,
         origin: str | None = None,
         stats: CacheStats | None = None,
@@ -137,16 +138,17 @@ class L2Cache:
         bump_on_trip: bool = True,
         undelivered: str | None = None,
     ) -> None:
-        """``fallback`` names what serves while the breaker is open and ``undelivered`` what serves
-        while an invalidation waits for its replay (for the log lines); ``bump_on_trip=False``
-        leaves outage detection to the owner (:meth:`mark_outage`)."""
+        """``timer`` stamps expiry (None: ``time.time``, the wall clock: the stamps are read by
+        every process); ``fallback`` names what serves while the breaker is open and
+        ``undelivered`` what serves while an invalidation waits for its replay (for the log
+        lines); ``bump_on_trip=False`` leaves outage detection to the owner (:meth:`mark_outage`)."""
         if not namespace or ":" in namespace:
             raise ValueError(f"namespace must be non-empty without ':', got {namespace!r}")
         self.url, self.ns, self.default_ttl = url, namespace, check_ttl(ttl)
         self.cooldown, self.origin = cooldown, origin or uuid.uuid4().hex
         self.stats = stats or CacheStats()
         self.client = make_client(url, timeout=timeout)
-        self._timer, self._btimer = timer, breaker_timer
+        self._timer, self._btimer = timer or time.time, breaker_timer
         self._open_until: float | None = None
         self._last_error = ""
         self._replay: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
@@ -358,7 +360,7 @@ class L2Cache:
             *(f"{self.ns}:tg:{t}" for t in tags),
             *(f"{self.ns}:tm:{t}" for t in tags),
         ]
-        args = [self._expires(ttl), int(ttl * 1000), len(tags), *token, key, data]
+        args: list[EncodableT] = [self._expires(ttl), int(ttl * 1000), len(tags), *token, key, data]
         try:
             stored = bool(self.call(lambda: self._store_if(keys=keys, args=args)))
         except RedisDown:

@@ -67,18 +67,20 @@ class CacheConfig:
 DEFAULT = CacheConfig()
 
 
-def _serving_texts(c: CacheConfig) -> dict[str, str]:
+def _serving_texts(c: CacheConfig) -> tuple[str, str]:
     """What serves while L2's breaker is open, and while an invalidation waits for its replay (for
-    L2's log lines: they must say what really serves)."""
+    L2's log lines: they must say what really serves): L2's ``fallback`` and ``undelivered``."""
     beat = f"{c.heartbeat * 1000:.0f} ms"
     retried = f"every {beat}" if c.cross_process else f"after the {c.cooldown:.1f} s cooldown"
-    return {
-        "fallback": (f"L1 while heartbeats prove that invalidations get through (every {beat}) and the database")
+    fallback = (
+        f"L1 while heartbeats prove that invalidations get through (every {beat}) and the database"
         if c.cross_process
-        else "L1 + database",
-        "undelivered": f"L1 off and Redis not read in this process, the database serves until it is "
-        f"replayed (retried {retried})",
-    }
+        else "L1 + database"
+    )
+    undelivered = (
+        f"L1 off and Redis not read in this process, the database serves until it is replayed (retried {retried})"
+    )
+    return fallback, undelivered
 
 
 class _Flight:
@@ -128,7 +130,8 @@ class TieredCache:
         if redis_url:
             # with the channel, L1 is governed by the heartbeats, not by the breaker: it serves while
             # they prove that invalidations get through, whatever one failed call did
-            self.l2 = L2Cache(
+            fallback, undelivered = _serving_texts(c)
+            self.l2 = l2 = L2Cache(
                 redis_url,
                 namespace=namespace,
                 ttl=c.ttl,
@@ -137,17 +140,18 @@ class TieredCache:
                 origin=self.origin,
                 stats=self.stats,
                 bump_on_trip=not c.cross_process,
-                **_serving_texts(c),
-                **({"timer": timer} if timer else {}),
+                fallback=fallback,
+                undelivered=undelivered,
+                timer=timer,
             )
             if c.cross_process:
                 self.channel = InvalidationChannel(
                     redis_url,
-                    self.l2.channel,
+                    l2.channel,
                     origin=self.origin,
                     on_message=self._on_remote,
                     on_state=self._on_channel,
-                    on_beat=self.l2.retry,
+                    on_beat=l2.retry,
                     timeout=c.l2_timeout,
                     heartbeat=c.heartbeat,
                     bound=c.liveness_bound,
@@ -169,7 +173,13 @@ class TieredCache:
         """Whether reads use Redis: with the channel, only while it is proven (else the database).
         Writes paused or memory full, Redis still answers reads, with values an undelivered
         invalidation should have deleted."""
-        return self.l2 is not None and (self.channel is None or self.channel.proven)
+        return self._serving_l2() is not None
+
+    def _serving_l2(self) -> L2Cache | None:
+        """L2 when reads use it (see :attr:`l2_serving`), else None: the one check, typed for callers
+        (a call, as the property was, on the L2 hit path)."""
+        l2 = self.l2
+        return l2 if l2 is not None and (self.channel is None or self.channel.proven) else None
 
     def get_or_load(
         self,
@@ -194,7 +204,7 @@ class TieredCache:
         with self._lock:
             flight = self._flights.get(key)
             leader = flight is None
-            if leader:
+            if flight is None:
                 flight = self._flights[key] = _Flight(key, tags, self._epoch)
                 self._loaders[key] = (reload or loader, ttl, tags)
         if not leader:
@@ -216,14 +226,15 @@ class TieredCache:
 
     def _lead(self, flight: _Flight, loader: Callable[[], Any], ttl: float) -> Any:
         key, tags, token, lock_token = flight.key, flight.tags, None, None
-        if self.l2_serving:
+        l2 = self._serving_l2()
+        if l2 is not None:
             try:
-                data, token = self.l2.lookup(key, tags)
+                data, token = l2.lookup(key, tags)
                 if data is not None:
                     return self._fill_l1(flight, data, ttl)
                 if self.lock:
-                    lock_token = self.l2.acquire(key, ttl=self.lock_ttl)
-                    if lock_token is None and (data := self._wait_for(key)) is not None:
+                    lock_token = l2.acquire(key, ttl=self.lock_ttl)
+                    if lock_token is None and (data := self._wait_for(l2, key)) is not None:
                         return self._fill_l1(flight, data, ttl)
             except RedisDown:
                 token = None
@@ -231,20 +242,20 @@ class TieredCache:
             self.stats.incr("db", "loads")
             data = dumps(loader())
             stored = True
-            if self.l2 is not None and token is not None:
-                stored = self.l2.store_if(key, data, ttl=ttl, tags=tags, token=token)
+            if l2 is not None and token is not None:  # a token is only read from L2
+                stored = l2.store_if(key, data, ttl=ttl, tags=tags, token=token)
             return self._fill_l1(flight, data, ttl) if stored else loads(data)
         finally:
-            if lock_token is not None:
-                self.l2.release(key, lock_token)
+            if l2 is not None and lock_token is not None:  # a lock is only taken in L2
+                l2.release(key, lock_token)
 
-    def _wait_for(self, key: str) -> bytes | None:
+    def _wait_for(self, l2: L2Cache, key: str) -> bytes | None:
         """Another process holds the recompute lock: poll L2 for its value until the lock's TTL."""
         self.stats.incr("l2", "lock_waits")
         deadline = time.monotonic() + self.lock_ttl
         while time.monotonic() < deadline:
             time.sleep(self.lock_poll)
-            data = self.l2.get_raw(key)
+            data = l2.get_raw(key)
             if data is not None:
                 return data
         return None
@@ -262,14 +273,15 @@ class TieredCache:
     def get(self, key: str) -> Any:
         if self.l1_serving and (value := self.l1.get(key)) is not MISSING:
             return value
-        return self.l2.get(key) if self.l2_serving else MISSING
+        l2 = self._serving_l2()
+        return l2.get(key) if l2 is not None else MISSING
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         keys = list(keys)
         found = self.l1.get_many(keys) if self.l1_serving else {}
         rest = [k for k in keys if k not in found]
-        if rest and self.l2_serving:
-            found.update(self.l2.get_many(rest))
+        if rest and (l2 := self._serving_l2()) is not None:
+            found.update(l2.get_many(rest))
         return found
 
     # -- writing --------------------------------------------------------------------------------
@@ -277,8 +289,9 @@ class TieredCache:
         """Store unconditionally (write-through); prefer invalidate + get_or_load for DB data."""
         tags = tuple(tags)
         self.invalidate(keys=[key])
-        if self.l2_serving:
-            self.l2.set(key, value, ttl=ttl, tags=tags)
+        l2 = self._serving_l2()
+        if l2 is not None:
+            l2.set(key, value, ttl=ttl, tags=tags)
         if self.l1_serving:
             self.l1.set(key, value, ttl=min(ttl or self.l1.default_ttl, self.l1.default_ttl), tags=tags)
 
@@ -320,10 +333,12 @@ class TieredCache:
         self._invalidate_local(keys, tags)
 
     def _on_channel(self, up: bool) -> None:
+        l2 = self.l2
+        assert l2 is not None  # invariant: __init__ makes the channel only together with L2
         if up:  # before L1 serves again: a new epoch if Redis was lost, the unsent invalidations
-            self.l2.recover()
+            l2.recover()
         else:
-            self.l2.mark_outage()
+            l2.mark_outage()
         with self._lock:
             self._epoch += 1
             for flight in self._flights.values():
