@@ -169,13 +169,6 @@ def test_old_runs_are_listed_never_compared_and_compare_refuses_them(tmp_path, c
     assert "Traceback" not in captured.err and "KeyError" not in captured.err
 
 
-def test_until_cli_and_workload_use_the_attributes_the_bundle_answers_by_key():
-    bundle = _full()
-    assert bundle.get("target") == A and bundle.get("nothing", "x") == "x"
-    assert bundle["created_at"] == "2026-01-02T03:04:05+00:00"  # the JSON value, as before
-    assert {**bundle["statements"], "run": bundle["run"]}["basis"] == "since run 20260101T000000Z"
-
-
 def test_findings_are_the_same_by_kind_and_subject():
     a = Finding(kind="missing_indexes", subject="ix_a", severity="high")
     assert a.key == replace(a, severity=None, detail="elsewhere").key == ("missing_indexes", "ix_a")
