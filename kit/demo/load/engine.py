@@ -2,7 +2,7 @@
 for several machines (starts processes; the load they run talks to PostgreSQL and Redis).
 
 gevent never enters the caller's process (a Jupyter kernel, ``kit load``, a bench): :func:`run_locust`
-starts ``python -m locust -f kit/load/locustfile.py`` — one process, or a master and ``processes``
+starts ``python -m locust -f kit/demo/load/locustfile.py`` — one process, or a master and ``processes``
 forked workers — and reads back every user's raw samples, from which :mod:`kit.demo.load.stats` computes
 percentiles with bootstrap intervals. Secrets travel in the children's environment, never on a
 command line. See :mod:`kit.demo.load.locustfile` for what a user does.
