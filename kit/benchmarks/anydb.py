@@ -173,24 +173,7 @@ def build(url: str, *, rows: int, owner: str | None = None, real_world: bool = F
         if real_world:
             _real_world(conn, n)
         conn.execute(FLUSH)
-        if owner:
-            conn.execute("RESET ROLE")
-        _forget_the_build(conn)
     return n
-
-
-# The shop's history starts once its data is there: the bulk load's statements are not its workload,
-# and their time (slower on a busy machine) would otherwise set every statement's share of the total.
-RESET_DATABASE_STATEMENTS = """
-SELECT /* kit */ pg_stat_statements_reset(0, d.oid, 0) FROM pg_database d WHERE d.datname = current_database()
-"""
-
-
-def _forget_the_build(conn: psycopg.Connection) -> None:
-    try:
-        conn.execute(RESET_DATABASE_STATEMENTS)
-    except psycopg.errors.UndefinedFunction:  # no pg_stat_statements here: nothing to forget
-        pass
 
 
 def _real_world(conn: psycopg.Connection, n: dict[str, int]) -> None:
