@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install system-deps demo lint test test-unit test-notebooks lab bench clean
+.PHONY: install system-deps demo lint test test-fast test-unit test-notebooks lab bench clean
 
 # uv compiles bytecode at install even when PYTHONDONTWRITEBYTECODE=1 is set (STACK-NOTES).
 $(STAMP): pyproject.toml
@@ -37,6 +37,11 @@ lint: install
 
 test: install lint
 	$(BIN)/pytest $(NBVAL) -n $(WORKERS) -q tests notebooks
+
+# The tests that start no browser, no Dagster, no Locust and no notebook kernel (tests/conftest.py
+# marks the others ``heavy``), on the same throwaway servers: a minute, for the edit-test loop.
+test-fast: install
+	$(BIN)/pytest -n $(WORKERS) -q -m "not heavy" tests
 
 test-unit: install
 	$(BIN)/pytest tests -q

@@ -32,7 +32,50 @@ def _slow_rank(nodeid: str) -> int:
     return next((i for i, prefix in enumerate(SLOW_FIRST) if nodeid.startswith(prefix)), len(SLOW_FIRST))
 
 
+# What a test starts besides the session's servers (found by tracing every process a whole `make test`
+# started and what it imported). A key is a module (every test in it) or a module and a test's name.
+# Such tests are marked ``heavy``; `make test-fast` runs the others (-m "not heavy"), `make test` all.
+BROWSER, DAGSTER, LOCUST, NOTEBOOKS = "browser", "dagster", "locust", "notebooks"
+NEEDS: dict[str, tuple[str, ...]] = {
+    "notebooks/": (NOTEBOOKS, LOCUST),  # 01 and 02 measure load on the demo platform
+    "tests/test_browser.py": (BROWSER, NOTEBOOKS),
+    "tests/test_demo.py": (BROWSER, NOTEBOOKS, LOCUST),
+    "tests/test_fleet_definitions.py": (DAGSTER,),
+    "tests/test_fleet_round.py": (BROWSER, DAGSTER, NOTEBOOKS),
+    "tests/test_images.py": (BROWSER, NOTEBOOKS),
+    "tests/test_jupyterlab.py": (BROWSER, NOTEBOOKS, LOCUST),
+    "tests/test_secrets.py": (NOTEBOOKS, LOCUST),
+    "tests/test_bundle.py": (NOTEBOOKS,),
+    "tests/test_foreign.py::test_the_notebooks_audit_a_database_the_kit_did_not_create": (NOTEBOOKS,),
+    "tests/test_hostile.py::test_both_runs_finish_and_fix_every_hostile_table": (NOTEBOOKS,),
+    "tests/test_hostile.py::test_the_dry_runs_fixes_sql_run_by_psql_changes_nothing_but_indexes": (NOTEBOOKS,),
+    "tests/test_hostile.py::test_no_report_runs_a_script_and_every_report_shows_the_names": (NOTEBOOKS, BROWSER),
+    "tests/test_hostile.py::test_no_planted_terminal_escape_and_no_data_value_reach_a_file_or_the_output": (NOTEBOOKS,),
+    "tests/test_hostile.py::test_the_check_sees_a_script_that_runs": (BROWSER,),
+    "tests/test_load.py::test_seed_mix_runs_every_endpoint_without_errors": (LOCUST,),
+    "tests/test_load.py::test_kit_load_prints_a_summary": (LOCUST,),
+    "tests/test_load_engine.py": (LOCUST,),
+    "tests/test_loop_other_owner.py::test_the_owner_runs_the_whole_loop_with_apply": (NOTEBOOKS,),
+    "tests/test_loop_other_owner.py::test_apply_right_after_a_dry_run_and_the_reviewed_plan": (NOTEBOOKS,),
+    "tests/test_metrics.py::test_kit_metrics_serve_describes_the_process_under_load": (LOCUST,),
+    "tests/test_pg18.py::test_kit_run_on_18_as_the_tables_owner": (NOTEBOOKS,),
+    "tests/test_pool.py::test_compare_and_sweep_default_to_the_seed_mix": (LOCUST,),
+    "tests/test_runner.py": (NOTEBOOKS,),
+}
+
+
+def _needs(nodeid: str) -> set[str]:
+    return {lane for key, lanes in NEEDS.items() if nodeid.startswith(key) for lane in lanes}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "heavy: starts a browser, Dagster, Locust or notebook kernels (not in test-fast)")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _needs(item.nodeid):
+            item.add_marker(pytest.mark.heavy)
     items.sort(key=lambda item: _slow_rank(item.nodeid))  # stable: a module's tests keep their order
 
 
