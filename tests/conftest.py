@@ -250,7 +250,7 @@ def shop_url(fresh_db_url) -> str:
     from kit.benchmarks import anydb
 
     anydb.build(fresh_db_url, rows=SHOP_ROWS)
-    anydb.drive(fresh_db_url, rows=SHOP_ROWS, scans=12, lookups=30)
+    anydb.drive(fresh_db_url, rows=SHOP_ROWS, scans=30, lookups=30)
     return fresh_db_url
 
 

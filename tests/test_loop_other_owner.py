@@ -39,7 +39,7 @@ def owned_shop(fresh_db_url):
         conn.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(sql.Identifier(auditor)))
     anydb.build(fresh_db_url, rows=ROWS, owner=owner)
     as_owner = make_url(fresh_db_url).set(username=owner).render_as_string(hide_password=False)
-    anydb.drive(as_owner, rows=ROWS, scans=12, lookups=30)
+    anydb.drive(as_owner, rows=ROWS, scans=30, lookups=30)
     yield {"owner": as_owner, "auditor": make_url(fresh_db_url).set(username=auditor).render_as_string(
         hide_password=False), "admin": fresh_db_url}
     with psycopg.connect(libpq_url(fresh_db_url), autocommit=True) as conn:
