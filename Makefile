@@ -6,6 +6,11 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: install system-deps demo lint test test-fast test-unit test-notebooks lab bench clean
 
+# This machine sets PYTHONDONTWRITEBYTECODE=1: the editable kit/ would then be compiled again at every
+# import in every process (workers, kernels, `kit` subprocesses) and pytest would rewrite every test
+# module's asserts again in each worker. An empty value lets Python keep its __pycache__ (gitignored).
+export PYTHONDONTWRITEBYTECODE :=
+
 # uv compiles bytecode at install even when PYTHONDONTWRITEBYTECODE=1 is set (STACK-NOTES).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -20,6 +20,11 @@ def own_servers(tmp_path_factory):
     local.down(home=home, purge=True)
 
 
+# an outage of four liveness bounds (250 ms), with time before it and after it for L2 to come back
+# (the cache retries Redis every 0.2 s)
+SHORT = {"before_s": 0.5, "outage_s": 1.0, "after_s": 1.0}
+
+
 def _redis(home):
     return local.status(home=home)["redis"]
 
@@ -27,7 +32,7 @@ def _redis(home):
 def test_a_hung_redis_turns_l1_off_within_the_bound(own_servers):
     home, url = own_servers
     redis_srv = _redis(home)
-    result = run_outage(url, redis_srv.url, fault="hang", redis_pid=redis_srv.pid, outage_s=2.0)
+    result = run_outage(url, redis_srv.url, fault="hang", redis_pid=redis_srv.pid, **SHORT)
     assert result.requests > 1000 and result.errors == 0
     assert result.window_ms == 250.0
     assert result.stale_reads_beyond_window == 0, sorted(result.staleness_ms)[-5:]
@@ -41,7 +46,7 @@ def test_the_measure_sees_stale_reads_when_l1_outlives_a_silent_redis(own_server
     measure above can fail."""
     home, url = own_servers
     redis_srv = _redis(home)
-    result = run_outage(url, redis_srv.url, fault="hang", redis_pid=redis_srv.pid, outage_s=2.0,
+    result = run_outage(url, redis_srv.url, fault="hang", redis_pid=redis_srv.pid, **SHORT,
                         cache_kwargs={"liveness_bound": 30.0})
     assert result.errors == 0
     assert result.beyond(250.0) > 100
@@ -50,7 +55,7 @@ def test_the_measure_sees_stale_reads_when_l1_outlives_a_silent_redis(own_server
 def test_a_killed_redis_comes_back_on_its_port_and_the_reader_uses_it_again(own_servers):
     home, url = own_servers
     redis_srv = _redis(home)
-    result = run_outage(url, redis_srv.url, fault="kill", redis_pid=redis_srv.pid, outage_s=2.0,
+    result = run_outage(url, redis_srv.url, fault="kill", redis_pid=redis_srv.pid, **SHORT,
                         restart=lambda: local.up(home=home))
     assert _redis(home).port == redis_srv.port and _redis(home).pid != redis_srv.pid
     assert result.requests > 1000 and result.errors == 0
@@ -73,7 +78,7 @@ def _all_reported(result) -> None:
 def test_paused_writes_turn_l1_off_within_the_bound(own_servers):
     """CLIENT PAUSE WRITE: PING and reads answer, invalidations and heartbeats wait."""
     home, url = own_servers
-    result = run_outage(url, _redis(home).url, fault="write_pause", outage_s=2.0)
+    result = run_outage(url, _redis(home).url, fault="write_pause", **SHORT)
     assert result.requests > 1000 and result.errors == 0
     assert result.stale_reads_beyond_window == 0, sorted(result.staleness_ms)[-5:]
     _all_reported(result)
@@ -84,7 +89,7 @@ def test_paused_writes_turn_l1_off_within_the_bound(own_servers):
 def test_redis_out_of_memory_turns_l1_off_on_the_table_tag_path(own_servers):
     """maxmemory reached, noeviction: the tag's generation bump is refused, PING and PUBLISH work."""
     home, url = own_servers
-    result = run_outage(url, _redis(home).url, fault="oom", outage_s=2.0, invalidate_by="tag")
+    result = run_outage(url, _redis(home).url, fault="oom", **SHORT, invalidate_by="tag")
     assert result.requests > 1000 and result.errors == 0
     assert result.stale_reads_beyond_window == 0, sorted(result.staleness_ms)[-5:]
     _all_reported(result)
@@ -97,7 +102,7 @@ def test_the_measure_sees_stale_reads_when_l1_outlives_paused_writes(own_servers
     """The control: with a bound longer than the pause, the reader's L1 serves values whose
     invalidation is held — the measure above can fail."""
     home, url = own_servers
-    result = run_outage(url, _redis(home).url, fault="write_pause", outage_s=2.0,
+    result = run_outage(url, _redis(home).url, fault="write_pause", **SHORT,
                         cache_kwargs={"liveness_bound": 30.0})
     assert result.errors == 0 and result.invalidation_failures > 0
     assert result.beyond(250.0) > 100

@@ -127,7 +127,8 @@ def test_seed_endpoints_reject_unknown_names(seeded_url):
 def test_kit_load_prints_a_summary(seeded_url, capsys):
     from kit.cli import main
 
-    code = main(["load", "--database-url", seeded_url, "--flavor", "batched", "--users", "3", "--rate", "20",
+    # Poisson arrivals: at 20/s over 1 s, 10 or fewer came 1 time in 90; at 40/s, 1 in 10^9
+    code = main(["load", "--database-url", seeded_url, "--flavor", "batched", "--users", "3", "--rate", "40",
                  "--duration", "1", "--warmup", "0.2", "--no-metrics"])
     out = capsys.readouterr().out
     assert code == 0

@@ -16,8 +16,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import papermill
-
 from kit.config import looks_secret, mask_url, shipped
 from kit.errors import ConfigError, KitError, ParameterError
 from kit.store.history import resolve_run
@@ -57,6 +55,8 @@ def declared_parameters(path: Path) -> dict[str, dict[str, Any]]:
         raise ConfigError(f"not a notebook: {path} (not an .ipynb file); {expected}")
     if not Path(path).is_file():
         raise ConfigError(f"notebook not found: {path}; {expected}")
+    import papermill  # with nbformat's validator: ~1 s, paid only when a notebook is read
+
     try:
         found = papermill.inspect_notebook(str(path))
     except Exception as exc:  # nbformat/JSON errors of assorted types: the file is not a notebook

@@ -24,16 +24,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import nbformat
-import papermill
 import psycopg
-from jupyter_client.kernelspec import KernelSpecManager
-from nbconvert import HTMLExporter
-from papermill.exceptions import PapermillExecutionError
 from sqlalchemy.exc import DBAPIError
-from traitlets.config import Config
 
 from kit.config import DATABASE_ENV, HOME_ENV, RUN_DIR_ENV, kit_home, mask_url, url_from_env
 from kit.db.engine import make_engine, refused
@@ -47,6 +41,12 @@ from kit.safety import applylock, preflight
 from kit.store.evidence import FAILED, INTERRUPTED, OK, Bundle, NotebookEntry, Status
 from kit.store.history import previous_bundle
 from kit.store.records import read_records
+
+if TYPE_CHECKING:
+    from traitlets.config import Config
+
+# Jupyter's machinery (papermill, nbformat, nbconvert, jupyter_client: ~1 s of imports) is imported
+# where a notebook is run or exported, so that a run refused by its checks says so at once.
 
 DEFAULT_TIMEOUT_S = 1800
 KERNEL_NAME = "python3"
@@ -93,6 +93,8 @@ class RunResult:
 
 def check_kernel(name: str) -> None:
     """A ConfigError unless Jupyter knows a kernel called ``name`` (checked before anything runs)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
     known = KernelSpecManager().find_kernel_specs()
     if name not in known:
         raise ConfigError(
@@ -316,6 +318,8 @@ def _check_database(
 def without_tagged_cells(path: Path, target: Path, tags: tuple[str, ...]) -> Path:
     """A copy of notebook ``path`` at ``target`` without the cells tagged with any of ``tags``;
     one markdown cell says what was left out and why."""
+    import nbformat
+
     nb = nbformat.read(str(path), as_version=4)
     kept = [c for c in nb.cells if not set(c.metadata.get("tags", ())) & set(tags)]
     if len(kept) < len(nb.cells):
@@ -377,6 +381,9 @@ def _execute(
     skip: tuple[str, ...] = (),
     caught: signals.Caught | None = None,
 ) -> NotebookResult:
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
     output = folder / path.name
     source = without_tagged_cells(path, folder / ".input" / path.name, skip) if skip else path
     started = time.perf_counter()
@@ -421,6 +428,8 @@ def _unix_sockets(folder: Path) -> Config:
     """The kernel talks over unix sockets in ``folder``, not TCP: jupyter_client picks TCP ports by
     binding and releasing them, and a run started at the same time (a fleet's targets, parallel
     tests) can take one before the kernel binds it — the kernel dies ("Address already in use")."""
+    from traitlets.config import Config
+
     return Config(
         {
             "KernelManager": {
@@ -434,6 +443,9 @@ def _unix_sockets(folder: Path) -> Config:
 
 def export_html(notebook: Path) -> Path:
     """A self-contained HTML file next to ``notebook`` (plotly.js is embedded by the notebook itself)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
     body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(notebook), as_version=4))
     target = Path(notebook).with_suffix(".html")
     target.write_text(mask_url(body), encoding="utf-8")

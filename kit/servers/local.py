@@ -192,11 +192,25 @@ def _stop(srv: Server) -> None:
     try:
         proc = psutil.Process(srv.pid)
         proc.send_signal(signal.SIGINT if srv.kind == "postgres" else signal.SIGTERM)
-        proc.wait(timeout=15)
-    except psutil.TimeoutExpired:
-        proc.kill()
+        if not _gone_within(proc, 15):
+            proc.kill()
     except psutil.NoSuchProcess:
         pass
+
+
+def _gone_within(proc: psutil.Process, seconds: float) -> bool:
+    """Whether ``proc`` exits within ``seconds``. An exited server is gone even while it waits as a
+    zombie for its parent (in a container, PID 1 may reap it seconds later; psutil's wait() waits
+    for that)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def _wait(check, what: str, log: Path | None) -> None:

@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -360,9 +361,12 @@ def least_privilege(db: Hostile, home: Path, work: Path, *, reader_run: bool = T
         "nothing_written": 0,
         "outcomes": [],
     }
-    for name, (url, argv) in cases.items():
-        runs = work / f"lp-{uuid.uuid4().hex[:6]}"
-        proc = kit_run(url, runs, *argv, home=home)
+    folders = {name: work / f"lp-{uuid.uuid4().hex[:6]}" for name in cases}
+    with ThreadPoolExecutor(len(cases)) as pool:  # independent refusals: the console scripts run at once
+        done = pool.map(lambda name: kit_run(cases[name][0], folders[name], *cases[name][1], home=home), cases)
+        procs = dict(zip(cases, done, strict=True))
+    for name, proc in procs.items():
+        runs = folders[name]
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         traceback = "Traceback" in proc.stdout + proc.stderr
         written = bool(_run_folders(runs))
