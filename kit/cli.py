@@ -292,6 +292,22 @@ def images(run: str, runs_dir: Path, width: int | None, height: int | None) -> N
 
 
 @cli.command()
+@click.argument("run", default="latest")
+@click.option("--runs-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("runs"), show_default=True)
+@click.option("--pdf", is_flag=True, help="Also print it to report.pdf through the kit's chromium.")
+def report(run: str, runs_dir: Path, pdf: bool) -> None:
+    """The one-page report of RUN (a folder, a name under --runs-dir, latest or previous): RUN/report.html."""
+    from kit import report as reports
+    from kit.store import history as hist
+
+    folder = hist.resolve_run(run, runs_dir=runs_dir)
+    html = reports.write(folder)
+    echo(f"report: {html} ({html.stat().st_size / 2**20:.1f} MB)")
+    if pdf:
+        echo(f"pdf:    {reports.write_pdf(html)}")
+
+
+@cli.command()
 @click.option("--database-url", default=None, help="Default: $KIT_DATABASE_URL or the kit's own server.")
 def preflight(database_url: str | None) -> None:
     """Is it safe to change this database? Exit 2 (with the reasons) when it is not."""
@@ -319,6 +335,8 @@ def _print_run(result) -> None:
             shown = f"{value:,.3f}" if isinstance(value, float) else json.dumps(value, default=str)
             echo(f"  {name:<{width}}  {shown}")
     echo(f"\nreports: {result.folder}/  (summary: {result.summary_path})")
+    if result.report_path.exists():
+        echo(f"report:  {result.report_path}")
 
 
 @cli.command()

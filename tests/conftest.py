@@ -75,12 +75,14 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "tests/test_load.py::test_seed_mix_runs_every_endpoint_without_errors": (LOCUST,),
     "tests/test_load.py::test_kit_load_prints_a_summary": (LOCUST,),
     "tests/test_load_engine.py": (LOCUST,),
-    "tests/test_loop_other_owner.py::test_the_owner_runs_the_whole_loop_with_apply": (NOTEBOOKS,),
+    "tests/test_loop_other_owner.py::test_the_owner_runs_the_whole_loop_with_apply": (NOTEBOOKS, BROWSER),
     "tests/test_loop_other_owner.py::test_apply_right_after_a_dry_run_and_the_reviewed_plan": (NOTEBOOKS,),
     "tests/test_metrics.py::test_kit_metrics_serve_describes_the_process_under_load": (LOCUST,),
     "tests/test_pg18.py::test_kit_run_on_18_as_the_tables_owner": (NOTEBOOKS,),
     "tests/test_pool.py::test_compare_and_sweep_default_to_the_seed_mix": (LOCUST,),
     "tests/test_runner.py": (NOTEBOOKS,),
+    "tests/test_report.py::test_every_run_ends_with_its_report": (NOTEBOOKS, BROWSER),
+    "tests/test_report.py::test_a_failed_run_has_a_report": (NOTEBOOKS,),
 }
 
 

@@ -19,8 +19,9 @@ FLOORS = (
     ("kit.capture", "kit.cache", "kit.safety", "kit.audit"),
     ("kit.workload", "kit.indexes"),
     ("kit.fixes",),
-    ("kit.runs",),
     ("kit.charts",),
+    ("kit.report",),  # the one-page report of a run folder: written by kit.runs at the end of a run
+    ("kit.runs",),
     ("kit.benchmarks", "kit.fleet"),
     ("kit.demo",),  # the demo wing: may use the whole core
     ("kit.cli", "kit"),  # the composition root

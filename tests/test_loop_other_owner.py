@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 import nbformat
 import psycopg
@@ -14,6 +15,7 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 from test_core_install import core_only_env
 
+from kit import report
 from kit.benchmarks import anydb
 from kit.config import libpq_url
 from kit.db.engine import make_engine
@@ -24,6 +26,9 @@ from kit.workload import read_workload
 
 ROWS = 20_000
 INDEXES = "SELECT indexname FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1"
+
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / ".kit" / "artifacts" / "report"
 
 
 @pytest.fixture
@@ -69,8 +74,13 @@ def test_a_read_only_role_gets_the_plan_and_changes_nothing(owned_shop):
     assert _indexes(owned_shop["admin"]) == before
 
 
-def test_the_owner_runs_the_whole_loop_with_apply(owned_shop, tmp_path, monkeypatch):
-    check_the_owner_runs_the_whole_loop(owned_shop, tmp_path, monkeypatch, fixes=4)
+def test_the_owner_runs_the_whole_loop_with_apply(owned_shop, tmp_path, monkeypatch, chromium):
+    result = check_the_owner_runs_the_whole_loop(owned_shop, tmp_path, monkeypatch, fixes=4)
+    shot = ARTIFACTS / "database-the-kit-did-not-create.png"
+    check = report.check(result.report_path, chromium, screenshot=shot)
+    assert check.problems() == []
+    assert check.top_rows_first_screen >= 3 and len(check.charts.drawn) >= 2  # share, timings
+    assert shot.stat().st_size > 10_000
 
 
 def check_the_owner_runs_the_whole_loop(owned_shop, tmp_path, monkeypatch, *, fixes: int):
@@ -88,12 +98,22 @@ def check_the_owner_runs_the_whole_loop(owned_shop, tmp_path, monkeypatch, *, fi
     assert "-- Applied by the kit" in (result.folder / "fixes.sql").read_text()
     live = _indexes(owned_shop["admin"])
     assert "kit_order_items_order_id_idx" in live and "products_sku_idx" not in live
-    report = nbformat.read(result.folder / "03_report.ipynb", as_version=4)
-    shown = json.dumps([c.get("outputs", []) for c in report.cells])
+    executed = nbformat.read(result.folder / "03_report.ipynb", as_version=4)
+    shown = json.dumps([c.get("outputs", []) for c in executed.cells])
     assert shown.count("application/vnd.plotly.v1+json") >= 4  # inventory, statements, share, bytes
     bundle = json.loads(result.bundle_path.read_text())
     assert bundle["derived"]["findings_total"] == result.figures["audit.findings"]  # one snapshot per run
     assert bundle["indexes"] is None  # no migration given: none compared
+    facts = report.read_run(result.folder)
+    assert [(f.verdict, f.speedup is not None and f.speedup >= 2) for f in facts.fixes if f.kind == "create_index"] == [
+        (KEPT, True)
+    ] * sum(f["kind"] == "create_index" for f in done)
+    before, after = facts.share_fixed
+    assert after is not None and after < before  # the fixed statements take less of the time after
+    fixed = [s for s in facts.statements if "applied and kept" in s.fix]
+    assert fixed and all("#" in s.label and s.label.split()[0] in {"SELECT", "UPDATE", "INSERT", "DELETE"} for s in fixed)
+    assert any("order_items" in s.label for s in fixed)
+    assert facts.verdict in {"healthy", "needs attention"} and facts.verdict_why
     return result
 
 

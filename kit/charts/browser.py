@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import nbformat
-
 from kit.errors import BrowserUnavailable, first_line
 from kit.servers.sysdeps import CHROMIUM_EXECUTABLES, CHROMIUM_PACKAGE, find_chromium
 
@@ -129,6 +127,8 @@ class ChartCheck:
 def figure_cells(notebook: Path) -> list[int]:
     """The index of the cell of every figure an executed notebook shows (a cell once per figure):
     outputs carrying plotly's mimetype or the ``plotly-graph-div`` of its HTML renderers."""
+    import nbformat  # its validator's imports take ~1 s: paid only where a notebook is read
+
     nb = nbformat.read(str(notebook), as_version=4)
     return [
         index

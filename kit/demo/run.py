@@ -14,6 +14,8 @@ from kit import indexes
 from kit.config import DATABASE_ENV, REDIS_ENV, kit_home, mask_url
 from kit.db.engine import make_engine
 from kit.demo import datagen
+from kit.demo.load.pool import seed_load
+from kit.demo.load.stats import LoadResult
 from kit.errors import ConfigError
 from kit.fixes.apply import loop_created
 from kit.runs import runner
@@ -54,6 +56,32 @@ def prepare(
     return servers
 
 
+WORKLOAD_RATE_RPS = 40.0  # requests per second of the endpoint mix driven before the audit
+WORKLOAD_MIN_S = 6.0
+
+
+def drive(url: str, *, users: int, seconds: float, processes: int, say: Callable[[str], None] = _quiet) -> LoadResult:
+    """The platform's endpoint mix on its naive services (Locust, open model) against the freshly
+    reset database, so that the audit (01) reads a workload from pg_stat_statements — the
+    application's statements with their calls — as it would on a database in use."""
+    duration = max(seconds, WORKLOAD_MIN_S)
+    say(
+        f"driving the platform's endpoint mix for {duration:.0f} s at {WORKLOAD_RATE_RPS:.0f} req/s, so 01 audits a workload ..."
+    )
+    result = seed_load(
+        url,
+        flavor="naive",
+        model="open",
+        rate_rps=WORKLOAD_RATE_RPS,
+        users=users,
+        processes=processes,
+        duration_s=duration,
+        warmup_s=0.5,
+    )
+    say(f"{result.requests:,} requests, {result.errors} errors")
+    return result
+
+
 def run(
     *,
     scale: str = "demo",
@@ -68,6 +96,7 @@ def run(
     """:func:`prepare`, then the three notebooks on the demo database with the fixes applied (the
     kit's own database: ``apply`` is on)."""
     servers = prepare(scale=scale, seed=seed, home=home, say=say)
+    drive(servers["postgres"].url, users=users, seconds=seconds, processes=processes, say=say)
     os.environ[DATABASE_ENV[0]] = servers["postgres"].url  # the kernels inherit them; never parameters
     os.environ[REDIS_ENV[0]] = servers["redis"].url
     params = {"scale": scale, "apply": True, "load_users": users, "load_seconds": seconds, "load_processes": processes}

@@ -208,7 +208,13 @@ def _indexes(engine: Engine, migrations: str | None) -> IndexesSection | None:
 def audit_findings(found: pd.DataFrame) -> tuple[Finding, ...]:
     """Findings of :meth:`kit.audit.AuditReport.findings` as bundle findings (pure)."""
     return tuple(
-        Finding(kind=r["check"], subject=str(r["subject"]), severity=r["severity"], detail=r.get("detail") or None)
+        Finding(
+            kind=r["check"],
+            subject=str(r["subject"]),
+            severity=r["severity"],
+            detail=r.get("detail") or None,
+            remediation=r.get("remediation") or None,
+        )
         for r in _records(found)
     )
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import tempfile
 import time
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from sqlalchemy.exc import DBAPIError
 
+from kit import report
 from kit.config import DATABASE_ENV, HOME_ENV, RUN_DIR_ENV, kit_home, mask_url, url_from_env
 from kit.db.engine import make_engine, refused
 from kit.db.seeded import seeded
@@ -48,12 +50,17 @@ if TYPE_CHECKING:
 # Jupyter's machinery (papermill, nbformat, nbconvert, jupyter_client: ~1 s of imports) is imported
 # where a notebook is run or exported, so that a run refused by its checks says so at once.
 
+log = logging.getLogger(__name__)
+
 DEFAULT_TIMEOUT_S = 1800
 KERNEL_NAME = "python3"
 CONNECTION_FILE = "kernel.json"  # in the kernel's own sockets folder; signals.py finds the kernel by it
 # Cells that need the Reconciliation Platform's tables (its services, the migration's indexes,
 # load on its data) carry this tag; they are left out for any other database.
 PLATFORM_TAG = "platform"
+# Cells whose code a reader of the exported HTML does not need: the asserts and kit.record lines that
+# make a run fail when a claim fails ("check"), the session set-up ("plumbing").
+HIDDEN_INPUT_TAGS = ("check", "plumbing")
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,10 @@ class RunResult:
     @property
     def bundle_path(self) -> Path:
         return self.folder / "bundle.json"
+
+    @property
+    def report_path(self) -> Path:
+        return self.folder / report.REPORT_FILE
 
 
 def check_kernel(name: str) -> None:
@@ -257,7 +268,17 @@ def _notebooks(
             written = _write_bundle(
                 folder, parameters, entries, database_env=_database_env(per_notebook), status=status
             )
+            _write_report(folder)
     return results, written
+
+
+def _write_report(folder: Path) -> None:
+    """The run's one-page report, also for a failed run (its verdict says "incomplete"). It never
+    hides the run's own outcome: a report that cannot be written is one warning line."""
+    try:
+        report.write(folder)
+    except Exception as exc:  # a report bug must not turn a finished run into a failed one
+        log.warning("kit: warning: the report of %s was not written (%s: %s)", folder.name, type(exc).__name__, exc)
 
 
 def run_status(notebooks: Sequence[Mapping[str, Any]], *, expected: int) -> Status:
@@ -442,11 +463,15 @@ def _unix_sockets(folder: Path) -> Config:
 
 
 def export_html(notebook: Path) -> Path:
-    """A self-contained HTML file next to ``notebook`` (plotly.js is embedded by the notebook itself)."""
+    """A self-contained HTML file next to ``notebook`` (plotly.js is embedded by the notebook itself),
+    without the code of the cells tagged as checks or plumbing (their outputs stay): the executed
+    notebook keeps every cell for JupyterLab, its HTML reads as a report."""
     import nbformat
     from nbconvert import HTMLExporter
+    from traitlets.config import Config
 
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(notebook), as_version=4))
+    hidden = Config({"TagRemovePreprocessor": {"enabled": True, "remove_input_tags": list(HIDDEN_INPUT_TAGS)}})
+    body, _ = HTMLExporter(config=hidden).from_notebook_node(nbformat.read(str(notebook), as_version=4))
     target = Path(notebook).with_suffix(".html")
     target.write_text(mask_url(body), encoding="utf-8")
     return target

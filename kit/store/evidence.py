@@ -277,6 +277,7 @@ class Finding:
     subject: str
     severity: str | None = None  # None: the finding carries none (a recorded figure's)
     detail: str | None = None
+    remediation: str | None = None  # what to do, as the audit check says it (absent from older bundles)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -284,7 +285,8 @@ class Finding:
         return (self.kind, self.subject)
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "subject": self.subject, "severity": self.severity, "detail": self.detail}
+        out = {"kind": self.kind, "subject": self.subject, "severity": self.severity, "detail": self.detail}
+        return out | ({"remediation": self.remediation} if self.remediation is not None else {})
 
     @classmethod
     def from_json(cls, data: Any, where: str = "findings[]") -> Finding:
@@ -296,6 +298,7 @@ class Finding:
             subject=_text(data, "subject", where),
             severity=_maybe_text(data, "severity", where),
             detail=_maybe_text(data, "detail", where),
+            remediation=_maybe_text(data, "remediation", where),
         )
 
 
