@@ -78,7 +78,11 @@ def drive(url: str, *, users: int, seconds: float, processes: int, say: Callable
         duration_s=duration,
         warmup_s=0.5,
     )
-    say(f"{result.requests:,} requests, {result.errors} errors")
+    failed = result.errors - result.unfinished
+    say(
+        f"{result.requests:,} requests: {result.requests - result.errors:,} finished, {result.unfinished:,} still "
+        f"running at the end (the naive services before the fixes are slow), {failed:,} failed"
+    )
     return result
 
 

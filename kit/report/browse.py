@@ -1,7 +1,7 @@
 """Is a report readable as a reader opens it? Open ``report.html`` offline in chromium at a laptop's
 width and check what the page promises: every chart drawn, the verdict and the top findings on the
 first screen, no code on the page, no sideways scrolling, statements named by a readable label (never
-a bare queryid). The same check the tests make, for a user's own CI.
+a bare queryid, in a label or in a sentence). The same check the tests make, for a user's own CI.
 
     with browser.launch() as chromium:
         assert check(Path("runs/…/report.html"), chromium).problems() == []
@@ -22,7 +22,7 @@ VIEWPORT = (1280, 800)
 CODE_MARKS = ("assert ", "kit.record(", "import kit", "results.save(", "Traceback")
 BARE_ID = re.compile(r"^-?\d{6,}$")
 
-_PAGE_JS = """
+_PAGE_JS = r"""
 (marks) => {
   const vh = window.innerHeight;
   const inFirst = el => el && el.getBoundingClientRect().top >= 0 && el.getBoundingClientRect().bottom <= vh;
@@ -38,6 +38,7 @@ _PAGE_JS = """
     viewport_width: window.innerWidth,
     code_elements: document.querySelectorAll('pre, code, textarea, .jp-InputArea, .input_area').length,
     code_marks: marks.filter(m => text.includes(m)),
+    queryids: [...new Set(text.match(/(?<![\w.])-?\d{15,20}(?![\w.])/g) || [])],
     labels: labels.filter(l => l.length > 0),
   };
 }
@@ -56,6 +57,7 @@ class PageCheck:
     code_elements: int
     code_marks: tuple[str, ...]
     labels: tuple[str, ...]
+    queryids: tuple[str, ...] = ()  # 15-20 digit numbers in the text: a statement named by its queryid
 
     def problems(self) -> list[str]:
         """One line per broken promise (empty: the report reads as it should)."""
@@ -72,6 +74,7 @@ class PageCheck:
             out.append(f"{self.code_elements} element(s) hold code")
         out += [f"the page shows code: {mark!r}" for mark in self.code_marks]
         out += [f"a bare queryid as a label: {label}" for label in self.labels if BARE_ID.match(label)]
+        out += [f"a queryid in the text: {q}" for q in self.queryids]
         return out
 
 
@@ -89,7 +92,8 @@ def check(html: Path, chromium: Any, *, screenshot: Path | None = None) -> PageC
         page.context.close()
     return PageCheck(
         charts=charts,
-        **{k: v for k, v in found.items() if k not in ("code_marks", "labels")},
+        **{k: v for k, v in found.items() if k not in ("code_marks", "labels", "queryids")},
         code_marks=tuple(found["code_marks"]),
         labels=tuple(found["labels"]),
+        queryids=tuple(found["queryids"]),
     )

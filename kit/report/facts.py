@@ -31,6 +31,7 @@ SEVERE = ("critical", "high")
 _SEVERITY_ORDER = {s: i for i, s in enumerate(("critical", "high", "medium", "low"))}
 TOP = 8  # statements on the first screen
 WORTH_A_LOOK_PCT = 10.0  # a statement with this share of the database's time and no fix is left to do
+SERVED_BY_DECLARED = 10  # window mean / measured median: the declared indexes built before the loop serve it
 FREQUENT_CALLS, FAST_MS = 100, 1.0  # a statement called this often, each call this fast: its count is its cost
 # Findings the report shows elsewhere: the top statements are its statements table.
 SHOWN_AS_STATEMENTS = {"top_queries"}
@@ -116,7 +117,11 @@ def read_run(folder: str | Path) -> RunFacts:
     loop = load_report(folder / "loop.json") if (folder / "loop.json").is_file() else None
     fixes_json = _json(folder / "loop.json").get("fixes", []) if loop is not None else []
     labels = _labels(bundle, loop)
-    statements = _statements(bundle, loop, fixes_json, labels)
+    declared = applied_since_audit(bundle)
+    fixes_json = [
+        {**f, "why": _named(f.get("why"), labels), "reason": _named(f.get("reason"), labels)} for f in fixes_json
+    ]
+    statements = _statements(bundle, loop, fixes_json, labels, declared=len(declared))
     fixes = tuple(_fix_line(f, labels) for f in fixes_json)
     issues = _issues(bundle)
     previous = _previous(folder, bundle)
@@ -145,7 +150,7 @@ def read_run(folder: str | Path) -> RunFacts:
         loop=loop,
         previous_run=previous.run if previous else None,
         new_findings=new,
-        declared_applied=applied_since_audit(bundle),
+        declared_applied=declared,
     )
 
 
@@ -186,14 +191,23 @@ def _statement_rows(bundle: Bundle, loop: LoopReport | None) -> list[dict[str, A
     return sorted(rows, key=lambda r: -(r.get("total_ms") or 0.0))
 
 
+def _named(text: str | None, labels: dict[str, str]) -> str:
+    """``text`` with each statement key (a queryid means nothing to a reader) written as its label."""
+    text = str(text or "")
+    for key in sorted(labels, key=len, reverse=True):
+        if key in text:
+            text = text.replace(key, labels[key])
+    return text
+
+
 def _statements(
-    bundle: Bundle, loop: LoopReport | None, fixes: list[dict[str, Any]], labels: dict[str, str]
+    bundle: Bundle, loop: LoopReport | None, fixes: list[dict[str, Any]], labels: dict[str, str], *, declared: int
 ) -> tuple[Statement, ...]:
     out = []
     for rank, r in enumerate(_statement_rows(bundle, loop), 1):
         key = str(r["key"])
         mine = [f for f in fixes if key in map(str, f["statements"])]
-        cause, fix = _cause_and_fix(r, mine, loop)
+        cause, fix = _cause_and_fix(r, mine, loop, declared=declared)
         out.append(
             Statement(
                 rank=rank,
@@ -216,13 +230,22 @@ def _number(value: Any) -> float | None:
     return None if value is None or value != value else float(value)  # NaN from a frame: none
 
 
-def _cause_and_fix(row: dict[str, Any], fixes: list[dict[str, Any]], loop: LoopReport | None) -> tuple[str, str]:
+def _cause_and_fix(
+    row: dict[str, Any], fixes: list[dict[str, Any]], loop: LoopReport | None, *, declared: int
+) -> tuple[str, str]:
     if loop is None:
         return "", "not judged in this run: the fix loop (02) did not run"
     if fixes:
         best = max(fixes, key=lambda f: (f["verdict"] == KEPT, f.get("speedup") or 0.0))
         return _sentence(best.get("why") or ""), _fix_sentence(best)
     calls, mean = float(row.get("calls") or 0), _number(row.get("mean_ms"))
+    measured = _number(row.get("before_ms"))
+    if declared and mean is not None and measured and mean >= SERVED_BY_DECLARED * measured:
+        plan = f" ({row['plan_before']})" if row.get("plan_before") else ""
+        return (
+            f"{_count(calls)} call(s) at {_ms(mean)} on average in the window, before this run's indexes.",
+            f"Served by the {declared} declared index(es) this run built: {_ms(measured)} when measured after{plan}.",
+        )
     if calls >= FREQUENT_CALLS and mean is not None and mean < FAST_MS:
         return (
             f"Called {_count(calls)} times at {_ms(mean)} each: its time comes from how often it runs.",

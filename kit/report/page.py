@@ -146,8 +146,15 @@ def _label(s: Statement) -> str:
 
 
 def _verdict_words(text: str) -> str:
-    for word, css in (("kept", KEPT), ("reverted", REVERTED), ("planned", PLANNED), ("failed", "failed")):
-        text = text.replace(f" {word}", f" <span class='{css}'>{word}</span>", 1)
+    """The verdict of a fix sentence in its colour (the sentences of :mod:`kit.report.facts`)."""
+    for phrase, word, css in (
+        ("applied and kept", "kept", KEPT),
+        ("measured and reverted", "reverted", REVERTED),
+        (": planned (dry run)", "planned", PLANNED),
+        (": failed", "failed", "failed"),
+    ):
+        if phrase in text:
+            return text.replace(phrase, phrase.replace(word, f"<span class='{css}'>{word}</span>"), 1)
     return text
 
 
