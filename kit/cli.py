@@ -391,6 +391,7 @@ BENCHMARKS = {
     "load": "kit.demo.bench.load",
     "anydb": "kit.benchmarks.anydb",
     "advisor": "kit.benchmarks.advisor",
+    "diagnose": "kit.benchmarks.diagnose",
     "faults": "kit.demo.bench.faults",
     "fleet": "kit.demo.bench.fleet",
 }

@@ -23,9 +23,14 @@ from kit.fixes import CREATE, plan_fixes, run_loop
 from kit.safety import preflight
 from kit.servers import local
 from kit.workload import read_workload
+from kit.workload.diagnosis import breakdown
 
 # the tests imported run here again, on 18
 from test_audit_checks import test_top_statements_of_every_kind_graded_by_share_of_time_with_enough_calls  # noqa: F401
+from test_diagnosis import (  # noqa: F401
+    test_a_hot_row_update_is_lock_waits_on_the_same_rows_and_a_cpu_bound_select_is_not,
+    test_a_sort_that_spills_is_a_spill_and_the_same_sort_with_room_is_not,
+)
 from test_fixes import (  # noqa: F401
     ADVISED,
     check_apply_keeps_what_helps,
@@ -119,3 +124,22 @@ def test_apply_on_18_keeps_the_foreign_keys_index_the_drop_and_analyze(shop_engi
 def test_kit_run_on_18_as_the_tables_owner(owned_shop, tmp_path, monkeypatch):
     result = check_the_owner_runs_the_whole_loop(owned_shop, tmp_path, monkeypatch, fixes=3)
     assert result.figures["server_version"].startswith("18.")
+
+
+def test_the_counters_of_18_are_read_by_their_names_on_18(fresh_db_url):
+    """pg_stat_statements 1.11+ names I/O time shared_blk_read_time and adds jit_deform_time: read by name."""
+    from kit.db.engine import make_engine
+
+    dsn = libpq_url(fresh_db_url)
+    with psycopg.connect(dsn) as conn:
+        for _ in range(3):
+            conn.execute("SELECT count(*) FROM generate_series(1, 1000)")
+    engine = make_engine(fresh_db_url)
+    try:
+        work = read_workload(engine, top=5, min_calls=1)
+        with engine.connect() as conn:
+            counters = breakdown(conn, [s.queryid for s in work.statements if s.queryid is not None])
+    finally:
+        engine.dispose()
+    (b,) = [counters[s.queryid] for s in work.statements if "generate_series" in s.text]
+    assert b.calls == 3 and b.exec_ms > 0 and b.io_ms is not None and b.wal_bytes is not None and b.jit_ms is not None

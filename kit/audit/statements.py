@@ -84,7 +84,8 @@ def grade(
             sev.append("info")
     out["severity"] = sev
     out["remediation"] = [
-        "kit.fixes.plan_fixes(engine, workload) measures it on real values and proposes indexes or ANALYZE"
+        "measure it on the workload's own values and plan its fixes: `kit run` (a dry run) writes them to "
+        "fixes.sql with the evidence; review it, then `kit run -p apply true` applies, measures, keeps or reverts"
         if s != "info"
         else ""
         for s in sev

@@ -127,6 +127,7 @@ class LoopResult:
                     "plan_before": b.plan if b else "",
                     "plan_after": a.plan if a else "",
                     "fixes": ", ".join(fixes_of.get(s.key, [])),
+                    "insights": "; ".join(f"{i.evidence} [{i.fix}]" for i in b.insights) if b else "",
                 }
             )
         return pd.DataFrame(rows, columns=STATEMENT_COLUMNS)

@@ -55,6 +55,7 @@ STATEMENT_COLUMNS = [
     "plan_before",
     "plan_after",
     "fixes",
+    "insights",
 ]
 
 

@@ -35,6 +35,7 @@ SERVED_BY_DECLARED = 10  # window mean / measured median: the declared indexes b
 FREQUENT_CALLS, FAST_MS = 100, 1.0  # a statement called this often, each call this fast: its count is its cost
 # Findings the report shows elsewhere: the top statements are its statements table.
 SHOWN_AS_STATEMENTS = {"top_queries"}
+PLAIN_CAUSES = {"work", "frequency"}  # diagnoses the report words itself from the loop's measurement
 DECLARED_MISSING = {"missing_indexes", "invalid_indexes"}
 
 
@@ -121,7 +122,7 @@ def read_run(folder: str | Path) -> RunFacts:
     fixes_json = [
         {**f, "why": _named(f.get("why"), labels), "reason": _named(f.get("reason"), labels)} for f in fixes_json
     ]
-    statements = _statements(bundle, loop, fixes_json, labels, declared=len(declared))
+    statements = _statements(bundle, loop, fixes_json, labels, declared=len(declared), diagnosed=_diagnosis(folder))
     fixes = tuple(_fix_line(f, labels) for f in fixes_json)
     issues = _issues(bundle)
     previous = _previous(folder, bundle)
@@ -200,14 +201,29 @@ def _named(text: str | None, labels: dict[str, str]) -> str:
     return text
 
 
+def _diagnosis(folder: Path) -> dict[str, dict[str, Any]]:
+    """The audit's diagnosis of each top statement (01's ``diagnosis.json``), by statement key."""
+    path = folder / "diagnosis.json"
+    if not path.is_file():
+        return {}
+    rows = json.loads(path.read_text(encoding="utf-8")).get("data", [])
+    return {str(r["key"]): r for r in rows}
+
+
 def _statements(
-    bundle: Bundle, loop: LoopReport | None, fixes: list[dict[str, Any]], labels: dict[str, str], *, declared: int
+    bundle: Bundle,
+    loop: LoopReport | None,
+    fixes: list[dict[str, Any]],
+    labels: dict[str, str],
+    *,
+    declared: int,
+    diagnosed: dict[str, dict[str, Any]],
 ) -> tuple[Statement, ...]:
     out = []
     for rank, r in enumerate(_statement_rows(bundle, loop), 1):
         key = str(r["key"])
         mine = [f for f in fixes if key in map(str, f["statements"])]
-        cause, fix = _cause_and_fix(r, mine, loop, declared=declared)
+        cause, fix = _cause_and_fix(r, mine, loop, declared=declared, diagnosis=diagnosed.get(key))
         out.append(
             Statement(
                 rank=rank,
@@ -231,10 +247,18 @@ def _number(value: Any) -> float | None:
 
 
 def _cause_and_fix(
-    row: dict[str, Any], fixes: list[dict[str, Any]], loop: LoopReport | None, *, declared: int
+    row: dict[str, Any],
+    fixes: list[dict[str, Any]],
+    loop: LoopReport | None,
+    *,
+    declared: int,
+    diagnosis: dict[str, Any] | None = None,
 ) -> tuple[str, str]:
+    """Why it costs what it costs and what was done, in a sentence each: its fix when the loop made one;
+    else what served it, the audit's diagnosis (waits, counters), what its plan shows, or its shape."""
+    found = (_sentence(diagnosis["sentence"]), _sentence(diagnosis["remedy"])) if diagnosis else None
     if loop is None:
-        return "", "not judged in this run: the fix loop (02) did not run"
+        return found or ("", "not judged in this run: the fix loop (02) did not run")
     if fixes:
         best = max(fixes, key=lambda f: (f["verdict"] == KEPT, f.get("speedup") or 0.0))
         return _sentence(best.get("why") or ""), _fix_sentence(best)
@@ -245,6 +269,14 @@ def _cause_and_fix(
         return (
             f"{_count(calls)} call(s) at {_ms(mean)} on average in the window, before this run's indexes.",
             f"Served by the {declared} declared index(es) this run built: {_ms(measured)} when measured after{plan}.",
+        )
+    if found is not None and diagnosis and diagnosis.get("cause") not in PLAIN_CAUSES:
+        return found
+    shown = row.get("insights")  # what its plan showed on the workload's values (the loop's measurement)
+    if isinstance(shown, str) and shown:
+        return (
+            _sentence(shown.split("; ")[0]),
+            "No index or ANALYZE the kit tried made it faster: this cause needs another fix.",
         )
     if calls >= FREQUENT_CALLS and mean is not None and mean < FAST_MS:
         return (

@@ -33,6 +33,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "repeats": (1, 1_000),
     "min_calls": (1, 1_000_000_000),
     "index_budget_mb": (0, 100_000_000),
+    "wait_sample_s": (0, 600),
 }
 CHOICES: dict[str, tuple[str, ...]] = {"scale": ("tiny", "demo", "large")}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -37,6 +37,7 @@ class RunResults:
     """The typed results of a run; each attribute is read from the run folder on first use."""
 
     # 01_audit
+    diagnosis: pd.DataFrame  # why each top statement is slow: key, cause, sentence, remedy, fix, wait shares
     nplus1_naive: pd.DataFrame  # one row per request of the naive endpoints
     cache_stale_seed: dict  # stale reads of the seed's cache (no invalidation)
     load_baseline: pd.DataFrame  # one row per request of the naive load run

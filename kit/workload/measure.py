@@ -24,6 +24,7 @@ from kit.indexes.advisor import TableInfo, execute_prepared
 from kit.indexes.verify import plan_indexes, plan_nodes
 from kit.sqltext import redact
 from kit.sqltext.refs import WRITES
+from kit.workload.insights import insights
 from kit.workload.model import Statement
 from kit.workload.sample import Parameters, parameter_candidates
 from kit.workload.timing import ESTIMATED, MEASURED, NOT_MEASURED, Timing, reproduction
@@ -246,6 +247,7 @@ def time_target(
         rows=returned_rows(top),
         params=params.values,
         sources=params.sources,
+        insights=insights(plan),
     )
     reproduced, evidence = reproduction(timing.rows, timing.median_ms, target.rows_per_call, target.mean_ms)
     return replace(timing, reproduced=reproduced, evidence=evidence)

@@ -14,6 +14,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from kit.workload.insights import Insight
+
 # how a statement was timed: plain strings typed as literals (loop.json and the frames hold them)
 TimingMode = Literal["measured", "estimated only", "not measured"]
 MEASURED: Final = "measured"
@@ -84,6 +86,8 @@ class Timing:
     params: tuple[str | None, ...] = field(default=(), compare=False, repr=False)
     sources: tuple[str, ...] = field(default=(), compare=False)  # where each value came from (may be shown)
     reason: str = ""  # why estimated only / not measured
+    # what its plan shows on these values (kit.workload.insights): misestimates, spills, lossy bitmaps...
+    insights: tuple[Insight, ...] = field(default=(), compare=False)
 
     @property
     def median_ms(self) -> float | None:
