@@ -124,7 +124,7 @@ def test_every_planted_cause_is_named_for_its_statement_and_no_other(fresh_db_ur
         ("SELECT count(*) FROM pairs p JOIN details", "plan", True),
         ("SELECT count(pad) FROM wide", "plan", True),
     ], found["planted"]
-    assert (found["wrong_causes"], found["control"]) == (0, "frequency")
+    assert (found["wrong_causes"], found["missed"], found["control"]) == (0, 0, "frequency")
     assert "on (a, b)" in found["planted"][2]["sentence"] and "lossy" in found["planted"][3]["sentence"]
     assert 0 < found["sampler_server_pct"] < 2.0  # the sampler's own queries, in % of one core
 

@@ -273,7 +273,7 @@ def _cause_and_fix(
     if found is not None and diagnosis and diagnosis.get("cause") not in PLAIN_CAUSES:
         return found
     shown = row.get("insights")  # what its plan showed on the workload's values (the loop's measurement)
-    if isinstance(shown, str) and shown:
+    if isinstance(shown, str) and shown and row.get("reproduced") is not False:
         return (
             _sentence(shown.split("; ")[0]),
             "No index or ANALYZE the kit tried made it faster: this cause needs another fix.",
