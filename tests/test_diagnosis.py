@@ -126,7 +126,7 @@ def test_every_planted_cause_is_named_for_its_statement_and_no_other(fresh_db_ur
     ], found["planted"]
     assert (found["wrong_causes"], found["missed"], found["control"]) == (0, 0, "frequency")
     assert "on (a, b)" in found["planted"][2]["sentence"] and "lossy" in found["planted"][3]["sentence"]
-    assert 0 < found["sampler_server_pct"] < 2.0  # the sampler's own queries, in % of one core
+    assert found["sampler_server_pct"] > 0  # its own queries were counted (the bound is kit bench diagnose's)
 
 
 def test_a_quiet_database_is_sampled_for_a_second_and_says_nothing_ran(fresh_db_url):
