@@ -13,7 +13,7 @@ from kit.config import libpq_url
 from kit.db.engine import make_engine
 from kit.servers import local
 from kit.workload import read_workload
-from kit.workload.diagnosis import breakdown, diagnose
+from kit.workload.diagnosis import breakdown, dead_rows, diagnose
 from kit.workload.waits import WaitSampler, wait_class
 
 SESSIONS = 12
@@ -49,9 +49,11 @@ def _diagnosed(url: str, profile=None) -> dict[str, object]:
         work = read_workload(engine, top=10, min_calls=1)
         with engine.connect() as conn:
             counters = breakdown(conn, [s.queryid for s in work.statements if s.queryid is not None])
+            tables = dead_rows(conn)
     finally:
         engine.dispose()
-    return {s.text: d for s, d in zip(work.statements, diagnose(work.statements, counters, profile), strict=True)}
+    found = diagnose(work.statements, counters, profile, tables=tables)
+    return {s.text: d for s, d in zip(work.statements, found, strict=True)}
 
 
 def _one(found: dict, start: str):
@@ -113,7 +115,7 @@ def test_a_sampler_on_a_server_it_cannot_reach_says_so():
 
 def test_every_planted_cause_is_named_for_its_statement_and_no_other(fresh_db_url):
     """kit bench diagnose's database and workload: a hot-row counter, a spilling sort, a correlated-column
-    misestimate, a lossy bitmap, and a primary-key lookup that has none of them."""
+    misestimate, a lossy bitmap, a bloated table, and a primary-key lookup that has none of them."""
     from kit.benchmarks import diagnose as bench
 
     bench.build(fresh_db_url, rows=bench.ROWS["tiny"])
@@ -123,7 +125,9 @@ def test_every_planted_cause_is_named_for_its_statement_and_no_other(fresh_db_ur
         ("SELECT id, payload FROM events ORDER BY", "spill", True),
         ("SELECT count(*) FROM pairs p JOIN details", "plan", True),
         ("SELECT count(pad) FROM wide", "plan", True),
+        ("SELECT count(*) FROM ledger", "bloat", True),
     ], found["planted"]
+    assert "it reads ledger, where" in found["planted"][4]["sentence"]  # 2 of 3 versions of every row dead
     assert (found["wrong_causes"], found["missed"], found["control"]) == (0, 0, "frequency")
     assert "on (a, b)" in found["planted"][2]["sentence"] and "lossy" in found["planted"][3]["sentence"]
     assert found["sampler_server_pct"] > 0  # its own queries were counted (the bound is kit bench diagnose's)
@@ -136,3 +140,25 @@ def test_a_quiet_database_is_sampled_for_a_second_and_says_nothing_ran(fresh_db_
     profile = sample_waits(fresh_db_url, 10.0)
     assert time.monotonic() - started < 3.0
     assert profile.status == "ok" and profile.samples == {} and "no session of this database was active" in profile.message
+
+
+def test_a_bloated_table_is_bloat_until_it_is_rewritten(fresh_db_url):
+    """The bloat case and its negative: 150,000 rows updated once, autovacuum off (half the rows dead,
+    or their space unused once a scan pruned them); still bloated after a plain VACUUM (its pages stay);
+    rewritten (VACUUM FULL): no bloat."""
+    dsn = libpq_url(fresh_db_url)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE ledger (id int PRIMARY KEY, flag int, amount int) WITH (autovacuum_enabled = off)")
+        conn.execute("INSERT INTO ledger SELECT g, g % 4, 0 FROM generate_series(1, 150000) g")
+        conn.execute("ANALYZE ledger")
+        conn.execute("UPDATE ledger SET amount = amount + 1")
+    _run(dsn, ["SELECT count(*) FROM ledger WHERE flag = 1"], seconds=0.3, sessions=1)
+    causes = []
+    for then in ("VACUUM (ANALYZE) ledger", "VACUUM (FULL, ANALYZE) ledger", None):
+        time.sleep(0.6)  # the statistics of the statements before are flushed at most every 0.5 s
+        d = _one(_diagnosed(fresh_db_url), "SELECT count(*) FROM ledger")
+        causes.append((d.cause, d.fix))
+        if then:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(then)
+    assert causes[:2] == [("bloat", "vacuum")] * 2 and causes[2][0] != "bloat", causes

@@ -9,28 +9,35 @@ evidence in figures and the remedy — from what the server already keeps and wh
 * **its plan** on the workload's own values (:mod:`kit.workload.insights`, from the fix loop's
   measurement), when there is one.
 
-The first cause that holds, in this order: lock waits (hot rows), temp spills, disk reads, planning,
-JIT, a plan insight, many fast calls, and else the work it asks for.
+* **the tables it reads**: their dead rows as the statistics collector estimates them, and their pages
+  against what their live rows need (pruned dead rows leave space that scans still read).
+
+The first cause that holds, in this order: lock waits (hot rows), temp spills, disk reads, a bloated
+table (8 MB or more, half its rows dead or half its pages unused), planning, JIT, a plan insight, many fast calls, and else
+the work it asks for.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
 import pandas as pd
 from sqlalchemy import Connection, text
 
+from kit.sqltext.fingerprint import shape
 from kit.workload.insights import Insight
 from kit.workload.model import Statement
 from kit.workload.waits import WaitProfile
 
-Cause = Literal["hot_rows", "lock_waits", "spill", "io", "planning", "jit", "plan", "frequency", "work"]
+Cause = Literal["hot_rows", "lock_waits", "spill", "io", "bloat", "planning", "jit", "plan", "frequency", "work"]
 
 LOCK_SHARE: Final = 50.0  # % of a statement's samples waiting on locks
 MIN_SAMPLES: Final = 10
 IO_SHARE: Final = 50.0  # % of its samples on IO, or of its blocks read from disk
 JIT_SHARE: Final = 30.0
+BLOATED_PAGES, BLOATED_PCT = 1000, 50.0  # a table of 8 MB+ with half its rows dead or half its pages unused
 FREQUENT_CALLS, FAST_MS = 1000, 1.0
 _FIRST: Final = ("create_statistics", "work_mem", "vacuum", "index", "analyze", "advice")
 
@@ -113,17 +120,76 @@ class Diagnosis:
     waits: dict[str, float] = field(default_factory=dict)  # % of its samples per wait class
 
 
+@dataclass(frozen=True)
+class Dead:
+    """A table's live rows, dead rows (the statistics collector's estimate) and pages: its pages now
+    against what its live rows need at their average width (``pg_stats``) — dead rows pruned on a
+    page leave that page's space unused, and every scan still reads it."""
+
+    live: int
+    dead: int
+    pages: int
+    needed_pages: int | None = None  # None: no column widths (never analyzed)
+
+    @property
+    def dead_pct(self) -> float:
+        return 100.0 * self.dead / (self.live + self.dead) if self.live + self.dead else 0.0
+
+    @property
+    def wasted_pct(self) -> float:
+        """Share of the table's pages its live rows do not need (0 when unknown)."""
+        if not self.pages or self.needed_pages is None:
+            return 0.0
+        return max(0.0, 100.0 * (1 - self.needed_pages / self.pages))
+
+
+# a heap tuple's header and line pointer, a page's usable bytes
+_TUPLE_OVERHEAD, _PAGE_BYTES = 28, 8192 - 24
+DEAD_ROWS = """SELECT /* kit */ s.relname, s.n_live_tup, s.n_dead_tup, pg_relation_size(s.relid) / 8192,
+       (SELECT sum(avg_width) FROM pg_stats p WHERE p.schemaname = s.schemaname AND p.tablename = s.relname),
+       c.reltuples
+FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid"""
+
+
+def dead_rows(conn: Connection) -> dict[str, Dead]:
+    """Per table of this database, by name as a statement names it (unqualified; of two schemas' the worse)."""
+    out: dict[str, Dead] = {}
+    for name, live, dead, pages, width, analyzed in conn.execute(text(DEAD_ROWS)):
+        live = int(live or 0)
+        rows = float(analyzed) if analyzed is not None and analyzed >= 0 else float(live)  # ANALYZE's count
+        needed = math.ceil(rows * (float(width) + _TUPLE_OVERHEAD) / _PAGE_BYTES) if width is not None else None
+        found = Dead(live, int(dead or 0), int(pages or 0), needed)
+        prior = out.get(name)
+        if prior is None or found.wasted_pct + found.dead_pct > prior.wasted_pct + prior.dead_pct:
+            out[name] = found
+    return out
+
+
 def diagnose(
     statements: tuple[Statement, ...] | list[Statement],
     counters: dict[int, Breakdown],
     waits: WaitProfile | None = None,
     plans: dict[str, tuple[Insight, ...]] | None = None,
+    tables: dict[str, Dead] | None = None,
 ) -> tuple[Diagnosis, ...]:
     """One :class:`Diagnosis` per statement (pure)."""
-    return tuple(_one(s, counters.get(s.queryid or 0), waits, (plans or {}).get(s.key, ())) for s in statements)
+    return tuple(
+        _one(s, counters.get(s.queryid or 0), waits, (plans or {}).get(s.key, ()), tables or {}) for s in statements
+    )
 
 
-def _one(s: Statement, b: Breakdown | None, waits: WaitProfile | None, plan: tuple[Insight, ...]) -> Diagnosis:
+def _bloated(s: Statement, tables: dict[str, Dead]) -> tuple[str, Dead] | None:
+    """The most bloated table the statement reads, when it is bloated enough to matter."""
+    named = [(t, tables[t]) for t in shape(s.text).tables if t in tables]
+    worst = max(named, key=lambda pair: max(pair[1].dead_pct, pair[1].wasted_pct), default=None)
+    if worst is None or worst[1].pages < BLOATED_PAGES or max(worst[1].dead_pct, worst[1].wasted_pct) < BLOATED_PCT:
+        return None
+    return worst
+
+
+def _one(
+    s: Statement, b: Breakdown | None, waits: WaitProfile | None, plan: tuple[Insight, ...], tables: dict[str, Dead]
+) -> Diagnosis:
     share = waits.share(s.queryid) if waits is not None else {}
     sampled = waits.count(s.queryid) if waits is not None else 0
 
@@ -168,6 +234,20 @@ def _one(s: Statement, b: Breakdown | None, waits: WaitProfile | None, plan: tup
             "io",
             f"{what} read from disk, not shared buffers",
             "read fewer pages (an index that fits the filter, a smaller row) or give shared_buffers the hot set",
+        )
+    if (bloat := _bloated(s, tables)) is not None:
+        table, dead = bloat
+        what = (
+            f"{dead.dead:,} of {dead.live + dead.dead:,} rows are dead ({dead.dead_pct:.0f} %)"
+            if dead.dead_pct >= dead.wasted_pct
+            else f"{dead.pages:,} pages hold what about {dead.needed_pages:,} would ({dead.wasted_pct:.0f} % unused)"
+        )
+        return found(
+            "bloat",
+            f"it reads {table}, where {what}: its scans read pages of rows no one can see",
+            f"VACUUM (ANALYZE) {table} so its dead rows' space is reused (and find what holds autovacuum back); "
+            "to give the pages back, rewrite it: pg_repack online, or VACUUM FULL, which locks it",
+            "vacuum",
         )
     if b is not None and b.plan_ms is not None and b.plan_ms > b.exec_ms and b.plan_ms / max(b.calls, 1) >= 0.1:
         return found(
