@@ -13,7 +13,7 @@ from kit.config import libpq_url
 from kit.db.engine import make_engine
 from kit.servers import local
 from kit.workload import read_workload
-from kit.workload.diagnosis import breakdown, dead_rows, diagnose
+from kit.workload.diagnosis import diagnose_workload
 from kit.workload.waits import WaitSampler, wait_class
 
 SESSIONS = 12
@@ -47,12 +47,9 @@ def _diagnosed(url: str, profile=None) -> dict[str, object]:
     engine = make_engine(url)
     try:
         work = read_workload(engine, top=10, min_calls=1)
-        with engine.connect() as conn:
-            counters = breakdown(conn, [s.queryid for s in work.statements if s.queryid is not None])
-            tables = dead_rows(conn)
+        found = diagnose_workload(engine, work.statements, profile)
     finally:
         engine.dispose()
-    found = diagnose(work.statements, counters, profile, tables=tables)
     return {s.text: d for s, d in zip(work.statements, found, strict=True)}
 
 

@@ -23,6 +23,7 @@ workload's may still be another plan). At 100,000 rows (``--scale tiny``) the ra
 
 from __future__ import annotations
 
+import contextlib
 import random
 import statistics
 import threading
@@ -135,17 +136,11 @@ def _throughput(url: str, rows: int, *, sampled: bool, seconds: float) -> float:
     counts: dict[str, int] = {}
     lookup = _readers(rows)["control"]
     threads = [threading.Thread(target=_loop, args=(dsn, stop, lookup, counts, f"c{i}")) for i in range(4)]
-    sampler = WaitSampler(url) if sampled else None
-    if sampler is not None:
-        sampler.__enter__()
-    try:
+    with WaitSampler(url) if sampled else contextlib.nullcontext():
         for t in threads:
             t.start()
         for t in threads:
             t.join(seconds + 60)
-    finally:
-        if sampler is not None:
-            sampler.__exit__(None, None, None)
     return sum(counts.values()) / seconds
 
 
@@ -191,6 +186,7 @@ def diagnosed(database_url: str, *, rows: int) -> dict[str, Any]:
     engine = make_engine(database_url)
     try:
         work = read_workload(engine, top=20, min_calls=5)
+        # the counters before the measurements below: their EXPLAIN EXECUTEs count under the same queryids
         with engine.connect() as conn:
             counters = breakdown(conn, [s.queryid for s in work.statements if s.queryid is not None])
             tables = dead_rows(conn)

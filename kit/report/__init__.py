@@ -8,6 +8,7 @@ and :func:`check` opens it there as a reader would (:mod:`kit.report.browse`).
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from kit.report.browse import PageCheck, check
@@ -35,7 +36,7 @@ def write_pdf(html: Path, *, browser=None) -> Path:
     from kit.charts import browser as browsers
 
     target = Path(html).with_suffix(".pdf")
-    with browsers.launch() if browser is None else _borrowed(browser) as launched:
+    with browsers.launch() if browser is None else contextlib.nullcontext(browser) as launched:
         page, _ = browsers.offline_page(launched)
         try:
             page.goto(Path(html).resolve().as_uri(), wait_until="load")
@@ -45,16 +46,3 @@ def write_pdf(html: Path, *, browser=None) -> Path:
         finally:
             page.context.close()
     return target
-
-
-class _borrowed:
-    """A browser the caller owns, used as ``launch()`` would be, not closed here."""
-
-    def __init__(self, browser) -> None:
-        self.browser = browser
-
-    def __enter__(self):
-        return self.browser
-
-    def __exit__(self, *exc) -> None:
-        return None

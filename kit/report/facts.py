@@ -117,12 +117,13 @@ def read_run(folder: str | Path) -> RunFacts:
     bundle = read_bundle(folder)
     loop = load_report(folder / "loop.json") if (folder / "loop.json").is_file() else None
     fixes_json = _json(folder / "loop.json").get("fixes", []) if loop is not None else []
-    labels = _labels(bundle, loop)
+    rows = _statement_rows(bundle, loop)
+    labels = _labels(rows, loop)
     declared = applied_since_audit(bundle)
     fixes_json = [
         {**f, "why": _named(f.get("why"), labels), "reason": _named(f.get("reason"), labels)} for f in fixes_json
     ]
-    statements = _statements(bundle, loop, fixes_json, labels, declared=len(declared), diagnosed=_diagnosis(folder))
+    statements = _statements(rows, loop, fixes_json, labels, declared=len(declared), diagnosed=_diagnosis(folder))
     fixes = tuple(_fix_line(f, labels) for f in fixes_json)
     issues = _issues(bundle)
     previous = _previous(folder, bundle)
@@ -159,9 +160,8 @@ def _json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _labels(bundle: Bundle, loop: LoopReport | None) -> dict[str, str]:
+def _labels(rows: list[dict[str, Any]], loop: LoopReport | None) -> dict[str, str]:
     """Statement key -> ``SELECT orders #rank``, ranked by share of time (the same in every section)."""
-    rows = _statement_rows(bundle, loop)
     return {str(r["key"]): f"{short_name(r['query'])} #{i}" for i, r in enumerate(rows, 1)} | {
         str(k): f"{short_name(q)} (kit probe)" for k, q in _probes(loop)
     }
@@ -211,7 +211,7 @@ def _diagnosis(folder: Path) -> dict[str, dict[str, Any]]:
 
 
 def _statements(
-    bundle: Bundle,
+    rows: list[dict[str, Any]],
     loop: LoopReport | None,
     fixes: list[dict[str, Any]],
     labels: dict[str, str],
@@ -220,7 +220,7 @@ def _statements(
     diagnosed: dict[str, dict[str, Any]],
 ) -> tuple[Statement, ...]:
     out = []
-    for rank, r in enumerate(_statement_rows(bundle, loop), 1):
+    for rank, r in enumerate(rows, 1):
         key = str(r["key"])
         mine = [f for f in fixes if key in map(str, f["statements"])]
         cause, fix = _cause_and_fix(r, mine, loop, declared=declared, diagnosis=diagnosed.get(key))
@@ -267,7 +267,7 @@ def _cause_and_fix(
     if declared and mean is not None and measured and mean >= SERVED_BY_DECLARED * measured:
         plan = f" ({row['plan_before']})" if row.get("plan_before") else ""
         return (
-            f"{_count(calls)} call(s) at {_ms(mean)} on average in the window, before this run's indexes.",
+            f"{units.count(calls)} call(s) at {_ms(mean)} on average in the window, before this run's indexes.",
             f"Served by the {declared} declared index(es) this run built: {_ms(measured)} when measured after{plan}.",
         )
     if found is not None and diagnosis and diagnosis.get("cause") not in PLAIN_CAUSES:
@@ -280,17 +280,17 @@ def _cause_and_fix(
         )
     if calls >= FREQUENT_CALLS and mean is not None and mean < FAST_MS:
         return (
-            f"Called {_count(calls)} times at {_ms(mean)} each: its time comes from how often it runs.",
+            f"Called {units.count(calls)} times at {_ms(mean)} each: its time comes from how often it runs.",
             "No index helps a statement this fast; run it less often (batch the loop that calls it, or cache it).",
         )
     reason = str(row.get("reason") or "")
     if row.get("mode") in (None, "") or _number(row.get("before_ms")) is None:
         return (
-            f"{_count(calls)} call(s) at {_ms(mean)} on average.",
+            f"{units.count(calls)} call(s) at {_ms(mean)} on average.",
             _sentence(f"not measured: {reason}" if reason else "not measured"),
         )
     return (
-        f"{_count(calls)} call(s) at {_ms(mean)} on average.",
+        f"{units.count(calls)} call(s) at {_ms(mean)} on average.",
         "No index or ANALYZE the kit tried made it faster on the workload's values.",
     )
 
@@ -299,16 +299,11 @@ def _ms(value: Any) -> str:
     return units.duration(_number(value))
 
 
-def _count(value: float) -> str:
-    return units.count(value)
-
-
 def _fix_sentence(f: dict[str, Any]) -> str:
-    speedup = units.speedup
     what = _what(f)
     verdict = f["verdict"]
     if verdict == KEPT:
-        gain = f" ({speedup(f.get('speedup'))})" if f.get("speedup") else ""
+        gain = f" ({units.speedup(f.get('speedup'))})" if f.get("speedup") else ""
         return f"{what}: applied and kept{gain}."
     if verdict == REVERTED:
         return _sentence(f"{what}: applied, measured and reverted — {f.get('reason') or 'it did not help'}")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 import pandas as pd
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 
 from kit.sqltext.fingerprint import shape
 from kit.workload.insights import Insight
@@ -176,6 +176,21 @@ def diagnose(
     return tuple(
         _one(s, counters.get(s.queryid or 0), waits, (plans or {}).get(s.key, ()), tables or {}) for s in statements
     )
+
+
+def diagnose_workload(
+    engine: Engine,
+    statements: tuple[Statement, ...] | list[Statement],
+    waits: WaitProfile | None = None,
+    plans: dict[str, tuple[Insight, ...]] | None = None,
+) -> tuple[Diagnosis, ...]:
+    """:func:`diagnose` with the statements' counters and the tables' dead rows read from ``engine``'s database."""
+    if not statements:
+        return ()
+    with engine.connect() as conn:
+        counters = breakdown(conn, [s.queryid for s in statements if s.queryid is not None])
+        tables = dead_rows(conn)
+    return diagnose(statements, counters, waits, plans, tables)
 
 
 def _bloated(s: Statement, tables: dict[str, Dead]) -> tuple[str, Dead] | None:
