@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from kit.fixes import CREATE, DROP, KEPT, REVERTED, Fix
 from kit.fixes.verify import judge, settle, slower
 from kit.workload.timing import ESTIMATED, MEASURED, Timing
@@ -53,6 +55,21 @@ def test_a_drop_is_undone_only_when_a_statement_is_slower_beyond_noise():
     assert judge(drop, {"q": _t(1.0, 1.0, 1.0)}, {"q": _t(5.0, 5.1, 5.0)}).verdict == REVERTED
     assert judge(drop, {"q": _t(1.0, 1.0, 1.0), "other": _t(1, 1, 1)},
                  {"q": _t(1.0, 1.0, 1.0), "other": _t(9, 9, 9)}).verdict == KEPT  # another table's statement
+
+
+def test_a_drop_that_leaves_the_plan_and_its_blocks_alone_cannot_have_slowed_it():
+    """The duplicate dropped, the statement runs the same plan over the same blocks: a slower measurement
+    is the machine, not the drop; another plan, or more blocks, is the drop."""
+    drop = Fix(DROP, "sql", "public.t", ("q",), "why", "expect", "duplicate", index="public.ix", index_name="ix")
+
+    def timed(*ms, plan="Index Scan", buffers=3):
+        return replace(_t(*ms), plan=plan, buffers=buffers)
+
+    before = {"q": timed(0.02, 0.02, 0.02)}
+    assert judge(drop, before, {"q": timed(0.2, 0.3, 0.2)}).verdict == KEPT  # a busy machine
+    assert judge(drop, before, {"q": timed(0.2, 0.3, 0.2, plan="Seq Scan", buffers=300)}).verdict == REVERTED
+    assert judge(drop, before, {"q": timed(0.2, 0.3, 0.2, buffers=9)}).verdict == REVERTED  # more blocks
+    assert judge(drop, before, {"q": timed(0.2, 0.3, 0.2, buffers=None)}).verdict == REVERTED  # unknown: the time
 
 
 def test_a_measurement_that_does_not_reproduce_the_workload_keeps_nothing():

@@ -93,7 +93,7 @@ def check_the_owner_runs_the_whole_loop(owned_shop, tmp_path, monkeypatch, *, fi
     result = runner.run(runs_dir=tmp_path / "runs", progress=False, parameters={"apply": "true", "repeats": "3"})
     assert [nb.status for nb in result.notebooks] == ["ok", "ok", "ok"]
     done = json.loads((result.folder / "fixes.json").read_text())
-    assert [f["verdict"] for f in done] == [KEPT] * fixes
+    assert [f["verdict"] for f in done] == [KEPT] * fixes, [(f["kind"], f["reason"]) for f in done]
     assert (result.figures["fixes.planned"], result.figures["fixes.kept"]) == (fixes, fixes)
     assert "-- Applied by the kit" in (result.folder / "fixes.sql").read_text()
     live = _indexes(owned_shop["admin"])

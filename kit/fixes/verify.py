@@ -6,8 +6,9 @@ measurement reproduced the workload decides before a probe the kit wrote), else 
 saying why; a fix whose only evidence is measurements that did not reproduce the workload (other
 rows, other time than pg_stat_statements saw per call) is not kept on that evidence. A drop
 is kept only when no top statement on its table got slower (median up by more than :data:`SLOWER`
-and the whole confidence interval after above the median before; statements on other tables
-cannot lose the index). ANALYZE
+and the whole confidence interval after above the median before) and did more work for it (another
+plan, or more shared blocks touched: the same plan over the same blocks slowed only by a busy
+machine is noise, not the drop); statements on other tables cannot lose the index. ANALYZE
 cannot be undone: it is kept, with the row-estimate error before and after. An index the user's
 migration declares is kept and the reason says what the measurement found.
 """
@@ -137,9 +138,20 @@ def judge_create(fix: Fix, before: dict[str, Timing], after: dict[str, Timing]) 
     return _with_times(fix, key, before, after).but(verdict=verdict, reason=reason)
 
 
+def more_work(before: Timing, after: Timing | None) -> bool:
+    """Whether ``after`` ran another plan or touched more shared blocks than ``before`` (either unknown: True)."""
+    if after is None or before.buffers is None or after.buffers is None:
+        return True
+    return after.plan != before.plan or after.buffers > before.buffers
+
+
 def judge_drop(fix: Fix, before: dict[str, Timing], after: dict[str, Timing]) -> Fix:
     # only a statement that reads the table can lose the index: its statements are those
-    worse = [k for k in fix.statements if k in before and slower(before[k], after.get(k))]
+    worse = [
+        k
+        for k in fix.statements
+        if k in before and slower(before[k], after.get(k)) and more_work(before[k], after.get(k))
+    ]
     key = _primary(fix, before)
     if worse:
         k = worse[0]
