@@ -36,6 +36,7 @@ SLOW_FIRST = (
     "tests/test_cache_outage.py",  # 51
     "tests/test_bundle.py",  # 42
     "tests/test_pg18.py",  # 36
+    "tests/test_beyond.py",  # 20
     "tests/test_pool.py",  # 26
     "tests/test_foreign.py",  # 24
     "tests/test_bench_advisor.py",  # 23

@@ -112,7 +112,7 @@ def test_port_in_use(capsys, monkeypatch, tmp_path, taken_port):
     ("argv", "message"),
     [
         (["run", "-p", "colour", "red"], "kit: error: unknown parameter 'colour'; the notebooks declare: "
-                                         "apply, database_env, index_budget_mb, load_processes, load_rate, "
+                                         "apply, apply_settings, database_env, index_budget_mb, load_processes, load_rate, "
                                          "load_seconds, load_users, migrations, min_calls, plan, redis_env, "
                                          "repeats, scale, top_statements"),
         (["run", "-p", "apply", "perhaps"], "kit: error: parameter apply expects bool, got 'perhaps'"),

@@ -120,13 +120,13 @@ def test_every_planted_cause_is_named_for_its_statement_and_no_other(fresh_db_ur
     assert [(p["statement"], p["diagnosed"], p["named"]) for p in found["planted"]] == [
         ("UPDATE counters", "hot_rows", True),
         ("SELECT id, payload FROM events ORDER BY", "spill", True),
-        ("SELECT count(*) FROM pairs p JOIN details", "plan", True),
+        ("SELECT count(*) FROM pairs p WHERE", "plan", True),
         ("SELECT count(pad) FROM wide", "plan", True),
         ("SELECT count(*) FROM ledger", "bloat", True),
     ], found["planted"]
     assert "it reads ledger, where" in found["planted"][4]["sentence"]  # 2 of 3 versions of every row dead
     assert (found["wrong_causes"], found["missed"], found["control"]) == (0, 0, "frequency")
-    assert "on (a, b)" in found["planted"][2]["sentence"] and "lossy" in found["planted"][3]["sentence"]
+    assert "on (a, b, c)" in found["planted"][2]["sentence"] and "lossy" in found["planted"][3]["sentence"]
     assert found["sampler_server_pct"] > 0  # its own queries were counted (the bound is kit bench diagnose's)
 
 

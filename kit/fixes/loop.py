@@ -36,14 +36,28 @@ from kit.db.engine import url_of
 from kit.fixes import leftovers as invalid
 from kit.fixes import sqlfile
 from kit.fixes.apply import apply_fixes, undo
-from kit.fixes.model import APPLIED, CREATE, FAILED, KEPT, REVERTED, Fix, FixPlan, Leftover, counts, fixes_frame
+from kit.fixes.beyond import BEYOND, WORK_MEM_CAP_KB, plan_beyond, role_setting
+from kit.fixes.model import (
+    APPLIED,
+    CREATE,
+    FAILED,
+    KEPT,
+    PLANNED,
+    REVERTED,
+    WORK_MEM,
+    Fix,
+    FixPlan,
+    Leftover,
+    counts,
+    fixes_frame,
+)
 from kit.fixes.plan import Declared, plan_fixes
 from kit.fixes.report import STATEMENT_COLUMNS
 from kit.fixes.verify import judge, planned_evidence, settle
 from kit.safety import applylock, interrupts
 from kit.safety.applylock import ApplyLock
 from kit.store import records
-from kit.workload.measure import again, measure, targets_for
+from kit.workload.measure import Target, again, measure, targets_for
 from kit.workload.model import Statement, Workload
 from kit.workload.timing import Timing
 
@@ -161,6 +175,11 @@ class LoopResult:
                     "bytes_after": f.bytes_after,
                     "why": f.why,
                     "expect": f.expect,
+                    "object_name": f.object_name,
+                    "columns": list(f.columns),
+                    "role": f.role,
+                    "setting": f.setting,
+                    "prior": f.prior,
                 }
                 for f in self.fixes
             ],
@@ -231,17 +250,24 @@ def run_loop(
     min_rows: int = 10_000,
     budget_bytes: int | None = None,
     reviewed: FixPlan | None = None,
+    apply_settings: bool = False,
+    work_mem_cap_kb: int = WORK_MEM_CAP_KB,
     out: Callable[[str], None] | None = print,
 ) -> LoopResult:
     """Steps: 0. with ``apply``, the database's apply lock (ApplyInProgress at once when another session
     holds it), held to the end, and the kit's INVALID leftovers dropped (a dry run lists them);
     1. parameter values from the data, those that reproduce the workload measured before (writes only
-    with ``apply``, rolled back); 2. plan on those values; 3. the probes the plan wrote, measured
+    with ``apply``, rolled back); 2. plan on those values, with the fixes beyond indexes their plans
+    call for (:mod:`kit.fixes.beyond`: extended statistics, a role's work_mem up to ``work_mem_cap_kb``,
+    VACUUM); 3. the probes the plan wrote, measured
     before; 4. apply (pre-flight first); 5. measure after, same values, fresh sessions; 6. keep or
-    revert each fix, then the set as a whole (:func:`kit.fixes.verify.settle`).
+    revert each fix, then the set as a whole (:func:`kit.fixes.verify.settle`). Steps 4-6 run twice
+    when the plan holds fixes beyond indexes: those first, then the indexes, judged on what the first
+    round left — a new index is kept only for what it adds.
     ``budget_bytes`` caps the new indexes' estimated size (None: half the size of their tables);
     ``reviewed`` is a plan reviewed in a dry run (:func:`kit.fixes.reviewed.reviewed_plan`): step 2 then
-    takes it as it is, and ``workload`` is the statements it names."""
+    takes it as it is, and ``workload`` is the statements it names. A role's setting is applied only
+    with ``apply_settings`` too (else it stays planned, and says so)."""
     with contextlib.ExitStack() as stack:
         lock = None
         if apply:  # 0.
@@ -257,6 +283,7 @@ def run_loop(
             min_rows=min_rows,
             budget_bytes=budget_bytes,
             reviewed=reviewed,
+            settings=(apply_settings, work_mem_cap_kb),
             out=out,
         )
 
@@ -272,6 +299,7 @@ def _loop(
     min_rows: int,
     budget_bytes: int | None,
     reviewed: FixPlan | None,
+    settings: tuple[bool, int],
     out: Callable[[str], None] | None,
 ) -> LoopResult:
     started = time.monotonic()
@@ -291,16 +319,44 @@ def _loop(
         budget_bytes=budget_bytes,
         values={k: t.params for k, t in before.items() if t.params},
     )
+    apply_settings, cap_kb = settings
+    if reviewed is None:
+        queryids = {s.key: s.queryid for s in workload.targets if s.queryid is not None}
+        more = plan_beyond(url, targets, before, queryids=queryids, cap_kb=cap_kb, repeats=repeats)
+        plan = replace(plan, fixes=(*plan.fixes, *more.fixes), notes=(*plan.notes, *more.notes))
     if not apply:
         plan = _note_apply_in_progress(url, plan, say)
     probes = targets_for(url, plan.probes)  # 3.
     before |= measure(url, probes, warmup=warmup, repeats=repeats, writes=apply)
     targets += probes
     fixes, after = tuple(planned_evidence(f, before) for f in plan.fixes), {}
-    if lock is not None and fixes:
-        fixes = apply_fixes(engine, fixes, lock=lock, out=out)  # 4.
-        after = measure(url, again(targets, before), warmup=warmup, repeats=repeats, writes=True)  # 5.
-        fixes = _sizes(url, _verdicts(engine, fixes, before, after, lock=lock, say=say, out=out))  # 6.
+    held = {i for i, f in enumerate(fixes) if f.kind == WORK_MEM and not apply_settings}
+    todo = [f for i, f in enumerate(fixes) if i not in held]
+    if lock is not None and todo:
+        # 4.-6. in two rounds: the fixes that cost no writes and no storage first, then the indexes,
+        # each judged on top of what the first round left (both would claim one statement's gain)
+        first = [f for f in todo if f.kind in BEYOND]
+        rounds = [first, [f for f in todo if f.kind not in BEYOND]] if first else [todo]
+        base, judged = before, dict[int, Fix]()
+        for part in rounds:
+            if not part:
+                continue
+            applied = apply_fixes(engine, part, lock=lock, out=out)
+            settled = [*judged.values(), *applied]
+            after = measure(url, _with_settings(url, again(targets, before), settled), warmup=warmup, repeats=repeats)
+            for old, new in zip(
+                part, _verdicts(engine, applied, base, after, lock=lock, say=say, out=out), strict=True
+            ):
+                judged[id(old)] = new
+            # what the first round left is the next one's "before"; whether a statement's measurement
+            # reproduced the workload is still said of the first measurement (a fixed one no longer does)
+            base = {
+                k: replace(t, reproduced=before[k].reproduced, evidence=before[k].evidence) if k in before else t
+                for k, t in after.items()
+            }
+        todo = list(_sizes(url, tuple(judged[id(f)] for f in todo)))
+    done = iter(todo)
+    fixes = tuple(_held(f) if i in held else next(done) for i, f in enumerate(fixes))
     return LoopResult(
         target=target_key(url),
         workload=workload,
@@ -308,7 +364,7 @@ def _loop(
         fixes=tuple(fixes),
         before=before,
         after=after,
-        applied=bool(apply and plan.fixes),
+        applied=bool(apply and todo),
         seconds=time.monotonic() - started,
         apply_requested=apply,
         leftovers=left,
@@ -337,6 +393,25 @@ def _verdicts(
             if why:
                 judged[i] = fix.but(verdict=FAILED, reason=f"{fix.reason}; {why}")
     return tuple(judged)
+
+
+def _held(fix: Fix) -> Fix:
+    return fix.but(
+        verdict=PLANNED,
+        reason=f"a setting of role {fix.role}: applied only with apply_settings (run with -p apply_settings true "
+        "after reading what it may cost)",
+    )
+
+
+def _with_settings(url: str, targets: list[Target], fixes: list[Fix] | tuple[Fix, ...]) -> list[Target]:
+    """The targets of each applied (or kept) work_mem fix with the value the catalog now holds for its role, set
+    in the statement's transaction as the role's own sessions would have it (the kit may connect as another role)."""
+    applied = [f for f in fixes if f.kind == WORK_MEM and f.verdict in (APPLIED, KEPT) and f.role]
+    if not applied:
+        return targets
+    with sessions.connect(url, app="dbperf-kit-measure") as conn:
+        value = {k: role_setting(conn, f.role or "", "work_mem") for f in applied for k in f.statements}
+    return [replace(t, settings=(("work_mem", v),)) if (v := value.get(t.key)) else t for t in targets]
 
 
 def _note_apply_in_progress(url: str, plan: FixPlan, say) -> FixPlan:

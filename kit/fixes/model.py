@@ -12,12 +12,15 @@ from kit.indexes.spec import IndexSpec, parse_index_sql, parse_indexdef
 from kit.workload.model import Statement
 
 # Plain strings typed as literals: fixes.json, loop.json, fixes.sql and the notebooks hold these values.
-FixKind = Literal["create_index", "drop_index", "analyze"]
+FixKind = Literal["create_index", "drop_index", "analyze", "create_statistics", "set_work_mem", "vacuum"]
 Verdict = Literal["planned", "applied", "kept", "reverted", "failed"]
 
 CREATE: Final = "create_index"
 DROP: Final = "drop_index"
 ANALYZE: Final = "analyze"
+STATISTICS: Final = "create_statistics"  # extended statistics on a misestimate's correlated columns
+WORK_MEM: Final = "set_work_mem"  # a role's work_mem in this database, to remove a spill
+VACUUM: Final = "vacuum"  # VACUUM (ANALYZE) of a table whose dead rows its statements read
 PLANNED: Final = "planned"
 APPLIED: Final = "applied"  # between apply and verify only; never a final verdict
 KEPT: Final = "kept"
@@ -68,6 +71,13 @@ class Fix:
     depends_on: str | None = None  # a drop of an index a new one covers: that new index's name
     parts: tuple[str, ...] = ()  # a new index on a partitioned table: its partitions' indexes (plans name those)
     evidence: str = ""  # what the measurement of its deciding statement was: reproduced the workload or not, and why
+    # extended statistics: the object's name (in ``schema``); a setting: the role, its new value and the one it had
+    # in this database before (None: none, RESET on undo)
+    object_name: str | None = None
+    columns: tuple[str, ...] = ()  # extended statistics' columns (in ``table``)
+    role: str | None = None
+    setting: str | None = None
+    prior: str | None = None
     # the index as the planner made it (a fix read back from a reviewed plan parses index_def once instead)
     spec: IndexSpec | None = field(default=None, compare=False, repr=False)
 

@@ -9,8 +9,11 @@ is kept only when no top statement on its table got slower (median up by more th
 and the whole confidence interval after above the median before) and did more work for it (another
 plan, or more shared blocks touched: the same plan over the same blocks slowed only by a busy
 machine is noise, not the drop); statements on other tables cannot lose the index. ANALYZE
-cannot be undone: it is kept, with the row-estimate error before and after. An index the user's
-migration declares is kept and the reason says what the measurement found.
+cannot be undone: it is kept, with the row-estimate error before and after; so is VACUUM, with the
+blocks its statements read per call before and after. Extended statistics are kept when the row
+estimate and the time (:data:`MIN_SPEEDUP`) improve; a role's work_mem when its statements no longer
+spill and one is :data:`MIN_SPEEDUP` faster. An index the user's migration declares is kept and the
+reason says what the measurement found.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeGuard
 
-from kit.fixes.model import ANALYZE, CREATE, DROP, KEPT, REVERTED, Fix, FixKind, Verdict
+from kit.fixes.model import ANALYZE, CREATE, DROP, KEPT, REVERTED, STATISTICS, VACUUM, WORK_MEM, Fix, FixKind, Verdict
 from kit.workload.timing import MEASURED, Timing
 
 MIN_SPEEDUP = 2.0
@@ -179,8 +182,65 @@ def judge_analyze(fix: Fix, before: dict[str, Timing], after: dict[str, Timing])
     )
 
 
+def _gain(fix: Fix, before: dict[str, Timing], after: dict[str, Timing]) -> tuple[str | None, float | None, str]:
+    """The fix's statement measured before and after that gained most: (key, speedup, "k: b -> a ms (x)")."""
+    timed = {k: m for k in fix.statements if (m := _medians(before.get(k), after.get(k))) is not None}
+    if not timed:
+        return _primary(fix, before), None, "not measured before and after"
+    key = max(timed, key=lambda k: timed[k][0] / timed[k][1])
+    b, a = timed[key]
+    return key, b / a, f"{key}: {b:.3f} -> {a:.3f} ms ({b / a:.1f}x)"
+
+
+def judge_statistics(fix: Fix, before: dict[str, Timing], after: dict[str, Timing]) -> Fix:
+    """Kept when its statement's worst row estimate and its time (:data:`MIN_SPEEDUP`) both improve."""
+    key, x, shown = _gain(fix, before, after)
+    b, a = (before.get(key), after.get(key)) if key else (None, None)
+    eb, ea = (b.estimate_error if b else None), (a.estimate_error if a else None)
+    estimates = f"row estimate off {eb:.0f}x before, {ea:.0f}x after" if eb and ea else "row estimates unknown"
+    better = bool(eb and ea and ea < eb)
+    verdict: Verdict = KEPT if better and x is not None and x >= MIN_SPEEDUP else REVERTED
+    why = "" if verdict == KEPT else f" (needs a better estimate and {MIN_SPEEDUP:.0f}x)"
+    return _with_times(fix, key, before, after).but(verdict=verdict, reason=f"{estimates}; {shown}{why}")
+
+
+def judge_work_mem(fix: Fix, before: dict[str, Timing], after: dict[str, Timing]) -> Fix:
+    """Kept when its statements run without spilling with the role's new setting and one is
+    :data:`MIN_SPEEDUP` faster."""
+    key, x, shown = _gain(fix, before, after)
+    spilling = [k for k in fix.statements if k in after and any(i.fix == "work_mem" for i in after[k].insights)]
+    ok = not spilling and x is not None and x >= MIN_SPEEDUP
+    why = (
+        f"{', '.join(spilling)} still spills with work_mem {fix.setting}"
+        if spilling
+        else f"work_mem {fix.setting} for {fix.role}; {shown}" + ("" if ok else f" is less than {MIN_SPEEDUP:.0f}x")
+    )
+    return _with_times(fix, key, before, after).but(verdict=KEPT if ok else REVERTED, reason=why)
+
+
+def judge_vacuum(fix: Fix, before: dict[str, Timing], after: dict[str, Timing]) -> Fix:
+    """VACUUM cannot be undone: kept, with the blocks its statements read per call before and after."""
+    key, _x, shown = _gain(fix, before, after)
+    b, a = (before.get(key), after.get(key)) if key else (None, None)
+    blocks = (
+        f"{b.buffers:,} -> {a.buffers:,} blocks read per call"
+        if b is not None and a is not None and b.buffers is not None and a.buffers is not None
+        else "blocks not measured"
+    )
+    return _with_times(fix, key, before, after).but(
+        verdict=KEPT, reason=f"VACUUM cannot be undone; {key}: {blocks}; {shown}" if key else "VACUUM cannot be undone"
+    )
+
+
 _Judge = Callable[[Fix, dict[str, Timing], dict[str, Timing]], Fix]
-_JUDGES: dict[FixKind, _Judge] = {CREATE: judge_create, DROP: judge_drop, ANALYZE: judge_analyze}
+_JUDGES: dict[FixKind, _Judge] = {
+    CREATE: judge_create,
+    DROP: judge_drop,
+    ANALYZE: judge_analyze,
+    STATISTICS: judge_statistics,
+    WORK_MEM: judge_work_mem,
+    VACUUM: judge_vacuum,
+}
 
 
 def judge(fix: Fix, before: dict[str, Timing], after: dict[str, Timing]) -> Fix:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from kit.errors import ConfigError
-from kit.fixes.model import ANALYZE, CREATE, DROP, FAILED, KEPT, PLANNED, REVERTED
+from kit.fixes.model import ANALYZE, CREATE, DROP, FAILED, KEPT, PLANNED, REVERTED, STATISTICS, VACUUM, WORK_MEM
 from kit.fixes.report import LoopReport, load_report
 from kit.report import units
 from kit.sqltext.label import short_name
@@ -322,6 +322,12 @@ def _what(f: dict[str, Any]) -> str:
         return f"Drop index {f.get('index') or ''} on {f['target_table']}".replace("  ", " ")
     if kind == ANALYZE:
         return f"ANALYZE {f['target_table']}"
+    if kind == VACUUM:
+        return f"VACUUM {f['target_table']}"
+    if kind == STATISTICS:
+        return f"Extended statistics on {f['target_table']}"
+    if kind == WORK_MEM:
+        return f"work_mem for {f['target_table']}"
     return f"{kind} on {f['target_table']}"
 
 

@@ -20,8 +20,9 @@ the work it asks for.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import pandas as pd
 from sqlalchemy import Connection, Engine, text
@@ -145,20 +146,27 @@ class Dead:
 
 # a heap tuple's header and line pointer, a page's usable bytes
 _TUPLE_OVERHEAD, _PAGE_BYTES = 28, 8192 - 24
-DEAD_ROWS = """SELECT /* kit */ s.relname, s.n_live_tup, s.n_dead_tup, pg_relation_size(s.relid) / 8192,
+DEAD_ROWS = """SELECT /* kit */ s.schemaname, s.relname, s.n_live_tup, s.n_dead_tup, pg_relation_size(s.relid) / 8192,
        (SELECT sum(avg_width) FROM pg_stats p WHERE p.schemaname = s.schemaname AND p.tablename = s.relname),
        c.reltuples
 FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid"""
 
 
+def dead_tables(rows: Iterable[Sequence[Any]]) -> dict[tuple[str, str], Dead]:
+    """Per (schema, table), from the rows of :data:`DEAD_ROWS` (pure)."""
+    out: dict[tuple[str, str], Dead] = {}
+    for schema, name, live, dead, pages, width, analyzed in rows:
+        live = int(live or 0)
+        counted = float(analyzed) if analyzed is not None and analyzed >= 0 else float(live)  # ANALYZE's count
+        needed = math.ceil(counted * (float(width) + _TUPLE_OVERHEAD) / _PAGE_BYTES) if width is not None else None
+        out[(str(schema), str(name))] = Dead(live, int(dead or 0), int(pages or 0), needed)
+    return out
+
+
 def dead_rows(conn: Connection) -> dict[str, Dead]:
     """Per table of this database, by name as a statement names it (unqualified; of two schemas' the worse)."""
     out: dict[str, Dead] = {}
-    for name, live, dead, pages, width, analyzed in conn.execute(text(DEAD_ROWS)):
-        live = int(live or 0)
-        rows = float(analyzed) if analyzed is not None and analyzed >= 0 else float(live)  # ANALYZE's count
-        needed = math.ceil(rows * (float(width) + _TUPLE_OVERHEAD) / _PAGE_BYTES) if width is not None else None
-        found = Dead(live, int(dead or 0), int(pages or 0), needed)
+    for (_schema, name), found in dead_tables(conn.execute(text(DEAD_ROWS))).items():
         prior = out.get(name)
         if prior is None or found.wasted_pct + found.dead_pct > prior.wasted_pct + prior.dead_pct:
             out[name] = found

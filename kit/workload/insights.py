@@ -10,7 +10,8 @@ data; an insight names the columns compared.
   its input early, only more rows than planned count). Columns of one table
   compared together (``a = $1 AND b = $2``) are likely correlated → ``create_statistics``; else
   stale statistics → ``analyze``. A statement that is simply big, and estimated right, has none.
-* ``sort_spill`` / ``hash_spill`` — a sort written to disk (``external``), a hash in several batches:
+* ``sort_spill`` / ``hash_spill`` — a sort written to disk (``external``), a hash or a hash aggregate in
+  several batches:
   ``work_mem`` too small for it → ``work_mem``.
 * ``lossy_bitmap`` — a bitmap heap scan that lost its exact pages (``Lossy Heap Blocks``), rechecking
   every row of them: ``work_mem`` again.
@@ -81,7 +82,7 @@ def _name(node: dict[str, Any]) -> str:
 
 def _walk(node: dict[str, Any], out: list[Insight], *, limited: bool = False) -> None:
     """``limited``: a Limit above stops this node early, so fewer rows than planned is no misestimate."""
-    for check in (_sort_spill, _hash_spill, _lossy, _discards, _loops, _heap_fetches):
+    for check in (_sort_spill, _hash_spill, _hashagg_spill, _lossy, _discards, _loops, _heap_fetches):
         found = check(node)
         if found is not None:
             out.append(found)
@@ -134,6 +135,16 @@ def _hash_spill(node: dict[str, Any]) -> Insight | None:
     peak = float(node.get("Peak Memory Usage", 0) or 0) / 1024
     return Insight(
         "hash_spill", _name(node), f"Hash built in {batches} batches (spilled; {peak:,.1f} MB in memory)", "work_mem"
+    )
+
+
+def _hashagg_spill(node: dict[str, Any]) -> Insight | None:
+    batches = int(node.get("HashAgg Batches", 1) or 1)
+    disk = float(node.get("Disk Usage", 0) or 0) / 1024
+    if node.get("Node Type") != "Aggregate" or (batches <= 1 and disk <= 0):
+        return None
+    return Insight(
+        "hash_spill", _name(node), f"HashAggregate in {batches} batches (spilled {disk:,.1f} MB to disk)", "work_mem"
     )
 
 

@@ -54,6 +54,9 @@ class Target:
     candidates: tuple[Parameters, ...] = ()  # alternatives (``params`` among them)
     rows_per_call: float | None = None
     mean_ms: float | None = None
+    # settings (name, value) for the statement's own transaction (SET LOCAL): a work_mem on trial, or
+    # the one a role was given (kit.fixes.settings)
+    settings: tuple[tuple[str, str], ...] = ()
 
     def on(self, params: Parameters) -> Target:
         """This target on exactly ``params`` (to measure again on the values measured before)."""
@@ -108,7 +111,7 @@ def _by_estimate(conn: psycopg.Connection, target: Target) -> list[Parameters]:
     scored = []
     for i, params in enumerate(complete):
         try:
-            rows = returned_rows(_rolled_back(conn, params.values, analyze=False)["Plan"])
+            rows = returned_rows(_rolled_back(conn, params.values, analyze=False, settings=target.settings)["Plan"])
         except psycopg.Error:
             continue
         scored.append((_distance(rows, target.rows_per_call), i, params))
@@ -121,11 +124,12 @@ def _nearest_executed(conn: psycopg.Connection, target: Target, ordered: list[Pa
     time: an aggregate returns one row whatever range it sums, its time tells the ranges apart).
     With it, how long its execution took."""
     if target.rows_per_call is None or target.mean_ms is None or len(ordered) < 2:
-        return ordered[0], float(_rolled_back(conn, ordered[0].values, analyze=True)["Execution Time"])
+        plan = _rolled_back(conn, ordered[0].values, analyze=True, settings=target.settings)
+        return ordered[0], float(plan["Execution Time"])
     tried, spent = [], 0.0
     budget_ms = min(max(_SEARCH_MS, 10 * target.mean_ms), _SEARCH_MAX_MS)  # a fast statement can try them all
     for params in ordered[:_TRIES]:
-        plan = _rolled_back(conn, params.values, analyze=True)
+        plan = _rolled_back(conn, params.values, analyze=True, settings=target.settings)
         rows, ms = returned_rows(plan["Plan"]), float(plan["Execution Time"])
         tried.append((_distance(rows, target.rows_per_call) + _distance(ms, target.mean_ms), ms, params))
         spent += ms
@@ -148,11 +152,16 @@ def _buffers(node: dict) -> int:
     return int(node.get("Shared Hit Blocks", 0)) + int(node.get("Shared Read Blocks", 0))
 
 
-def _rolled_back(conn: psycopg.Connection, values, *, analyze: bool) -> dict:
-    """EXPLAIN inside a transaction that is always rolled back. BEGIN and ROLLBACK are the kit's
-    own (tagged) so pg_stat_statements does not count them with the application's."""
+def _rolled_back(
+    conn: psycopg.Connection, values, *, analyze: bool, settings: tuple[tuple[str, str], ...] = ()
+) -> dict:
+    """EXPLAIN inside a transaction that is always rolled back, with ``settings`` set for that
+    transaction only (SET LOCAL). BEGIN and ROLLBACK are the kit's own (tagged) so
+    pg_stat_statements does not count them with the application's."""
     conn.execute("BEGIN /* kit */")
     try:
+        for name, value in settings:
+            conn.execute("SELECT /* kit */ set_config(%s, %s, true)", [name, value])
         return _explain(conn, values, analyze=analyze)
     finally:
         conn.execute("ROLLBACK /* kit */")
@@ -161,7 +170,7 @@ def _rolled_back(conn: psycopg.Connection, values, *, analyze: bool) -> dict:
 def _estimate(conn: psycopg.Connection, target: Target, why: str) -> Timing:
     params = _by_estimate(conn, target)[0] if target.params.complete else target.params
     try:
-        plan = _rolled_back(conn, params.values, analyze=False)["Plan"]
+        plan = _rolled_back(conn, params.values, analyze=False, settings=target.settings)["Plan"]
     except psycopg.Error as exc:
         return Timing(
             target.key,
@@ -227,7 +236,7 @@ def time_target(
             params, first_ms = _nearest_executed(conn, target, _by_estimate(conn, target))
             warmup, repeats = runs_within(first_ms, warmup=warmup, repeats=repeats, budget_s=budget_s)
             for i in range(warmup + repeats):
-                plan = _rolled_back(conn, params.values, analyze=True)  # it executes: keep nothing
+                plan = _rolled_back(conn, params.values, analyze=True, settings=target.settings)  # keeps nothing
                 if i >= warmup:
                     times.append(float(plan["Execution Time"]))
         except psycopg.Error as exc:

@@ -23,6 +23,8 @@ from kit.sqltext.retype import FIELD_GUESS
 
 PAGE = 10  # values in an array parameter (a page of ids)
 DEFAULT_LIMIT = "20"
+PAGE_SIZES = ("1", "10", "100")  # other LIMITs tried (kit.workload.sample), nearest the workload's rows kept
+PAGE_DEPTHS = ("100", "1000", "10000", "100000")  # other OFFSETs, nearest the workload's time kept
 
 
 @dataclass(frozen=True)

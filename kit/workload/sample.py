@@ -17,6 +17,8 @@ from kit.sqltext.refs import References, Slot, references
 from kit.sqltext.retype import contexts
 from kit.workload.params import (
     MAGNITUDES,
+    PAGE_DEPTHS,
+    PAGE_SIZES,
     ColumnStats,
     by_type,
     choose,
@@ -202,6 +204,7 @@ def parameter_candidates(
         + _range_decisions(drawn)
         + _like_decisions(drawn)
         + _magnitude_decisions(drawn)
+        + _paging_decisions(drawn)
     )
     out = [base]
     for choice in itertools.islice(_varied(decisions), limit - 1):
@@ -295,6 +298,20 @@ def _magnitude_decisions(drawn: _Drawn) -> list[_Decision]:
     for i, (value, source) in enumerate(zip(drawn.values, drawn.sources, strict=False)):
         if guessed_number(value, source):
             out.append([[]] + [[(i + 1, other, f"{source}; {other} tried")] for other in MAGNITUDES if other != value])
+    return out
+
+
+def _paging_decisions(drawn: _Drawn) -> list[_Decision]:
+    """A page's size (``LIMIT $n``) and how deep it starts (``OFFSET $n``): pg_stat_statements keeps
+    neither, and a page deep in a sorted result costs what a first page does not; other sizes and
+    depths are tried, the measurement keeps the one nearest the workload's rows and time per call."""
+    out: list[_Decision] = []
+    for slot in drawn.refs.slots:
+        options = PAGE_SIZES if slot.op == "limit" else PAGE_DEPTHS if slot.op == "offset" else ()
+        current = drawn.values[slot.number - 1] if slot.number <= len(drawn.values) else None
+        tried = [v for v in options if v != current]
+        if tried:
+            out.append([[]] + [[(slot.number, v, f"{slot.op.upper()}: {v} tried")] for v in tried])
     return out
 
 
