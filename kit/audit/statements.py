@@ -21,7 +21,8 @@ from kit.sqltext.refs import CONTROL, kind_of
 # functions and in the kit's own EXPLAIN ANALYZE would otherwise count twice).
 STATEMENTS = """SELECT /* kit */ s.queryid, min(left(s.query, :chars)) AS query, sum(s.calls)::bigint AS calls,
        sum(s.total_exec_time)::float8 AS total_ms, sum(s.rows)::bigint AS rows,
-       sum(s.shared_blks_hit)::bigint AS blks_hit, sum(s.shared_blks_read)::bigint AS blks_read
+       sum(s.shared_blks_hit)::bigint AS blks_hit, sum(s.shared_blks_read)::bigint AS blks_read,
+       sum(s.temp_blks_written)::bigint AS temp_written
 FROM pg_stat_statements s
 WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND s.query NOT LIKE '%/* kit */%' {toplevel}

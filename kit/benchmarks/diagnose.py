@@ -9,7 +9,7 @@ Planted (the database's ``work_mem`` set to 64 kB, a misconfiguration the spill 
 * ``hot_rows`` — 12 sessions incrementing the same counter row (``UPDATE … WHERE id = 1``);
 * ``spill`` — a sort that keeps 40,000 rows (an OFFSET deep in the result) for 10;
 * ``misestimate`` — orders without a tag (an anti-join) filtered on three correlated columns: the
-  planner multiplies their selectivities, expects 1 row of 1,000 and scans the tags once per row;
+  planner multiplies their selectivities, expects 1 row of 1,000 and scans the 2,000 tags once per row;
 * ``lossy_bitmap`` — a bitmap scan over 2 % of a table's rows, scattered over most of its pages;
 * ``bloat`` — a table whose every row was updated twice with autovacuum off (2 of 3 rows dead), scanned;
 * a **control**, a primary-key lookup, which has none of them.
@@ -66,7 +66,7 @@ CREATE TABLE pairs (id int PRIMARY KEY, a int NOT NULL, b int NOT NULL, c int NO
 INSERT INTO pairs SELECT g, g % 100, g % 100, g % 100 FROM generate_series(1, {rows}) g;
 CREATE INDEX pairs_a ON pairs (a);
 CREATE TABLE tags (id int PRIMARY KEY, code int NOT NULL);
-INSERT INTO tags SELECT g, g * 13 % {rows} FROM generate_series(1, 5000) g;
+INSERT INTO tags SELECT g, g * 13 % {rows} FROM generate_series(1, 2000) g;
 CREATE TABLE details (id int PRIMARY KEY, pid int NOT NULL, x int);
 INSERT INTO details SELECT g, 1 + (g * 7919) % {rows}, g FROM generate_series(1, {rows}) g;
 CREATE INDEX details_pid ON details (pid);
@@ -189,7 +189,7 @@ def diagnosed(database_url: str, *, rows: int) -> dict[str, Any]:
     profile = sampler.profile()
     engine = make_engine(database_url)
     try:
-        work = read_workload(engine, top=20, min_calls=5)
+        work = read_workload(engine, top=20, min_calls=3)
         # the counters before the measurements below: their EXPLAIN EXECUTEs count under the same queryids
         with engine.connect() as conn:
             counters = breakdown(conn, [s.queryid for s in work.statements if s.queryid is not None])
@@ -235,7 +235,7 @@ def fixed(database_url: str) -> dict[str, Any]:
     quiet(database_url)
     engine = make_engine(database_url)
     try:
-        work = read_workload(engine, top=20, min_calls=5)
+        work = read_workload(engine, top=20, min_calls=3)
         loop = run_loop(engine, work, apply=True, apply_settings=True, repeats=3, out=None)
     finally:
         engine.dispose()

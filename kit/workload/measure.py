@@ -38,6 +38,7 @@ PREPARED = "SELECT /* kit */ 1 FROM pg_prepared_statements WHERE name = 'kit_mea
 # no more once _SEARCH_MS (or 10 calls' mean time, at most _SEARCH_MAX_MS) were spent — a planned row count
 # under a LIMIT, or two ranges on columns the planner takes for independent, says little
 _TRIES = 24
+_UNLIKE = 10.0  # added to a candidate's distance when it spills and the workload did not, or the other way
 _SEARCH_MS, _SEARCH_MAX_MS = 500.0, 5_000.0
 
 
@@ -54,6 +55,7 @@ class Target:
     candidates: tuple[Parameters, ...] = ()  # alternatives (``params`` among them)
     rows_per_call: float | None = None
     mean_ms: float | None = None
+    spilled: bool | None = None  # the workload's calls wrote temporary files (None: a statement the kit wrote)
     # settings (name, value) for the statement's own transaction (SET LOCAL): a work_mem on trial, or
     # the one a role was given (kit.fixes.settings)
     settings: tuple[tuple[str, str], ...] = ()
@@ -120,7 +122,9 @@ def _by_estimate(conn: psycopg.Connection, target: Target) -> list[Parameters]:
 
 def _nearest_executed(conn: psycopg.Connection, target: Target, ordered: list[Parameters]) -> tuple[Parameters, float]:
     """Execute the best-estimated candidates (their first run is a warm-up anyway) until one
-    reproduces the workload's rows and time per call; else the nearest of those tried (rows and
+    reproduces the workload's rows and time per call, and spills to temporary files when the
+    workload's calls did (a page 100 rows deep may pass for one 40,000 deep by time); else the
+    nearest of those tried (rows and
     time: an aggregate returns one row whatever range it sums, its time tells the ranges apart).
     With it, how long its execution took."""
     if target.rows_per_call is None or target.mean_ms is None or len(ordered) < 2:
@@ -131,12 +135,19 @@ def _nearest_executed(conn: psycopg.Connection, target: Target, ordered: list[Pa
     for params in ordered[:_TRIES]:
         plan = _rolled_back(conn, params.values, analyze=True, settings=target.settings)
         rows, ms = returned_rows(plan["Plan"]), float(plan["Execution Time"])
-        tried.append((_distance(rows, target.rows_per_call) + _distance(ms, target.mean_ms), ms, params))
+        alike = target.spilled is None or spills(plan) == target.spilled
+        near = _distance(rows, target.rows_per_call) + _distance(ms, target.mean_ms) + (0.0 if alike else _UNLIKE)
+        tried.append((near, ms, params))
         spent += ms
-        if reproduction(rows, ms, target.rows_per_call, target.mean_ms)[0] or spent >= budget_ms:
+        if (alike and reproduction(rows, ms, target.rows_per_call, target.mean_ms)[0]) or spent >= budget_ms:
             break
     _nearness, ms, params = min(tried, key=lambda t: t[0])
     return params, ms
+
+
+def spills(plan: dict) -> bool:
+    """Whether an ``EXPLAIN (ANALYZE, BUFFERS)`` result wrote temporary files (a sort or hash that spilled)."""
+    return int(plan["Plan"].get("Temp Written Blocks", 0) or 0) > 0
 
 
 def runs_within(first_ms: float, *, warmup: int, repeats: int, budget_s: float) -> tuple[int, int]:
@@ -281,6 +292,7 @@ def targets_for(url: str, statements: list[Statement] | tuple[Statement, ...]) -
                     candidates,
                     rows_per_call=s.rows_per_call if calls else None,
                     mean_ms=s.mean_ms if calls else None,
+                    spilled=s.temp_written / s.calls >= 1 if calls else None,
                 )
             )
     return out

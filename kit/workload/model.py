@@ -24,6 +24,7 @@ class Statement:
     total_ms: float = 0.0
     rows: int = 0
     share_pct: float = 0.0  # of the database's execution time over the window
+    temp_written: int = 0  # temporary file blocks it wrote over the window (a sort or hash that spilled)
     # how pg_stat_statements' text was made preparable (kit.sqltext.retype; ``text`` is the result): no values
     rewrites: tuple[str, ...] = ()
 
