@@ -9,7 +9,7 @@ Planted (the database's ``work_mem`` set to 64 kB, a misconfiguration the spill 
 * ``hot_rows`` — 12 sessions incrementing the same counter row (``UPDATE … WHERE id = 1``);
 * ``spill`` — a sort that keeps 40,000 rows (an OFFSET deep in the result) for 10;
 * ``misestimate`` — orders without a tag (an anti-join) filtered on three correlated columns: the
-  planner multiplies their selectivities, expects 1 row of 1,000 and scans the 2,000 tags once per row;
+  planner multiplies their selectivities, expects 1 row of 200 and scans the 2,000 tags once per row;
 * ``lossy_bitmap`` — a bitmap scan over 2 % of a table's rows, scattered over most of its pages;
 * ``bloat`` — a table whose every row was updated twice with autovacuum off (2 of 3 rows dead), scanned;
 * a **control**, a primary-key lookup, which has none of them.
@@ -63,7 +63,7 @@ INSERT INTO counters VALUES (1, 0), (2, 0);
 CREATE TABLE events (id int PRIMARY KEY, payload text NOT NULL);
 INSERT INTO events SELECT g, md5(g::text) || repeat('e', 60) FROM generate_series(1, {rows}) g;
 CREATE TABLE pairs (id int PRIMARY KEY, a int NOT NULL, b int NOT NULL, c int NOT NULL);
-INSERT INTO pairs SELECT g, g % 100, g % 100, g % 100 FROM generate_series(1, {rows}) g;
+INSERT INTO pairs SELECT g, g % 500, g % 500, g % 500 FROM generate_series(1, {rows}) g;
 CREATE INDEX pairs_a ON pairs (a);
 CREATE TABLE tags (id int PRIMARY KEY, code int NOT NULL);
 INSERT INTO tags SELECT g, g * 13 % {rows} FROM generate_series(1, 2000) g;
@@ -114,7 +114,7 @@ def _readers(rows: int) -> dict[str, Any]:
         "misestimate": lambda c, r: c.execute(
             "SELECT count(*) FROM pairs p WHERE p.a = %s AND p.b = %s AND p.c = %s "
             "AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.code = p.id)",
-            [v := r.randrange(100), v, v],
+            [v := r.randrange(500), v, v],
         ),
         "lossy": lambda c, r: c.execute("SELECT count(pad) FROM wide WHERE g < %s", [r.randrange(15, 25)]),
         "bloat": lambda c, r: c.execute("SELECT count(*) FROM ledger WHERE flag = %s", [r.randrange(4)]),

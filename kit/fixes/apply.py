@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 
 from kit.db import sessions
 from kit.db.engine import url_of
-from kit.fixes.beyond import role_setting
+from kit.fixes.beyond import role_setting, statistics_sql
 from kit.fixes.model import ANALYZE, APPLIED, CREATE, DROP, FAILED, STATISTICS, VACUUM, WORK_MEM, Fix
 from kit.indexes import partitioned
 from kit.indexes.apply import apply_indexes, drop_indexes
@@ -45,14 +45,7 @@ def _statements(fix: Fix, database: str) -> list[sql.Composed]:
     if fix.kind == VACUUM:
         return [sql.SQL("VACUUM (ANALYZE) {}").format(table)]
     if fix.kind == STATISTICS:
-        return [
-            sql.SQL("CREATE STATISTICS IF NOT EXISTS {} (ndistinct, dependencies, mcv) ON {} FROM {}").format(
-                sql.Identifier(fix.schema, fix.object_name or ""),
-                sql.SQL(", ").join(map(sql.Identifier, fix.columns)),
-                table,
-            ),
-            sql.SQL("ANALYZE {}").format(table),
-        ]
+        return statistics_sql(fix.schema, fix.table, fix.object_name or "", fix.columns, fix.kinds)
     return [role_sets(fix.role or "", database, "work_mem", fix.setting)]
 
 

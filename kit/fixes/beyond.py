@@ -2,7 +2,8 @@
 (:mod:`kit.workload.insights`) and from the tables' dead rows (talks to PostgreSQL; changes nothing):
 
 - ``create_statistics``: a row estimate off 10×+ on columns of one table compared together →
-  ``CREATE STATISTICS (ndistinct, dependencies, mcv)`` on those columns, then ``ANALYZE``; applied, then
+  ``CREATE STATISTICS (ndistinct, dependencies[, mcv])`` on those columns (an MCV list only where their
+  values fit in one), then ``ANALYZE``; applied, then
   kept only when the statement's estimate and its time (2×) improve, else dropped again;
 - ``set_work_mem``: a sort, hash or hash aggregate that spilled to disk, or a bitmap gone lossy → the
   smallest ``work_mem`` (doubling, up to ``cap``) that removes it, tried with ``SET LOCAL`` in the
@@ -55,6 +56,13 @@ WHERE d.setrole = (SELECT oid FROM pg_roles WHERE rolname = %s)
   AND split_part(c, '=', 1) = %s"""
 INDEXES_OF = """SELECT /* kit */ c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
 WHERE i.indrelid = to_regclass(format('%%I.%%I', %s::text, %s::text))"""
+KINDS: Final = ("ndistinct", "dependencies", "mcv")
+# the most distinct values among the columns (a negative n_distinct is a share of the rows), and the target
+DISTINCT = """SELECT /* kit */ max(CASE WHEN s.n_distinct < 0
+                          THEN -s.n_distinct * greatest((SELECT reltuples FROM pg_class WHERE oid = to_regclass(
+                                 format('%%I.%%I', %(schema)s::text, %(table)s::text))), 0)
+                          ELSE s.n_distinct END), current_setting('default_statistics_target')::int
+FROM pg_stats s WHERE s.schemaname = %(schema)s AND s.tablename = %(table)s AND s.attname = ANY (%(columns)s::text[])"""
 STATISTICS_ON = """SELECT /* kit */ x.stxname FROM pg_statistic_ext x
 WHERE x.stxrelid = to_regclass(format('%%I.%%I', %s::text, %s::text))
   AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_attribute a
@@ -170,18 +178,11 @@ def _statistics(conn, targets: list[Target], before: dict[str, Timing], tables: 
                 continue
             name = statistics_name(table, columns, taken)
             taken.add(name)
-            stmt = sql.SQL(
-                "CREATE STATISTICS IF NOT EXISTS {} (ndistinct, dependencies, mcv) ON {} FROM {};\nANALYZE {}"
-            ).format(
-                sql.Identifier(schema, name),
-                sql.SQL(", ").join(map(sql.Identifier, columns)),
-                sql.Identifier(schema, table),
-                sql.Identifier(schema, table),
-            )
+            kinds = _kinds(conn, schema, table, columns)
             out.append(
                 Fix(
                     kind=STATISTICS,
-                    sql=stmt.as_string(conn),
+                    sql=";\n".join(s.as_string(conn) for s in statistics_sql(schema, table, name, columns, kinds)),
                     target_table=f"{schema}.{table}",
                     statements=(t.key,),
                     why=f"{insight.evidence}: the planner takes ({', '.join(columns)}) for independent",
@@ -191,9 +192,38 @@ def _statistics(conn, targets: list[Target], before: dict[str, Timing], tables: 
                     table=table,
                     object_name=name,
                     columns=columns,
+                    kinds=kinds,
                 )
             )
     return out
+
+
+def statistics_sql(
+    schema: str, table: str, name: str, columns: tuple[str, ...], kinds: tuple[str, ...]
+) -> list[sql.Composed]:
+    """``CREATE STATISTICS IF NOT EXISTS schema.name (kinds) ON columns FROM schema.table`` and the
+    ``ANALYZE`` that fills it; a kind outside :data:`KINDS` is a ValueError (they are SQL words)."""
+    if not kinds or not set(kinds) <= set(KINDS):
+        raise ValueError(f"extended statistics kinds must be among {', '.join(KINDS)}: got {kinds!r}")
+    on = sql.Identifier(schema, table)
+    return [
+        sql.SQL("CREATE STATISTICS IF NOT EXISTS {} ({}) ON {} FROM {}").format(
+            sql.Identifier(schema, name),
+            sql.SQL(", ").join(sql.SQL(k) for k in kinds),
+            sql.SQL(", ").join(map(sql.Identifier, columns)),
+            on,
+        ),
+        sql.SQL("ANALYZE {}").format(on),
+    ]
+
+
+def _kinds(conn: psycopg.Connection, schema: str, table: str, columns: tuple[str, ...]) -> tuple[str, ...]:
+    """All three kinds, but an MCV list only where the columns' values fit in one (as many distinct
+    values as the statistics target at most): for a value it does not list, the planner estimates the
+    columns as independent again, where the functional dependencies alone would have known better."""
+    row = conn.execute(DISTINCT, {"schema": schema, "table": table, "columns": list(columns)}).fetchone()
+    most, target = row or (None, 100)
+    return KINDS if most is not None and float(most) <= float(target) else ("ndistinct", "dependencies")
 
 
 def _vacuums(conn, targets: list[Target], before: dict[str, Timing], tables: dict, notes: list[str]) -> list[Fix]:

@@ -177,6 +177,7 @@ class LoopResult:
                     "expect": f.expect,
                     "object_name": f.object_name,
                     "columns": list(f.columns),
+                    "kinds": list(f.kinds),
                     "role": f.role,
                     "setting": f.setting,
                     "prior": f.prior,

@@ -75,6 +75,7 @@ class Fix:
     # in this database before (None: none, RESET on undo)
     object_name: str | None = None
     columns: tuple[str, ...] = ()  # extended statistics' columns (in ``table``)
+    kinds: tuple[str, ...] = ()  # and their kinds (ndistinct, dependencies, mcv)
     role: str | None = None
     setting: str | None = None
     prior: str | None = None

@@ -62,6 +62,7 @@ def load_plan(folder: str | Path, *, target: str) -> FixPlan:
                 **{k: v for k, v in f.items() if k in _FIX_FIELDS},
                 "statements": tuple(f["statements"]),
                 "columns": tuple(f.get("columns") or ()),
+                "kinds": tuple(f.get("kinds") or ()),
                 "verdict": PLANNED,
                 "reason": "",
             }
