@@ -125,7 +125,10 @@ def test_every_planted_cause_is_named_for_its_statement_and_no_other(fresh_db_ur
         ("SELECT count(*) FROM ledger", "bloat", True),
     ], found["planted"]
     assert "it reads ledger, where" in found["planted"][4]["sentence"]  # 2 of 3 versions of every row dead
-    assert (found["wrong_causes"], found["missed"], found["control"]) == (0, 0, "frequency")
+    assert (found["wrong_causes"], found["missed"]) == (0, 0)
+    # the control is named no cause of slowness: many fast calls, or (its backends starved of CPU by a busy
+    # machine: under 1,000 calls in the 6 s, or 1 ms each) the work it asks for
+    assert found["control"] in {"frequency", "work"}
     assert "on (a, b, c)" in found["planted"][2]["sentence"] and "lossy" in found["planted"][3]["sentence"]
     assert found["sampler_server_pct"] > 0  # its own queries were counted (the bound is kit bench diagnose's)
 

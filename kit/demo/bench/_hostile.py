@@ -362,9 +362,17 @@ def least_privilege(db: Hostile, home: Path, work: Path, *, reader_run: bool = T
         "outcomes": [],
     }
     folders = {name: work / f"lp-{uuid.uuid4().hex[:6]}" for name in cases}
-    with ThreadPoolExecutor(len(cases)) as pool:  # independent refusals: the console scripts run at once
-        done = pool.map(lambda name: kit_run(cases[name][0], folders[name], *cases[name][1], home=home), cases)
-        procs = dict(zip(cases, done, strict=True))
+
+    def refused(names: list[str]) -> list[tuple[str, Any]]:
+        return [(name, kit_run(cases[name][0], folders[name], *cases[name][1], home=home)) for name in names]
+
+    # independent refusals run at once, but the applies one after the other: an apply takes the database's
+    # apply lock before its pre-flight, and the second would be refused for the first's lock instead
+    applies = [name for name, (_url, args) in cases.items() if "apply" in args]
+    groups = [applies, *([name] for name in cases if name not in applies)]
+    with ThreadPoolExecutor(len(groups)) as pool:
+        found = dict(pair for done in pool.map(refused, groups) for pair in done)
+    procs = {name: found[name] for name in cases}
     for name, proc in procs.items():
         runs = folders[name]
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
