@@ -210,7 +210,7 @@ def diagnosed(database_url: str, *, rows: int) -> dict[str, Any]:
         "wait_samples": profile.message,
         "sampler_server_pct": _sampler_cost(database_url, profile.seconds),
         **_score(found, plans, work.statements),
-        "plans_not_reproduced": [s.text[:60] for s in work.statements if s.key in unreproduced],
+        "plans_not_reproduced": [s.query[:60] for s in work.statements if s.key in unreproduced],
     }
 
 
@@ -239,7 +239,7 @@ def fixed(database_url: str) -> dict[str, Any]:
         loop = run_loop(engine, work, apply=True, apply_settings=True, repeats=3, out=None)
     finally:
         engine.dispose()
-    labels = {s.key: s.text[:48] for s in work.statements}
+    labels = {s.key: s.query[:48] for s in work.statements}
     beyond = [f for f in loop.fixes if f.kind in BEYOND]
     gains = [f.speedup for f in beyond if f.verdict == KEPT and f.speedup is not None]
     return {
