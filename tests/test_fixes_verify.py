@@ -101,3 +101,19 @@ def test_the_set_is_judged_as_a_whole():
     assert [f.verdict for f in settled] == [REVERTED, REVERTED]
     assert settled[0].reason == "other got slower with it: 1.000 -> 3.100 ms"
     assert settled[1].reason == "ix, the new index that covers it, was not kept"
+
+
+def test_statistics_are_kept_for_a_better_estimate_a_new_plan_and_2x():
+    stats = Fix("create_statistics", "sql", "public.t", ("q",), "why", "expect", "plan insight", object_name="s")
+
+    def timed(*ms, plan, est, act):
+        return replace(_t(*ms), plan=plan, est_rows=est, actual_rows=act)
+
+    bad = {"q": timed(40, 41, 40, plan="Nested Loop Anti Join", est=1, act=200)}
+    fixed = {"q": timed(1, 1, 1, plan="Hash Anti Join", est=190, act=200)}
+    kept = judge(stats, bad, fixed)
+    assert (kept.verdict, kept.speedup) == (KEPT, 40.0) and kept.reason.startswith("row estimate off 200x before, 1x after")
+    quiet = judge(stats, bad, {"q": timed(10, 10, 10, plan="Nested Loop Anti Join", est=190, act=200)})
+    assert quiet.verdict == REVERTED and quiet.reason.endswith("(the same plan: statistics cannot have changed its time)")
+    same = judge(stats, bad, {"q": timed(1, 1, 1, plan="Hash Anti Join", est=1, act=200)})
+    assert same.verdict == REVERTED and same.reason.endswith("(needs a better estimate and 2x)")

@@ -11,7 +11,7 @@ plan, or more shared blocks touched: the same plan over the same blocks slowed o
 machine is noise, not the drop); statements on other tables cannot lose the index. ANALYZE
 cannot be undone: it is kept, with the row-estimate error before and after; so is VACUUM, with the
 blocks its statements read per call before and after. Extended statistics are kept when the row
-estimate and the time (:data:`MIN_SPEEDUP`) improve; a role's work_mem when its statements no longer
+estimate and the time (:data:`MIN_SPEEDUP`) improve and the plan changed; a role's work_mem when its statements no longer
 spill and one is :data:`MIN_SPEEDUP` faster. An index the user's migration declares is kept and the
 reason says what the measurement found.
 """
@@ -193,14 +193,22 @@ def _gain(fix: Fix, before: dict[str, Timing], after: dict[str, Timing]) -> tupl
 
 
 def judge_statistics(fix: Fix, before: dict[str, Timing], after: dict[str, Timing]) -> Fix:
-    """Kept when its statement's worst row estimate and its time (:data:`MIN_SPEEDUP`) both improve."""
+    """Kept when its statement's worst row estimate and its time (:data:`MIN_SPEEDUP`) both improve, and
+    its plan changed: statistics act only through the plan, so the same plan faster is a quieter machine."""
     key, x, shown = _gain(fix, before, after)
     b, a = (before.get(key), after.get(key)) if key else (None, None)
     eb, ea = (b.estimate_error if b else None), (a.estimate_error if a else None)
     estimates = f"row estimate off {eb:.0f}x before, {ea:.0f}x after" if eb and ea else "row estimates unknown"
     better = bool(eb and ea and ea < eb)
-    verdict: Verdict = KEPT if better and x is not None and x >= MIN_SPEEDUP else REVERTED
-    why = "" if verdict == KEPT else f" (needs a better estimate and {MIN_SPEEDUP:.0f}x)"
+    replanned = b is not None and a is not None and a.plan != b.plan
+    verdict: Verdict = KEPT if better and replanned and x is not None and x >= MIN_SPEEDUP else REVERTED
+    why = (
+        ""
+        if verdict == KEPT
+        else " (the same plan: statistics cannot have changed its time)"
+        if better and not replanned
+        else f" (needs a better estimate and {MIN_SPEEDUP:.0f}x)"
+    )
     return _with_times(fix, key, before, after).but(verdict=verdict, reason=f"{estimates}; {shown}{why}")
 
 
