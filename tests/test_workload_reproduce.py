@@ -51,6 +51,13 @@ def test_reproduction_compares_rows_and_time_per_call():
     assert reproduction(1, 2.0, 1.0, 40.0)[1].startswith("not reproduced (time)")  # lock waits, say
     assert reproduction(0, 0.01, 1.0, 0.02)[0] is True  # 0 and 1 rows, 0.01 and 0.02 ms: near
     assert reproduction(5, 1.0, None, None) == (None, "a statement the kit wrote: no workload figures to compare with")
+    # 14x faster than the workload but over the same blocks: the same work, slowed when the workload ran
+    busy = reproduction(4, 0.852, 4.0, 11.89, blocks=12, blocks_per_call=11.5)
+    assert busy == (True, "reproduced: 4 rows in 0.852 ms; the workload: 4.0 rows in 11.890 ms per call; 12 shared "
+                          "blocks, the workload 11.5 per call: the same work")
+    assert reproduction(4, 0.852, 4.0, 11.89, blocks=12, blocks_per_call=400.0)[0] is False  # other work
+    assert reproduction(4, 0.852, 4.0, 11.89, blocks=12, blocks_per_call=11.5, spills_alike=False)[0] is False
+    assert reproduction(4, 60.0, 4.0, 2.0, blocks=12, blocks_per_call=11.5)[0] is False  # slower: no excuse
 
 
 @pytest.fixture

@@ -117,6 +117,11 @@ def stale_reads_same_process(
         threads = [threading.Thread(target=reader, daemon=True) for _ in range(readers)]
         for t in threads:
             t.start()
+        # the readers under way before the first update (on a busy machine they may start after the last
+        # one, and then no read could be stale): the cache holds the version they read
+        started = time.monotonic()
+        while reads[0] < readers and time.monotonic() - started < 30:
+            time.sleep(0.001)
         for v in range(1, writes + 1):
             services.update_project(conn, pid, name=f"bench-{v}")
             committed["v"] = v

@@ -56,6 +56,7 @@ class Target:
     rows_per_call: float | None = None
     mean_ms: float | None = None
     spilled: bool | None = None  # the workload's calls wrote temporary files (None: a statement the kit wrote)
+    blocks_per_call: float | None = None  # shared blocks per call the workload touched
     # settings (name, value) for the statement's own transaction (SET LOCAL): a work_mem on trial, or
     # the one a role was given (kit.fixes.settings)
     settings: tuple[tuple[str, str], ...] = ()
@@ -139,10 +140,27 @@ def _nearest_executed(conn: psycopg.Connection, target: Target, ordered: list[Pa
         near = _distance(rows, target.rows_per_call) + _distance(ms, target.mean_ms) + (0.0 if alike else _UNLIKE)
         tried.append((near, ms, params))
         spent += ms
-        if (alike and reproduction(rows, ms, target.rows_per_call, target.mean_ms)[0]) or spent >= budget_ms:
+        if (alike and _reproduces(plan, target)) or spent >= budget_ms:
             break
     _nearness, ms, params = min(tried, key=lambda t: t[0])
     return params, ms
+
+
+def _reproduces(plan: dict, target: Target) -> bool:
+    """Whether one execution's ``EXPLAIN (ANALYZE, BUFFERS)`` reproduces the workload (:func:`reproduction`)."""
+    return bool(_reproduction(plan, target, returned_rows(plan["Plan"]), float(plan["Execution Time"]))[0])
+
+
+def _reproduction(plan: dict, target: Target, rows: float | None, ms: float | None) -> tuple[bool | None, str]:
+    return reproduction(
+        rows,
+        ms,
+        target.rows_per_call,
+        target.mean_ms,
+        blocks=_buffers(plan["Plan"]),
+        blocks_per_call=target.blocks_per_call,
+        spills_alike=target.spilled is None or spills(plan) == target.spilled,
+    )
 
 
 def spills(plan: dict) -> bool:
@@ -269,7 +287,7 @@ def time_target(
         sources=params.sources,
         insights=insights(plan),
     )
-    reproduced, evidence = reproduction(timing.rows, timing.median_ms, target.rows_per_call, target.mean_ms)
+    reproduced, evidence = _reproduction(plan, target, timing.rows, timing.median_ms)
     return replace(timing, reproduced=reproduced, evidence=evidence)
 
 
@@ -293,6 +311,7 @@ def targets_for(url: str, statements: list[Statement] | tuple[Statement, ...]) -
                     rows_per_call=s.rows_per_call if calls else None,
                     mean_ms=s.mean_ms if calls else None,
                     spilled=s.temp_written / s.calls >= 1 if calls else None,
+                    blocks_per_call=s.blocks / s.calls if calls else None,
                 )
             )
     return out

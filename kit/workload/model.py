@@ -25,6 +25,7 @@ class Statement:
     rows: int = 0
     share_pct: float = 0.0  # of the database's execution time over the window
     temp_written: int = 0  # temporary file blocks it wrote over the window (a sort or hash that spilled)
+    blocks: int = 0  # shared blocks it hit or read over the window
     # how pg_stat_statements' text was made preparable (kit.sqltext.retype; ``text`` is the result): no values
     rewrites: tuple[str, ...] = ()
 

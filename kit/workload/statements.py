@@ -53,6 +53,7 @@ def select(rows: pd.DataFrame, *, top: int, min_calls: int) -> tuple[Statement, 
             total_ms=float(r.total_ms),
             rows=int(r.rows),
             temp_written=int(getattr(r, "temp_written", 0) or 0),
+            blocks=int(getattr(r, "blks_hit", 0) or 0) + int(getattr(r, "blks_read", 0) or 0),
             share_pct=100 * float(r.total_ms) / total if total > 0 else 0.0,
         )
         for r in picked.itertuples()

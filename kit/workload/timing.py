@@ -23,7 +23,8 @@ ESTIMATED: Final = "estimated only"
 NOT_MEASURED: Final = "not measured"
 ROWS_FACTOR = 3.0  # measured rows within 3x of the workload's rows per call (each + 1: 0 and 1 are near)
 TIME_FACTOR = 5.0  # median time within 5x of the workload's mean (each + 0.05 ms: the timer's own noise)
-_ROWS_SLACK, _MS_SLACK = 1.0, 0.05
+BLOCKS_FACTOR = 3.0  # or, faster than that, the same work: shared blocks within 3x of the workload's per call
+_ROWS_SLACK, _MS_SLACK, _BLOCKS_SLACK = 1.0, 0.05, 10.0
 
 
 def _factor(a: float, b: float, slack: float) -> float:
@@ -32,10 +33,20 @@ def _factor(a: float, b: float, slack: float) -> float:
 
 
 def reproduction(
-    rows: float | None, ms: float | None, rows_per_call: float | None, mean_ms: float | None
+    rows: float | None,
+    ms: float | None,
+    rows_per_call: float | None,
+    mean_ms: float | None,
+    *,
+    blocks: float | None = None,
+    blocks_per_call: float | None = None,
+    spills_alike: bool = True,
 ) -> tuple[bool | None, str]:
     """(reproduced, why): whether a measurement of ``rows`` in ``ms`` looks like the workload's
-    ``rows_per_call`` in ``mean_ms`` per call (None: nothing to compare with)."""
+    ``rows_per_call`` in ``mean_ms`` per call (None: nothing to compare with). A measurement much
+    faster than the workload still reproduces it when it touched as many shared blocks per call: the
+    same work, which a busy machine (or lock waits) made slower when the workload ran — unless one
+    spilled to temporary files and the other did not (``spills_alike``)."""
     if rows_per_call is None or mean_ms is None:
         return None, "a statement the kit wrote: no workload figures to compare with"
     if rows is None or ms is None:
@@ -44,8 +55,17 @@ def reproduction(
     off = []
     if _factor(rows, rows_per_call, _ROWS_SLACK) > ROWS_FACTOR:
         off.append("rows")
-    if _factor(ms, mean_ms, _MS_SLACK) > TIME_FACTOR:
+    same_work = (
+        blocks is not None
+        and blocks_per_call is not None
+        and ms < mean_ms
+        and spills_alike
+        and _factor(blocks, blocks_per_call, _BLOCKS_SLACK) <= BLOCKS_FACTOR
+    )
+    if _factor(ms, mean_ms, _MS_SLACK) > TIME_FACTOR and not same_work:
         off.append("time")
+    elif _factor(ms, mean_ms, _MS_SLACK) > TIME_FACTOR:
+        seen += f"; {blocks:,.0f} shared blocks, the workload {blocks_per_call:,.1f} per call: the same work"
     return (True, f"reproduced: {seen}") if not off else (False, f"not reproduced ({' and '.join(off)}): {seen}")
 
 
