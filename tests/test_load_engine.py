@@ -113,7 +113,8 @@ def test_a_master_and_workers_started_apart_as_on_several_machines(seeded_url):
     workers = subprocess.Popen(worker_command(master_host="127.0.0.1", master_port=port, processes=2), env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        r = run_locust(seeded_url, flavor="batched", rate_rps=20.0, users=4, expect_workers=2, bind_port=port,
+        # 40 per second offered for 1 s: more than 10 arrive whatever the Poisson draw (20 gave 10 once)
+        r = run_locust(seeded_url, flavor="batched", rate_rps=40.0, users=4, expect_workers=2, bind_port=port,
                        warmup_s=0.3, duration_s=1.0, config=SMALL, n_boot=10)
         _, err = workers.communicate(timeout=30)  # the master's quit ends them
     finally:
