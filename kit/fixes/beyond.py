@@ -22,7 +22,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, replace
 from typing import Final
 
@@ -31,17 +30,17 @@ from psycopg import sql
 
 from kit.db import sessions
 from kit.fixes.model import STATISTICS, VACUUM, WORK_MEM, Fix
+from kit.fixes.plan import safe_name
+from kit.fixes.verify import MIN_SPEEDUP
 from kit.indexes.advisor import table_columns
 from kit.workload.diagnosis import BLOATED_PAGES, BLOATED_PCT, DEAD_ROWS, Dead, dead_tables
 from kit.workload.measure import Target, time_target
 from kit.workload.sample import Parameters
 from kit.workload.timing import MEASURED, Timing
 
-MIN_SPEEDUP = 2.0  # as for an index (kit.fixes.verify)
 WORK_MEM_CAP_KB = 256 * 1024  # the largest work_mem tried: 256 MB
 SPILLS = ("sort_spill", "hash_spill", "lossy_bitmap")
 BEYOND: Final = (STATISTICS, WORK_MEM, VACUUM)  # applied and judged before the indexes (kit.fixes.loop)
-_NAME_BYTES = 63
 
 WORK_MEM_NOW = """SELECT /* kit */ setting::bigint, current_setting('max_connections')::int, current_database()
 FROM pg_settings WHERE name = 'work_mem'"""
@@ -84,18 +83,8 @@ def kb(value: int) -> str:
 
 
 def statistics_name(table: str, columns: tuple[str, ...], taken: set[str]) -> str:
-    """``kit_stat_<table>_<columns>`` in lower-case letters, digits and ``_``, cut to 63 bytes with a
-    hash, unique among ``taken`` (pure; a name from the database may hold anything)."""
-    safe = "".join(
-        ch if ch.isascii() and ch.isalnum() else "_" for ch in f"kit_stat_{table}_{'_'.join(columns)}".lower()
-    )
-    name = "_".join(p for p in safe.split("_") if p)
-    if len(name.encode()) > _NAME_BYTES:
-        name = name[: _NAME_BYTES - 9] + "_" + hashlib.sha1(name.encode()).hexdigest()[:8]
-    base, n = name, 2
-    while name in taken:
-        name, n = f"{base[: _NAME_BYTES - 3]}_{n}", n + 1
-    return name
+    """``kit_stat_<table>_<columns>`` (:func:`kit.fixes.plan.safe_name`)."""
+    return safe_name(f"kit_stat_{table}_{'_'.join(columns)}", taken)
 
 
 def plan_beyond(
@@ -237,7 +226,7 @@ def _vacuums(conn, targets: list[Target], before: dict[str, Timing], tables: dic
             if d is None:
                 continue
             bloated = d.pages >= BLOATED_PAGES and max(d.dead_pct, d.wasted_pct) >= BLOATED_PCT
-            by_index = bool(set(before[t.key].indexes) & _indexes(conn, schema, table))
+            by_index = bloated and bool(set(before[t.key].indexes) & _indexes(conn, schema, table))
             if not (table in stale or (bloated and by_index)):
                 if bloated:
                     advice.setdefault(

@@ -96,9 +96,14 @@ class _Candidate:
 
 
 def index_name(table: str, columns: tuple[str, ...], taken: set[str]) -> str:
-    """``kit_<table>_<columns>_idx`` in lower-case letters, digits and ``_`` (a name from the database
-    may hold quotes, newlines, markup), cut to 63 bytes with a hash when longer, unique among ``taken`` (pure)."""
-    name = _UNSAFE_NAME.sub("_", f"kit_{table}_{'_'.join(columns)}_idx".lower())
+    """``kit_<table>_<columns>_idx`` (:func:`safe_name`)."""
+    return safe_name(f"kit_{table}_{'_'.join(columns)}_idx", taken)
+
+
+def safe_name(raw: str, taken: set[str]) -> str:
+    """``raw`` in lower-case letters, digits and ``_`` (a name from the database may hold quotes,
+    newlines, markup), cut to 63 bytes with a hash when longer, unique among ``taken`` (pure)."""
+    name = _UNSAFE_NAME.sub("_", raw.lower())
     if len(name.encode()) > _NAME_BYTES:
         digest = hashlib.sha1(name.encode()).hexdigest()[:8]
         name = name.encode()[: _NAME_BYTES - 9].decode(errors="ignore") + "_" + digest
