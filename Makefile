@@ -12,10 +12,15 @@ STAMP  := $(VENV)/.installed-stamp
 export PYTHONDONTWRITEBYTECODE :=
 
 # uv compiles bytecode at install even when PYTHONDONTWRITEBYTECODE=1 is set (STACK-NOTES).
+# rfc3987-syntax (jsonschema's format-nongpl extra, for Jupyter) compiles ~39 lark grammars when
+# jsonschema is imported: 3 s of CPU in every process that imports nbformat (each `kit run`, papermill,
+# nbconvert, JupyterLab, nbval). No schema of Jupyter or of the kit checks the `iri` formats it serves;
+# without it jsonschema skips them (python-jsonschema/jsonschema#1428; opendatahub-io/notebooks#3532).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv 2>&1 | grep -v "is ignored" || true
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode -e '.[dev,demo,fleet]'
+	$(BIN)/uv pip uninstall --quiet --python $(BIN)/python rfc3987-syntax
 	touch $(STAMP)
 
 install: $(STAMP) system-deps

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kit import config
 from kit.config import Settings, mask_url, normalize_database_url, url_from_env
@@ -30,6 +32,22 @@ from kit.errors import ConfigError
 )
 def test_mask_url_hides_every_password(text, expected):
     assert mask_url(text) == expected
+
+
+def _mask_whole_text(text: str) -> str:
+    """mask_url as the patterns say it, tried at every position of the text (what mask_url saves)."""
+    text = config._USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    text = config._BARE_USERINFO.sub(lambda m: f"{m['user']}:***@", text)
+    return config._DSN_PASSWORD.sub(lambda m: f"{m[1]}***", text)
+
+
+PIECES = [*"ab1_:/@. \n\t'\"%+-=[\u00a0", "postgresql://", "redis://", "u:p@", "password=", "://", "@h", "a" * 300]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), max_size=40).map("".join))
+def test_mask_url_only_near_an_at_sign_is_the_same_as_everywhere(text):
+    assert mask_url(text) == _mask_whole_text(text)
 
 
 def test_normalize_sets_the_psycopg3_driver():
