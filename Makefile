@@ -49,9 +49,10 @@ test: install lint
 	$(BIN)/pytest $(NBVAL) -n $(WORKERS) -q tests notebooks
 
 # The tests that start no browser, no Dagster, no Locust and no notebook kernel (tests/conftest.py
-# marks the others ``heavy``), on the same throwaway servers: a minute, for the edit-test loop.
+# marks the others ``heavy``) and took under 3 s each (the others are marked ``slow``), on the same
+# throwaway servers: a minute, for the edit-test loop. `make test` runs them all.
 test-fast: install
-	$(BIN)/pytest -n $(WORKERS) -q -m "not heavy" tests
+	$(BIN)/pytest -n $(WORKERS) -q -m "not heavy and not slow" tests
 
 test-unit: install
 	$(BIN)/pytest tests -q

@@ -56,7 +56,7 @@ def _slow_rank(nodeid: str) -> int:
 
 # What a test starts besides the session's servers (found by tracing every process a whole `make test`
 # started and what it imported). A key is a module (every test in it) or a module and a test's name.
-# Such tests are marked ``heavy``; `make test-fast` runs the others (-m "not heavy"), `make test` all.
+# Such tests are marked ``heavy``; `make test-fast` leaves them out (and the ``slow`` ones below), `make test` runs all.
 BROWSER, DAGSTER, LOCUST, NOTEBOOKS = "browser", "dagster", "locust", "notebooks"
 NEEDS: dict[str, tuple[str, ...]] = {
     "notebooks/": (NOTEBOOKS, LOCUST),  # 01 and 02 measure load on the demo platform
@@ -88,30 +88,81 @@ NEEDS: dict[str, tuple[str, ...]] = {
 }
 
 
+# The tests that took 3 s or more (setup and call) in a `make test-fast` run on this 2-core machine
+# (December 2026) -- whole-loop measurements with apply, outages with bounded waits, signals to
+# subprocesses, a second server, TPC-H: marked ``slow``. `make test-fast` leaves them out too (a
+# minute for the edit-test loop); `make test` runs them. A key is a module or a module and a test.
+SLOW = (
+    "tests/test_audit.py::test_audit_of_a_server_without_statistics_read_only_degrades_cleanly",
+    "tests/test_audit_checks.py::test_duplicate_rule",
+    "tests/test_bench_advisor.py::test_tpch_workload_is_timed_and_judged_by_the_loop",
+    "tests/test_beyond.py",
+    "tests/test_budget.py::test_plugin_works_in_a_suite_outside_the_repo",
+    "tests/test_cache_outage.py",
+    "tests/test_cache_services.py::test_no_stale_read_after_commit_in_the_writers_process",
+    "tests/test_cache_tiered.py::test_invalidation_reaches_another_process",
+    "tests/test_cli.py::test_a_port_that_is_not_a_number_is_one_line_exit_2",
+    "tests/test_cli.py::test_seeding_a_database_the_kit_did_not_create_needs_apply",
+    "tests/test_cli.py::test_services_up_with_crons_path",
+    "tests/test_cli.py::test_the_console_script_exits_2_with_one_line",
+    "tests/test_datagen.py::test_same_seed_gives_the_same_data_and_another_seed_does_not",
+    "tests/test_diagnosis.py",
+    "tests/test_fixes.py::test_an_index_nobody_uses_and_a_harmful_drop_are_reverted",
+    "tests/test_fixes.py::test_apply_keeps_what_helps_and_the_files_say_so",
+    "tests/test_fleet_spec.py::test_cli_refuses_a_bad_fleet_file_with_one_line_and_exit_2_before_anything_runs",
+    "tests/test_hostile.py::test_privilege_problems_are_one_line_and_exit_2_before_anything_runs",
+    "tests/test_hostile.py::test_psql_clean_sees_an_injected_statement",
+    "tests/test_hostile.py::test_the_loop_applies_on_quoted_schemas_and_tables",
+    "tests/test_index_apply.py::test_an_active_holder_fails_fast_names_the_pid_and_leaves_nothing_invalid",
+    "tests/test_index_apply.py::test_ctrl_c_during_a_build_cancels_its_backend_and_drops_what_it_left",
+    "tests/test_index_apply.py::test_sigterm_during_a_build_cancels_it_and_drops_what_it_left_before_the_process_ends",
+    "tests/test_index_select.py::test_one_index_serves_two_statements",
+    "tests/test_index_verify.py",
+    "tests/test_inventory.py::test_inventory_of_a_server_the_kit_did_not_set_up_degrades",
+    "tests/test_leftovers.py",
+    "tests/test_load.py::test_a_request_still_running_when_the_run_ends_is_an_unfinished_error",
+    "tests/test_load.py::test_request_count_run_measures_exactly_that_many",
+    "tests/test_local.py",
+    "tests/test_loop_other_owner.py",
+    "tests/test_metrics_serve.py",
+    "tests/test_packaging.py",
+    "tests/test_pg18.py",
+    "tests/test_pool.py::test_sweep_needs_the_max_wait_under_its_target",
+    "tests/test_report.py::test_kit_report_of_a_folder_that_is_not_a_run_is_one_line_exit_2",
+    "tests/test_workload.py::test_timings_on_real_values_writes_rolled_back_and_never_counted",
+    "tests/test_workload_params.py::test_a_slow_statement_is_timed_as_often_as_the_budget_allows",
+    "tests/test_workload_reproduce.py",
+)
+FAST_LANE = "not heavy and not slow"  # `make test-fast`'s -m
+
+
 def _needs(nodeid: str) -> set[str]:
     return {lane for key, lanes in NEEDS.items() if nodeid.startswith(key) for lane in lanes}
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "heavy: starts a browser, Dagster, Locust or notebook kernels (not in test-fast)")
+    config.addinivalue_line("markers", "slow: took 3 s or more in a test-fast run (not in test-fast)")
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    """Under ``-m "not heavy"`` a module whose every test is heavy is not even imported (collecting
-    test_browser alone imports nbformat's validator: 3 s in each worker)."""
-    if config.getoption("markexpr", "") != "not heavy":
+    """In `make test-fast` a module whose every test is heavy or slow is not even imported (collecting
+    test_browser alone imports nbformat: a second in each worker)."""
+    if config.getoption("markexpr", "") != FAST_LANE:
         return None
     try:
         relative = collection_path.resolve().relative_to(config.rootpath).as_posix()
     except ValueError:  # outside the repository
         return None
-    return True if relative in NEEDS or f"{relative}/" in NEEDS else None
+    return True if {relative, f"{relative}/"} & (set(NEEDS) | set(SLOW)) else None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if _needs(item.nodeid):
             item.add_marker(pytest.mark.heavy)
+        if item.nodeid.startswith(SLOW):
+            item.add_marker(pytest.mark.slow)
     items.sort(key=lambda item: _slow_rank(item.nodeid))  # stable: a module's tests keep their order
 
 

@@ -124,14 +124,16 @@ def test_apply_right_after_a_dry_run_and_the_reviewed_plan(owned_shop, tmp_path,
     monkeypatch.setenv("KIT_DATABASE_URL", owned_shop["owner"])
     monkeypatch.delenv("DATABASE_URL", raising=False)
     runs = tmp_path / "runs"
-    dry = runner.run(runs_dir=runs, progress=False, parameters={"repeats": "2"})
+    fixes = ("02_apply_fixes.ipynb",)  # the plan, its apply and fixes.sql are 02's (the whole run: the test above)
+    dry = runner.run(runs_dir=runs, notebooks=fixes, progress=False, parameters={"repeats": "2"})
     planned = json.loads((dry.folder / "fixes.json").read_text())
     assert len(planned) == 4 and "-- Dry run: nothing below was applied" in (dry.folder / "fixes.sql").read_text()
-    applied = runner.run(runs_dir=runs, progress=False, parameters={"apply": "true", "repeats": "3"})
+    applied = runner.run(runs_dir=runs, notebooks=fixes, progress=False, parameters={"apply": "true", "repeats": "3"})
     done = json.loads((applied.folder / "fixes.json").read_text())
     assert sorted(f["sql"] for f in done) == sorted(f["sql"] for f in planned)
     assert [f["verdict"] for f in done].count(KEPT) == 4
-    again = runner.run(runs_dir=runs, progress=False, parameters={"apply": "true", "plan": dry.folder.name})
+    again = runner.run(runs_dir=runs, notebooks=fixes, progress=False,
+                       parameters={"apply": "true", "plan": dry.folder.name})
     loop = json.loads((again.folder / "loop.json").read_text())
     assert loop["fixes"] == [] and loop["applied"] is False
     assert sum(n.startswith("left out ") for n in loop["notes"]) == 4, loop["notes"]

@@ -51,6 +51,21 @@ def test_compare_configs_runs_the_same_load_on_each(fresh_db_url):
     assert list(frame["pool_peak_in_use"]) == [2, 4]
 
 
+def test_a_pool_measured_under_the_same_load_is_not_run_again(fresh_db_url):
+    load = dict(users=2, requests=20, warmup_s=0.0, progress=False, n_boot=20, sample_resources=False)
+    a, b = PRODUCTION.with_size(2, name="a"), PRODUCTION.with_size(3, name="b")
+    first = compare_configs(fresh_db_url, QUICK, configs=(a,), **load).results[0]
+    cmp = compare_configs(fresh_db_url, QUICK, configs=(a, b), measured={a: first}, **load)
+    assert cmp.results[0] is first and cmp.results[1] is not first and cmp.results[1].label == "b"
+    # the sweep's size 2 is pool a by another name (a name is a label): taken from there, size 3 run
+    sweep = sweep_pool_sizes(fresh_db_url, QUICK, base=PRODUCTION, sizes=(2, 3), p95_target_ms=10_000.0,
+                             min_throughput_share=0.0, measured={a: first}, **load)
+    frame = sweep.to_frame().set_index("size")
+    assert frame.loc[2, "p95_ms"] == first.p95_ms and list(frame["errors"]) == [0, 0]
+    assert compare_configs(fresh_db_url, QUICK, configs=(OPTIMIZED.with_size(2),), measured={a: first},
+                           **load).results[0] is not first  # another pool at the same size is run
+
+
 def test_sweep_recommends_smallest_size_meeting_target(fresh_db_url):
     sweep = sweep_pool_sizes(fresh_db_url, HOLD, sizes=(1, 3, 500), p95_target_ms=10_000.0, min_throughput_share=0.0, users=3,
                              requests=30, warmup_s=0.0, progress=False, n_boot=20, sample_resources=False)

@@ -285,12 +285,13 @@ def scan(folder: Path, needles: list[bytes]) -> tuple[int, list[tuple[str, bytes
 # -- the sections -----------------------------------------------------------------------------
 
 
-def hostile_runs(db: Hostile, home: Path, work: Path) -> dict[str, Any]:
-    """Drive the workload, then ``kit run`` dry and with apply as the owner; what the sections need."""
+def hostile_runs(db: Hostile, home: Path, work: Path, *, dry_notebooks: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Drive the workload, then ``kit run`` dry (``dry_notebooks`` only, when given) and with apply
+    (every notebook) as the owner; what the sections need."""
     owner = db.url(OWNER)
     calls = drive(owner)
     runs = work / "runs"
-    dry = kit_run(owner, runs, home=home)
+    dry = kit_run(owner, runs, *(arg for name in dry_notebooks for arg in ("--notebook", name)), home=home)
     dry_folder = _run_folders(runs)[-1] if _run_folders(runs) else None
     psql = (
         psql_clean(db, dry_folder / "fixes.sql")

@@ -29,8 +29,8 @@ events, pre-ping, recycle); psycopg_pool, which serves waiters in order, is the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -72,9 +72,19 @@ def _url(url: str | Engine) -> str:
     return url_of(url) if isinstance(url, Engine) else url
 
 
-def _run(url: str, config: PoolConfig, endpoints: Sequence[Endpoint] | None, **load) -> LoadResult:
+def _run(
+    url: str,
+    config: PoolConfig,
+    endpoints: Sequence[Endpoint] | None,
+    measured: Mapping[PoolConfig, LoadResult] | None = None,
+    **load,
+) -> LoadResult:
     """``endpoints`` on threads in this process, or the seed's mix on Locust when None
-    (``flavor``/``redis_url``/``model``/``rate_rps``... in ``load``)."""
+    (``flavor``/``redis_url``/``model``/``rate_rps``... in ``load``); a pool ``measured`` already
+    under this load (the caller's word: the same ``load`` and services) is not run again."""
+    for done, result in (measured or {}).items():
+        if replace(done, name="") == replace(config, name=""):  # the name is a label only
+            return result
     if endpoints is None:
         return seed_load(url, config=config, label=config.name, **load)
     engine = make_pool_engine(url, config)
@@ -105,11 +115,13 @@ def compare_configs(
     endpoints: Sequence[Endpoint] | None = None,
     *,
     configs: Sequence[PoolConfig] = SEED_CONFIGS,
+    measured: Mapping[PoolConfig, LoadResult] | None = None,
     **load,
 ) -> PoolComparison:
     """Run the same load against each configuration, one engine each; ``load`` holds ``run_load``
-    keywords, or ``run_locust``'s for the seed's mix when ``endpoints`` is None."""
-    return PoolComparison(tuple(configs), tuple(_run(_url(url), c, endpoints, **load) for c in configs))
+    keywords, or ``run_locust``'s for the seed's mix when ``endpoints`` is None. A configuration in
+    ``measured`` (its result under this same load) is taken from there, not run again."""
+    return PoolComparison(tuple(configs), tuple(_run(_url(url), c, endpoints, measured, **load) for c in configs))
 
 
 @dataclass(frozen=True)
@@ -139,6 +151,7 @@ def sweep_pool_sizes(
     headroom: float = 0.2,
     instances: int = 1,
     min_throughput_share: float = 0.9,
+    measured: Mapping[PoolConfig, LoadResult] | None = None,
     **load,
 ) -> PoolSweep:
     """Run the same load at each pool size; recommend the smallest size whose p95 meets the target
@@ -150,7 +163,8 @@ def sweep_pool_sizes(
     eligible: QueuePool is not FIFO, so with too few connections some requests starve for seconds
     while the others stay fast — a good p95, a terrible max wait. Without a target, the target is
     the best eligible p95 plus 10 %. Run it in the open model at the offered rate: a closed loop
-    with no think time measures saturation, not the pool the rate needs.
+    with no think time measures saturation, not the pool the rate needs. A size already in
+    ``measured`` under this same load (the base pool at that size, whatever its name) is not run again.
     """
     url = _url(url)
     probe = make_pool_engine(url, base.with_size(1))
@@ -162,7 +176,7 @@ def sweep_pool_sizes(
     rows = []
     for size in sorted(set(sizes)):
         fits = size * processes * instances <= limit
-        r = _run(url, base.with_size(size), endpoints, **load) if fits else None
+        r = _run(url, base.with_size(size), endpoints, measured, **load) if fits else None
         m = r.pool["measure"] if r else {}
         rows.append(
             {
