@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from kit.benchmarks import advisor
 from kit.cli import run_benchmark
 from kit.errors import ConfigError
 
@@ -13,8 +14,11 @@ KEYS = {"sf", "queries", "left_out", "budget_bytes", "configs", "relative_cost_p
 CONFIG_KEYS = {"indexes", "bytes", "est_cost", "workload_ms", "per_query_ms"}
 
 
-def test_tpch_workload_is_timed_and_judged_by_the_loop(kit_home, pg_server):
-    figures = run_benchmark("advisor", scale=None, seed=7, home=kit_home, sf=0.01)
+def test_tpch_workload_is_timed_and_judged_by_the_loop(fresh_db_url, redis_url):
+    """The benchmark's module on a fresh database, as `kit bench advisor --sf 0.01` runs it, with one
+    parameter set per query, one timed run per configuration and two per statement in the loop."""
+    figures = advisor.run(database_url=fresh_db_url, redis_url=redis_url, scale="tiny", seed=7, sf=0.01,
+                          sets=1, runs=1, loop_repeats=2)
     assert KEYS <= set(figures) and figures["sf"] == 0.01
     assert set(figures["configs"]) == {"none", "kit"}
     for config in figures["configs"].values():
