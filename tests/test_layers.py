@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from pathlib import Path
 
@@ -66,7 +67,8 @@ def _imports(path: Path) -> list[tuple[str, int, str]]:
     return found
 
 
-def _edges() -> list[tuple[str, str, int, str]]:
+@functools.cache  # three tests read the same edges: every file of kit/ parsed once
+def _edges() -> tuple[tuple[str, str, int, str], ...]:
     modules = {_module(p) for p in KIT.rglob("*.py")}
     edges = []
     for path in sorted(KIT.rglob("*.py")):
@@ -75,7 +77,7 @@ def _edges() -> list[tuple[str, str, int, str]]:
                 target = target.rsplit(".", 1)[0]
             if target in modules and target != _module(path):
                 edges.append((_module(path), target, line, how))
-    return edges
+    return tuple(edges)
 
 
 def test_every_module_is_on_a_floor():
