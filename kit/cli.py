@@ -478,11 +478,12 @@ def fleet_run(fleet_file: Path, targets: tuple[str, ...], no_report: bool, dagst
     """Audit every target of FLEET_FILE through the Dagster job; exit 3 on a regression, 1 on a failure."""
     from kit.errors import FleetFailed, RegressionFound
     from kit.fleet import load
-    from kit.fleet.orchestrate import run_round
 
     spec = load(fleet_file)
-    spec.select(targets)  # an unknown --target is one line before anything runs
+    spec.select(targets)  # an unknown --target is one line before anything runs (or is imported: Dagster, 3 s)
     _require_dagster()
+    from kit.fleet.orchestrate import run_round
+
     result = run_round(spec, targets=targets, report=not no_report, dagster_home=dagster_home)
     for o in result.outcomes:
         echo(f"{o.status:<10} {o.seconds:7.1f} s  {o.message}")

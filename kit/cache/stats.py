@@ -10,7 +10,6 @@ import threading
 from collections import Counter
 from typing import Any
 
-import pandas as pd
 from prometheus_client.core import CounterMetricFamily
 
 LEVELS = ("l1", "l2", "db")
@@ -79,6 +78,8 @@ class CacheStats:
         return hits / total if total else 0.0
 
     def to_frame(self) -> Any:
+        import pandas as pd
+
         return pd.DataFrame(self.snapshot()).T.rename_axis("level")
 
     def export_prometheus(self, registry: Any) -> None:

@@ -12,8 +12,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import pandas as pd
-
 from kit.cache.base import MISSING
 
 
@@ -26,6 +24,8 @@ class WarmResult:
     latency_ms: dict[str, float] = field(default_factory=dict)
 
     def to_frame(self) -> Any:
+        import pandas as pd
+
         return pd.DataFrame(
             [
                 {

@@ -24,9 +24,9 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIServer
 
-import pandas as pd
 import psutil
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server, write_to_textfile
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -37,6 +37,9 @@ from sqlalchemy import Engine, QueuePool, text
 from kit.cache import CacheStats
 from kit.db.engine import make_engine
 from kit.errors import ConfigError
+
+if TYPE_CHECKING:  # pandas loads where samples are framed, not in the load's own processes
+    import pandas as pd
 
 ALERT_UTILIZATION = 0.8  # the seed warns above 80 % pool use and alerts on nothing
 _MB = 1024 * 1024
@@ -68,6 +71,8 @@ class ResourceSummary:
     samples: pd.DataFrame = field(repr=False, compare=False)
 
     def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame(
             [
                 {
@@ -112,6 +117,8 @@ class ResourceSampler:
         return self
 
     def stop(self) -> ResourceSummary:
+        import pandas as pd
+
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -196,6 +203,8 @@ class RequestMetricsStore:
 
     def to_frame(self) -> pd.DataFrame:
         """Per endpoint: count, p50/p95 in ms, error count (status >= 500)."""
+        import pandas as pd
+
         with self._lock:
             self._evict(self._timer())
             rows = [(name, d * 1000.0, s) for name, q in self._data.items() for _, d, s in q]

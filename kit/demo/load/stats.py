@@ -13,11 +13,13 @@ requests that succeeded; errors count every request, warm-up included.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from kit.demo.metrics import ResourceSummary
+
+if TYPE_CHECKING:  # numpy and pandas load where a result is summed up, not in the load's own processes
+    import numpy as np
+    import pandas as pd
 
 QUANTILES = {"p50": 50.0, "p95": 95.0, "p99": 99.0}
 MODELS = ("open", "closed")
@@ -28,6 +30,8 @@ def latency_summary(
     latency_ms: np.ndarray, *, n_boot: int = 300, confidence: float = 0.95, seed: int = 0
 ) -> dict[str, tuple[float, float, float]]:
     """``{"p50": (value, lo, hi), ...}``: percentiles with percentile-bootstrap intervals."""
+    import numpy as np
+
     lat = np.asarray(latency_ms, dtype=float)
     if lat.size == 0:
         return {k: (float("nan"),) * 3 for k in QUANTILES}
@@ -89,6 +93,8 @@ class LoadResult:
         return float(w.max()) if len(w) else float("nan")
 
     def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         row = {
             "label": self.label,
             "engine": self.engine,

@@ -20,8 +20,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-import numpy as np
-import pandas as pd
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from tqdm.auto import tqdm
@@ -223,6 +221,8 @@ def run_load(
 ) -> LoadResult:
     """Run ``users`` virtual users over ``endpoints`` and measure (see the module docstring);
     ``metrics`` also counts and times every request (for a :class:`kit.demo.metrics.MetricsPublisher`)."""
+    import numpy as np
+
     if users < 1 or not endpoints or (duration_s is None) == (requests is None):
         raise ValueError("need users >= 1, at least one endpoint, and exactly one of duration_s / requests")
     if requests is not None and requests < 1:  # a run of no request would never end
@@ -302,6 +302,8 @@ def run_load(
 def _result(
     label, users, endpoints, outs, unfinished, start, end, requests, pool, hung, resources, n_boot, seed
 ) -> LoadResult:
+    import pandas as pd
+
     rows = [r for out in outs for r in list(out)] + unfinished
     frame = pd.DataFrame(rows, columns=["k", "start", "latency_s", "wait_s", "error"])
     frame["endpoint"] = [endpoints[k].name for k in frame["k"]]
