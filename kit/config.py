@@ -42,7 +42,7 @@ MASK = "***"
 # quote or a space (_BARE_USERINFO); their look-arounds pass on such a character as at the ends of
 # the text. So each is applied only to the pieces between those characters that hold an '@': the
 # same result as on the whole text, without trying the patterns at every position of the plotly.js
-# a page embeds (5 MB: 1 s a page that way, 0.01 s this way).
+# a page embeds (5 MB: 0.9 s a page that way, 0.03 s this way).
 _QUOTE_OR_LINE = re.compile(r"['\"\n]")
 _QUOTE_OR_SPACE = re.compile(r"[\s'\"]")
 

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -463,6 +464,9 @@ def _unix_sockets(folder: Path) -> Config:
     )
 
 
+_EXPORTING = threading.Lock()  # one exporter for the process: used by one thread at a time
+
+
 @functools.cache
 def _html_exporter():
     """One exporter for the run's notebooks: its templates are compiled once (a third of a second each time)."""
@@ -479,7 +483,9 @@ def export_html(notebook: Path) -> Path:
     notebook keeps every cell for JupyterLab, its HTML reads as a report."""
     import nbformat
 
-    body, _ = _html_exporter().from_notebook_node(nbformat.read(str(notebook), as_version=4))
+    book = nbformat.read(str(notebook), as_version=4)
+    with _EXPORTING:
+        body, _ = _html_exporter().from_notebook_node(book)
     target = Path(notebook).with_suffix(".html")
     target.write_text(mask_url(body), encoding="utf-8")
     return target
