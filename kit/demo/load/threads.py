@@ -15,6 +15,7 @@ as an error of kind ``unfinished``. Pool statistics are popped per phase.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import random
 import threading
 import time
@@ -221,13 +222,11 @@ def run_load(
 ) -> LoadResult:
     """Run ``users`` virtual users over ``endpoints`` and measure (see the module docstring);
     ``metrics`` also counts and times every request (for a :class:`kit.demo.metrics.MetricsPublisher`)."""
-    import numpy as np
-
     if users < 1 or not endpoints or (duration_s is None) == (requests is None):
         raise ValueError("need users >= 1, at least one endpoint, and exactly one of duration_s / requests")
     if requests is not None and requests < 1:  # a run of no request would never end
         raise ValueError(f"requests must be >= 1, got {requests}")
-    cum = list(np.cumsum([e.weight for e in endpoints]))
+    cum = list(itertools.accumulate(e.weight for e in endpoints))
     monitor, run = PoolMonitor(engine), _Run(requests)
     outs: list[list] = [[] for _ in range(users)]
     inflight: list[tuple[int, float] | None] = [None] * users
