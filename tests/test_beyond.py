@@ -233,7 +233,9 @@ def test_a_spill_no_allowed_work_mem_removes_is_reported_not_fixed(app):
 
 def test_a_bloated_table_read_through_an_index_is_vacuumed_and_one_read_whole_gets_advice(app):
     _execute(app["url"], LEDGER)
-    _drive(app, [(BY_RANGE, [1000, 1000 + ROWS // 2]), (WHOLE, [1])])
+    # 20 calls: the first prunes the dead rows of the pages it reads, which no later call or measurement
+    # pays for; in 6 calls its cost made the workload's mean 6x the measured time on a loaded machine
+    _drive(app, [(BY_RANGE, [1000, 1000 + ROWS // 2]), (WHOLE, [1])], times=20)
     result = _loop(app["url"], apply=True)
     vacuums = [f for f in result.fixes if f.kind == VACUUM]
     by_range = [k for k, t in result.before.items() if t.plan and "Index" in t.plan]
