@@ -6,8 +6,9 @@ The layout is a project's, as ``make lab`` sees it: ``<project>/.kit`` records t
 ``<project>/notebooks`` holds copies of the notebooks (JupyterLab never writes to the repository's),
 ``<project>/runs`` the runs of ``kit run``. The kernels get no ``KIT_*`` variable: like make lab's,
 they find the servers and the database from their own folder (the servers' default database, a copy
-of the suite's tiny one). The notebooks run in name order, as an analyst goes through them: 03
-charts what 01 and 02 left in ``.kit/artifacts``, 04 the bundle of a ``kit run`` made first.
+of the suite's tiny one). The notebooks run in name order in one JupyterLab page, each opened and
+closed in turn, as an analyst goes through them: 03 charts what 01 and 02 left in ``.kit/artifacts``,
+04 the bundle of a ``kit run`` made first.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -54,12 +56,27 @@ LAB_SETTINGS = {
 }
 
 _PANEL = "window.jupyterapp.shell.currentWidget"
-_KERNEL_IDLE_JS = f"""() => {{
+_KERNEL_IDLE_JS = f"""(path) => {{
   const panel = window.jupyterapp && {_PANEL};
-  if (!panel || !panel.context || !panel.context.isReady || !panel.sessionContext) return false;
+  if (!panel || !panel.context || panel.context.path !== path || !panel.context.isReady || !panel.sessionContext)
+    return false;
   const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
   return !!kernel && kernel.status === 'idle';
 }}"""
+# One page of JupyterLab opens each notebook in turn (its app loads once: 5-6 CPU-seconds of chromium
+# and the server each time it does) and closes it after, unchanged (autosave is off): no dialog. The
+# plotly.js an earlier notebook's output loaded is taken off the page first: each notebook must bring
+# its own, as when an analyst opens it alone (else a chart needing a CDN would draw here).
+_APP_READY_JS = "() => !!window.jupyterapp && window.jupyterapp.restored.then(() => true)"
+_OPEN_JS = """(path) => {
+  for (const name of ['Plotly', '_Plotly']) { delete window[name]; window[name] = undefined; }
+  return window.jupyterapp.commands.execute('docmanager:open', {path, factory: 'Notebook'}).then(() => true);
+}"""
+_CLOSE_JS = f"""(path) => {{
+  const panel = {_PANEL};
+  if (panel && panel.context && panel.context.path === path) {{ panel.context.model.dirty = false; panel.close(); }}
+}}"""
+_NONE_OPEN_JS = "() => document.querySelectorAll('.jp-NotebookPanel').length === 0"
 # A notebook saved with outputs or counts would look finished (or failed) before it starts.
 _CLEAR_JS = f"""() => {{
   for (const cell of {_PANEL}.content.widgets) {{
@@ -151,9 +168,18 @@ class Lab:
     token: str
     root: Path
 
-    def tree_url(self, name: str) -> str:
-        # ?reset: a fresh workspace, so only this notebook is open
-        return f"{self.url}/lab/tree/{name}?reset&token={self.token}"
+    @property
+    def app_url(self) -> str:
+        # ?reset: a fresh workspace, no notebook open
+        return f"{self.url}/lab?reset&token={self.token}"
+
+
+@dataclass(frozen=True)
+class LabPage:
+    """JupyterLab loaded once in a chromium page without internet; ``blocked``: what it tried to reach."""
+
+    page: Any
+    blocked: list[str]
 
 
 def _sha(paths: list[Path]) -> dict[str, str]:
@@ -249,14 +275,26 @@ def lab(project, tmp_path_factory) -> Iterator[Lab]:
         shutil.rmtree(runtime, ignore_errors=True)
 
 
-def run_in_lab(chromium, lab: Lab, name: str, *, settle_s: float = 15.0) -> LabRun:
-    """Open ``name`` in JupyterLab, Run > Run All Cells, wait until done (and ``settle_s`` at most for
-    the charts to draw); what the page shows."""
-    started = time.monotonic()
+@pytest.fixture(scope="module")
+def lab_page(chromium, lab) -> Iterator[LabPage]:
     page, blocked = browser.offline_page(chromium, viewport=(1280, 900))
     try:
-        page.goto(lab.tree_url(name))
-        page.wait_for_function(_KERNEL_IDLE_JS, timeout=180_000, polling=250)
+        page.goto(lab.app_url)
+        page.wait_for_function(_APP_READY_JS, timeout=180_000, polling=250)
+        page.evaluate("() => window.jupyterapp.commands.execute('application:close-all').then(() => true)")  # the Launcher
+        yield LabPage(page=page, blocked=blocked)
+    finally:
+        page.context.close()
+
+
+def run_in_lab(lab_page: LabPage, name: str, *, settle_s: float = 15.0) -> LabRun:
+    """Open ``name`` in JupyterLab, Run > Run All Cells, wait until done (and ``settle_s`` at most for
+    the charts to draw); what the page shows. The notebook is closed after, its kernel shut down."""
+    started, page, already_blocked = time.monotonic(), lab_page.page, len(lab_page.blocked)
+    page.set_viewport_size({"width": 1280, "height": 900})  # the last screenshot made it as tall as a notebook
+    page.evaluate(_OPEN_JS, name)
+    try:
+        page.wait_for_function(_KERNEL_IDLE_JS, arg=name, timeout=180_000, polling=250)
         page.evaluate(_CLEAR_JS)
         page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
         page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
@@ -268,11 +306,12 @@ def run_in_lab(chromium, lab: Lab, name: str, *, settle_s: float = 15.0) -> LabR
             pytest.fail(f"{name}: Run All Cells did not finish within {RUN_ALL_TIMEOUT_S} s; cells still "
                         f"waiting: {waiting}; screenshot {shot}", pytrace=False)
         cells = tuple(LabCell(**c) for c in page.evaluate(_CELLS_JS, browser.PLOTLY_MIMETYPE))
-        charts = browser.check_charts(page, name=name, blocked=blocked, settle_s=settle_s)
+        charts = browser.check_charts(page, name=name, blocked=lab_page.blocked[already_blocked:], settle_s=settle_s)
         shot = _screenshot(page, SCREENSHOTS / f"{Path(name).stem}.png")
         page.evaluate(f"() => {_PANEL}.sessionContext.shutdown()")
     finally:
-        page.context.close()
+        page.evaluate(_CLOSE_JS, name)
+        page.wait_for_function(_NONE_OPEN_JS, timeout=30_000)
     return LabRun(name=name, cells=cells, charts=charts, screenshot=shot, seconds=time.monotonic() - started)
 
 
@@ -296,8 +335,8 @@ def repo_notebooks() -> Iterator[dict[str, str]]:
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_runs_clean_in_jupyterlab(name, chromium, lab, recorded_run, repo_notebooks):
-    run = run_in_lab(chromium, lab, name)
+def test_notebook_runs_clean_in_jupyterlab(name, lab, lab_page, recorded_run, repo_notebooks):
+    run = run_in_lab(lab_page, name)
     print(f"{name}: {run.seconds:.1f} s in JupyterLab, {len(run.charts.charts)} chart(s), {run.screenshot}")
     assert run.problems() == []
     assert [c.cell for c in run.charts.drawn] == run.figure_cells
@@ -305,7 +344,7 @@ def test_notebook_runs_clean_in_jupyterlab(name, chromium, lab, recorded_run, re
     assert _sha([lab.root / name]) == {name: repo_notebooks[name]}  # JupyterLab saved nothing
 
 
-def test_the_check_reports_failed_cells_and_undrawn_charts(chromium, lab):
+def test_the_check_reports_failed_cells_and_undrawn_charts(lab, lab_page):
     """A notebook that goes wrong three ways: plotly.js from a CDN the reader cannot reach, figures
     rendered as JSON, a cell that raises. The check names each, and the cell that never ran."""
     nb = nbformat.v4.new_notebook()
@@ -320,7 +359,7 @@ def test_the_check_reports_failed_cells_and_undrawn_charts(chromium, lab):
         "print('never')",
     ])]
     nbformat.write(nb, str(lab.root / "broken_on_purpose.ipynb"))
-    run = run_in_lab(chromium, lab, "broken_on_purpose.ipynb", settle_s=3.0)
+    run = run_in_lab(lab_page, "broken_on_purpose.ipynb", settle_s=3.0)
     *lines, blocked = run.problems()
     assert lines == [
         "broken_on_purpose.ipynb: cell 3 failed: ZeroDivisionError: division by zero",
