@@ -230,11 +230,12 @@ JOIN pg_stat_activity a ON a.pid = p.pid WHERE a.application_name = 'dbperf-kit-
 
 
 def _when_waiting(dsn: str, seen: list, then) -> threading.Thread:
-    """A thread that waits for the kit's build to wait for old snapshots with its index marked (10 s at
-    most), notes (pid, phase, comment), then calls ``then``."""
+    """A thread that waits for the kit's build to wait for old snapshots with its index marked (40 s at
+    most: the process that builds it starts slowly on a loaded machine, and a signal sent before its build
+    tests nothing), notes (pid, phase, comment), then calls ``then``."""
     def watch() -> None:
         with psycopg.connect(dsn, autocommit=True) as admin:
-            deadline, row = time.monotonic() + 10, None
+            deadline, row = time.monotonic() + 40, None
             while time.monotonic() < deadline:
                 row = admin.execute(KIT_BUILD).fetchone() or row
                 if row and "old snapshots" in row[1] and row[2] is not None:

@@ -31,14 +31,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import CodeType, FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from sqlalchemy import Connection, Engine, event
 
 from kit.sqltext import fingerprint as fp
 from kit.sqltext import redact as redaction
 from kit.sqltext.tag import is_kit
+
+if TYPE_CHECKING:  # pandas loads where a log is framed: this module is a pytest plugin in every pytest process
+    import pandas as pd
 
 DEFAULT_REDACT = r"pass(word)?|secret|token|api_?key|credential|email|ssn|iban|card"
 _REDACTED = "***"
@@ -144,6 +146,8 @@ class QueryLog:
             self._statements.clear()
 
     def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         cols = [f for f in Statement.__dataclass_fields__]
         return pd.DataFrame([{c: getattr(s, c) for c in cols} for s in self.statements], columns=cols)
 
