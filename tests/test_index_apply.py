@@ -225,8 +225,12 @@ def test_an_idle_holder_blocks_only_its_table(schema_engine):
         assert conn.execute(text("SELECT count(*) FROM pg_index WHERE NOT indisvalid")).scalar_one() == 0
 
 
+# the kit's build in this test's database (the server's other databases are other tests')
 KIT_BUILD = """SELECT p.pid, p.phase, obj_description(p.index_relid, 'pg_class') FROM pg_stat_progress_create_index p
-JOIN pg_stat_activity a ON a.pid = p.pid WHERE a.application_name = 'dbperf-kit-build'"""
+JOIN pg_stat_activity a ON a.pid = p.pid WHERE a.application_name = 'dbperf-kit-build' AND p.datname = current_database()"""
+
+
+WATCHED: list[str] = []  # what the watchers did, for a failure's message
 
 
 def _when_waiting(dsn: str, seen: list, then) -> threading.Thread:
@@ -234,8 +238,9 @@ def _when_waiting(dsn: str, seen: list, then) -> threading.Thread:
     most: the process that builds it starts slowly on a loaded machine, and a signal sent before its build
     tests nothing), notes (pid, phase, comment), then calls ``then``."""
     def watch() -> None:
+        started = time.monotonic()
         with psycopg.connect(dsn, autocommit=True) as admin:
-            deadline, row = time.monotonic() + 40, None
+            deadline, row = started + 40, None
             while time.monotonic() < deadline:
                 row = admin.execute(KIT_BUILD).fetchone() or row
                 if row and "old snapshots" in row[1] and row[2] is not None:
@@ -243,6 +248,7 @@ def _when_waiting(dsn: str, seen: list, then) -> threading.Thread:
                 time.sleep(0.02)
             seen.append(row)
             then()
+            WATCHED.append(f"signal sent {time.monotonic() - started:.1f} s after the watch began, on {row}")
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
@@ -279,13 +285,32 @@ def _apply_in_a_process(url: str) -> subprocess.Popen:
     """apply_indexes of idx_users_email_lower in a process of its own, with a lock_timeout too long
     for the build to give up by itself (a signal sent to the test's own process could land outside
     the code under test, and end the test session instead)."""
-    code = ("from kit.db.engine import make_engine\nfrom kit.indexes.apply import apply_indexes\n"
+    # Ctrl-C's handler set, as in a process started from a terminal: a suite started from a background
+    # job (a non-interactive shell's `cmd &`) has SIGINT ignored, its processes inherit that and Python
+    # keeps it; in 3 such `make test` runs the build never saw the Ctrl-C (its threads, dumped: waiting)
+    code = ("import faulthandler, signal\nfaulthandler.register(signal.SIGUSR1, all_threads=True)\n"
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            "from kit.db.engine import make_engine\nfrom kit.indexes.apply import apply_indexes\n"
             "from kit.indexes.spec import parse_index_sql\n"
             "spec = parse_index_sql('CREATE INDEX idx_users_email_lower ON users (lower(email))')\n"
             f"apply_indexes(make_engine({url!r}), spec, apply=True, lock_timeout_ms=30_000, sample_s=0, progress=None,"
             " out=None)\n"
             "print('not reached')\n")
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _ended(proc: subprocess.Popen, timeout_s: float = 60) -> tuple[str, str]:
+    """The process's (stdout, stderr) once it ends; one that does not end in ``timeout_s`` fails the
+    test with every thread's stack (faulthandler, on SIGUSR1)."""
+    try:
+        return proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(1)
+        proc.kill()
+        _out, err = proc.communicate()
+        pytest.fail(f"the apply process did not end within {timeout_s:.0f} s ({WATCHED[-1:] or 'no signal sent'}); "
+                    f"its threads:\n{err[-6000:]}")
 
 
 def test_ctrl_c_during_a_build_cancels_its_backend_and_drops_what_it_left(schema_engine):
@@ -295,7 +320,7 @@ def test_ctrl_c_during_a_build_cancels_its_backend_and_drops_what_it_left(schema
     seen: list = []
     watcher = _when_waiting(dsn, seen, lambda: proc.send_signal(signal.SIGINT))  # as a terminal's Ctrl-C
     try:
-        out, err = proc.communicate(timeout=60)
+        out, err = _ended(proc)
     finally:
         watcher.join(10)
         proc.kill()
@@ -313,7 +338,7 @@ def test_sigterm_during_a_build_cancels_it_and_drops_what_it_left_before_the_pro
     seen: list = []
     watcher = _when_waiting(dsn, seen, lambda: proc.send_signal(signal.SIGTERM))
     try:
-        out, err = proc.communicate(timeout=60)
+        out, err = _ended(proc)
     finally:
         watcher.join(10)
         proc.kill()
