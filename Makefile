@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install system-deps demo lint test test-fast test-unit test-notebooks lab bench clean
+.PHONY: install system-deps demo lint ruff test test-fast test-unit test-notebooks lab bench clean
 
 # This machine sets PYTHONDONTWRITEBYTECODE=1: the editable kit/ would then be compiled again at every
 # import in every process (workers, kernels, `kit` subprocesses) and pytest would rewrite every test
@@ -40,16 +40,16 @@ WORKERS ?= 4
 NBVAL   := -p nbval --nbval-lax --nbval-current-env
 
 # ruff (lint and format) and mypy over the whole of kit/, configured in pyproject.toml
-lint: install
+lint: ruff
+	$(BIN)/mypy
+
+ruff: install
 	$(BIN)/ruff check -q kit
 	$(BIN)/ruff format --check -q kit
-	$(BIN)/mypy
 
 # `make lint` too: ruff first (a fraction of a second), mypy (20 s of one core from a clean clone) beside
 # the tests, its report printed after theirs; either failing fails `make test`.
-test: install
-	$(BIN)/ruff check -q kit
-	$(BIN)/ruff format --check -q kit
+test: ruff
 	@mkdir -p .kit && $(BIN)/mypy > .kit/mypy.log 2>&1 & typing=$$!; \
 	$(BIN)/pytest $(NBVAL) -n $(WORKERS) -q tests notebooks; tests=$$?; \
 	wait $$typing; typed=$$?; echo "mypy:"; cat .kit/mypy.log; \

@@ -230,17 +230,13 @@ KIT_BUILD = """SELECT p.pid, p.phase, obj_description(p.index_relid, 'pg_class')
 JOIN pg_stat_activity a ON a.pid = p.pid WHERE a.application_name = 'dbperf-kit-build' AND p.datname = current_database()"""
 
 
-WATCHED: list[str] = []  # what the watchers did, for a failure's message
-
-
 def _when_waiting(dsn: str, seen: list, then) -> threading.Thread:
     """A thread that waits for the kit's build to wait for old snapshots with its index marked (40 s at
     most: the process that builds it starts slowly on a loaded machine, and a signal sent before its build
     tests nothing), notes (pid, phase, comment), then calls ``then``."""
     def watch() -> None:
-        started = time.monotonic()
         with psycopg.connect(dsn, autocommit=True) as admin:
-            deadline, row = started + 40, None
+            deadline, row = time.monotonic() + 40, None
             while time.monotonic() < deadline:
                 row = admin.execute(KIT_BUILD).fetchone() or row
                 if row and "old snapshots" in row[1] and row[2] is not None:
@@ -248,7 +244,6 @@ def _when_waiting(dsn: str, seen: list, then) -> threading.Thread:
                 time.sleep(0.02)
             seen.append(row)
             then()
-            WATCHED.append(f"signal sent {time.monotonic() - started:.1f} s after the watch began, on {row}")
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
@@ -299,9 +294,10 @@ def _apply_in_a_process(url: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _ended(proc: subprocess.Popen, timeout_s: float = 60) -> tuple[str, str]:
+def _ended(proc: subprocess.Popen, seen: list, timeout_s: float = 60) -> tuple[str, str]:
     """The process's (stdout, stderr) once it ends; one that does not end in ``timeout_s`` fails the
-    test with every thread's stack (faulthandler, on SIGUSR1)."""
+    test with the build the watcher signalled it on (``seen``) and every thread's stack (faulthandler,
+    on SIGUSR1)."""
     try:
         return proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -309,7 +305,7 @@ def _ended(proc: subprocess.Popen, timeout_s: float = 60) -> tuple[str, str]:
         time.sleep(1)
         proc.kill()
         _out, err = proc.communicate()
-        pytest.fail(f"the apply process did not end within {timeout_s:.0f} s ({WATCHED[-1:] or 'no signal sent'}); "
+        pytest.fail(f"the apply process did not end within {timeout_s:.0f} s (signalled on {seen or 'nothing yet'}); "
                     f"its threads:\n{err[-6000:]}")
 
 
@@ -320,7 +316,7 @@ def test_ctrl_c_during_a_build_cancels_its_backend_and_drops_what_it_left(schema
     seen: list = []
     watcher = _when_waiting(dsn, seen, lambda: proc.send_signal(signal.SIGINT))  # as a terminal's Ctrl-C
     try:
-        out, err = _ended(proc)
+        out, err = _ended(proc, seen)
     finally:
         watcher.join(10)
         proc.kill()
@@ -338,7 +334,7 @@ def test_sigterm_during_a_build_cancels_it_and_drops_what_it_left_before_the_pro
     seen: list = []
     watcher = _when_waiting(dsn, seen, lambda: proc.send_signal(signal.SIGTERM))
     try:
-        out, err = _ended(proc)
+        out, err = _ended(proc, seen)
     finally:
         watcher.join(10)
         proc.kill()

@@ -69,7 +69,7 @@ _KERNEL_IDLE_JS = f"""(path) => {{
 # its own, as when an analyst opens it alone (else a chart needing a CDN would draw here).
 _APP_READY_JS = "() => !!window.jupyterapp && window.jupyterapp.restored.then(() => true)"
 _OPEN_JS = """(path) => {
-  for (const name of ['Plotly', '_Plotly']) { delete window[name]; window[name] = undefined; }
+  window.Plotly = window._Plotly = undefined;
   return window.jupyterapp.commands.execute('docmanager:open', {path, factory: 'Notebook'}).then(() => true);
 }"""
 _CLOSE_JS = f"""(path) => {{
