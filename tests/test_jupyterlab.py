@@ -3,7 +3,8 @@ notebook with Run > Run All Cells; no cell fails, every figure is a drawn chart,
 is there; a full-page screenshot per notebook lands in ``.kit/artifacts/jupyterlab/``.
 
 The layout is a project's, as ``make lab`` sees it: ``<project>/.kit`` records the suite's servers,
-``<project>/notebooks`` holds copies of the notebooks (JupyterLab never writes to the repository's),
+``<project>/notebooks`` holds copies of the notebooks (JupyterLab never writes to the repository's)
+with the shortest load runs in their parameters cells (``LAB_PARAMETERS``),
 ``<project>/runs`` the runs of ``kit run``. The kernels get no ``KIT_*`` variable: like make lab's,
 they find the servers and the database from their own folder (the servers' default database, a copy
 of the suite's tiny one). The notebooks run in name order in one JupyterLab page, each opened and
@@ -43,6 +44,9 @@ NOTEBOOKS = sorted(p.name for p in runner.NOTEBOOKS_DIR.glob("*.ipynb"))
 RUN_ALL_TIMEOUT_S = 600
 # The screenshot's height is the notebook's, up to what chromium captures in one piece.
 MAX_SHOT_HEIGHT = 16000
+# What the notebooks measure here is not under test (nbval runs them with their defaults): the
+# shortest load runs and the fewest repeats the notebooks' own checks hold with, as `kit run` tests use.
+LAB_PARAMETERS = {"load_users": "2", "load_seconds": "0.5", "repeats": "2", "wait_sample_s": "0.5"}
 _KIT_VARIABLES = ("KIT_HOME", "KIT_RUN_DIR", "KIT_DATABASE_URL", "DATABASE_URL", "KIT_REDIS_URL", "REDIS_URL")
 
 # JupyterLab's user settings for the test: every cell in the DOM (the default windowing leaves
@@ -218,14 +222,30 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=10)
 
 
+def _set_parameters(notebook: Path, values: dict[str, str]) -> set[str]:
+    """Change the values of the parameters cell's assignments in ``values``, as an analyst does in
+    JupyterLab before Run All (the comments stay); the names the notebook has and were set."""
+    nb = nbformat.read(notebook, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    found = set()
+    for name, value in values.items():
+        cell.source, n = re.subn(rf"^{name} = [^#\n]*?(\s*#|$)", rf"{name} = {value}\1", cell.source, flags=re.M)
+        found |= {name} if n else set()
+    nbformat.write(nb, notebook)
+    return found
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, kit_home, pg_server, tiny_template) -> Iterator[Path]:
     """A project folder whose .kit records the suite's servers, their default database a copy of the
-    tiny one, and copies of the notebooks; the servers' default database is emptied afterwards."""
+    tiny one, and copies of the notebooks with ``LAB_PARAMETERS``; the servers' default database is
+    emptied afterwards."""
     folder = tmp_path_factory.mktemp("lab-project")
     (folder / ".kit").mkdir()
     shutil.copy(kit_home / local.STATE_FILE, folder / ".kit" / local.STATE_FILE)
     shutil.copytree(runner.NOTEBOOKS_DIR, folder / "notebooks", ignore=shutil.ignore_patterns("*.py", ".*"))
+    changed = set().union(*(_set_parameters(nb, LAB_PARAMETERS) for nb in (folder / "notebooks").glob("*.ipynb")))
+    assert changed == set(LAB_PARAMETERS), f"no notebook declares {set(LAB_PARAMETERS) - changed}"
     local.create_database(pg_server, local.DATABASE, replace=True, template=tiny_template)
     yield folder
     local.create_database(pg_server, local.DATABASE, replace=True)
@@ -239,7 +259,7 @@ def recorded_run(project) -> Path:
             mp.delenv(name, raising=False)
         mp.setenv("KIT_HOME", str(project / ".kit"))
         result = runner.run(notebooks=runner.NOTEBOOKS[:1], runs_dir=project / "runs", progress=False,
-                            parameters={"load_users": 2, "load_seconds": 0.5})
+                            parameters=LAB_PARAMETERS)
     assert [nb.status for nb in result.notebooks] == ["ok"]
     return result.folder
 
@@ -336,12 +356,13 @@ def repo_notebooks() -> Iterator[dict[str, str]]:
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_runs_clean_in_jupyterlab(name, lab, lab_page, recorded_run, repo_notebooks):
+    copied = _sha([lab.root / name])
     run = run_in_lab(lab_page, name)
     print(f"{name}: {run.seconds:.1f} s in JupyterLab, {len(run.charts.charts)} chart(s), {run.screenshot}")
     assert run.problems() == []
     assert [c.cell for c in run.charts.drawn] == run.figure_cells
     assert run.screenshot.stat().st_size > 10_000
-    assert _sha([lab.root / name]) == {name: repo_notebooks[name]}  # JupyterLab saved nothing
+    assert _sha([lab.root / name]) == copied  # JupyterLab saved nothing
 
 
 def test_the_check_reports_failed_cells_and_undrawn_charts(lab, lab_page):

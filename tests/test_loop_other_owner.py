@@ -131,7 +131,7 @@ def test_apply_right_after_a_dry_run_and_the_reviewed_plan(owned_shop, tmp_path,
     applied = runner.run(runs_dir=runs, notebooks=fixes, progress=False, parameters={"apply": "true", "repeats": "3"})
     done = json.loads((applied.folder / "fixes.json").read_text())
     assert sorted(f["sql"] for f in done) == sorted(f["sql"] for f in planned)
-    assert [f["verdict"] for f in done].count(KEPT) == 4
+    assert [f["verdict"] for f in done] == [KEPT] * 4, [(f["kind"], f["sql"], f["reason"]) for f in done]
     again = runner.run(runs_dir=runs, notebooks=fixes, progress=False,
                        parameters={"apply": "true", "plan": dry.folder.name})
     loop = json.loads((again.folder / "loop.json").read_text())
