@@ -44,7 +44,7 @@ def owned_shop(fresh_db_url):
         conn.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(sql.Identifier(auditor)))
     anydb.build(fresh_db_url, rows=ROWS, owner=owner)
     as_owner = make_url(fresh_db_url).set(username=owner).render_as_string(hide_password=False)
-    anydb.drive(as_owner, rows=ROWS, scans=30, lookups=30)
+    anydb.drive(as_owner, rows=ROWS, scans=60, lookups=30)  # conftest.shop_url's workload: why 60 scans
     yield {"owner": as_owner, "auditor": make_url(fresh_db_url).set(username=auditor).render_as_string(
         hide_password=False), "admin": fresh_db_url}
     with psycopg.connect(libpq_url(fresh_db_url), autocommit=True) as conn:
@@ -127,7 +127,9 @@ def test_apply_right_after_a_dry_run_and_the_reviewed_plan(owned_shop, tmp_path,
     fixes = ("02_apply_fixes.ipynb",)  # the plan, its apply and fixes.sql are 02's (the whole run: the test above)
     dry = runner.run(runs_dir=runs, notebooks=fixes, progress=False, parameters={"repeats": "2"})
     planned = json.loads((dry.folder / "fixes.json").read_text())
-    assert len(planned) == 4 and "-- Dry run: nothing below was applied" in (dry.folder / "fixes.sql").read_text()
+    loop = json.loads((dry.folder / "loop.json").read_text())
+    assert len(planned) == 4, ([f["sql"] for f in planned], loop["notes"])
+    assert "-- Dry run: nothing below was applied" in (dry.folder / "fixes.sql").read_text()
     applied = runner.run(runs_dir=runs, notebooks=fixes, progress=False, parameters={"apply": "true", "repeats": "3"})
     done = json.loads((applied.folder / "fixes.json").read_text())
     assert sorted(f["sql"] for f in done) == sorted(f["sql"] for f in planned)

@@ -28,7 +28,7 @@ def test_top_statements_of_every_kind_and_the_window_since_a_previous_run(shop_e
     assert frame["calls"].ge(10).all() and not frame["query"].str.contains("/* kit */", regex=False).any()
     assert frame["total_ms"].is_monotonic_decreasing
     items = next(s for s in work.statements if s.text == ITEMS)
-    assert (items.calls, items.rows_per_call) == (30, 4.0)  # 4 items per order, one per scan
+    assert (items.calls, items.rows_per_call) == (60, 4.0)  # 4 items per order, one per scan (conftest.shop_url)
     assert abs(sum(s.share_pct for s in work.statements) - 100 * sum(s.total_ms for s in work.statements)
                / work.total_ms) < 1e-6
     # the next run sees only what ran since: 3 more lookups
